@@ -1,0 +1,7 @@
+#![cfg(test)]
+//! Workspace integration tests: the real binaries, run as a user would.
+
+mod classify;
+mod fixtures;
+mod inventory;
+mod support;
