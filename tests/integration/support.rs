@@ -1,0 +1,94 @@
+//! Shared helpers: locating the workspace's binaries and building the fake NVML library.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root (the folder holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `tests/fixtures/<area>`.
+pub fn fixtures_dir(area: &str) -> PathBuf {
+    workspace_root().join("tests").join("fixtures").join(area)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { workspace_root().join(p) })
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds the binaries and the fake NVML library once per test run (the integration tests
+/// live in their own package, so Cargo's `CARGO_BIN_EXE_*` does not reach the binaries) and
+/// returns the folder they are in.
+fn built() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "tppguard-fake-nvml",
+                "-p",
+                "tppguard-agent",
+                "-p",
+                "tppguard-verifier",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the workspace's binaries failed");
+        target_dir().join("debug")
+    })
+}
+
+/// The fake NVML library (`tests/fake-nvml`), built for this test run.
+pub fn fake_nvml_lib() -> PathBuf {
+    let lib = built().join("libtppguard_fake_nvml.so");
+    assert!(lib.is_file(), "{} was not built", lib.display());
+    lib
+}
+
+/// A simulated driver install: a temporary folder holding a copy of the fake library as
+/// `libnvidia-ml.so` and the given fixture as `fixture.json` beside it.
+pub struct FakeDriver {
+    pub dir: tempfile::TempDir,
+}
+
+impl FakeDriver {
+    pub fn with_fixture_json(json: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::copy(fake_nvml_lib(), dir.path().join("libnvidia-ml.so")).expect("copy fake");
+        std::fs::write(dir.path().join("fixture.json"), json).expect("write fixture");
+        Self { dir }
+    }
+
+    pub fn with_fixture_file(name: &str) -> Self {
+        let path = fixtures_dir("nvml").join(format!("{name}.json"));
+        let json = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        Self::with_fixture_json(&json)
+    }
+
+    pub fn lib_path(&self) -> PathBuf {
+        self.dir.path().join("libnvidia-ml.so")
+    }
+}
+
+/// A `Command` for one of the workspace's binaries, built by Cargo for this test run.
+pub fn bin(name: &str) -> Command {
+    let path = built().join(name);
+    assert!(path.is_file(), "{} was not built", path.display());
+    let mut cmd = Command::new(path);
+    cmd.env_remove("TPPGUARD_FAKE_NVML_FIXTURE")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
+    cmd
+}
