@@ -1,1 +1,146 @@
-#![forbid(unsafe_code)]
+//! The tppguard node agent.
+//!
+//! Reads this node's GPUs through NVML ([`inventory`]) and its host through the OS ([`host`]),
+//! classifies each GPU with `tppguard-proto` ([`report`]), and prints the result. The binary
+//! (`main.rs`) only parses the command line and calls [`run`].
+//!
+//! `unsafe` is denied crate-wide; the one exception is [`nvml::raw`], the two NVML calls that
+//! nvml-wrapper does not wrap.
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod host;
+pub mod inventory;
+pub mod nvml;
+pub mod report;
+pub mod simulate;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command, InventoryArgs, OutputArgs};
+use crate::nvml::{LibrarySource, OpenError, Session};
+use crate::report::Report;
+use crate::simulate::SimulatedDriver;
+
+/// Exit code: inventory taken.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: inventory taken, but a GPU is lost or unreadable.
+pub const EXIT_DEGRADED: u8 = 1;
+/// Exit code: the command could not run.
+pub const EXIT_ERROR: u8 = 2;
+/// Exit code: no NVIDIA driver installed.
+pub const EXIT_NO_DRIVER: u8 = 3;
+/// Exit code: the driver is installed but NVML could not start.
+pub const EXIT_DRIVER_UNUSABLE: u8 = 4;
+
+/// Sets up `tracing` on stderr: the `--log` filter, else `RUST_LOG`, else warnings only.
+pub fn init_logging(filter: Option<&str>) {
+    let filter = filter
+        .map(tracing_subscriber::EnvFilter::new)
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}
+
+/// The exit code for an error that ended the command.
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<OpenError>() {
+        Some(OpenError::NoDriver { .. }) => EXIT_NO_DRIVER,
+        Some(_) => EXIT_DRIVER_UNUSABLE,
+        None if err.is::<inventory::CountError>() => EXIT_DRIVER_UNUSABLE,
+        None => EXIT_ERROR,
+    }
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Inventory(args) => inventory_command(&args),
+        Command::Demo(output) => demo_command(&output),
+    }
+}
+
+fn inventory_command(args: &InventoryArgs) -> anyhow::Result<ExitCode> {
+    let source = match (&args.simulate, &args.nvml_lib) {
+        (Some(name), _) if name == "list" => return list_fixtures(&args.output),
+        (Some(name), _) => LibrarySource::Simulated(
+            SimulatedDriver::install(name).with_context(|| format!("--simulate {name}"))?,
+        ),
+        (None, Some(path)) => LibrarySource::Path(path.clone()),
+        (None, None) => LibrarySource::Driver,
+    };
+    inventory(Session::open(source)?, &args.output)
+}
+
+fn demo_command(output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let session = match Session::open(LibrarySource::Driver) {
+        Ok(session) => session,
+        Err(OpenError::NoDriver { .. }) => {
+            let driver = SimulatedDriver::install(simulate::DEFAULT_FIXTURE)?;
+            eprintln!(
+                "tppguard-agent: no NVIDIA driver on this machine: showing the bundled SIMULATED \
+                 node ({}) instead, through the same NVML code path.",
+                driver.description
+            );
+            Session::open(LibrarySource::Simulated(driver))?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    inventory(session, output)
+}
+
+fn inventory(session: Session, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let gpus = inventory::collect(&session.nvml)?;
+    let host = host::Host::read();
+    let report = Report::new(&session, host, gpus).context("classifying the GPUs")?;
+    let mut out = std::io::stdout().lock();
+    let written = if output.json {
+        serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        report.render(&mut out)
+    };
+    if let Err(e) = written {
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e).context("writing the inventory");
+        }
+    }
+    Ok(ExitCode::from(if report.complete() {
+        EXIT_OK
+    } else {
+        EXIT_DEGRADED
+    }))
+}
+
+fn list_fixtures(output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let fixtures = simulate::bundled();
+    let mut out = std::io::stdout().lock();
+    if output.json {
+        let list: Vec<_> = fixtures
+            .iter()
+            .map(|f| serde_json::json!({ "name": f.name, "description": f.description }))
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+    } else {
+        let width = fixtures.iter().map(|f| f.name.len()).max().unwrap_or(0);
+        for f in &fixtures {
+            let default = if f.name == simulate::DEFAULT_FIXTURE {
+                " (default)"
+            } else {
+                ""
+            };
+            writeln!(out, "{:width$}  {}{default}", f.name, f.description)?;
+        }
+    }
+    Ok(ExitCode::from(EXIT_OK))
+}

@@ -1,1 +1,11 @@
+//! tppguard's pure shared types: exact TPP and performance-density math ([`units`], [`tpp`]),
+//! the accelerator spec table ([`spec`]), rule sets ([`ruleset`]) and classification
+//! ([`classify`]). No I/O, no clock, no logging: callers read files and log.
+
 #![forbid(unsafe_code)]
+
+pub mod classify;
+pub mod ruleset;
+pub mod spec;
+pub mod tpp;
+pub mod units;

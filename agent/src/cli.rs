@@ -1,0 +1,126 @@
+//! The command line of `tppguard-agent`. Doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// tppguard node agent: inventories this node's GPUs through NVML, classifies each one under
+/// the export rules (TPP, performance density, ECCN 3A090, GAIN AI Act coverage) and, in later
+/// commands, signs what it found for a verifier.
+///
+/// With no NVIDIA driver installed, `--simulate` runs the same NVML code path against a bundled
+/// simulated driver (a DGX H100 node by default), and says so in everything it prints.
+#[derive(Debug, Parser)]
+#[command(name = "tppguard-agent", version, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    /// Log filter for diagnostics on stderr (overrides RUST_LOG), e.g. "debug" or
+    /// "tppguard_agent=trace".
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The exit codes, shown at the end of `--help`.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  inventory taken
+  1  inventory taken, but a GPU is lost or could not be read
+  2  the command could not run (bad arguments, unreadable fixture, I/O error)
+  3  no NVIDIA driver is installed (use --simulate to try tppguard without one)
+  4  the NVIDIA driver is installed but NVML could not start (module not loaded, no
+     permission, driver version mismatch)";
+
+/// The agent's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inventory and classify this node's GPUs.
+    ///
+    /// Reads every GPU through NVML (identity, PCI ids, memory, clocks, power limit, VBIOS,
+    /// MIG, confidential computing) and the host through the OS, matches each GPU to the
+    /// accelerator spec table, and classifies it under the shipped rule sets. A fact NVML
+    /// cannot give is shown as absent with its reason, never guessed.
+    #[command(after_long_help = EXIT_CODES)]
+    Inventory(InventoryArgs),
+
+    /// The quick start: inventory this node with its real driver, or, when no NVIDIA driver
+    /// is installed, the bundled simulated DGX H100 node (8x H100 SXM5 80GB), saying so.
+    #[command(after_long_help = EXIT_CODES)]
+    Demo(OutputArgs),
+}
+
+/// Output format.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print the inventory as JSON (schema "tppguard-inventory/v1", see docs/inventory.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `inventory`.
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Use the bundled simulated driver instead of a real one. FIXTURE is a bundled fixture
+    /// name (default: dgx-h100), a path to a fixture .json file, or "list" to list the
+    /// bundled fixtures.
+    #[arg(
+        long,
+        value_name = "FIXTURE",
+        num_args = 0..=1,
+        default_missing_value = crate::simulate::DEFAULT_FIXTURE,
+        conflicts_with = "nvml_lib"
+    )]
+    pub simulate: Option<String>,
+
+    /// Load NVML from this library file instead of the installed driver's
+    /// (libnvidia-ml.so.1, then libnvidia-ml.so).
+    #[arg(long, value_name = "PATH")]
+    pub nvml_lib: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn simulate_without_a_name_uses_the_default_fixture() {
+        let cli = Cli::try_parse_from(["tppguard-agent", "inventory", "--simulate"]).unwrap();
+        let Command::Inventory(args) = cli.command else {
+            panic!("not inventory")
+        };
+        assert_eq!(args.simulate.as_deref(), Some("dgx-h100"));
+    }
+
+    #[test]
+    fn simulate_and_nvml_lib_conflict() {
+        let err = Cli::try_parse_from([
+            "tppguard-agent",
+            "inventory",
+            "--simulate",
+            "dgx-h100",
+            "--nvml-lib",
+            "/x.so",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn json_flag_parses_on_demo() {
+        let cli = Cli::try_parse_from(["tppguard-agent", "demo", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Demo(OutputArgs { json: true })
+        ));
+    }
+}

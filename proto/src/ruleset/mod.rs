@@ -1,0 +1,597 @@
+//! Rule sets: versioned classification thresholds with their source and legal status, read
+//! from TOML ([`RuleSet::from_toml_str`]); the shipped files in `rules/` are embedded
+//! ([`shipped_rule_sets`]). No threshold lives in code: this module only knows the shape.
+//!
+//! The format is documented in `rules/README.md`. Classification over a rule set is in
+//! [`crate::classify`].
+
+#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::units::{Bandwidth, PerformanceDensity, Tpp};
+
+/// Largest rule-set file accepted, checked before parsing.
+pub const MAX_RULE_SET_BYTES: usize = 64 * 1024;
+
+/// The outcome name classification uses when a figure it needs is unknown; no rule set may
+/// use it.
+pub const INDETERMINATE: &str = "indeterminate";
+
+/// The shipped rule-set files, embedded at compile time: (file name, contents).
+const SHIPPED: [(&str, &str); 3] = [
+    (
+        "us-eccn-3a090.toml",
+        include_str!("../../../rules/us-eccn-3a090.toml"),
+    ),
+    (
+        "us-gain-ai-act-s3150.toml",
+        include_str!("../../../rules/us-gain-ai-act-s3150.toml"),
+    ),
+    (
+        "us-china-review-2026-01.toml",
+        include_str!("../../../rules/us-china-review-2026-01.toml"),
+    ),
+];
+
+/// Legal status of a rule set, shown beside every outcome so no report presents a bill as law.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleSetStatus {
+    /// A regulation in force.
+    InForce,
+    /// A bill: proposed law, not in force.
+    Bill,
+    /// An announced licensing or review policy.
+    Policy,
+    /// No longer in force (rescinded or unenforced); for comparison only.
+    Historical,
+}
+
+impl RuleSetStatus {
+    /// The stable snake_case code, as in the TOML files.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::InForce => "in_force",
+            Self::Bill => "bill",
+            Self::Policy => "policy",
+            Self::Historical => "historical",
+        }
+    }
+
+    /// Human label: `bill (not law)`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::InForce => "in force",
+            Self::Bill => "bill (not law)",
+            Self::Policy => "policy",
+            Self::Historical => "historical (not in force)",
+        }
+    }
+}
+
+impl fmt::Display for RuleSetStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.code())
+    }
+}
+
+/// A range over one figure: `min` inclusive, `max` exclusive; either may be absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(bound(deserialize = "T: FromStr, T::Err: fmt::Display"))]
+pub struct Range<T> {
+    /// Lower bound, inclusive.
+    #[serde(default, deserialize_with = "exact_opt")]
+    pub min: Option<T>,
+    /// Upper bound, exclusive.
+    #[serde(default, deserialize_with = "exact_opt")]
+    pub max: Option<T>,
+}
+
+impl<T: PartialOrd> Range<T> {
+    /// Whether `value` lies in `[min, max)`.
+    pub fn contains(&self, value: &T) -> bool {
+        self.min.as_ref().is_none_or(|min| value >= min)
+            && self.max.as_ref().is_none_or(|max| value < max)
+    }
+}
+
+/// AND-ed conditions of a clause; an absent key places no condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conditions {
+    /// Total Processing Performance.
+    pub tpp: Option<Range<Tpp>>,
+    /// TPP per mm² of applicable die area.
+    pub performance_density: Option<Range<PerformanceDensity>>,
+    /// DRAM bandwidth, GB/s.
+    pub dram_bandwidth: Option<Range<Bandwidth>>,
+    /// Interconnect bandwidth, GB/s.
+    pub interconnect_bandwidth: Option<Range<Bandwidth>>,
+    /// DRAM plus interconnect bandwidth, GB/s.
+    pub dram_plus_interconnect_bandwidth: Option<Range<Bandwidth>>,
+    /// Whether the device is designed or marketed for datacenters.
+    pub datacenter: Option<bool>,
+}
+
+impl Conditions {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One clause: AND-ed conditions, with the citation id and text of the rule it encodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clause {
+    /// Citation of the clause: `3A090.a.2`.
+    pub id: String,
+    /// The rule's words, shortened.
+    pub text: String,
+    /// The conditions, all of which must hold.
+    pub when: Conditions,
+}
+
+/// A carve-out checked before the classes: when it holds, the outcome is `outcome`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exclusion {
+    /// Citation of the carve-out.
+    pub id: String,
+    /// The rule's words, shortened.
+    pub text: String,
+    /// The outcome when it holds.
+    pub outcome: String,
+    /// The conditions, all of which must hold.
+    pub when: Conditions,
+}
+
+/// An outcome reached when any of its clauses holds (clauses are OR-ed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Class {
+    /// The outcome: `3A090.a`.
+    pub outcome: String,
+    /// The clauses, in order.
+    pub clauses: Vec<Clause>,
+}
+
+/// How a node (a computer holding devices) is classified from its devices' outcomes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRules {
+    /// Every device outcome of the rule set, most severe first: the node takes the first that
+    /// any of its devices has.
+    pub rank: Vec<String>,
+    /// Node outcome for a device outcome (`3A090.a` -> `4A090.a`); unlisted outcomes carry over.
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+}
+
+/// A validated rule set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSet {
+    /// Stable id: lower-case letters, digits and `-`.
+    pub id: String,
+    /// Version of this file's content.
+    pub version: String,
+    /// Human title.
+    pub title: String,
+    /// Legal status.
+    pub status: RuleSetStatus,
+    /// Citation of the legal text.
+    pub source: String,
+    /// Date the rule took effect; absent when there is none (a bill) or it is not recorded.
+    #[serde(default, serialize_with = "display_opt")]
+    pub effective: Option<toml::value::Datetime>,
+    /// The ECCN this rule set classifies against, when it is an export-control entry; its
+    /// outcome is then reported as `eccn`.
+    #[serde(default)]
+    pub eccn: Option<String>,
+    /// Free-form notes (scope, caveats).
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// Outcome when no exclusion or class applies.
+    pub default_outcome: String,
+    /// Carve-outs, checked in order before the classes.
+    #[serde(default)]
+    pub exclusions: Vec<Exclusion>,
+    /// Classes, checked in order; the first that holds decides.
+    pub classes: Vec<Class>,
+    /// Node classification.
+    pub node: NodeRules,
+}
+
+/// Why a rule-set file was rejected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleSetError {
+    /// The file is larger than [`MAX_RULE_SET_BYTES`].
+    #[error("rule set is {len} bytes, more than the {max}-byte limit")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not valid TOML, or a key is unknown, missing or of the wrong type (the message names
+    /// the key, line and column).
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    /// The id has characters other than lower-case letters, digits and `-`.
+    #[error("`id` {id:?} must be non-empty lower-case letters, digits and `-`")]
+    BadId {
+        /// The id.
+        id: String,
+    },
+    /// `effective` is not a plain date.
+    #[error("`effective` {value} must be a date such as 2023-11-17, without a time")]
+    BadEffectiveDate {
+        /// The value.
+        value: String,
+    },
+    /// An outcome name is empty or reserved.
+    #[error("outcome {outcome:?} at `{key}` is empty or reserved; pick another name")]
+    BadOutcome {
+        /// Where.
+        key: String,
+        /// The name.
+        outcome: String,
+    },
+    /// Two classes share an outcome.
+    #[error("two classes have outcome {outcome:?}; merge their clauses into one class")]
+    DuplicateClass {
+        /// The outcome.
+        outcome: String,
+    },
+    /// A class has no clauses.
+    #[error("class {outcome:?} has no clauses; add at least one `[[classes.clauses]]`")]
+    EmptyClass {
+        /// The class.
+        outcome: String,
+    },
+    /// A clause or exclusion has no conditions (it would always hold).
+    #[error("clause {id:?} has an empty `when`; give it at least one condition")]
+    EmptyConditions {
+        /// The clause id.
+        id: String,
+    },
+    /// A clause id is empty or used twice.
+    #[error("clause id {id:?} is empty or used twice; clause ids must be unique")]
+    DuplicateClauseId {
+        /// The id.
+        id: String,
+    },
+    /// A range's `min` is not below its `max`.
+    #[error(
+        "clause {id:?}: `{key}` has min {min} not below max {max}; min is inclusive, max exclusive"
+    )]
+    EmptyRange {
+        /// The clause id.
+        id: String,
+        /// The figure.
+        key: &'static str,
+        /// The minimum.
+        min: String,
+        /// The maximum.
+        max: String,
+    },
+    /// `node.rank` does not list every outcome exactly once.
+    #[error("`node.rank` must list every outcome exactly once; {problem} {outcome:?}")]
+    BadRank {
+        /// What is wrong: "missing", "repeated" or "unknown".
+        problem: &'static str,
+        /// The outcome.
+        outcome: String,
+    },
+    /// `node.map` names an outcome the rule set does not have.
+    #[error("`node.map` maps {outcome:?}, which is not an outcome of this rule set")]
+    UnknownMappedOutcome {
+        /// The outcome.
+        outcome: String,
+    },
+    /// No shipped rule set has this id.
+    #[error("no shipped rule set has id {id:?} (shipped: {known})")]
+    UnknownId {
+        /// The id asked for.
+        id: String,
+        /// The shipped ids, comma-separated.
+        known: String,
+    },
+    /// A shipped file failed to parse (a packaging bug).
+    #[error("shipped rule set {file}: {source}")]
+    Shipped {
+        /// The file.
+        file: &'static str,
+        /// Why.
+        #[source]
+        source: Box<RuleSetError>,
+    },
+}
+
+impl RuleSet {
+    /// Parses and validates a rule set from TOML text (a user's file or a shipped one).
+    pub fn from_toml_str(text: &str) -> Result<Self, RuleSetError> {
+        if text.len() > MAX_RULE_SET_BYTES {
+            return Err(RuleSetError::TooLarge {
+                len: text.len(),
+                max: MAX_RULE_SET_BYTES,
+            });
+        }
+        let rule_set: Self = toml::from_str(text)?;
+        rule_set.validate()?;
+        Ok(rule_set)
+    }
+
+    /// Every outcome a device can get under this rule set (classes, exclusions, default),
+    /// in that order, without repeats.
+    pub fn outcomes(&self) -> Vec<&str> {
+        let mut seen = BTreeSet::new();
+        self.classes
+            .iter()
+            .map(|c| c.outcome.as_str())
+            .chain(self.exclusions.iter().map(|e| e.outcome.as_str()))
+            .chain([self.default_outcome.as_str()])
+            .filter(|o| seen.insert(*o))
+            .collect()
+    }
+
+    /// The node outcome for a device outcome (through `node.map`).
+    pub fn node_outcome<'a>(&'a self, device_outcome: &'a str) -> &'a str {
+        self.node
+            .map
+            .get(device_outcome)
+            .map_or(device_outcome, String::as_str)
+    }
+
+    fn validate(&self) -> Result<(), RuleSetError> {
+        let id_ok = !self.id.is_empty()
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return Err(RuleSetError::BadId {
+                id: self.id.clone(),
+            });
+        }
+        if let Some(effective) = &self.effective
+            && (effective.date.is_none() || effective.time.is_some())
+        {
+            return Err(RuleSetError::BadEffectiveDate {
+                value: effective.to_string(),
+            });
+        }
+        check_outcome("default_outcome", &self.default_outcome)?;
+        let mut clause_ids = BTreeSet::new();
+        let mut check_clause = |id: &str, when: &Conditions| {
+            if id.is_empty() || !clause_ids.insert(id.to_owned()) {
+                return Err(RuleSetError::DuplicateClauseId { id: id.to_owned() });
+            }
+            check_conditions(id, when)
+        };
+        for exclusion in &self.exclusions {
+            check_outcome("exclusions.outcome", &exclusion.outcome)?;
+            check_clause(&exclusion.id, &exclusion.when)?;
+        }
+        let mut class_outcomes = BTreeSet::new();
+        for class in &self.classes {
+            check_outcome("classes.outcome", &class.outcome)?;
+            if !class_outcomes.insert(class.outcome.as_str()) {
+                return Err(RuleSetError::DuplicateClass {
+                    outcome: class.outcome.clone(),
+                });
+            }
+            if class.clauses.is_empty() {
+                return Err(RuleSetError::EmptyClass {
+                    outcome: class.outcome.clone(),
+                });
+            }
+            for clause in &class.clauses {
+                check_clause(&clause.id, &clause.when)?;
+            }
+        }
+        let outcomes: BTreeSet<&str> = self.outcomes().into_iter().collect();
+        let mut ranked = BTreeSet::new();
+        for outcome in &self.node.rank {
+            let problem = if !outcomes.contains(outcome.as_str()) {
+                Some("unknown")
+            } else if !ranked.insert(outcome.as_str()) {
+                Some("repeated")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(RuleSetError::BadRank {
+                    problem,
+                    outcome: outcome.clone(),
+                });
+            }
+        }
+        if let Some(missing) = outcomes.difference(&ranked).next() {
+            return Err(RuleSetError::BadRank {
+                problem: "missing",
+                outcome: (*missing).to_owned(),
+            });
+        }
+        if let Some(unknown) = self
+            .node
+            .map
+            .keys()
+            .find(|k| !outcomes.contains(k.as_str()))
+        {
+            return Err(RuleSetError::UnknownMappedOutcome {
+                outcome: unknown.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_outcome(key: &str, outcome: &str) -> Result<(), RuleSetError> {
+    if outcome.trim().is_empty() || outcome.eq_ignore_ascii_case(INDETERMINATE) {
+        Err(RuleSetError::BadOutcome {
+            key: key.to_owned(),
+            outcome: outcome.to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn check_conditions(id: &str, when: &Conditions) -> Result<(), RuleSetError> {
+    if when.is_empty() {
+        return Err(RuleSetError::EmptyConditions { id: id.to_owned() });
+    }
+    check_range(id, "tpp", when.tpp.as_ref(), Tpp::to_string)?;
+    check_range(
+        id,
+        "performance_density",
+        when.performance_density.as_ref(),
+        |pd| pd.threshold_text(),
+    )?;
+    let bandwidths = [
+        ("dram_bandwidth", &when.dram_bandwidth),
+        ("interconnect_bandwidth", &when.interconnect_bandwidth),
+        (
+            "dram_plus_interconnect_bandwidth",
+            &when.dram_plus_interconnect_bandwidth,
+        ),
+    ];
+    for (key, range) in bandwidths {
+        check_range(id, key, range.as_ref(), Bandwidth::to_string)?;
+    }
+    Ok(())
+}
+
+fn check_range<T: PartialOrd>(
+    id: &str,
+    key: &'static str,
+    range: Option<&Range<T>>,
+    text: impl Fn(&T) -> String,
+) -> Result<(), RuleSetError> {
+    match range {
+        Some(Range {
+            min: Some(min),
+            max: Some(max),
+        }) if min >= max => Err(RuleSetError::EmptyRange {
+            id: id.to_owned(),
+            key,
+            min: text(min),
+            max: text(max),
+        }),
+        Some(Range {
+            min: None,
+            max: None,
+        }) => Err(RuleSetError::EmptyConditions {
+            id: format!("{id} (`{key}` has neither min nor max)"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Every shipped rule set, parsed, in a fixed order (3A090, GAIN AI Act, China review).
+pub fn shipped_rule_sets() -> Result<Vec<RuleSet>, RuleSetError> {
+    SHIPPED
+        .iter()
+        .map(|(file, text)| {
+            RuleSet::from_toml_str(text).map_err(|e| RuleSetError::Shipped {
+                file,
+                source: Box::new(e),
+            })
+        })
+        .collect()
+}
+
+/// The shipped rule set with this id.
+pub fn shipped_rule_set(id: &str) -> Result<RuleSet, RuleSetError> {
+    let all = shipped_rule_sets()?;
+    let known = all
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    all.into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| RuleSetError::UnknownId {
+            id: id.to_owned(),
+            known,
+        })
+}
+
+/// Serializes an optional value through `Display` (dates as `2023-11-17`), or `null`.
+fn display_opt<T: fmt::Display, S: serde::Serializer>(
+    value: &Option<T>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => serializer.collect_str(value),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Reads an optional threshold written as a decimal string (`"5.92"`) or a TOML number
+/// (`5.92`, `4800`), exactly. A float is read back through its shortest round-trip decimal,
+/// which is the literal written for up to 15 significant digits.
+fn exact_opt<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    struct ExactVisitor<T>(PhantomData<T>);
+
+    impl<T> ExactVisitor<T>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        fn parse<E: de::Error>(text: &str) -> Result<T, E> {
+            text.parse()
+                .map_err(|e| E::custom(format!("invalid threshold: {e}")))
+        }
+    }
+
+    impl<T> Visitor<'_> for ExactVisitor<T>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a non-negative decimal number, as a string (\"5.92\") or a number")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            Self::parse(v)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            Self::parse(&v.to_string())
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            Self::parse(&v.to_string())
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+            Self::parse(&v.to_string())
+        }
+    }
+
+    deserializer
+        .deserialize_any(ExactVisitor(PhantomData))
+        .map(Some)
+}
+
+#[cfg(test)]
+mod tests;

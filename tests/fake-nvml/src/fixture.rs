@@ -1,0 +1,635 @@
+//! The fixture format (`tests/fixtures/nvml/SCHEMA.md`) and the node it describes: parsing,
+//! validation and every lookup the exported functions make. Nothing here touches a raw pointer,
+//! so all of it is unit-tested without loading the library.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// An `nvmlReturn_t`.
+pub type Code = u32;
+
+/// `NVML_SUCCESS`.
+pub const SUCCESS: Code = 0;
+/// `NVML_ERROR_UNINITIALIZED`.
+pub const UNINITIALIZED: Code = 1;
+/// `NVML_ERROR_INVALID_ARGUMENT`.
+pub const INVALID_ARGUMENT: Code = 2;
+/// `NVML_ERROR_NOT_SUPPORTED`.
+pub const NOT_SUPPORTED: Code = 3;
+/// `NVML_ERROR_NOT_FOUND`.
+pub const NOT_FOUND: Code = 6;
+/// `NVML_ERROR_INSUFFICIENT_SIZE`.
+pub const INSUFFICIENT_SIZE: Code = 7;
+/// `NVML_ERROR_GPU_IS_LOST`.
+pub const GPU_IS_LOST: Code = 15;
+/// `NVML_ERROR_ARGUMENT_VERSION_MISMATCH`.
+pub const ARGUMENT_VERSION_MISMATCH: Code = 25;
+/// `NVML_ERROR_UNKNOWN`.
+pub const UNKNOWN: Code = 999;
+
+/// The value of the fixture's `schema` field.
+pub const SCHEMA: &str = "tppguard-fake-nvml/v1";
+
+/// `NVML_ERROR_*` suffixes and their codes.
+const ERRORS: &[(&str, Code)] = &[
+    ("SUCCESS", 0),
+    ("UNINITIALIZED", 1),
+    ("INVALID_ARGUMENT", 2),
+    ("NOT_SUPPORTED", 3),
+    ("NO_PERMISSION", 4),
+    ("ALREADY_INITIALIZED", 5),
+    ("NOT_FOUND", 6),
+    ("INSUFFICIENT_SIZE", 7),
+    ("INSUFFICIENT_POWER", 8),
+    ("DRIVER_NOT_LOADED", 9),
+    ("TIMEOUT", 10),
+    ("IRQ_ISSUE", 11),
+    ("LIBRARY_NOT_FOUND", 12),
+    ("FUNCTION_NOT_FOUND", 13),
+    ("CORRUPTED_INFOROM", 14),
+    ("GPU_IS_LOST", 15),
+    ("RESET_REQUIRED", 16),
+    ("OPERATING_SYSTEM", 17),
+    ("LIB_RM_VERSION_MISMATCH", 18),
+    ("IN_USE", 19),
+    ("MEMORY", 20),
+    ("NO_DATA", 21),
+    ("INSUFFICIENT_RESOURCES", 23),
+    ("ARGUMENT_VERSION_MISMATCH", 25),
+    ("NOT_READY", 27),
+    ("GPU_NOT_FOUND", 28),
+    ("INVALID_STATE", 29),
+    ("UNKNOWN", 999),
+];
+
+/// The code of an `NVML_ERROR_*` suffix (`SUCCESS` is not an error and is refused).
+pub fn error_code(name: &str) -> Option<Code> {
+    ERRORS
+        .iter()
+        .find(|(n, c)| *n == name && *c != SUCCESS)
+        .map(|(_, c)| *c)
+}
+
+/// `nvmlErrorString`'s text for a code, NUL-terminated.
+pub fn error_text(code: Code) -> &'static str {
+    const TEXTS: &[(Code, &str)] = &[
+        (0, "Success\0"),
+        (1, "Uninitialized\0"),
+        (2, "Invalid Argument\0"),
+        (3, "Not Supported\0"),
+        (4, "Insufficient Permissions\0"),
+        (5, "Already Initialized\0"),
+        (6, "Not Found\0"),
+        (7, "Insufficient Size\0"),
+        (8, "Insufficient External Power\0"),
+        (9, "Driver Not Loaded\0"),
+        (10, "Timeout\0"),
+        (11, "Interrupt Request Issue\0"),
+        (12, "NVML Shared Library Not Found\0"),
+        (13, "Function Not Found\0"),
+        (14, "Corrupted infoROM\0"),
+        (15, "GPU is lost\0"),
+        (16, "GPU requires restart\0"),
+        (17, "The operating system has blocked the request.\0"),
+        (18, "RM has detected an NVML/RM version mismatch.\0"),
+        (19, "In use by another client\0"),
+        (20, "Insufficient Memory\0"),
+        (21, "No data\0"),
+        (23, "Insufficient resources\0"),
+        (25, "Argument version mismatch\0"),
+        (27, "Not ready\0"),
+        (28, "GPU not found\0"),
+        (29, "Invalid state\0"),
+    ];
+    TEXTS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map_or("Unknown Error\0", |(_, t)| t)
+}
+
+/// `NVML_BRAND_*` suffixes and values (`nvmlBrandType_t`).
+const BRANDS: &[(&str, u32)] = &[
+    ("UNKNOWN", 0),
+    ("QUADRO", 1),
+    ("TESLA", 2),
+    ("NVS", 3),
+    ("GRID", 4),
+    ("GEFORCE", 5),
+    ("TITAN", 6),
+    ("NVIDIA_VAPPS", 7),
+    ("NVIDIA_VPC", 8),
+    ("NVIDIA_VCS", 9),
+    ("NVIDIA_VWS", 10),
+    ("NVIDIA_CLOUD_GAMING", 11),
+    ("QUADRO_RTX", 12),
+    ("NVIDIA_RTX", 13),
+    ("NVIDIA", 14),
+    ("GEFORCE_RTX", 15),
+    ("TITAN_RTX", 16),
+];
+
+/// `NVML_DEVICE_ARCH_*` suffixes and values (`nvmlDeviceArchitecture_t`).
+const ARCHITECTURES: &[(&str, u32)] = &[
+    ("KEPLER", 2),
+    ("MAXWELL", 3),
+    ("PASCAL", 4),
+    ("VOLTA", 5),
+    ("TURING", 6),
+    ("AMPERE", 7),
+    ("ADA", 8),
+    ("HOPPER", 9),
+    ("BLACKWELL", 10),
+    ("UNKNOWN", u32::MAX),
+];
+
+/// The value of an `NVML_BRAND_*` suffix.
+pub fn brand_value(name: &str) -> Option<u32> {
+    BRANDS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// The value of an `NVML_DEVICE_ARCH_*` suffix.
+pub fn architecture_value(name: &str) -> Option<u32> {
+    ARCHITECTURES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+}
+
+/// Symbols that take no device handle: a fixture's top-level `errors` may name them.
+pub const SYSTEM_SYMBOLS: &[&str] = &[
+    "nvmlSystemGetDriverVersion",
+    "nvmlSystemGetNVMLVersion",
+    "nvmlSystemGetCudaDriverVersion",
+    "nvmlSystemGetCudaDriverVersion_v2",
+    "nvmlSystemGetConfComputeSettings",
+    "nvmlSystemGetConfComputeGpusReadyState",
+    "nvmlSystemGetConfComputeState",
+    "nvmlDeviceGetCount_v2",
+    "nvmlDeviceGetHandleByIndex_v2",
+];
+
+/// Symbols that take a device handle: a device's `errors` may name them.
+pub const DEVICE_SYMBOLS: &[&str] = &[
+    "nvmlDeviceGetName",
+    "nvmlDeviceGetUUID",
+    "nvmlDeviceGetSerial",
+    "nvmlDeviceGetBrand",
+    "nvmlDeviceGetBoardPartNumber",
+    "nvmlDeviceGetPciInfo_v3",
+    "nvmlDeviceGetArchitecture",
+    "nvmlDeviceGetCudaComputeCapability",
+    "nvmlDeviceGetAttributes_v2",
+    "nvmlDeviceGetMemoryInfo_v2",
+    "nvmlDeviceGetMaxClockInfo",
+    "nvmlDeviceGetPowerManagementLimit",
+    "nvmlDeviceGetVbiosVersion",
+    "nvmlDeviceGetMigMode",
+    "nvmlDeviceGetMaxMigDeviceCount",
+    "nvmlDeviceGetMigDeviceHandleByIndex",
+    "nvmlDeviceGetGpuInstanceId",
+    "nvmlDeviceGetComputeInstanceId",
+    "nvmlDeviceIsMigDeviceHandle",
+    "nvmlDeviceGetDeviceHandleFromMigDeviceHandle",
+];
+
+/// A whole fixture file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fixture {
+    pub schema: String,
+    pub description: String,
+    pub source: String,
+    pub init_error: Option<String>,
+    pub driver_version: Option<String>,
+    pub nvml_version: Option<String>,
+    pub cuda_driver_version: Option<i32>,
+    pub conf_compute: Option<ConfCompute>,
+    #[serde(default)]
+    pub errors: BTreeMap<String, String>,
+    pub devices: Vec<Device>,
+}
+
+/// `conf_compute`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfCompute {
+    pub cc_feature: Option<bool>,
+    pub dev_tools_mode: Option<bool>,
+    pub multi_gpu_mode: Option<bool>,
+    pub gpus_ready: Option<bool>,
+}
+
+/// One GPU.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    pub name: Option<String>,
+    pub uuid: Option<String>,
+    pub serial: Option<String>,
+    pub brand: Option<String>,
+    pub board_part_number: Option<String>,
+    pub pci: Option<Pci>,
+    pub architecture: Option<String>,
+    pub cuda_compute_capability: Option<[i32; 2]>,
+    pub multiprocessor_count: Option<u32>,
+    pub memory: Option<Memory>,
+    pub max_clocks_mhz: Option<MaxClocks>,
+    pub power_limit_mw: Option<u32>,
+    pub vbios_version: Option<String>,
+    pub mig_mode: Option<MigMode>,
+    pub max_mig_devices: Option<u32>,
+    #[serde(default)]
+    pub mig_devices: Vec<MigDevice>,
+    #[serde(default)]
+    pub lost: bool,
+    #[serde(default)]
+    pub errors: BTreeMap<String, String>,
+}
+
+/// `pci`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pci {
+    pub bus_id: String,
+    pub domain: u32,
+    pub bus: u32,
+    pub device: u32,
+    pub pci_device_id: Option<String>,
+    pub pci_subsystem_id: Option<String>,
+}
+
+/// `memory` (of a GPU or a MIG device).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Memory {
+    pub total_bytes: u64,
+    /// Absent: 0 (NVML's v1 memory call, which old captures come from, has no reserved figure).
+    #[serde(default)]
+    pub reserved_bytes: u64,
+    pub used_bytes: u64,
+}
+
+impl Memory {
+    /// `total - reserved - used`.
+    pub fn free_bytes(&self) -> u64 {
+        self.total_bytes
+            .saturating_sub(self.reserved_bytes)
+            .saturating_sub(self.used_bytes)
+    }
+}
+
+/// `max_clocks_mhz`; each clock may be absent.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxClocks {
+    pub sm: Option<u32>,
+    pub memory: Option<u32>,
+}
+
+/// `mig_mode`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigMode {
+    pub current: bool,
+    pub pending: bool,
+}
+
+/// One entry of `mig_devices`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigDevice {
+    pub uuid: Option<String>,
+    pub name: Option<String>,
+    pub gpu_instance_id: Option<u32>,
+    pub compute_instance_id: Option<u32>,
+    pub multiprocessor_count: Option<u32>,
+    pub memory: Option<Memory>,
+}
+
+/// Parses a hex `0x…` field.
+fn parse_hex(field: &str, value: &str) -> Result<u32, String> {
+    let digits = value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+        .ok_or_else(|| format!("{field} {value:?} does not start with 0x"))?;
+    u32::from_str_radix(digits, 16).map_err(|e| format!("{field} {value:?}: {e}"))
+}
+
+fn check_string(field: &str, value: Option<&str>, max_len: usize) -> Result<(), String> {
+    if let Some(v) = value {
+        if v.contains('\0') {
+            return Err(format!("{field} contains a NUL byte"));
+        }
+        if v.len() >= max_len {
+            return Err(format!(
+                "{field} {v:?} is longer than NVML's {max_len}-byte buffer allows"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_errors(
+    field: &str,
+    errors: &BTreeMap<String, String>,
+    symbols: &[&str],
+) -> Result<(), String> {
+    for (symbol, name) in errors {
+        if !symbols.contains(&symbol.as_str()) {
+            return Err(format!(
+                "{field}: {symbol:?} is not a symbol this field may force"
+            ));
+        }
+        if error_code(name).is_none() {
+            return Err(format!(
+                "{field}.{symbol}: {name:?} is not an NVML error name"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_memory(field: &str, memory: Option<&Memory>) -> Result<(), String> {
+    if let Some(m) = memory
+        && m.reserved_bytes.saturating_add(m.used_bytes) > m.total_bytes
+    {
+        return Err(format!("{field}: reserved + used exceed total"));
+    }
+    Ok(())
+}
+
+impl Fixture {
+    /// Parses and validates a fixture.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let fixture: Self = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        fixture.validate()?;
+        Ok(fixture)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.schema != SCHEMA {
+            return Err(format!("schema is {:?}, expected {SCHEMA:?}", self.schema));
+        }
+        if self.description.is_empty() || self.description.contains('\n') {
+            return Err("description must be one non-empty line".into());
+        }
+        if self.source.is_empty() {
+            return Err("source must not be empty".into());
+        }
+        if let Some(e) = &self.init_error
+            && error_code(e).is_none()
+        {
+            return Err(format!("init_error {e:?} is not an NVML error name"));
+        }
+        check_string("driver_version", self.driver_version.as_deref(), 80)?;
+        check_string("nvml_version", self.nvml_version.as_deref(), 80)?;
+        check_errors("errors", &self.errors, SYSTEM_SYMBOLS)?;
+        for (i, d) in self.devices.iter().enumerate() {
+            d.validate(&format!("devices[{i}]"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Device {
+    fn validate(&self, at: &str) -> Result<(), String> {
+        check_string(&format!("{at}.name"), self.name.as_deref(), 96)?;
+        check_string(&format!("{at}.uuid"), self.uuid.as_deref(), 96)?;
+        check_string(&format!("{at}.serial"), self.serial.as_deref(), 30)?;
+        check_string(
+            &format!("{at}.board_part_number"),
+            self.board_part_number.as_deref(),
+            80,
+        )?;
+        check_string(
+            &format!("{at}.vbios_version"),
+            self.vbios_version.as_deref(),
+            32,
+        )?;
+        if let Some(b) = &self.brand
+            && brand_value(b).is_none()
+        {
+            return Err(format!("{at}.brand {b:?} is not an NVML_BRAND_* name"));
+        }
+        if let Some(a) = &self.architecture
+            && architecture_value(a).is_none()
+        {
+            return Err(format!(
+                "{at}.architecture {a:?} is not an NVML_DEVICE_ARCH_* name"
+            ));
+        }
+        if let Some(p) = &self.pci {
+            check_string(&format!("{at}.pci.bus_id"), Some(&p.bus_id), 32)?;
+            let (domain, bus, device, _) = parse_bus_id(&p.bus_id)
+                .ok_or_else(|| format!("{at}.pci.bus_id {:?} is not DOMAIN:BB:DD.F", p.bus_id))?;
+            if (domain, bus, device) != (p.domain, p.bus, p.device) {
+                return Err(format!(
+                    "{at}.pci: domain/bus/device disagree with bus_id {:?}",
+                    p.bus_id
+                ));
+            }
+            if let Some(v) = &p.pci_device_id {
+                parse_hex(&format!("{at}.pci.pci_device_id"), v)?;
+            }
+            if let Some(v) = &p.pci_subsystem_id {
+                parse_hex(&format!("{at}.pci.pci_subsystem_id"), v)?;
+            }
+        }
+        check_memory(&format!("{at}.memory"), self.memory.as_ref())?;
+        check_errors(&format!("{at}.errors"), &self.errors, DEVICE_SYMBOLS)?;
+        if !self.mig_devices.is_empty() && !self.mig_mode.is_some_and(|m| m.current) {
+            return Err(format!("{at}.mig_devices needs mig_mode.current true"));
+        }
+        for (j, m) in self.mig_devices.iter().enumerate() {
+            let at = format!("{at}.mig_devices[{j}]");
+            check_string(&format!("{at}.name"), m.name.as_deref(), 96)?;
+            check_string(&format!("{at}.uuid"), m.uuid.as_deref(), 96)?;
+            check_memory(&format!("{at}.memory"), m.memory.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// `nvmlDeviceGetMaxMigDeviceCount`'s answer.
+    pub fn max_mig_devices(&self) -> Result<u32, Code> {
+        match (self.max_mig_devices, self.mig_mode) {
+            (Some(n), _) => Ok(n),
+            (None, Some(_)) => u32::try_from(self.mig_devices.len()).map_err(|_| UNKNOWN),
+            (None, None) => Err(NOT_SUPPORTED),
+        }
+    }
+}
+
+impl Pci {
+    /// `pciDeviceId` (absent: 0).
+    pub fn device_id(&self) -> u32 {
+        self.pci_device_id
+            .as_deref()
+            .and_then(|v| parse_hex("", v).ok())
+            .unwrap_or(0)
+    }
+
+    /// `pciSubSystemId` (absent: 0).
+    pub fn subsystem_id(&self) -> u32 {
+        self.pci_subsystem_id
+            .as_deref()
+            .and_then(|v| parse_hex("", v).ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The domain, bus, device and function of a `DOMAIN:BB:DD.F` bus id (hex).
+pub fn parse_bus_id(bus_id: &str) -> Option<(u32, u32, u32, u32)> {
+    let mut parts = bus_id.split(':');
+    let (domain, bus, dev_fn) = (parts.next()?, parts.next()?, parts.next()?);
+    let (dev, func) = dev_fn.split_once('.')?;
+    let hex = |s: &str, max: usize| {
+        (!s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u32::from_str_radix(s, 16).ok())
+            .flatten()
+    };
+    if parts.next().is_some() || bus.len() != 2 || dev.len() != 2 {
+        return None;
+    }
+    Some((hex(domain, 8)?, hex(bus, 2)?, hex(dev, 2)?, hex(func, 1)?))
+}
+
+/// `busIdLegacy`: the bus id with a 4-digit domain (`0000:18:00.0`), as NVML fills it.
+pub fn legacy_bus_id(bus_id: &str) -> Option<String> {
+    let (domain, bus, device, function) = parse_bus_id(bus_id)?;
+    Some(format!(
+        "{:04X}:{bus:02X}:{device:02X}.{function:X}",
+        domain & 0xFFFF
+    ))
+}
+
+/// What a handle designates. The fake hands out the address of one of these as an
+/// `nvmlDevice_t`; it never reads through a handle, it only compares addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// `devices[index]`.
+    Gpu { index: usize },
+    /// `devices[parent].mig_devices[index]`.
+    Mig { parent: usize, index: usize },
+}
+
+/// What a resolved handle refers to.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    Gpu(usize, &'a Device),
+    Mig {
+        parent: usize,
+        index: usize,
+        mig: &'a MigDevice,
+    },
+}
+
+/// A loaded fixture and the handles it hands out. The slot table is boxed and never resized,
+/// so the handles stay valid until the node is dropped at the last `nvmlShutdown`.
+#[derive(Debug)]
+pub struct Node {
+    pub fixture: Fixture,
+    slots: Box<[Slot]>,
+}
+
+impl Node {
+    pub fn new(fixture: Fixture) -> Self {
+        let mut slots = Vec::new();
+        for (i, d) in fixture.devices.iter().enumerate() {
+            slots.push(Slot::Gpu { index: i });
+            for j in 0..d.mig_devices.len() {
+                slots.push(Slot::Mig {
+                    parent: i,
+                    index: j,
+                });
+            }
+        }
+        Self {
+            fixture,
+            slots: slots.into_boxed_slice(),
+        }
+    }
+
+    /// The error forced on a system symbol, if any.
+    pub fn system_call(&self, symbol: &str) -> Result<(), Code> {
+        match self.fixture.errors.get(symbol) {
+            Some(name) => Err(error_code(name).unwrap_or(UNKNOWN)),
+            None => Ok(()),
+        }
+    }
+
+    /// The address handed out as the handle of `slot`.
+    pub fn handle_of(&self, slot: Slot) -> Option<*const Slot> {
+        self.slots
+            .iter()
+            .find(|s| **s == slot)
+            .map(std::ptr::from_ref)
+    }
+
+    /// The slot at this address, if the address is one of this node's handles.
+    pub fn slot_at(&self, addr: *const Slot) -> Option<Slot> {
+        self.slots.iter().find(|s| std::ptr::eq(*s, addr)).copied()
+    }
+
+    /// Resolves a handle for `symbol`: unknown handle -> INVALID_ARGUMENT, lost GPU (or a MIG
+    /// device of one) -> GPU_IS_LOST, then the GPU's forced error for `symbol`.
+    pub fn resolve(&self, slot: Option<Slot>, symbol: &str) -> Result<Target<'_>, Code> {
+        match slot {
+            None => Err(INVALID_ARGUMENT),
+            Some(Slot::Gpu { index }) => {
+                let d = self.fixture.devices.get(index).ok_or(INVALID_ARGUMENT)?;
+                if d.lost {
+                    return Err(GPU_IS_LOST);
+                }
+                if let Some(name) = d.errors.get(symbol) {
+                    return Err(error_code(name).unwrap_or(UNKNOWN));
+                }
+                Ok(Target::Gpu(index, d))
+            }
+            Some(Slot::Mig { parent, index }) => {
+                let d = self.fixture.devices.get(parent).ok_or(INVALID_ARGUMENT)?;
+                if d.lost {
+                    return Err(GPU_IS_LOST);
+                }
+                let mig = d.mig_devices.get(index).ok_or(INVALID_ARGUMENT)?;
+                Ok(Target::Mig { parent, index, mig })
+            }
+        }
+    }
+
+    /// The GPU target of a handle; a MIG handle answers NOT_SUPPORTED.
+    pub fn gpu(&self, slot: Option<Slot>, symbol: &str) -> Result<&Device, Code> {
+        match self.resolve(slot, symbol)? {
+            Target::Gpu(_, d) => Ok(d),
+            Target::Mig { .. } => Err(NOT_SUPPORTED),
+        }
+    }
+}
+
+/// A field the fixture leaves absent answers NOT_SUPPORTED.
+pub fn present<T>(value: Option<T>) -> Result<T, Code> {
+    value.ok_or(NOT_SUPPORTED)
+}
+
+/// `nvmlClockType_t`: GRAPHICS 0 and SM 1 answer `sm`, MEM 2 answers `memory`, VIDEO 3 is
+/// never in a fixture, anything else is an invalid argument.
+pub fn max_clock(clocks: Option<MaxClocks>, clock_type: u32) -> Result<u32, Code> {
+    match clock_type {
+        0 | 1 => present(present(clocks)?.sm),
+        2 => present(present(clocks)?.memory),
+        3 => Err(NOT_SUPPORTED),
+        _ => Err(INVALID_ARGUMENT),
+    }
+}
+
+/// Checks a buffer of `length` bytes holds `value` and its NUL.
+pub fn fits(value: &str, length: u32) -> Result<(), Code> {
+    let needed = value.len().saturating_add(1);
+    match usize::try_from(length) {
+        Ok(len) if len >= needed => Ok(()),
+        _ => Err(INSUFFICIENT_SIZE),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+//! `tppguard-verifier classify`, run as a user would.
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::support::bin;
+
+fn classify(args: &[&str]) -> Output {
+    bin("tppguard-verifier")
+        .arg("classify")
+        .args(args)
+        .output()
+        .expect("tppguard-verifier runs")
+}
+
+/// Runs with `--json`, expects success, and returns the report.
+fn classify_json(args: &[&str]) -> Value {
+    let output = classify(&[args, &["--json"]].concat());
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+/// Runs, expects exit code 2, and returns stderr.
+fn classify_fails(args: &[&str]) -> String {
+    let output = classify(args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(output.stdout.is_empty(), "nothing on stdout on error");
+    stderr
+}
+
+fn outcome_of<'a>(report: &'a Value, rule_set: &str) -> &'a Value {
+    report["classifications"]
+        .as_array()
+        .expect("classifications")
+        .iter()
+        .find(|c| c["rule_set"] == rule_set)
+        .unwrap_or_else(|| panic!("{rule_set} evaluated"))
+}
+
+#[test]
+fn h100_sxm5_from_the_spec_table() {
+    let report = classify_json(&["--model", "H100 SXM5 80GB"]);
+    assert_eq!(report["tpp"], 15831.2);
+    assert_eq!(report["tpp_basis"], "fp8");
+    assert_eq!(report["eccn"], "3A090.a");
+    assert_eq!(report["h100_equivalents"], 1.0);
+    let eccn = outcome_of(&report, "us-eccn-3a090");
+    assert_eq!(eccn["clause"], "3A090.a.1");
+    assert_eq!(eccn["rule_set_status"], "in_force");
+    assert_eq!(eccn["sentence"], "TPP 15831.2 >= 4800 (3A090.a.1)");
+    assert_eq!(
+        outcome_of(&report, "us-gain-ai-act-s3150")["rule_set_status"],
+        "bill"
+    );
+    assert_eq!(report["classifications"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn human_output_names_rule_set_status_and_clause() {
+    let output = classify(&["--model", "h20"]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("TPP                  2368"), "{text}");
+    assert!(text.contains("not_3a090"), "{text}");
+    assert!(text.contains("bill (not law)"), "{text}");
+}
+
+#[test]
+fn boundary_tpp_4800_via_tops() {
+    let at = classify_json(&["--tops", "FP8=600", "--rule-set", "us-eccn-3a090"]);
+    assert_eq!(at["tpp"], 4800.0);
+    assert_eq!(at["eccn"], "3A090.a");
+    // 599.9999 x 8 = 4799.9992: below the line, and without a die area .a.2 is undecidable.
+    let below = classify_json(&["--tops", "FP8=599.9999", "--rule-set", "us-eccn-3a090"]);
+    assert_eq!(below["eccn"], "indeterminate");
+    let eccn = outcome_of(&below, "us-eccn-3a090");
+    assert_eq!(eccn["reason"], "die_area_unknown");
+    assert_eq!(eccn["clause"], "3A090.a.2");
+    // With a large die it is decided: outside 3A090.
+    let decided = classify_json(&["--tops", "FP8=599.9999", "--die-area", "5000"]);
+    assert_eq!(decided["eccn"], "not_3a090");
+}
+
+#[test]
+fn boundary_density_5_92_via_tops() {
+    // 370 x 8 = 2960 TPP over 500 mm² = 5.92 exactly.
+    let at = classify_json(&["--tops", "INT8=370", "--die-area", "500"]);
+    assert_eq!(at["eccn"], "3A090.a");
+    assert_eq!(outcome_of(&at, "us-eccn-3a090")["clause"], "3A090.a.2");
+    let below = classify_json(&["--tops", "INT8=370", "--die-area", "500.01"]);
+    assert_eq!(below["eccn"], "3A090.b");
+}
+
+#[test]
+fn non_datacenter_carve_out_via_flags() {
+    let report = classify_json(&[
+        "--tops",
+        "FP16=299.9999",
+        "--die-area",
+        "100",
+        "--not-datacenter",
+    ]);
+    let eccn = outcome_of(&report, "us-eccn-3a090");
+    assert_eq!(eccn["outcome"], "not_3a090");
+    assert_eq!(eccn["clause"], "3A090.note.non_datacenter");
+    // The bill has no carve-out.
+    assert_eq!(
+        outcome_of(&report, "us-gain-ai-act-s3150")["outcome"],
+        "covered"
+    );
+}
+
+#[test]
+fn gain_decided_by_bandwidth_alone() {
+    let report = classify_json(&[
+        "--dram-bandwidth",
+        "1400",
+        "--rule-set",
+        "us-gain-ai-act-s3150",
+    ]);
+    let gain = outcome_of(&report, "us-gain-ai-act-s3150");
+    assert_eq!(gain["outcome"], "covered");
+    assert_eq!(gain["clause"], "s3150.aic.dram_bandwidth");
+    assert_eq!(report["tpp"], Value::Null);
+    assert_eq!(report["eccn"], Value::Null, "3A090 not evaluated");
+}
+
+#[test]
+fn user_rule_set_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mine.toml");
+    std::fs::write(
+        &path,
+        r#"
+id = "my-line"
+version = "1"
+title = "My line"
+status = "policy"
+source = "internal"
+default_outcome = "below"
+[[classes]]
+outcome = "above"
+[[classes.clauses]]
+id = "mine.1"
+text = "TPP >= 1000"
+when = { tpp = { min = 1000 } }
+[node]
+rank = ["above", "below"]
+"#,
+    )
+    .unwrap();
+    let report = classify_json(&["--model", "L4", "--rule-set", path.to_str().unwrap()]);
+    assert_eq!(outcome_of(&report, "my-line")["outcome"], "above");
+}
+
+#[test]
+fn bad_tops_value_is_a_usage_error() {
+    let stderr = classify_fails(&["--tops", "FP8=1e3"]);
+    assert!(
+        stderr.contains("--tops") && stderr.contains("not a plain decimal"),
+        "{stderr}"
+    );
+    let stderr = classify_fails(&["--tops", "FP9=1"]);
+    assert!(stderr.contains("unknown precision"), "{stderr}");
+    let stderr = classify_fails(&["--tops", "FP8=1", "--tops", "FP8=2"]);
+    assert!(
+        stderr.contains("tppguard-verifier: --tops: FP8 given more than once"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_model_is_an_error_with_suggestions() {
+    let stderr = classify_fails(&["--model", "H100"]);
+    assert!(
+        stderr.starts_with("tppguard-verifier: --model: no model \"H100\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("H100 SXM5 80GB") && stderr.contains("--list-models"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn broken_rule_set_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, "id = \"x\"\nversoin = \"1\"\n").unwrap();
+    let stderr = classify_fails(&["--model", "H20", "--rule-set", path.to_str().unwrap()]);
+    assert!(stderr.contains("broken.toml: invalid rule set"), "{stderr}");
+    assert!(stderr.contains("unknown field `versoin`"), "{stderr}");
+    assert!(stderr.contains("rules/README.md"), "{stderr}");
+    let stderr = classify_fails(&["--model", "H20", "--rule-set", "no-such-rule-set"]);
+    assert!(
+        stderr.contains("neither a shipped rule set nor a file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn list_models() {
+    let output = classify(&["--list-models", "--json"]);
+    assert!(output.status.success());
+    let rows: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 53);
+    assert!(
+        rows.iter()
+            .any(|r| r["model"] == "H100 SXM5 80GB" && r["tpp"] == 15831.2)
+    );
+}
