@@ -341,7 +341,11 @@ fn read_gpu(nvml: &Nvml, index: u32) -> Gpu {
         vendor_id: format!("0x{:04x}", p.pci_device_id & 0xffff),
         device_id: format!("0x{:04x}", p.pci_device_id >> 16),
         combined_device_id: p.pci_device_id,
-        subsystem_id: p.pci_sub_system_id.map(|s| format!("0x{s:08x}")),
+        // NVML reports 0 when it does not know the subsystem.
+        subsystem_id: p
+            .pci_sub_system_id
+            .filter(|&s| s != 0)
+            .map(|s| format!("0x{s:08x}")),
     });
     let architecture = probe(a, "architecture", device.architecture()).map(|x| x.to_string());
     let cuda_compute_capability = probe(

@@ -3,6 +3,7 @@
 //!
 //! The figures come from `tppguard-proto`; this module only joins and presents them.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -348,7 +349,10 @@ impl Report {
                 or_dash(g.pci.as_ref().map(|p| p.bus_id.as_str())).to_owned(),
                 g.pci
                     .as_ref()
-                    .map(|p| format!("{}:{}", &p.vendor_id[2..], &p.device_id[2..]))
+                    .map(|p| {
+                        let hex = |id: &str| id.trim_start_matches("0x").to_owned();
+                        format!("{}:{}", hex(&p.vendor_id), hex(&p.device_id))
+                    })
                     .unwrap_or_else(|| "-".to_owned()),
                 or_dash(g.architecture.as_deref()).to_owned(),
                 or_dash(g.cuda_compute_capability.as_deref()).to_owned(),
@@ -473,31 +477,41 @@ impl Report {
     }
 
     fn render_absences(&self, out: &mut impl Write) -> io::Result<()> {
-        let mut lines = Vec::new();
-        collect_absences(&mut lines, "driver", &self.driver.absent);
+        // (owner kind, field, reason) -> owners: eight GPUs missing the same field read as one
+        // line, not eight. NVML's wording of each error is in the JSON output.
+        let mut groups: BTreeMap<(String, &str, &str), Vec<String>> = BTreeMap::new();
+        let mut add = |kind: &str, who: String, absent: &'_ Absences| {
+            for (field, a) in absent {
+                groups
+                    .entry((kind.to_owned(), field, a.reason.code()))
+                    .or_default()
+                    .push(who.clone());
+            }
+        };
+        add("driver", String::new(), &self.driver.absent);
         for g in &self.gpus {
-            let who = format!("GPU {}", g.gpu.index);
-            collect_absences(&mut lines, &who, &g.gpu.absent);
+            let i = g.gpu.index;
+            add("GPU", i.to_string(), &g.gpu.absent);
             if let Some(mig) = &g.gpu.mig {
-                collect_absences(&mut lines, &format!("{who} MIG"), &mig.absent);
+                add("GPU MIG", i.to_string(), &mig.absent);
                 for m in &mig.instances {
-                    collect_absences(&mut lines, &format!("{who} MIG {}", m.index), &m.absent);
+                    add("GPU MIG instance", format!("{i}/{}", m.index), &m.absent);
                 }
             }
         }
-        if !lines.is_empty() {
-            writeln!(out, "\nNot reported by NVML:")?;
-            for line in lines {
-                writeln!(out, "  {line}")?;
-            }
+        if groups.is_empty() {
+            return Ok(());
+        }
+        writeln!(out, "\nNot reported by NVML (shown as -):")?;
+        for ((kind, field, reason), who) in groups {
+            let who = if who.iter().all(String::is_empty) {
+                kind
+            } else {
+                format!("{kind} {}", who.join(", "))
+            };
+            writeln!(out, "  {who}: {field}: {reason}")?;
         }
         Ok(())
-    }
-}
-
-fn collect_absences(lines: &mut Vec<String>, who: &str, absent: &Absences) {
-    for (field, a) in absent {
-        lines.push(format!("{who} {field}: {} ({})", a.reason.code(), a.detail));
     }
 }
 

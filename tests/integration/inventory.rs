@@ -373,7 +373,7 @@ fn partial_failures_are_absent_with_their_reasons() {
     );
     let text =
         String::from_utf8(run(&["inventory", "--simulate", "fault-partial"]).stdout).unwrap();
-    assert!(text.contains("GPU 1 serial: no_permission"), "{text}");
+    assert!(text.contains("GPU 1: serial: no_permission"), "{text}");
 }
 
 #[test]
