@@ -12,7 +12,7 @@ use tppguard_proto::classify::{
 };
 use tppguard_proto::ruleset::{RuleSet, RuleSetError, shipped_rule_sets};
 use tppguard_proto::spec::{self, H100Equivalents, MatchedBy, SpecMatch};
-use tppguard_proto::tpp::{PerformanceDensity, Precision, Tpp};
+use tppguard_proto::tpp::{ComputeFigures, PerformanceDensity, Precision, Tpp};
 
 use crate::host::Host;
 use crate::inventory::{Absences, Driver, Gpu, GpuInventory, GpuStatus};
@@ -201,19 +201,32 @@ fn classify_gpu(gpu: &Gpu, rule_sets: &[RuleSet]) -> GpuClassification {
                 rule_sets: classifications,
             }
         }
-        SpecMatch::Unknown { reason } => GpuClassification {
-            spec: SpecView::Unknown {
-                reason: reason.code(),
-                sentence: reason.sentence(),
-            },
-            tpp: None,
-            tpp_basis: None,
-            performance_density: None,
-            h100_equivalents: None,
-            eccn: None,
-            gain_ai: None,
-            rule_sets: Vec::new(),
-        },
+        SpecMatch::Unknown { reason } => {
+            // No figures: every rule set answers `indeterminate` (TPP unknown), which keeps
+            // the GPU in the node's view instead of silently dropping it. Datacenter is
+            // assumed, so no carve-out can decide anything on a guess.
+            let figures = ComputeFigures {
+                datacenter: true,
+                ..ComputeFigures::default()
+            };
+            let classifications: Vec<Classification> = rule_sets
+                .iter()
+                .map(|rs| classify_device(&figures, rs))
+                .collect();
+            GpuClassification {
+                spec: SpecView::Unknown {
+                    reason: reason.code(),
+                    sentence: reason.sentence(),
+                },
+                tpp: None,
+                tpp_basis: None,
+                performance_density: None,
+                h100_equivalents: None,
+                eccn: outcome(&classifications, ECCN_RULE_SET),
+                gain_ai: outcome(&classifications, GAIN_RULE_SET),
+                rule_sets: classifications,
+            }
+        }
     }
 }
 
@@ -230,6 +243,8 @@ fn summarise(gpus: &[ReportGpu], rule_sets: &[RuleSet]) -> NodeSummary {
     let node_classes: Vec<NodeClassification> = rule_sets
         .iter()
         .map(|rs| {
+            // Every GPU has one entry per rule set (unknown parts an indeterminate one), in
+            // NVML index order, so the node's `device` is the GPU's index.
             let devices: Vec<Classification> = gpus
                 .iter()
                 .filter_map(|g| {

@@ -348,8 +348,27 @@ fn lost_gpu_is_reported_lost_and_exits_1() {
     assert_eq!(lost.len(), 1);
     assert_eq!(lost[0]["index"], 3);
     assert_eq!(lost[0]["absent"]["uuid"]["reason"], "gpu_lost");
-    // Its TPP cannot be known from NVML, so the node total counts the 7 others.
+    // Its TPP cannot be known from NVML, so the node total counts the 7 others; it stays in
+    // the node's view as indeterminate, which decides nothing where the others already reach
+    // the most severe outcome (4A090.a) and everything where they do not.
     assert_eq!(report["node"]["gpus_with_tpp"], 7);
+    assert_eq!(lost[0]["classification"]["eccn"], "indeterminate");
+    let node_rules = report["node"]["rule_sets"].as_array().unwrap();
+    let eccn = node_rules
+        .iter()
+        .find(|r| r["rule_set"] == "us-eccn-3a090")
+        .unwrap();
+    assert_eq!(eccn["outcome"], "4A090.a");
+    assert_eq!(eccn["devices"], 8);
+    let china = node_rules
+        .iter()
+        .find(|r| r["rule_set"] == "us-china-review-2026-01")
+        .unwrap();
+    assert_eq!(china["outcome"], "indeterminate");
+    assert_eq!(
+        china["device"], 3,
+        "the node names the lost GPU by its NVML index"
+    );
     let text =
         String::from_utf8(run(&["inventory", "--simulate", "fault-gpu-lost"]).stdout).unwrap();
     assert!(text.contains("3 (LOST)"), "{text}");
