@@ -8,7 +8,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::support::{FakeDriver, bin, fixtures_dir};
+use crate::support::{FakeDriver, bin, fixtures_dir, old_driver_fake_nvml_lib};
 
 fn run(args: &[&str]) -> Output {
     bin("tppguard-agent")
@@ -531,4 +531,36 @@ fn nvml_lib_with_the_fixture_environment_variable() {
     assert_eq!(gpus[0]["classification"]["spec"]["model"], "H20");
     assert_eq!(gpus[0]["classification"]["eccn"], "not_3a090");
     assert_eq!(gpus[0]["classification"]["gain_ai"], "covered");
+}
+
+#[test]
+fn functions_an_old_driver_does_not_export_are_absent_as_symbol_missing() {
+    let fixture = std::fs::read_to_string(fixtures_dir("nvml").join("dgx-h100.json")).unwrap();
+    let driver = FakeDriver::with_library(&old_driver_fake_nvml_lib(), &fixture);
+    let out = bin("tppguard-agent")
+        .args(["inventory", "--json", "--nvml-lib"])
+        .arg(driver.lib_path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["driver"]["confidential_computing"], Value::Null);
+    assert_eq!(
+        report["driver"]["absent"]["confidential_computing"]["reason"],
+        "symbol_missing"
+    );
+    for gpu in report["gpus"].as_array().unwrap() {
+        assert_eq!(gpu["architecture"], Value::Null);
+        assert_eq!(gpu["absent"]["architecture"]["reason"], "symbol_missing");
+        assert_eq!(gpu["status"], "ok", "a missing function is not a lost GPU");
+        assert_eq!(
+            gpu["classification"]["eccn"], "3A090.a",
+            "identity still classifies"
+        );
+    }
 }

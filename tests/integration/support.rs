@@ -62,6 +62,33 @@ pub fn fake_nvml_lib() -> PathBuf {
     lib
 }
 
+/// The fake NVML library built with its `old-driver` feature: it does not export a few
+/// functions the agent calls, as a driver older than those functions does. Built once per run
+/// into its own target folder.
+pub fn old_driver_fake_nvml_lib() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let dir = target_dir().join("fake-old-driver");
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "tppguard-fake-nvml",
+                "--features",
+                "old-driver",
+            ])
+            .arg("--target-dir")
+            .arg(&dir)
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the old-driver fake failed");
+        dir.join("debug").join("libtppguard_fake_nvml.so")
+    })
+    .clone()
+}
+
 /// A simulated driver install: a temporary folder holding a copy of the fake library as
 /// `libnvidia-ml.so` and the given fixture as `fixture.json` beside it.
 pub struct FakeDriver {
@@ -70,8 +97,13 @@ pub struct FakeDriver {
 
 impl FakeDriver {
     pub fn with_fixture_json(json: &str) -> Self {
+        Self::with_library(&fake_nvml_lib(), json)
+    }
+
+    /// Installs `library` (a build of the fake) with the fixture `json`.
+    pub fn with_library(library: &Path, json: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::copy(fake_nvml_lib(), dir.path().join("libnvidia-ml.so")).expect("copy fake");
+        std::fs::copy(library, dir.path().join("libnvidia-ml.so")).expect("copy fake");
         std::fs::write(dir.path().join("fixture.json"), json).expect("write fixture");
         Self { dir }
     }

@@ -352,7 +352,8 @@ pub unsafe extern "C" fn nvmlSystemGetCudaDriverVersion_v2(cudaDriverVersion: *m
     unsafe { cuda_driver_version("nvmlSystemGetCudaDriverVersion_v2", cudaDriverVersion) }
 }
 
-#[unsafe(no_mangle)]
+// Not exported by the `old-driver` build, as by drivers older than the function.
+#[cfg_attr(not(feature = "old-driver"), unsafe(no_mangle))]
 pub unsafe extern "C" fn nvmlSystemGetConfComputeSettings(
     settings: *mut NvmlSystemConfComputeSettings,
 ) -> Code {
@@ -378,7 +379,8 @@ pub unsafe extern "C" fn nvmlSystemGetConfComputeSettings(
     })
 }
 
-#[unsafe(no_mangle)]
+// Not exported by the `old-driver` build, as by drivers older than the function.
+#[cfg_attr(not(feature = "old-driver"), unsafe(no_mangle))]
 pub unsafe extern "C" fn nvmlSystemGetConfComputeGpusReadyState(
     isAcceptingWork: *mut c_uint,
 ) -> Code {
@@ -392,7 +394,8 @@ pub unsafe extern "C" fn nvmlSystemGetConfComputeGpusReadyState(
     })
 }
 
-#[unsafe(no_mangle)]
+// Not exported by the `old-driver` build, as by drivers older than the function.
+#[cfg_attr(not(feature = "old-driver"), unsafe(no_mangle))]
 pub unsafe extern "C" fn nvmlSystemGetConfComputeState(
     state: *mut NvmlConfComputeSystemState,
 ) -> Code {
@@ -569,7 +572,8 @@ pub unsafe extern "C" fn nvmlDeviceGetBrand(device: NvmlDevice, type_: *mut c_ui
     })
 }
 
-#[unsafe(no_mangle)]
+// Not exported by the `old-driver` build, as by drivers older than the function.
+#[cfg_attr(not(feature = "old-driver"), unsafe(no_mangle))]
 pub unsafe extern "C" fn nvmlDeviceGetArchitecture(device: NvmlDevice, arch: *mut c_uint) -> Code {
     device_call(device, "nvmlDeviceGetArchitecture", arch, |_, t| {
         let name = present(gpu_only(t, |d| d.architecture.as_deref()))?;
