@@ -432,6 +432,9 @@ impl RuleSet {
                 outcome: unknown.clone(),
             });
         }
+        for node_outcome in self.node.map.values() {
+            check_outcome("node.map", node_outcome)?;
+        }
         Ok(())
     }
 }
@@ -538,9 +541,9 @@ fn display_opt<T: fmt::Display, S: serde::Serializer>(
     }
 }
 
-/// Reads an optional threshold written as a decimal string (`"5.92"`) or a TOML number
-/// (`5.92`, `4800`), exactly. A float is read back through its shortest round-trip decimal,
-/// which is the literal written for up to 15 significant digits.
+/// Reads an optional threshold written as a decimal string (`"5.92"`) or a TOML integer
+/// (`4800`), exactly. A TOML float (`5.92`) is refused: the TOML reader has already rounded it
+/// to binary, so `5.9200000000000000001` would silently become `5.92`.
 fn exact_opt<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
@@ -568,7 +571,7 @@ where
         type Value = T;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a non-negative decimal number, as a string (\"5.92\") or a number")
+            f.write_str("a non-negative decimal as a string (\"5.92\") or an integer (4800)")
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
@@ -584,7 +587,9 @@ where
         }
 
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
-            Self::parse(&v.to_string())
+            Err(E::custom(format!(
+                "threshold {v} is a TOML float, which is not exact; write it as a string: \"{v}\""
+            )))
         }
     }
 

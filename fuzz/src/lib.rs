@@ -1,0 +1,353 @@
+//! The invariants the fuzz targets check, one function per `tppguard-proto` entry point.
+//!
+//! Shared, as source, with `proto/tests/corpus.rs` (through `#[path]`), so the stable test that
+//! replays the committed corpus checks exactly what the fuzzers check. Each function panics
+//! (fails) when an invariant is broken; any input at all must pass.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tppguard_proto::classify::{DecidedBy, classify_device, classify_node};
+use tppguard_proto::ruleset::{INDETERMINATE, MAX_RULE_SET_BYTES, RuleSet, RuleSetError};
+use tppguard_proto::spec::{self, MatchedBy, SpecMatch, UnknownReason};
+use tppguard_proto::tpp::{ComputeFigures, Precision};
+use tppguard_proto::units::{Bandwidth, DecimalError, DieArea, Tops, Tpp};
+
+/// `RuleSet::from_toml_str`: never panics; oversize input is `TooLarge`; a parsed rule set
+/// classifies a fixed set of devices, and a node of them, to one of its own outcomes.
+pub fn check_ruleset_toml(text: &str) {
+    match RuleSet::from_toml_str(text) {
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            if text.len() > MAX_RULE_SET_BYTES {
+                assert!(matches!(e, RuleSetError::TooLarge { .. }), "{e}");
+            }
+        }
+        Ok(rule_set) => {
+            assert!(text.len() <= MAX_RULE_SET_BYTES);
+            let outcomes = rule_set.outcomes();
+            assert!(outcomes.contains(&rule_set.default_outcome.as_str()));
+            assert_eq!(rule_set.node.rank.len(), outcomes.len());
+            let devices: Vec<_> = device_figures()
+                .iter()
+                .map(|figures| {
+                    let c = classify_device(figures, &rule_set);
+                    assert!(
+                        c.outcome == INDETERMINATE || outcomes.contains(&c.outcome.as_str()),
+                        "device outcome {:?} is not an outcome of the rule set",
+                        c.outcome
+                    );
+                    assert_eq!(
+                        c.outcome == INDETERMINATE,
+                        c.decided_by == DecidedBy::Indeterminate,
+                        "{c:?}"
+                    );
+                    c
+                })
+                .collect();
+            for node in [&devices[..], &devices[..1], &[]] {
+                let n = classify_node(node, &rule_set);
+                assert_eq!(n.devices, node.len());
+                let node_outcomes: Vec<&str> =
+                    outcomes.iter().map(|o| rule_set.node_outcome(o)).collect();
+                assert!(
+                    n.outcome == INDETERMINATE || node_outcomes.contains(&n.outcome.as_str()),
+                    "node outcome {:?} is not a node outcome of the rule set",
+                    n.outcome
+                );
+                assert_eq!(n.outcome == INDETERMINATE, n.reason.is_some(), "{n:?}");
+            }
+        }
+    }
+}
+
+/// Devices spanning the shipped thresholds, plus unknown and extreme figures.
+fn device_figures() -> Vec<ComputeFigures> {
+    let tops = |t: &str| t.parse::<Tops>().ok();
+    let area = |a: &str| a.parse::<DieArea>().ok();
+    let bw = |b: &str| b.parse::<Bandwidth>().ok();
+    let device = |rate: &[(Precision, &str)],
+                  die: Option<&str>,
+                  dc: bool,
+                  dram: Option<&str>,
+                  link: Option<&str>| ComputeFigures {
+        dense_tops: rate
+            .iter()
+            .filter_map(|(p, t)| Some((*p, tops(t)?)))
+            .collect(),
+        die_area: die.and_then(area),
+        datacenter: dc,
+        dram_bandwidth: dram.and_then(bw),
+        interconnect_bandwidth: link.and_then(bw),
+    };
+    vec![
+        // H100 SXM5: TPP 15831.2, 814 mm².
+        device(
+            &[(Precision::Fp8, "1978.9")],
+            Some("814"),
+            true,
+            Some("3350"),
+            Some("900"),
+        ),
+        // Exactly on 4800 and 5.92.
+        device(
+            &[(Precision::Int8, "600")],
+            Some("810.81"),
+            true,
+            Some("0"),
+            None,
+        ),
+        // Consumer part, no die area, no bandwidth.
+        device(&[(Precision::Fp16, "82.6")], None, false, None, None),
+        // No rates at all.
+        device(&[], Some("100"), true, Some("1"), Some("1")),
+        // The largest figures.
+        device(
+            &[(Precision::Fp64, "100000000")],
+            Some("0.01"),
+            true,
+            Some("1000000000000"),
+            Some("1000000000000"),
+        ),
+    ]
+}
+
+/// The decimal `FromStr`s, against an independent reading of the grammar `DIGITS[.DIGITS]`:
+/// a string is accepted exactly when it is a plain decimal with at most the unit's decimals
+/// and in range, to the exact value; its `Display` is the canonical form (leading zeros and
+/// trailing fractional zeros dropped) and re-parses to the same value; a rejected string gets
+/// the error its shape calls for.
+pub fn check_decimal(text: &str) {
+    check_fixed_point(
+        text,
+        Tops::DECIMALS,
+        Tops::MIN_RAW,
+        Tops::MAX_RAW,
+        Tops::raw,
+    );
+    check_fixed_point(text, Tpp::DECIMALS, Tpp::MIN_RAW, Tpp::MAX_RAW, Tpp::raw);
+    check_fixed_point(
+        text,
+        DieArea::DECIMALS,
+        DieArea::MIN_RAW,
+        DieArea::MAX_RAW,
+        DieArea::raw,
+    );
+    check_fixed_point(
+        text,
+        Bandwidth::DECIMALS,
+        Bandwidth::MIN_RAW,
+        Bandwidth::MAX_RAW,
+        Bandwidth::raw,
+    );
+}
+
+fn check_fixed_point<T>(text: &str, decimals: u32, min: u64, max: u64, raw: fn(T) -> u64)
+where
+    T: FromStr<Err = DecimalError> + fmt::Display + fmt::Debug + PartialEq + Copy,
+{
+    let shape = Shape::of(text);
+    match (text.parse::<T>(), shape) {
+        (
+            Ok(value),
+            Shape::Decimal {
+                canonical,
+                places,
+                scaled,
+            },
+        ) => {
+            assert!(
+                places <= decimals,
+                "{text:?} has more than {decimals} places"
+            );
+            assert_eq!(
+                scaled.value(decimals),
+                Some(u128::from(raw(value))),
+                "{text:?}"
+            );
+            let shown = value.to_string();
+            assert_eq!(shown, canonical, "{text:?} displays as {shown:?}");
+            assert_eq!(shown.parse::<T>(), Ok(value), "{shown:?} does not re-parse");
+        }
+        (Ok(value), shape) => panic!("{text:?} ({shape:?}) parsed to {value:?}"),
+        (Err(e), shape) => {
+            assert!(!e.to_string().is_empty());
+            match (shape, e) {
+                (Shape::Empty, DecimalError::Empty)
+                | (Shape::Negative, DecimalError::Negative)
+                | (Shape::Other, DecimalError::NotADecimal { .. }) => {}
+                (Shape::Decimal { places, .. }, DecimalError::TooManyDecimals { .. }) => {
+                    assert!(places > decimals, "{text:?}: {places} places rejected");
+                }
+                (Shape::Decimal { places, scaled, .. }, DecimalError::TooLarge { .. }) => {
+                    assert!(places <= decimals);
+                    assert!(
+                        scaled.value(decimals).is_none_or(|v| v > u128::from(max)),
+                        "{text:?}"
+                    );
+                }
+                (Shape::Decimal { places, scaled, .. }, DecimalError::TooSmall { .. }) => {
+                    assert!(places <= decimals);
+                    assert!(
+                        scaled.value(decimals).is_some_and(|v| v < u128::from(min)),
+                        "{text:?}"
+                    );
+                }
+                (shape, e) => panic!("{text:?} ({shape:?}) rejected with {e:?}"),
+            }
+        }
+    }
+}
+
+/// What a string is, read independently of the parser under test.
+#[derive(Debug)]
+enum Shape<'a> {
+    Empty,
+    Negative,
+    /// `DIGITS[.DIGITS]`.
+    Decimal {
+        /// Without leading zeros or trailing fractional zeros: `0.5`, `4800`.
+        canonical: String,
+        /// Significant decimal places.
+        places: u32,
+        /// The value in units of `10^-scale`, when it has at most `scale` places and fits.
+        scaled: Scaled<'a>,
+    },
+    Other,
+}
+
+/// The integer and significant fractional digits of a plain decimal.
+#[derive(Debug, Clone, Copy)]
+struct Scaled<'a> {
+    int: &'a str,
+    frac: &'a str,
+}
+
+impl Scaled<'_> {
+    /// `int.frac` in units of `10^-scale`; `None` when it does not fit 30 digits.
+    fn value(self, scale: u32) -> Option<u128> {
+        let pad = usize::try_from(scale).ok()?.checked_sub(self.frac.len())?;
+        let digits = format!("{}{}{}", self.int, self.frac, "0".repeat(pad));
+        let digits = digits.trim_start_matches('0');
+        if digits.len() > 30 {
+            return None;
+        }
+        if digits.is_empty() {
+            return Some(0);
+        }
+        digits.parse().ok()
+    }
+}
+
+impl<'a> Shape<'a> {
+    fn of(text: &'a str) -> Self {
+        if text.is_empty() {
+            return Self::Empty;
+        }
+        if text.starts_with('-') {
+            return Self::Negative;
+        }
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let (int, frac) = text.split_once('.').unwrap_or((text, "0"));
+        if !digits(int) || !digits(frac) {
+            return Self::Other;
+        }
+        let int = int.trim_start_matches('0');
+        let int = if int.is_empty() { "0" } else { int };
+        let frac = frac.trim_end_matches('0');
+        let canonical = if frac.is_empty() {
+            int.to_owned()
+        } else {
+            format!("{int}.{frac}")
+        };
+        Self::Decimal {
+            canonical,
+            places: u32::try_from(frac.len()).unwrap_or(u32::MAX),
+            scaled: Scaled { int, frac },
+        }
+    }
+}
+
+/// The spec look-ups, from `[PCI id line "\n"] name`: the first line is a PCI id when it is
+/// hex (`0x233010DE`); the rest (or everything) is the name.
+pub fn check_spec_lookup(input: &str) {
+    let (pci, name) = match input.split_once('\n') {
+        Some((first, rest)) => match u32::from_str_radix(first.trim_start_matches("0x"), 16) {
+            Ok(id) => (Some(id), rest),
+            Err(_) => (None, input),
+        },
+        None => (None, input),
+    };
+    for (pci, name) in [(pci, Some(name)), (pci, None), (None, Some(name))] {
+        check_lookup(pci, name);
+    }
+    if let Some(spec) = spec::by_model(name) {
+        assert!(
+            spec.model.eq_ignore_ascii_case(name.trim())
+                || lookup_found(None, Some(name)) == Some((spec.model, MatchedBy::NvmlName)),
+            "by_model({name:?}) gave {} with neither its model nor an NVML name",
+            spec.model
+        );
+    }
+}
+
+fn lookup_found(pci: Option<u32>, name: Option<&str>) -> Option<(&'static str, MatchedBy)> {
+    match spec::lookup(pci, name) {
+        SpecMatch::Found { spec, by } => Some((spec.model, by)),
+        SpecMatch::Unknown { .. } => None,
+    }
+}
+
+fn check_lookup(pci: Option<u32>, name: Option<&str>) {
+    match spec::lookup(pci, name) {
+        SpecMatch::Found { spec, by } => match by {
+            MatchedBy::PciDeviceId => {
+                let id = pci.unwrap_or_else(|| panic!("found by PCI id without one"));
+                let [d1, d0, v1, v0] = id.to_be_bytes();
+                assert_eq!(spec.pci_vendor_id, Some(u16::from_be_bytes([v1, v0])));
+                assert!(spec.pci_device_ids.contains(&u16::from_be_bytes([d1, d0])));
+            }
+            MatchedBy::NvmlName => {
+                let name = name.unwrap_or_else(|| panic!("found by name without one"));
+                let bare = |n: &str| {
+                    let n = n.trim();
+                    n.strip_prefix("NVIDIA ").unwrap_or(n).to_owned()
+                };
+                assert!(
+                    spec.nvml_names.iter().any(|n| bare(n) == bare(name)),
+                    "{name:?} found {} by a name it does not have",
+                    spec.model
+                );
+            }
+        },
+        SpecMatch::Unknown { reason } => {
+            assert!(UnknownReason::CODES.contains(&reason.code()));
+            assert!(!reason.sentence().is_empty());
+            let consistent = match (&reason, pci, name) {
+                (UnknownReason::NoIdentity, None, None) => true,
+                (UnknownReason::PciIdNotListed { pci_device_id }, Some(id), None) => {
+                    *pci_device_id == id
+                }
+                (UnknownReason::NameNotListed { nvml_name }, None, Some(n)) => nvml_name == n,
+                (
+                    UnknownReason::PciIdAndNameNotListed {
+                        pci_device_id,
+                        nvml_name,
+                    },
+                    Some(id),
+                    Some(n),
+                ) => *pci_device_id == id && nvml_name == n,
+                (
+                    UnknownReason::AmbiguousName {
+                        nvml_name,
+                        candidates,
+                    },
+                    _,
+                    Some(n),
+                ) => nvml_name == n && candidates.len() >= 2,
+                _ => false,
+            };
+            assert!(consistent, "{reason:?} for ({pci:?}, {name:?})");
+        }
+    }
+}
