@@ -6,22 +6,7 @@
 use tppguard_proto::ruleset::{MAX_RULE_SET_BYTES, RuleSet, RuleSetError};
 use tppguard_proto::units::{Bandwidth, DecimalError, DieArea, Tops, Tpp};
 
-const MINIMAL: &str = r#"
-id = "example"
-version = "1"
-title = "Example"
-status = "policy"
-source = "test"
-default_outcome = "no"
-[[classes]]
-outcome = "yes"
-[[classes.clauses]]
-id = "yes.1"
-text = "TPP >= 4800"
-when = { tpp = { min = "4800" } }
-[node]
-rank = ["yes", "no"]
-"#;
+const MINIMAL: &str = include_str!("data/minimal-rule-set.toml");
 
 const SHIPPED: [&str; 3] = [
     include_str!("../../rules/us-eccn-3a090.toml"),

@@ -30,27 +30,36 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
+/// Runs `cargo build --quiet ARGS` in the workspace and fails the test run if it fails.
+fn cargo_build(args: &[&str], target_dir: Option<&Path>) {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet"])
+        .args(args)
+        .current_dir(workspace_root());
+    if let Some(dir) = target_dir {
+        cmd.arg("--target-dir").arg(dir);
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(status.success(), "cargo build {args:?} failed");
+}
+
 /// Builds the binaries and the fake NVML library once per test run (the integration tests
 /// live in their own package, so Cargo's `CARGO_BIN_EXE_*` does not reach the binaries) and
 /// returns the folder they are in.
 fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
+        cargo_build(
+            &[
                 "-p",
                 "tppguard-fake-nvml",
                 "-p",
                 "tppguard-agent",
                 "-p",
                 "tppguard-verifier",
-            ])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the workspace's binaries failed");
+            ],
+            None,
+        );
         target_dir().join("debug")
     })
 }
@@ -68,22 +77,12 @@ pub fn fake_nvml_lib() -> PathBuf {
 pub fn old_driver_fake_nvml_lib() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
+        // Its own target folder: a feature build must not replace the ordinary library.
         let dir = target_dir().join("fake-old-driver");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "tppguard-fake-nvml",
-                "--features",
-                "old-driver",
-            ])
-            .arg("--target-dir")
-            .arg(&dir)
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the old-driver fake failed");
+        cargo_build(
+            &["-p", "tppguard-fake-nvml", "--features", "old-driver"],
+            Some(&dir),
+        );
         dir.join("debug").join("libtppguard_fake_nvml.so")
     })
     .clone()

@@ -1,21 +1,6 @@
 use super::*;
 
-const MINIMAL: &str = r#"
-id = "example"
-version = "1"
-title = "Example"
-status = "policy"
-source = "test"
-default_outcome = "no"
-[[classes]]
-outcome = "yes"
-[[classes.clauses]]
-id = "yes.1"
-text = "TPP >= 4800"
-when = { tpp = { min = "4800" } }
-[node]
-rank = ["yes", "no"]
-"#;
+const MINIMAL: &str = include_str!("../../tests/data/minimal-rule-set.toml");
 
 fn err(text: &str) -> String {
     RuleSet::from_toml_str(text).unwrap_err().to_string()
