@@ -426,7 +426,7 @@ impl Report {
             "PD",
             "H100-EQ",
             "ECCN",
-            "GAIN AI (bill)",
+            "GAIN AI (BILL, NOT LAW)",
         ]);
         for g in &self.gpus {
             let c = &g.classification;
@@ -485,7 +485,10 @@ impl Report {
             writeln!(
                 out,
                 "  {} [{}]: {}: {}",
-                c.rule_set, c.rule_set_status, c.outcome, c.sentence
+                c.rule_set,
+                c.rule_set_status.label(),
+                c.outcome,
+                c.sentence
             )?;
         }
         Ok(())

@@ -289,7 +289,11 @@ fn default_simulation_is_the_dgx_h100_and_says_so() {
         text.contains("Node: 8 GPU(s), total TPP 126649.6 = 8.00 H100-equivalents"),
         "{text}"
     );
-    assert!(text.contains("us-eccn-3a090 [in_force]: 4A090.a"), "{text}");
+    assert!(text.contains("us-eccn-3a090 [in force]: 4A090.a"), "{text}");
+    assert!(
+        text.contains("us-gain-ai-act-s3150 [bill (not law)]: covered"),
+        "{text}"
+    );
 }
 
 #[test]
