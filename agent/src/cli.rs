@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::identity::KeyType;
+
 /// tppguard node agent: inventories this node's GPUs through NVML, classifies each one under
 /// the export rules (TPP, performance density, ECCN 3A090, GAIN AI Act coverage) and, in later
 /// commands, signs what it found for a verifier.
@@ -48,6 +50,39 @@ pub enum Command {
     /// is installed, the bundled simulated DGX H100 node (8x H100 SXM5 80GB), saying so.
     #[command(after_long_help = EXIT_CODES)]
     Demo(OutputArgs),
+
+    /// Create this node's signing key (NODE/node.key, mode 0600) and a certificate signing
+    /// request for it (NODE/node.csr).
+    ///
+    /// The CSR's subject is the host name (or --name) and, when the OS keeps a machine id,
+    /// its subject alternative name is urn:tppguard:node:<machine-id>. Any CA can sign it;
+    /// with tppguard's built-in PKI run `tppguard-verifier pki issue-node`. An existing key is
+    /// never replaced without --force. Exits 0 when written, 2 on error.
+    Init(InitArgs),
+}
+
+/// Arguments of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The node folder (created if missing): receives node.key and node.csr.
+    #[arg(long, value_name = "NODE")]
+    pub dir: PathBuf,
+
+    /// The key algorithm.
+    #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
+    pub key_type: KeyType,
+
+    /// The node's name, the CSR's subject common name (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Replace an existing node key (its certificate must then be issued again).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Output format.
@@ -113,6 +148,40 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn init_flags_and_defaults() {
+        let cli = Cli::try_parse_from(["tppguard-agent", "init", "--dir", "n"]).unwrap();
+        let Command::Init(args) = cli.command else {
+            panic!("not init")
+        };
+        assert_eq!(args.key_type, KeyType::Ed25519);
+        assert!(!args.force && !args.json && args.name.is_none());
+        let cli = Cli::try_parse_from([
+            "tppguard-agent",
+            "init",
+            "--dir",
+            "n",
+            "--key-type",
+            "p256",
+            "--name",
+            "gpu-1",
+            "--force",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Init(args) = cli.command else {
+            panic!("not init")
+        };
+        assert_eq!(args.key_type, KeyType::P256);
+        assert_eq!(args.name.as_deref(), Some("gpu-1"));
+        assert!(args.force && args.json);
+        assert!(Cli::try_parse_from(["tppguard-agent", "init", "--key-type", "rsa"]).is_err());
+        assert!(
+            Cli::try_parse_from(["tppguard-agent", "init"]).is_err(),
+            "--dir required"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod host;
+pub mod identity;
 pub mod inventory;
 pub mod nvml;
 pub mod report;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, InventoryArgs, OutputArgs};
+use crate::cli::{Cli, Command, InitArgs, InventoryArgs, OutputArgs};
 use crate::nvml::{LibrarySource, OpenError, Session};
 use crate::report::Report;
 use crate::simulate::SimulatedDriver;
@@ -64,7 +65,51 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Inventory(args) => inventory_command(&args),
         Command::Demo(output) => demo_command(&output),
+        Command::Init(args) => init_command(&args),
     }
+}
+
+fn init_command(args: &InitArgs) -> anyhow::Result<ExitCode> {
+    let host = host::Host::read();
+    let result = match args.name.as_deref().or(host.hostname.as_deref()) {
+        Some(name) => identity::init(
+            &args.dir,
+            args.key_type,
+            name,
+            host.machine_id.as_deref(),
+            args.force,
+        ),
+        None => Err(identity::IdentityError::NoName),
+    };
+    // The hint goes on its own line after the causes, so the message is rendered here.
+    let report = result.map_err(|e| anyhow::anyhow!(e.render()))?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "{} node key: {} (mode 0600, keep it on this node)\n\
+             certificate signing request: {} (subject CN={}{})\n\
+             next: send the CSR to your CA; with tppguard's built-in PKI, on the verifier:\n  {}",
+            if report.replaced {
+                "replaced the"
+            } else {
+                "new"
+            },
+            report.key.display(),
+            report.csr.display(),
+            report.name,
+            report
+                .node_uri
+                .as_deref()
+                .map(|u| format!(", SAN {u}"))
+                .unwrap_or_default(),
+            report.next
+        )?;
+    }
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 fn inventory_command(args: &InventoryArgs) -> anyhow::Result<ExitCode> {

@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use tppguard_proto::classify::{DecidedBy, classify_device, classify_node};
+use tppguard_proto::licence::{Licence, LicenceError, MAX_LICENCE_BYTES, Validity};
 use tppguard_proto::ruleset::{INDETERMINATE, MAX_RULE_SET_BYTES, RuleSet, RuleSetError};
 use tppguard_proto::spec::{self, MatchedBy, SpecMatch, UnknownReason};
 use tppguard_proto::tpp::{ComputeFigures, Precision};
@@ -348,6 +349,160 @@ fn check_lookup(pci: Option<u32>, name: Option<&str>) {
                 _ => false,
             };
             assert!(consistent, "{reason:?} for ({pci:?}, {name:?})");
+        }
+    }
+}
+
+/// `Licence::from_toml_str`: never panics; oversize input is `TooLarge`; every error has a
+/// listed code; a parsed licence re-serializes to JSON that `Licence::from_json` reads back
+/// to an equal licence (and the same bytes), and its helpers agree with its fields.
+pub fn check_licence_toml(text: &str) {
+    match Licence::from_toml_str(text) {
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            assert!(LicenceError::CODES.contains(&e.code()), "{}", e.code());
+            if text.len() > MAX_LICENCE_BYTES {
+                assert!(matches!(e, LicenceError::TooLarge { .. }), "{e}");
+            }
+        }
+        Ok(licence) => {
+            assert!(text.len() <= MAX_LICENCE_BYTES);
+            let json = licence
+                .to_json()
+                .unwrap_or_else(|e| panic!("to_json failed: {e}"));
+            let back = Licence::from_json(&json).unwrap_or_else(|e| {
+                panic!("from_json({}) failed: {e}", String::from_utf8_lossy(&json))
+            });
+            assert_eq!(back, licence);
+            assert_eq!(back.to_json().ok(), Some(json));
+
+            let (from, until) = (licence.valid_from(), licence.valid_until());
+            assert!(from < until);
+            assert!(licence.is_valid_at(from).is_valid());
+            assert!(licence.is_valid_at(until - 1).is_valid());
+            assert!(matches!(
+                licence.is_valid_at(from - 1),
+                Validity::NotYetValid { .. }
+            ));
+            assert!(matches!(
+                licence.is_valid_at(until),
+                Validity::Expired { .. }
+            ));
+            assert!(licence.max_devices() >= 1);
+            assert!(licence.max_aggregate_tpp() > Tpp::default());
+            assert!(
+                licence
+                    .max_tpp_per_device()
+                    .is_none_or(|cap| cap <= licence.max_aggregate_tpp())
+            );
+            assert!(licence.attestation_is_fresh(licence.max_attestation_age_s()));
+            assert!(!licence.attestation_is_fresh(licence.max_attestation_age_s() + 1));
+            assert!(!licence.sites().is_empty());
+            assert!(
+                licence
+                    .sites()
+                    .iter()
+                    .all(|s| s.country == licence.destination_country()
+                        && licence.site(&s.id) == Some(s))
+            );
+            assert!(!licence.eccns().is_empty() || !licence.models().is_empty());
+            assert!(!licence.allows(None, None));
+            for eccn in licence.eccns() {
+                for model in licence.models() {
+                    assert!(licence.allows(Some(eccn), Some(model)), "{eccn} {model}");
+                }
+                if licence.models().is_empty() {
+                    assert!(licence.allows(Some(eccn), None), "{eccn}");
+                }
+            }
+            for model in licence.models() {
+                assert!(spec::by_model(model).is_some_and(|s| s.model == model));
+                if licence.eccns().is_empty() {
+                    assert!(licence.allows(None, Some(model)), "{model}");
+                }
+            }
+        }
+    }
+}
+
+/// RFC 8037 Appendix A.1's Ed25519 public key `x`: the key `check_jws` verifies with (the seed
+/// corpus has tokens it signed).
+const JWS_FUZZ_KEY: [u8; 32] = [
+    0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07, 0x3a,
+    0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68, 0xf7, 0x07, 0x51, 0x1a,
+];
+
+/// `jws::decode`, then `verify` against [`JWS_FUZZ_KEY`]: never panics; every error has a
+/// listed code; oversize input is `TooLarge`; a decoded token is three parts within the `x5c`
+/// limits, and only an `EdDSA` one can verify; a verified payload, and the input itself, go
+/// through `AttestationClaims::from_json`, whose result re-serializes to an equal claim set.
+pub fn check_jws(text: &str) {
+    use tppguard_proto::jws::{self, Alg, JwsError, VerifyingKey};
+
+    check_claims(text.as_bytes());
+    let unverified = match jws::decode(text) {
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            assert!(JwsError::CODES.contains(&e.code()), "{}", e.code());
+            if text.len() > jws::MAX_JWS_BYTES {
+                assert!(matches!(e, JwsError::TooLarge { .. }), "{e}");
+            }
+            return;
+        }
+        Ok(unverified) => unverified,
+    };
+    assert!(text.len() <= jws::MAX_JWS_BYTES);
+    assert_eq!(text.split('.').count(), 3);
+    let header = unverified.header();
+    assert!(header.x5c.len() <= jws::MAX_X5C_CERTS);
+    assert!(
+        header
+            .x5c
+            .iter()
+            .all(|c| !c.is_empty() && c.len() <= jws::MAX_X5C_CERT_BYTES)
+    );
+    let key = VerifyingKey::from_raw(Alg::EdDSA, &JWS_FUZZ_KEY)
+        .unwrap_or_else(|e| panic!("the fixed key is rejected: {e}"));
+    match unverified.verify(&key) {
+        Ok(verified) => {
+            assert_eq!(verified.header().alg, Alg::EdDSA);
+            assert_eq!(verified.header(), header);
+            check_claims(verified.payload());
+        }
+        Err(e) => {
+            assert!(JwsError::CODES.contains(&e.code()), "{}", e.code());
+            let expected = if header.alg == Alg::EdDSA {
+                matches!(e, JwsError::BadSignature | JwsError::SignatureLength { .. })
+            } else {
+                matches!(
+                    e,
+                    JwsError::AlgKeyMismatch {
+                        key: Alg::EdDSA,
+                        ..
+                    }
+                )
+            };
+            assert!(expected, "{:?} token rejected with {e}", header.alg);
+        }
+    }
+}
+
+fn check_claims(bytes: &[u8]) {
+    use tppguard_proto::claims::{AttestationClaims, ClaimsError, EAT_PROFILE};
+
+    match AttestationClaims::from_json(bytes) {
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            assert!(ClaimsError::CODES.contains(&e.code()), "{}", e.code());
+        }
+        Ok(claims) => {
+            let json = claims
+                .to_json()
+                .unwrap_or_else(|e| panic!("claims do not serialize: {e}"));
+            assert!(String::from_utf8_lossy(&json).contains(EAT_PROFILE));
+            let again = AttestationClaims::from_json(&json)
+                .unwrap_or_else(|e| panic!("re-serialized claims rejected: {e}"));
+            assert_eq!(again, claims);
         }
     }
 }

@@ -4,7 +4,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod claims;
 pub mod classify;
+pub mod evidence;
+pub mod jws;
+pub mod licence;
 pub mod ruleset;
 pub mod spec;
 pub mod tpp;

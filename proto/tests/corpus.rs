@@ -56,7 +56,16 @@ fn corpus_dirs_match_fuzz_targets() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     corpora.sort();
-    assert_eq!(targets, ["decimal", "ruleset_toml", "spec_lookup"]);
+    assert_eq!(
+        targets,
+        [
+            "decimal",
+            "jws",
+            "licence_toml",
+            "ruleset_toml",
+            "spec_lookup"
+        ]
+    );
     assert_eq!(targets, corpora, "one seed corpus per fuzz target");
 }
 
@@ -94,4 +103,22 @@ fn decimal_corpus() {
 #[test]
 fn spec_lookup_corpus() {
     assert!(replay("spec_lookup", checks::check_spec_lookup) >= 10);
+}
+
+#[test]
+fn licence_toml_corpus() {
+    assert!(replay("licence_toml", checks::check_licence_toml) >= 10);
+    // The seeds include both examples, and those parse.
+    for file in ["licence.toml", "licence-too-small.toml"] {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let seed = fs::read_to_string(root.join("fuzz/corpus/licence_toml").join(file)).unwrap();
+        let example = fs::read_to_string(root.join("examples").join(file)).unwrap();
+        assert_eq!(seed, example, "fuzz/corpus/licence_toml/{file} is stale");
+        tppguard_proto::licence::Licence::from_toml_str(&seed).unwrap();
+    }
+}
+
+#[test]
+fn jws_corpus() {
+    assert!(replay("jws", checks::check_jws) >= 10);
 }

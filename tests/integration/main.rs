@@ -4,4 +4,5 @@
 mod classify;
 mod fixtures;
 mod inventory;
+mod pki;
 mod support;

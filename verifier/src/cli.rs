@@ -1,6 +1,8 @@
 //! The command line of `tppguard-verifier` (clap derive): doc comments here are the `--help`
 //! text.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 use tppguard_proto::tpp::Precision;
 use tppguard_proto::units::{Bandwidth, DieArea, Tops};
@@ -9,7 +11,8 @@ use tppguard_proto::units::{Bandwidth, DieArea, Tops};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  2  usage or input error (bad flag or value, unknown model, unreadable or invalid rule set)";
+  2  usage or input error (bad flag or value, unknown model, unreadable or invalid rule set,
+     a rejected certificate chain, files that would be overwritten)";
 
 /// tppguard verifier: classifies accelerators under export-control rule sets and checks
 /// tppguard evidence.
@@ -33,6 +36,112 @@ pub enum Command {
     /// guess.
     #[command(after_help = EXIT_CODES)]
     Classify(ClassifyArgs),
+
+    /// A small built-in PKI to try tppguard, and a certificate-chain checker.
+    ///
+    /// Operators with their own PKI (step-ca, Vault, an enterprise CA) need only
+    /// `pki verify-chain`: any standard chain works for node keys, as long as the leaf has
+    /// digitalSignature key usage and, if it has an EKU extension, clientAuth.
+    #[command(after_help = EXIT_CODES)]
+    Pki(PkiArgs),
+}
+
+/// Flags of `pki`.
+#[derive(Debug, Args)]
+pub struct PkiArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PkiCommand,
+}
+
+/// `pki` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create an operator CA, a licence-authority CA with a licence-signing key, the
+    /// verifier's result-signing key and DIR/trust.toml.
+    ///
+    /// Roots are ECDSA P-384 (ten years, CA:true pathlen 0, keyCertSign and cRLSign); leaves
+    /// are Ed25519. Private keys (*.key) are PKCS#8 PEM created with mode 0600. Refuses to
+    /// overwrite any existing file.
+    #[command(after_help = EXIT_CODES)]
+    Init(PkiInitArgs),
+
+    /// Issue a node certificate for a CSR (from `tppguard-agent init`) and write the chain:
+    /// the leaf, then the operator CA.
+    ///
+    /// The CSR's signature must verify; only its subject, subject alternative names and key
+    /// are used. The leaf is CA:false with digitalSignature and EKU clientAuth plus tppguard's
+    /// node-attestation purpose, and is checked as the verifier will check it before it is
+    /// written.
+    #[command(after_help = EXIT_CODES)]
+    IssueNode(IssueNodeArgs),
+
+    /// Check a PEM certificate chain (leaf first) against the roots pinned in trust.toml, as
+    /// the verifier checks attestation (x5c) and licence chains.
+    #[command(after_help = EXIT_CODES)]
+    VerifyChain(VerifyChainArgs),
+}
+
+/// Flags of `pki init`.
+#[derive(Debug, Args)]
+pub struct PkiInitArgs {
+    /// The folder to create (mode 0700) or fill.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `pki issue-node`.
+#[derive(Debug, Args)]
+pub struct IssueNodeArgs {
+    /// The folder made by `pki init` (reads operator-ca.pem and operator-ca.key).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The node's PEM certificate signing request (NODE/node.csr).
+    #[arg(long, value_name = "FILE")]
+    pub csr: PathBuf,
+
+    /// Where to write the PEM chain (replaced if it exists).
+    #[arg(long, value_name = "CHAIN.pem")]
+    pub out: PathBuf,
+
+    /// Days of validity, from now (cut back to the operator CA's own expiry).
+    #[arg(long, value_name = "N", default_value_t = 365,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+
+    /// Print the issued certificate's facts as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `pki verify-chain`.
+#[derive(Debug, Args)]
+pub struct VerifyChainArgs {
+    /// The trust file (written by `pki init`; format in its comments).
+    #[arg(long, value_name = "TRUST.toml")]
+    pub trust: PathBuf,
+
+    /// Check a licence-signer chain against the licence-authority roots (default: a node
+    /// chain against the operator roots).
+    #[arg(long)]
+    pub licence_signer: bool,
+
+    /// Validation time in Unix seconds (default: now).
+    #[arg(long, value_name = "UNIX", allow_negative_numbers = true)]
+    pub at: Option<i64>,
+
+    /// Print the leaf's facts as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The PEM chain, leaf first.
+    #[arg(value_name = "CHAIN.pem")]
+    pub chain: PathBuf,
 }
 
 /// Flags of `classify`.
@@ -121,6 +230,7 @@ mod tests {
         let argv = ["tppguard-verifier", "classify"].iter().chain(args);
         Cli::try_parse_from(argv).map(|cli| match cli.command {
             Command::Classify(args) => args,
+            other => panic!("not classify: {other:?}"),
         })
     }
 
@@ -193,6 +303,83 @@ mod tests {
         assert_eq!(args.rule_set, ["us-eccn-3a090", "x.toml"]);
         assert!(args.json);
         assert!(classify(&["--list-models"]).unwrap().list_models);
+    }
+
+    fn pki(args: &[&str]) -> Result<PkiCommand, clap::Error> {
+        let argv = ["tppguard-verifier", "pki"].iter().chain(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Pki(p) => p.command,
+            other => panic!("not pki: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn pki_init_takes_dir_and_json() {
+        let PkiCommand::Init(a) = pki(&["init", "--dir", "p", "--json"]).unwrap() else {
+            panic!("not init")
+        };
+        assert_eq!(a.dir, PathBuf::from("p"));
+        assert!(a.json);
+        assert!(pki(&["init"]).is_err(), "--dir is required");
+    }
+
+    #[test]
+    fn issue_node_days_default_and_range() {
+        let PkiCommand::IssueNode(a) = pki(&[
+            "issue-node",
+            "--dir",
+            "p",
+            "--csr",
+            "n.csr",
+            "--out",
+            "c.pem",
+        ])
+        .unwrap() else {
+            panic!("not issue-node")
+        };
+        assert_eq!(a.days, 365);
+        assert_eq!(
+            (a.csr.to_str(), a.out.to_str()),
+            (Some("n.csr"), Some("c.pem"))
+        );
+        for bad in ["0", "3651", "-1", "x"] {
+            let args = [
+                "issue-node",
+                "--dir",
+                "p",
+                "--csr",
+                "n",
+                "--out",
+                "c",
+                "--days",
+                bad,
+            ];
+            assert!(pki(&args).is_err(), "--days {bad}");
+        }
+    }
+
+    #[test]
+    fn verify_chain_flags() {
+        let PkiCommand::VerifyChain(a) = pki(&[
+            "verify-chain",
+            "--trust",
+            "t.toml",
+            "--licence-signer",
+            "--at",
+            "1700000000",
+            "--json",
+            "c.pem",
+        ])
+        .unwrap() else {
+            panic!("not verify-chain")
+        };
+        assert_eq!(a.at, Some(1_700_000_000));
+        assert!(a.licence_signer && a.json);
+        assert_eq!(a.chain, PathBuf::from("c.pem"));
+        assert!(
+            pki(&["verify-chain", "c.pem"]).is_err(),
+            "--trust is required"
+        );
     }
 
     #[test]

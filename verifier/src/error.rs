@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use tppguard_proto::ruleset::RuleSetError;
+
+use crate::chain::{ChainError, TrustError};
 use tppguard_proto::tpp::Precision;
 
 /// An error of a verifier command (all map to exit code 2).
@@ -52,6 +54,76 @@ pub enum Error {
     /// The shipped rule sets failed to load (a packaging bug).
     #[error("shipped rule sets: {0}")]
     Shipped(#[source] RuleSetError),
+    /// A file `pki` would create already exists.
+    #[error("{}: already exists; refusing to overwrite it", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file or folder could not be created or written.
+    #[error("{}: cannot {action}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was tried.
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key or certificate could not be generated.
+    #[error("{what}: cannot generate: {source}")]
+    Generate {
+        /// What.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A certificate signing request is unreadable or its signature does not verify.
+    #[error("{}: invalid certificate signing request: {source}", path.display())]
+    InvalidCsr {
+        /// The CSR file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The operator CA's key or certificate cannot be used.
+    #[error("{}: cannot use the CA: {source}", path.display())]
+    CaUnusable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// A certificate file is not PEM certificates.
+    #[error("{}: {reason}", path.display())]
+    BadCertFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// trust.toml or a file it names cannot be loaded.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// A certificate chain was rejected.
+    #[error("{}: certificate chain rejected ({}): {source}", path.display(), source.code())]
+    ChainRejected {
+        /// The chain file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ChainError,
+    },
+    /// A time outside what certificates can carry.
+    #[error("time {unix}: outside the range of certificate times")]
+    Clock {
+        /// Unix seconds.
+        unix: i64,
+    },
     /// Writing the output failed.
     #[error("output: {0}")]
     Output(#[from] std::io::Error),
@@ -87,7 +159,56 @@ impl Error {
                 Some("the format is documented in rules/README.md".to_owned())
             }
             Self::Shipped(_) => Some("this is a bug in the build; please report it".to_owned()),
+            Self::Exists { .. } => Some(
+                "choose another --dir (or --out), or move the existing files away; keys are \
+                 never overwritten"
+                    .to_owned(),
+            ),
+            Self::Io { .. } => Some("check the path and its permissions".to_owned()),
+            Self::Generate { .. } => Some("this is a bug; please report it".to_owned()),
+            Self::InvalidCsr { .. } => Some(
+                "make the CSR with `tppguard-agent init --dir NODE` (NODE/node.csr), or any \
+                 PEM PKCS#10 request with an Ed25519, P-256 or P-384 key"
+                    .to_owned(),
+            ),
+            Self::CaUnusable { .. } => {
+                Some("--dir must be a folder made by `tppguard-verifier pki init`".to_owned())
+            }
+            Self::BadCertFile { .. } => {
+                Some("give a PEM file of CERTIFICATE blocks, leaf first".to_owned())
+            }
+            Self::Trust(_) => Some(
+                "trust.toml has [operator], [licence_authority] and [vendor] sections, each \
+                 with roots = [PEM files] and optional crls = [CRL files], paths relative to \
+                 trust.toml; `tppguard-verifier pki init` writes one"
+                    .to_owned(),
+            ),
+            Self::ChainRejected { source, .. } => Some(chain_hint(source).to_owned()),
+            Self::Clock { .. } => Some("check the system clock and --days".to_owned()),
             Self::Output(_) | Self::Json(_) => None,
         }
+    }
+}
+
+/// The hint for a rejected chain.
+fn chain_hint(e: &ChainError) -> &'static str {
+    match e {
+        ChainError::Expired { .. } | ChainError::NotYetValid { .. } => {
+            "check the clocks, then reissue the node certificate (`pki issue-node`)"
+        }
+        ChainError::UnknownIssuer => {
+            "the chain must end at a root pinned in trust.toml for this role, and include \
+             every intermediate (leaf first)"
+        }
+        ChainError::LeafIsCa
+        | ChainError::MissingDigitalSignature
+        | ChainError::WrongEku { .. }
+        | ChainError::UnknownCriticalExtension { .. } => {
+            "issue the leaf with CA:false, digitalSignature and, if it has an EKU, clientAuth \
+             (nodes) or codeSigning (licence signers)"
+        }
+        ChainError::Revoked => "the certificate is revoked: issue a new one",
+        ChainError::CrlExpired { .. } => "fetch a current CRL from the CA",
+        _ => "check that the file is the chain the CA issued, leaf first",
     }
 }

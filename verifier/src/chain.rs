@@ -1,0 +1,934 @@
+//! Certificate-chain validation for node keys and licence signers.
+//!
+//! Path building, signatures, validity periods, basic constraints, name constraints and CRLs
+//! are rustls-webpki's ([`webpki::EndEntityCert::verify_for_usage`], with its own work budget);
+//! this module adds the size limits checked before any parsing, the trust anchors from
+//! `trust.toml`, and the leaf checks webpki leaves to the caller (digitalSignature key usage,
+//! the EKU rule, "the leaf is not a CA", unknown critical extensions), done with x509-parser.
+//!
+//! The EKU rule is deliberately standard: a leaf with no EKU extension passes; a leaf with one
+//! must list `clientAuth` or [`NODE_ATTESTATION_EKU`] (node keys), or `codeSigning` or
+//! [`LICENCE_SIGNING_EKU`] (licence signers). Any operator PKI (step-ca, Vault, an enterprise
+//! CA) can therefore issue node certificates without tppguard's private OIDs.
+//!
+//! No function here reads the clock: the validation time is an argument.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
+use serde::Deserialize;
+use webpki::{
+    CertRevocationList, EndEntityCert, ExpirationPolicy, ExtendedKeyUsageValidator, KeyPurposeId,
+    KeyPurposeIdIter, KeyUsage, OwnedCertRevocationList, RequiredEkuNotFoundContext,
+    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_SIG_ED25519,
+    OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_CRL_DISTRIBUTION_POINTS,
+    OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE, OID_X509_EXT_NAME_CONSTRAINTS,
+    OID_X509_EXT_SUBJECT_ALT_NAME,
+};
+
+/// The most certificates a chain may hold (leaf included), checked before parsing.
+pub const MAX_CHAIN_CERTS: usize = 8;
+/// The largest DER certificate accepted, checked before parsing.
+pub const MAX_CERT_BYTES: usize = 16 * 1024;
+/// The largest `trust.toml` accepted.
+pub const MAX_TRUST_FILE_BYTES: u64 = 64 * 1024;
+/// The largest PEM file (roots, CRLs, a chain) read from disk.
+pub const MAX_PEM_FILE_BYTES: u64 = 1024 * 1024;
+
+/// tppguard's node-attestation key purpose, `2.25.227217330610018926947444553135213581405`
+/// (a UUID OID under ITU-T X.667, which needs no registration): DER value bytes.
+pub const NODE_ATTESTATION_EKU: &[u8] = &[
+    0x69, 0x82, 0xd5, 0xf0, 0xbb, 0xd4, 0xb6, 0xdf, 0x9a, 0x8b, 0xd1, 0x99, 0xfe, 0xaa, 0xef, 0xeb,
+    0xde, 0xf4, 0xa8, 0x5d,
+];
+/// [`NODE_ATTESTATION_EKU`] in dotted form.
+pub const NODE_ATTESTATION_EKU_DOTTED: &str = "2.25.227217330610018926947444553135213581405";
+/// tppguard's licence-signing key purpose, `2.25.76805770298329466430960923117125436728`
+/// (a UUID OID): DER value bytes.
+pub const LICENCE_SIGNING_EKU: &[u8] = &[
+    0x69, 0xf3, 0xc8, 0xa0, 0xb5, 0xf7, 0xd6, 0x9a, 0xba, 0xc7, 0xa9, 0xc5, 0xf5, 0x8f, 0xeb, 0xf7,
+    0xc4, 0x8a, 0x38,
+];
+/// [`LICENCE_SIGNING_EKU`] in dotted form.
+pub const LICENCE_SIGNING_EKU_DOTTED: &str = "2.25.76805770298329466430960923117125436728";
+/// id-kp-clientAuth (1.3.6.1.5.5.7.3.2): DER value bytes.
+pub const CLIENT_AUTH_EKU: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+/// id-kp-codeSigning (1.3.6.1.5.5.7.3.3): DER value bytes.
+pub const CODE_SIGNING_EKU: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
+
+/// The signature algorithms accepted anywhere in a chain (ring, constant time).
+static SIG_ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] = &[
+    webpki::ring::ED25519,
+    webpki::ring::ECDSA_P256_SHA256,
+    webpki::ring::ECDSA_P256_SHA384,
+    webpki::ring::ECDSA_P384_SHA256,
+    webpki::ring::ECDSA_P384_SHA384,
+];
+
+/// A CRL in DER form, as read from `trust.toml`'s `crls`.
+pub type CrlDer = CertificateRevocationListDer<'static>;
+
+/// Why a certificate chain was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// The chain is empty.
+    #[error("the chain holds no certificate")]
+    Empty,
+    /// The chain holds more certificates than allowed.
+    #[error("the chain holds {len} certificates, more than the {max} allowed")]
+    ChainTooLong {
+        /// Certificates given.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// One certificate is larger than allowed.
+    #[error("certificate {index} is {len} bytes, more than the {max} allowed")]
+    CertTooLarge {
+        /// Its position in the chain (0 = leaf).
+        index: usize,
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The validation time is before 1970.
+    #[error("validation time {at} is before the Unix epoch")]
+    InvalidTime {
+        /// The time given.
+        at: i64,
+    },
+    /// A certificate (or the chain's validity as a whole) has expired.
+    #[error("a certificate expired at {not_after} (validation time {at})")]
+    Expired {
+        /// Validation time, Unix seconds.
+        at: i64,
+        /// The certificate's notAfter, Unix seconds.
+        not_after: i64,
+    },
+    /// A certificate is not valid yet.
+    #[error("a certificate is valid only from {not_before} (validation time {at})")]
+    NotYetValid {
+        /// Validation time, Unix seconds.
+        at: i64,
+        /// The certificate's notBefore, Unix seconds.
+        not_before: i64,
+    },
+    /// No path leads from the leaf to a pinned root.
+    #[error("no chain to a pinned root (unknown issuer)")]
+    UnknownIssuer,
+    /// A signature in the chain does not verify.
+    #[error("a certificate's signature does not verify")]
+    BadSignature,
+    /// A signature or key algorithm outside Ed25519, ECDSA P-256 and P-384.
+    #[error("unsupported signature or key algorithm")]
+    UnsupportedAlgorithm,
+    /// The leaf is a CA certificate (basicConstraints CA:true).
+    #[error("the leaf certificate is a CA (basicConstraints CA:true)")]
+    LeafIsCa,
+    /// An intermediate is not a CA, or a path-length constraint is broken.
+    #[error("an issuing certificate is not a CA, or its path length is exceeded")]
+    BadIssuer,
+    /// A critical extension that is not understood.
+    #[error("unknown critical extension {oid}")]
+    UnknownCriticalExtension {
+        /// Its OID, dotted (`unknown` when webpki found it in an issuer it could not name).
+        oid: String,
+    },
+    /// The leaf's key usage lacks digitalSignature.
+    #[error("the leaf's key usage does not include digitalSignature")]
+    MissingDigitalSignature,
+    /// The EKU extension is present but allows none of the accepted purposes.
+    #[error("the extended key usage does not allow {expected}")]
+    WrongEku {
+        /// The purposes accepted, in words.
+        expected: &'static str,
+    },
+    /// A certificate is revoked by a CRL.
+    #[error("a certificate in the chain is revoked")]
+    Revoked,
+    /// A CRL has passed its nextUpdate.
+    #[error("a CRL expired at {next_update} (validation time {at})")]
+    CrlExpired {
+        /// Validation time, Unix seconds.
+        at: i64,
+        /// The CRL's nextUpdate, Unix seconds.
+        next_update: i64,
+    },
+    /// A CRL is malformed, badly signed or of an unsupported kind.
+    #[error("a CRL is invalid or unsupported")]
+    BadCrl,
+    /// The leaf's public key is not Ed25519, P-256 or P-384.
+    #[error("leaf key algorithm {oid} is not Ed25519, P-256 or P-384")]
+    UnsupportedKeyAlgorithm {
+        /// The SPKI algorithm (and curve) OID.
+        oid: String,
+    },
+    /// A certificate is not well-formed DER X.509 v3, or violates a name constraint.
+    #[error("malformed certificate ({detail})")]
+    Malformed {
+        /// What was wrong, in words.
+        detail: &'static str,
+    },
+    /// The path search ran out of its work budget (hostile or absurd chain).
+    #[error("chain building exceeded its work budget")]
+    BudgetExceeded,
+}
+
+impl ChainError {
+    /// Every code, for the uniqueness test and the documentation.
+    pub const CODES: &'static [&'static str] = &[
+        "chain_empty",
+        "chain_too_long",
+        "cert_too_large",
+        "invalid_time",
+        "cert_expired",
+        "cert_not_yet_valid",
+        "unknown_issuer",
+        "bad_signature",
+        "unsupported_algorithm",
+        "leaf_is_ca",
+        "bad_issuer",
+        "unknown_critical_extension",
+        "missing_digital_signature",
+        "wrong_eku",
+        "cert_revoked",
+        "crl_expired",
+        "bad_crl",
+        "unsupported_key_algorithm",
+        "malformed_certificate",
+        "budget_exceeded",
+    ];
+
+    /// A stable snake_case reason code; codes are added, never renamed or reused.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Empty => "chain_empty",
+            Self::ChainTooLong { .. } => "chain_too_long",
+            Self::CertTooLarge { .. } => "cert_too_large",
+            Self::InvalidTime { .. } => "invalid_time",
+            Self::Expired { .. } => "cert_expired",
+            Self::NotYetValid { .. } => "cert_not_yet_valid",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::BadSignature => "bad_signature",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::LeafIsCa => "leaf_is_ca",
+            Self::BadIssuer => "bad_issuer",
+            Self::UnknownCriticalExtension { .. } => "unknown_critical_extension",
+            Self::MissingDigitalSignature => "missing_digital_signature",
+            Self::WrongEku { .. } => "wrong_eku",
+            Self::Revoked => "cert_revoked",
+            Self::CrlExpired { .. } => "crl_expired",
+            Self::BadCrl => "bad_crl",
+            Self::UnsupportedKeyAlgorithm { .. } => "unsupported_key_algorithm",
+            Self::Malformed { .. } => "malformed_certificate",
+            Self::BudgetExceeded => "budget_exceeded",
+        }
+    }
+}
+
+fn unix(t: UnixTime) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Maps webpki's error to ours: one match, every variant webpki 0.103 has named.
+#[expect(
+    deprecated,
+    reason = "webpki still returns its deprecated variants in places"
+)]
+fn from_webpki(e: webpki::Error) -> ChainError {
+    use webpki::Error as W;
+    match e {
+        W::CertExpired { time, not_after } => ChainError::Expired {
+            at: unix(time),
+            not_after: unix(not_after),
+        },
+        W::CertNotValidYet { time, not_before } => ChainError::NotYetValid {
+            at: unix(time),
+            not_before: unix(not_before),
+        },
+        W::UnknownIssuer | W::CertDistrusted => ChainError::UnknownIssuer,
+        W::InvalidSignatureForPublicKey | W::SignatureAlgorithmMismatch => ChainError::BadSignature,
+        W::UnsupportedSignatureAlgorithm
+        | W::UnsupportedSignatureAlgorithmContext(_)
+        | W::UnsupportedSignatureAlgorithmForPublicKey
+        | W::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            ChainError::UnsupportedAlgorithm
+        }
+        W::CaUsedAsEndEntity => ChainError::LeafIsCa,
+        W::EndEntityUsedAsCa | W::PathLenConstraintViolated => ChainError::BadIssuer,
+        W::UnsupportedCriticalExtension => ChainError::UnknownCriticalExtension {
+            oid: "unknown".to_owned(),
+        },
+        W::RequiredEkuNotFound | W::RequiredEkuNotFoundContext(_) | W::EmptyEkuExtension => {
+            ChainError::WrongEku {
+                expected: "the required purpose (in the leaf or an issuer)",
+            }
+        }
+        W::CertRevoked => ChainError::Revoked,
+        W::CrlExpired { time, next_update } => ChainError::CrlExpired {
+            at: unix(time),
+            next_update: unix(next_update),
+        },
+        W::UnknownRevocationStatus
+        | W::InvalidCrlNumber
+        | W::InvalidCrlSignatureForPublicKey
+        | W::IssuerNotCrlSigner
+        | W::UnsupportedCrlIssuingDistributionPoint
+        | W::UnsupportedCrlVersion
+        | W::UnsupportedDeltaCrl
+        | W::UnsupportedIndirectCrl
+        | W::UnsupportedRevocationReason
+        | W::UnsupportedRevocationReasonsPartitioning
+        | W::UnsupportedCrlSignatureAlgorithm
+        | W::UnsupportedCrlSignatureAlgorithmContext(_)
+        | W::UnsupportedCrlSignatureAlgorithmForPublicKey
+        | W::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_) => ChainError::BadCrl,
+        W::MaximumPathBuildCallsExceeded
+        | W::MaximumSignatureChecksExceeded
+        | W::MaximumPathDepthExceeded
+        | W::MaximumNameConstraintComparisonsExceeded => ChainError::BudgetExceeded,
+        W::BadDer | W::TrailingData(_) => ChainError::Malformed { detail: "bad DER" },
+        W::BadDerTime | W::InvalidCertValidity => ChainError::Malformed {
+            detail: "bad validity period",
+        },
+        W::InvalidSerialNumber => ChainError::Malformed {
+            detail: "bad serial number",
+        },
+        W::UnsupportedCertVersion => ChainError::Malformed {
+            detail: "not an X.509 v3 certificate",
+        },
+        W::ExtensionValueInvalid | W::MalformedExtensions => ChainError::Malformed {
+            detail: "bad extension",
+        },
+        W::NameConstraintViolation
+        | W::MalformedNameConstraint
+        | W::InvalidNetworkMaskConstraint => ChainError::Malformed {
+            detail: "name constraint violated or malformed",
+        },
+        W::CertNotValidForName(_) | W::MalformedDnsIdentifier | W::UnsupportedNameType => {
+            ChainError::Malformed {
+                detail: "name check failed",
+            }
+        }
+        // webpki's enum is non_exhaustive: a variant added later is reported, not ignored.
+        _ => ChainError::Malformed {
+            detail: "rejected by webpki",
+        },
+    }
+}
+
+/// The leaf's public-key algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAlgorithm {
+    /// Ed25519 (JWS `EdDSA`).
+    Ed25519,
+    /// ECDSA P-256 (JWS `ES256`).
+    P256,
+    /// ECDSA P-384 (JWS `ES384`).
+    P384,
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ed25519 => "Ed25519",
+            Self::P256 => "P-256",
+            Self::P384 => "P-384",
+        })
+    }
+}
+
+/// What a verified chain tells about its leaf.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VerifiedLeaf {
+    #[serde(rename = "spki_der_base64", serialize_with = "base64_standard")]
+    spki_der: Vec<u8>,
+    key_algorithm: KeyAlgorithm,
+    subject: String,
+    serial: String,
+    not_before: i64,
+    not_after: i64,
+    chain_len: usize,
+}
+
+fn base64_standard<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    use base64::Engine;
+    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+impl VerifiedLeaf {
+    /// The leaf's SubjectPublicKeyInfo, DER.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+    /// The leaf's key algorithm.
+    pub fn key_algorithm(&self) -> KeyAlgorithm {
+        self.key_algorithm
+    }
+    /// The leaf's subject, RFC 4514 style (`CN=gpu-node-01`).
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+    /// The leaf's serial number, lower-case hex with colons.
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+    /// The leaf's notBefore, Unix seconds.
+    pub fn not_before(&self) -> i64 {
+        self.not_before
+    }
+    /// The leaf's notAfter, Unix seconds.
+    pub fn not_after(&self) -> i64 {
+        self.not_after
+    }
+    /// Certificates in the chain as given (leaf included).
+    pub fn chain_len(&self) -> usize {
+        self.chain_len
+    }
+}
+
+/// A node certificate chain that verified to a pinned operator root: only
+/// [`verify_node_chain`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct VerifiedNodeChain(VerifiedLeaf);
+
+impl VerifiedNodeChain {
+    /// The leaf's facts.
+    pub fn leaf(&self) -> &VerifiedLeaf {
+        &self.0
+    }
+}
+
+/// A licence-signer chain that verified to a pinned licence-authority root: only
+/// [`verify_licence_signer_chain`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct VerifiedLicenceSigner(VerifiedLeaf);
+
+impl VerifiedLicenceSigner {
+    /// The leaf's facts.
+    pub fn leaf(&self) -> &VerifiedLeaf {
+        &self.0
+    }
+}
+
+/// Which role a chain is checked for.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Node,
+    LicenceSigner,
+}
+
+impl Role {
+    fn accepted_ekus(self) -> &'static [&'static [u8]] {
+        match self {
+            Self::Node => &[CLIENT_AUTH_EKU, NODE_ATTESTATION_EKU],
+            Self::LicenceSigner => &[CODE_SIGNING_EKU, LICENCE_SIGNING_EKU],
+        }
+    }
+    fn eku_words(self) -> &'static str {
+        match self {
+            Self::Node => "clientAuth or tppguard node attestation",
+            Self::LicenceSigner => "codeSigning or tppguard licence signing",
+        }
+    }
+}
+
+/// webpki's EKU check, applied to every certificate of the path: an EKU extension, where
+/// present, must list one of the role's purposes (webpki's `required_if_present`, with two
+/// accepted OIDs instead of one).
+struct EkuPolicy(Role);
+
+impl ExtendedKeyUsageValidator for EkuPolicy {
+    fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        let mut empty = true;
+        for id in iter {
+            empty = false;
+            let id = id?;
+            if self
+                .0
+                .accepted_ekus()
+                .iter()
+                .any(|oid| KeyPurposeId::new(oid) == id)
+            {
+                return Ok(());
+            }
+        }
+        if empty {
+            return Ok(());
+        }
+        Err(webpki::Error::RequiredEkuNotFoundContext(
+            RequiredEkuNotFoundContext {
+                required: KeyUsage::required_if_present(match self.0 {
+                    Role::Node => NODE_ATTESTATION_EKU,
+                    Role::LicenceSigner => LICENCE_SIGNING_EKU,
+                }),
+                present: Vec::new(),
+            },
+        ))
+    }
+}
+
+/// The pinned roots and CRLs of the three trust domains, from `trust.toml`.
+#[derive(Debug, Clone, Default)]
+pub struct TrustAnchors {
+    operator: Vec<TrustAnchor<'static>>,
+    operator_crls: Vec<CrlDer>,
+    licence_authority: Vec<TrustAnchor<'static>>,
+    licence_authority_crls: Vec<CrlDer>,
+    vendor: Vec<TrustAnchor<'static>>,
+}
+
+/// `trust.toml`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustFile {
+    operator: Domain,
+    licence_authority: Domain,
+    #[serde(default)]
+    vendor: Domain,
+}
+
+/// One trust domain's section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Domain {
+    /// PEM files of pinned root certificates, relative to trust.toml.
+    #[serde(default)]
+    roots: Vec<PathBuf>,
+    /// DER or PEM CRL files, relative to trust.toml.
+    #[serde(default)]
+    crls: Vec<PathBuf>,
+}
+
+/// Why `trust.toml` or a file it names could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// A file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is larger than allowed.
+    #[error("{}: {len} bytes, more than the {max} allowed", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// trust.toml is not valid TOML or has an unknown or mistyped key.
+    #[error("{}: {source}", path.display())]
+    Syntax {
+        /// trust.toml.
+        path: PathBuf,
+        /// The parser's message, naming the key.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A file named under a key is not what the key needs.
+    #[error("{}: {key}: {}: {reason}", trust.display(), file.display())]
+    Entry {
+        /// trust.toml.
+        trust: PathBuf,
+        /// The key (`operator.roots`).
+        key: String,
+        /// The file named.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Reads a file of at most `max` bytes.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, TrustError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|source| TrustError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|source| TrustError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if len > max {
+        return Err(TrustError::TooLarge {
+            path: path.to_owned(),
+            len,
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Parses every `CERTIFICATE` block of a PEM file.
+pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate file ({e})"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM CERTIFICATE block".to_owned());
+    }
+    Ok(certs)
+}
+
+impl TrustAnchors {
+    /// Loads `trust.toml` and the roots and CRLs it names (paths relative to its folder).
+    pub fn from_trust_toml(path: &Path) -> Result<Self, TrustError> {
+        let bytes = read_bounded(path, MAX_TRUST_FILE_BYTES)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let file: TrustFile = toml::from_str(&text).map_err(|source| TrustError::Syntax {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let roots = |key: &str, files: &[PathBuf]| load_roots(path, base, key, files);
+        let crls = |key: &str, files: &[PathBuf]| load_crls(path, base, key, files);
+        Ok(Self {
+            operator: roots("operator.roots", &file.operator.roots)?,
+            operator_crls: crls("operator.crls", &file.operator.crls)?,
+            licence_authority: roots("licence_authority.roots", &file.licence_authority.roots)?,
+            licence_authority_crls: crls("licence_authority.crls", &file.licence_authority.crls)?,
+            vendor: roots("vendor.roots", &file.vendor.roots)?,
+        })
+    }
+
+    /// Anchors built from DER root certificates (for tests and embedders).
+    pub fn from_der_roots(
+        operator: &[CertificateDer<'_>],
+        licence_authority: &[CertificateDer<'_>],
+    ) -> Result<Self, ChainError> {
+        let anchors = |certs: &[CertificateDer<'_>]| {
+            certs
+                .iter()
+                .map(|c| {
+                    webpki::anchor_from_trusted_cert(c)
+                        .map(|a| a.to_owned())
+                        .map_err(from_webpki)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Self {
+            operator: anchors(operator)?,
+            licence_authority: anchors(licence_authority)?,
+            ..Self::default()
+        })
+    }
+
+    /// The operator CRLs (`[operator] crls`).
+    pub fn operator_crls(&self) -> &[CrlDer] {
+        &self.operator_crls
+    }
+
+    /// The licence-authority CRLs (`[licence_authority] crls`).
+    pub fn licence_authority_crls(&self) -> &[CrlDer] {
+        &self.licence_authority_crls
+    }
+
+    /// How many roots each domain pins: operator, licence authority, vendor.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.operator.len(),
+            self.licence_authority.len(),
+            self.vendor.len(),
+        )
+    }
+}
+
+fn entry_error(trust: &Path, key: &str, file: &Path, reason: String) -> TrustError {
+    TrustError::Entry {
+        trust: trust.to_owned(),
+        key: key.to_owned(),
+        file: file.to_owned(),
+        reason,
+    }
+}
+
+fn load_roots(
+    trust: &Path,
+    base: &Path,
+    key: &str,
+    files: &[PathBuf],
+) -> Result<Vec<TrustAnchor<'static>>, TrustError> {
+    let mut anchors = Vec::new();
+    for file in files {
+        let pem = read_bounded(&base.join(file), MAX_PEM_FILE_BYTES)?;
+        let certs = certs_from_pem(&pem).map_err(|r| entry_error(trust, key, file, r))?;
+        for cert in &certs {
+            let anchor = webpki::anchor_from_trusted_cert(cert).map_err(|e| {
+                entry_error(
+                    trust,
+                    key,
+                    file,
+                    format!("not a usable root: {}", from_webpki(e)),
+                )
+            })?;
+            anchors.push(anchor.to_owned());
+        }
+    }
+    Ok(anchors)
+}
+
+fn load_crls(
+    trust: &Path,
+    base: &Path,
+    key: &str,
+    files: &[PathBuf],
+) -> Result<Vec<CrlDer>, TrustError> {
+    let mut crls = Vec::new();
+    for file in files {
+        let bytes = read_bounded(&base.join(file), MAX_PEM_FILE_BYTES)?;
+        let der = if bytes.starts_with(b"-----BEGIN") {
+            CertificateRevocationListDer::from_pem_slice(&bytes)
+                .map_err(|e| entry_error(trust, key, file, format!("not a PEM X509 CRL ({e})")))?
+        } else {
+            CertificateRevocationListDer::from(bytes)
+        };
+        OwnedCertRevocationList::from_der(&der).map_err(|e| {
+            entry_error(
+                trust,
+                key,
+                file,
+                format!("not a valid CRL: {}", from_webpki(e)),
+            )
+        })?;
+        crls.push(der);
+    }
+    Ok(crls)
+}
+
+/// Verifies a node certificate chain (leaf first, as in a JWS `x5c`) against the pinned
+/// operator roots at Unix time `at_unix`, checking revocation against `crls` (every
+/// certificate of the path that a CRL covers; a certificate no CRL covers passes).
+pub fn verify_node_chain(
+    chain_der: &[Vec<u8>],
+    trust: &TrustAnchors,
+    at_unix: i64,
+    crls: &[CrlDer],
+) -> Result<VerifiedNodeChain, ChainError> {
+    verify(chain_der, &trust.operator, at_unix, crls, Role::Node).map(VerifiedNodeChain)
+}
+
+/// Verifies a licence signer's chain against the pinned licence-authority roots; see
+/// [`verify_node_chain`].
+pub fn verify_licence_signer_chain(
+    chain_der: &[Vec<u8>],
+    trust: &TrustAnchors,
+    at_unix: i64,
+    crls: &[CrlDer],
+) -> Result<VerifiedLicenceSigner, ChainError> {
+    verify(
+        chain_der,
+        &trust.licence_authority,
+        at_unix,
+        crls,
+        Role::LicenceSigner,
+    )
+    .map(VerifiedLicenceSigner)
+}
+
+fn verify(
+    chain_der: &[Vec<u8>],
+    anchors: &[TrustAnchor<'static>],
+    at_unix: i64,
+    crls: &[CrlDer],
+    role: Role,
+) -> Result<VerifiedLeaf, ChainError> {
+    // Limits first, before any parsing.
+    if chain_der.len() > MAX_CHAIN_CERTS {
+        return Err(ChainError::ChainTooLong {
+            len: chain_der.len(),
+            max: MAX_CHAIN_CERTS,
+        });
+    }
+    for (index, cert) in chain_der.iter().enumerate() {
+        if cert.len() > MAX_CERT_BYTES {
+            return Err(ChainError::CertTooLarge {
+                index,
+                len: cert.len(),
+                max: MAX_CERT_BYTES,
+            });
+        }
+    }
+    let (leaf_der, intermediates) = chain_der.split_first().ok_or(ChainError::Empty)?;
+    let secs = u64::try_from(at_unix).map_err(|_| ChainError::InvalidTime { at: at_unix })?;
+    let time = UnixTime::since_unix_epoch(Duration::from_secs(secs));
+
+    let crls = crls
+        .iter()
+        .map(|der| {
+            OwnedCertRevocationList::from_der(der)
+                .map(CertRevocationList::from)
+                .map_err(|_| ChainError::BadCrl)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let crl_refs: Vec<&CertRevocationList<'_>> = crls.iter().collect();
+    let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
+        b.with_depth(RevocationCheckDepth::Chain)
+            .with_status_policy(UnknownStatusPolicy::Allow)
+            .with_expiration_policy(ExpirationPolicy::Enforce)
+            .build()
+    });
+
+    let leaf_cert = CertificateDer::from(leaf_der.as_slice());
+    let intermediates: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    // Name the extension webpki refused, and the purposes an EKU had to list.
+    let refine = |e: webpki::Error| match from_webpki(e) {
+        ChainError::WrongEku { .. } => ChainError::WrongEku {
+            expected: role.eku_words(),
+        },
+        ChainError::UnknownCriticalExtension { .. } => chain_der
+            .iter()
+            .find_map(|der| unknown_critical_extension(der))
+            .unwrap_or(ChainError::UnknownCriticalExtension {
+                oid: "unknown".to_owned(),
+            }),
+        other => other,
+    };
+    let ee = EndEntityCert::try_from(&leaf_cert).map_err(refine)?;
+    ee.verify_for_usage(
+        SIG_ALGS,
+        anchors,
+        &intermediates,
+        time,
+        EkuPolicy(role),
+        revocation,
+        None,
+    )
+    .map_err(refine)?;
+
+    check_leaf(leaf_der, role, chain_der.len())
+}
+
+/// Extensions this verifier (through webpki) understands when critical.
+fn is_understood(oid: &x509_parser::der_parser::Oid<'_>) -> bool {
+    [
+        OID_X509_EXT_KEY_USAGE,
+        OID_X509_EXT_EXTENDED_KEY_USAGE,
+        OID_X509_EXT_BASIC_CONSTRAINTS,
+        OID_X509_EXT_SUBJECT_ALT_NAME,
+        OID_X509_EXT_NAME_CONSTRAINTS,
+        OID_X509_EXT_CRL_DISTRIBUTION_POINTS,
+    ]
+    .contains(oid)
+}
+
+fn parse(der: &[u8]) -> Result<X509Certificate<'_>, ChainError> {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok(([], cert)) => Ok(cert),
+        Ok(_) => Err(ChainError::Malformed {
+            detail: "trailing data after the certificate",
+        }),
+        Err(_) => Err(ChainError::Malformed { detail: "bad DER" }),
+    }
+}
+
+fn unknown_critical_extension(der: &[u8]) -> Option<ChainError> {
+    let cert = parse(der).ok()?;
+    cert.extensions()
+        .iter()
+        .find(|ext| ext.critical && !is_understood(&ext.oid))
+        .map(|ext| ChainError::UnknownCriticalExtension {
+            oid: ext.oid.to_id_string(),
+        })
+}
+
+/// The leaf checks webpki leaves to its caller.
+fn check_leaf(der: &[u8], role: Role, chain_len: usize) -> Result<VerifiedLeaf, ChainError> {
+    let bad_ext = |_| ChainError::Malformed {
+        detail: "bad extension",
+    };
+    let cert = parse(der)?;
+    if let Some(e) = unknown_critical_extension(der) {
+        return Err(e);
+    }
+    if cert
+        .basic_constraints()
+        .map_err(bad_ext)?
+        .is_some_and(|bc| bc.value.ca)
+    {
+        return Err(ChainError::LeafIsCa);
+    }
+    match cert.key_usage().map_err(bad_ext)? {
+        Some(ku) if ku.value.digital_signature() => {}
+        _ => return Err(ChainError::MissingDigitalSignature),
+    }
+    if let Some(eku) = cert.extended_key_usage().map_err(bad_ext)? {
+        let eku = eku.value;
+        let accepted = role.accepted_ekus();
+        let standard = match role {
+            Role::Node => eku.client_auth,
+            Role::LicenceSigner => eku.code_signing,
+        };
+        let private = eku
+            .other
+            .iter()
+            .any(|oid| accepted.contains(&oid.as_bytes()));
+        if !standard && !private {
+            return Err(ChainError::WrongEku {
+                expected: role.eku_words(),
+            });
+        }
+    }
+    let spki = cert.public_key();
+    let alg = &spki.algorithm;
+    let key_algorithm = if alg.algorithm == OID_SIG_ED25519 {
+        KeyAlgorithm::Ed25519
+    } else if alg.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = alg.parameters.as_ref().and_then(|p| p.as_oid().ok());
+        match curve {
+            Some(c) if c == OID_EC_P256 => KeyAlgorithm::P256,
+            Some(c) if c == OID_NIST_EC_P384 => KeyAlgorithm::P384,
+            other => {
+                return Err(ChainError::UnsupportedKeyAlgorithm {
+                    oid: format!(
+                        "{} ({})",
+                        alg.algorithm.to_id_string(),
+                        other.map_or_else(|| "no curve".to_owned(), |c| c.to_id_string())
+                    ),
+                });
+            }
+        }
+    } else {
+        return Err(ChainError::UnsupportedKeyAlgorithm {
+            oid: alg.algorithm.to_id_string(),
+        });
+    };
+    Ok(VerifiedLeaf {
+        spki_der: spki.raw.to_vec(),
+        key_algorithm,
+        subject: cert.subject().to_string(),
+        serial: cert.raw_serial_as_string(),
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        chain_len,
+    })
+}
+
+#[cfg(test)]
+mod tests;

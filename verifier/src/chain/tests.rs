@@ -1,0 +1,509 @@
+//! Unit tests of chain validation, on chains built with rcgen inside the tests (webpki's way).
+
+use std::collections::HashSet;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519,
+    RevocationReason, RevokedCertParams, SerialNumber, SignatureAlgorithm,
+};
+
+use super::*;
+
+const NOW: i64 = 1_750_000_000;
+const DAY: i64 = 86_400;
+
+/// Unix seconds as rcgen's time type.
+macro_rules! dt {
+    ($unix:expr) => {
+        x509_parser::time::ASN1Time::from_timestamp($unix)
+            .unwrap()
+            .to_datetime()
+    };
+}
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    der: Vec<u8>,
+}
+
+impl Ca {
+    fn issuer(&self) -> Issuer<'_, &KeyPair> {
+        Issuer::from_params(&self.params, &self.key)
+    }
+    fn cert(&self) -> CertificateDer<'static> {
+        CertificateDer::from(self.der.clone())
+    }
+}
+
+fn ca_params(name: &str, serial: u64) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.not_before = dt!(NOW - 365 * DAY);
+    p.not_after = dt!(NOW + 365 * DAY);
+    p.serial_number = Some(SerialNumber::from(serial));
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p
+}
+
+fn root(alg: &'static SignatureAlgorithm, name: &str) -> Ca {
+    let key = KeyPair::generate_for(alg).unwrap();
+    let params = ca_params(name, 1);
+    let der = params.self_signed(&key).unwrap().der().to_vec();
+    Ca { params, key, der }
+}
+
+fn intermediate(alg: &'static SignatureAlgorithm, parent: &Ca, name: &str, serial: u64) -> Ca {
+    let key = KeyPair::generate_for(alg).unwrap();
+    let params = ca_params(name, serial);
+    let der = params
+        .signed_by(&key, &parent.issuer())
+        .unwrap()
+        .der()
+        .to_vec();
+    Ca { params, key, der }
+}
+
+/// A good node leaf profile: CA:false, digitalSignature, EKU clientAuth, 30 days.
+fn leaf_params(serial: u64) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.not_before = dt!(NOW - DAY);
+    p.not_after = dt!(NOW + 30 * DAY);
+    p.serial_number = Some(SerialNumber::from(serial));
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, "gpu-node-01");
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p
+}
+
+fn leaf(alg: &'static SignatureAlgorithm, params: &CertificateParams, ca: &Ca) -> Vec<u8> {
+    let key = KeyPair::generate_for(alg).unwrap();
+    params.signed_by(&key, &ca.issuer()).unwrap().der().to_vec()
+}
+
+fn operator_trust(root: &Ca) -> TrustAnchors {
+    TrustAnchors::from_der_roots(&[root.cert()], &[]).unwrap()
+}
+
+/// Root (P-384) -> leaf with `params` (Ed25519), verified at NOW.
+fn check(params: &CertificateParams) -> Result<VerifiedNodeChain, ChainError> {
+    let root = root(&PKCS_ECDSA_P384_SHA384, "root");
+    let leaf = leaf(&PKCS_ED25519, params, &root);
+    verify_node_chain(&[leaf, root.der.clone()], &operator_trust(&root), NOW, &[])
+}
+
+#[test]
+fn valid_chains_for_each_algorithm() {
+    let algs: [(&'static SignatureAlgorithm, KeyAlgorithm); 3] = [
+        (&PKCS_ED25519, KeyAlgorithm::Ed25519),
+        (&PKCS_ECDSA_P256_SHA256, KeyAlgorithm::P256),
+        (&PKCS_ECDSA_P384_SHA384, KeyAlgorithm::P384),
+    ];
+    for (root_alg, _) in &algs {
+        for (leaf_alg, expected) in &algs {
+            let root = root(root_alg, "root");
+            let mid = intermediate(&PKCS_ECDSA_P256_SHA256, &root, "intermediate", 2);
+            let leaf = leaf(leaf_alg, &leaf_params(77), &mid);
+            let chain = [leaf.clone(), mid.der.clone(), root.der.clone()];
+            let v = verify_node_chain(&chain, &operator_trust(&root), NOW, &[]).unwrap();
+            let l = v.leaf();
+            assert_eq!(l.key_algorithm(), *expected);
+            assert_eq!(l.subject(), "CN=gpu-node-01");
+            assert_eq!(l.serial(), "4d");
+            assert_eq!(l.not_after(), NOW + 30 * DAY);
+            assert_eq!(l.not_before(), NOW - DAY);
+            assert_eq!(l.chain_len(), 3);
+            let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+            assert_eq!(l.spki_der(), cert.public_key().raw);
+            // The root may be left out of x5c.
+            verify_node_chain(&chain[..2], &operator_trust(&root), NOW, &[]).unwrap();
+        }
+    }
+}
+
+#[test]
+fn standard_ekus_and_none_are_accepted() {
+    let mut p = leaf_params(5);
+    p.extended_key_usages = vec![];
+    check(&p).unwrap();
+    p.custom_extensions = vec![eku(&[NODE_ATTESTATION_EKU])];
+    check(&p).unwrap();
+    p.custom_extensions = vec![eku(&[CLIENT_AUTH_EKU, NODE_ATTESTATION_EKU])];
+    check(&p).unwrap();
+}
+
+/// An EKU extension with these OIDs (DER value bytes).
+fn eku(oids: &[&[u8]]) -> CustomExtension {
+    let mut body = Vec::new();
+    for oid in oids {
+        body.extend([0x06, u8::try_from(oid.len()).unwrap()]);
+        body.extend_from_slice(oid);
+    }
+    let mut content = vec![0x30, u8::try_from(body.len()).unwrap()];
+    content.extend(body);
+    CustomExtension::from_oid_content(&[2, 5, 29, 37], content)
+}
+
+#[test]
+fn chain_to_an_unknown_root() {
+    let root_a = root(&PKCS_ED25519, "root A");
+    let root_b = root(&PKCS_ED25519, "root B");
+    let leaf = leaf(&PKCS_ED25519, &leaf_params(3), &root_a);
+    let e = verify_node_chain(&[leaf], &operator_trust(&root_b), NOW, &[]).unwrap_err();
+    assert_eq!(e, ChainError::UnknownIssuer);
+    assert_eq!(e.code(), "unknown_issuer");
+}
+
+#[test]
+fn expired_and_not_yet_valid() {
+    let root = root(&PKCS_ED25519, "root");
+    let leaf = leaf(&PKCS_ED25519, &leaf_params(3), &root);
+    let chain = [leaf];
+    let trust = operator_trust(&root);
+    let late = NOW + 31 * DAY;
+    assert_eq!(
+        verify_node_chain(&chain, &trust, late, &[]).unwrap_err(),
+        ChainError::Expired {
+            at: late,
+            not_after: NOW + 30 * DAY
+        }
+    );
+    let early = NOW - 2 * DAY;
+    assert_eq!(
+        verify_node_chain(&chain, &trust, early, &[]).unwrap_err(),
+        ChainError::NotYetValid {
+            at: early,
+            not_before: NOW - DAY
+        }
+    );
+    assert_eq!(
+        verify_node_chain(&chain, &trust, -1, &[]).unwrap_err(),
+        ChainError::InvalidTime { at: -1 }
+    );
+}
+
+#[test]
+fn leaf_that_is_a_ca() {
+    let mut p = leaf_params(3);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+    ];
+    assert_eq!(check(&p).unwrap_err(), ChainError::LeafIsCa);
+}
+
+#[test]
+fn leaf_without_digital_signature() {
+    let mut p = leaf_params(3);
+    p.key_usages = vec![KeyUsagePurpose::ContentCommitment];
+    assert_eq!(check(&p).unwrap_err(), ChainError::MissingDigitalSignature);
+    p.key_usages = vec![];
+    assert_eq!(check(&p).unwrap_err(), ChainError::MissingDigitalSignature);
+}
+
+#[test]
+fn unknown_critical_extension_on_the_leaf() {
+    let mut p = leaf_params(3);
+    let mut ext = CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![0x05, 0]);
+    ext.set_criticality(true);
+    p.custom_extensions = vec![ext];
+    assert_eq!(
+        check(&p).unwrap_err(),
+        ChainError::UnknownCriticalExtension {
+            oid: "1.3.6.1.4.1.99999.1".to_owned()
+        }
+    );
+    // The same extension, non-critical, is ignored.
+    let mut ext = CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![0x05, 0]);
+    ext.set_criticality(false);
+    p.custom_extensions = vec![ext];
+    check(&p).unwrap();
+}
+
+#[test]
+fn eku_present_but_wrong() {
+    let mut p = leaf_params(3);
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let e = check(&p).unwrap_err();
+    assert!(matches!(e, ChainError::WrongEku { .. }), "{e:?}");
+    assert_eq!(e.code(), "wrong_eku");
+    // The leaf check alone, as for an issuer-less EKU policy, says the same.
+    let root = root(&PKCS_ED25519, "root");
+    let der = leaf(&PKCS_ED25519, &p, &root);
+    assert!(matches!(
+        check_leaf(&der, Role::Node, 1),
+        Err(ChainError::WrongEku { .. })
+    ));
+}
+
+#[test]
+fn node_and_licence_roles_are_separate() {
+    let op_root = root(&PKCS_ED25519, "operator");
+    let lic_root = root(&PKCS_ECDSA_P384_SHA384, "licence authority");
+    let trust = TrustAnchors::from_der_roots(&[op_root.cert()], &[lic_root.cert()]).unwrap();
+    let mut signer = leaf_params(9);
+    signer.extended_key_usages = vec![];
+    signer.custom_extensions = vec![eku(&[LICENCE_SIGNING_EKU])];
+    let signer = [
+        leaf(&PKCS_ED25519, &signer, &lic_root),
+        lic_root.der.clone(),
+    ];
+    verify_licence_signer_chain(&signer, &trust, NOW, &[]).unwrap();
+    // A licence signer is not a node (webpki checks the leaf's EKU before the path)...
+    assert!(matches!(
+        verify_node_chain(&signer, &trust, NOW, &[]),
+        Err(ChainError::WrongEku { .. })
+    ));
+    // ...and the licence root does not issue nodes.
+    let mut plain = leaf_params(11);
+    plain.extended_key_usages = vec![];
+    let plain = [leaf(&PKCS_ED25519, &plain, &lic_root)];
+    assert_eq!(
+        verify_node_chain(&plain, &trust, NOW, &[]).unwrap_err(),
+        ChainError::UnknownIssuer
+    );
+    verify_licence_signer_chain(&plain, &trust, NOW, &[]).unwrap();
+    // A node certificate (clientAuth) from the licence root is not a licence signer.
+    let node = [leaf(&PKCS_ED25519, &leaf_params(10), &lic_root)];
+    assert!(matches!(
+        verify_licence_signer_chain(&node, &trust, NOW, &[]),
+        Err(ChainError::WrongEku { .. })
+    ));
+}
+
+#[test]
+fn chain_too_long_and_cert_too_large_before_parsing() {
+    let junk = vec![vec![0u8; 10]; MAX_CHAIN_CERTS + 1];
+    let trust = TrustAnchors::default();
+    assert_eq!(
+        verify_node_chain(&junk, &trust, NOW, &[]).unwrap_err(),
+        ChainError::ChainTooLong {
+            len: 9,
+            max: MAX_CHAIN_CERTS
+        }
+    );
+    let big = vec![vec![0u8; 10], vec![0u8; MAX_CERT_BYTES + 1]];
+    assert_eq!(
+        verify_node_chain(&big, &trust, NOW, &[]).unwrap_err(),
+        ChainError::CertTooLarge {
+            index: 1,
+            len: MAX_CERT_BYTES + 1,
+            max: MAX_CERT_BYTES
+        }
+    );
+    assert_eq!(
+        verify_node_chain(&[], &trust, NOW, &[]).unwrap_err(),
+        ChainError::Empty
+    );
+    assert!(matches!(
+        verify_node_chain(&[vec![0x30, 0x03, 1, 2, 3]], &trust, NOW, &[]),
+        Err(ChainError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn a_long_real_chain_is_rejected_by_length() {
+    let root = root(&PKCS_ED25519, "root");
+    let mut cas = vec![root];
+    for i in 0..8u64 {
+        let next = intermediate(
+            &PKCS_ED25519,
+            cas.last().unwrap(),
+            &format!("ca {i}"),
+            i + 2,
+        );
+        cas.push(next);
+    }
+    let leaf = leaf(&PKCS_ED25519, &leaf_params(99), cas.last().unwrap());
+    let mut chain = vec![leaf];
+    chain.extend(cas.iter().rev().map(|c| c.der.clone()));
+    let e = verify_node_chain(&chain, &operator_trust(&cas[0]), NOW, &[]).unwrap_err();
+    assert_eq!(e, ChainError::ChainTooLong { len: 10, max: 8 });
+}
+
+fn crl(ca: &Ca, revoked: &[u64], next_update: i64) -> CrlDer {
+    CertificateRevocationListParams {
+        this_update: dt!(NOW - DAY),
+        next_update: dt!(next_update),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from(*s),
+                revocation_time: dt!(NOW - DAY),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.issuer())
+    .unwrap()
+    .der()
+    .clone()
+}
+
+#[test]
+fn revoked_via_crl() {
+    let root = root(&PKCS_ECDSA_P384_SHA384, "root");
+    let trust = operator_trust(&root);
+    let chain = [leaf(&PKCS_ED25519, &leaf_params(42), &root)];
+    let revoking = crl(&root, &[41, 42], NOW + 7 * DAY);
+    assert_eq!(
+        verify_node_chain(&chain, &trust, NOW, std::slice::from_ref(&revoking)).unwrap_err(),
+        ChainError::Revoked
+    );
+    // A CRL not listing it: valid.
+    let other = crl(&root, &[41], NOW + 7 * DAY);
+    verify_node_chain(&chain, &trust, NOW, &[other]).unwrap();
+    // An expired CRL is an error, not a pass.
+    let stale = crl(&root, &[41], NOW - 1);
+    assert_eq!(
+        verify_node_chain(&chain, &trust, NOW, &[stale]).unwrap_err(),
+        ChainError::CrlExpired {
+            at: NOW,
+            next_update: NOW - 1
+        }
+    );
+    // Garbage instead of a CRL.
+    let junk = CrlDer::from(vec![0x30, 0x00]);
+    assert_eq!(
+        verify_node_chain(&chain, &trust, NOW, &[junk]).unwrap_err(),
+        ChainError::BadCrl
+    );
+}
+
+#[test]
+fn codes_are_unique_snake_case_and_complete() {
+    let mut seen = HashSet::new();
+    for code in ChainError::CODES {
+        assert!(seen.insert(code), "duplicate code {code}");
+        assert!(
+            !code.is_empty()
+                && code
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && !code.starts_with('_')
+                && !code.ends_with('_'),
+            "{code} is not snake_case"
+        );
+    }
+    let samples = [
+        ChainError::Empty,
+        ChainError::ChainTooLong { len: 0, max: 0 },
+        ChainError::CertTooLarge {
+            index: 0,
+            len: 0,
+            max: 0,
+        },
+        ChainError::InvalidTime { at: 0 },
+        ChainError::Expired {
+            at: 0,
+            not_after: 0,
+        },
+        ChainError::NotYetValid {
+            at: 0,
+            not_before: 0,
+        },
+        ChainError::UnknownIssuer,
+        ChainError::BadSignature,
+        ChainError::UnsupportedAlgorithm,
+        ChainError::LeafIsCa,
+        ChainError::BadIssuer,
+        ChainError::UnknownCriticalExtension { oid: String::new() },
+        ChainError::MissingDigitalSignature,
+        ChainError::WrongEku { expected: "" },
+        ChainError::Revoked,
+        ChainError::CrlExpired {
+            at: 0,
+            next_update: 0,
+        },
+        ChainError::BadCrl,
+        ChainError::UnsupportedKeyAlgorithm { oid: String::new() },
+        ChainError::Malformed { detail: "" },
+        ChainError::BudgetExceeded,
+    ];
+    let codes: HashSet<_> = samples.iter().map(ChainError::code).collect();
+    assert_eq!(codes.len(), samples.len(), "every variant has its own code");
+    assert_eq!(codes, ChainError::CODES.iter().copied().collect());
+}
+
+#[test]
+fn trust_toml_loads_roots_and_crls_relative_to_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let op = root(&PKCS_ECDSA_P384_SHA384, "operator");
+    let lic = root(&PKCS_ED25519, "licence");
+    std::fs::write(
+        dir.path().join("op.pem"),
+        op.params.self_signed(&op.key).unwrap().pem(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("lic.pem"),
+        lic.params.self_signed(&lic.key).unwrap().pem(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("op.crl"), crl(&op, &[7], NOW + DAY)).unwrap();
+    let path = dir.path().join("trust.toml");
+    std::fs::write(
+        &path,
+        "[operator]\nroots = [\"op.pem\"]\ncrls = [\"op.crl\"]\n\
+         [licence_authority]\nroots = [\"lic.pem\"]\n[vendor]\nroots = []\n",
+    )
+    .unwrap();
+    let trust = TrustAnchors::from_trust_toml(&path).unwrap();
+    assert_eq!(trust.counts(), (1, 1, 0));
+    assert_eq!(trust.operator_crls().len(), 1);
+    let chain = [leaf(&PKCS_ED25519, &leaf_params(7), &op)];
+    assert_eq!(
+        verify_node_chain(&chain, &trust, NOW, trust.operator_crls()).unwrap_err(),
+        ChainError::Revoked
+    );
+}
+
+#[test]
+fn trust_toml_errors_name_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trust.toml");
+    std::fs::write(
+        &path,
+        "[operator]\nroots = []\nroot = []\n[licence_authority]\nroots = []\n",
+    )
+    .unwrap();
+    let e = TrustAnchors::from_trust_toml(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("trust.toml") && e.contains("root"), "{e}");
+
+    std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
+    std::fs::write(
+        &path,
+        "[operator]\nroots = [\"bad.pem\"]\n[licence_authority]\nroots = []\n",
+    )
+    .unwrap();
+    let e = TrustAnchors::from_trust_toml(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("trust.toml") && e.contains("operator.roots") && e.contains("bad.pem"),
+        "{e}"
+    );
+
+    std::fs::write(
+        &path,
+        "[operator]\nroots = [\"missing.pem\"]\n[licence_authority]\nroots = []\n",
+    )
+    .unwrap();
+    let e = TrustAnchors::from_trust_toml(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing.pem"), "{e}");
+}
