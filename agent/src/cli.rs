@@ -7,8 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::identity::KeyType;
 
 /// tppguard node agent: inventories this node's GPUs through NVML, classifies each one under
-/// the export rules (TPP, performance density, ECCN 3A090, GAIN AI Act coverage) and, in later
-/// commands, signs what it found for a verifier.
+/// the export rules (TPP, performance density, ECCN 3A090, GAIN AI Act coverage) and signs
+/// what it found for a verifier (`attest`).
 ///
 /// With no NVIDIA driver installed, `--simulate` runs the same NVML code path against a bundled
 /// simulated driver (a DGX H100 node by default), and says so in everything it prints.
@@ -45,6 +45,16 @@ pub enum Command {
     /// cannot give is shown as absent with its reason, never guessed.
     #[command(after_long_help = EXIT_CODES)]
     Inventory(InventoryArgs),
+
+    /// Sign this node's inventory as an attestation for a verifier.
+    ///
+    /// Takes the same inventory as `inventory`, puts it in an attestation claim set (EAT
+    /// profile tag:tppguard.dev,2026:attestation/v1; one submod per GPU; evidence tier
+    /// `declared`) with the verifier's --nonce, and signs it as a compact JWS with the node
+    /// key (NODE/node.key), carrying the node's certificate chain (NODE/node-chain.pem, from
+    /// `tppguard-verifier pki issue-node`) in the `x5c` header. See docs/attestation.md.
+    #[command(after_long_help = ATTEST_EXIT_CODES)]
+    Attest(AttestArgs),
 
     /// The quick start: inventory this node with its real driver, or, when no NVIDIA driver
     /// is installed, the bundled simulated DGX H100 node (8x H100 SXM5 80GB), saying so.
@@ -99,6 +109,13 @@ pub struct InventoryArgs {
     #[command(flatten)]
     pub output: OutputArgs,
 
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// Where the GPUs are read from (`inventory`, `attest`).
+#[derive(Debug, Args)]
+pub struct SourceArgs {
     /// Use the bundled simulated driver instead of a real one. FIXTURE is a bundled fixture
     /// name (default: dgx-h100), a path to a fixture .json file, or "list" to list the
     /// bundled fixtures.
@@ -117,6 +134,47 @@ pub struct InventoryArgs {
     pub nvml_lib: Option<PathBuf>,
 }
 
+/// The exit codes of `attest`, shown at the end of its `--help`.
+pub const ATTEST_EXIT_CODES: &str = "\
+Exit codes:
+  0  attestation signed and written
+  1  attestation signed and written, but a GPU is lost or could not be read (it is in the
+     attestation with its status)
+  2  the command could not run (bad --nonce or --site, node key or certificate chain missing
+     or unusable, I/O error)
+  3  no NVIDIA driver is installed (use --simulate to try tppguard without one)
+  4  the NVIDIA driver is installed but NVML could not start";
+
+/// Arguments of `attest`.
+#[derive(Debug, Args)]
+pub struct AttestArgs {
+    /// The node folder: holds node.key (from `init`) and node-chain.pem (from
+    /// `tppguard-verifier pki issue-node`).
+    #[arg(long, value_name = "NODE")]
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// The verifier's challenge: lower-case hex of 32 to 37 bytes (64 to 74 characters),
+    /// copied into the `eat_nonce` claim.
+    #[arg(long, value_name = "HEX")]
+    pub nonce: String,
+
+    /// The site this node is installed at, as named in the licences (the `tppguard.site`
+    /// claim).
+    #[arg(long, value_name = "ID")]
+    pub site: Option<String>,
+
+    /// Where to write the compact JWS (default: NODE/attestation.jws).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Print a summary of what was signed as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +191,7 @@ mod tests {
         let Command::Inventory(args) = cli.command else {
             panic!("not inventory")
         };
-        assert_eq!(args.simulate.as_deref(), Some("dgx-h100"));
+        assert_eq!(args.source.simulate.as_deref(), Some("dgx-h100"));
     }
 
     #[test]
@@ -182,6 +240,57 @@ mod tests {
             Cli::try_parse_from(["tppguard-agent", "init"]).is_err(),
             "--dir required"
         );
+    }
+
+    #[test]
+    fn attest_flags_and_defaults() {
+        let nonce = "ab".repeat(32);
+        let cli = Cli::try_parse_from([
+            "tppguard-agent",
+            "attest",
+            "--dir",
+            "n",
+            "--simulate",
+            "--nonce",
+            &nonce,
+        ])
+        .unwrap();
+        let Command::Attest(args) = cli.command else {
+            panic!("not attest")
+        };
+        assert_eq!(args.dir, PathBuf::from("n"));
+        assert_eq!(args.source.simulate.as_deref(), Some("dgx-h100"));
+        assert_eq!(args.nonce, nonce);
+        assert!(args.site.is_none() && args.out.is_none() && !args.json);
+        let cli = Cli::try_parse_from([
+            "tppguard-agent",
+            "attest",
+            "--dir",
+            "n",
+            "--nvml-lib",
+            "/x.so",
+            "--nonce",
+            &nonce,
+            "--site",
+            "fra-1",
+            "--out",
+            "a.jws",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Attest(args) = cli.command else {
+            panic!("not attest")
+        };
+        assert_eq!(args.source.nvml_lib, Some(PathBuf::from("/x.so")));
+        assert_eq!(args.site.as_deref(), Some("fra-1"));
+        assert_eq!(args.out, Some(PathBuf::from("a.jws")));
+        assert!(args.json);
+        for missing in [
+            vec!["tppguard-agent", "attest", "--dir", "n"],
+            vec!["tppguard-agent", "attest", "--nonce", &nonce],
+        ] {
+            assert!(Cli::try_parse_from(missing).is_err());
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The tppguard node agent.
 //!
 //! Reads this node's GPUs through NVML ([`inventory`]) and its host through the OS ([`host`]),
-//! classifies each GPU with `tppguard-proto` ([`report`]), and prints the result. The binary
-//! (`main.rs`) only parses the command line and calls [`run`].
+//! classifies each GPU with `tppguard-proto` ([`report`]), and prints the result or signs it
+//! as an attestation for a verifier ([`sign`]). The binary (`main.rs`) only parses the command
+//! line and calls [`run`].
 //!
 //! `unsafe` is denied crate-wide; the one exception is [`nvml::raw`], the two NVML calls that
 //! nvml-wrapper does not wrap.
@@ -14,6 +15,7 @@ pub mod identity;
 pub mod inventory;
 pub mod nvml;
 pub mod report;
+pub mod sign;
 pub mod simulate;
 
 use std::io::Write;
@@ -21,7 +23,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, InitArgs, InventoryArgs, OutputArgs};
+use crate::cli::{AttestArgs, Cli, Command, InitArgs, InventoryArgs, OutputArgs, SourceArgs};
 use crate::nvml::{LibrarySource, OpenError, Session};
 use crate::report::Report;
 use crate::simulate::SimulatedDriver;
@@ -66,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inventory(args) => inventory_command(&args),
         Command::Demo(output) => demo_command(&output),
         Command::Init(args) => init_command(&args),
+        Command::Attest(args) => attest_command(&args),
     }
 }
 
@@ -113,15 +116,11 @@ fn init_command(args: &InitArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn inventory_command(args: &InventoryArgs) -> anyhow::Result<ExitCode> {
-    let source = match (&args.simulate, &args.nvml_lib) {
-        (Some(name), _) if name == "list" => return list_fixtures(&args.output),
-        (Some(name), _) => LibrarySource::Simulated(
-            SimulatedDriver::install(name).with_context(|| format!("--simulate {name}"))?,
-        ),
-        (None, Some(path)) => LibrarySource::Path(path.clone()),
-        (None, None) => LibrarySource::Driver,
-    };
-    inventory(Session::open(source)?, &args.output)
+    if args.source.simulate.as_deref() == Some("list") {
+        return list_fixtures(&args.output);
+    }
+    let report = take_inventory(open_session(&args.source)?)?;
+    print_inventory(&report, &args.output)
 }
 
 fn demo_command(output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -138,16 +137,33 @@ fn demo_command(output: &OutputArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    inventory(session, output)
+    print_inventory(&take_inventory(session)?, output)
 }
 
-fn inventory(session: Session, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+/// Opens NVML where `--simulate` / `--nvml-lib` say: a bundled or file fixture, a library
+/// file, or the installed driver.
+fn open_session(source: &SourceArgs) -> anyhow::Result<Session> {
+    let source = match (&source.simulate, &source.nvml_lib) {
+        (Some(name), _) => LibrarySource::Simulated(
+            SimulatedDriver::install(name).with_context(|| format!("--simulate {name}"))?,
+        ),
+        (None, Some(path)) => LibrarySource::Path(path.clone()),
+        (None, None) => LibrarySource::Driver,
+    };
+    Ok(Session::open(source)?)
+}
+
+/// The inventory pipeline every command shares: NVML's GPUs, the host, classified.
+fn take_inventory(session: Session) -> anyhow::Result<Report> {
     let gpus = inventory::collect(&session.nvml)?;
     let host = host::Host::read();
-    let report = Report::new(&session, host, gpus).context("classifying the GPUs")?;
+    Report::new(&session, host, gpus).context("classifying the GPUs")
+}
+
+fn print_inventory(report: &Report, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let written = if output.json {
-        serde_json::to_writer_pretty(&mut out, &report)
+        serde_json::to_writer_pretty(&mut out, report)
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
@@ -158,6 +174,90 @@ fn inventory(session: Session, output: &OutputArgs) -> anyhow::Result<ExitCode> 
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(e).context("writing the inventory");
         }
+    }
+    Ok(ExitCode::from(if report.complete() {
+        EXIT_OK
+    } else {
+        EXIT_DEGRADED
+    }))
+}
+
+fn attest_command(args: &AttestArgs) -> anyhow::Result<ExitCode> {
+    // The hint goes on its own line after the causes, so the message is rendered here.
+    let rendered = |e: sign::SignError| anyhow::anyhow!(e.render());
+    // Arguments and credentials first: nothing touches the driver until they are good.
+    let nonce = sign::parse_nonce(&args.nonce).map_err(rendered)?;
+    let site = args
+        .site
+        .as_deref()
+        .map(sign::parse_site)
+        .transpose()
+        .map_err(rendered)?;
+    let credentials = sign::NodeCredentials::load(&args.dir).map_err(rendered)?;
+    let iat = sign::now().map_err(rendered)?;
+
+    let report = take_inventory(open_session(&args.source)?)?;
+    let iss = match credentials.common_name() {
+        Some(cn) => cn.to_owned(),
+        None => report
+            .host
+            .hostname
+            .clone()
+            .ok_or_else(|| rendered(sign::SignError::NoIssuer))?,
+    };
+    let claims = sign::claims_from_report(
+        &report,
+        sign::ClaimsContext {
+            iss,
+            iat,
+            nonce,
+            site,
+        },
+    );
+    let token = credentials.sign(&claims).map_err(rendered)?;
+    let out_path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.dir.join(sign::ATTESTATION_FILE));
+    sign::write_attestation(&out_path, &token).map_err(rendered)?;
+    tracing::debug!(out = %out_path.display(), gpus = claims.submods.len(), "attestation written");
+
+    let summary = sign::AttestSummary::new(out_path, &claims, &report, &credentials);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &summary)?;
+        writeln!(out)?;
+    } else {
+        if summary.simulated {
+            writeln!(
+                out,
+                "SIMULATED NODE: fixture {}. No real GPU was read; the attestation says so \
+                 (tppguard.simulated) and a verifier will flag it.",
+                summary.fixture.as_deref().unwrap_or("?"),
+            )?;
+        }
+        writeln!(
+            out,
+            "attestation signed: {}\n  node      {} ({}, {} certificate(s) in x5c)\n  \
+             GPUs      {}\n  node TPP  {} = {} H100-equivalents, {}\n  nonce     {}\n  \
+             site      {}\n  evidence  {}{}",
+            summary.out.display(),
+            summary.node,
+            summary.alg,
+            summary.x5c_certificates,
+            summary.gpus,
+            report.node.tpp,
+            report.node.h100_equivalents,
+            summary.eccn.as_deref().unwrap_or("ECCN unknown"),
+            summary.nonce,
+            summary.site.as_deref().unwrap_or("-"),
+            summary.evidence_tier,
+            if summary.simulated {
+                " (simulated)"
+            } else {
+                ""
+            },
+        )?;
     }
     Ok(ExitCode::from(if report.complete() {
         EXIT_OK

@@ -11,8 +11,10 @@ use tppguard_proto::units::{Bandwidth, DieArea, Tops};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
+  1  findings: the command ran and reports a problem (`licence show`: the licence verifies
+     but is not in force at --at, expired or not yet valid)
   2  usage or input error (bad flag or value, unknown model, unreadable or invalid rule set,
-     a rejected certificate chain, files that would be overwritten)";
+     a rejected certificate chain or signed licence, files that would be overwritten)";
 
 /// tppguard verifier: classifies accelerators under export-control rule sets and checks
 /// tppguard evidence.
@@ -44,6 +46,83 @@ pub enum Command {
     /// digitalSignature key usage and, if it has an EKU extension, clientAuth.
     #[command(after_help = EXIT_CODES)]
     Pki(PkiArgs),
+
+    /// Sign an authored licence (TOML) as the licence authority, or verify and show a signed
+    /// one.
+    #[command(after_help = EXIT_CODES)]
+    Licence(LicenceArgs),
+}
+
+/// Flags of `licence`.
+#[derive(Debug, Args)]
+pub struct LicenceArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: LicenceCommand,
+}
+
+/// `licence` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LicenceCommand {
+    /// Validate a licence TOML (format: examples/README.md) and sign it as a JWS with the
+    /// licence-signing key of a `pki init` folder.
+    ///
+    /// The JWS has `typ` tppguard-licence+jwt, the key's algorithm as `alg`, and the signer's
+    /// chain (DIR/licence-signer-chain.pem, leaf first) as `x5c`. The output (mode 0644) is
+    /// replaced if it exists.
+    #[command(after_help = EXIT_CODES)]
+    Sign(LicenceSignArgs),
+
+    /// Verify a signed licence against the licence-authority roots pinned in trust.toml and
+    /// show what it grants, and whether it is in force at --at.
+    ///
+    /// Exit code 0: verified and in force; 1: verified but expired or not yet valid; 2: it
+    /// cannot be verified (bad signature, a signer outside the licence authority, an
+    /// unreadable file), with the reason code in the message.
+    #[command(after_help = EXIT_CODES)]
+    Show(LicenceShowArgs),
+}
+
+/// Flags of `licence sign`.
+#[derive(Debug, Args)]
+pub struct LicenceSignArgs {
+    /// The folder made by `pki init` (reads licence-signer.key and licence-signer-chain.pem).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Where to write the signed licence (compact JWS).
+    #[arg(long, value_name = "L.jws")]
+    pub out: PathBuf,
+
+    /// Print what was signed as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The licence to sign, as TOML.
+    #[arg(value_name = "LICENCE.toml")]
+    pub licence: PathBuf,
+}
+
+/// Flags of `licence show`.
+#[derive(Debug, Args)]
+pub struct LicenceShowArgs {
+    /// The trust file (written by `pki init`).
+    #[arg(long, value_name = "TRUST.toml")]
+    pub trust: PathBuf,
+
+    /// The instant to check at: RFC 3339 with an offset (2027-06-01T00:00:00Z) or Unix
+    /// seconds (default: now). The signer's certificates are checked at it too.
+    #[arg(long, value_name = "RFC3339|UNIX", allow_negative_numbers = true,
+          value_parser = parse_at)]
+    pub at: Option<i64>,
+
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The signed licence (compact JWS).
+    #[arg(value_name = "L.jws")]
+    pub licence: PathBuf,
 }
 
 /// Flags of `pki`.
@@ -210,6 +289,11 @@ fn parse_tops(text: &str) -> Result<(Precision, Tops), String> {
         .parse()
         .map_err(|e| format!("{precision} rate: {e}"))?;
     Ok((precision, tops))
+}
+
+/// Parses `--at`: Unix seconds or RFC 3339.
+fn parse_at(text: &str) -> Result<i64, String> {
+    crate::licence::parse_at(text).map_err(|reason| format!("{text:?} {reason}"))
 }
 
 fn parse_die_area(text: &str) -> Result<DieArea, String> {
@@ -380,6 +464,62 @@ mod tests {
             pki(&["verify-chain", "c.pem"]).is_err(),
             "--trust is required"
         );
+    }
+
+    fn licence(args: &[&str]) -> Result<LicenceCommand, clap::Error> {
+        let argv = ["tppguard-verifier", "licence"].iter().chain(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Licence(l) => l.command,
+            other => panic!("not licence: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn licence_sign_flags() {
+        let LicenceCommand::Sign(a) =
+            licence(&["sign", "--dir", "p", "l.toml", "--out", "l.jws", "--json"]).unwrap()
+        else {
+            panic!("not sign")
+        };
+        assert_eq!(
+            (a.dir, a.licence, a.out, a.json),
+            ("p".into(), "l.toml".into(), "l.jws".into(), true)
+        );
+        assert!(
+            licence(&["sign", "--dir", "p", "l.toml"]).is_err(),
+            "--out is required"
+        );
+    }
+
+    #[test]
+    fn licence_show_at_takes_rfc3339_or_unix() {
+        let at = |value: &str| {
+            licence(&["show", "--trust", "t.toml", "--at", value, "l.jws"]).map(|c| match c {
+                LicenceCommand::Show(a) => a.at,
+                other => panic!("not show: {other:?}"),
+            })
+        };
+        assert_eq!(at("1700000000").unwrap(), Some(1_700_000_000));
+        assert_eq!(at("2028-01-01T00:00:00Z").unwrap(), Some(1_830_297_600));
+        assert_eq!(
+            at("2028-01-01T01:00:00+01:00").unwrap(),
+            Some(1_830_297_600)
+        );
+        for bad in [
+            "2028-01-01",
+            "2028-01-01T00:00:00",
+            "2028-02-30T00:00:00Z",
+            "soon",
+        ] {
+            let e = at(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{bad}");
+        }
+        let LicenceCommand::Show(a) = licence(&["show", "--trust", "t", "--json", "l"]).unwrap()
+        else {
+            panic!("not show")
+        };
+        assert_eq!((a.at, a.json), (None, true));
+        assert!(licence(&["show", "l.jws"]).is_err(), "--trust is required");
     }
 
     #[test]

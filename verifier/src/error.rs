@@ -2,9 +2,12 @@
 
 use std::path::PathBuf;
 
+use tppguard_proto::jws::JwsError;
+use tppguard_proto::licence::LicenceError;
 use tppguard_proto::ruleset::RuleSetError;
 
 use crate::chain::{ChainError, TrustError};
+use crate::licence::LicenceVerifyError;
 use tppguard_proto::tpp::Precision;
 
 /// An error of a verifier command (all map to exit code 2).
@@ -118,6 +121,47 @@ pub enum Error {
         #[source]
         source: ChainError,
     },
+    /// A licence TOML is invalid.
+    #[error("{}: invalid licence ({}): {source}", path.display(), source.code())]
+    InvalidLicence {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: LicenceError,
+    },
+    /// A private-key file is not a usable PKCS#8 PEM key.
+    #[error("{}: {reason}", path.display())]
+    BadKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The licence-signing key is not the key of its chain's leaf certificate.
+    #[error(
+        "{}: this key is not the key of the first certificate in {}",
+        key.display(),
+        chain.display()
+    )]
+    SignerKeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The chain file.
+        chain: PathBuf,
+    },
+    /// Signing failed (the token would be too large, or the random source failed).
+    #[error("licence: cannot sign ({code}): {0}", code = .0.code())]
+    Sign(#[source] JwsError),
+    /// A signed licence cannot be verified.
+    #[error("{}: licence rejected ({}): {}", path.display(), source.code(), source.sentence())]
+    LicenceRejected {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: LicenceVerifyError,
+    },
     /// A time outside what certificates can carry.
     #[error("time {unix}: outside the range of certificate times")]
     Clock {
@@ -184,6 +228,18 @@ impl Error {
                     .to_owned(),
             ),
             Self::ChainRejected { source, .. } => Some(chain_hint(source).to_owned()),
+            Self::InvalidLicence { .. } => Some(
+                "the licence format is documented in examples/README.md (example: \
+                 examples/licence.toml)"
+                    .to_owned(),
+            ),
+            Self::BadKeyFile { .. } | Self::SignerKeyMismatch { .. } => Some(
+                "--dir must be a folder made by `tppguard-verifier pki init` (or hold a \
+                 licence-signer.key and licence-signer-chain.pem of your licence authority)"
+                    .to_owned(),
+            ),
+            Self::Sign(_) => Some("a licence is at most 64 KiB of TOML".to_owned()),
+            Self::LicenceRejected { source, .. } => Some(licence_hint(source).to_owned()),
             Self::Clock { .. } => Some("check the system clock and --days".to_owned()),
             Self::Output(_) | Self::Json(_) => None,
         }
@@ -210,5 +266,30 @@ fn chain_hint(e: &ChainError) -> &'static str {
         ChainError::Revoked => "the certificate is revoked: issue a new one",
         ChainError::CrlExpired { .. } => "fetch a current CRL from the CA",
         _ => "check that the file is the chain the CA issued, leaf first",
+    }
+}
+
+/// The hint for a signed licence that cannot be verified.
+fn licence_hint(e: &LicenceVerifyError) -> &'static str {
+    match e {
+        LicenceVerifyError::Chain(ChainError::UnknownIssuer) => {
+            "the licence must be signed by a licence-signing key whose chain ends at a root \
+             pinned in trust.toml's [licence_authority]; operator (node) keys cannot sign \
+             licences"
+        }
+        LicenceVerifyError::Chain(ChainError::Expired { .. } | ChainError::NotYetValid { .. }) => {
+            "the signer's certificate is not valid at --at: check --at and the clocks"
+        }
+        LicenceVerifyError::Chain(_) => {
+            "the signer's chain is rejected: check it with `tppguard-verifier pki verify-chain \
+             --licence-signer`"
+        }
+        LicenceVerifyError::Licence(_) => {
+            "the signed licence's contents are invalid: re-sign a valid licence TOML"
+        }
+        _ => {
+            "the file is not a licence signed with `tppguard-verifier licence sign`, or it was \
+             changed after signing"
+        }
     }
 }

@@ -1,24 +1,48 @@
 //! tppguard verifier: the library behind the `tppguard-verifier` binary. [`cli`] defines the
 //! command line, [`run`] dispatches it; [`classify`] is the `classify` command, [`pki`] the
-//! `pki` commands, and [`chain`] certificate-chain validation.
+//! `pki` commands, [`licence`] the `licence` commands and signed-licence checks, [`chain`]
+//! certificate-chain validation and [`attestation`] attestation-token checks.
 
 #![forbid(unsafe_code)]
 
+pub mod attestation;
 pub mod chain;
 pub mod classify;
 pub mod cli;
 pub mod error;
+pub mod licence;
 pub mod pki;
+pub mod policy;
 
 use std::io::Write;
 
 pub use error::Error;
 
+/// How a command that ran to its end came out (errors are exit code 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to report: exit code 0.
+    Clean,
+    /// The command ran and reports findings (a licence not in force at `--at`): exit code 1.
+    Findings,
+}
+
+impl Outcome {
+    /// The process exit code.
+    pub const fn exit_code(self) -> u8 {
+        match self {
+            Self::Clean => 0,
+            Self::Findings => 1,
+        }
+    }
+}
+
 /// Runs a parsed command line, writing its output to `out`.
-pub fn run(cli: &cli::Cli, out: &mut dyn Write) -> Result<(), Error> {
+pub fn run(cli: &cli::Cli, out: &mut dyn Write) -> Result<Outcome, Error> {
     match &cli.command {
-        cli::Command::Classify(args) => classify::run(args, out),
-        cli::Command::Pki(args) => pki::run(args, out, unix_now()?),
+        cli::Command::Classify(args) => classify::run(args, out).map(|()| Outcome::Clean),
+        cli::Command::Pki(args) => pki::run(args, out, unix_now()?).map(|()| Outcome::Clean),
+        cli::Command::Licence(args) => licence::run(args, out, unix_now()?),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `tppguard-verifier`: parses the command line and runs it; errors print as
-//! `tppguard-verifier: <thing>: <reason>` with a hint, and exit with code 2.
+//! `tppguard-verifier: <thing>: <reason>` with a hint, and exit with code 2; a command that
+//! ran but reports findings exits with code 1.
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,6 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
-    tppguard_verifier::run(&cli, &mut stdout.lock())?;
-    Ok(ExitCode::SUCCESS)
+    let outcome = tppguard_verifier::run(&cli, &mut stdout.lock())?;
+    Ok(ExitCode::from(outcome.exit_code()))
 }

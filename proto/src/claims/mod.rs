@@ -49,6 +49,9 @@ pub const REQUIRED_CLAIMS: [&str; 8] = [
     "tppguard.driver",
 ];
 
+/// Claims an attestation may carry.
+pub const OPTIONAL_CLAIMS: [&str; 3] = ["ueid", "tppguard.site", "tppguard.simulated"];
+
 /// An attestation claim set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +79,23 @@ pub struct AttestationClaims {
     /// The driver stack.
     #[serde(rename = "tppguard.driver")]
     pub driver: Driver,
+    /// The site the node is installed at, as the operator names it; the verifier matches it
+    /// against a licence's sites. Read it with [`AttestationClaims::site`].
+    #[serde(
+        rename = "tppguard.site",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub site: Option<String>,
+    /// True when the inventory came from the agent's simulated driver, not a real GPU. Absent
+    /// means false (and is how false is written). The agent's word only: a verifier flags it,
+    /// never relies on its absence.
+    #[serde(
+        rename = "tppguard.simulated",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub simulated: bool,
 }
 
 impl AttestationClaims {
@@ -143,10 +163,9 @@ impl AttestationClaims {
             }
             _ => return Err(ClaimsError::WrongType { claim: "submods" }),
         }
-        if let Some(name) = claims
-            .keys()
-            .find(|k| !REQUIRED_CLAIMS.contains(&k.as_str()) && k.as_str() != "ueid")
-        {
+        if let Some(name) = claims.keys().find(|k| {
+            !REQUIRED_CLAIMS.contains(&k.as_str()) && !OPTIONAL_CLAIMS.contains(&k.as_str())
+        }) {
             return Err(ClaimsError::UnknownClaim { name: quote(name) });
         }
         let parsed: Self =
@@ -165,6 +184,11 @@ impl AttestationClaims {
             });
         }
         Ok(parsed)
+    }
+
+    /// The site the node says it is installed at (`tppguard.site`), if it names one.
+    pub fn site(&self) -> Option<&str> {
+        self.site.as_deref()
     }
 
     /// The claim set as JSON (the JWS payload).

@@ -387,3 +387,41 @@ fn codes_are_unique_snake_case_and_listed() {
         assert!(!e.to_string().is_empty());
     }
 }
+
+#[test]
+fn site_and_simulated_are_optional() {
+    // Absent: no site, not simulated, and neither is written back.
+    let claims = parse(&sample()).unwrap();
+    assert_eq!(claims.site(), None);
+    assert!(!claims.simulated);
+    let written: Value = serde_json::from_slice(&claims.to_json().unwrap()).unwrap();
+    assert!(written.get("tppguard.site").is_none());
+    assert!(written.get("tppguard.simulated").is_none());
+
+    // Present: read, and written back as given.
+    let mut value = sample();
+    value["tppguard.site"] = json!("fra-1");
+    value["tppguard.simulated"] = json!(true);
+    let claims = parse(&value).unwrap();
+    assert_eq!(claims.site(), Some("fra-1"));
+    assert!(claims.simulated);
+    let bytes = claims.to_json().unwrap();
+    let written: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(written["tppguard.site"], json!("fra-1"));
+    assert_eq!(written["tppguard.simulated"], json!(true));
+    assert_eq!(AttestationClaims::from_json(&bytes).unwrap(), claims);
+
+    // `false` is accepted and reads as absent.
+    let claims = parse(&with(sample(), "tppguard.simulated", json!(false))).unwrap();
+    assert!(!claims.simulated);
+
+    // Wrong JSON types are rejected.
+    assert!(matches!(
+        parse(&with(sample(), "tppguard.site", json!(7))),
+        Err(ClaimsError::Invalid { .. })
+    ));
+    assert!(matches!(
+        parse(&with(sample(), "tppguard.simulated", json!("yes"))),
+        Err(ClaimsError::Invalid { .. })
+    ));
+}

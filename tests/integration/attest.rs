@@ -1,0 +1,220 @@
+//! `tppguard-agent attest`, run as an operator would: node key, the built-in PKI, a node
+//! certificate, then a signed attestation of the simulated DGX H100 node.
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::support::bin;
+
+const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+fn run(name: &str, args: &[&str]) -> Output {
+    bin(name).args(args).output().expect("binary runs")
+}
+
+fn ok(name: &str, args: &[&str]) -> Output {
+    let out = run(name, args);
+    assert!(
+        out.status.success(),
+        "{name} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs, expects exit code 2 and nothing on stdout, and returns stderr.
+fn fails(name: &str, args: &[&str]) -> String {
+    let out = run(name, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing on stdout on error");
+    stderr
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
+}
+
+/// Base64url without padding (RFC 7515 §2), for reading the token's parts.
+fn base64url(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => panic!("not base64url: {c:?}"),
+        }
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        acc = (acc << 6) | value(c);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((acc >> bits) & 0xff).unwrap());
+        }
+    }
+    out
+}
+
+/// A node folder with a key and a chain issued by a fresh built-in PKI.
+fn node_with_chain(tmp: &Path) -> std::path::PathBuf {
+    let node = tmp.join("node");
+    let pki = tmp.join("pki");
+    ok(
+        "tppguard-agent",
+        &["init", "--dir", s(&node), "--name", "gpu-node-01"],
+    );
+    ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
+    ok(
+        "tppguard-verifier",
+        &[
+            "pki",
+            "issue-node",
+            "--dir",
+            s(&pki),
+            "--csr",
+            s(&node.join("node.csr")),
+            "--out",
+            s(&node.join("node-chain.pem")),
+        ],
+    );
+    node
+}
+
+#[test]
+fn attest_signs_the_simulated_node_with_the_issued_chain() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let node = node_with_chain(tmp.path());
+    let jws_path = tmp.path().join("A.jws");
+    let out = ok(
+        "tppguard-agent",
+        &[
+            "attest",
+            "--dir",
+            s(&node),
+            "--simulate",
+            "--nonce",
+            NONCE,
+            "--site",
+            "fra-1",
+            "--out",
+            s(&jws_path),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("SIMULATED"), "{stdout}");
+    assert!(stdout.contains(s(&jws_path)), "{stdout}");
+    assert!(stdout.contains(NONCE), "{stdout}");
+
+    let token = std::fs::read_to_string(&jws_path).expect("attestation written");
+    let parts: Vec<&str> = token.trim_end().split('.').collect();
+    assert_eq!(parts.len(), 3, "compact JWS");
+    let header: Value = serde_json::from_slice(&base64url(parts[0])).expect("header JSON");
+    assert_eq!(header["typ"], "tppguard-attestation+jwt");
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["x5c"].as_array().expect("x5c").len(), 2);
+
+    let claims: Value = serde_json::from_slice(&base64url(parts[1])).expect("payload JSON");
+    assert_eq!(claims["eat_nonce"], NONCE);
+    assert_eq!(
+        claims["eat_profile"],
+        "tag:tppguard.dev,2026:attestation/v1"
+    );
+    assert_eq!(claims["iss"], "gpu-node-01", "the certificate's CN");
+    assert_eq!(claims["tppguard.evidence_tier"], "declared");
+    assert_eq!(claims["tppguard.site"], "fra-1");
+    assert_eq!(claims["tppguard.simulated"], true);
+    let submods = claims["submods"].as_object().expect("submods");
+    assert_eq!(submods.len(), 8);
+    for i in 0..8 {
+        let gpu = &submods[&format!("gpu{i}")];
+        assert_eq!(gpu["index"], i);
+        assert!(gpu["uuid"].as_str().unwrap().starts_with("GPU-"), "{gpu}");
+        assert_eq!(gpu["classification"]["eccn"], "3A090.a");
+    }
+}
+
+#[test]
+fn attest_json_summary_and_default_output() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let node = node_with_chain(tmp.path());
+    let out = ok(
+        "tppguard-agent",
+        &[
+            "attest",
+            "--dir",
+            s(&node),
+            "--simulate",
+            "dgx-h100",
+            "--nonce",
+            NONCE,
+            "--json",
+        ],
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let default = node.join("attestation.jws");
+    assert_eq!(summary["out"], s(&default));
+    assert_eq!(summary["gpus"], 8);
+    assert_eq!(summary["nonce"], NONCE);
+    assert_eq!(summary["simulated"], true);
+    assert_eq!(summary["site"], Value::Null);
+    assert_eq!(summary["x5c_certificates"], 2);
+    assert!(
+        summary["node_tpp"].as_f64().unwrap() > 100_000.0,
+        "{summary}"
+    );
+    assert!(default.is_file());
+}
+
+#[test]
+fn attest_rejects_a_bad_nonce() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let node = node_with_chain(tmp.path());
+    for (nonce, says) in [
+        ("abcd", "at least 32"),
+        (&*NONCE.to_uppercase(), "lower-case hex"),
+        ("not-hex", "lower-case hex"),
+    ] {
+        let stderr = fails(
+            "tppguard-agent",
+            &["attest", "--dir", s(&node), "--simulate", "--nonce", nonce],
+        );
+        assert!(stderr.starts_with("tppguard-agent: --nonce: "), "{stderr}");
+        assert!(stderr.contains(says), "{nonce}: {stderr}");
+        assert!(stderr.contains("hint: "), "{stderr}");
+    }
+    assert!(!node.join("attestation.jws").exists());
+}
+
+#[test]
+fn attest_without_a_chain_names_pki_issue_node() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let node = tmp.path().join("node");
+    ok(
+        "tppguard-agent",
+        &["init", "--dir", s(&node), "--name", "n"],
+    );
+    let stderr = fails(
+        "tppguard-agent",
+        &["attest", "--dir", s(&node), "--simulate", "--nonce", NONCE],
+    );
+    assert!(stderr.contains("node-chain.pem"), "{stderr}");
+    assert!(
+        stderr.contains("tppguard-verifier pki issue-node"),
+        "{stderr}"
+    );
+    // No key at all: the hint is `init`.
+    let empty = tmp.path().join("empty");
+    let stderr = fails(
+        "tppguard-agent",
+        &["attest", "--dir", s(&empty), "--simulate", "--nonce", NONCE],
+    );
+    assert!(stderr.contains("node.key"), "{stderr}");
+    assert!(stderr.contains("tppguard-agent init"), "{stderr}");
+}

@@ -1,0 +1,954 @@
+//! The policy engine: `evaluate(licences, rule_set, attestations, at) -> FleetVerdict`.
+//!
+//! Pure and deterministic (DESIGN.md "Policy engine invariants"): no clock, no I/O, and the
+//! same inputs give the same verdict byte for byte, whatever their order. Every derived
+//! figure (spec row, TPP, ECCN) is recomputed from the GPU's identity under the given rule
+//! set; the agent's own classification is only compared, never used.
+//!
+//! # How a node finds its licence
+//!
+//! The node is the attestation's verified `node_subject`; of several attestations of one
+//! node, the latest counts (greatest `iat`, then greatest token hash). Attestation claims
+//! carry no site yet, so a node belongs to the one licence when exactly one is evaluated;
+//! with none or several, it is `node_unassigned` (a violation: its GPUs are covered by no
+//! licence), and its GPUs count in no licence or country. An unassigned node is stale after
+//! [`DEFAULT_MAX_ATTESTATION_AGE_SECONDS`].
+//!
+//! # How a GPU counts
+//!
+//! A GPU is identified by (UUID, serial). When one identity appears more than once in the
+//! current attestations it counts once, against the stricter licence: the one with the
+//! smaller `max_aggregate_tpp`, then the smaller licence id (an assigned node before an
+//! unassigned one; then node subject and submod name), and a `duplicate_device` finding
+//! names every place it appears. A stale node's GPUs still count. A GPU not in the spec
+//! table counts as a device with TPP unknown (`unknown_device`). A lost or unreadable GPU
+//! counts too (hiding hardware must not lower usage).
+
+mod reason;
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+use tppguard_proto::claims::{AttestationClaims, GpuStatus, GpuSubmod, Pci};
+use tppguard_proto::classify::classify_device;
+use tppguard_proto::evidence::EvidenceTier;
+use tppguard_proto::licence::{
+    CountryCode, DEFAULT_MAX_ATTESTATION_AGE_SECONDS, Licence, Validity,
+};
+use tppguard_proto::ruleset::{INDETERMINATE, RuleSet, RuleSetStatus};
+use tppguard_proto::spec::{self, AcceleratorSpec, H100Equivalents, SpecMatch, UnknownReason};
+use tppguard_proto::units::Tpp;
+
+pub use reason::{Reason, Severity};
+
+/// How far an attestation's `iat` may lie after the evaluation instant before it is
+/// `attestation_from_future`, seconds.
+pub const MAX_CLOCK_SKEW_S: i64 = 300;
+
+/// The rule set the agent's own classification is computed under (claims
+/// `classification.eccn`); it is compared with the verifier's only under this rule set.
+pub const AGENT_CLASSIFICATION_RULE_SET: &str = "us-eccn-3a090";
+
+/// An attestation whose signature, chain, nonce and claims were checked. Only the attestation
+/// verifier constructs it, so [`evaluate`] cannot see unverified input.
+#[derive(Debug, Clone)]
+pub struct VerifiedAttestation {
+    claims: AttestationClaims,
+    node_subject: String,
+    token_sha256: [u8; 32],
+}
+
+impl VerifiedAttestation {
+    /// Wraps checked claims with the node's certificate subject and the token's SHA-256.
+    pub(crate) fn new(
+        claims: AttestationClaims,
+        node_subject: String,
+        token_sha256: [u8; 32],
+    ) -> Self {
+        Self {
+            claims,
+            node_subject,
+            token_sha256,
+        }
+    }
+
+    /// The verified claims.
+    pub fn claims(&self) -> &AttestationClaims {
+        &self.claims
+    }
+
+    /// The node's identity: its certificate's subject.
+    pub fn node_subject(&self) -> &str {
+        &self.node_subject
+    }
+
+    /// SHA-256 of the compact JWS.
+    pub fn token_sha256(&self) -> &[u8; 32] {
+        &self.token_sha256
+    }
+}
+
+/// A licence whose signature chains to the licence authority.
+#[derive(Debug, Clone)]
+pub struct VerifiedLicence {
+    licence: Licence,
+    signer_subject: String,
+}
+
+impl VerifiedLicence {
+    /// Wraps a licence whose signature was checked, with its signer's subject.
+    pub(crate) fn new(licence: Licence, signer_subject: String) -> Self {
+        Self {
+            licence,
+            signer_subject,
+        }
+    }
+
+    /// The licence.
+    pub fn licence(&self) -> &Licence {
+        &self.licence
+    }
+
+    /// The subject of the certificate that signed it.
+    pub fn signer_subject(&self) -> &str {
+        &self.signer_subject
+    }
+}
+
+/// One finding: a reason code, its severity, a sentence, what it is about and its figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// Stable snake_case reason code ([`Reason::code`]).
+    pub code: &'static str,
+    /// How bad it is.
+    pub severity: Severity,
+    /// Human sentence with the figures.
+    pub sentence: String,
+    /// The node (certificate subject) it is about.
+    pub node: Option<String>,
+    /// The GPU (submod name, `gpu0`) it is about.
+    pub gpu: Option<String>,
+    /// The licence id it is about.
+    pub licence: Option<String>,
+    /// The figures.
+    pub figures: Reason,
+}
+
+impl Finding {
+    fn new(reason: Reason, licence: Option<&str>, node: Option<&str>, gpu: Option<&str>) -> Self {
+        Self {
+            code: reason.code(),
+            severity: reason.severity(),
+            sentence: reason.sentence(),
+            node: node.map(str::to_owned),
+            gpu: gpu.map(str::to_owned),
+            licence: licence.map(str::to_owned),
+            figures: reason,
+        }
+    }
+}
+
+/// A TPP cap check: used, cap and headroom, exact, with H100-equivalents beside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TppCap {
+    /// TPP counted.
+    pub used: Tpp,
+    /// The cap.
+    pub cap: Tpp,
+    /// `cap - used`, zero when over.
+    pub headroom: Tpp,
+    /// `used - cap`, zero when within.
+    pub over_by: Tpp,
+    /// `used` in H100-equivalents.
+    pub used_h100_equivalents: H100Equivalents,
+    /// `cap` in H100-equivalents.
+    pub cap_h100_equivalents: H100Equivalents,
+}
+
+impl TppCap {
+    fn new(used: Tpp, cap: Tpp) -> Self {
+        Self {
+            used,
+            cap,
+            headroom: tpp_minus(cap, used),
+            over_by: tpp_minus(used, cap),
+            used_h100_equivalents: spec::h100_equivalents(used),
+            cap_h100_equivalents: spec::h100_equivalents(cap),
+        }
+    }
+
+    /// Whether `used` is above `cap`.
+    pub fn is_over(&self) -> bool {
+        self.used > self.cap
+    }
+}
+
+/// `a - b`, zero when `b >= a`.
+fn tpp_minus(a: Tpp, b: Tpp) -> Tpp {
+    a.raw()
+        .checked_sub(b.raw())
+        .and_then(Tpp::from_ten_thousandths)
+        .unwrap_or_default()
+}
+
+/// A device-count cap check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DeviceCap {
+    /// Devices counted.
+    pub used: u64,
+    /// The cap.
+    pub cap: u64,
+    /// `cap - used`, zero when over.
+    pub headroom: u64,
+    /// `used - cap`, zero when within.
+    pub over_by: u64,
+}
+
+impl DeviceCap {
+    fn new(used: u64, cap: u64) -> Self {
+        Self {
+            used,
+            cap,
+            headroom: cap.saturating_sub(used),
+            over_by: used.saturating_sub(cap),
+        }
+    }
+}
+
+/// One licence's usage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LicenceUsage {
+    /// Licence id.
+    pub licence: String,
+    /// Subject of the certificate that signed it.
+    pub signer: String,
+    /// Its destination country.
+    pub destination_country: CountryCode,
+    /// The rule set the licence names.
+    pub licence_rule_set: String,
+    /// Its validity at the evaluation instant.
+    pub validity: Validity,
+    /// Nodes assigned to it.
+    pub nodes: u64,
+    /// Of those, nodes whose latest attestation is stale.
+    pub stale_nodes: u64,
+    /// Device count against `max_devices`.
+    pub devices: DeviceCap,
+    /// Counted devices whose TPP is unknown (not in the spec table).
+    pub devices_tpp_unknown: u64,
+    /// TPP against `max_aggregate_tpp` (devices of unknown TPP add nothing).
+    pub tpp: TppCap,
+    /// The worst finding about the licence or its nodes.
+    pub severity: Severity,
+}
+
+/// Usage in one destination country, across licences.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CountryUsage {
+    /// The country.
+    pub country: CountryCode,
+    /// Licences with this destination, by id.
+    pub licences: Vec<String>,
+    /// Devices counted.
+    pub devices: u64,
+    /// Counted devices whose TPP is unknown.
+    pub devices_tpp_unknown: u64,
+    /// TPP counted.
+    pub tpp: Tpp,
+    /// `tpp` in H100-equivalents.
+    pub h100_equivalents: H100Equivalents,
+    /// The rule set's allocation for the country, checked against `tpp`. Always `None`:
+    /// rule sets carry no country allocations yet.
+    pub allocation: Option<TppCap>,
+}
+
+/// One GPU of a node, as the verifier sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GpuVerdict {
+    /// Submod name, `gpu0`.
+    pub submod: String,
+    /// UUID, when reported.
+    pub uuid: Option<String>,
+    /// Serial, when reported.
+    pub serial: Option<String>,
+    /// NVML status.
+    pub status: GpuStatus,
+    /// The spec-table model; `None` when unknown.
+    pub model: Option<&'static str>,
+    /// Outcome under the rule set (`3A090.a`); `None` when the device is unknown.
+    pub outcome: Option<String>,
+    /// The clause that decided it.
+    pub clause: Option<String>,
+    /// Spec TPP; `None` when unknown.
+    pub tpp: Option<Tpp>,
+    /// `tpp` in H100-equivalents.
+    pub h100_equivalents: Option<H100Equivalents>,
+    /// Whether it counts here (`false` for a duplicate counted elsewhere).
+    pub counted: bool,
+}
+
+/// One node's latest attestation, as evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeVerdict {
+    /// The node (certificate subject).
+    pub node: String,
+    /// SHA-256 of the attestation token evaluated, hex.
+    pub token_sha256: String,
+    /// When it was made, Unix seconds.
+    pub iat: i64,
+    /// Its age at the evaluation instant, seconds (zero when from the future).
+    pub age_s: u64,
+    /// Older than the licence's `max_attestation_age`.
+    pub stale: bool,
+    /// The licence it is assigned to.
+    pub licence: Option<String>,
+    /// The attestation's evidence tier.
+    pub evidence_tier: EvidenceTier,
+    /// Devices counted here.
+    pub devices_counted: u64,
+    /// TPP counted here.
+    pub tpp_counted: Tpp,
+    /// `tpp_counted` in H100-equivalents.
+    pub h100_equivalents: H100Equivalents,
+    /// The worst finding about the node or its GPUs.
+    pub severity: Severity,
+    /// Its GPUs, in submod order.
+    pub gpus: Vec<GpuVerdict>,
+}
+
+/// The verdict on a fleet at one instant under one rule set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FleetVerdict {
+    /// The evaluation instant, Unix seconds.
+    pub at: i64,
+    /// The rule set id.
+    pub rule_set: String,
+    /// Its version.
+    pub rule_set_version: String,
+    /// Its legal status.
+    pub rule_set_status: RuleSetStatus,
+    /// No finding is a violation.
+    pub compliant: bool,
+    /// Nodes by subject.
+    pub nodes: Vec<NodeVerdict>,
+    /// Licences by id.
+    pub licences: Vec<LicenceUsage>,
+    /// Destination countries by code.
+    pub countries: Vec<CountryUsage>,
+    /// Findings, worst first, then by code, licence, node and GPU.
+    pub findings: Vec<Finding>,
+}
+
+/// What the verifier derives from one GPU identity, computed once per distinct identity.
+struct Derived {
+    spec: Option<&'static AcceleratorSpec>,
+    unknown: Option<UnknownReason>,
+    outcome: Option<String>,
+    clause: Option<String>,
+    eccn: Option<String>,
+    tpp: Option<Tpp>,
+    /// `tpp` as JSON prints it, to compare with the agent's figure.
+    tpp_f64: Option<f64>,
+}
+
+impl Derived {
+    fn new(pci: Option<u32>, name: Option<&str>, rule_set: &RuleSet) -> Self {
+        match spec::lookup(pci, name) {
+            SpecMatch::Found { spec, .. } => {
+                let c = classify_device(&spec.figures(), rule_set);
+                let eccn = rule_set
+                    .eccn
+                    .as_deref()
+                    .filter(|e| {
+                        c.outcome
+                            .strip_prefix(e)
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+                    })
+                    .map(|_| c.outcome.clone());
+                Self {
+                    spec: Some(spec),
+                    unknown: None,
+                    outcome: Some(c.outcome),
+                    clause: c.clause,
+                    eccn,
+                    tpp_f64: c.tpp.map(Tpp::as_f64),
+                    tpp: c.tpp,
+                }
+            }
+            SpecMatch::Unknown { reason } => Self {
+                spec: None,
+                unknown: Some(reason),
+                outcome: None,
+                clause: None,
+                eccn: None,
+                tpp: None,
+                tpp_f64: None,
+            },
+        }
+    }
+}
+
+/// NVML's combined PCI id, `(device << 16) | vendor`, from `0x10de` and `0x2330`.
+fn pci_combined(pci: &Pci) -> Option<u32> {
+    fn hex16(text: &str) -> Option<u16> {
+        let digits = text
+            .strip_prefix("0x")
+            .or_else(|| text.strip_prefix("0X"))?;
+        u16::from_str_radix(digits, 16).ok()
+    }
+    let vendor = hex16(&pci.vendor_id)?;
+    let device = hex16(&pci.device_id)?;
+    Some((u32::from(device) << 16) | u32::from(vendor))
+}
+
+/// Whether the licence allows the device's model and ECCN: `(model_ok, eccn_ok)`. The ECCN
+/// logic is the licence's own ([`Licence::allows`]); only the model half is split off, so a
+/// finding can say which list refused.
+fn allowed(licence: &Licence, derived: &Derived) -> (bool, bool) {
+    let model = derived.spec.map(|s| s.model);
+    let eccn = derived.eccn.as_deref();
+    if licence.allows(eccn, model) {
+        return (true, true);
+    }
+    let model_ok = licence.models().is_empty()
+        || model.is_some_and(|m| licence.models().iter().any(|l| l == m));
+    let eccn_ok = !model_ok && licence.allows(eccn, licence.models().first().map(String::as_str));
+    (model_ok, eccn_ok)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+    out
+}
+
+/// Where one GPU occurrence sits: (node index, GPU index within the node).
+type Place = (usize, usize);
+
+/// What a spec lookup reads: PCI vendor id, PCI device id and NVML name, as reported.
+type SpecKey<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+/// A GPU identity: (UUID, serial).
+type Identity<'a> = (&'a str, Option<&'a str>);
+
+/// Collects findings and the worst severity per node and per licence.
+struct Findings {
+    list: Vec<Finding>,
+    node_severity: Vec<Severity>,
+    licence_severity: Vec<Severity>,
+}
+
+impl Findings {
+    fn push(
+        &mut self,
+        reason: Reason,
+        licence: Option<(usize, &str)>,
+        node: Option<(usize, &str)>,
+        gpu: Option<&str>,
+    ) {
+        let severity = reason.severity();
+        if let Some(s) = node.and_then(|(i, _)| self.node_severity.get_mut(i)) {
+            *s = (*s).max(severity);
+        }
+        if let Some(s) = licence.and_then(|(i, _)| self.licence_severity.get_mut(i)) {
+            *s = (*s).max(severity);
+        }
+        self.list.push(Finding::new(
+            reason,
+            licence.map(|(_, id)| id),
+            node.map(|(_, n)| n),
+            gpu,
+        ));
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    nodes: u64,
+    stale_nodes: u64,
+    devices: u64,
+    devices_tpp_unknown: u64,
+    tpp: Tpp,
+}
+
+/// Evaluates a fleet's latest attestations against its licences under one rule set at
+/// `at_unix`. See the module documentation for how nodes find licences and GPUs count.
+pub fn evaluate(
+    licences: &[VerifiedLicence],
+    rule_set: &RuleSet,
+    attestations: &[VerifiedAttestation],
+    at_unix: i64,
+) -> FleetVerdict {
+    let mut lics: Vec<&VerifiedLicence> = licences.iter().collect();
+    lics.sort_by(|a, b| {
+        let key = |v: &VerifiedLicence| {
+            let l = &v.licence;
+            (
+                l.id().to_owned(),
+                v.signer_subject.clone(),
+                l.valid_from(),
+                l.valid_until(),
+                l.max_aggregate_tpp(),
+                l.max_devices(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+
+    // The latest attestation per node.
+    let mut latest: HashMap<&str, &VerifiedAttestation> =
+        HashMap::with_capacity(attestations.len());
+    for a in attestations {
+        latest
+            .entry(a.node_subject.as_str())
+            .and_modify(|cur| {
+                if (a.claims.iat, &a.token_sha256) > (cur.claims.iat, &cur.token_sha256) {
+                    *cur = a;
+                }
+            })
+            .or_insert(a);
+    }
+    let mut nodes: Vec<&VerifiedAttestation> = latest.into_values().collect();
+    nodes.sort_unstable_by(|a, b| a.node_subject.cmp(&b.node_subject));
+
+    // Assignment: without site claims, the one licence when there is exactly one.
+    let assigned: Option<usize> = (lics.len() == 1).then_some(0);
+    let licence_of = |_node: &VerifiedAttestation| assigned;
+
+    // Identities: the first place of each, and every place of those seen twice.
+    let gpu_total = nodes.iter().map(|a| a.claims.submods.len()).sum();
+    let mut first_place: HashMap<Identity<'_>, Place> = HashMap::with_capacity(gpu_total);
+    let mut repeated: BTreeMap<Identity<'_>, Vec<Place>> = BTreeMap::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for (g, gpu) in node.claims.submods.values().enumerate() {
+            let Some(uuid) = gpu.uuid.as_deref() else {
+                continue;
+            };
+            let id = (uuid, gpu.serial.as_deref());
+            match first_place.get(&id) {
+                None => {
+                    first_place.insert(id, (n, g));
+                }
+                Some(&first) => repeated
+                    .entry(id)
+                    .or_insert_with(|| vec![first])
+                    .push((n, g)),
+            }
+        }
+    }
+    drop(first_place);
+
+    let mut findings = Findings {
+        list: Vec::new(),
+        node_severity: vec![Severity::Info; nodes.len()],
+        licence_severity: vec![Severity::Info; lics.len()],
+    };
+    let node_ref = |n: usize| nodes.get(n).map(|a| (n, a.node_subject.as_str()));
+    let licence_ref = |l: Option<usize>| l.and_then(|i| lics.get(i).map(|v| (i, v.licence.id())));
+    let submod_of = |(n, g): Place| -> Option<&str> {
+        nodes
+            .get(n)
+            .and_then(|a| a.claims.submods.keys().nth(g))
+            .map(String::as_str)
+    };
+
+    // Duplicates count once, against the stricter licence.
+    let mut not_counted: HashSet<Place> = HashSet::new();
+    for ((uuid, serial), places) in &repeated {
+        let strictness = |&(n, g): &Place| {
+            let lic = nodes.get(n).and_then(|a| licence_of(a));
+            let cap = lic
+                .and_then(|i| lics.get(i))
+                .map(|v| v.licence.max_aggregate_tpp());
+            (lic.is_none(), cap, lic, n, g)
+        };
+        let Some(&counted) = places.iter().min_by_key(|p| strictness(p)) else {
+            continue;
+        };
+        not_counted.extend(places.iter().copied().filter(|&p| p != counted));
+        let place_name = |p: Place| {
+            format!(
+                "{}/{}",
+                node_ref(p.0).map_or("", |(_, s)| s),
+                submod_of(p).unwrap_or("")
+            )
+        };
+        let mut seen_in: Vec<String> = places.iter().map(|&p| place_name(p)).collect();
+        seen_in.sort();
+        let lic = licence_ref(nodes.get(counted.0).and_then(|a| licence_of(a)));
+        let reason = Reason::DuplicateDevice {
+            uuid: (*uuid).to_owned(),
+            serial: serial.map(str::to_owned),
+            seen_in,
+            counted_in: place_name(counted),
+            counted_against: lic.map(|(_, id)| id.to_owned()),
+        };
+        for &(n, _) in places {
+            if let Some(s) = findings.node_severity.get_mut(n) {
+                *s = (*s).max(reason.severity());
+            }
+        }
+        findings.push(reason, lic, node_ref(counted.0), submod_of(counted));
+    }
+
+    // Per node and GPU.
+    let mut memo: HashMap<SpecKey<'_>, usize> = HashMap::new();
+    let mut derived: Vec<Derived> = Vec::new();
+    let mut last = None;
+    let mut allow_memo: HashMap<(usize, usize), (bool, bool)> = HashMap::new();
+    let mut tallies: Vec<Tally> = lics.iter().map(|_| Tally::default()).collect();
+    let check_agent = rule_set.id == AGENT_CLASSIFICATION_RULE_SET;
+    let mut node_verdicts: Vec<NodeVerdict> = Vec::with_capacity(nodes.len());
+
+    for (n, node) in nodes.iter().enumerate() {
+        let claims = &node.claims;
+        let lic_idx = licence_of(node);
+        let lic = lic_idx.and_then(|i| lics.get(i)).map(|v| &v.licence);
+        let lref = licence_ref(lic_idx);
+        let nref = node_ref(n);
+
+        if claims.iat > at_unix.saturating_add(MAX_CLOCK_SKEW_S) {
+            findings.push(
+                Reason::AttestationFromFuture {
+                    iat: claims.iat,
+                    at: at_unix,
+                    ahead_s: claims.iat.abs_diff(at_unix),
+                },
+                lref,
+                nref,
+                None,
+            );
+        }
+        let age_s = u64::try_from(at_unix.saturating_sub(claims.iat)).unwrap_or(0);
+        let max_age_s = lic.map_or(DEFAULT_MAX_ATTESTATION_AGE_SECONDS, |l| {
+            l.max_attestation_age_s()
+        });
+        let stale = age_s > max_age_s;
+        if stale {
+            findings.push(
+                Reason::StaleNode {
+                    iat: claims.iat,
+                    age_s,
+                    max_age_s,
+                },
+                lref,
+                nref,
+                None,
+            );
+        }
+
+        let mut gpus = Vec::with_capacity(claims.submods.len());
+        let mut devices_counted: u64 = 0;
+        let mut devices_tpp_unknown: u64 = 0;
+        let mut tpp_counted = Tpp::default();
+        for (g, (submod, gpu)) in claims.submods.iter().enumerate() {
+            let key = (
+                gpu.pci.as_ref().map(|p| p.vendor_id.as_str()),
+                gpu.pci.as_ref().map(|p| p.device_id.as_str()),
+                gpu.name.as_deref(),
+            );
+            // Neighbouring GPUs are usually alike: check the last identity before hashing.
+            let d_idx = match last {
+                Some((k, i)) if k == key => i,
+                _ => {
+                    let i = *memo.entry(key).or_insert_with(|| {
+                        derived.push(Derived::new(
+                            gpu.pci.as_ref().and_then(pci_combined),
+                            gpu.name.as_deref(),
+                            rule_set,
+                        ));
+                        derived.len().saturating_sub(1)
+                    });
+                    last = Some((key, i));
+                    i
+                }
+            };
+            let Some(d) = derived.get(d_idx) else {
+                continue;
+            };
+            let counted = not_counted.is_empty() || !not_counted.contains(&(n, g));
+            let readable = gpu.status == GpuStatus::Ok;
+            let has_identity = gpu.pci.is_some() || gpu.name.is_some();
+            let at_gpu = Some(submod.as_str());
+
+            if !readable {
+                findings.push(Reason::GpuLost { status: gpu.status }, lref, nref, at_gpu);
+            }
+            if let Some(unknown) = &d.unknown
+                && (readable || has_identity)
+            {
+                findings.push(
+                    Reason::UnknownDevice {
+                        lookup: unknown.code(),
+                        detail: unknown.sentence(),
+                    },
+                    lref,
+                    nref,
+                    at_gpu,
+                );
+            }
+            if let (Some(l), Some(i)) = (lic, lic_idx)
+                && (readable || d.spec.is_some())
+            {
+                let (model_ok, eccn_ok) = *allow_memo
+                    .entry((d_idx, i))
+                    .or_insert_with(|| allowed(l, d));
+                if !model_ok {
+                    let model = d.spec.map(|s| s.model.to_owned());
+                    findings.push(Reason::ModelNotAllowed { model }, lref, nref, at_gpu);
+                }
+                if !eccn_ok {
+                    let reason = Reason::EccnNotAllowed {
+                        eccn: d.eccn.clone(),
+                        outcome: d.outcome.clone(),
+                    };
+                    findings.push(reason, lref, nref, at_gpu);
+                }
+                if let (Some(tpp), Some(cap)) = (d.tpp, l.max_tpp_per_device())
+                    && tpp > cap
+                {
+                    findings.push(Reason::DeviceTppAboveCap { tpp, cap }, lref, nref, at_gpu);
+                }
+            }
+            if check_agent && readable {
+                agent_mismatch(gpu, d, &mut findings, lref, nref, at_gpu);
+            }
+            if counted {
+                devices_counted = devices_counted.saturating_add(1);
+                match d.tpp {
+                    Some(t) => tpp_counted = tpp_counted.saturating_add(t),
+                    None => devices_tpp_unknown = devices_tpp_unknown.saturating_add(1),
+                }
+            }
+            gpus.push(GpuVerdict {
+                submod: submod.clone(),
+                uuid: gpu.uuid.clone(),
+                serial: gpu.serial.clone(),
+                status: gpu.status,
+                model: d.spec.map(|s| s.model),
+                outcome: d.outcome.clone(),
+                clause: d.clause.clone(),
+                tpp: d.tpp,
+                h100_equivalents: d.tpp.map(spec::h100_equivalents),
+                counted,
+            });
+        }
+
+        match lic {
+            Some(l) => {
+                if !claims.evidence_tier.meets(l.min_evidence_tier()) {
+                    let reason = Reason::EvidenceTierTooLow {
+                        have: claims.evidence_tier,
+                        need: l.min_evidence_tier(),
+                        gpus: devices_counted,
+                    };
+                    findings.push(reason, lref, nref, None);
+                }
+            }
+            None => {
+                let reason = Reason::NodeUnassigned {
+                    licences: u64::try_from(lics.len()).unwrap_or(u64::MAX),
+                    gpus: u64::try_from(claims.submods.len()).unwrap_or(u64::MAX),
+                };
+                findings.push(reason, None, nref, None);
+            }
+        }
+        if let Some(t) = lic_idx.and_then(|i| tallies.get_mut(i)) {
+            t.nodes = t.nodes.saturating_add(1);
+            t.stale_nodes = t.stale_nodes.saturating_add(u64::from(stale));
+            t.devices = t.devices.saturating_add(devices_counted);
+            t.devices_tpp_unknown = t.devices_tpp_unknown.saturating_add(devices_tpp_unknown);
+            t.tpp = t.tpp.saturating_add(tpp_counted);
+        }
+        node_verdicts.push(NodeVerdict {
+            node: node.node_subject.clone(),
+            token_sha256: hex(&node.token_sha256),
+            iat: claims.iat,
+            age_s,
+            stale,
+            licence: lic.map(|l| l.id().to_owned()),
+            evidence_tier: claims.evidence_tier,
+            devices_counted,
+            tpp_counted,
+            h100_equivalents: spec::h100_equivalents(tpp_counted),
+            severity: Severity::Info,
+            gpus,
+        });
+    }
+
+    // Per licence.
+    let mut usages = Vec::with_capacity(lics.len());
+    let mut countries: BTreeMap<CountryCode, CountryUsage> = BTreeMap::new();
+    for (i, (v, t)) in lics.iter().zip(&tallies).enumerate() {
+        let l = &v.licence;
+        let lref = Some((i, l.id()));
+        let validity = l.is_valid_at(at_unix);
+        match validity {
+            Validity::Valid { .. } => {}
+            Validity::NotYetValid {
+                valid_from,
+                starts_in_s,
+                ..
+            } => findings.push(
+                Reason::LicenceNotYetValid {
+                    valid_from,
+                    starts_in_s,
+                    devices: t.devices,
+                },
+                lref,
+                None,
+                None,
+            ),
+            Validity::Expired {
+                valid_until,
+                expired_for_s,
+                ..
+            } => findings.push(
+                Reason::LicenceExpired {
+                    valid_until,
+                    expired_for_s,
+                    devices: t.devices,
+                },
+                lref,
+                None,
+                None,
+            ),
+        }
+        if l.rule_set() != rule_set.id {
+            let reason = Reason::LicenceRuleSetMismatch {
+                licence_rule_set: l.rule_set().to_owned(),
+                rule_set: rule_set.id.clone(),
+            };
+            findings.push(reason, lref, None, None);
+        }
+        let devices = DeviceCap::new(t.devices, u64::from(l.max_devices()));
+        if devices.over_by > 0 {
+            let reason = Reason::DeviceCountAboveCap {
+                used: devices.used,
+                cap: devices.cap,
+                over_by: devices.over_by,
+            };
+            findings.push(reason, lref, None, None);
+        }
+        let tpp = TppCap::new(t.tpp, l.max_aggregate_tpp());
+        if tpp.is_over() {
+            let reason = Reason::AggregateTppAboveCap {
+                used: tpp.used,
+                cap: tpp.cap,
+                over_by: tpp.over_by,
+            };
+            findings.push(reason, lref, None, None);
+        }
+        let country = countries
+            .entry(l.destination_country())
+            .or_insert_with(|| CountryUsage {
+                country: l.destination_country(),
+                licences: Vec::new(),
+                devices: 0,
+                devices_tpp_unknown: 0,
+                tpp: Tpp::default(),
+                h100_equivalents: spec::h100_equivalents(Tpp::default()),
+                allocation: None,
+            });
+        country.licences.push(l.id().to_owned());
+        country.devices = country.devices.saturating_add(t.devices);
+        country.devices_tpp_unknown = country
+            .devices_tpp_unknown
+            .saturating_add(t.devices_tpp_unknown);
+        country.tpp = country.tpp.saturating_add(t.tpp);
+        country.h100_equivalents = spec::h100_equivalents(country.tpp);
+        usages.push(LicenceUsage {
+            licence: l.id().to_owned(),
+            signer: v.signer_subject.clone(),
+            destination_country: l.destination_country(),
+            licence_rule_set: l.rule_set().to_owned(),
+            validity,
+            nodes: t.nodes,
+            stale_nodes: t.stale_nodes,
+            devices,
+            devices_tpp_unknown: t.devices_tpp_unknown,
+            tpp,
+            severity: Severity::Info,
+        });
+    }
+
+    let Findings {
+        list: mut findings,
+        node_severity,
+        licence_severity,
+    } = findings;
+    for ((nv, s), node) in node_verdicts.iter_mut().zip(node_severity).zip(&nodes) {
+        nv.severity = s;
+        if let Some(u) = licence_of(node).and_then(|i| usages.get_mut(i)) {
+            u.severity = u.severity.max(s);
+        }
+    }
+    for (u, s) in usages.iter_mut().zip(licence_severity) {
+        u.severity = u.severity.max(s);
+    }
+    findings.sort_by(|a, b| {
+        (
+            Reverse(a.severity),
+            a.code,
+            &a.licence,
+            &a.node,
+            &a.gpu,
+            &a.sentence,
+        )
+            .cmp(&(
+                Reverse(b.severity),
+                b.code,
+                &b.licence,
+                &b.node,
+                &b.gpu,
+                &b.sentence,
+            ))
+    });
+    let compliant = findings.iter().all(|f| f.severity < Severity::Violation);
+
+    FleetVerdict {
+        at: at_unix,
+        rule_set: rule_set.id.clone(),
+        rule_set_version: rule_set.version.clone(),
+        rule_set_status: rule_set.status,
+        compliant,
+        nodes: node_verdicts,
+        licences: usages,
+        countries: countries.into_values().collect(),
+        findings,
+    }
+}
+
+/// Compares the agent's classification with the verifier's and records a difference.
+fn agent_mismatch(
+    gpu: &GpuSubmod,
+    d: &Derived,
+    findings: &mut Findings,
+    lref: Option<(usize, &str)>,
+    nref: Option<(usize, &str)>,
+    at_gpu: Option<&str>,
+) {
+    let agent = &gpu.classification;
+    let ours = d.outcome.as_deref().unwrap_or(INDETERMINATE);
+    let eccn_differs = agent.eccn.as_deref().is_some_and(|e| e != ours);
+    let tpp_differs = agent.tpp != d.tpp_f64;
+    if eccn_differs || tpp_differs {
+        let reason = Reason::AgentClassificationMismatch {
+            agent_eccn: agent.eccn.clone(),
+            eccn: d.outcome.clone(),
+            agent_tpp: agent.tpp,
+            tpp: d.tpp,
+        };
+        findings.push(reason, lref, nref, at_gpu);
+    }
+}

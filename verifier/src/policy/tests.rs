@@ -1,0 +1,739 @@
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+use tppguard_proto::claims::AttestationClaims;
+use tppguard_proto::licence::Licence;
+use tppguard_proto::ruleset::{RuleSet, shipped_rule_set};
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../examples/licence.toml");
+const TOO_SMALL: &str = include_str!("../../../examples/licence-too-small.toml");
+const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// 2026-09-21, inside both example licences' validity.
+const AT: i64 = 1_790_000_000;
+
+/// One GPU of a claim set: PCI device id, NVML name, agent TPP and ECCN.
+struct Gpu<'a> {
+    uuid: String,
+    serial: Option<&'a str>,
+    device_id: &'a str,
+    name: &'a str,
+    agent_tpp: Option<f64>,
+    agent_eccn: &'a str,
+    status: &'a str,
+}
+
+fn h100(node: &str, i: usize) -> Gpu<'static> {
+    Gpu {
+        uuid: format!("GPU-{node}-{i}"),
+        serial: Some("1650123456789"),
+        device_id: "0x2330",
+        name: "NVIDIA H100 80GB HBM3",
+        agent_tpp: Some(15831.2),
+        agent_eccn: "3A090.a",
+        status: "ok",
+    }
+}
+
+fn a100(node: &str, i: usize) -> Gpu<'static> {
+    Gpu {
+        device_id: "0x20b2",
+        name: "NVIDIA A100-SXM4-80GB",
+        agent_tpp: None,
+        agent_eccn: "3A090.a",
+        ..h100(node, i)
+    }
+}
+
+/// A valid claim set as JSON text, parsed by the one entry for outside bytes.
+fn claims(node: &str, iat: i64, tier: &str, gpus: &[Gpu<'_>]) -> AttestationClaims {
+    let submods: serde_json::Map<String, Value> = gpus
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            (
+                format!("gpu{i}"),
+                json!({
+                    "index": i,
+                    "status": g.status,
+                    "uuid": g.uuid,
+                    "serial": g.serial,
+                    "name": g.name,
+                    "brand": "NVIDIA",
+                    "board_part_number": null,
+                    "pci": {
+                        "bus_id": format!("00000000:{:02x}:00.0", i + 0x18),
+                        "vendor_id": "0x10de",
+                        "device_id": g.device_id,
+                        "subsystem_id": null
+                    },
+                    "architecture": "Hopper",
+                    "cuda_compute_capability": "9.0",
+                    "multiprocessor_count": 132,
+                    "memory_total_bytes": 85_899_345_920_u64,
+                    "max_sm_clock_mhz": 1980,
+                    "max_memory_clock_mhz": 2619,
+                    "power_limit_mw": 700_000,
+                    "vbios_version": "96.00.9F.00.01",
+                    "mig": null,
+                    "absent": {},
+                    "classification": {
+                        "tpp": g.agent_tpp,
+                        "tpp_basis": "fp8",
+                        "performance_density": null,
+                        "eccn": g.agent_eccn
+                    }
+                }),
+            )
+        })
+        .collect();
+    let text = json!({
+        "iss": node,
+        "iat": iat,
+        "eat_nonce": NONCE,
+        "eat_profile": "tag:tppguard.dev,2026:attestation/v1",
+        "submods": submods,
+        "tppguard.host": {
+            "hostname": node,
+            "machine_id": null,
+            "os": "Linux",
+            "kernel": "6.8.0",
+            "cpu_arch": "x86_64",
+            "cpu_model": null,
+            "cpu_count": 224,
+            "physical_cores": 112,
+            "memory_bytes": 2_199_023_255_552_u64
+        },
+        "tppguard.evidence_tier": tier,
+        "tppguard.driver": {
+            "driver_version": "550.90.07",
+            "nvml_version": "12.550.90.07",
+            "cuda_driver_version": "12.4",
+            "confidential_computing": null,
+            "absent": {}
+        }
+    })
+    .to_string();
+    AttestationClaims::from_json(text.as_bytes()).unwrap()
+}
+
+fn dgx(node: &str) -> Vec<Gpu<'static>> {
+    (0..8).map(|i| h100(node, i)).collect()
+}
+
+fn attestation(node: &str, iat: i64, tier: &str, gpus: &[Gpu<'_>]) -> VerifiedAttestation {
+    let claims = claims(node, iat, tier, gpus);
+    let mut hash = [0u8; 32];
+    for (h, b) in hash.iter_mut().zip(node.bytes().chain(iat.to_be_bytes())) {
+        *h = b;
+    }
+    VerifiedAttestation::new(claims, node.to_owned(), hash)
+}
+
+fn node(name: &str, iat: i64) -> VerifiedAttestation {
+    attestation(name, iat, "declared", &dgx(name))
+}
+
+fn licence(text: &str) -> VerifiedLicence {
+    VerifiedLicence::new(
+        Licence::from_toml_str(text).unwrap(),
+        "CN=Example licence authority".to_owned(),
+    )
+}
+
+/// `examples/licence.toml` with one line replaced.
+fn licence_with(old: &str, new: &str) -> VerifiedLicence {
+    assert!(EXAMPLE.contains(old), "{old}");
+    licence(&EXAMPLE.replacen(old, new, 1))
+}
+
+fn eccn_rules() -> RuleSet {
+    shipped_rule_set("us-eccn-3a090").unwrap()
+}
+
+fn codes(v: &FleetVerdict) -> Vec<&'static str> {
+    v.findings.iter().map(|f| f.code).collect()
+}
+
+fn only(v: &FleetVerdict, code: &str) -> Vec<Finding> {
+    v.findings
+        .iter()
+        .filter(|f| f.code == code)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn dgx_h100_is_compliant_under_the_example_licence() {
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[node("node-1", AT - 60)],
+        AT,
+    );
+    assert!(v.compliant, "{:#?}", v.findings);
+    assert!(v.findings.is_empty(), "{:#?}", v.findings);
+    let usage = &v.licences[0];
+    assert_eq!(usage.licence, "EXAMPLE-DE-2026-0142");
+    assert_eq!(usage.devices, DeviceCap::new(8, 2048));
+    assert_eq!(usage.tpp.used.to_string(), "126649.6");
+    assert_eq!(usage.tpp.headroom.to_string(), "32373350.4");
+    assert_eq!(usage.tpp.over_by, Tpp::default());
+    assert_eq!(usage.tpp.used_h100_equivalents.to_string(), "8.00");
+    assert_eq!(usage.severity, Severity::Info);
+    let n = &v.nodes[0];
+    assert_eq!(n.licence.as_deref(), Some("EXAMPLE-DE-2026-0142"));
+    assert_eq!((n.devices_counted, n.stale, n.age_s), (8, false, 60));
+    assert!(n.gpus.iter().all(|g| g.counted
+        && g.model == Some("H100 SXM5 80GB")
+        && g.outcome.as_deref() == Some("3A090.a")));
+    assert_eq!(v.countries.len(), 1);
+    assert_eq!(v.countries[0].country.as_str(), "DE");
+    assert_eq!(v.countries[0].tpp.to_string(), "126649.6");
+    assert_eq!(v.countries[0].h100_equivalents.to_string(), "8.00");
+    assert_eq!(v.countries[0].allocation, None);
+}
+
+#[test]
+fn too_small_licence_is_over_its_aggregate_cap() {
+    let v = evaluate(
+        &[licence(TOO_SMALL)],
+        &eccn_rules(),
+        &[node("node-1", AT - 60)],
+        AT,
+    );
+    assert!(!v.compliant);
+    assert_eq!(codes(&v), ["aggregate_tpp_above_cap"]);
+    let f = &v.findings[0];
+    assert_eq!(f.severity, Severity::Violation);
+    assert_eq!(f.licence.as_deref(), Some("EXAMPLE-DE-2026-0143"));
+    let Reason::AggregateTppAboveCap { used, cap, over_by } = &f.figures else {
+        panic!("{f:?}");
+    };
+    assert_eq!(
+        (used.to_string(), cap.to_string(), over_by.to_string()),
+        ("126649.6".into(), "100000".into(), "26649.6".into())
+    );
+    assert!(f.sentence.contains("126649.6") && f.sentence.contains("100000"));
+    let tpp = v.licences[0].tpp;
+    assert!(tpp.is_over());
+    assert_eq!(tpp.headroom, Tpp::default());
+    assert_eq!(v.licences[0].severity, Severity::Violation);
+}
+
+#[test]
+fn stale_node_still_counts() {
+    let two_days = 2 * 86_400;
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[node("node-1", AT - two_days), node("node-2", AT)],
+        AT,
+    );
+    assert_eq!(codes(&v), ["stale_node"]);
+    assert!(v.compliant, "a stale node is a warning");
+    let f = &v.findings[0];
+    assert_eq!(f.node.as_deref(), Some("node-1"));
+    assert_eq!(
+        f.figures,
+        Reason::StaleNode {
+            iat: AT - two_days,
+            age_s: 172_800,
+            max_age_s: 86_400
+        }
+    );
+    assert!(v.nodes[0].stale && v.nodes[0].devices_counted == 8);
+    assert_eq!(v.licences[0].devices.used, 16);
+    assert_eq!(v.licences[0].stale_nodes, 1);
+    assert_eq!(v.licences[0].tpp.used.to_string(), "253299.2");
+}
+
+#[test]
+fn same_gpu_on_two_nodes_counts_once() {
+    let mut gpus_b = dgx("node-b");
+    gpus_b[3] = h100("node-a", 5); // node-a's gpu5, reported again by node-b
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[
+            attestation("node-b", AT, "declared", &gpus_b),
+            node("node-a", AT),
+        ],
+        AT,
+    );
+    assert_eq!(codes(&v), ["duplicate_device"]);
+    let f = &v.findings[0];
+    assert_eq!(f.severity, Severity::Warning);
+    let Reason::DuplicateDevice {
+        uuid,
+        seen_in,
+        counted_in,
+        counted_against,
+        ..
+    } = &f.figures
+    else {
+        panic!("{f:?}");
+    };
+    assert_eq!(uuid, "GPU-node-a-5");
+    assert_eq!(seen_in, &["node-a/gpu5", "node-b/gpu3"]);
+    assert_eq!(counted_in, "node-a/gpu5");
+    assert_eq!(counted_against.as_deref(), Some("EXAMPLE-DE-2026-0142"));
+    assert_eq!(v.licences[0].devices.used, 15);
+    assert_eq!(
+        v.licences[0].tpp.used,
+        Tpp::sum(std::iter::repeat_n("15831.2".parse().unwrap(), 15))
+    );
+    assert!(!v.nodes[1].gpus[3].counted);
+    assert_eq!(v.nodes[1].devices_counted, 7);
+    assert_eq!(v.nodes[1].severity, Severity::Warning);
+}
+
+#[test]
+fn same_uuid_with_another_serial_is_another_device() {
+    let mut gpus_b = dgx("node-b");
+    gpus_b[0] = Gpu {
+        serial: Some("other"),
+        ..h100("node-a", 0)
+    };
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[
+            node("node-a", AT),
+            attestation("node-b", AT, "declared", &gpus_b),
+        ],
+        AT,
+    );
+    assert!(v.findings.is_empty(), "{:#?}", v.findings);
+    assert_eq!(v.licences[0].devices.used, 16);
+}
+
+#[test]
+fn evidence_tier_below_the_licence_minimum() {
+    let lic = licence_with(
+        r#"min_evidence_tier = "declared""#,
+        r#"min_evidence_tier = "measured""#,
+    );
+    let v = evaluate(&[lic], &eccn_rules(), &[node("node-1", AT)], AT);
+    assert_eq!(codes(&v), ["evidence_tier_too_low"]);
+    assert!(!v.compliant);
+    assert_eq!(
+        v.findings[0].figures,
+        Reason::EvidenceTierTooLow {
+            have: EvidenceTier::Declared,
+            need: EvidenceTier::Measured,
+            gpus: 8
+        }
+    );
+    assert!(v.findings[0].sentence.contains("declared"));
+    assert!(v.findings[0].sentence.contains("measured"));
+}
+
+#[test]
+fn model_not_allowed() {
+    let gpus = vec![h100("n", 0), a100("n", 1)];
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[attestation("node-1", AT, "declared", &gpus)],
+        AT,
+    );
+    // The A100 is 3A090.a too, so only the model list refuses it; the agent gave no TPP.
+    assert_eq!(
+        codes(&v),
+        ["model_not_allowed", "agent_classification_mismatch"]
+    );
+    let f = &v.findings[0];
+    assert_eq!(
+        (f.node.as_deref(), f.gpu.as_deref()),
+        (Some("node-1"), Some("gpu1"))
+    );
+    assert_eq!(
+        f.figures,
+        Reason::ModelNotAllowed {
+            model: Some("A100 SXM4 80GB".to_owned())
+        }
+    );
+    assert!(f.sentence.contains("A100 SXM4 80GB"));
+    assert_eq!(v.licences[0].devices.used, 2);
+}
+
+#[test]
+fn eccn_not_allowed_names_the_eccn() {
+    let lic = licence_with(r#"eccns = ["3A090.a"]"#, r#"eccns = ["3A090.b"]"#);
+    let v = evaluate(&[lic], &eccn_rules(), &[node("node-1", AT)], AT);
+    assert_eq!(only(&v, "eccn_not_allowed").len(), 8);
+    assert_eq!(only(&v, "model_not_allowed").len(), 0);
+    let f = &v.findings[0];
+    assert!(f.sentence.contains("ECCN 3A090.a"), "{}", f.sentence);
+}
+
+#[test]
+fn per_device_cap() {
+    let lic = licence_with(
+        r#"max_tpp_per_device = "15831.2""#,
+        r#"max_tpp_per_device = "15000""#,
+    );
+    let v = evaluate(&[lic], &eccn_rules(), &[node("node-1", AT)], AT);
+    let found = only(&v, "device_tpp_above_cap");
+    assert_eq!(found.len(), 8);
+    assert_eq!(codes(&v).len(), 8);
+    assert_eq!(
+        found[0].figures,
+        Reason::DeviceTppAboveCap {
+            tpp: "15831.2".parse().unwrap(),
+            cap: "15000".parse().unwrap()
+        }
+    );
+    assert!(found[0].sentence.contains("15831.2") && found[0].sentence.contains("15000"));
+    assert!(!v.compliant);
+}
+
+#[test]
+fn expired_licence() {
+    let after = 1_830_900_000; // 2028-01-08, after valid_until
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[node("node-1", after - 60)],
+        after,
+    );
+    assert_eq!(codes(&v), ["licence_expired"]);
+    assert_eq!(v.findings[0].severity, Severity::Violation);
+    assert!(!v.compliant);
+    // Without devices, an expired licence is a warning only.
+    let v = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &[], after);
+    assert_eq!(codes(&v), ["licence_expired"]);
+    assert!(v.compliant);
+}
+
+#[test]
+fn licence_not_yet_valid() {
+    let before = 1_700_000_000;
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[node("node-1", before)],
+        before,
+    );
+    assert_eq!(codes(&v), ["licence_not_yet_valid"]);
+    assert!(!v.compliant);
+}
+
+#[test]
+fn latest_attestation_per_node_wins() {
+    let old = attestation("node-1", AT - 100, "declared", &[a100("n", 0)]);
+    let new = node("node-1", AT - 10);
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[new.clone(), old.clone()],
+        AT,
+    );
+    assert!(v.findings.is_empty(), "{:#?}", v.findings);
+    assert_eq!(v.nodes.len(), 1);
+    assert_eq!(v.nodes[0].iat, AT - 10);
+    let w = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &[old, new], AT);
+    assert_eq!(v, w);
+}
+
+#[test]
+fn without_sites_several_licences_leave_nodes_unassigned() {
+    let v = evaluate(
+        &[licence(EXAMPLE), licence(TOO_SMALL)],
+        &eccn_rules(),
+        &[node("node-1", AT)],
+        AT,
+    );
+    assert_eq!(codes(&v), ["node_unassigned"]);
+    assert!(!v.compliant);
+    assert_eq!(v.nodes[0].licence, None);
+    assert!(v.licences.iter().all(|u| u.devices.used == 0));
+    assert_eq!(v.countries[0].licences.len(), 2);
+    let v = evaluate(&[], &eccn_rules(), &[node("node-1", AT)], AT);
+    assert_eq!(codes(&v), ["node_unassigned"]);
+}
+
+#[test]
+fn future_attestation_unknown_device_and_lost_gpu() {
+    let unknown = Gpu {
+        device_id: "0x9999",
+        name: "NVIDIA Mystery",
+        agent_tpp: None,
+        agent_eccn: "indeterminate",
+        ..h100("n", 1)
+    };
+    let lost = Gpu {
+        status: "lost",
+        ..h100("n", 2)
+    };
+    let gpus = vec![h100("n", 0), unknown, lost];
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[attestation("node-1", AT + 3600, "declared", &gpus)],
+        AT,
+    );
+    let mut got = codes(&v);
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [
+            "attestation_from_future",
+            "eccn_not_allowed",
+            "gpu_lost",
+            "model_not_allowed",
+            "unknown_device"
+        ]
+    );
+    let unknown = &only(&v, "unknown_device")[0];
+    assert!(
+        unknown.sentence.contains("TPP unknown"),
+        "{}",
+        unknown.sentence
+    );
+    assert_eq!(v.licences[0].devices.used, 3);
+    assert_eq!(v.licences[0].devices_tpp_unknown, 1);
+    assert_eq!(
+        v.licences[0].tpp.used,
+        Tpp::sum(std::iter::repeat_n("15831.2".parse().unwrap(), 2))
+    );
+}
+
+#[test]
+fn other_rule_set_is_flagged_and_agent_figures_ignored() {
+    let gain = shipped_rule_set("us-gain-ai-act-s3150").unwrap();
+    let lic = licence_with(r#"eccns = ["3A090.a"]"#, "eccns = []");
+    let v = evaluate(&[lic], &gain, &[node("node-1", AT)], AT);
+    assert_eq!(codes(&v), ["licence_rule_set_mismatch"]);
+    assert!(v.compliant);
+    assert_eq!(v.rule_set, "us-gain-ai-act-s3150");
+    assert_eq!(v.rule_set_status, RuleSetStatus::Bill);
+
+    // A lying agent changes nothing but raises a warning.
+    let lying = Gpu {
+        agent_tpp: Some(1.0),
+        agent_eccn: "not_3a090",
+        ..h100("n", 0)
+    };
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[attestation("node-1", AT, "declared", &[lying])],
+        AT,
+    );
+    assert_eq!(codes(&v), ["agent_classification_mismatch"]);
+    assert_eq!(v.licences[0].tpp.used.to_string(), "15831.2");
+}
+
+#[test]
+fn duplicate_counts_once_at_its_first_place() {
+    // Two licences and no site claims: both nodes are unassigned.
+    let v = evaluate(
+        &[licence(EXAMPLE), licence(TOO_SMALL)],
+        &eccn_rules(),
+        &[node("node-a", AT), node("node-a-copy", AT)],
+        AT,
+    );
+    assert_eq!(v.nodes.len(), 2);
+    let copy = &v.nodes[1];
+    assert_eq!(copy.node, "node-a-copy");
+    // node-a-copy reports node-a-copy's GPUs: distinct uuids, so no duplicates.
+    assert_eq!(only(&v, "duplicate_device").len(), 0);
+    // One licence: node-z repeats two of node-a's GPUs, which count at node-a (subject order).
+    let mut gpus = dgx("node-a");
+    gpus.truncate(2);
+    let v = evaluate(
+        &[licence(TOO_SMALL)],
+        &eccn_rules(),
+        &[
+            attestation("node-z", AT, "declared", &gpus),
+            node("node-a", AT),
+        ],
+        AT,
+    );
+    assert_eq!(only(&v, "duplicate_device").len(), 2);
+    assert_eq!(v.licences[0].devices.used, 8);
+    assert!(v.nodes[1].gpus.iter().all(|g| !g.counted));
+}
+
+#[test]
+fn verdict_is_deterministic_whatever_the_input_order() {
+    let lics = [licence(EXAMPLE), licence(TOO_SMALL)];
+    let mut gpus = dgx("n3");
+    gpus[1] = h100("n1", 1);
+    let atts = vec![
+        node("n1", AT - 50),
+        node("n2", AT - 200_000),
+        attestation("n3", AT, "declared", &gpus),
+        node("n1", AT - 500),
+        attestation("n4", AT, "declared", &[a100("n4", 0)]),
+    ];
+    let rules = eccn_rules();
+    let first = serde_json::to_string(&evaluate(&lics, &rules, &atts, AT)).unwrap();
+    let again = serde_json::to_string(&evaluate(&lics, &rules, &atts, AT)).unwrap();
+    assert_eq!(first, again);
+    let mut rev_atts = atts.clone();
+    rev_atts.reverse();
+    let rev_lics = [licence(TOO_SMALL), licence(EXAMPLE)];
+    let reversed = serde_json::to_string(&evaluate(&rev_lics, &rules, &rev_atts, AT)).unwrap();
+    assert_eq!(first, reversed);
+    let rotated: Vec<_> = atts
+        .iter()
+        .cycle()
+        .skip(2)
+        .take(atts.len())
+        .cloned()
+        .collect();
+    let rotated = serde_json::to_string(&evaluate(&lics, &rules, &rotated, AT)).unwrap();
+    assert_eq!(first, rotated);
+    // Same with one licence, where nodes are assigned.
+    let one = [licence(EXAMPLE)];
+    let a = serde_json::to_string(&evaluate(&one, &rules, &atts, AT)).unwrap();
+    let b = serde_json::to_string(&evaluate(&one, &rules, &rev_atts, AT)).unwrap();
+    assert_eq!(a, b);
+    let value: Value = serde_json::from_str(&a).unwrap();
+    assert_eq!(value["compliant"], false);
+    assert_eq!(value["findings"][0]["severity"], "violation");
+}
+
+fn every_reason() -> Vec<Reason> {
+    let tpp: Tpp = "1".parse().unwrap();
+    vec![
+        Reason::ModelNotAllowed { model: None },
+        Reason::EccnNotAllowed {
+            eccn: None,
+            outcome: None,
+        },
+        Reason::DeviceTppAboveCap { tpp, cap: tpp },
+        Reason::EvidenceTierTooLow {
+            have: EvidenceTier::Declared,
+            need: EvidenceTier::Hardware,
+            gpus: 1,
+        },
+        Reason::UnknownDevice {
+            lookup: "no_identity",
+            detail: "x".to_owned(),
+        },
+        Reason::GpuLost {
+            status: GpuStatus::Lost,
+        },
+        Reason::DuplicateDevice {
+            uuid: "GPU-1".to_owned(),
+            serial: None,
+            seen_in: vec![],
+            counted_in: "a/gpu0".to_owned(),
+            counted_against: None,
+        },
+        Reason::StaleNode {
+            iat: 0,
+            age_s: 2,
+            max_age_s: 1,
+        },
+        Reason::AttestationFromFuture {
+            iat: 1000,
+            at: 0,
+            ahead_s: 1000,
+        },
+        Reason::LicenceNotYetValid {
+            valid_from: 1,
+            starts_in_s: 1,
+            devices: 0,
+        },
+        Reason::LicenceExpired {
+            valid_until: 1,
+            expired_for_s: 1,
+            devices: 1,
+        },
+        Reason::LicenceRuleSetMismatch {
+            licence_rule_set: "a".to_owned(),
+            rule_set: "b".to_owned(),
+        },
+        Reason::NodeUnassigned {
+            licences: 2,
+            gpus: 8,
+        },
+        Reason::AggregateTppAboveCap {
+            used: tpp,
+            cap: tpp,
+            over_by: tpp,
+        },
+        Reason::DeviceCountAboveCap {
+            used: 2,
+            cap: 1,
+            over_by: 1,
+        },
+        Reason::AgentClassificationMismatch {
+            agent_eccn: None,
+            eccn: None,
+            agent_tpp: None,
+            tpp: None,
+        },
+    ]
+}
+
+#[test]
+fn reason_codes_are_unique_snake_case_and_listed() {
+    let reasons = every_reason();
+    let codes: Vec<&str> = reasons.iter().map(Reason::code).collect();
+    assert_eq!(
+        codes,
+        Reason::CODES,
+        "CODES lists every code in declaration order"
+    );
+    let unique: HashSet<&str> = codes.iter().copied().collect();
+    assert_eq!(unique.len(), codes.len());
+    for code in codes {
+        assert!(
+            !code.is_empty()
+                && code
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && !code.starts_with('_')
+                && !code.ends_with('_')
+                && !code.contains("__"),
+            "{code}"
+        );
+    }
+    for r in &reasons {
+        assert!(!r.sentence().is_empty(), "{}", r.code());
+        let finding = Finding::new(r.clone(), None, None, None);
+        let json = serde_json::to_value(&finding).unwrap();
+        assert_eq!(json["code"], r.code());
+        assert!(json["figures"].is_object(), "{}", r.code());
+    }
+}
+
+#[test]
+fn severity_orders_worst_last() {
+    assert!(Severity::Info < Severity::Warning && Severity::Warning < Severity::Violation);
+    assert_eq!(
+        [Severity::Warning, Severity::Violation, Severity::Info]
+            .into_iter()
+            .max(),
+        Some(Severity::Violation)
+    );
+    assert_eq!(
+        serde_json::to_value(Severity::Violation).unwrap(),
+        "violation"
+    );
+    assert_eq!(Severity::Warning.code(), "warning");
+}
+
+#[test]
+fn pci_ids_combine_as_nvml_does() {
+    let pci = Pci {
+        bus_id: "0".to_owned(),
+        vendor_id: "0x10de".to_owned(),
+        device_id: "0x2330".to_owned(),
+        subsystem_id: None,
+    };
+    assert_eq!(pci_combined(&pci), Some(0x2330_10DE));
+    let bad = Pci {
+        device_id: "2330".to_owned(),
+        ..pci
+    };
+    assert_eq!(pci_combined(&bad), None);
+}
