@@ -2,9 +2,13 @@
 //! Workspace integration tests: the real binaries, run as a user would.
 
 mod attest;
+mod check;
 mod classify;
+mod demo;
 mod fixtures;
+mod interop;
 mod inventory;
 mod licence;
 mod pki;
+mod schema;
 mod support;

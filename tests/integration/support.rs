@@ -64,6 +64,11 @@ fn built() -> &'static Path {
     })
 }
 
+/// The folder holding the binaries built for this test run.
+pub fn bin_dir() -> &'static Path {
+    built()
+}
+
 /// The fake NVML library (`tests/fake-nvml`), built for this test run.
 pub fn fake_nvml_lib() -> PathBuf {
     let lib = built().join("libtppguard_fake_nvml.so");

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tppguard_proto::classify::{Classification, classify_device};
 use tppguard_proto::ruleset::{
-    MAX_RULE_SET_BYTES, RuleSet, RuleSetError, RuleSetStatus, shipped_rule_sets,
+    MAX_RULE_SET_BYTES, RuleSet, RuleSetError, RuleSetStatus, all_shipped_rule_sets,
+    shipped_rule_sets,
 };
 use tppguard_proto::spec::{AcceleratorSpec, by_model, h100_equivalents, spec_table};
 use tppguard_proto::tpp::{ComputeFigures, Precision, TppBasis, performance_density, tpp};
@@ -113,12 +114,14 @@ fn suggestions(name: &str) -> Vec<&'static str> {
         .collect()
 }
 
-/// The rule sets named by `--rule-set` (shipped ids or files), or every shipped one.
+/// The rule sets named by `--rule-set` (shipped ids, historical ones included, or files), or
+/// every shipped rule set that is not historical: a rule no longer enforced is asked for by
+/// name, never shown by default.
 pub fn load_rule_sets(args: &[String]) -> Result<Vec<RuleSet>, Error> {
-    let shipped = shipped_rule_sets().map_err(Error::Shipped)?;
     if args.is_empty() {
-        return Ok(shipped);
+        return shipped_rule_sets().map_err(Error::Shipped);
     }
+    let shipped = all_shipped_rule_sets().map_err(Error::Shipped)?;
     args.iter()
         .map(|arg| {
             if let Some(rule_set) = shipped.iter().find(|r| r.id == *arg) {

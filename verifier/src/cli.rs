@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use tppguard_proto::claims::Nonce;
 use tppguard_proto::tpp::Precision;
 use tppguard_proto::units::{Bandwidth, DieArea, Tops};
 
@@ -12,7 +13,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  findings: the command ran and reports a problem (`licence show`: the licence verifies
-     but is not in force at --at, expired or not yet valid)
+     but is not in force at --at, expired or not yet valid; `check`: not compliant under a
+     rule set, or a licence or attestation rejected)
   2  usage or input error (bad flag or value, unknown model, unreadable or invalid rule set,
      a rejected certificate chain or signed licence, files that would be overwritten)";
 
@@ -51,6 +53,81 @@ pub enum Command {
     /// one.
     #[command(after_help = EXIT_CODES)]
     Licence(LicenceArgs),
+
+    /// Check a fleet's compliance: verify licences and attestations, then evaluate them under
+    /// one or more rule sets side by side.
+    ///
+    /// Every licence (--licence) and attestation file is verified against trust.toml at --at;
+    /// a rejected one is reported with its reason code and makes the verdict not compliant,
+    /// but the run goes on. The accepted evidence is evaluated under each rule set (--rule-set,
+    /// repeated for scenarios such as "what if the GAIN AI bill passed"; default: the rule sets
+    /// the licences name). For each rule set: its legal status, usage per licence (devices and
+    /// TPP against the caps, with headroom and H100-equivalents), per country, the findings
+    /// with their codes, and COMPLIANT or NOT COMPLIANT. With --ear, the result is also written
+    /// as an EAR (draft-ietf-rats-ear) JWT signed with the verifier's result key: one submod
+    /// per node, its status from the first rule set's verdict.
+    ///
+    /// Example:
+    ///
+    ///   tppguard-verifier check --trust pki/trust.toml --licence l.jws \
+    ///     --rule-set us-eccn-3a090 --rule-set us-gain-ai-act-s3150 \
+    ///     --nonce "$NONCE" --ear result.jwt node-01.jws node-02.jws
+    ///
+    /// Exit code 0: compliant under every rule set evaluated, every input accepted; 1: not
+    /// compliant (a violation, or a rejected licence or attestation); 2: the check could not
+    /// run (an unreadable file or trust file, an unknown rule set, no result key for --ear).
+    #[command(after_help = EXIT_CODES, verbatim_doc_comment)]
+    Check(CheckArgs),
+}
+
+/// Flags of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The trust file (written by `pki init`): operator roots for attestations, licence-
+    /// authority roots for licences.
+    #[arg(long, value_name = "TRUST.toml")]
+    pub trust: PathBuf,
+
+    /// A signed licence (compact JWS, from `licence sign`); repeat for several.
+    #[arg(long, value_name = "L.jws", required = true)]
+    pub licence: Vec<PathBuf>,
+
+    /// A shipped rule set's id or the path of a rule-set TOML file; repeat to evaluate the
+    /// same evidence under several (scenarios, side by side). Default: the rule sets the
+    /// accepted licences name, or us-eccn-3a090 when none is accepted.
+    #[arg(long, value_name = "ID|FILE")]
+    pub rule_set: Vec<String>,
+
+    /// The challenge the attestations must answer (lower-case hex, 32 bytes or more); an
+    /// attestation with another `eat_nonce` is rejected (nonce_mismatch). Default: not
+    /// checked.
+    #[arg(long, value_name = "HEX", value_parser = parse_nonce)]
+    pub nonce: Option<Nonce>,
+
+    /// The instant to check at: RFC 3339 with an offset (2027-06-01T00:00:00Z) or Unix
+    /// seconds (default: now). Certificates, licence validity and attestation age are all
+    /// judged at it; with a fixed --at the output is the same byte for byte.
+    #[arg(long, value_name = "RFC3339|UNIX", allow_negative_numbers = true,
+          value_parser = parse_at)]
+    pub at: Option<i64>,
+
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write the result as an EAR JWT (draft-ietf-rats-ear) to this file (mode 0644,
+    /// replaced if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub ear: Option<PathBuf>,
+
+    /// The verifier's result-signing key (PKCS#8 PEM) for --ear. Default:
+    /// verifier-result.key in the trust file's folder (`pki init` writes it there).
+    #[arg(long, value_name = "KEY.pem", requires = "ear")]
+    pub ear_key: Option<PathBuf>,
+
+    /// Attestation files (compact JWS, from `tppguard-agent attest`).
+    #[arg(value_name = "ATTESTATION", required = true)]
+    pub attestations: Vec<PathBuf>,
 }
 
 /// Flags of `licence`.
@@ -296,6 +373,11 @@ fn parse_at(text: &str) -> Result<i64, String> {
     crate::licence::parse_at(text).map_err(|reason| format!("{text:?} {reason}"))
 }
 
+/// Parses `--nonce`: lower-case hex of 32 bytes or more.
+fn parse_nonce(text: &str) -> Result<Nonce, String> {
+    Nonce::parse(text).map_err(|e| format!("{text:?}: {e}"))
+}
+
 fn parse_die_area(text: &str) -> Result<DieArea, String> {
     text.parse().map_err(|e| format!("die area in mm²: {e}"))
 }
@@ -520,6 +602,69 @@ mod tests {
         };
         assert_eq!((a.at, a.json), (None, true));
         assert!(licence(&["show", "l.jws"]).is_err(), "--trust is required");
+    }
+
+    fn check(args: &[&str]) -> Result<CheckArgs, clap::Error> {
+        let argv = ["tppguard-verifier", "check"].iter().chain(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Check(a) => a,
+            other => panic!("not check: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn check_flags() {
+        let nonce = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let a = check(&[
+            "--trust",
+            "t.toml",
+            "--licence",
+            "a.jws",
+            "--licence",
+            "b.jws",
+            "--rule-set",
+            "us-eccn-3a090",
+            "--rule-set",
+            "us-gain-ai-act-s3150",
+            "--nonce",
+            nonce,
+            "--at",
+            "2026-06-01T00:00:00Z",
+            "--json",
+            "--ear",
+            "r.jwt",
+            "--ear-key",
+            "k.pem",
+            "n1.jws",
+            "n2.jws",
+        ])
+        .unwrap();
+        assert_eq!(a.licence, [PathBuf::from("a.jws"), PathBuf::from("b.jws")]);
+        assert_eq!(a.rule_set, ["us-eccn-3a090", "us-gain-ai-act-s3150"]);
+        assert_eq!(a.nonce.as_ref().map(Nonce::as_str), Some(nonce));
+        assert_eq!(a.at, Some(1_780_272_000));
+        assert!(a.json);
+        assert_eq!(a.ear, Some(PathBuf::from("r.jwt")));
+        assert_eq!(a.ear_key, Some(PathBuf::from("k.pem")));
+        assert_eq!(a.attestations.len(), 2);
+    }
+
+    #[test]
+    fn check_requires_trust_licence_and_attestations() {
+        assert!(check(&["--licence", "l", "a"]).is_err(), "--trust");
+        assert!(check(&["--trust", "t", "a"]).is_err(), "--licence");
+        assert!(
+            check(&["--trust", "t", "--licence", "l"]).is_err(),
+            "ATTESTATION"
+        );
+        let e = check(&["--trust", "t", "--licence", "l", "--ear-key", "k", "a"]).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::MissingRequiredArgument,
+            "--ear-key needs --ear"
+        );
+        let e = check(&["--trust", "t", "--licence", "l", "--nonce", "abc", "a"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
     }
 
     #[test]

@@ -162,6 +162,33 @@ pub enum Error {
         #[source]
         source: LicenceVerifyError,
     },
+    /// A licence names a rule set that is not shipped (and no --rule-set was given).
+    #[error("licence {licence}: names rule set {rule_set:?}, which is not a shipped rule set")]
+    LicenceRuleSetUnknown {
+        /// The licence id.
+        licence: String,
+        /// The rule set it names.
+        rule_set: String,
+        /// Shipped ids, comma-separated.
+        known: String,
+    },
+    /// `--ear` was given but there is no result-signing key.
+    #[error("--ear-key: no result-signing key at {}", path.display())]
+    EarKeyMissing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The result-signing key is not a usable PKCS#8 PEM key.
+    #[error("{}: cannot use as the result-signing key: {reason}", path.display())]
+    EarKeyUnusable {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Signing the EAR failed.
+    #[error("--ear: cannot sign the result ({code}): {0}", code = .0.code())]
+    EarSign(#[source] JwsError),
     /// A time outside what certificates can carry.
     #[error("time {unix}: outside the range of certificate times")]
     Clock {
@@ -240,6 +267,20 @@ impl Error {
             ),
             Self::Sign(_) => Some("a licence is at most 64 KiB of TOML".to_owned()),
             Self::LicenceRejected { source, .. } => Some(licence_hint(source).to_owned()),
+            Self::LicenceRuleSetUnknown { known, .. } => Some(format!(
+                "shipped rule sets: {known}; name one or a rule-set file with --rule-set"
+            )),
+            Self::EarKeyMissing { .. } => Some(
+                "give the verifier's result key with --ear-key KEY.pem (`pki init` writes \
+                 verifier-result.key beside trust.toml)"
+                    .to_owned(),
+            ),
+            Self::EarKeyUnusable { .. } => Some(
+                "give a PKCS#8 PEM Ed25519, P-256 or P-384 private key (`pki init` writes \
+                 verifier-result.key)"
+                    .to_owned(),
+            ),
+            Self::EarSign(_) => Some("this is a bug; please report it".to_owned()),
             Self::Clock { .. } => Some("check the system clock and --days".to_owned()),
             Self::Output(_) | Self::Json(_) => None,
         }

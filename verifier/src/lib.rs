@@ -1,14 +1,17 @@
 //! tppguard verifier: the library behind the `tppguard-verifier` binary. [`cli`] defines the
 //! command line, [`run`] dispatches it; [`classify`] is the `classify` command, [`pki`] the
 //! `pki` commands, [`licence`] the `licence` commands and signed-licence checks, [`chain`]
-//! certificate-chain validation and [`attestation`] attestation-token checks.
+//! certificate-chain validation, [`attestation`] attestation-token checks, [`check`] the
+//! `check` command (verify and evaluate a fleet under rule sets) and [`ear`] its EAR result.
 
 #![forbid(unsafe_code)]
 
 pub mod attestation;
 pub mod chain;
+pub mod check;
 pub mod classify;
 pub mod cli;
+pub mod ear;
 pub mod error;
 pub mod licence;
 pub mod pki;
@@ -23,7 +26,8 @@ pub use error::Error;
 pub enum Outcome {
     /// Nothing to report: exit code 0.
     Clean,
-    /// The command ran and reports findings (a licence not in force at `--at`): exit code 1.
+    /// The command ran and reports findings (a licence not in force at `--at`; `check`: not
+    /// compliant): exit code 1.
     Findings,
 }
 
@@ -43,6 +47,7 @@ pub fn run(cli: &cli::Cli, out: &mut dyn Write) -> Result<Outcome, Error> {
         cli::Command::Classify(args) => classify::run(args, out).map(|()| Outcome::Clean),
         cli::Command::Pki(args) => pki::run(args, out, unix_now()?).map(|()| Outcome::Clean),
         cli::Command::Licence(args) => licence::run(args, out, unix_now()?),
+        cli::Command::Check(args) => check::run(args, out, unix_now()?),
     }
 }
 

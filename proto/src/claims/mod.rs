@@ -11,6 +11,8 @@
 //! are checked before parsing, duplicate keys and unknown claims are rejected, and the nonce,
 //! profile, submod names and evidence tier are validated with errors of their own.
 
+#[cfg(feature = "schema")]
+pub mod schema;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +55,7 @@ pub const REQUIRED_CLAIMS: [&str; 8] = [
 pub const OPTIONAL_CLAIMS: [&str; 3] = ["ueid", "tppguard.site", "tppguard.simulated"];
 
 /// An attestation claim set.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttestationClaims {
@@ -61,14 +64,29 @@ pub struct AttestationClaims {
     /// When the agent made the claims: seconds since the Unix epoch (JWT NumericDate, whole).
     pub iat: i64,
     /// The verifier's challenge.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "String", regex(pattern = r"^([0-9a-f]{2}){32,37}$"))
+    )]
     pub eat_nonce: Nonce,
     /// The node's universal entity id, when it has one (RFC 9711 §4.2.1; base64url of its
     /// bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ueid: Option<String>,
     /// Always [`EAT_PROFILE`].
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "String", extend("const" = EAT_PROFILE))
+    )]
     pub eat_profile: Profile,
     /// One entry per GPU, keyed `gpu0`, `gpu1`, ... by NVML index.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            length(max = MAX_SUBMODS),
+            extend("propertyNames" = { "pattern": "^gpu(0|[1-9][0-9]{0,9})$" })
+        )
+    )]
     pub submods: BTreeMap<String, GpuSubmod>,
     /// The host.
     #[serde(rename = "tppguard.host")]
@@ -305,6 +323,7 @@ impl From<Profile> for &'static str {
 pub use crate::evidence::EvidenceTier;
 
 /// Why a fact is absent (inventory `absent[field].reason`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AbsentReason {
@@ -323,6 +342,7 @@ pub enum AbsentReason {
 }
 
 /// One absent fact.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Absence {
@@ -336,6 +356,7 @@ pub struct Absence {
 pub type Absences = BTreeMap<String, Absence>;
 
 /// Whether a GPU could be read (inventory `gpus[].status`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GpuStatus {
@@ -348,6 +369,7 @@ pub enum GpuStatus {
 }
 
 /// One GPU: its identity as NVML reports it, and the agent's own classification.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GpuSubmod {
@@ -393,6 +415,7 @@ pub struct GpuSubmod {
 }
 
 /// PCI identity (inventory `gpus[].pci`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pci {
@@ -407,6 +430,7 @@ pub struct Pci {
 }
 
 /// MIG state (inventory `gpus[].mig`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mig {
@@ -422,6 +446,7 @@ pub struct Mig {
 }
 
 /// One MIG device (inventory `gpus[].mig.instances[]`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MigInstance {
@@ -447,6 +472,7 @@ pub struct MigInstance {
 /// The agent's own classification of one GPU (inventory `gpus[].classification`, the figures
 /// only). JSON numbers as the inventory prints them; the verifier recomputes every one from
 /// the identity and its own spec table and rule sets.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentClassification {
@@ -461,6 +487,7 @@ pub struct AgentClassification {
 }
 
 /// The host (inventory `host`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
@@ -485,6 +512,7 @@ pub struct Host {
 }
 
 /// The driver stack (inventory `driver`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Driver {
@@ -502,6 +530,7 @@ pub struct Driver {
 }
 
 /// Confidential-computing state (inventory `driver.confidential_computing`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfidentialComputing {

@@ -1,6 +1,7 @@
 //! Rule sets: versioned classification thresholds with their source and legal status, read
 //! from TOML ([`RuleSet::from_toml_str`]); the shipped files in `rules/` are embedded
-//! ([`shipped_rule_sets`]). No threshold lives in code: this module only knows the shape.
+//! ([`all_shipped_rule_sets`]; [`shipped_rule_sets`] are the defaults, historical ones left
+//! out). No threshold lives in code: this module only knows the shape.
 //!
 //! The format is documented in `rules/README.md`. Classification over a rule set is in
 //! [`crate::classify`].
@@ -15,6 +16,7 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::licence::CountryCode;
 use crate::units::{Bandwidth, PerformanceDensity, Tpp};
 
 /// Largest rule-set file accepted, checked before parsing.
@@ -25,7 +27,7 @@ pub const MAX_RULE_SET_BYTES: usize = 64 * 1024;
 pub const INDETERMINATE: &str = "indeterminate";
 
 /// The shipped rule-set files, embedded at compile time: (file name, contents).
-const SHIPPED: [(&str, &str); 3] = [
+const SHIPPED: [(&str, &str); 4] = [
     (
         "us-eccn-3a090.toml",
         include_str!("../../../rules/us-eccn-3a090.toml"),
@@ -37,6 +39,10 @@ const SHIPPED: [(&str, &str); 3] = [
     (
         "us-china-review-2026-01.toml",
         include_str!("../../../rules/us-china-review-2026-01.toml"),
+    ),
+    (
+        "us-ai-diffusion-2025.toml",
+        include_str!("../../../rules/us-ai-diffusion-2025.toml"),
     ),
 ];
 
@@ -175,6 +181,72 @@ pub struct NodeRules {
     pub map: BTreeMap<String, String>,
 }
 
+/// What an allocation is counted over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AllocationBasis {
+    /// Devices under licences whose destination country is the country, across licences.
+    DestinationCountry,
+}
+
+impl AllocationBasis {
+    /// The stable snake_case code, as in the TOML files.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::DestinationCountry => "destination_country",
+        }
+    }
+}
+
+/// An aggregate TPP allocation that applies to **each** country of a group separately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocation {
+    /// The cap on aggregate TPP per country, exact.
+    #[serde(deserialize_with = "exact")]
+    pub tpp: Tpp,
+    /// The period it covers, as the rule states it (`2025-2027`).
+    pub period: String,
+    /// What is counted against it.
+    pub basis: AllocationBasis,
+    /// The rule's words, shortened.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// A per-consignee limit below which no licence is needed (the 2025 rule's LPP), exact;
+    /// documented only: the policy engine does not know consignees.
+    #[serde(default, deserialize_with = "exact_opt")]
+    pub per_consignee_tpp: Option<Tpp>,
+    /// The period of `per_consignee_tpp` (`per calendar year`).
+    #[serde(default)]
+    pub per_consignee_period: Option<String>,
+}
+
+/// A named group of countries (a tier), with an optional per-country allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountryGroup {
+    /// Stable name: lower-case letters, digits and `_` (`tier_1`).
+    pub name: String,
+    /// Human description with its citation.
+    pub text: String,
+    /// Its countries (ISO 3166-1 alpha-2), sorted.
+    #[serde(default, deserialize_with = "country_list")]
+    pub countries: Vec<CountryCode>,
+    /// Whether the group also holds every country no other group lists (at most one group).
+    #[serde(default)]
+    pub rest: bool,
+    /// The allocation each of its countries gets; absent: none (no country cap).
+    #[serde(default)]
+    pub allocation: Option<Allocation>,
+}
+
+impl CountryGroup {
+    fn holds(&self, country: CountryCode) -> bool {
+        self.countries.binary_search(&country).is_ok()
+    }
+}
+
 /// A validated rule set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,6 +280,10 @@ pub struct RuleSet {
     pub classes: Vec<Class>,
     /// Node classification.
     pub node: NodeRules,
+    /// Country groups (tiers), checked in file order; a country is in at most one listed
+    /// group, else in the `rest` group if there is one. Absent: no tiers, no allocations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub country_groups: Vec<CountryGroup>,
 }
 
 /// Why a rule-set file was rejected.
@@ -298,6 +374,48 @@ pub enum RuleSetError {
         /// The outcome.
         outcome: String,
     },
+    /// A country group's name is not lower-case letters, digits and `_`, or is used twice.
+    #[error(
+        "country group name {name:?} is empty, used twice or not lower-case letters, digits \
+         and `_`"
+    )]
+    BadCountryGroup {
+        /// The name.
+        name: String,
+    },
+    /// A country group lists no country and is not the `rest` group.
+    #[error("country group {name:?} lists no country; add `countries` or set `rest = true`")]
+    EmptyCountryGroup {
+        /// The group.
+        name: String,
+    },
+    /// A country is listed in two groups, or twice in one.
+    #[error(
+        "country {country} is in country groups {first:?} and {second:?}; a country is in one \
+         group only"
+    )]
+    CountryInTwoGroups {
+        /// The country.
+        country: CountryCode,
+        /// The first group listing it.
+        first: String,
+        /// The other group listing it.
+        second: String,
+    },
+    /// More than one group has `rest = true`.
+    #[error("country groups {first:?} and {second:?} both have `rest = true`; keep one")]
+    TwoRestGroups {
+        /// The first.
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// An allocation's period is empty.
+    #[error("country group {name:?}: `allocation.period` is empty; state the period (`2025-2027`)")]
+    EmptyAllocationPeriod {
+        /// The group.
+        name: String,
+    },
     /// No shipped rule set has this id.
     #[error("no shipped rule set has id {id:?} (shipped: {known})")]
     UnknownId {
@@ -350,6 +468,26 @@ impl RuleSet {
             .map
             .get(device_outcome)
             .map_or(device_outcome, String::as_str)
+    }
+
+    /// The country group (tier) a country is in: the group listing it, else the `rest`
+    /// group; `None` when the rule set has no groups or none applies.
+    pub fn country_group(&self, country: CountryCode) -> Option<&CountryGroup> {
+        self.country_groups
+            .iter()
+            .find(|g| g.holds(country))
+            .or_else(|| self.country_groups.iter().find(|g| g.rest))
+    }
+
+    /// The name of the country's group (tier), `tier_1`.
+    pub fn country_tier(&self, country: CountryCode) -> Option<&str> {
+        self.country_group(country).map(|g| g.name.as_str())
+    }
+
+    /// The aggregate allocation the country gets, if its group has one.
+    pub fn country_allocation(&self, country: CountryCode) -> Option<&Allocation> {
+        self.country_group(country)
+            .and_then(|g| g.allocation.as_ref())
     }
 
     fn validate(&self) -> Result<(), RuleSetError> {
@@ -435,6 +573,55 @@ impl RuleSet {
         for node_outcome in self.node.map.values() {
             check_outcome("node.map", node_outcome)?;
         }
+        self.validate_country_groups()
+    }
+
+    fn validate_country_groups(&self) -> Result<(), RuleSetError> {
+        let mut names = BTreeSet::new();
+        let mut seen: BTreeMap<CountryCode, &str> = BTreeMap::new();
+        let mut rest: Option<&str> = None;
+        for group in &self.country_groups {
+            let name_ok = !group.name.is_empty()
+                && group
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !name_ok || !names.insert(group.name.as_str()) {
+                return Err(RuleSetError::BadCountryGroup {
+                    name: group.name.clone(),
+                });
+            }
+            if group.countries.is_empty() && !group.rest {
+                return Err(RuleSetError::EmptyCountryGroup {
+                    name: group.name.clone(),
+                });
+            }
+            if group.rest {
+                if let Some(first) = rest {
+                    return Err(RuleSetError::TwoRestGroups {
+                        first: first.to_owned(),
+                        second: group.name.clone(),
+                    });
+                }
+                rest = Some(&group.name);
+            }
+            for &country in &group.countries {
+                if let Some(first) = seen.insert(country, &group.name) {
+                    return Err(RuleSetError::CountryInTwoGroups {
+                        country,
+                        first: first.to_owned(),
+                        second: group.name.clone(),
+                    });
+                }
+            }
+            if let Some(a) = &group.allocation
+                && a.period.trim().is_empty()
+            {
+                return Err(RuleSetError::EmptyAllocationPeriod {
+                    name: group.name.clone(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -501,8 +688,20 @@ fn check_range<T: PartialOrd>(
     }
 }
 
-/// Every shipped rule set, parsed, in a fixed order (3A090, GAIN AI Act, China review).
+/// The shipped rule sets a command uses when none is named, parsed, in a fixed order (3A090,
+/// GAIN AI Act, China review). Historical rule sets (the 2025 AI Diffusion Rule) are never a
+/// default: they are left out here; name them with [`shipped_rule_set`] or find them in
+/// [`all_shipped_rule_sets`].
 pub fn shipped_rule_sets() -> Result<Vec<RuleSet>, RuleSetError> {
+    Ok(all_shipped_rule_sets()?
+        .into_iter()
+        .filter(|r| r.status != RuleSetStatus::Historical)
+        .collect())
+}
+
+/// Every shipped rule set, historical ones included, parsed, in a fixed order (3A090, GAIN AI
+/// Act, China review, AI Diffusion Rule 2025).
+pub fn all_shipped_rule_sets() -> Result<Vec<RuleSet>, RuleSetError> {
     SHIPPED
         .iter()
         .map(|(file, text)| {
@@ -514,9 +713,9 @@ pub fn shipped_rule_sets() -> Result<Vec<RuleSet>, RuleSetError> {
         .collect()
 }
 
-/// The shipped rule set with this id.
+/// The shipped rule set with this id (historical ones included).
 pub fn shipped_rule_set(id: &str) -> Result<RuleSet, RuleSetError> {
-    let all = shipped_rule_sets()?;
+    let all = all_shipped_rule_sets()?;
     let known = all
         .iter()
         .map(|r| r.id.as_str())
@@ -539,6 +738,28 @@ fn display_opt<T: fmt::Display, S: serde::Serializer>(
         Some(value) => serializer.collect_str(value),
         None => serializer.serialize_none(),
     }
+}
+
+/// Reads a list of ISO 3166-1 alpha-2 codes (`["DE", "FR"]`), keeping repeats (validation
+/// names them) and sorting.
+fn country_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<CountryCode>, D::Error> {
+    let texts: Vec<String> = Vec::deserialize(deserializer)?;
+    let mut codes = texts
+        .iter()
+        .map(|t| t.parse::<CountryCode>().map_err(de::Error::custom))
+        .collect::<Result<Vec<_>, _>>()?;
+    codes.sort_unstable();
+    Ok(codes)
+}
+
+/// Reads a required exact figure (see [`exact_opt`]).
+fn exact<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    exact_opt(deserializer)?.ok_or_else(|| de::Error::custom("missing figure"))
 }
 
 /// Reads an optional threshold written as a decimal string (`"5.92"`) or a TOML integer

@@ -18,6 +18,14 @@ fn shipped_rule_sets_parse_with_their_status() {
             ("us-china-review-2026-01", RuleSetStatus::Policy),
         ]
     );
+    // Historical rule sets are shipped but never a default.
+    let every: Vec<_> = all_shipped_rule_sets()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(every.len(), 4);
+    assert_eq!(every[3], "us-ai-diffusion-2025");
     let eccn = shipped_rule_set("us-eccn-3a090").unwrap();
     assert_eq!(eccn.eccn.as_deref(), Some("3A090"));
     assert_eq!(eccn.node_outcome("3A090.a"), "4A090.a");
@@ -138,4 +146,121 @@ fn readme_example_parses() {
     let end = start + readme[start..].find("```").unwrap();
     let rule_set = RuleSet::from_toml_str(&readme[start..end]).unwrap();
     assert_eq!(rule_set.outcomes().len(), 3);
+}
+
+const WHAT_IF_DE: &str = include_str!("../../../rules/examples/what-if-de-tier2.toml");
+
+fn cc(text: &str) -> CountryCode {
+    text.parse().unwrap()
+}
+
+#[test]
+fn ai_diffusion_tiers_and_allocation() {
+    let rs = shipped_rule_set("us-ai-diffusion-2025").unwrap();
+    assert_eq!(rs.status, RuleSetStatus::Historical);
+    assert!(rs.source.contains("90 FR 4544") && rs.source.contains("2025-05-13"));
+    // Same classification as 3A090.
+    let eccn = shipped_rule_set("us-eccn-3a090").unwrap();
+    assert_eq!(rs.classes, eccn.classes);
+    assert_eq!(rs.exclusions, eccn.exclusions);
+    assert_eq!(rs.node, eccn.node);
+    // Tier 1: the US and 18 partners.
+    let tier_1 = rs
+        .country_groups
+        .iter()
+        .find(|g| g.name == "tier_1")
+        .unwrap();
+    assert_eq!(tier_1.countries.len(), 19);
+    for c in ["US", "DE", "FR", "GB", "JP", "KR", "TW", "NZ"] {
+        assert_eq!(rs.country_tier(cc(c)), Some("tier_1"), "{c}");
+        assert_eq!(rs.country_allocation(cc(c)), None, "{c}");
+    }
+    for c in ["CN", "MO", "RU", "IR", "KP"] {
+        assert_eq!(rs.country_tier(cc(c)), Some("tier_3"), "{c}");
+        assert_eq!(rs.country_allocation(cc(c)), None, "{c}");
+    }
+    for c in ["PL", "AE", "IN", "SG", "CH", "PT"] {
+        assert_eq!(rs.country_tier(cc(c)), Some("tier_2"), "{c}");
+        let a = rs.country_allocation(cc(c)).unwrap();
+        assert_eq!(a.tpp, "790000000".parse().unwrap());
+        assert_eq!(a.period, "2025-2027");
+        assert_eq!(a.basis, AllocationBasis::DestinationCountry);
+        assert_eq!(a.per_consignee_tpp, Some("26900000".parse().unwrap()));
+    }
+    // The 3A090 rule set has no tiers.
+    assert_eq!(eccn.country_tier(cc("DE")), None);
+    assert_eq!(eccn.country_allocation(cc("PL")), None);
+}
+
+#[test]
+fn what_if_moves_germany_to_tier_2() {
+    let rs = RuleSet::from_toml_str(WHAT_IF_DE).unwrap();
+    let base = shipped_rule_set("us-ai-diffusion-2025").unwrap();
+    assert_eq!(rs.country_tier(cc("DE")), Some("tier_2"));
+    assert_eq!(
+        rs.country_allocation(cc("DE")).unwrap().tpp,
+        "790000000".parse().unwrap()
+    );
+    // Only Germany moved.
+    assert_eq!(rs.classes, base.classes);
+    for c in ["US", "FR", "CN", "PL"] {
+        assert_eq!(rs.country_tier(cc(c)), base.country_tier(cc(c)), "{c}");
+    }
+}
+
+#[test]
+fn country_group_validation() {
+    let group = |body: &str| {
+        format!("{MINIMAL}\n[[country_groups]]\nname = \"t1\"\ntext = \"x\"\n{body}\n")
+    };
+    let ok = RuleSet::from_toml_str(&group("countries = [\"FR\", \"DE\"]")).unwrap();
+    assert_eq!(ok.country_groups[0].countries, [cc("DE"), cc("FR")]);
+    assert_eq!(ok.country_tier(cc("FR")), Some("t1"));
+    assert_eq!(ok.country_tier(cc("PL")), None);
+    for bad in ["de", "DEU", "UK", "EU"] {
+        let e = err(&group(&format!("countries = [\"{bad}\"]")));
+        assert!(e.contains("ISO 3166-1"), "{bad}: {e}");
+    }
+    let e = err(&group("countries = [\"DE\", \"DE\"]"));
+    assert!(e.contains("country DE is in country groups"), "{e}");
+    let two = format!(
+        "{}[[country_groups]]\nname = \"t2\"\ntext = \"y\"\ncountries = [\"PL\", \"DE\"]\n",
+        group("countries = [\"DE\"]")
+    );
+    let e = err(&two);
+    assert!(e.contains("\"t1\" and \"t2\""), "{e}");
+    let e = err(&group(""));
+    assert!(e.contains("lists no country"), "{e}");
+    let e = err(&group("countries = [\"DE\"]").replace("\"t1\"", "\"Tier 1\""));
+    assert!(e.contains("country group name"), "{e}");
+    let rests = format!(
+        "{}[[country_groups]]\nname = \"t2\"\ntext = \"y\"\nrest = true\n",
+        group("rest = true")
+    );
+    let e = err(&rests);
+    assert!(e.contains("both have `rest = true`"), "{e}");
+    // Allocations are exact: strings or integers, never floats; the period is required.
+    let alloc = |a: &str| group(&format!("rest = true\nallocation = {{ {a} }}"));
+    let rs = RuleSet::from_toml_str(&alloc(
+        "tpp = 790000000, period = \"2025-2027\", basis = \"destination_country\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        rs.country_allocation(cc("DE")).unwrap().tpp,
+        "790000000".parse().unwrap()
+    );
+    let e = err(&alloc(
+        "tpp = 7.9e8, period = \"2025-2027\", basis = \"destination_country\"",
+    ));
+    assert!(e.contains("TOML float"), "{e}");
+    let e = err(&alloc(
+        "tpp = \"790000000\", period = \" \", basis = \"destination_country\"",
+    ));
+    assert!(e.contains("`allocation.period` is empty"), "{e}");
+    let e = err(&alloc(
+        "tpp = \"1\", period = \"p\", basis = \"site_country\"",
+    ));
+    assert!(e.contains("destination_country"), "{e}");
+    let e = err(&alloc("tpp = \"1\", period = \"p\""));
+    assert!(e.contains("missing field `basis`"), "{e}");
 }

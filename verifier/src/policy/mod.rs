@@ -8,11 +8,20 @@
 //! # How a node finds its licence
 //!
 //! The node is the attestation's verified `node_subject`; of several attestations of one
-//! node, the latest counts (greatest `iat`, then greatest token hash). Attestation claims
-//! carry no site yet, so a node belongs to the one licence when exactly one is evaluated;
-//! with none or several, it is `node_unassigned` (a violation: its GPUs are covered by no
-//! licence), and its GPUs count in no licence or country. An unassigned node is stale after
-//! [`DEFAULT_MAX_ATTESTATION_AGE_SECONDS`].
+//! node, the latest counts (greatest `iat`, then greatest token hash). A node whose claims
+//! name a site (`tppguard.site`) belongs to the licence that lists that site id; when several
+//! licences list it, to the stricter one (smaller `max_aggregate_tpp`, then smaller licence
+//! id), with a `site_in_several_licences` warning per such site; when none lists it, the node
+//! is `node_unassigned`, naming the site. A node without a site belongs to the one licence
+//! when exactly one is evaluated; with none or several, it is `node_unassigned`. An
+//! unassigned node is a violation (its GPUs are covered by no licence); its GPUs count in no
+//! licence or country, and it is stale after [`DEFAULT_MAX_ATTESTATION_AGE_SECONDS`].
+//!
+//! # Countries
+//!
+//! Usage per destination country sums the licences with that destination. When the rule set
+//! has country groups, each country shows its tier, and a country whose group carries an
+//! allocation is checked against it (`country_allocation_exceeded`, a violation).
 //!
 //! # How a GPU counts
 //!
@@ -24,14 +33,18 @@
 //! table counts as a device with TPP unknown (`unknown_device`). A lost or unreadable GPU
 //! counts too (hiding hardware must not lower usage).
 
+#[doc(hidden)]
+pub mod bench_support;
 mod reason;
 #[cfg(test)]
 mod tests;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use tppguard_proto::claims::{AttestationClaims, GpuStatus, GpuSubmod, Pci};
 use tppguard_proto::classify::classify_device;
 use tppguard_proto::evidence::EvidenceTier;
@@ -260,16 +273,23 @@ pub struct CountryUsage {
     pub tpp: Tpp,
     /// `tpp` in H100-equivalents.
     pub h100_equivalents: H100Equivalents,
-    /// The rule set's allocation for the country, checked against `tpp`. Always `None`:
-    /// rule sets carry no country allocations yet.
+    /// The rule set's allocation for the country, checked against `tpp`; `None` when the
+    /// country's group (or the rule set) has none.
     pub allocation: Option<TppCap>,
+    /// The country's group under the rule set (`tier_1`); `None` when it has no groups.
+    pub tier: Option<String>,
+    /// The period the allocation covers (`2025-2027`), with `allocation`.
+    pub allocation_period: Option<String>,
 }
 
-/// One GPU of a node, as the verifier sees it.
+/// One GPU of a node, as the verifier sees it. Strings repeated across GPUs (submod name,
+/// outcome, clause) are shared (`Arc<str>`), so a large fleet does not allocate them per GPU;
+/// they serialize as plain strings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GpuVerdict {
     /// Submod name, `gpu0`.
-    pub submod: String,
+    #[serde(serialize_with = "ser_str")]
+    pub submod: Arc<str>,
     /// UUID, when reported.
     pub uuid: Option<String>,
     /// Serial, when reported.
@@ -279,9 +299,11 @@ pub struct GpuVerdict {
     /// The spec-table model; `None` when unknown.
     pub model: Option<&'static str>,
     /// Outcome under the rule set (`3A090.a`); `None` when the device is unknown.
-    pub outcome: Option<String>,
+    #[serde(serialize_with = "ser_opt_str")]
+    pub outcome: Option<Arc<str>>,
     /// The clause that decided it.
-    pub clause: Option<String>,
+    #[serde(serialize_with = "ser_opt_str")]
+    pub clause: Option<Arc<str>>,
     /// Spec TPP; `None` when unknown.
     pub tpp: Option<Tpp>,
     /// `tpp` in H100-equivalents.
@@ -342,16 +364,32 @@ pub struct FleetVerdict {
     pub findings: Vec<Finding>,
 }
 
+fn ser_str<S: Serializer>(value: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(value)
+}
+
+fn ser_opt_str<S: Serializer>(value: &Option<Arc<str>>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => serializer.serialize_some(&**v),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// What the verifier derives from one GPU identity, computed once per distinct identity.
 struct Derived {
+    /// `outcome`, shared by every GPU verdict with this identity.
+    outcome_shared: Option<Arc<str>>,
+    /// `clause`, shared likewise.
+    clause_shared: Option<Arc<str>>,
     spec: Option<&'static AcceleratorSpec>,
     unknown: Option<UnknownReason>,
     outcome: Option<String>,
-    clause: Option<String>,
     eccn: Option<String>,
     tpp: Option<Tpp>,
     /// `tpp` as JSON prints it, to compare with the agent's figure.
     tpp_f64: Option<f64>,
+    /// `tpp` in H100-equivalents.
+    h100_equivalents: Option<H100Equivalents>,
 }
 
 impl Derived {
@@ -369,23 +407,27 @@ impl Derived {
                     })
                     .map(|_| c.outcome.clone());
                 Self {
+                    outcome_shared: Some(Arc::from(c.outcome.as_str())),
+                    clause_shared: c.clause.as_deref().map(Arc::from),
                     spec: Some(spec),
                     unknown: None,
                     outcome: Some(c.outcome),
-                    clause: c.clause,
                     eccn,
                     tpp_f64: c.tpp.map(Tpp::as_f64),
+                    h100_equivalents: c.tpp.map(spec::h100_equivalents),
                     tpp: c.tpp,
                 }
             }
             SpecMatch::Unknown { reason } => Self {
+                outcome_shared: None,
+                clause_shared: None,
                 spec: None,
                 unknown: Some(reason),
                 outcome: None,
-                clause: None,
                 eccn: None,
                 tpp: None,
                 tpp_f64: None,
+                h100_equivalents: None,
             },
         }
     }
@@ -521,32 +563,65 @@ pub fn evaluate(
     let mut nodes: Vec<&VerifiedAttestation> = latest.into_values().collect();
     nodes.sort_unstable_by(|a, b| a.node_subject.cmp(&b.node_subject));
 
-    // Assignment: without site claims, the one licence when there is exactly one.
-    let assigned: Option<usize> = (lics.len() == 1).then_some(0);
-    let licence_of = |_node: &VerifiedAttestation| assigned;
+    // Assignment: by site, the stricter of the licences listing it; without a site, the one
+    // licence when there is exactly one.
+    let mut by_site: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, v) in lics.iter().enumerate() {
+        for site in v.licence.sites() {
+            by_site.entry(site.id.as_str()).or_default().push(i);
+        }
+    }
+    let site_licence: HashMap<&str, usize> = by_site
+        .iter()
+        .filter_map(|(site, is)| {
+            let stricter = is
+                .iter()
+                .copied()
+                .min_by_key(|&i| (lics.get(i).map(|v| v.licence.max_aggregate_tpp()), i))?;
+            Some((*site, stricter))
+        })
+        .collect();
+    let single: Option<usize> = (lics.len() == 1).then_some(0);
+    let assignment: Vec<Option<usize>> = nodes
+        .iter()
+        .map(|a| match a.claims.site() {
+            Some(site) => site_licence.get(site).copied(),
+            None => single,
+        })
+        .collect();
+    let licence_of = |n: usize| assignment.get(n).copied().flatten();
 
-    // Identities: the first place of each, and every place of those seen twice.
+    // Identities seen more than once, with every place, in (node, GPU) order. Each identity
+    // is hashed once with a randomly keyed SipHash (`RandomState`: an agent cannot choose
+    // colliding identities), the small (hash, place) records are sorted, and only places
+    // sharing a hash are compared in full. Faster than a map of a million borrowed keys,
+    // whose probes miss the cache; the result does not depend on the hash values.
+    let hasher = RandomState::new();
     let gpu_total = nodes.iter().map(|a| a.claims.submods.len()).sum();
-    let mut first_place: HashMap<Identity<'_>, Place> = HashMap::with_capacity(gpu_total);
-    let mut repeated: BTreeMap<Identity<'_>, Vec<Place>> = BTreeMap::new();
+    let mut hashed: Vec<(u64, Place)> = Vec::with_capacity(gpu_total);
     for (n, node) in nodes.iter().enumerate() {
         for (g, gpu) in node.claims.submods.values().enumerate() {
-            let Some(uuid) = gpu.uuid.as_deref() else {
-                continue;
-            };
-            let id = (uuid, gpu.serial.as_deref());
-            match first_place.get(&id) {
-                None => {
-                    first_place.insert(id, (n, g));
-                }
-                Some(&first) => repeated
-                    .entry(id)
-                    .or_insert_with(|| vec![first])
-                    .push((n, g)),
+            if let Some(uuid) = gpu.uuid.as_deref() {
+                hashed.push((hasher.hash_one((uuid, gpu.serial.as_deref())), (n, g)));
             }
         }
     }
-    drop(first_place);
+    hashed.sort_unstable();
+    let identity_at = |(n, g): Place| -> Option<Identity<'_>> {
+        let gpu = nodes.get(n)?.claims.submods.values().nth(g)?;
+        Some((gpu.uuid.as_deref()?, gpu.serial.as_deref()))
+    };
+    let mut repeated: BTreeMap<Identity<'_>, Vec<Place>> = BTreeMap::new();
+    for run in hashed.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
+        let mut groups: BTreeMap<Identity<'_>, Vec<Place>> = BTreeMap::new();
+        for &(_, place) in run {
+            if let Some(id) = identity_at(place) {
+                groups.entry(id).or_default().push(place);
+            }
+        }
+        repeated.extend(groups.into_iter().filter(|(_, places)| places.len() > 1));
+    }
+    drop(hashed);
 
     let mut findings = Findings {
         list: Vec::new(),
@@ -555,6 +630,19 @@ pub fn evaluate(
     };
     let node_ref = |n: usize| nodes.get(n).map(|a| (n, a.node_subject.as_str()));
     let licence_ref = |l: Option<usize>| l.and_then(|i| lics.get(i).map(|v| (i, v.licence.id())));
+
+    for (site, is) in by_site.iter().filter(|(_, is)| is.len() > 1) {
+        let counted = site_licence.get(site).copied();
+        let reason = Reason::SiteInSeveralLicences {
+            site: (*site).to_owned(),
+            licences: is
+                .iter()
+                .filter_map(|&i| lics.get(i).map(|v| v.licence.id().to_owned()))
+                .collect(),
+            counted_against: licence_ref(counted).map_or_else(String::new, |(_, id)| id.to_owned()),
+        };
+        findings.push(reason, licence_ref(counted), None, None);
+    }
     let submod_of = |(n, g): Place| -> Option<&str> {
         nodes
             .get(n)
@@ -566,7 +654,7 @@ pub fn evaluate(
     let mut not_counted: HashSet<Place> = HashSet::new();
     for ((uuid, serial), places) in &repeated {
         let strictness = |&(n, g): &Place| {
-            let lic = nodes.get(n).and_then(|a| licence_of(a));
+            let lic = licence_of(n);
             let cap = lic
                 .and_then(|i| lics.get(i))
                 .map(|v| v.licence.max_aggregate_tpp());
@@ -585,7 +673,7 @@ pub fn evaluate(
         };
         let mut seen_in: Vec<String> = places.iter().map(|&p| place_name(p)).collect();
         seen_in.sort();
-        let lic = licence_ref(nodes.get(counted.0).and_then(|a| licence_of(a)));
+        let lic = licence_ref(licence_of(counted.0));
         let reason = Reason::DuplicateDevice {
             uuid: (*uuid).to_owned(),
             serial: serial.map(str::to_owned),
@@ -605,14 +693,17 @@ pub fn evaluate(
     let mut memo: HashMap<SpecKey<'_>, usize> = HashMap::new();
     let mut derived: Vec<Derived> = Vec::new();
     let mut last = None;
-    let mut allow_memo: HashMap<(usize, usize), (bool, bool)> = HashMap::new();
+    // (model_ok, eccn_ok) per (derived identity, licence), indexed `d_idx * lics + licence`.
+    let mut allow_memo: Vec<Option<(bool, bool)>> = Vec::new();
+    // Submod names repeat across nodes (`gpu0`..`gpu7`): share one `Arc<str>` per position.
+    let mut submod_names: Vec<Arc<str>> = Vec::new();
     let mut tallies: Vec<Tally> = lics.iter().map(|_| Tally::default()).collect();
     let check_agent = rule_set.id == AGENT_CLASSIFICATION_RULE_SET;
     let mut node_verdicts: Vec<NodeVerdict> = Vec::with_capacity(nodes.len());
 
     for (n, node) in nodes.iter().enumerate() {
         let claims = &node.claims;
-        let lic_idx = licence_of(node);
+        let lic_idx = licence_of(n);
         let lic = lic_idx.and_then(|i| lics.get(i)).map(|v| &v.licence);
         let lref = licence_ref(lic_idx);
         let nref = node_ref(n);
@@ -700,9 +791,16 @@ pub fn evaluate(
             if let (Some(l), Some(i)) = (lic, lic_idx)
                 && (readable || d.spec.is_some())
             {
-                let (model_ok, eccn_ok) = *allow_memo
-                    .entry((d_idx, i))
-                    .or_insert_with(|| allowed(l, d));
+                let slot = d_idx.saturating_mul(lics.len()).saturating_add(i);
+                if allow_memo.len() <= slot {
+                    allow_memo.resize(slot.saturating_add(1), None);
+                }
+                let memo_slot = allow_memo.get_mut(slot);
+                let (model_ok, eccn_ok) = match memo_slot {
+                    Some(Some(known)) => *known,
+                    Some(empty) => *empty.insert(allowed(l, d)),
+                    None => allowed(l, d),
+                };
                 if !model_ok {
                     let model = d.spec.map(|s| s.model.to_owned());
                     findings.push(Reason::ModelNotAllowed { model }, lref, nref, at_gpu);
@@ -730,16 +828,28 @@ pub fn evaluate(
                     None => devices_tpp_unknown = devices_tpp_unknown.saturating_add(1),
                 }
             }
+            let submod_name = match submod_names.get(g) {
+                Some(shared) if **shared == **submod => Arc::clone(shared),
+                _ => {
+                    let shared: Arc<str> = Arc::from(submod.as_str());
+                    if let Some(slot) = submod_names.get_mut(g) {
+                        *slot = Arc::clone(&shared);
+                    } else if submod_names.len() == g {
+                        submod_names.push(Arc::clone(&shared));
+                    }
+                    shared
+                }
+            };
             gpus.push(GpuVerdict {
-                submod: submod.clone(),
+                submod: submod_name,
                 uuid: gpu.uuid.clone(),
                 serial: gpu.serial.clone(),
                 status: gpu.status,
                 model: d.spec.map(|s| s.model),
-                outcome: d.outcome.clone(),
-                clause: d.clause.clone(),
+                outcome: d.outcome_shared.clone(),
+                clause: d.clause_shared.clone(),
                 tpp: d.tpp,
-                h100_equivalents: d.tpp.map(spec::h100_equivalents),
+                h100_equivalents: d.h100_equivalents,
                 counted,
             });
         }
@@ -759,6 +869,7 @@ pub fn evaluate(
                 let reason = Reason::NodeUnassigned {
                     licences: u64::try_from(lics.len()).unwrap_or(u64::MAX),
                     gpus: u64::try_from(claims.submods.len()).unwrap_or(u64::MAX),
+                    site: claims.site().map(str::to_owned),
                 };
                 findings.push(reason, None, nref, None);
             }
@@ -859,6 +970,10 @@ pub fn evaluate(
                 tpp: Tpp::default(),
                 h100_equivalents: spec::h100_equivalents(Tpp::default()),
                 allocation: None,
+                tier: rule_set
+                    .country_tier(l.destination_country())
+                    .map(str::to_owned),
+                allocation_period: None,
             });
         country.licences.push(l.id().to_owned());
         country.devices = country.devices.saturating_add(t.devices);
@@ -882,14 +997,35 @@ pub fn evaluate(
         });
     }
 
+    // Per country: the rule set's allocation.
+    for c in countries.values_mut() {
+        let Some(a) = rule_set.country_allocation(c.country) else {
+            continue;
+        };
+        let cap = TppCap::new(c.tpp, a.tpp);
+        if cap.is_over() {
+            let reason = Reason::CountryAllocationExceeded {
+                country: c.country,
+                tier: c.tier.clone(),
+                used: cap.used,
+                cap: cap.cap,
+                over_by: cap.over_by,
+                period: a.period.clone(),
+            };
+            findings.push(reason, None, None, None);
+        }
+        c.allocation = Some(cap);
+        c.allocation_period = Some(a.period.clone());
+    }
+
     let Findings {
         list: mut findings,
         node_severity,
         licence_severity,
     } = findings;
-    for ((nv, s), node) in node_verdicts.iter_mut().zip(node_severity).zip(&nodes) {
+    for (n, (nv, s)) in node_verdicts.iter_mut().zip(node_severity).enumerate() {
         nv.severity = s;
-        if let Some(u) = licence_of(node).and_then(|i| usages.get_mut(i)) {
+        if let Some(u) = licence_of(n).and_then(|i| usages.get_mut(i)) {
             u.severity = u.severity.max(s);
         }
     }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use tppguard_proto::claims::GpuStatus;
 use tppguard_proto::evidence::EvidenceTier;
+use tppguard_proto::licence::CountryCode;
 use tppguard_proto::units::Tpp;
 
 /// How bad a finding is. Ordered, so the worst of several is their `max`.
@@ -141,6 +142,9 @@ pub enum Reason {
         licences: u64,
         /// GPUs of the node.
         gpus: u64,
+        /// The site the node names, which no licence lists; `None` when it names none (and
+        /// not exactly one licence is evaluated).
+        site: Option<String>,
     },
     /// The licence's aggregate TPP is above its cap.
     AggregateTppAboveCap {
@@ -172,11 +176,35 @@ pub enum Reason {
         /// The verifier's TPP.
         tpp: Option<Tpp>,
     },
+    /// Several licences list the same site id; its nodes count against the stricter one.
+    SiteInSeveralLicences {
+        /// The site id.
+        site: String,
+        /// The licences listing it, by id.
+        licences: Vec<String>,
+        /// The licence its nodes count against (smaller `max_aggregate_tpp`, then id).
+        counted_against: String,
+    },
+    /// A destination country's TPP, across licences, is above the rule set's allocation.
+    CountryAllocationExceeded {
+        /// The country.
+        country: CountryCode,
+        /// Its group under the rule set (`tier_2`).
+        tier: Option<String>,
+        /// TPP counted in the country.
+        used: Tpp,
+        /// The allocation.
+        cap: Tpp,
+        /// `used - cap`.
+        over_by: Tpp,
+        /// The period the allocation covers.
+        period: String,
+    },
 }
 
 impl Reason {
     /// Every code, in declaration order (documentation and the uniqueness test).
-    pub const CODES: [&'static str; 16] = [
+    pub const CODES: [&'static str; 18] = [
         "model_not_allowed",
         "eccn_not_allowed",
         "device_tpp_above_cap",
@@ -193,6 +221,8 @@ impl Reason {
         "aggregate_tpp_above_cap",
         "device_count_above_cap",
         "agent_classification_mismatch",
+        "site_in_several_licences",
+        "country_allocation_exceeded",
     ];
 
     /// The stable snake_case reason code.
@@ -214,6 +244,8 @@ impl Reason {
             Self::AggregateTppAboveCap { .. } => "aggregate_tpp_above_cap",
             Self::DeviceCountAboveCap { .. } => "device_count_above_cap",
             Self::AgentClassificationMismatch { .. } => "agent_classification_mismatch",
+            Self::SiteInSeveralLicences { .. } => "site_in_several_licences",
+            Self::CountryAllocationExceeded { .. } => "country_allocation_exceeded",
         }
     }
 
@@ -227,7 +259,8 @@ impl Reason {
             | Self::EvidenceTierTooLow { .. }
             | Self::NodeUnassigned { .. }
             | Self::AggregateTppAboveCap { .. }
-            | Self::DeviceCountAboveCap { .. } => Severity::Violation,
+            | Self::DeviceCountAboveCap { .. }
+            | Self::CountryAllocationExceeded { .. } => Severity::Violation,
             Self::LicenceNotYetValid { devices, .. } | Self::LicenceExpired { devices, .. } => {
                 if *devices > 0 {
                     Severity::Violation
@@ -241,7 +274,8 @@ impl Reason {
             | Self::StaleNode { .. }
             | Self::AttestationFromFuture { .. }
             | Self::LicenceRuleSetMismatch { .. }
-            | Self::AgentClassificationMismatch { .. } => Severity::Warning,
+            | Self::AgentClassificationMismatch { .. }
+            | Self::SiteInSeveralLicences { .. } => Severity::Warning,
         }
     }
 
@@ -330,10 +364,20 @@ impl Reason {
                 "the licence is written against rule set {licence_rule_set} but is evaluated \
                  under {rule_set}"
             ),
-            Self::NodeUnassigned { licences, gpus } => format!(
-                "the node carries no site and {licences} licences are evaluated, so none \
-                 covers its {gpus} GPUs"
-            ),
+            Self::NodeUnassigned {
+                licences,
+                gpus,
+                site,
+            } => match site {
+                Some(site) => format!(
+                    "the node's site {site} is listed by none of the {licences} licences \
+                     evaluated, so none covers its {gpus} GPUs"
+                ),
+                None => format!(
+                    "the node carries no site and {licences} licences are evaluated, so none \
+                     covers its {gpus} GPUs"
+                ),
+            },
             Self::AggregateTppAboveCap { used, cap, over_by } => {
                 format!("aggregate TPP {used} is above the licence's cap of {cap} by {over_by}")
             }
@@ -352,6 +396,30 @@ impl Reason {
                 agent_tpp.map_or_else(|| "unknown".to_owned(), |t| t.to_string()),
                 eccn.as_deref().unwrap_or("unknown"),
                 tpp.map_or_else(|| "unknown".to_owned(), |t| t.to_string()),
+            ),
+            Self::SiteInSeveralLicences {
+                site,
+                licences,
+                counted_against,
+            } => format!(
+                "site {site} is listed by {} licences ({}); its nodes count against the \
+                 stricter, {counted_against}",
+                licences.len(),
+                licences.join(", ")
+            ),
+            Self::CountryAllocationExceeded {
+                country,
+                tier,
+                used,
+                cap,
+                over_by,
+                period,
+            } => format!(
+                "TPP {used} in {country}{} is above the rule set's allocation of {cap} for \
+                 {period} by {over_by}",
+                tier.as_deref()
+                    .map(|t| format!(" ({t})"))
+                    .unwrap_or_default()
             ),
         }
     }

@@ -442,7 +442,7 @@ fn latest_attestation_per_node_wins() {
 #[test]
 fn without_sites_several_licences_leave_nodes_unassigned() {
     let v = evaluate(
-        &[licence(EXAMPLE), licence(TOO_SMALL)],
+        &[licence(EXAMPLE), small_elsewhere()],
         &eccn_rules(),
         &[node("node-1", AT)],
         AT,
@@ -654,6 +654,7 @@ fn every_reason() -> Vec<Reason> {
         Reason::NodeUnassigned {
             licences: 2,
             gpus: 8,
+            site: None,
         },
         Reason::AggregateTppAboveCap {
             used: tpp,
@@ -670,6 +671,19 @@ fn every_reason() -> Vec<Reason> {
             eccn: None,
             agent_tpp: None,
             tpp: None,
+        },
+        Reason::SiteInSeveralLicences {
+            site: "fra-1".to_owned(),
+            licences: vec!["A".to_owned(), "B".to_owned()],
+            counted_against: "A".to_owned(),
+        },
+        Reason::CountryAllocationExceeded {
+            country: "DE".parse().unwrap(),
+            tier: Some("tier_2".to_owned()),
+            used: tpp,
+            cap: tpp,
+            over_by: tpp,
+            period: "2025-2027".to_owned(),
         },
     ]
 }
@@ -736,4 +750,227 @@ fn pci_ids_combine_as_nvml_does() {
         ..pci
     };
     assert_eq!(pci_combined(&bad), None);
+}
+
+/// A node at `site` with eight H100s.
+fn at_site(name: &str, site: &str, gpus: &[Gpu<'_>]) -> VerifiedAttestation {
+    let mut a = attestation(name, AT, "declared", gpus);
+    a.claims.site = Some(site.to_owned());
+    a
+}
+
+/// `licence-too-small.toml` at other sites (muc-1, ham-1).
+fn small_elsewhere() -> VerifiedLicence {
+    licence(
+        &TOO_SMALL
+            .replacen("id = \"fra-1\"", "id = \"muc-1\"", 1)
+            .replacen("id = \"ber-1\"", "id = \"ham-1\"", 1),
+    )
+}
+
+#[test]
+fn nodes_find_their_licence_by_site() {
+    let v = evaluate(
+        &[licence(EXAMPLE), small_elsewhere()],
+        &eccn_rules(),
+        &[
+            at_site("node-1", "fra-1", &dgx("node-1")),
+            at_site("node-2", "muc-1", &dgx("node-2")),
+            at_site("node-3", "ams-9", &dgx("node-3")),
+            node("node-4", AT),
+        ],
+        AT,
+    );
+    let lic = |n: usize| v.nodes[n].licence.as_deref();
+    assert_eq!(lic(0), Some("EXAMPLE-DE-2026-0142"));
+    assert_eq!(lic(1), Some("EXAMPLE-DE-2026-0143"));
+    assert_eq!((lic(2), lic(3)), (None, None));
+    assert_eq!(v.licences[0].devices.used, 8);
+    assert_eq!(v.licences[1].devices.used, 8);
+    let unassigned = only(&v, "node_unassigned");
+    assert_eq!(unassigned.len(), 2);
+    assert_eq!(unassigned[0].node.as_deref(), Some("node-3"));
+    assert!(
+        matches!(&unassigned[0].figures, Reason::NodeUnassigned { site: Some(s), .. } if s == "ams-9")
+    );
+    assert!(
+        unassigned[0].sentence.contains("site ams-9"),
+        "{}",
+        unassigned[0].sentence
+    );
+    assert!(matches!(
+        &unassigned[1].figures,
+        Reason::NodeUnassigned { site: None, .. }
+    ));
+    // The small licence is over its cap; nothing else.
+    assert_eq!(
+        codes(&v),
+        [
+            "aggregate_tpp_above_cap",
+            "node_unassigned",
+            "node_unassigned"
+        ]
+    );
+    // One licence: a node naming an unlisted site is still unassigned.
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[at_site("node-1", "ams-9", &dgx("node-1"))],
+        AT,
+    );
+    assert_eq!(codes(&v), ["node_unassigned"]);
+}
+
+#[test]
+fn site_in_several_licences_goes_to_the_stricter() {
+    // Both examples list fra-1 and ber-1; 0143 has the smaller cap.
+    let v = evaluate(
+        &[licence(TOO_SMALL), licence(EXAMPLE)],
+        &eccn_rules(),
+        &[at_site("node-1", "fra-1", &dgx("node-1"))],
+        AT,
+    );
+    assert_eq!(v.nodes[0].licence.as_deref(), Some("EXAMPLE-DE-2026-0143"));
+    let warnings = only(&v, "site_in_several_licences");
+    assert_eq!(warnings.len(), 2, "ber-1 and fra-1");
+    assert_eq!(warnings[0].severity, Severity::Warning);
+    assert_eq!(warnings[0].licence.as_deref(), Some("EXAMPLE-DE-2026-0143"));
+    let Reason::SiteInSeveralLicences {
+        site,
+        licences,
+        counted_against,
+    } = &warnings[1].figures
+    else {
+        panic!("{:?}", warnings[1]);
+    };
+    assert_eq!(site, "fra-1");
+    assert_eq!(licences, &["EXAMPLE-DE-2026-0142", "EXAMPLE-DE-2026-0143"]);
+    assert_eq!(counted_against, "EXAMPLE-DE-2026-0143");
+}
+
+#[test]
+fn duplicate_under_two_licences_counts_once_against_the_stricter() {
+    let mut gpus_b = dgx("node-b");
+    gpus_b[3] = h100("node-a", 5);
+    let v = evaluate(
+        &[licence(EXAMPLE), small_elsewhere()],
+        &eccn_rules(),
+        &[
+            at_site("node-a", "fra-1", &dgx("node-a")),
+            at_site("node-b", "muc-1", &gpus_b),
+        ],
+        AT,
+    );
+    let dup = only(&v, "duplicate_device");
+    assert_eq!(dup.len(), 1);
+    let Reason::DuplicateDevice {
+        counted_in,
+        counted_against,
+        ..
+    } = &dup[0].figures
+    else {
+        panic!("{dup:?}");
+    };
+    assert_eq!(counted_in, "node-b/gpu3");
+    assert_eq!(counted_against.as_deref(), Some("EXAMPLE-DE-2026-0143"));
+    // Counted once: 7 against the example licence, 8 against the small one.
+    assert_eq!(v.licences[0].devices.used, 7);
+    assert_eq!(v.licences[1].devices.used, 8);
+    assert!(!v.nodes[0].gpus[5].counted);
+    assert!(v.nodes[1].gpus[3].counted);
+    assert_eq!(v.countries[0].devices, 15);
+}
+
+fn diffusion_rules() -> RuleSet {
+    shipped_rule_set("us-ai-diffusion-2025").unwrap()
+}
+
+fn what_if_de_tier2() -> RuleSet {
+    RuleSet::from_toml_str(include_str!(
+        "../../../rules/examples/what-if-de-tier2.toml"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn countries_show_their_tier_and_allocation() {
+    let fleet = [at_site("node-1", "fra-1", &dgx("node-1"))];
+    let v = evaluate(&[licence(EXAMPLE)], &diffusion_rules(), &fleet, AT);
+    let de = &v.countries[0];
+    assert_eq!(de.country.as_str(), "DE");
+    assert_eq!(de.tier.as_deref(), Some("tier_1"));
+    assert_eq!(de.allocation, None);
+    assert_eq!(de.allocation_period, None);
+    assert!(only(&v, "country_allocation_exceeded").is_empty());
+    // Under 3A090 alone: no tier.
+    let v = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &fleet, AT);
+    assert_eq!(v.countries[0].tier, None);
+    // What if Germany were Tier 2: its allocation shows, with headroom.
+    let v = evaluate(&[licence(EXAMPLE)], &what_if_de_tier2(), &fleet, AT);
+    let de = &v.countries[0];
+    assert_eq!(de.tier.as_deref(), Some("tier_2"));
+    let a = de.allocation.unwrap();
+    assert_eq!(a.cap, "790000000".parse().unwrap());
+    assert_eq!(a.used.to_string(), "126649.6");
+    assert_eq!(a.headroom.to_string(), "789873350.4");
+    assert_eq!(a.over_by, Tpp::default());
+    assert_eq!(de.allocation_period.as_deref(), Some("2025-2027"));
+    assert!(only(&v, "country_allocation_exceeded").is_empty());
+    let json = serde_json::to_value(de).unwrap();
+    assert_eq!(json["tier"], "tier_2");
+    assert!(
+        json["allocation"]["cap_h100_equivalents"].is_string()
+            || json["allocation"]["cap_h100_equivalents"].is_number()
+    );
+}
+
+#[test]
+fn country_over_its_allocation_is_a_violation() {
+    // 6,250 nodes x 8 H100s = 50,000 x 15,831.2 = 791,560,000 TPP > 790,000,000.
+    let (lics, fleet, _, at) = bench_support::synthetic_fleet(6_250, 8, 3);
+    let v = evaluate(&lics, &what_if_de_tier2(), &fleet, at);
+    let over = only(&v, "country_allocation_exceeded");
+    assert_eq!(over.len(), 1, "{:?}", codes(&v));
+    assert_eq!(over[0].severity, Severity::Violation);
+    let Reason::CountryAllocationExceeded {
+        country,
+        tier,
+        used,
+        cap,
+        over_by,
+        period,
+    } = &over[0].figures
+    else {
+        panic!("{over:?}");
+    };
+    assert_eq!(country.as_str(), "DE");
+    assert_eq!(tier.as_deref(), Some("tier_2"));
+    assert_eq!(used.to_string(), "791560000");
+    assert_eq!(cap.to_string(), "790000000");
+    assert_eq!(over_by.to_string(), "1560000");
+    assert_eq!(period, "2025-2027");
+    assert!(!v.compliant);
+    assert_eq!(v.countries[0].licences.len(), 3);
+    assert!(v.countries[0].allocation.unwrap().is_over());
+    // Under the rule as published (DE in Tier 1), the same fleet is within every cap.
+    let v = evaluate(&lics, &diffusion_rules(), &fleet, at);
+    assert!(only(&v, "country_allocation_exceeded").is_empty());
+    assert!(v.compliant, "{:?}", codes(&v));
+}
+
+/// `cargo test --release -p tppguard-verifier evaluate_timing -- --ignored --nocapture`
+#[test]
+#[ignore = "timing, run in release"]
+fn evaluate_timing() {
+    let (lics, fleet, rules, at) = bench_support::synthetic_fleet(125_000, 8, 20);
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let v = evaluate(&lics, &rules, &fleet, at);
+        eprintln!(
+            "evaluate 125,000 nodes x 8 GPUs, 20 licences: {:?} ({} findings)",
+            start.elapsed(),
+            v.findings.len()
+        );
+        assert!(v.compliant, "{:?}", &v.findings[..v.findings.len().min(3)]);
+    }
 }

@@ -1,0 +1,207 @@
+//! `cargo bench -p tppguard-verifier --bench verify`: attestation verification throughput on
+//! one thread, against ring's raw Ed25519 verification of the same signing input, and (c)
+//! licence evaluation of a 125,000-node fleet. No harness: figures are printed, not judged.
+//!
+//! The PKI is the verifier's own (`pki::init`, `pki::issue_node`, in a temporary folder), the
+//! node key Ed25519, the claim set an 8-GPU H100 node's, signed with proto's JWS: the tokens
+//! are those `tppguard-agent attest` makes.
+
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a benchmark: a failed setup step is a bug to stop on"
+)]
+
+use base64::Engine as _;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ED25519};
+use ring::signature::{ED25519, UnparsedPublicKey};
+use tppguard_proto::claims::{ATTESTATION_TYP, AttestationClaims, Nonce};
+use tppguard_proto::jws::{self, Alg, Header, SigningKey};
+use tppguard_verifier::attestation::verify_attestation;
+use tppguard_verifier::chain::{TrustAnchors, certs_from_pem};
+use tppguard_verifier::pki;
+use tppguard_verifier::policy::{bench_support, evaluate};
+
+/// How long each measurement round runs.
+const ROUND: Duration = Duration::from_millis(1500);
+/// Rounds per figure; the median is reported.
+const ROUNDS: usize = 5;
+
+fn main() {
+    let setup = Setup::new();
+    println!(
+        "attestation: {} GPUs, compact JWS {} bytes, signing input {} bytes, x5c {} certs",
+        setup.gpus,
+        setup.token.len(),
+        setup.signing_input.len(),
+        setup.x5c_len
+    );
+
+    // (a) The whole check: decode, typ, x5c chain to the pinned root, alg, signature,
+    // claims, nonce.
+    let full = median_rate(|| {
+        let v = verify_attestation(
+            black_box(&setup.token),
+            &setup.trust,
+            setup.now,
+            Some(&setup.nonce),
+        );
+        black_box(v.expect("the token verifies"));
+    });
+    // Its JWS layer alone (decode + signature with the known leaf key), for the breakdown.
+    let jws_only = median_rate(|| {
+        let v = jws::decode(black_box(&setup.token))
+            .and_then(|u| u.verify(&setup.leaf_key))
+            .expect("the token verifies");
+        black_box(v);
+    });
+    // (b) ring's raw Ed25519 verify of the same signing input and signature.
+    let raw = median_rate(|| {
+        UnparsedPublicKey::new(&ED25519, &setup.leaf_raw)
+            .verify(black_box(&setup.signing_input), &setup.signature)
+            .expect("raw verify");
+    });
+    println!("verify_attestation (8-GPU node, 1 thread): {full:>10.0} /s");
+    println!("  jws decode + Ed25519 verify only:         {jws_only:>10.0} /s");
+    println!("ring Ed25519 verify, same input (1 thread): {raw:>10.0} /s");
+    println!(
+        "ratio verify_attestation / raw Ed25519:     {:>10.3} (goal >= 0.8)",
+        full / raw
+    );
+
+    // (c) Licence evaluation over a synthetic fleet.
+    let (nodes, gpus, licences) = (125_000, 8, 20);
+    let start = Instant::now();
+    let (lics, fleet, rules, at) = bench_support::synthetic_fleet(nodes, gpus, licences);
+    println!(
+        "synthetic fleet: {nodes} nodes x {gpus} GPUs, {licences} licences, built in {:.2?}",
+        start.elapsed()
+    );
+    let mut times: Vec<Duration> = (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            let verdict = black_box(evaluate(&lics, &rules, &fleet, at));
+            let took = start.elapsed();
+            assert!(verdict.compliant, "the synthetic fleet is compliant");
+            took
+        })
+        .collect();
+    times.sort();
+    println!(
+        "evaluate {nodes} nodes x {gpus} GPUs x {licences} licences: median {:.3?} of {ROUNDS} \
+         (min {:.3?}, max {:.3?}; goal < 1 s)",
+        times[ROUNDS / 2],
+        times[0],
+        times[ROUNDS - 1]
+    );
+}
+
+/// A verifier PKI, a node certificate, and one signed attestation.
+struct Setup {
+    _dir: tempfile::TempDir,
+    trust: TrustAnchors,
+    token: String,
+    signing_input: Vec<u8>,
+    signature: Vec<u8>,
+    leaf_key: jws::VerifyingKey,
+    leaf_raw: Vec<u8>,
+    nonce: Nonce,
+    now: i64,
+    gpus: usize,
+    x5c_len: usize,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pki_dir = dir.path().join("pki");
+        let report = pki::init(&pki_dir, now).unwrap();
+        let trust = TrustAnchors::from_trust_toml(&report.trust).unwrap();
+
+        // The node: an Ed25519 key and a CSR, as `tppguard-agent init` makes them.
+        let node_key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "node-0000000");
+        let csr = params.serialize_request(&node_key).unwrap().pem().unwrap();
+        let csr_path = dir.path().join("node.csr");
+        std::fs::write(&csr_path, csr).unwrap();
+        let chain_path = dir.path().join("node-chain.pem");
+        pki::issue_node(&pki_dir, &csr_path, &chain_path, 30, now).unwrap();
+        let x5c: Vec<Vec<u8>> = certs_from_pem(&std::fs::read(&chain_path).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|c| c.to_vec())
+            .collect();
+
+        // A realistic 8-GPU H100 claim set (the policy benchmark's), answering our nonce.
+        let (_, fleet, _, _) = bench_support::synthetic_fleet(1, 8, 1);
+        let mut claims: AttestationClaims = fleet[0].claims().clone();
+        claims.iss = "node-0000000".to_owned();
+        claims.iat = now;
+        let nonce = Nonce::from_bytes(&[0x5a; 32]).unwrap();
+        claims.eat_nonce = nonce.clone();
+        let payload = claims.to_json().unwrap();
+
+        let signing = SigningKey::from_pkcs8(Alg::EdDSA, &node_key.serialize_der()).unwrap();
+        let header = Header::new(Alg::EdDSA)
+            .with_typ(ATTESTATION_TYP)
+            .with_x5c(x5c.clone());
+        let token = jws::sign(&header, &payload, &signing).unwrap();
+
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sig)
+            .unwrap();
+        let leaf_key = signing.verifying_key();
+        Self {
+            _dir: dir,
+            trust,
+            signing_input: input.as_bytes().to_vec(),
+            signature,
+            leaf_raw: leaf_key.raw().to_vec(),
+            leaf_key,
+            token,
+            nonce,
+            now,
+            gpus: claims.submods.len(),
+            x5c_len: x5c.len(),
+        }
+    }
+}
+
+/// Operations per second of `op` on this thread: the median of [`ROUNDS`] rounds of
+/// [`ROUND`] each, after a short warm-up.
+fn median_rate(mut op: impl FnMut()) -> f64 {
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_millis(200) {
+        op();
+    }
+    let mut rates: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            let mut n = 0u32;
+            while start.elapsed() < ROUND {
+                for _ in 0..16 {
+                    op();
+                }
+                n += 16;
+            }
+            f64::from(n) / start.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[ROUNDS / 2]
+}

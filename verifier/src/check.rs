@@ -1,0 +1,523 @@
+//! `tppguard-verifier check`: verify licences and attestations against trust.toml at one
+//! instant, evaluate the accepted evidence under one or more rule sets side by side
+//! ([`evaluate`]), and report (tables or one JSON object, optionally an EAR JWT).
+//!
+//! Nothing a file contains stops the run: a licence or attestation that fails verification is
+//! reported with its reason code and makes the result not compliant. Only what prevents the
+//! check itself (an unreadable file or trust file, an unknown rule set, an unusable result
+//! key) is an [`Error`]. The output is deterministic: inputs are put in a fixed order (by
+//! file name, then by content hash) and every list is sorted, so a fixed `--at` gives the
+//! same bytes.
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use ring::digest;
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
+use serde::Serialize;
+use tppguard_proto::jws::{MAX_JWS_BYTES, SigningKey};
+use tppguard_proto::ruleset::{RuleSet, RuleSetError, shipped_rule_set};
+
+use crate::Outcome;
+use crate::attestation::verify_attestation;
+use crate::chain::{self, TrustAnchors};
+use crate::classify::load_rule_sets;
+use crate::cli::CheckArgs;
+use crate::ear::{EarClaims, Rejection};
+use crate::error::Error;
+use crate::licence::{format_rfc3339, verify_licence};
+use crate::pki::RESULT_KEY;
+use crate::policy::{FleetVerdict, VerifiedAttestation, VerifiedLicence, evaluate};
+
+/// The rule set evaluated when no `--rule-set` is given and no licence is accepted.
+pub const DEFAULT_RULE_SET: &str = "us-eccn-3a090";
+
+/// One licence file, as `check` saw it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LicenceEntry {
+    /// The file, as given.
+    pub file: String,
+    /// Whether it verified.
+    pub accepted: bool,
+    /// The licence id, when accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The rule set the licence names, when accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_set: Option<String>,
+    /// The reason code, when rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    /// The reason, when rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentence: Option<String>,
+}
+
+/// An accepted attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AcceptedAttestation {
+    /// The file, as given.
+    pub file: String,
+    /// The node (certificate subject).
+    pub node: String,
+    /// When it was made, Unix seconds.
+    pub iat: i64,
+    /// SHA-256 of the token, hex.
+    pub token_sha256: String,
+}
+
+/// A rejected input file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    /// The file, as given.
+    pub file: String,
+    /// The stable reason code.
+    pub code: &'static str,
+    /// The reason.
+    pub sentence: String,
+}
+
+/// The attestations, accepted and rejected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Attestations {
+    /// Those that verified.
+    pub accepted: Vec<AcceptedAttestation>,
+    /// Those that did not.
+    pub rejected: Vec<Rejected>,
+}
+
+/// The result of `check`, as printed with `--json`. Field names are stable.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckReport {
+    /// The instant checked at, Unix seconds.
+    pub at: i64,
+    /// `at` as RFC 3339.
+    pub at_rfc3339: String,
+    /// Every licence file, in file order.
+    pub licences: Vec<LicenceEntry>,
+    /// Every attestation file.
+    pub attestations: Attestations,
+    /// One verdict per rule set, in the order evaluated.
+    pub verdicts: Vec<FleetVerdict>,
+    /// Compliant under every rule set, and no input rejected.
+    pub compliant: bool,
+}
+
+impl CheckReport {
+    /// Licences or attestations rejected.
+    pub fn rejections(&self) -> usize {
+        self.attestations.rejected.len() + self.licences.iter().filter(|l| !l.accepted).count()
+    }
+
+    /// Whether one scenario is compliant: its verdict, and no input rejected.
+    pub fn scenario_compliant(&self, verdict: &FleetVerdict) -> bool {
+        verdict.compliant && self.rejections() == 0
+    }
+}
+
+/// Runs `check` at Unix time `now` (used when `--at` is not given).
+pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, Error> {
+    let at = args.at.unwrap_or(now);
+    let trust = TrustAnchors::from_trust_toml(&args.trust)?;
+
+    // Read every input first: an unreadable file stops the run before anything is printed.
+    let licence_files = read_inputs(&args.licence)?;
+    let attestation_files = read_inputs(&args.attestations)?;
+
+    let mut licences = Vec::with_capacity(licence_files.len());
+    let mut verified_licences = Vec::new();
+    for input in &licence_files {
+        licences.push(match verify_licence(&input.text, &trust, at) {
+            Ok(v) => {
+                let entry = LicenceEntry {
+                    file: input.name.clone(),
+                    accepted: true,
+                    id: Some(v.licence().id().to_owned()),
+                    rule_set: Some(v.licence().rule_set().to_owned()),
+                    code: None,
+                    sentence: None,
+                };
+                verified_licences.push(v);
+                entry
+            }
+            Err(e) => LicenceEntry {
+                file: input.name.clone(),
+                accepted: false,
+                id: None,
+                rule_set: None,
+                code: Some(e.code()),
+                sentence: Some(e.sentence()),
+            },
+        });
+    }
+
+    let mut attestations = Attestations::default();
+    let mut verified_attestations: Vec<VerifiedAttestation> = Vec::new();
+    for input in &attestation_files {
+        match verify_attestation(&input.text, &trust, at, args.nonce.as_ref()) {
+            Ok(v) => {
+                attestations.accepted.push(AcceptedAttestation {
+                    file: input.name.clone(),
+                    node: v.node_subject().to_owned(),
+                    iat: v.claims().iat,
+                    token_sha256: hex(v.token_sha256()),
+                });
+                verified_attestations.push(v);
+            }
+            Err(e) => attestations.rejected.push(Rejected {
+                file: input.name.clone(),
+                code: e.code(),
+                sentence: e.sentence(),
+            }),
+        }
+    }
+
+    let rule_sets = rule_sets(&args.rule_set, &verified_licences)?;
+    let verdicts: Vec<FleetVerdict> = rule_sets
+        .iter()
+        .map(|r| evaluate(&verified_licences, r, &verified_attestations, at))
+        .collect();
+
+    let mut report = CheckReport {
+        at,
+        at_rfc3339: format_rfc3339(at),
+        licences,
+        attestations,
+        verdicts,
+        compliant: false,
+    };
+    report.compliant = report.rejections() == 0 && report.verdicts.iter().all(|v| v.compliant);
+
+    if let Some(ear_path) = &args.ear {
+        let key = ear_key(&args.trust, args.ear_key.as_deref())?;
+        let rejected: Vec<Rejection<'_>> = report
+            .attestations
+            .rejected
+            .iter()
+            .map(|r| Rejection {
+                file: &r.file,
+                code: r.code,
+            })
+            .collect();
+        // No rule set means nothing to appraise; `rule_sets` always gives at least one.
+        if let Some(first) = report.verdicts.first() {
+            let claims = EarClaims::new(first, &rejected, args.nonce.as_ref(), at);
+            let token = claims.sign(&key)?;
+            write_public(ear_path, format!("{token}\n").as_bytes())?;
+        }
+    }
+
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        write_human(&report, args.ear.as_deref(), out)?;
+    }
+    Ok(if report.compliant {
+        Outcome::Clean
+    } else {
+        Outcome::Findings
+    })
+}
+
+/// An input file's name and text.
+struct Input {
+    name: String,
+    text: String,
+    sha256: Vec<u8>,
+}
+
+/// Reads the files (at most twice the JWS limit each, so an oversized token is rejected by
+/// the JWS decoder with its code), in a fixed order: by name, then content hash. Exact
+/// duplicates (same name) are read once.
+fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, Error> {
+    let max = u64::try_from(MAX_JWS_BYTES)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(2);
+    let mut inputs = Vec::with_capacity(paths.len());
+    let unique: BTreeSet<&PathBuf> = paths.iter().collect();
+    for path in unique {
+        let io = |source| Error::Io {
+            path: path.clone(),
+            action: "read",
+            source,
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(max).read_to_end(&mut bytes))
+            .map_err(io)?;
+        let sha256 = digest::digest(&digest::SHA256, &bytes).as_ref().to_vec();
+        // Bytes that are not UTF-8 are not base64url either: the JWS decoder rejects them.
+        let text = String::from_utf8_lossy(&bytes).trim_ascii().to_owned();
+        inputs.push(Input {
+            name: path.display().to_string(),
+            text,
+            sha256,
+        });
+    }
+    inputs.sort_by(|a, b| (&a.name, &a.sha256).cmp(&(&b.name, &b.sha256)));
+    Ok(inputs)
+}
+
+/// The rule sets to evaluate: `--rule-set` in the order given, or those the accepted licences
+/// name (sorted by id, each once), or [`DEFAULT_RULE_SET`].
+fn rule_sets(args: &[String], licences: &[VerifiedLicence]) -> Result<Vec<RuleSet>, Error> {
+    if !args.is_empty() {
+        return load_rule_sets(args);
+    }
+    let named: BTreeSet<(&str, &str)> = licences
+        .iter()
+        .map(|v| (v.licence().rule_set(), v.licence().id()))
+        .collect();
+    let mut ids: Vec<(&str, &str)> = Vec::new();
+    for (rule_set, licence) in named {
+        if !ids.iter().any(|(r, _)| *r == rule_set) {
+            ids.push((rule_set, licence));
+        }
+    }
+    if ids.is_empty() {
+        ids.push((DEFAULT_RULE_SET, ""));
+    }
+    ids.into_iter()
+        .map(|(id, licence)| {
+            shipped_rule_set(id).map_err(|e| match e {
+                RuleSetError::UnknownId { id, known } => Error::LicenceRuleSetUnknown {
+                    licence: licence.to_owned(),
+                    rule_set: id,
+                    known,
+                },
+                other => Error::Shipped(other),
+            })
+        })
+        .collect()
+}
+
+/// The result-signing key: `--ear-key`, or verifier-result.key beside trust.toml.
+fn ear_key(trust: &Path, flag: Option<&Path>) -> Result<SigningKey, Error> {
+    let path = match flag {
+        Some(p) => p.to_owned(),
+        None => {
+            let beside = trust
+                .parent()
+                .unwrap_or_else(|| Path::new(""))
+                .join(RESULT_KEY);
+            if !beside.is_file() {
+                return Err(Error::EarKeyMissing { path: beside });
+            }
+            beside
+        }
+    };
+    let pem = chain::read_bounded(&path, chain::MAX_PEM_FILE_BYTES)?;
+    let unusable = |reason: String| Error::EarKeyUnusable {
+        path: path.clone(),
+        reason,
+    };
+    let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(&pem)
+        .map_err(|e| unusable(format!("not a PEM PKCS#8 private key ({e})")))?;
+    SigningKey::from_pkcs8_any(pkcs8.secret_pkcs8_der()).map_err(|e| unusable(e.to_string()))
+}
+
+/// Writes a public file (mode 0644 when created), replacing any earlier version.
+fn write_public(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        action: "write",
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn verdict_word(compliant: bool) -> &'static str {
+    if compliant {
+        "COMPLIANT"
+    } else {
+        "NOT COMPLIANT"
+    }
+}
+
+/// The human report: inputs, then one block per rule set, then one line per scenario.
+fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) -> Result<(), Error> {
+    writeln!(
+        out,
+        "tppguard check at {} ({})",
+        report.at_rfc3339, report.at
+    )?;
+    writeln!(out, "licences:")?;
+    for l in &report.licences {
+        match (&l.id, l.code, &l.sentence) {
+            (Some(id), _, _) => writeln!(
+                out,
+                "  accepted  {id} (rule set {}) from {}",
+                l.rule_set.as_deref().unwrap_or("?"),
+                l.file
+            )?,
+            (None, code, sentence) => writeln!(
+                out,
+                "  REJECTED  {}: {} ({})",
+                l.file,
+                sentence.as_deref().unwrap_or(""),
+                code.unwrap_or("")
+            )?,
+        }
+    }
+    writeln!(
+        out,
+        "attestations: {} accepted, {} rejected",
+        report.attestations.accepted.len(),
+        report.attestations.rejected.len()
+    )?;
+    for a in &report.attestations.accepted {
+        writeln!(
+            out,
+            "  accepted  {} (node {}, made {})",
+            a.file,
+            a.node,
+            format_rfc3339(a.iat)
+        )?;
+    }
+    for r in &report.attestations.rejected {
+        writeln!(out, "  REJECTED  {}: {} ({})", r.file, r.sentence, r.code)?;
+    }
+
+    for v in &report.verdicts {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "rule set {} v{} [{}]",
+            v.rule_set,
+            v.rule_set_version,
+            v.rule_set_status.label()
+        )?;
+        if v.licences.is_empty() {
+            writeln!(out, "  no licence accepted")?;
+        }
+        for l in &v.licences {
+            writeln!(
+                out,
+                "  licence {} ({}, {}; nodes: {}, stale: {})",
+                l.licence,
+                l.destination_country,
+                l.validity.code(),
+                l.nodes,
+                l.stale_nodes
+            )?;
+            let over = |by: String, is_over: bool| {
+                if is_over {
+                    format!("  OVER by {by}")
+                } else {
+                    String::new()
+                }
+            };
+            writeln!(
+                out,
+                "    devices  used {:>12}  cap {:>12}  headroom {:>12}{}",
+                l.devices.used,
+                l.devices.cap,
+                l.devices.headroom,
+                over(l.devices.over_by.to_string(), l.devices.over_by > 0)
+            )?;
+            writeln!(
+                out,
+                "    TPP      used {:>12}  cap {:>12}  headroom {:>12}{}",
+                l.tpp.used.to_string(),
+                l.tpp.cap.to_string(),
+                l.tpp.headroom.to_string(),
+                over(l.tpp.over_by.to_string(), l.tpp.is_over())
+            )?;
+            writeln!(
+                out,
+                "    H100-eq  used {:>12}  cap {:>12}",
+                l.tpp.used_h100_equivalents.to_string(),
+                l.tpp.cap_h100_equivalents.to_string()
+            )?;
+            if l.devices_tpp_unknown > 0 {
+                writeln!(
+                    out,
+                    "    {} device(s) of unknown TPP (not in the spec table)",
+                    l.devices_tpp_unknown
+                )?;
+            }
+        }
+        for c in &v.countries {
+            writeln!(
+                out,
+                "  country {}: {} devices, TPP {} ({} H100-equivalents), licences {}",
+                c.country,
+                c.devices,
+                c.tpp,
+                c.h100_equivalents,
+                c.licences.join(", ")
+            )?;
+        }
+        if v.findings.is_empty() {
+            writeln!(out, "  findings: none")?;
+        } else {
+            writeln!(out, "  findings:")?;
+        }
+        for f in &v.findings {
+            let mut about = Vec::new();
+            if let Some(l) = &f.licence {
+                about.push(format!("licence {l}"));
+            }
+            if let Some(n) = &f.node {
+                about.push(format!("node {n}"));
+            }
+            if let Some(g) = &f.gpu {
+                about.push(g.clone());
+            }
+            let about = if about.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", about.join(", "))
+            };
+            writeln!(
+                out,
+                "    {:<9} {}{}: {}",
+                f.severity.code(),
+                f.code,
+                about,
+                f.sentence
+            )?;
+        }
+        writeln!(out, "  => {}", verdict_word(v.compliant))?;
+    }
+
+    writeln!(out)?;
+    if report.rejections() > 0 {
+        writeln!(
+            out,
+            "{} input(s) rejected: not compliant under any rule set",
+            report.rejections()
+        )?;
+    }
+    for v in &report.verdicts {
+        writeln!(
+            out,
+            "{} [{}]: {}",
+            v.rule_set,
+            v.rule_set_status.label(),
+            verdict_word(report.scenario_compliant(v))
+        )?;
+    }
+    if let Some(path) = ear {
+        writeln!(out, "wrote EAR {}", path.display())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! The verifier's result as an EAR (EAT Attestation Result, draft-ietf-rats-ear): a JWT
+//! signed with the verifier's result key (DESIGN.md "Formats").
+//!
+//! The claim set uses the draft's names: `eat_profile`
+//! ([`EAR_PROFILE`]), `iat`, `ear.verifier-id` (`build`, `developer`), optional `eat_nonce`,
+//! and `submods`, one appraisal per node with its `ear.status`. The trustworthiness vector is
+//! left out: tppguard does not appraise the AR4SI claims it would carry, and an EAR must not
+//! invent them. Each appraisal adds `tppguard.reasons`, the reason codes behind its status.
+//!
+//! [`status_of`] is the one mapping from a finding's [`Severity`] to an EAR status.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tppguard_proto::claims::Nonce;
+use tppguard_proto::jws::{self, Header, SigningKey};
+
+use crate::error::Error;
+use crate::policy::{FleetVerdict, Severity};
+
+/// The EAR profile (draft-ietf-rats-ear).
+pub const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
+
+/// The JWT `typ` of an EAR.
+pub const EAR_TYP: &str = "JWT";
+
+/// `ear.verifier-id.developer`.
+pub const DEVELOPER: &str = "tppguard";
+
+/// An EAR status (AR4SI trustworthiness tier). Ordered, so the worst of several is their
+/// `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EarStatus {
+    /// No claim about trustworthiness can be made.
+    None,
+    /// Appraised and found trustworthy.
+    Affirming,
+    /// Appraised; something needs attention.
+    Warning,
+    /// Appraised and found not trustworthy (here: not compliant).
+    Contraindicated,
+}
+
+/// The EAR status of a finding's severity: the only place this mapping is made.
+pub const fn status_of(severity: Severity) -> EarStatus {
+    match severity {
+        Severity::Info => EarStatus::Affirming,
+        Severity::Warning => EarStatus::Warning,
+        Severity::Violation => EarStatus::Contraindicated,
+    }
+}
+
+/// The status of a submod whose attestation was rejected.
+pub const REJECTED_STATUS: EarStatus = EarStatus::Contraindicated;
+
+/// `ear.verifier-id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifierId {
+    /// The verifier's build: `tppguard-verifier <version>`.
+    pub build: String,
+    /// Who made it.
+    pub developer: String,
+}
+
+impl VerifierId {
+    /// This verifier.
+    pub fn this() -> Self {
+        Self {
+            build: format!("tppguard-verifier {}", env!("CARGO_PKG_VERSION")),
+            developer: DEVELOPER.to_owned(),
+        }
+    }
+}
+
+/// One appraisal (a submod of the EAR).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Appraisal {
+    /// `ear.status`.
+    #[serde(rename = "ear.status")]
+    pub status: EarStatus,
+    /// The reason codes behind the status, worst first, each once.
+    #[serde(rename = "tppguard.reasons")]
+    pub reasons: Vec<String>,
+}
+
+/// An EAR claim set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EarClaims {
+    /// `eat_profile`.
+    pub eat_profile: &'static str,
+    /// `iat`: the evaluation instant, Unix seconds.
+    pub iat: i64,
+    /// `ear.verifier-id`.
+    #[serde(rename = "ear.verifier-id")]
+    pub verifier_id: VerifierId,
+    /// `eat_nonce`: the challenge the attestations were checked against, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eat_nonce: Option<String>,
+    /// `submods`: one appraisal per node (its certificate subject) and per rejected
+    /// attestation (`rejected:<file>`).
+    pub submods: BTreeMap<String, Appraisal>,
+}
+
+/// An attestation the verifier rejected, as the EAR shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Rejection<'a> {
+    /// The file it came from.
+    pub file: &'a str,
+    /// The rejection's reason code.
+    pub code: &'static str,
+}
+
+impl EarClaims {
+    /// The claim set for `verdict` (the first rule set's) at `at`, with one contraindicated
+    /// submod per rejected attestation.
+    ///
+    /// A node's status is the worst of: findings about the node or its GPUs, and findings
+    /// about the licence it is assigned to or the whole fleet (no node named): a licence over
+    /// its cap makes every node counted under it contraindicated. No finding: affirming.
+    pub fn new(
+        verdict: &FleetVerdict,
+        rejected: &[Rejection<'_>],
+        nonce: Option<&Nonce>,
+        at: i64,
+    ) -> Self {
+        let mut submods = BTreeMap::new();
+        for node in &verdict.nodes {
+            let mut status = EarStatus::Affirming;
+            let mut reasons: Vec<String> = Vec::new();
+            let applies = verdict.findings.iter().filter(|f| match &f.node {
+                Some(n) => *n == node.node,
+                None => f.licence.is_none() || f.licence == node.licence,
+            });
+            for finding in applies {
+                status = status.max(status_of(finding.severity));
+                if !reasons.iter().any(|r| r == finding.code) {
+                    reasons.push(finding.code.to_owned());
+                }
+            }
+            submods.insert(node.node.clone(), Appraisal { status, reasons });
+        }
+        for r in rejected {
+            let appraisal = submods
+                .entry(format!("rejected:{}", r.file))
+                .or_insert_with(|| Appraisal {
+                    status: REJECTED_STATUS,
+                    reasons: Vec::new(),
+                });
+            if !appraisal.reasons.iter().any(|c| c == r.code) {
+                appraisal.reasons.push(r.code.to_owned());
+            }
+        }
+        Self {
+            eat_profile: EAR_PROFILE,
+            iat: at,
+            verifier_id: VerifierId::this(),
+            eat_nonce: nonce.map(|n| n.as_str().to_owned()),
+            submods,
+        }
+    }
+
+    /// Signs the claim set as a JWT (`typ` JWT, `alg` the key's).
+    pub fn sign(&self, key: &SigningKey) -> Result<String, Error> {
+        let payload = serde_json::to_vec(self)?;
+        jws::sign(&Header::new(key.alg()).with_typ(EAR_TYP), &payload, key).map_err(Error::EarSign)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_maps_to_status() {
+        assert_eq!(status_of(Severity::Info), EarStatus::Affirming);
+        assert_eq!(status_of(Severity::Warning), EarStatus::Warning);
+        assert_eq!(status_of(Severity::Violation), EarStatus::Contraindicated);
+        assert_eq!(REJECTED_STATUS, EarStatus::Contraindicated);
+    }
+
+    #[test]
+    fn worse_severity_gives_worse_status() {
+        let severities = [Severity::Info, Severity::Warning, Severity::Violation];
+        for pair in severities.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert!(status_of(pair[0]) < status_of(pair[1]));
+        }
+        assert!(EarStatus::None < EarStatus::Affirming);
+    }
+
+    #[test]
+    fn statuses_serialize_with_the_draft_names() {
+        let names: Vec<String> = [
+            EarStatus::None,
+            EarStatus::Affirming,
+            EarStatus::Warning,
+            EarStatus::Contraindicated,
+        ]
+        .iter()
+        .map(|s| serde_json::to_string(s).unwrap())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "\"none\"",
+                "\"affirming\"",
+                "\"warning\"",
+                "\"contraindicated\""
+            ]
+        );
+    }
+
+    #[test]
+    fn claim_set_uses_ear_names_and_signs_as_jwt() {
+        let verdict = FleetVerdict {
+            at: 1_780_272_000,
+            rule_set: "us-eccn-3a090".to_owned(),
+            rule_set_version: "1".to_owned(),
+            rule_set_status: tppguard_proto::ruleset::RuleSetStatus::InForce,
+            compliant: true,
+            nodes: Vec::new(),
+            licences: Vec::new(),
+            countries: Vec::new(),
+            findings: Vec::new(),
+        };
+        let rejected = [Rejection {
+            file: "b.jws",
+            code: "nonce_mismatch",
+        }];
+        let claims = EarClaims::new(&verdict, &rejected, None, 1_780_272_000);
+        let json: serde_json::Value = serde_json::to_value(&claims).unwrap();
+        assert_eq!(json["eat_profile"], EAR_PROFILE);
+        assert_eq!(json["iat"], 1_780_272_000);
+        assert_eq!(json["ear.verifier-id"]["developer"], "tppguard");
+        assert!(
+            json["ear.verifier-id"]["build"]
+                .as_str()
+                .unwrap()
+                .starts_with("tppguard-verifier ")
+        );
+        assert!(json.get("eat_nonce").is_none());
+        let sub = &json["submods"]["rejected:b.jws"];
+        assert_eq!(sub["ear.status"], "contraindicated");
+        assert_eq!(sub["tppguard.reasons"][0], "nonce_mismatch");
+
+        let seed = [7u8; 32];
+        let key = SigningKey::from_ed25519_seed(&seed).unwrap();
+        let token = claims.sign(&key).unwrap();
+        let verified = jws::decode(&token)
+            .unwrap()
+            .verify(&key.verifying_key())
+            .unwrap();
+        assert_eq!(verified.header().typ.as_deref(), Some("JWT"));
+        let back: serde_json::Value = serde_json::from_slice(verified.payload()).unwrap();
+        assert_eq!(back, json);
+    }
+}
