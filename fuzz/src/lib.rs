@@ -490,12 +490,22 @@ pub fn check_jws(text: &str) {
 fn check_claims(bytes: &[u8]) {
     use tppguard_proto::claims::{AttestationClaims, ClaimsError, EAT_PROFILE};
 
+    // The typed reader and the reference reader agree on every input.
+    let reference = AttestationClaims::from_json_reference(bytes);
     match AttestationClaims::from_json(bytes) {
         Err(e) => {
             assert!(!e.to_string().is_empty());
             assert!(ClaimsError::CODES.contains(&e.code()), "{}", e.code());
+            let r = reference
+                .err()
+                .unwrap_or_else(|| panic!("only the reference accepts"));
+            assert_eq!(e.code(), r.code());
         }
         Ok(claims) => {
+            match reference {
+                Ok(r) => assert_eq!(r, claims),
+                Err(e) => panic!("only the typed reader accepts; the reference says {e}"),
+            }
             let json = claims
                 .to_json()
                 .unwrap_or_else(|e| panic!("claims do not serialize: {e}"));

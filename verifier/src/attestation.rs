@@ -4,7 +4,7 @@
 //!
 //! [`verify_attestation`] is the only way to make a [`VerifiedAttestation`]. The order of the
 //! checks is fixed: size and shape ([`jws::decode`], bounded), `typ`, `x5c` present, the chain
-//! ([`verify_node_chain`], with the operator CRLs), the header's `alg` against the leaf's key
+//! ([`TrustAnchors::verify_node`], with the operator CRLs, remembering verified chains), the header's `alg` against the leaf's key
 //! (no algorithm confusion: the key decides, never the header), the signature, the claims, and
 //! the nonce. Every rejection is an [`AttestationError`] value with a stable code; nothing here
 //! panics on outside input or reads the clock. Freshness (the age of `iat` against a licence's
@@ -14,7 +14,7 @@ use ring::digest;
 use tppguard_proto::claims::{ATTESTATION_TYP, AttestationClaims, ClaimsError, Nonce};
 use tppguard_proto::jws::{self, Alg, JwsError, Verified, VerifyingKey};
 
-use crate::chain::{ChainError, KeyAlgorithm, TrustAnchors, VerifiedLeaf, verify_node_chain};
+use crate::chain::{ChainError, KeyAlgorithm, TrustAnchors, VerifiedLeaf};
 use crate::policy::VerifiedAttestation;
 
 #[cfg(test)]
@@ -33,7 +33,7 @@ pub fn verify_attestation(
     expected_nonce: Option<&Nonce>,
 ) -> Result<VerifiedAttestation, AttestationError> {
     let (verified, leaf) = verify_signed(token, ATTESTATION_TYP, |x5c| {
-        verify_node_chain(x5c, trust, at_unix, trust.operator_crls()).map(|v| v.leaf().clone())
+        trust.verify_node(x5c, at_unix).map(|v| v.leaf().clone())
     })?;
     let claims = AttestationClaims::from_json(verified.payload())?;
     if let Some(expected) = expected_nonce

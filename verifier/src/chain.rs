@@ -15,6 +15,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
@@ -32,6 +33,9 @@ use x509_parser::oid_registry::{
     OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE, OID_X509_EXT_NAME_CONSTRAINTS,
     OID_X509_EXT_SUBJECT_ALT_NAME,
 };
+
+mod cache;
+use cache::ChainCache;
 
 /// The most certificates a chain may hold (leaf included), checked before parsing.
 pub const MAX_CHAIN_CERTS: usize = 8;
@@ -431,6 +435,13 @@ enum Role {
 }
 
 impl Role {
+    /// The role's byte in a [`cache::ChainCache`] key.
+    fn tag(self) -> u8 {
+        match self {
+            Self::Node => 1,
+            Self::LicenceSigner => 2,
+        }
+    }
     fn accepted_ekus(self) -> &'static [&'static [u8]] {
         match self {
             Self::Node => &[CLIENT_AUTH_EKU, NODE_ATTESTATION_EKU],
@@ -488,6 +499,8 @@ pub struct TrustAnchors {
     licence_authority: Vec<TrustAnchor<'static>>,
     licence_authority_crls: Vec<CrlDer>,
     vendor: Vec<TrustAnchor<'static>>,
+    /// Chains verified against these anchors and CRLs; clones share it.
+    cache: Arc<ChainCache>,
 }
 
 /// `trust.toml`, as written.
@@ -612,6 +625,7 @@ impl TrustAnchors {
             licence_authority: roots("licence_authority.roots", &file.licence_authority.roots)?,
             licence_authority_crls: crls("licence_authority.crls", &file.licence_authority.crls)?,
             vendor: roots("vendor.roots", &file.vendor.roots)?,
+            cache: Arc::default(),
         })
     }
 
@@ -635,6 +649,55 @@ impl TrustAnchors {
             licence_authority: anchors(licence_authority)?,
             ..Self::default()
         })
+    }
+
+    /// Verifies a node certificate chain as [`verify_node_chain`] does with the operator
+    /// CRLs, remembering a success for the instants at which it is certain to repeat (see
+    /// the `cache` module): a node's next attestations then skip path validation.
+    pub fn verify_node(
+        &self,
+        chain_der: &[Vec<u8>],
+        at_unix: i64,
+    ) -> Result<VerifiedNodeChain, ChainError> {
+        self.verify_remembered(chain_der, at_unix, Role::Node)
+            .map(VerifiedNodeChain)
+    }
+
+    /// Verifies a licence signer's chain as [`verify_licence_signer_chain`] does with the
+    /// licence-authority CRLs, remembering a success; see [`Self::verify_node`].
+    pub fn verify_licence_signer(
+        &self,
+        chain_der: &[Vec<u8>],
+        at_unix: i64,
+    ) -> Result<VerifiedLicenceSigner, ChainError> {
+        self.verify_remembered(chain_der, at_unix, Role::LicenceSigner)
+            .map(VerifiedLicenceSigner)
+    }
+
+    /// Chains remembered by [`Self::verify_node`] and [`Self::verify_licence_signer`].
+    pub fn remembered_chains(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn verify_remembered(
+        &self,
+        chain_der: &[Vec<u8>],
+        at_unix: i64,
+        role: Role,
+    ) -> Result<VerifiedLeaf, ChainError> {
+        let (anchors, crls) = match role {
+            Role::Node => (&self.operator, &self.operator_crls),
+            Role::LicenceSigner => (&self.licence_authority, &self.licence_authority_crls),
+        };
+        let key = ChainCache::key(role, chain_der);
+        if let Some(leaf) = self.cache.get(&key, at_unix) {
+            return Ok(leaf);
+        }
+        let leaf = verify(chain_der, anchors, at_unix, crls, role)?;
+        if let Some((from, until)) = validity_window(chain_der, crls) {
+            self.cache.insert(key, leaf.clone(), from, until);
+        }
+        Ok(leaf)
     }
 
     /// The operator CRLs (`[operator] crls`).
@@ -823,6 +886,26 @@ fn verify(
     .map_err(refine)?;
 
     check_leaf(leaf_der, role, chain_der.len())
+}
+
+/// The instants (Unix seconds, inclusive) at which a chain verified once verifies again:
+/// every certificate given is within its validity and every CRL before its nextUpdate. Path
+/// building may have used fewer certificates than were given, so this window is never wider
+/// than the true one. `None` when a date cannot be read: such a chain is not remembered.
+fn validity_window(chain_der: &[Vec<u8>], crls: &[CrlDer]) -> Option<(i64, i64)> {
+    let (mut from, mut until) = (i64::MIN, i64::MAX);
+    for der in chain_der {
+        let validity = parse(der).ok()?.validity().clone();
+        from = from.max(validity.not_before.timestamp());
+        until = until.min(validity.not_after.timestamp());
+    }
+    for der in crls {
+        let (_, crl) = x509_parser::parse_x509_crl(der).ok()?;
+        if let Some(next_update) = crl.next_update() {
+            until = until.min(next_update.timestamp().checked_sub(1)?);
+        }
+    }
+    Some((from, until))
 }
 
 /// Extensions this verifier (through webpki) understands when critical.

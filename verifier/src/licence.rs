@@ -1,7 +1,7 @@
 //! Signed licences: `tppguard-verifier licence sign` turns an authored TOML licence into a
 //! compact JWS (`typ` [`LICENCE_TYP`], `x5c` = the licence signer's chain, leaf first), and
 //! [`verify_licence`] checks one: `typ`, the chain to a pinned licence-authority root
-//! ([`verify_licence_signer_chain`], with that domain's CRLs), the header `alg` against the
+//! ([`TrustAnchors::verify_licence_signer`], with that domain's CRLs), the header `alg` against the
 //! leaf key, the signature, then the payload ([`Licence::from_json`], the same checks as the
 //! TOML). A licence signed under the operator CA (a node key) is a chain error: the two trust
 //! domains are separate.
@@ -23,9 +23,7 @@ use tppguard_proto::spec::h100_equivalents;
 
 use crate::Outcome;
 use crate::attestation::{EnvelopeError, verify_signed};
-use crate::chain::{
-    self, ChainError, KeyAlgorithm, TrustAnchors, VerifiedLeaf, verify_licence_signer_chain,
-};
+use crate::chain::{self, ChainError, KeyAlgorithm, TrustAnchors, VerifiedLeaf};
 use crate::cli::{LicenceArgs, LicenceCommand, LicenceShowArgs, LicenceSignArgs};
 use crate::error::Error;
 use crate::pki::{LICENCE_SIGNER_CHAIN, LICENCE_SIGNER_KEY};
@@ -55,7 +53,8 @@ fn verify_licence_parts(
     at_unix: i64,
 ) -> Result<(Licence, VerifiedLeaf), LicenceVerifyError> {
     let (verified, leaf) = verify_signed(token, LICENCE_TYP, |x5c| {
-        verify_licence_signer_chain(x5c, trust, at_unix, trust.licence_authority_crls())
+        trust
+            .verify_licence_signer(x5c, at_unix)
             .map(|v| v.leaf().clone())
     })?;
     let licence = Licence::from_json(verified.payload())?;

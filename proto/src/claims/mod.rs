@@ -87,6 +87,7 @@ pub struct AttestationClaims {
             extend("propertyNames" = { "pattern": "^gpu(0|[1-9][0-9]{0,9})$" })
         )
     )]
+    #[serde(deserialize_with = "unique_keys")]
     pub submods: BTreeMap<String, GpuSubmod>,
     /// The host.
     #[serde(rename = "tppguard.host")]
@@ -118,7 +119,29 @@ pub struct AttestationClaims {
 
 impl AttestationClaims {
     /// Reads a claim set from outside (a verified JWS payload).
+    ///
+    /// A well-formed claim set is read in one typed pass: every struct denies unknown and
+    /// duplicate fields and every map duplicate keys, and the types bound the nesting, so that
+    /// pass accepts exactly what [`Self::from_json_reference`] accepts, at a third of its
+    /// cost. Anything it refuses is read again by the reference, whose error names the first
+    /// problem precisely. The fuzz target and the tests hold the two to the same answers.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ClaimsError> {
+        if bytes.len() > MAX_CLAIMS_BYTES {
+            return Err(ClaimsError::TooLarge {
+                len: bytes.len(),
+                max: MAX_CLAIMS_BYTES,
+            });
+        }
+        match serde_json::from_slice::<Self>(bytes) {
+            Ok(parsed) => parsed.checked(),
+            Err(_) => Self::from_json_reference(bytes),
+        }
+    }
+
+    /// [`Self::from_json`] the slow, explicit way: depth scan, a strict generic parse, each
+    /// claim checked in turn with its own error, then the typed conversion. Same answers, for
+    /// differential tests and for naming what is wrong with a rejected claim set.
+    pub fn from_json_reference(bytes: &[u8]) -> Result<Self, ClaimsError> {
         if bytes.len() > MAX_CLAIMS_BYTES {
             return Err(ClaimsError::TooLarge {
                 len: bytes.len(),
@@ -188,20 +211,36 @@ impl AttestationClaims {
         }
         let parsed: Self =
             serde_json::from_value(value).map_err(|source| ClaimsError::Invalid { source })?;
-        if parsed.iss.is_empty() {
+        parsed.checked()
+    }
+
+    /// The checks types cannot express, in the reference's order: the submods' count and
+    /// names (only reachable here from the typed pass), a non-empty issuer, and each submod
+    /// named for its GPU's index.
+    fn checked(self) -> Result<Self, ClaimsError> {
+        if self.submods.len() > MAX_SUBMODS {
+            return Err(ClaimsError::TooManySubmods {
+                len: self.submods.len(),
+                max: MAX_SUBMODS,
+            });
+        }
+        if let Some(name) = self.submods.keys().find(|k| !is_submod_name(k)) {
+            return Err(ClaimsError::BadSubmodName { name: quote(name) });
+        }
+        if self.iss.is_empty() {
             return Err(ClaimsError::EmptyIssuer);
         }
-        if let Some((name, gpu)) = parsed
+        if let Some((name, gpu)) = self
             .submods
             .iter()
-            .find(|(name, gpu)| **name != submod_name(gpu.index))
+            .find(|(name, gpu)| !names_index(name, gpu.index))
         {
             return Err(ClaimsError::SubmodIndexMismatch {
                 name: name.clone(),
                 index: gpu.index,
             });
         }
-        Ok(parsed)
+        Ok(self)
     }
 
     /// The site the node says it is installed at (`tppguard.site`), if it names one.
@@ -218,6 +257,51 @@ impl AttestationClaims {
 /// The submod name for the GPU at NVML index `index`: `gpu0`, `gpu1`, ...
 pub fn submod_name(index: u32) -> String {
     format!("gpu{index}")
+}
+
+/// A map that refuses a key it has already read (serde's maps keep the last one silently,
+/// and two readers keeping different duplicates would see different claims).
+fn unique_keys<'de, D, V>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, V>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "duplicate key {:?}",
+                        quote(&key)
+                    )));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_map(Unique(std::marker::PhantomData))
+}
+
+/// Whether `name` is [`submod_name`]`(index)`, without building that name.
+fn names_index(name: &str, index: u32) -> bool {
+    is_submod_name(name)
+        && name
+            .strip_prefix("gpu")
+            .is_some_and(|digits| digits.parse::<u32>() == Ok(index))
 }
 
 /// `gpu` and a decimal index without leading zeros.
@@ -408,7 +492,7 @@ pub struct GpuSubmod {
     /// MIG state, where the GPU has MIG.
     pub mig: Option<Mig>,
     /// Facts NVML could not give, and why.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub absent: Absences,
     /// The agent's classification: shown, never trusted.
     pub classification: AgentClassification,
@@ -441,7 +525,7 @@ pub struct Mig {
     /// The MIG devices.
     pub instances: Vec<MigInstance>,
     /// Facts about the instances NVML could not give.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub absent: Absences,
 }
 
@@ -465,7 +549,7 @@ pub struct MigInstance {
     /// Memory of the instance, bytes.
     pub memory_total_bytes: Option<u64>,
     /// Facts NVML could not give, and why.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub absent: Absences,
 }
 
@@ -525,7 +609,7 @@ pub struct Driver {
     /// Confidential-computing settings, where the driver reports them.
     pub confidential_computing: Option<ConfidentialComputing>,
     /// Facts NVML could not give, and why.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub absent: Absences,
 }
 

@@ -425,3 +425,99 @@ fn site_and_simulated_are_optional() {
         Err(ClaimsError::Invalid { .. })
     ));
 }
+
+/// Both readers give the same answer: the same claims, or errors with the same code.
+fn agree(bytes: &[u8]) -> Result<AttestationClaims, &'static str> {
+    let fast = AttestationClaims::from_json(bytes);
+    let reference = AttestationClaims::from_json_reference(bytes);
+    match (&fast, &reference) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{a} / {b}"),
+        _ => panic!(
+            "the readers disagree on {}: {fast:?} / {reference:?}",
+            String::from_utf8_lossy(bytes)
+        ),
+    }
+    fast.map_err(|e| e.code())
+}
+
+/// Every object member of `value`, as a path of keys.
+fn member_paths(value: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    if let Value::Object(map) = value {
+        for (key, child) in map {
+            path.push(key.clone());
+            out.push(path.clone());
+            member_paths(child, path, out);
+            path.pop();
+        }
+    }
+}
+
+fn parent_mut<'a>(value: &'a mut Value, path: &[String]) -> &'a mut serde_json::Map<String, Value> {
+    let mut at = value;
+    for key in &path[..path.len() - 1] {
+        at = &mut at[key.as_str()];
+    }
+    at.as_object_mut().unwrap()
+}
+
+#[test]
+fn the_typed_reader_agrees_with_the_reference_on_every_mutation() {
+    let base = sample();
+    assert!(agree(&serde_json::to_vec(&base).unwrap()).is_ok());
+    let mut paths = Vec::new();
+    member_paths(&base, &mut Vec::new(), &mut paths);
+    assert!(paths.len() > 40, "{}", paths.len());
+    let replacements = [
+        json!(null),
+        json!(true),
+        json!(0),
+        json!(-1),
+        json!(1.5),
+        json!(1e300),
+        json!(18_446_744_073_709_551_615u64),
+        json!(""),
+        json!("x"),
+        json!([]),
+        json!({}),
+        serde_json::from_str(&format!("{}1{}", "[".repeat(40), "]".repeat(40))).unwrap(),
+    ];
+    let (mut accepted, mut rejected, mut doubled_members) = (0, 0, 0);
+    let mut tally = |r: Result<AttestationClaims, &'static str>| match r {
+        Ok(_) => accepted += 1,
+        Err(_) => rejected += 1,
+    };
+    for path in &paths {
+        let last = path.last().unwrap().clone();
+        let mut removed = base.clone();
+        parent_mut(&mut removed, path).remove(&last);
+        tally(agree(&serde_json::to_vec(&removed).unwrap()));
+        let mut extra = base.clone();
+        parent_mut(&mut extra, path).insert(format!("{last}_extra"), json!(1));
+        tally(agree(&serde_json::to_vec(&extra).unwrap()));
+        for new in &replacements {
+            let mut changed = base.clone();
+            parent_mut(&mut changed, path).insert(last.clone(), new.clone());
+            tally(agree(&serde_json::to_vec(&changed).unwrap()));
+        }
+        // The member written twice, the second time with the same value: still refused.
+        let text = serde_json::to_string(&base).unwrap();
+        let key = serde_json::to_string(&last).unwrap();
+        let mut parent = base.clone();
+        let value = parent_mut(&mut parent, path)[&last].clone();
+        let member = format!("{key}:{}", serde_json::to_string(&value).unwrap());
+        if let Some(at) = text.find(&member) {
+            doubled_members += 1;
+            let doubled = format!("{}{member},{}", &text[..at], &text[at..]);
+            assert_eq!(
+                agree(doubled.as_bytes()).unwrap_err(),
+                "claims_bad_json",
+                "{member}"
+            );
+        }
+    }
+    // Both outcomes were exercised (optional members removed or nulled are accepted), and
+    // every member was also written twice.
+    assert!(accepted > 10 && rejected > 200, "{accepted} / {rejected}");
+    assert_eq!(doubled_members, paths.len());
+}

@@ -16,21 +16,25 @@ const MAX_QUOTED_KEY_CHARS: usize = 64;
 /// is accepted as input; it need not be valid JSON.
 pub fn within_depth(bytes: &[u8], max: usize) -> bool {
     let mut depth: usize = 0;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        at += 1;
         match byte {
-            b'"' => in_string = true,
+            // Most of a claim set is string bytes: jump from one quote or backslash to the
+            // next instead of stepping through them.
+            b'"' => loop {
+                let Some(rest) = bytes.get(at..) else {
+                    return true;
+                };
+                match memchr::memchr2(b'"', b'\\', rest) {
+                    None => return true,
+                    Some(k) if rest.get(k) == Some(&b'\\') => at += k + 2,
+                    Some(k) => {
+                        at += k + 1;
+                        break;
+                    }
+                }
+            },
             b'{' | b'[' => {
                 depth = depth.saturating_add(1);
                 if depth > max {
@@ -137,6 +141,66 @@ mod tests {
         assert!(within_depth(br#"["\\",[]]"#, 2));
         assert!(!within_depth(br#"["\\",[[]]]"#, 2));
         assert!(within_depth(b"]]]]}}}}[", 1));
+        // Unterminated strings and a trailing backslash end the scan, not the program.
+        assert!(within_depth(br#"["abc"#, 1));
+        assert!(within_depth(br#"["abc\"#, 1));
+        assert!(!within_depth(br#"[["abc\"]"#, 1));
+    }
+
+    /// The byte-at-a-time scan the fast one replaced: the definition it must keep.
+    fn within_depth_bytewise(bytes: &[u8], max: usize) -> bool {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for &byte in bytes {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if byte == b'\\' {
+                    escaped = true;
+                } else if byte == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match byte {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > max {
+                        return false;
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn the_fast_scan_matches_the_bytewise_definition() {
+        // Every string of up to 7 bytes over the alphabet that matters.
+        let alphabet = [b'"', b'\\', b'[', b']', b'{', b'}', b'a'];
+        let mut input = Vec::new();
+        let mut checked = 0;
+        for len in 0..=7u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                input.clear();
+                for _ in 0..len {
+                    input.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                for max in 0..4 {
+                    assert_eq!(
+                        within_depth(&input, max),
+                        within_depth_bytewise(&input, max),
+                        "{:?} max {max}",
+                        String::from_utf8_lossy(&input)
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, (0..=7).map(|l| 7usize.pow(l)).sum::<usize>());
     }
 
     #[test]

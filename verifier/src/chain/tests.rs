@@ -507,3 +507,99 @@ fn trust_toml_errors_name_the_file_and_key() {
         .to_string();
     assert!(e.contains("missing.pem"), "{e}");
 }
+
+#[test]
+fn remembered_chains_are_rechecked_outside_their_window() {
+    let root = root(&PKCS_ECDSA_P384_SHA384, "root");
+    // The intermediate expires 10 days from NOW, before the leaf does.
+    let mid_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut mid_params = ca_params("intermediate", 2);
+    mid_params.not_after = dt!(NOW + 10 * DAY);
+    let mid = Ca {
+        der: mid_params
+            .signed_by(&mid_key, &root.issuer())
+            .unwrap()
+            .der()
+            .to_vec(),
+        params: mid_params,
+        key: mid_key,
+    };
+    let chain = [leaf(&PKCS_ED25519, &leaf_params(9), &mid), mid.der.clone()];
+    let trust = TrustAnchors {
+        operator_crls: vec![crl(&root, &[41], NOW + 7 * DAY)],
+        ..operator_trust(&root)
+    };
+
+    let first = trust.verify_node(&chain, NOW).unwrap();
+    assert_eq!(trust.remembered_chains(), 1);
+    assert_eq!(
+        first,
+        verify_node_chain(&chain, &trust, NOW, trust.operator_crls()).unwrap()
+    );
+    // A clone shares what was remembered, and a hit gives the same facts.
+    let clone = trust.clone();
+    assert_eq!(clone.verify_node(&chain, NOW + DAY).unwrap(), first);
+    assert_eq!(trust.remembered_chains(), 1);
+
+    // Before the leaf's notBefore, after the CRL's nextUpdate, after the intermediate's
+    // notAfter: each is checked again and fails as an uncached check does.
+    let early = NOW - 2 * DAY;
+    assert_eq!(
+        trust.verify_node(&chain, early).unwrap_err(),
+        ChainError::NotYetValid {
+            at: early,
+            not_before: NOW - DAY
+        }
+    );
+    assert_eq!(
+        trust.verify_node(&chain, NOW + 7 * DAY).unwrap_err(),
+        ChainError::CrlExpired {
+            at: NOW + 7 * DAY,
+            next_update: NOW + 7 * DAY
+        }
+    );
+    let late = TrustAnchors {
+        operator_crls: Vec::new(),
+        ..operator_trust(&root)
+    };
+    late.verify_node(&chain, NOW).unwrap();
+    assert_eq!(
+        late.verify_node(&chain, NOW + 11 * DAY).unwrap_err().code(),
+        "cert_expired"
+    );
+}
+
+#[test]
+fn only_the_same_bytes_and_role_hit_and_failures_are_not_remembered() {
+    let ours = root(&PKCS_ED25519, "root");
+    let trust = TrustAnchors::from_der_roots(&[ours.cert()], &[ours.cert()]).unwrap();
+    let good = leaf(&PKCS_ED25519, &leaf_params(5), &ours);
+    trust.verify_node(std::slice::from_ref(&good), NOW).unwrap();
+    assert_eq!(trust.remembered_chains(), 1);
+
+    // One byte changed in the signature: a different key, checked, rejected.
+    let mut forged = good.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(
+        trust.verify_node(&[forged], NOW).unwrap_err().code(),
+        "bad_signature"
+    );
+    // The same bytes for the other role are checked for that role (clientAuth is not a
+    // licence-signing purpose).
+    assert_eq!(
+        trust
+            .verify_licence_signer(std::slice::from_ref(&good), NOW)
+            .unwrap_err()
+            .code(),
+        "wrong_eku"
+    );
+    // A chain to an unknown root.
+    let stranger = root(&PKCS_ED25519, "stranger");
+    let unknown = leaf(&PKCS_ED25519, &leaf_params(6), &stranger);
+    assert_eq!(
+        trust.verify_node(&[unknown], NOW).unwrap_err().code(),
+        "unknown_issuer"
+    );
+    assert_eq!(trust.remembered_chains(), 1);
+}

@@ -957,20 +957,3 @@ fn country_over_its_allocation_is_a_violation() {
     assert!(only(&v, "country_allocation_exceeded").is_empty());
     assert!(v.compliant, "{:?}", codes(&v));
 }
-
-/// `cargo test --release -p tppguard-verifier evaluate_timing -- --ignored --nocapture`
-#[test]
-#[ignore = "timing, run in release"]
-fn evaluate_timing() {
-    let (lics, fleet, rules, at) = bench_support::synthetic_fleet(125_000, 8, 20);
-    for _ in 0..3 {
-        let start = std::time::Instant::now();
-        let v = evaluate(&lics, &rules, &fleet, at);
-        eprintln!(
-            "evaluate 125,000 nodes x 8 GPUs, 20 licences: {:?} ({} findings)",
-            start.elapsed(),
-            v.findings.len()
-        );
-        assert!(v.compliant, "{:?}", &v.findings[..v.findings.len().min(3)]);
-    }
-}
