@@ -357,6 +357,7 @@ fn check_lookup(pci: Option<u32>, name: Option<&str>) {
 /// listed code; a parsed licence re-serializes to JSON that `Licence::from_json` reads back
 /// to an equal licence (and the same bytes), and its helpers agree with its fields.
 pub fn check_licence_toml(text: &str) {
+    check_licence_json(text.as_bytes());
     match Licence::from_toml_str(text) {
         Err(e) => {
             assert!(!e.to_string().is_empty());
@@ -513,6 +514,25 @@ fn check_claims(bytes: &[u8]) {
             let again = AttestationClaims::from_json(&json)
                 .unwrap_or_else(|e| panic!("re-serialized claims rejected: {e}"));
             assert_eq!(again, claims);
+        }
+    }
+}
+
+/// `Licence::from_json` (a signed licence's payload) on any bytes: rejected with a listed code
+/// and a sentence, or accepted and stable under a JSON round trip.
+fn check_licence_json(bytes: &[u8]) {
+    match Licence::from_json(bytes) {
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            assert!(LicenceError::CODES.contains(&e.code()), "{}", e.code());
+        }
+        Ok(licence) => {
+            let json = licence
+                .to_json()
+                .unwrap_or_else(|e| panic!("an accepted licence does not serialize: {e}"));
+            let back = Licence::from_json(&json)
+                .unwrap_or_else(|e| panic!("an accepted licence does not read back: {e}"));
+            assert_eq!(back, licence);
         }
     }
 }

@@ -63,6 +63,7 @@ fn corpus_dirs_match_fuzz_targets() {
             "jws",
             "licence_toml",
             "ruleset_toml",
+            "signed_token",
             "spec_lookup"
         ]
     );

@@ -312,8 +312,10 @@ fn json_is_byte_identical_across_runs() {
 #[test]
 fn ear_status_follows_the_verdict() {
     let f = Fleet::new();
+    // The fleet's node is simulated: compliant, but EAR's "warning" (the evidence proves
+    // nothing about hardware), never "affirming".
     for (licence, status, code) in [
-        (&f.licence, "affirming", 0),
+        (&f.licence, "warning", 0),
         (&f.too_small, "contraindicated", 1),
     ] {
         let ear = f.dir.join("result.jwt");
@@ -331,6 +333,11 @@ fn ear_status_follows_the_verdict() {
         assert_eq!(submods.len(), 1, "{claims}");
         let (_, node) = submods.iter().next().unwrap();
         assert_eq!(node["ear.status"], status, "{claims}");
+        let reasons = node["tppguard.reasons"].as_array().unwrap();
+        assert!(
+            reasons.contains(&Value::from("simulated_inventory")),
+            "{claims}"
+        );
         if status == "contraindicated" {
             assert!(
                 node["tppguard.reasons"]

@@ -6,6 +6,7 @@ mod check;
 mod classify;
 mod demo;
 mod fixtures;
+mod fuzz_corpus;
 mod interop;
 mod inventory;
 mod licence;

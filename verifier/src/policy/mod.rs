@@ -708,6 +708,16 @@ pub fn evaluate(
         let lref = licence_ref(lic_idx);
         let nref = node_ref(n);
 
+        if claims.simulated {
+            findings.push(
+                Reason::SimulatedInventory {
+                    gpus: claims.submods.len() as u64,
+                },
+                lref,
+                nref,
+                None,
+            );
+        }
         if claims.iat > at_unix.saturating_add(MAX_CLOCK_SKEW_S) {
             findings.push(
                 Reason::AttestationFromFuture {

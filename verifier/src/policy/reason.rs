@@ -200,11 +200,18 @@ pub enum Reason {
         /// The period the allocation covers.
         period: String,
     },
+    /// The node's inventory came from the agent's simulated driver (`tppguard.simulated`):
+    /// no real GPU was read. Its GPUs count as claimed, but the evidence proves nothing about
+    /// hardware.
+    SimulatedInventory {
+        /// GPUs the simulated inventory lists.
+        gpus: u64,
+    },
 }
 
 impl Reason {
     /// Every code, in declaration order (documentation and the uniqueness test).
-    pub const CODES: [&'static str; 18] = [
+    pub const CODES: [&'static str; 19] = [
         "model_not_allowed",
         "eccn_not_allowed",
         "device_tpp_above_cap",
@@ -223,6 +230,7 @@ impl Reason {
         "agent_classification_mismatch",
         "site_in_several_licences",
         "country_allocation_exceeded",
+        "simulated_inventory",
     ];
 
     /// The stable snake_case reason code.
@@ -245,6 +253,7 @@ impl Reason {
             Self::DeviceCountAboveCap { .. } => "device_count_above_cap",
             Self::AgentClassificationMismatch { .. } => "agent_classification_mismatch",
             Self::SiteInSeveralLicences { .. } => "site_in_several_licences",
+            Self::SimulatedInventory { .. } => "simulated_inventory",
             Self::CountryAllocationExceeded { .. } => "country_allocation_exceeded",
         }
     }
@@ -275,7 +284,8 @@ impl Reason {
             | Self::AttestationFromFuture { .. }
             | Self::LicenceRuleSetMismatch { .. }
             | Self::AgentClassificationMismatch { .. }
-            | Self::SiteInSeveralLicences { .. } => Severity::Warning,
+            | Self::SiteInSeveralLicences { .. }
+            | Self::SimulatedInventory { .. } => Severity::Warning,
         }
     }
 
@@ -331,6 +341,10 @@ impl Reason {
                     .as_deref()
                     .map(|l| format!(", against licence {l}"))
                     .unwrap_or_default()
+            ),
+            Self::SimulatedInventory { gpus } => format!(
+                "the agent read this node from its simulated driver, not real GPUs: its {gpus} \
+                 GPUs count as claimed, but the evidence proves nothing about hardware"
             ),
             Self::StaleNode {
                 age_s, max_age_s, ..

@@ -251,6 +251,30 @@ fn stale_node_still_counts() {
 }
 
 #[test]
+fn a_simulated_inventory_is_flagged_and_still_counted() {
+    let mut sim = node("node-sim", AT);
+    let mut claims = sim.claims().clone();
+    claims.simulated = true;
+    sim = VerifiedAttestation::new(claims, "node-sim".to_owned(), *sim.token_sha256());
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[sim, node("node-2", AT)],
+        AT,
+    );
+    assert_eq!(codes(&v), ["simulated_inventory"]);
+    assert!(
+        v.compliant,
+        "a simulated node is a warning, not a violation"
+    );
+    let f = &v.findings[0];
+    assert_eq!(f.node.as_deref(), Some("node-sim"));
+    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(f.figures, Reason::SimulatedInventory { gpus: 8 });
+    assert_eq!(v.licences[0].devices.used, 16);
+}
+
+#[test]
 fn same_gpu_on_two_nodes_counts_once() {
     let mut gpus_b = dgx("node-b");
     gpus_b[3] = h100("node-a", 5); // node-a's gpu5, reported again by node-b
@@ -685,6 +709,7 @@ fn every_reason() -> Vec<Reason> {
             over_by: tpp,
             period: "2025-2027".to_owned(),
         },
+        Reason::SimulatedInventory { gpus: 8 },
     ]
 }
 
