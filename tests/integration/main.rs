@@ -5,6 +5,7 @@ mod attest;
 mod check;
 mod classify;
 mod demo;
+mod docs;
 mod fixtures;
 mod fuzz_corpus;
 mod interop;

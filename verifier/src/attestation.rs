@@ -4,9 +4,9 @@
 //!
 //! [`verify_attestation`] is the only way to make a [`VerifiedAttestation`]. The order of the
 //! checks is fixed: size and shape ([`jws::decode`], bounded), `typ`, `x5c` present, the chain
-//! ([`TrustAnchors::verify_node`], with the operator CRLs, remembering verified chains), the header's `alg` against the leaf's key
-//! (no algorithm confusion: the key decides, never the header), the signature, the claims, and
-//! the nonce. Every rejection is an [`AttestationError`] value with a stable code; nothing here
+//! ([`TrustAnchors::verify_node`], with the operator CRLs, remembering verified chains), the
+//! header's `alg` against the leaf's key (no algorithm confusion: the key decides, never the
+//! header), the signature, the claims, and the nonce. Every rejection is an [`AttestationError`] value with a stable code; nothing here
 //! panics on outside input or reads the clock. Freshness (the age of `iat` against a licence's
 //! `max_attestation_age`) is the policy's check, not this module's.
 
@@ -58,7 +58,7 @@ pub enum AttestationError {
     #[error("attestation token rejected ({})", .0.code())]
     Jws(#[from] JwsError),
     /// The header's `typ` is not [`ATTESTATION_TYP`].
-    #[error("the header `typ` is {typ:?}, not {ATTESTATION_TYP:?}")]
+    #[error("the header `typ` is {}, not {ATTESTATION_TYP:?}", typ.as_deref().map_or_else(|| "missing".to_owned(), |t| format!("{t:?}")))]
     WrongTyp {
         /// The `typ` given, if any (at most 64 characters of it).
         typ: Option<String>,

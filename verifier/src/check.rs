@@ -2,12 +2,12 @@
 //! instant, evaluate the accepted evidence under one or more rule sets side by side
 //! ([`evaluate`]), and report (tables or one JSON object, optionally an EAR JWT).
 //!
-//! Nothing a file contains stops the run: a licence or attestation that fails verification is
-//! reported with its reason code and makes the result not compliant. Only what prevents the
-//! check itself (an unreadable file or trust file, an unknown rule set, an unusable result
-//! key) is an [`Error`]. The output is deterministic: inputs are put in a fixed order (by
-//! file name, then by content hash) and every list is sorted, so a fixed `--at` gives the
-//! same bytes.
+//! A licence or attestation that fails verification does not stop the run: it is reported with its
+//! reason code and makes the result not compliant. Only what prevents the check itself is an
+//! [`Error`]: an unreadable file or trust file, an unknown rule set (named with `--rule-set`, or,
+//! without it, by an accepted licence), an unusable result key. The output is deterministic: inputs
+//! are put in a fixed order (by file name, then by content hash) and every list is sorted, so a
+//! fixed `--at` gives the same bytes.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;

@@ -98,7 +98,7 @@ pub struct CheckArgs {
     #[arg(long, value_name = "ID|FILE")]
     pub rule_set: Vec<String>,
 
-    /// The challenge the attestations must answer (lower-case hex, 32 bytes or more); an
+    /// The challenge the attestations must answer (lower-case hex, 32 to 37 bytes); an
     /// attestation with another `eat_nonce` is rejected (nonce_mismatch). Default: not
     /// checked.
     #[arg(long, value_name = "HEX", value_parser = parse_nonce)]
@@ -373,7 +373,7 @@ fn parse_at(text: &str) -> Result<i64, String> {
     crate::licence::parse_at(text).map_err(|reason| format!("{text:?} {reason}"))
 }
 
-/// Parses `--nonce`: lower-case hex of 32 bytes or more.
+/// Parses `--nonce`: lower-case hex of 32 to 37 bytes.
 fn parse_nonce(text: &str) -> Result<Nonce, String> {
     Nonce::parse(text).map_err(|e| format!("{text:?}: {e}"))
 }

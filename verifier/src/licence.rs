@@ -69,7 +69,7 @@ pub enum LicenceVerifyError {
     #[error("licence token rejected ({})", .0.code())]
     Jws(#[from] JwsError),
     /// The header's `typ` is not [`LICENCE_TYP`].
-    #[error("the header `typ` is {typ:?}, not {LICENCE_TYP:?}")]
+    #[error("the header `typ` is {}, not {LICENCE_TYP:?}", typ.as_deref().map_or_else(|| "missing".to_owned(), |t| format!("{t:?}")))]
     WrongTyp {
         /// The `typ` given, if any (at most 64 characters of it).
         typ: Option<String>,

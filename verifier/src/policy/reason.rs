@@ -253,8 +253,8 @@ impl Reason {
             Self::DeviceCountAboveCap { .. } => "device_count_above_cap",
             Self::AgentClassificationMismatch { .. } => "agent_classification_mismatch",
             Self::SiteInSeveralLicences { .. } => "site_in_several_licences",
-            Self::SimulatedInventory { .. } => "simulated_inventory",
             Self::CountryAllocationExceeded { .. } => "country_allocation_exceeded",
+            Self::SimulatedInventory { .. } => "simulated_inventory",
         }
     }
 
