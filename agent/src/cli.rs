@@ -49,12 +49,33 @@ pub enum Command {
     /// Sign this node's inventory as an attestation for a verifier.
     ///
     /// Takes the same inventory as `inventory`, puts it in an attestation claim set (EAT
-    /// profile tag:tppguard.dev,2026:attestation/v1; one submod per GPU; evidence tier
-    /// `declared`) with the verifier's --nonce, and signs it as a compact JWS with the node
+    /// profile tag:tppguard.dev,2026:attestation/v1; one submod per GPU with its latest
+    /// measurement from NODE/measurements.json (`measure --dir`); evidence tier `measured`
+    /// when every GPU has one consistent with its spec, else `declared`) with the verifier's
+    /// --nonce, and signs it as a compact JWS with the node
     /// key (NODE/node.key), carrying the node's certificate chain (NODE/node-chain.pem, from
     /// `tppguard-verifier pki issue-node`) in the `x5c` header. See docs/attestation.md.
     #[command(after_long_help = ATTEST_EXIT_CODES)]
     Attest(AttestArgs),
+
+    /// Measure each GPU's dense GEMM throughput, per precision, and compare it with the spec.
+    ///
+    /// Runs square GEMMs (8192 per side by default, less when memory is short) back to back
+    /// with no synchronisation between them, timed with CUDA events after a warm-up, and
+    /// reports the median and spread of the repeats in TOPS (TFLOPS for floating point), the
+    /// ratio to the spec table's dense figure, and the TPP the measurement implies. SM clock,
+    /// temperature, power and throttle reasons are read through NVML during the run.
+    ///
+    /// A GPU running other compute processes is refused (a measurement would disturb them
+    /// and be disturbed by them) unless --force. With --dir NODE the results are cached in
+    /// NODE/measurements.json, and `attest --dir NODE` puts each GPU's latest measurement in
+    /// the attestation (evidence tier `measured` when every GPU has a consistent one).
+    ///
+    /// The CUDA driver and cuBLAS are loaded at run time: the agent runs on machines without
+    /// CUDA, and says so. With --simulate the GEMMs are simulated from the fixture's figures
+    /// (deterministic), through the same timing and statistics code.
+    #[command(after_long_help = MEASURE_EXIT_CODES)]
+    Measure(MeasureArgs),
 
     /// The quick start: inventory this node with its real driver, or, when no NVIDIA driver
     /// is installed, the bundled simulated DGX H100 node (8x H100 SXM5 80GB), saying so.
@@ -94,6 +115,59 @@ pub struct InitArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// Arguments of `measure`.
+#[derive(Debug, Args)]
+pub struct MeasureArgs {
+    /// Measure only the GPU at this NVML index (repeat for several). Default: every GPU.
+    #[arg(long = "gpu", value_name = "N")]
+    pub gpus: Vec<u32>,
+
+    /// Measure only this precision (repeat for several): FP8, INT8, FP16, BF16, TF32, FP64.
+    /// Default: all of them that the GPU supports.
+    #[arg(long = "precision", value_name = "P")]
+    pub precisions: Vec<tppguard_proto::tpp::Precision>,
+
+    /// Measure a GPU even when other compute processes are running on it.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Node folder (from `init`): cache the results in NODE/measurements.json for `attest`.
+    #[arg(long, value_name = "NODE")]
+    pub dir: Option<PathBuf>,
+
+    /// Side of the square matrices.
+    #[arg(long, value_name = "N", default_value_t = 8192,
+          value_parser = clap::value_parser!(u32).range(256..=65536))]
+    pub matrix_size: u32,
+
+    /// Timed repeats per precision (the median and spread are over these).
+    #[arg(long, value_name = "N", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeats: u32,
+
+    /// A folder holding the CUDA libraries (libcublas, libcublasLt) when the loader does not
+    /// find them, e.g. PyTorch's `site-packages/nvidia/cublas/lib`.
+    #[arg(long, value_name = "DIR")]
+    pub cuda_lib_dir: Option<PathBuf>,
+
+    /// Print the results as JSON (schema "tppguard-measure/v1").
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// The exit codes of `measure`, shown at the end of its `--help`.
+pub const MEASURE_EXIT_CODES: &str = "\
+Exit codes:
+  0  every GPU asked for was measured
+  1  a GPU could not be measured (busy without --force, lost, or a CUDA error)
+  2  the command could not run (bad arguments, I/O error)
+  3  no NVIDIA driver is installed (use --simulate to try tppguard without one)
+  4  the NVIDIA driver is installed but NVML could not start
+  5  no CUDA driver or cuBLAS library could be loaded";
 
 /// Output format.
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod host;
 pub mod identity;
 pub mod inventory;
+pub mod measure;
 pub mod nvml;
 pub mod report;
 pub mod sign;
@@ -23,7 +24,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{AttestArgs, Cli, Command, InitArgs, InventoryArgs, OutputArgs, SourceArgs};
+use crate::cli::{
+    AttestArgs, Cli, Command, InitArgs, InventoryArgs, MeasureArgs, OutputArgs, SourceArgs,
+};
 use crate::nvml::{LibrarySource, OpenError, Session};
 use crate::report::Report;
 use crate::simulate::SimulatedDriver;
@@ -38,6 +41,8 @@ pub const EXIT_ERROR: u8 = 2;
 pub const EXIT_NO_DRIVER: u8 = 3;
 /// Exit code: the driver is installed but NVML could not start.
 pub const EXIT_DRIVER_UNUSABLE: u8 = 4;
+/// Exit code (`measure`): no CUDA driver or cuBLAS library could be loaded.
+pub const EXIT_NO_CUDA: u8 = 5;
 
 /// Sets up `tracing` on stderr: the `--log` filter, else `RUST_LOG`, else warnings only.
 pub fn init_logging(filter: Option<&str>) {
@@ -58,6 +63,13 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         Some(OpenError::NoDriver { .. }) => EXIT_NO_DRIVER,
         Some(_) => EXIT_DRIVER_UNUSABLE,
         None if err.is::<inventory::CountError>() => EXIT_DRIVER_UNUSABLE,
+        None if matches!(
+            err.downcast_ref::<measure::BenchError>(),
+            Some(measure::BenchError::NoCudaDriver | measure::BenchError::MissingLibrary { .. })
+        ) =>
+        {
+            EXIT_NO_CUDA
+        }
         None => EXIT_ERROR,
     }
 }
@@ -69,7 +81,168 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(output) => demo_command(&output),
         Command::Init(args) => init_command(&args),
         Command::Attest(args) => attest_command(&args),
+        Command::Measure(args) => measure_command(&args),
     }
+}
+
+fn measure_command(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
+    use measure::report::{GpuOutcome, MeasureReport};
+    use measure::{Benchmark, Params, run};
+
+    let mut precisions: Vec<_> = if args.precisions.is_empty() {
+        measure::DEFAULT_PRECISIONS.to_vec()
+    } else {
+        args.precisions.clone()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    precisions.retain(|p| seen.insert(*p));
+    let params = Params {
+        matrix_size: args.matrix_size,
+        repeats: args.repeats,
+        ..Params::default()
+    };
+    let mut cache = match &args.dir {
+        Some(dir) => Some(run::Cache::load(dir)?),
+        None => None,
+    };
+
+    let session = open_session(&args.source)?;
+    let fixture = match &session.source {
+        LibrarySource::Simulated(driver) => Some((
+            driver.fixture.clone(),
+            std::fs::read_to_string(driver.fixture_json())
+                .context("reading the simulated driver's fixture")?,
+        )),
+        _ => None,
+    };
+    let gpus = inventory::collect(&session.nvml)?.gpus;
+    if let Some(missing) = args
+        .gpus
+        .iter()
+        .find(|i| !gpus.iter().any(|g| g.index == **i))
+    {
+        anyhow::bail!(
+            "--gpu {missing}: this node has no GPU at NVML index {missing} (it has {}); \
+             `tppguard-agent inventory` lists them",
+            gpus.len()
+        );
+    }
+    let chosen: Vec<_> = gpus
+        .iter()
+        .filter(|g| args.gpus.is_empty() || args.gpus.contains(&g.index))
+        .collect();
+
+    let interactive = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut outcomes = Vec::with_capacity(chosen.len());
+    for gpu in chosen {
+        let mut outcome = GpuOutcome::new(gpu);
+        let device = match session.nvml.device_by_index(gpu.index) {
+            Ok(d) => d,
+            Err(e) => {
+                outcome.error = Some(format!("NVML gives no handle for it: {e}"));
+                outcomes.push(outcome);
+                continue;
+            }
+        };
+        match run::compute_processes(&device) {
+            Ok(pids) if !pids.is_empty() => {
+                outcome.compute_processes = pids;
+                if !args.force {
+                    outcome.status = "busy";
+                    outcomes.push(outcome);
+                    continue;
+                }
+                tracing::warn!(gpu = gpu.index, "measuring a busy GPU (--force)");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                gpu = gpu.index,
+                error = %e,
+                "NVML cannot list this GPU's compute processes; measuring anyway"
+            ),
+        }
+        let uuid = gpu.uuid.clone().unwrap_or_default();
+        let mut bench: Box<dyn Benchmark> = match &fixture {
+            Some((_, json)) => Box::new(
+                measure::simulated::SimulatedBenchmark::from_fixture(json, &uuid)
+                    .context("reading the fixture's benchmark figures")?,
+            ),
+            None => {
+                let bus_id = gpu.pci.as_ref().map(|p| p.bus_id.as_str()).unwrap_or("");
+                // No CUDA at all is the node's state, not this GPU's: stop with its exit code.
+                Box::new(measure::cuda::CudaBenchmark::open(
+                    bus_id,
+                    args.cuda_lib_dir.as_deref(),
+                )?)
+            }
+        };
+        let bar = interactive.then(|| progress_bar(gpu.index, precisions.len()));
+        let mut on_step = |precision: tppguard_proto::tpp::Precision, step: measure::Step| {
+            if let Some(bar) = &bar {
+                match step {
+                    measure::Step::Calibrating { gemms } => {
+                        bar.set_message(format!("{precision}: warming up ({gemms} GEMMs)"));
+                    }
+                    measure::Step::Repeat { done, of, tops } => {
+                        bar.set_message(format!("{precision}: repeat {done}/{of}, {tops:.1} TOPS"));
+                        if done == of {
+                            bar.inc(1);
+                        }
+                    }
+                }
+            }
+        };
+        match run::measure_gpu(bench.as_mut(), &device, &precisions, &params, &mut on_step) {
+            Ok((measurement, skipped)) => {
+                if let Some(cache) = cache.as_mut() {
+                    cache.insert(uuid.clone(), measurement.clone());
+                }
+                outcome.measured(measurement, skipped);
+            }
+            Err(e) => outcome.error = Some(e.to_string()),
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        outcomes.push(outcome);
+    }
+
+    let cached_in = match (&args.dir, &cache) {
+        (Some(dir), Some(cache)) => Some(cache.save(dir)?.display().to_string()),
+        _ => None,
+    };
+    let report = MeasureReport {
+        schema: measure::report::SCHEMA,
+        simulated_fixture: fixture.map(|(name, _)| name),
+        cached_in,
+        gpus: outcomes,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        report.render(&mut out)?;
+    }
+    Ok(ExitCode::from(if report.complete() {
+        EXIT_OK
+    } else {
+        EXIT_DEGRADED
+    }))
+}
+
+/// A progress bar on stderr for one GPU's precisions.
+fn progress_bar(gpu: u32, precisions: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(u64::try_from(precisions).unwrap_or(u64::MAX));
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("GPU {prefix} [{bar:20}] {pos}/{len} {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(gpu.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
 }
 
 fn init_command(args: &InitArgs) -> anyhow::Result<ExitCode> {
@@ -212,6 +385,7 @@ fn attest_command(args: &AttestArgs) -> anyhow::Result<ExitCode> {
             iat,
             nonce,
             site,
+            measurements: measure::run::Cache::load(&args.dir)?.gpus,
         },
     );
     let token = credentials.sign(&claims).map_err(rendered)?;

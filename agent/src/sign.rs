@@ -21,7 +21,7 @@ use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use serde::Serialize;
 use tppguard_proto::claims::{
     self, AgentClassification, AttestationClaims, ClaimsError, EvidenceTier, GpuSubmod, Nonce,
-    Profile,
+    Profile, measurement::Measurement,
 };
 use tppguard_proto::jws::{self, Alg, Header, JwsError, MAX_X5C_CERTS, SigningKey};
 
@@ -433,15 +433,57 @@ pub struct ClaimsContext {
     pub nonce: Nonce,
     /// The site id, when given.
     pub site: Option<String>,
+    /// The latest measurement of each GPU, by UUID (`measure --dir`); empty for none.
+    pub measurements: BTreeMap<String, Measurement>,
 }
 
-/// The claim set for an inventory: one submod per GPU, the host and driver, evidence tier
-/// `declared`, and whether the inventory was simulated.
+/// How far above the spec a measured rate may be for the agent to call its evidence
+/// `measured` (the shipped rule sets' default `exceeds_spec_percent`; the verifier decides
+/// with its own rule set and licence).
+const CONSISTENT_ABOVE_SPEC: f64 = 1.10;
+
+/// Whether `gpu`'s measurement backs its identity: the part is in the spec table and no
+/// measured rate exceeds its spec figure beyond [`CONSISTENT_ABOVE_SPEC`].
+fn consistent(gpu: &crate::report::ReportGpu, m: &Measurement) -> bool {
+    let pci = gpu.gpu.pci.as_ref().map(|p| p.combined_device_id);
+    let tppguard_proto::spec::SpecMatch::Found { spec, .. } =
+        tppguard_proto::spec::lookup(pci, gpu.gpu.name.as_deref())
+    else {
+        return false;
+    };
+    !m.results.is_empty()
+        && m.results.iter().all(|r| {
+            spec.dense_tops
+                .iter()
+                .find(|(p, _)| *p == r.precision)
+                .is_none_or(|(_, t)| r.tops_median <= t.as_f64() * CONSISTENT_ABOVE_SPEC)
+        })
+}
+
+/// The claim set for an inventory: one submod per GPU with its latest measurement when
+/// there is one, the host and driver, and whether the inventory was simulated. The evidence
+/// tier is `measured` when every GPU has a measurement consistent with its spec, else
+/// `declared`.
 pub fn claims_from_report(report: &Report, context: ClaimsContext) -> AttestationClaims {
+    let measurement_of = |g: &crate::report::ReportGpu| {
+        g.gpu
+            .uuid
+            .as_ref()
+            .and_then(|u| context.measurements.get(u))
+    };
+    let all_measured = !report.gpus.is_empty()
+        && report
+            .gpus
+            .iter()
+            .all(|g| measurement_of(g).is_some_and(|m| consistent(g, m)));
     let submods: BTreeMap<String, GpuSubmod> = report
         .gpus
         .iter()
-        .map(|g| (claims::submod_name(g.gpu.index), submod(g)))
+        .map(|g| {
+            let mut s = submod(g);
+            s.measurement = measurement_of(g).cloned();
+            (claims::submod_name(g.gpu.index), s)
+        })
         .collect();
     let h = &report.host;
     let d = &report.driver;
@@ -463,7 +505,11 @@ pub fn claims_from_report(report: &Report, context: ClaimsContext) -> Attestatio
             physical_cores: h.physical_cores.map(count),
             memory_bytes: h.memory_bytes,
         },
-        evidence_tier: EvidenceTier::Declared,
+        evidence_tier: if all_measured {
+            EvidenceTier::Measured
+        } else {
+            EvidenceTier::Declared
+        },
         driver: claims::Driver {
             driver_version: d.driver_version.clone(),
             nvml_version: d.nvml_version.clone(),
@@ -542,6 +588,7 @@ fn submod(g: &crate::report::ReportGpu) -> GpuSubmod {
             performance_density: c.performance_density.map(|p| p.as_f64()),
             eccn: c.eccn.clone(),
         },
+        measurement: None,
     }
 }
 
@@ -673,6 +720,7 @@ mod tests {
             iat: 1_790_000_000,
             nonce: Nonce::parse(NONCE).unwrap(),
             site: Some("fra-1".into()),
+            measurements: BTreeMap::new(),
         }
     }
 

@@ -153,4 +153,9 @@ impl SimulatedDriver {
     pub fn library(&self) -> PathBuf {
         self.dir.path().join("libnvidia-ml.so")
     }
+
+    /// The fixture the library serves (the simulated benchmark reads its figures there).
+    pub fn fixture_json(&self) -> PathBuf {
+        self.dir.path().join("fixture.json")
+    }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::units::{Bandwidth, DieArea, PerformanceDensity, Tops, Tpp};
 
@@ -128,6 +128,24 @@ impl FromStr for Precision {
 impl Serialize for Precision {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.code())
+    }
+}
+
+/// Exactly the lower-case [`Precision::code`] (`fp8`), as [`Serialize`] writes it: JSON from
+/// outside has one spelling per precision.
+impl<'de> Deserialize<'de> for Precision {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|p| p.code() == code)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format_args!(
+                    "unknown precision {:?}; expected one of fp64, fp32, tf32, fp16, bf16, fp8, \
+                     int8, int4, fp4",
+                    code.chars().take(16).collect::<String>()
+                ))
+            })
     }
 }
 

@@ -565,7 +565,9 @@ fn a_function_the_fake_lacks_fails_to_load_like_an_old_driver() {
         Err(NvmlError::FailedToLoadSymbol(_))
     ));
     assert!(matches!(
-        gpu.temperature(nvml_wrapper::enum_wrappers::device::TemperatureSensor::Gpu),
+        gpu.temperature_threshold(
+            nvml_wrapper::enum_wrappers::device::TemperatureThreshold::Shutdown
+        ),
         Err(NvmlError::FailedToLoadSymbol(_))
     ));
 }

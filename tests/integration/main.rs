@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod interop;
 mod inventory;
 mod licence;
+mod measure;
 mod pki;
 mod schema;
 mod support;

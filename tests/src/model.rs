@@ -74,6 +74,12 @@ pub struct Device {
     pub max_mig_devices: Option<u32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mig_devices: Vec<MigDevice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<Telemetry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_processes: Option<Vec<Process>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub benchmark: Option<Benchmark>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lost: bool,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -116,6 +122,61 @@ pub struct MaxClocks {
 pub struct MigMode {
     pub current: bool,
     pub pending: bool,
+}
+
+/// `telemetry`: the current-state readings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Telemetry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sm_clock_mhz: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_clock_mhz: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature_c: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_usage_mw: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_reasons: Option<u64>,
+}
+
+impl Telemetry {
+    /// Whether no reading is present (the section is then left out).
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One entry of `compute_processes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used_gpu_memory_bytes: Option<u64>,
+}
+
+/// `benchmark`: the simulated GEMM benchmark's median dense TOPS per precision code, in
+/// tenths (serialised as numbers with one decimal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Benchmark {
+    #[serde(serialize_with = "tenths_map")]
+    pub dense_tops: BTreeMap<String, u64>,
+}
+
+/// Tenths as JSON numbers: 7124 -> 712.4 (the nearest `f64`, printed shortest, so exactly one
+/// decimal).
+fn tenths_map<S: serde::Serializer>(
+    map: &BTreeMap<String, u64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::{Error as _, SerializeMap};
+    let mut out = serializer.serialize_map(Some(map.len()))?;
+    for (precision, tenths) in map {
+        let whole = u32::try_from(*tenths)
+            .map_err(|_| S::Error::custom(format!("{precision}: {tenths} tenths is too large")))?;
+        out.serialize_entry(precision, &(f64::from(whole) / 10.0))?;
+    }
+    out.end()
 }
 
 /// One MIG device.

@@ -8,7 +8,8 @@ use roxmltree::Node;
 
 use crate::Error;
 use crate::model::{
-    self, Device, Fixture, MaxClocks, Memory, MigDevice, MigMode, Pci, cuda_version_int,
+    self, Device, Fixture, MaxClocks, Memory, MigDevice, MigMode, Pci, Process, Telemetry,
+    cuda_version_int,
 };
 
 /// Where the captures come from (`shared/data/SOURCES.md`).
@@ -108,6 +109,116 @@ fn milliwatts(file: &str, value: &str) -> Result<u32, Error> {
     int.checked_mul(1000)
         .and_then(|v| v.checked_add(frac))
         .ok_or_else(err)
+}
+
+/// "27 C" in degrees C.
+fn celsius(file: &str, value: &str) -> Result<u32, Error> {
+    value
+        .strip_suffix(" C")
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| bad(file, "temperature", value))
+}
+
+/// nvidia-smi's clock event (v12+) / throttle reason names and NVML's
+/// `nvmlClocksEventReason*` / `nvmlClocksThrottleReason*` bits.
+const CLOCK_REASONS: &[(&str, u64)] = &[
+    ("gpu_idle", 0x1),
+    ("applications_clocks_setting", 0x2),
+    ("sw_power_cap", 0x4),
+    ("hw_slowdown", 0x8),
+    ("sync_boost", 0x10),
+    ("sw_thermal_slowdown", 0x20),
+    ("hw_thermal_slowdown", 0x40),
+    ("hw_power_brake_slowdown", 0x80),
+    ("display_clocks_setting", 0x100),
+];
+
+/// The clock event / throttle reasons as NVML's bitmask: the bits of the reasons marked
+/// `Active`; absent when the capture states none of them.
+fn clock_reasons(file: &str, gpu: Node<'_, '_>) -> Result<Option<u64>, Error> {
+    let Some(list) = gpu.children().find(|c| {
+        c.has_tag_name("clocks_event_reasons") || c.has_tag_name("clocks_throttle_reasons")
+    }) else {
+        return Ok(None);
+    };
+    let mut bits = 0;
+    let mut stated = false;
+    for e in list.children().filter(Node::is_element) {
+        let tag = e.tag_name().name();
+        let bit = tag
+            .strip_prefix("clocks_event_reason_")
+            .or_else(|| tag.strip_prefix("clocks_throttle_reason_"))
+            .and_then(|r| CLOCK_REASONS.iter().find(|(n, _)| *n == r))
+            .map(|(_, b)| *b)
+            .ok_or_else(|| bad(file, "clock reason", tag))?;
+        match text(e, &[]) {
+            Some("Active") => {
+                bits |= bit;
+                stated = true;
+            }
+            Some("Not Active") => stated = true,
+            None => {}
+            Some(other) => return Err(bad(file, tag, other)),
+        }
+    }
+    Ok(stated.then_some(bits))
+}
+
+fn telemetry(file: &str, gpu: Node<'_, '_>) -> Result<Option<Telemetry>, Error> {
+    // nvmlDeviceGetPowerUsage is nvidia-smi's power_draw; the v13 format splits it, and the
+    // average is what the call answers on these newer drivers.
+    let power = text(gpu, &["power_readings", "power_draw"])
+        .or_else(|| text(gpu, &["gpu_power_readings", "power_draw"]))
+        .or_else(|| text(gpu, &["gpu_power_readings", "average_power_draw"]));
+    let t = Telemetry {
+        sm_clock_mhz: text(gpu, &["clocks", "sm_clock"])
+            .map(|v| mhz(file, v))
+            .transpose()?,
+        memory_clock_mhz: text(gpu, &["clocks", "mem_clock"])
+            .map(|v| mhz(file, v))
+            .transpose()?,
+        temperature_c: text(gpu, &["temperature", "gpu_temp"])
+            .map(|v| celsius(file, v))
+            .transpose()?,
+        power_usage_mw: power.map(|p| milliwatts(file, p)).transpose()?,
+        throttle_reasons: clock_reasons(file, gpu)?,
+    };
+    Ok((!t.is_empty()).then_some(t))
+}
+
+/// The capture's compute processes (types `C` and `C+G`; `G` is graphics only, which NVML's
+/// compute list leaves out); absent when the capture has no process list.
+fn processes(file: &str, gpu: Node<'_, '_>) -> Result<Option<Vec<Process>>, Error> {
+    let Some(list) = gpu.children().find(|c| c.has_tag_name("processes")) else {
+        return Ok(None);
+    };
+    let infos: Vec<Node<'_, '_>> = list
+        .children()
+        .filter(|c| c.has_tag_name("process_info"))
+        .collect();
+    if infos.is_empty() && text(list, &[]).is_some() {
+        return Err(bad(file, "processes", list.text().unwrap_or_default()));
+    }
+    let mut out = Vec::new();
+    for p in infos {
+        let kind = text(p, &["type"]).unwrap_or_default();
+        let compute = match kind {
+            "C" | "C+G" => true,
+            "G" => false,
+            other => return Err(bad(file, "process type", other)),
+        };
+        if !compute {
+            continue;
+        }
+        let pid = text(p, &["pid"]).unwrap_or_default();
+        out.push(Process {
+            pid: pid.parse().map_err(|_| bad(file, "pid", pid))?,
+            used_gpu_memory_bytes: text(p, &["used_memory"])
+                .map(|m| mib(file, m))
+                .transpose()?,
+        });
+    }
+    Ok(Some(out))
 }
 
 fn hex(file: &str, what: &str, value: &str) -> Result<u32, Error> {
@@ -262,6 +373,8 @@ fn device(file: &str, gpu: Node<'_, '_>) -> Result<Device, Error> {
         vbios_version: owned(gpu, &["vbios_version"]),
         mig_mode,
         mig_devices,
+        telemetry: telemetry(file, gpu)?,
+        compute_processes: processes(file, gpu)?,
         ..Device::default()
     })
 }
@@ -333,7 +446,12 @@ pub fn convert(stem: &str, xml: &str) -> Result<Fixture, Error> {
     source.push_str(
         " Values the capture gives as N/A or Not Supported, or lacks, are absent; memory is \
          fb_memory_usage (MiB x 2^20), the power limit the enforced/current limit (W x 1000), \
-         max clocks the max_clocks sm/mem entries.",
+         max clocks the max_clocks sm/mem entries. Telemetry is the capture's own readings: \
+         current clocks (clocks sm/mem), gpu_temp, power draw (power_draw, else \
+         average_power_draw, which nvmlDeviceGetPowerUsage answers on the newer drivers) and \
+         the clock event/throttle reasons marked Active as NVML's bitmask; compute_processes \
+         are its processes of type C or C+G (graphics-only ones are not in NVML's compute \
+         list). No benchmark: a capture states no throughput.",
     );
     if nvml_version.is_some() {
         source.push_str(
@@ -407,6 +525,80 @@ mod tests {
         assert!(
             f.source
                 .contains("Redacted by the contributor, so absent: uuid")
+        );
+        assert!(d.telemetry.is_none() && d.compute_processes.is_none());
+    }
+
+    #[test]
+    fn readings_and_compute_processes_are_converted() {
+        let xml = r#"<?xml version="1.0" ?>
+<nvidia_smi_log>
+  <gpu id="00000000:01:00.0">
+    <clocks_event_reasons>
+      <clocks_event_reason_gpu_idle>Not Active</clocks_event_reason_gpu_idle>
+      <clocks_event_reason_sw_power_cap>Active</clocks_event_reason_sw_power_cap>
+      <clocks_event_reason_hw_slowdown>Active</clocks_event_reason_hw_slowdown>
+      <clocks_event_reason_sync_boost>N/A</clocks_event_reason_sync_boost>
+    </clocks_event_reasons>
+    <temperature><gpu_temp>61 C</gpu_temp></temperature>
+    <gpu_power_readings>
+      <average_power_draw>139.62 W</average_power_draw>
+      <instant_power_draw>142.33 W</instant_power_draw>
+    </gpu_power_readings>
+    <clocks><sm_clock>1950 MHz</sm_clock><mem_clock>9251 MHz</mem_clock></clocks>
+    <processes>
+      <process_info><pid>10</pid><type>G</type><used_memory>5 MiB</used_memory></process_info>
+      <process_info><pid>11</pid><type>C</type><used_memory>2 MiB</used_memory></process_info>
+      <process_info><pid>12</pid><type>C+G</type><used_memory>N/A</used_memory></process_info>
+    </processes>
+  </gpu>
+  <gpu id="00000000:02:00.0">
+    <clocks_throttle_reasons>
+      <clocks_throttle_reason_gpu_idle>Active</clocks_throttle_reason_gpu_idle>
+    </clocks_throttle_reasons>
+    <power_readings><power_draw>N/A</power_draw></power_readings>
+    <processes />
+  </gpu>
+</nvidia_smi_log>"#;
+        let f = convert("t", xml).unwrap();
+        let t = f.devices[0].telemetry.unwrap();
+        assert_eq!(
+            (
+                t.sm_clock_mhz,
+                t.memory_clock_mhz,
+                t.temperature_c,
+                t.power_usage_mw,
+                t.throttle_reasons
+            ),
+            (Some(1950), Some(9251), Some(61), Some(139_620), Some(0xC))
+        );
+        assert_eq!(
+            f.devices[0].compute_processes.as_deref().unwrap(),
+            [
+                Process {
+                    pid: 11,
+                    used_gpu_memory_bytes: Some(2 << 20)
+                },
+                Process {
+                    pid: 12,
+                    used_gpu_memory_bytes: None
+                }
+            ]
+        );
+        let second = &f.devices[1];
+        assert_eq!(second.telemetry.unwrap().throttle_reasons, Some(1));
+        assert_eq!(second.telemetry.unwrap().power_usage_mw, None);
+        assert_eq!(second.compute_processes.as_deref(), Some(&[][..]));
+
+        let unknown = xml.replace("sync_boost", "warp_drive");
+        assert!(
+            convert("t", &unknown).is_err(),
+            "an unknown reason is an error"
+        );
+        let odd = xml.replace("<type>G</type>", "<type>X</type>");
+        assert!(
+            convert("t", &odd).is_err(),
+            "an unknown process type is an error"
         );
     }
 }

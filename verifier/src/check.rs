@@ -19,6 +19,7 @@ use ring::digest;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
+use tppguard_proto::claims::measurement::MeasurementMethod;
 use tppguard_proto::jws::{MAX_JWS_BYTES, SigningKey};
 use tppguard_proto::ruleset::{RuleSet, RuleSetError, shipped_rule_set};
 
@@ -31,7 +32,9 @@ use crate::ear::{EarClaims, Rejection};
 use crate::error::Error;
 use crate::licence::{format_rfc3339, verify_licence};
 use crate::pki::RESULT_KEY;
-use crate::policy::{FleetVerdict, VerifiedAttestation, VerifiedLicence, evaluate};
+use crate::policy::{
+    FleetVerdict, GpuMeasurement, GpuVerdict, VerifiedAttestation, VerifiedLicence, evaluate,
+};
 
 /// The rule set evaluated when no `--rule-set` is given and no licence is accepted.
 pub const DEFAULT_RULE_SET: &str = "us-eccn-3a090";
@@ -344,6 +347,74 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// One line per measured GPU, under its node: the measured rates against spec and the measured
+/// TPP. Nodes without a measured GPU are left out, and so is the section when none has one.
+fn write_measured(v: &FleetVerdict, out: &mut dyn Write) -> Result<(), Error> {
+    let mut nodes = v
+        .nodes
+        .iter()
+        .filter(|n| n.gpus.iter().any(|g| g.measured.is_some()))
+        .peekable();
+    if nodes.peek().is_none() {
+        return Ok(());
+    }
+    writeln!(out, "  measurements:")?;
+    for n in nodes {
+        let tier = if n.effective_evidence_tier == n.evidence_tier {
+            format!("evidence {}", n.evidence_tier)
+        } else {
+            format!(
+                "evidence {}, claimed {}",
+                n.effective_evidence_tier, n.evidence_tier
+            )
+        };
+        writeln!(out, "    node {} ({tier})", n.node)?;
+        for g in &n.gpus {
+            if let Some(m) = &g.measured {
+                writeln!(out, "      {}", measured_line(g, m))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `gpu0 H100 SXM5 80GB: measured FP8 1320.4 TOPS = 0.67 of spec, ...; TPP >= 10563.2`.
+fn measured_line(g: &GpuVerdict, m: &GpuMeasurement) -> String {
+    let rates: Vec<String> = m
+        .rates
+        .iter()
+        .map(|r| {
+            let against = match r.ratio {
+                Some(ratio) => format!("= {ratio} of spec"),
+                None => "(no spec figure)".to_owned(),
+            };
+            format!("{} {:.1} TOPS {against}", r.precision, r.tops.as_f64())
+        })
+        .collect();
+    let simulated = match m.method {
+        MeasurementMethod::Simulated => " (simulated)",
+        MeasurementMethod::CudaGemm => "",
+    };
+    let rates = if rates.is_empty() {
+        "nothing measured".to_owned()
+    } else {
+        rates.join(", ")
+    };
+    let tpp = m.tpp.map_or_else(String::new, |t| {
+        let counted = if g.model.is_none() && g.tpp == Some(t) {
+            ", counted"
+        } else {
+            ""
+        };
+        format!("; TPP >= {t} (lower bound{counted})")
+    });
+    format!(
+        "{} {}: measured{simulated} {rates}{tpp}",
+        g.submod,
+        g.model.unwrap_or("unlisted")
+    )
+}
+
 fn verdict_word(compliant: bool) -> &'static str {
     if compliant {
         "COMPLIANT"
@@ -447,6 +518,14 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
                 l.tpp.used_h100_equivalents.to_string(),
                 l.tpp.cap_h100_equivalents.to_string()
             )?;
+            if l.devices_tpp_measured > 0 {
+                writeln!(
+                    out,
+                    "    {} device(s) not in the spec table counted by measured TPP, a lower \
+                     bound: TPP used is at least the figure shown",
+                    l.devices_tpp_measured
+                )?;
+            }
             if l.devices_tpp_unknown > 0 {
                 writeln!(
                     out,
@@ -466,6 +545,7 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
                 c.licences.join(", ")
             )?;
         }
+        write_measured(v, out)?;
         if v.findings.is_empty() {
             writeln!(out, "  findings: none")?;
         } else {
@@ -520,4 +600,146 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
         writeln!(out, "wrote EAR {}", path.display())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tppguard_proto::claims::GpuStatus;
+    use tppguard_proto::evidence::EvidenceTier;
+    use tppguard_proto::ruleset::{MeasurementTolerances, RuleSetStatus};
+    use tppguard_proto::spec::h100_equivalents;
+    use tppguard_proto::tpp::Precision;
+    use tppguard_proto::units::{Tops, Tpp};
+
+    use super::*;
+    use crate::policy::{
+        MeasuredRate, MeasurementStatus, NodeVerdict, RateCheck, Severity, SpecRatio, TppSource,
+    };
+
+    fn tops(text: &str) -> Tops {
+        text.parse().unwrap()
+    }
+
+    fn gpu(
+        submod: &str,
+        model: Option<&'static str>,
+        measured: Option<GpuMeasurement>,
+    ) -> GpuVerdict {
+        let tpp: Tpp = "15831.2".parse().unwrap();
+        GpuVerdict {
+            submod: Arc::from(submod),
+            uuid: None,
+            serial: None,
+            status: GpuStatus::Ok,
+            model,
+            outcome: None,
+            clause: None,
+            tpp: Some(tpp),
+            h100_equivalents: Some(h100_equivalents(tpp)),
+            counted: true,
+            tpp_from: Some(TppSource::Spec),
+            measured: measured.map(Box::new),
+        }
+    }
+
+    fn report(gpus: Vec<GpuVerdict>, tiers: (EvidenceTier, EvidenceTier)) -> CheckReport {
+        let verdict = FleetVerdict {
+            at: 0,
+            rule_set: "us-eccn-3a090".to_owned(),
+            rule_set_version: "1".to_owned(),
+            rule_set_status: RuleSetStatus::InForce,
+            compliant: true,
+            nodes: vec![NodeVerdict {
+                node: "CN=node-1".to_owned(),
+                token_sha256: String::new(),
+                iat: 0,
+                age_s: 0,
+                stale: false,
+                licence: None,
+                evidence_tier: tiers.0,
+                effective_evidence_tier: tiers.1,
+                devices_counted: 1,
+                tpp_counted: Tpp::default(),
+                h100_equivalents: h100_equivalents(Tpp::default()),
+                severity: Severity::Info,
+                gpus,
+            }],
+            licences: Vec::new(),
+            countries: Vec::new(),
+            findings: Vec::new(),
+        };
+        CheckReport {
+            at: 0,
+            at_rfc3339: format_rfc3339(0),
+            licences: Vec::new(),
+            attestations: Attestations::default(),
+            verdicts: vec![verdict],
+            compliant: true,
+        }
+    }
+
+    fn human(report: &CheckReport) -> String {
+        let mut out = Vec::new();
+        write_human(report, None, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn human_report_shows_measured_figures_briefly_per_gpu() {
+        let fp8 = tops("1320.4");
+        let measured = GpuMeasurement {
+            method: MeasurementMethod::CudaGemm,
+            started_at: 0,
+            tpp: Some("10563.2".parse().unwrap()),
+            tpp_basis: Some(Precision::Fp8),
+            tpp_ratio: None,
+            status: MeasurementStatus::Consistent,
+            tolerances: MeasurementTolerances::default(),
+            rates: vec![
+                MeasuredRate {
+                    precision: Precision::Fp8,
+                    tops: fp8,
+                    spec_tops: Some(tops("1978.9")),
+                    ratio: SpecRatio::new(fp8, tops("1978.9")),
+                    check: RateCheck::WithinTolerance,
+                },
+                MeasuredRate {
+                    precision: Precision::Int4,
+                    tops: tops("2000"),
+                    spec_tops: None,
+                    ratio: None,
+                    check: RateCheck::NoSpecFigure,
+                },
+            ],
+        };
+        let text = human(&report(
+            vec![
+                gpu("gpu0", Some("H100 SXM5 80GB"), Some(measured)),
+                gpu("gpu1", Some("H100 SXM5 80GB"), None),
+            ],
+            (EvidenceTier::Measured, EvidenceTier::Declared),
+        ));
+        assert!(
+            text.contains(
+                "  measurements:\n    node CN=node-1 (evidence declared, claimed measured)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "      gpu0 H100 SXM5 80GB: measured FP8 1320.4 TOPS = 0.67 of spec, INT4 2000.0 \
+                 TOPS (no spec figure); TPP >= 10563.2 (lower bound)\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("gpu1"), "{text}");
+        // No measured GPU: no section.
+        let text = human(&report(
+            vec![gpu("gpu0", Some("H100 SXM5 80GB"), None)],
+            (EvidenceTier::Declared, EvidenceTier::Declared),
+        ));
+        assert!(!text.contains("measurements:"), "{text}");
+    }
 }

@@ -190,6 +190,32 @@ mod tests {
     }
 
     #[test]
+    fn measurement_findings_map_by_their_severity() {
+        use crate::policy::{Reason, SpecRatio};
+        let rate = |t: &str| t.parse().unwrap();
+        let exceeds = Reason::ExceedsSpec {
+            model: "H100 SXM5 80GB".to_owned(),
+            precision: tppguard_proto::tpp::Precision::Fp8,
+            measured_tops: rate("2200"),
+            spec_tops: rate("1978.9"),
+            ratio: SpecRatio::new(rate("2200"), rate("1978.9")).unwrap(),
+            tolerance_percent: 10,
+        };
+        // A part more capable than it claims is not compliant.
+        assert_eq!(status_of(exceeds.severity()), EarStatus::Contraindicated);
+        let downgraded = Reason::MeasuredTierDowngraded {
+            claimed: tppguard_proto::evidence::EvidenceTier::Measured,
+            effective: tppguard_proto::evidence::EvidenceTier::Declared,
+            gpus: 1,
+            unmeasured: 1,
+            exceeding: 0,
+            unlisted: 0,
+            no_spec_figure: 0,
+        };
+        assert_eq!(status_of(downgraded.severity()), EarStatus::Warning);
+    }
+
+    #[test]
     fn statuses_serialize_with_the_draft_names() {
         let names: Vec<String> = [
             EarStatus::None,

@@ -11,6 +11,7 @@
 //! are checked before parsing, duplicate keys and unknown claims are rejected, and the nonce,
 //! profile, submod names and evidence tier are validated with errors of their own.
 
+pub mod measurement;
 #[cfg(feature = "schema")]
 pub mod schema;
 #[cfg(test)]
@@ -229,6 +230,14 @@ impl AttestationClaims {
         }
         if self.iss.is_empty() {
             return Err(ClaimsError::EmptyIssuer);
+        }
+        for (name, gpu) in &self.submods {
+            if let Some(reason) = gpu.measurement.as_ref().and_then(|m| m.problem()) {
+                return Err(ClaimsError::BadMeasurement {
+                    name: name.clone(),
+                    reason,
+                });
+            }
         }
         if let Some((name, gpu)) = self
             .submods
@@ -496,6 +505,9 @@ pub struct GpuSubmod {
     pub absent: Absences,
     /// The agent's classification: shown, never trusted.
     pub classification: AgentClassification,
+    /// The latest throughput measurement of this GPU, when the agent has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurement: Option<measurement::Measurement>,
 }
 
 /// PCI identity (inventory `gpus[].pci`).
@@ -722,6 +734,14 @@ pub enum ClaimsError {
     /// `iss` is empty.
     #[error("`iss` is empty")]
     EmptyIssuer,
+    /// A submod's measurement has impossible figures.
+    #[error("submod {name:?}: the measurement has {reason}")]
+    BadMeasurement {
+        /// The submod.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A claim's contents do not match the profile (a field missing, unknown or mistyped;
     /// the message names it).
     #[error("claim set does not match profile {EAT_PROFILE}")]
@@ -734,7 +754,7 @@ pub enum ClaimsError {
 
 impl ClaimsError {
     /// Every reason code, in declaration order.
-    pub const CODES: [&'static str; 16] = [
+    pub const CODES: [&'static str; 17] = [
         "claims_too_large",
         "claims_too_deep",
         "claims_bad_json",
@@ -751,6 +771,7 @@ impl ClaimsError {
         "claims_submod_index_mismatch",
         "claims_empty_issuer",
         "claims_invalid",
+        "claims_bad_measurement",
     ];
 
     /// The stable snake_case reason code. Codes are added, never renamed or reused.
@@ -770,6 +791,7 @@ impl ClaimsError {
             Self::BadSubmodName { .. } => "claims_bad_submod_name",
             Self::TooManySubmods { .. } => "claims_too_many_submods",
             Self::SubmodIndexMismatch { .. } => "claims_submod_index_mismatch",
+            Self::BadMeasurement { .. } => "claims_bad_measurement",
             Self::EmptyIssuer => "claims_empty_issuer",
             Self::Invalid { .. } => "claims_invalid",
         }

@@ -372,6 +372,10 @@ fn codes_are_unique_snake_case_and_listed() {
         ClaimsError::Invalid {
             source: json_error(),
         },
+        ClaimsError::BadMeasurement {
+            name: "gpu0".into(),
+            reason: "zero repeats",
+        },
     ];
     let codes: Vec<&str> = errors.iter().map(ClaimsError::code).collect();
     assert_eq!(codes, ClaimsError::CODES);
@@ -520,4 +524,53 @@ fn the_typed_reader_agrees_with_the_reference_on_every_mutation() {
     // every member was also written twice.
     assert!(accepted > 10 && rejected > 200, "{accepted} / {rejected}");
     assert_eq!(doubled_members, paths.len());
+}
+
+#[test]
+fn measurements_are_read_and_impossible_figures_refused() {
+    let good = json!({
+        "method": "cuda_gemm",
+        "backend": "CUDA 13.0, cuBLAS 13.0.2",
+        "started_at": 1_790_000_000,
+        "duration_ms": 5400,
+        "repeats": 7,
+        "results": [{"precision": "fp8", "matrix_size": 8192, "gemms_per_repeat": 900,
+                     "tops_median": 1286.3, "tops_min": 1280.0, "tops_max": 1290.5}],
+        "telemetry": {"samples": 54, "sm_clock_mhz_min": 1755, "sm_clock_mhz_max": 1980,
+                      "temperature_c_max": 71, "power_mw_max": 690_000,
+                      "throttle_reasons": ["sw_power_cap"]}
+    });
+    let mut value = sample();
+    value["submods"]["gpu1"]["measurement"] = good.clone();
+    let bytes = serde_json::to_vec(&value).unwrap();
+    let claims = agree(&bytes).unwrap();
+    let m = claims.submods["gpu1"].measurement.as_ref().unwrap();
+    assert_eq!(
+        m.result(crate::tpp::Precision::Fp8).unwrap().tops_median,
+        1286.3
+    );
+    for (field, bad) in [
+        ("tops_min", json!(1300.0)),
+        ("tops_max", json!(-1.0)),
+        ("matrix_size", json!(0)),
+        ("precision", json!("FP8")),
+    ] {
+        let mut value = sample();
+        let mut m = good.clone();
+        m["results"][0][field] = bad;
+        value["submods"]["gpu1"]["measurement"] = m;
+        let code = agree(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+        assert!(
+            ["claims_bad_measurement", "claims_invalid"].contains(&code),
+            "{field}: {code}"
+        );
+    }
+    let mut value = sample();
+    let mut m = good;
+    m["results"] = json!([m["results"][0], m["results"][0]]);
+    value["submods"]["gpu1"]["measurement"] = m;
+    assert_eq!(
+        agree(&serde_json::to_vec(&value).unwrap()).unwrap_err(),
+        "claims_bad_measurement"
+    );
 }

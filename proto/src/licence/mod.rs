@@ -17,6 +17,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::EvidenceTier;
+use crate::ruleset::{self, MeasurementTolerances, Percent};
 use crate::spec;
 use crate::units::{DecimalError, Tpp};
 
@@ -57,6 +58,30 @@ pub struct Site {
     pub country: CountryCode,
 }
 
+/// A licence's overrides of the rule set's measurement tolerances (table `[measurement]`):
+/// each key given replaces the rule set's for the devices counted under the licence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct MeasurementOverrides {
+    /// Replaces the rule set's `exceeds_spec_percent` (0 to 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exceeds_spec_percent: Option<u32>,
+    /// Replaces the rule set's `below_spec_percent` (0 to 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub below_spec_percent: Option<u32>,
+}
+
+impl MeasurementOverrides {
+    /// Whether the licence overrides nothing.
+    pub fn is_empty(&self) -> bool {
+        self.exceeds_spec_percent.is_none() && self.below_spec_percent.is_none()
+    }
+
+    /// `base` (the rule set's tolerances) with these overrides in place.
+    pub fn apply(&self, base: MeasurementTolerances) -> MeasurementTolerances {
+        base.with_overrides(self.exceeds_spec_percent, self.below_spec_percent)
+    }
+}
+
 /// A validated licence. Built only by [`Licence::from_toml_str`] or [`Licence::from_json`],
 /// so every value satisfies the checks documented on [`LicenceError`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +103,7 @@ pub struct Licence {
     valid_from: i64,
     valid_until: i64,
     rule_set: String,
+    measurement: MeasurementOverrides,
 }
 
 /// Where an instant lies against a licence's validity window `[valid_from, valid_until)`.
@@ -289,6 +315,19 @@ pub enum LicenceError {
         /// The licence's destination.
         destination: CountryCode,
     },
+    /// A `[measurement]` tolerance is outside its range.
+    #[error(
+        "`measurement.{key}` is {value}, above the largest accepted {max}; write a whole \
+         number of percent from 0 to {max}, or leave the key out to use the rule set's"
+    )]
+    BadTolerance {
+        /// The key.
+        key: &'static str,
+        /// The value.
+        value: u32,
+        /// The largest accepted.
+        max: u32,
+    },
     /// Neither `eccns` nor `models` lists anything, so nothing would be allowed.
     #[error(
         "the licence allows nothing: list at least one ECCN in `eccns` (\"3A090.a\") or one \
@@ -317,7 +356,7 @@ pub enum LicenceError {
 
 impl LicenceError {
     /// Every code, for documentation and the uniqueness test.
-    pub const CODES: [&'static str; 18] = [
+    pub const CODES: [&'static str; 19] = [
         "too_large",
         "invalid_toml",
         "invalid_json",
@@ -336,6 +375,7 @@ impl LicenceError {
         "nothing_allowed",
         "bad_eccn",
         "unknown_model",
+        "bad_tolerance",
     ];
 
     /// The stable snake_case code.
@@ -359,6 +399,7 @@ impl LicenceError {
             Self::NothingAllowed => "nothing_allowed",
             Self::BadEccn { .. } => "bad_eccn",
             Self::UnknownModel { .. } => "unknown_model",
+            Self::BadTolerance { .. } => "bad_tolerance",
         }
     }
 }
@@ -476,6 +517,11 @@ impl Licence {
         &self.rule_set
     }
 
+    /// The licence's overrides of the rule set's measurement tolerances (none by default).
+    pub fn measurement(&self) -> &MeasurementOverrides {
+        &self.measurement
+    }
+
     /// Where `now` (Unix seconds) lies against `[valid_from, valid_until)`.
     pub fn is_valid_at(&self, now: i64) -> Validity {
         if now < self.valid_from {
@@ -586,12 +632,15 @@ struct WireLicence<'a> {
     valid_from: String,
     valid_until: String,
     rule_set: &'a str,
+    #[serde(skip_serializing_if = "MeasurementOverrides::is_empty")]
+    measurement: MeasurementOverrides,
 }
 
 impl Serialize for Licence {
     /// Every field, in file order, with the TOML keys: caps as exact decimal strings,
     /// `max_tpp_per_device` `null` when absent, `max_attestation_age` in seconds, instants
-    /// as RFC 3339 UTC.
+    /// as RFC 3339 UTC; `measurement` (with only the keys given) only when it overrides
+    /// something, so a licence without it has the same JSON as before it existed.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         WireLicence {
             id: &self.id,
@@ -611,6 +660,7 @@ impl Serialize for Licence {
             valid_from: time::format_rfc3339(self.valid_from),
             valid_until: time::format_rfc3339(self.valid_until),
             rule_set: &self.rule_set,
+            measurement: self.measurement,
         }
         .serialize(serializer)
     }
@@ -642,6 +692,17 @@ struct RawLicence {
     valid_from: TimestampText,
     valid_until: TimestampText,
     rule_set: String,
+    #[serde(default)]
+    measurement: Option<RawMeasurement>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeasurement {
+    #[serde(default)]
+    exceeds_spec_percent: Option<Percent>,
+    #[serde(default)]
+    below_spec_percent: Option<Percent>,
 }
 
 #[derive(Deserialize)]
@@ -832,6 +893,24 @@ impl RawLicence {
             });
         }
 
+        let measurement = self
+            .measurement
+            .map_or_else(MeasurementOverrides::default, |m| MeasurementOverrides {
+                exceeds_spec_percent: m.exceeds_spec_percent.map(|p| p.0),
+                below_spec_percent: m.below_spec_percent.map(|p| p.0),
+            });
+        for (key, value) in [
+            ("exceeds_spec_percent", measurement.exceeds_spec_percent),
+            ("below_spec_percent", measurement.below_spec_percent),
+        ] {
+            if let Err(ruleset::RuleSetError::BadTolerance {
+                key, value, max, ..
+            }) = ruleset::check_tolerance(key, value)
+            {
+                return Err(LicenceError::BadTolerance { key, value, max });
+            }
+        }
+
         Ok(Licence {
             id,
             issuer,
@@ -850,6 +929,7 @@ impl RawLicence {
             valid_from,
             valid_until,
             rule_set,
+            measurement,
         })
     }
 }

@@ -446,6 +446,10 @@ fn every_code_is_reachable_unique_and_snake_case() {
             with(r#""H200 SXM 141GB""#, r#""H900 SXM 999GB""#),
             "unknown_model",
         ),
+        (
+            format!("{EXAMPLE}\n[measurement]\nbelow_spec_percent = 101\n"),
+            "bad_tolerance",
+        ),
     ];
     let mut seen = BTreeSet::new();
     for (text, code) in &cases {
@@ -467,4 +471,158 @@ fn every_code_is_reachable_unique_and_snake_case() {
             "{code}"
         );
     }
+}
+
+/// `examples/licence.toml` with a `[measurement]` table holding `body`.
+fn with_measurement(body: &str) -> String {
+    format!("{EXAMPLE}\n[measurement]\n{body}\n")
+}
+
+#[test]
+fn measurement_overrides_parse_and_default_to_none() {
+    let plain = Licence::from_toml_str(EXAMPLE).unwrap();
+    assert_eq!(plain.measurement(), &MeasurementOverrides::default());
+    assert!(plain.measurement().is_empty());
+    let base = crate::ruleset::MeasurementTolerances::default();
+    assert_eq!(plain.measurement().apply(base), base);
+
+    let l = Licence::from_toml_str(&with_measurement("exceeds_spec_percent = 25")).unwrap();
+    assert_eq!(
+        l.measurement(),
+        &MeasurementOverrides {
+            exceeds_spec_percent: Some(25),
+            below_spec_percent: None
+        }
+    );
+    let applied = l.measurement().apply(base);
+    assert_eq!(
+        (applied.exceeds_spec_percent, applied.below_spec_percent),
+        (25, 50)
+    );
+    let l = Licence::from_toml_str(&with_measurement(
+        "exceeds_spec_percent = 0\nbelow_spec_percent = 100",
+    ))
+    .unwrap();
+    let applied = l.measurement().apply(base);
+    assert_eq!(
+        (applied.exceeds_spec_percent, applied.below_spec_percent),
+        (0, 100)
+    );
+    // An empty table overrides nothing: the same licence as without it.
+    assert_eq!(
+        Licence::from_toml_str(&with_measurement("")).unwrap(),
+        plain
+    );
+}
+
+#[test]
+fn measurement_overrides_are_checked_like_the_rule_set_s() {
+    let code = |body: &str| {
+        Licence::from_toml_str(&with_measurement(body))
+            .unwrap_err()
+            .code()
+    };
+    let msg = |body: &str| {
+        Licence::from_toml_str(&with_measurement(body))
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(code("exceeds_spec_percent = 1001"), "bad_tolerance");
+    assert_eq!(code("below_spec_percent = 101"), "bad_tolerance");
+    let e = msg("exceeds_spec_percent = 1001");
+    assert!(
+        e.contains("`measurement.exceeds_spec_percent` is 1001")
+            && e.contains("from 0 to 1000")
+            && e.contains("rule set's"),
+        "{e}"
+    );
+    for (body, needle) in [
+        ("exceeds_spec_percent = 10.5", "not a whole number"),
+        ("below_spec_percent = -1", "negative"),
+        ("below_spec_percent = \"50\"", "bare integer"),
+        (
+            "exceed_spec_percent = 10",
+            "unknown field `exceed_spec_percent`",
+        ),
+    ] {
+        assert_eq!(code(body), "invalid_toml", "{body}");
+        let e = msg(body);
+        assert!(e.contains(needle), "{body}: {e}");
+    }
+}
+
+#[test]
+fn measurement_overrides_round_trip_through_json() {
+    let plain = Licence::from_toml_str(EXAMPLE).unwrap();
+    let plain_json: serde_json::Value = serde_json::from_slice(&plain.to_json().unwrap()).unwrap();
+    assert!(
+        plain_json.get("measurement").is_none(),
+        "a licence without overrides has the JSON it had before they existed"
+    );
+    for body in [
+        "exceeds_spec_percent = 25",
+        "below_spec_percent = 80",
+        "exceeds_spec_percent = 0\nbelow_spec_percent = 100",
+    ] {
+        let l = Licence::from_toml_str(&with_measurement(body)).unwrap();
+        let json = l.to_json().unwrap();
+        let text = String::from_utf8(json.clone()).unwrap();
+        // The last key, with only the keys given.
+        let tail = text.split(",\"measurement\":").nth(1).unwrap();
+        assert!(tail.ends_with("}}"), "{text}");
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let m = value["measurement"].as_object().unwrap();
+        assert_eq!(
+            m.len(),
+            usize::from(l.measurement().exceeds_spec_percent.is_some())
+                + usize::from(l.measurement().below_spec_percent.is_some())
+        );
+        let back = Licence::from_json(&json).unwrap();
+        assert_eq!(back, l);
+        assert_eq!(back.to_json().unwrap(), json);
+    }
+    // The signed form gets the same checks; `null` reads as absent.
+    let mut j = plain_json.clone();
+    j["measurement"] = serde_json::json!({"exceeds_spec_percent": 2000});
+    let e = Licence::from_json(&serde_json::to_vec(&j).unwrap()).unwrap_err();
+    assert_eq!(e.code(), "bad_tolerance");
+    j["measurement"] = serde_json::json!({"exceeds_spec_percent": 12.5});
+    let e = Licence::from_json(&serde_json::to_vec(&j).unwrap()).unwrap_err();
+    assert_eq!(e.code(), "invalid_json");
+    j["measurement"] = serde_json::json!({"below_spec_percent": 70, "exceeds_spec_percent": null});
+    let l = Licence::from_json(&serde_json::to_vec(&j).unwrap()).unwrap();
+    assert_eq!(
+        l.measurement(),
+        &MeasurementOverrides {
+            exceeds_spec_percent: None,
+            below_spec_percent: Some(70)
+        }
+    );
+    j["measurement"] = serde_json::Value::Null;
+    let l = Licence::from_json(&serde_json::to_vec(&j).unwrap()).unwrap();
+    assert_eq!(l, plain);
+}
+
+#[test]
+fn measured_example_differs_only_in_tier_and_tolerances() {
+    let measured =
+        Licence::from_toml_str(include_str!("../../../examples/licence-measured.toml")).unwrap();
+    let full = Licence::from_toml_str(EXAMPLE).unwrap();
+    assert_eq!(measured.min_evidence_tier(), EvidenceTier::Measured);
+    assert_eq!(
+        measured.measurement(),
+        &MeasurementOverrides {
+            exceeds_spec_percent: Some(5),
+            below_spec_percent: None
+        }
+    );
+    let mut a = serde_json::to_value(&measured).unwrap();
+    let mut b = serde_json::to_value(&full).unwrap();
+    for v in [&mut a, &mut b] {
+        let o = v.as_object_mut().unwrap();
+        for key in ["id", "min_evidence_tier", "measurement"] {
+            o.remove(key);
+        }
+    }
+    assert_eq!(a, b);
 }

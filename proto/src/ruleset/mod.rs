@@ -26,6 +26,15 @@ pub const MAX_RULE_SET_BYTES: usize = 64 * 1024;
 /// use it.
 pub const INDETERMINATE: &str = "indeterminate";
 
+/// `measurement.exceeds_spec_percent` when the rule set leaves it out.
+pub const DEFAULT_EXCEEDS_SPEC_PERCENT: u32 = 10;
+/// `measurement.below_spec_percent` when the rule set leaves it out.
+pub const DEFAULT_BELOW_SPEC_PERCENT: u32 = 50;
+/// Largest `exceeds_spec_percent` accepted (a measurement eleven times the spec).
+pub const MAX_EXCEEDS_SPEC_PERCENT: u32 = 1000;
+/// Largest `below_spec_percent` accepted (100: never below spec).
+pub const MAX_BELOW_SPEC_PERCENT: u32 = 100;
+
 /// The shipped rule-set files, embedded at compile time: (file name, contents).
 const SHIPPED: [(&str, &str); 4] = [
     (
@@ -247,6 +256,77 @@ impl CountryGroup {
     }
 }
 
+/// How far a GPU's measured dense rate may stray from its spec figure (table `[measurement]`),
+/// in whole percent of the spec figure. A measurement is above spec when `median > spec x (1 +
+/// exceeds_spec_percent / 100)`, below when `median < spec x (1 - below_spec_percent / 100)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasurementTolerances {
+    /// How far above spec a measurement may be before `exceeds_spec`, percent (0 to 1000).
+    #[serde(default = "default_exceeds_spec_percent", deserialize_with = "percent")]
+    pub exceeds_spec_percent: u32,
+    /// How far below spec a measurement may be before `below_spec`, percent (0 to 100; 100
+    /// never warns).
+    #[serde(default = "default_below_spec_percent", deserialize_with = "percent")]
+    pub below_spec_percent: u32,
+}
+
+impl Default for MeasurementTolerances {
+    fn default() -> Self {
+        Self {
+            exceeds_spec_percent: DEFAULT_EXCEEDS_SPEC_PERCENT,
+            below_spec_percent: DEFAULT_BELOW_SPEC_PERCENT,
+        }
+    }
+}
+
+impl MeasurementTolerances {
+    /// These tolerances with each given override in place (a licence's `[measurement]`).
+    pub fn with_overrides(
+        self,
+        exceeds_spec_percent: Option<u32>,
+        below_spec_percent: Option<u32>,
+    ) -> Self {
+        Self {
+            exceeds_spec_percent: exceeds_spec_percent.unwrap_or(self.exceeds_spec_percent),
+            below_spec_percent: below_spec_percent.unwrap_or(self.below_spec_percent),
+        }
+    }
+
+    /// The first tolerance outside its range, as an error naming the key.
+    pub fn check(&self) -> Result<(), RuleSetError> {
+        check_tolerance("exceeds_spec_percent", Some(self.exceeds_spec_percent))?;
+        check_tolerance("below_spec_percent", Some(self.below_spec_percent))
+    }
+}
+
+/// Checks one `[measurement]` tolerance against its range: `key` is `exceeds_spec_percent` or
+/// `below_spec_percent`.
+pub(crate) fn check_tolerance(key: &'static str, value: Option<u32>) -> Result<(), RuleSetError> {
+    let (max, default) = if key == "below_spec_percent" {
+        (MAX_BELOW_SPEC_PERCENT, DEFAULT_BELOW_SPEC_PERCENT)
+    } else {
+        (MAX_EXCEEDS_SPEC_PERCENT, DEFAULT_EXCEEDS_SPEC_PERCENT)
+    };
+    match value {
+        Some(value) if value > max => Err(RuleSetError::BadTolerance {
+            key,
+            value,
+            max,
+            default,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn default_exceeds_spec_percent() -> u32 {
+    DEFAULT_EXCEEDS_SPEC_PERCENT
+}
+
+fn default_below_spec_percent() -> u32 {
+    DEFAULT_BELOW_SPEC_PERCENT
+}
+
 /// A validated rule set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -284,6 +364,10 @@ pub struct RuleSet {
     /// group, else in the `rest` group if there is one. Absent: no tiers, no allocations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub country_groups: Vec<CountryGroup>,
+    /// Tolerances for holding measured throughput against the spec table; absent: the
+    /// defaults (10 % above, 50 % below).
+    #[serde(default)]
+    pub measurement: MeasurementTolerances,
 }
 
 /// Why a rule-set file was rejected.
@@ -409,6 +493,21 @@ pub enum RuleSetError {
         first: String,
         /// The second.
         second: String,
+    },
+    /// A `[measurement]` tolerance is outside its range.
+    #[error(
+        "`measurement.{key}` is {value}, above the largest accepted {max}; write a whole \
+         number of percent from 0 to {max} (the default is {default})"
+    )]
+    BadTolerance {
+        /// The key.
+        key: &'static str,
+        /// The value.
+        value: u32,
+        /// The largest accepted.
+        max: u32,
+        /// The default.
+        default: u32,
     },
     /// An allocation's period is empty.
     #[error("country group {name:?}: `allocation.period` is empty; state the period (`2025-2027`)")]
@@ -573,6 +672,7 @@ impl RuleSet {
         for node_outcome in self.node.map.values() {
             check_outcome("node.map", node_outcome)?;
         }
+        self.measurement.check()?;
         self.validate_country_groups()
     }
 
@@ -750,6 +850,64 @@ fn country_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Countr
         .collect::<Result<Vec<_>, _>>()?;
     codes.sort_unstable();
     Ok(codes)
+}
+
+/// Reads a whole number of percent (`10`): a TOML or JSON integer from 0 to `u32::MAX` (the
+/// range is checked later, naming the key). A float (`10.5`), a negative number or a string is
+/// refused with the fix.
+pub(crate) fn percent<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    struct PercentVisitor;
+
+    impl Visitor<'_> for PercentVisitor {
+        type Value = u32;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a whole number of percent, such as 10")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+            u32::try_from(v).map_err(|_| {
+                E::custom(format!(
+                    "percentage {v} is far too large; write a whole number of percent such as 10"
+                ))
+            })
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::custom(format!(
+                    "percentage {v} is negative; write a whole number of percent such as 10"
+                ))),
+            }
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u32, E> {
+            Err(E::custom(format!(
+                "percentage {v} is not a whole number; write a whole number of percent such as \
+                 10 (tolerances are exact integers)"
+            )))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
+            Err(E::custom(format!(
+                "percentage {:?} is a string; write it as a bare integer such as 10",
+                v.chars().take(32).collect::<String>()
+            )))
+        }
+    }
+
+    deserializer.deserialize_any(PercentVisitor)
+}
+
+/// A whole number of percent as written (see [`percent`]); `Option<Percent>` reads an
+/// optional one (JSON `null` included).
+pub(crate) struct Percent(pub(crate) u32);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        percent(deserializer).map(Self)
+    }
 }
 
 /// Reads a required exact figure (see [`exact_opt`]).

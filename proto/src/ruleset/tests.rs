@@ -264,3 +264,125 @@ fn country_group_validation() {
     let e = err(&alloc("tpp = \"1\", period = \"p\""));
     assert!(e.contains("missing field `basis`"), "{e}");
 }
+
+#[test]
+fn measurement_tolerances_default_and_are_stated_in_every_shipped_file() {
+    let minimal = RuleSet::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(minimal.measurement, MeasurementTolerances::default());
+    assert_eq!(
+        (
+            minimal.measurement.exceeds_spec_percent,
+            minimal.measurement.below_spec_percent
+        ),
+        (10, 50)
+    );
+    for rule_set in all_shipped_rule_sets().unwrap() {
+        assert_eq!(rule_set.measurement, MeasurementTolerances::default());
+    }
+    for text in [
+        include_str!("../../../rules/us-eccn-3a090.toml"),
+        include_str!("../../../rules/us-gain-ai-act-s3150.toml"),
+        include_str!("../../../rules/us-china-review-2026-01.toml"),
+        include_str!("../../../rules/us-ai-diffusion-2025.toml"),
+        WHAT_IF_DE,
+    ] {
+        assert!(
+            text.contains("[measurement]\nexceeds_spec_percent = 10\nbelow_spec_percent = 50\n"),
+            "the shipped files state the tolerances explicitly"
+        );
+    }
+    let readme = include_str!("../../../rules/README.md");
+    let start = readme.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let example = RuleSet::from_toml_str(&readme[start..end]).unwrap();
+    assert_eq!(
+        example.measurement,
+        MeasurementTolerances {
+            exceeds_spec_percent: 15,
+            below_spec_percent: 100
+        }
+    );
+}
+
+#[test]
+fn measurement_tolerances_parse_and_validate() {
+    let with = |table: &str| format!("{MINIMAL}\n[measurement]\n{table}\n");
+    let rs = RuleSet::from_toml_str(&with("exceeds_spec_percent = 0")).unwrap();
+    assert_eq!(
+        rs.measurement,
+        MeasurementTolerances {
+            exceeds_spec_percent: 0,
+            below_spec_percent: 50
+        }
+    );
+    let rs = RuleSet::from_toml_str(&with(
+        "exceeds_spec_percent = 1000\nbelow_spec_percent = 100",
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            rs.measurement.exceeds_spec_percent,
+            rs.measurement.below_spec_percent
+        ),
+        (1000, 100)
+    );
+    let rs = RuleSet::from_toml_str(&with("")).unwrap();
+    assert_eq!(rs.measurement, MeasurementTolerances::default());
+
+    // Out of range: the key, the value, the range and the default.
+    let e = err(&with("exceeds_spec_percent = 1001"));
+    assert!(
+        e.contains("`measurement.exceeds_spec_percent` is 1001")
+            && e.contains("from 0 to 1000")
+            && e.contains("default is 10"),
+        "{e}"
+    );
+    let e = err(&with("below_spec_percent = 101"));
+    assert!(
+        e.contains("`measurement.below_spec_percent` is 101")
+            && e.contains("from 0 to 100")
+            && e.contains("default is 50"),
+        "{e}"
+    );
+    // Whole numbers of percent only.
+    let e = err(&with("exceeds_spec_percent = 10.5"));
+    assert!(
+        e.contains("exceeds_spec_percent") && e.contains("not a whole number"),
+        "{e}"
+    );
+    let e = err(&with("below_spec_percent = -5"));
+    assert!(
+        e.contains("below_spec_percent") && e.contains("negative"),
+        "{e}"
+    );
+    let e = err(&with(r#"below_spec_percent = "50""#));
+    assert!(e.contains("bare integer"), "{e}");
+    let e = err(&with("exceeds_spec_percent = 99999999999"));
+    assert!(e.contains("far too large"), "{e}");
+    // Unknown keys fail, naming the known ones.
+    let e = err(&with("exceed_spec_percent = 10"));
+    assert!(
+        e.contains("unknown field `exceed_spec_percent`") && e.contains("exceeds_spec_percent"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tolerance_overrides_replace_only_what_is_given() {
+    let base = MeasurementTolerances::default();
+    assert_eq!(base.with_overrides(None, None), base);
+    assert_eq!(
+        base.with_overrides(Some(25), None),
+        MeasurementTolerances {
+            exceeds_spec_percent: 25,
+            below_spec_percent: 50
+        }
+    );
+    assert_eq!(
+        base.with_overrides(None, Some(80)),
+        MeasurementTolerances {
+            exceeds_spec_percent: 10,
+            below_spec_percent: 80
+        }
+    );
+}

@@ -15,9 +15,10 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::fixture::{
-    ARGUMENT_VERSION_MISMATCH, Code, Fixture, INVALID_ARGUMENT, NOT_FOUND, NOT_SUPPORTED, Node,
-    SUCCESS, Slot, Target, UNINITIALIZED, UNKNOWN, architecture_value, brand_value, error_code,
-    error_text, fits, legacy_bus_id, max_clock, present,
+    ARGUMENT_VERSION_MISMATCH, Code, Fixture, INSUFFICIENT_SIZE, INVALID_ARGUMENT, ListAnswer,
+    NOT_FOUND, NOT_SUPPORTED, Node, SUCCESS, Slot, Target, UNINITIALIZED, UNKNOWN,
+    architecture_value, brand_value, current_clock, error_code, error_text, fits, legacy_bus_id,
+    list_answer, max_clock, present, temperature,
 };
 
 /// The environment variable naming the fixture file.
@@ -91,7 +92,19 @@ pub struct NvmlConfComputeSystemState {
     pub dev_tools_mode: c_uint,
 }
 
+/// `nvmlProcessInfo_t` (`nvmlProcessInfo_v2_t`), as `nvmlDeviceGetComputeRunningProcesses_v3`
+/// fills it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NvmlProcessInfo {
+    pub pid: c_uint,
+    pub used_gpu_memory: c_ulonglong,
+    pub gpu_instance_id: c_uint,
+    pub compute_instance_id: c_uint,
+}
+
 const _: () = assert!(size_of::<NvmlPciInfo>() == 68);
+const _: () = assert!(size_of::<NvmlProcessInfo>() == 24);
 const _: () = assert!(size_of::<NvmlMemoryV2>() == 40);
 const _: () = assert!(size_of::<NvmlDeviceAttributes>() == 40);
 const _: () = assert!(size_of::<NvmlSystemConfComputeSettings>() == 20);
@@ -101,6 +114,10 @@ pub const MEMORY_V2_VERSION: c_uint = size_of::<NvmlMemoryV2>() as c_uint | (2 <
 /// `NVML_STRUCT_VERSION(SystemConfComputeSettings, 1)`.
 pub const CONF_COMPUTE_SETTINGS_V1_VERSION: c_uint =
     size_of::<NvmlSystemConfComputeSettings>() as c_uint | (1 << 24);
+
+/// The instance ids of a process not running in a MIG instance (nvml-wrapper reads it as
+/// "none").
+const NO_INSTANCE_ID: c_uint = 0xFFFF_FFFF;
 
 /// `NVML_CC_SYSTEM_ENVIRONMENT_UNAVAILABLE`: the fixture format has no environment field.
 const CC_ENVIRONMENT_UNAVAILABLE: c_uint = 0;
@@ -828,6 +845,135 @@ pub unsafe extern "C" fn nvmlDeviceGetDeviceHandleFromMigDeviceHandle(
     )
 }
 
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetClockInfo(
+    device: NvmlDevice,
+    type_: c_uint,
+    clock: *mut c_uint,
+) -> Code {
+    device_call(device, "nvmlDeviceGetClockInfo", clock, |_, t| {
+        let mhz = current_clock(gpu_only(t, |d| d.telemetry), type_)?;
+        // SAFETY: NVML's contract: `clock` is valid for an unsigned int.
+        unsafe { put(clock, mhz) }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetTemperature(
+    device: NvmlDevice,
+    sensorType: c_uint,
+    temp: *mut c_uint,
+) -> Code {
+    device_call(device, "nvmlDeviceGetTemperature", temp, |_, t| {
+        let celsius = temperature(gpu_only(t, |d| d.telemetry), sensorType)?;
+        // SAFETY: NVML's contract: `temp` is valid for an unsigned int.
+        unsafe { put(temp, celsius) }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(device: NvmlDevice, power: *mut c_uint) -> Code {
+    device_call(device, "nvmlDeviceGetPowerUsage", power, |_, t| {
+        let mw = present(gpu_only(t, |d| d.telemetry.and_then(|x| x.power_usage_mw)))?;
+        // SAFETY: NVML's contract: `power` is valid for an unsigned int.
+        unsafe { put(power, mw) }
+    })
+}
+
+/// Both names of the current clock-limiting reasons (`...ThrottleReasons`, and
+/// `...EventReasons` from driver 535); each has its own forced error.
+///
+/// # Safety
+/// `reasons` is null or valid for a write of an `unsigned long long`.
+unsafe fn clock_reasons(device: NvmlDevice, symbol: &str, reasons: *mut c_ulonglong) -> Code {
+    device_call(device, symbol, reasons, |_, t| {
+        let bits = present(gpu_only(t, |d| {
+            d.telemetry.and_then(|x| x.throttle_reasons)
+        }))?;
+        // SAFETY: `reasons` is valid for an unsigned long long (this function's contract).
+        unsafe { put(reasons, bits) }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetCurrentClocksThrottleReasons(
+    device: NvmlDevice,
+    clocksThrottleReasons: *mut c_ulonglong,
+) -> Code {
+    // SAFETY: NVML's contract: the pointer is null or valid for an unsigned long long.
+    unsafe {
+        clock_reasons(
+            device,
+            "nvmlDeviceGetCurrentClocksThrottleReasons",
+            clocksThrottleReasons,
+        )
+    }
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetCurrentClocksEventReasons(
+    device: NvmlDevice,
+    clocksEventReasons: *mut c_ulonglong,
+) -> Code {
+    // SAFETY: NVML's contract: the pointer is null or valid for an unsigned long long.
+    unsafe {
+        clock_reasons(
+            device,
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            clocksEventReasons,
+        )
+    }
+}
+
+/// Count-then-fill: `*infoCount` is the caller's array size on entry. Too small (a count query
+/// passes 0, with `infos` null or not) sets it to the number running and answers
+/// `INSUFFICIENT_SIZE`; large enough fills `infos` and sets it to the number written. `infos`
+/// may be null only when nothing is written.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
+    device: NvmlDevice,
+    infoCount: *mut c_uint,
+    infos: *mut NvmlProcessInfo,
+) -> Code {
+    device_call(
+        device,
+        "nvmlDeviceGetComputeRunningProcesses_v3",
+        infoCount,
+        |_, t| {
+            let running = present(gpu_only(t, |d| d.compute_processes.as_deref()))?;
+            // SAFETY: `infoCount` is non-null (checked by `device_call`) and NVML's contract
+            // makes it valid for an unsigned int, read here and written below.
+            let capacity = unsafe { infoCount.read_unaligned() };
+            match list_answer(running.len(), capacity)? {
+                ListAnswer::TooSmall(needed) => {
+                    // SAFETY: as above.
+                    unsafe { put(infoCount, needed)? };
+                    Err(INSUFFICIENT_SIZE)
+                }
+                ListAnswer::Fill(n) => {
+                    if n > 0 {
+                        nonnull(infos)?;
+                    }
+                    for (i, p) in running.iter().enumerate() {
+                        let entry = NvmlProcessInfo {
+                            pid: p.pid,
+                            used_gpu_memory: p.used_gpu_memory(),
+                            gpu_instance_id: NO_INSTANCE_ID,
+                            compute_instance_id: NO_INSTANCE_ID,
+                        };
+                        // SAFETY: `infos` is non-null (n > 0 when this loop runs) and, by
+                        // NVML's contract, an array of `capacity` entries; `i < n <= capacity`,
+                        // so `infos + i` is in bounds and valid for one `nvmlProcessInfo_t`.
+                        unsafe { put(infos.add(i), entry)? };
+                    }
+                    // SAFETY: as above.
+                    unsafe { put(infoCount, n) }
+                }
+            }
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -842,8 +988,14 @@ mod tests {
         { "name": "NVIDIA H100 80GB HBM3",
           "memory": { "total_bytes": 100, "reserved_bytes": 10, "used_bytes": 5 },
           "mig_mode": { "current": true, "pending": true },
-          "mig_devices": [ { "gpu_instance_id": 7 } ] },
-        { "lost": true }
+          "mig_devices": [ { "gpu_instance_id": 7 } ],
+          "telemetry": { "sm_clock_mhz": 1965, "temperature_c": 61,
+                         "power_usage_mw": 612345, "throttle_reasons": 12 },
+          "compute_processes": [ { "pid": 4242, "used_gpu_memory_bytes": 4831838208 },
+                                 { "pid": 4243 } ],
+          "benchmark": { "dense_tops": { "fp16": 712.4, "fp8": 1286.3 } } },
+        { "lost": true, "telemetry": { "sm_clock_mhz": 1980 }, "compute_processes": [] },
+        { "name": "bare", "compute_processes": [] }
       ]
     }"#;
 
@@ -877,10 +1029,10 @@ mod tests {
         assert_eq!(rc, INVALID_ARGUMENT);
         // SAFETY: `count` is a valid `unsigned int`.
         assert_eq!(unsafe { nvmlDeviceGetCount_v2(&mut count) }, SUCCESS);
-        assert_eq!(count, 2);
+        assert_eq!(count, 3);
         let mut h: NvmlDevice = std::ptr::null_mut();
         // SAFETY: `h` is a valid `nvmlDevice_t`.
-        let rc = unsafe { nvmlDeviceGetHandleByIndex_v2(2, &mut h) };
+        let rc = unsafe { nvmlDeviceGetHandleByIndex_v2(3, &mut h) };
         assert_eq!(rc, INVALID_ARGUMENT);
         let gpu = handle_at(0);
         let lost = handle_at(1);
@@ -995,6 +1147,9 @@ mod tests {
         assert_eq!(parent, gpu);
         assert_eq!(id, 7);
 
+        telemetry_calls(gpu, lost, handle_at(2), mig);
+        compute_processes(gpu, lost, handle_at(2), mig);
+
         // Reference counting: a second init needs no fixture lookup, two shutdowns end it.
         assert_eq!(nvmlInit_v2(), SUCCESS);
         assert_eq!(nvmlShutdown(), SUCCESS);
@@ -1007,5 +1162,172 @@ mod tests {
         // SAFETY: `nvmlErrorString` returns a static NUL-terminated string.
         let text = unsafe { CStr::from_ptr(nvmlErrorString(GPU_IS_LOST)) };
         assert_eq!(text.to_str().unwrap(), "GPU is lost");
+
+        // Uninitialised again: the new calls refuse before looking at the handle.
+        let mut mw: c_uint = 0;
+        let mut n: c_uint = 0;
+        // SAFETY: the out-pointers are valid locals; a null handle is never read.
+        unsafe {
+            assert_eq!(
+                nvmlDeviceGetPowerUsage(std::ptr::null_mut(), &mut mw),
+                UNINITIALIZED
+            );
+            assert_eq!(
+                nvmlDeviceGetComputeRunningProcesses_v3(
+                    std::ptr::null_mut(),
+                    &mut n,
+                    std::ptr::null_mut()
+                ),
+                UNINITIALIZED
+            );
+        }
+    }
+
+    /// Clock, temperature, power and throttle reasons: values, absent values, bad enums,
+    /// null out-pointers, lost GPUs and MIG handles.
+    fn telemetry_calls(gpu: NvmlDevice, lost: NvmlDevice, bare: NvmlDevice, mig: NvmlDevice) {
+        let mut v: c_uint = 0;
+        let mut bits: c_ulonglong = 0;
+        // SAFETY: every out-pointer is a valid local or null (which must be refused).
+        unsafe {
+            assert_eq!(nvmlDeviceGetClockInfo(gpu, 1, &mut v), SUCCESS);
+            assert_eq!(v, 1965);
+            v = 0;
+            assert_eq!(nvmlDeviceGetClockInfo(gpu, 0, &mut v), SUCCESS);
+            assert_eq!(v, 1965, "GRAPHICS answers the SM clock");
+            assert_eq!(nvmlDeviceGetClockInfo(gpu, 2, &mut v), NOT_SUPPORTED);
+            assert_eq!(nvmlDeviceGetClockInfo(gpu, 3, &mut v), NOT_SUPPORTED);
+            assert_eq!(nvmlDeviceGetClockInfo(gpu, 4, &mut v), INVALID_ARGUMENT);
+            assert_eq!(
+                nvmlDeviceGetClockInfo(gpu, 1, std::ptr::null_mut()),
+                INVALID_ARGUMENT
+            );
+            assert_eq!(nvmlDeviceGetClockInfo(lost, 1, &mut v), GPU_IS_LOST);
+            assert_eq!(nvmlDeviceGetClockInfo(bare, 1, &mut v), NOT_SUPPORTED);
+            assert_eq!(nvmlDeviceGetClockInfo(mig, 1, &mut v), NOT_SUPPORTED);
+
+            assert_eq!(nvmlDeviceGetTemperature(gpu, 0, &mut v), SUCCESS);
+            assert_eq!(v, 61);
+            assert_eq!(nvmlDeviceGetTemperature(gpu, 1, &mut v), INVALID_ARGUMENT);
+            assert_eq!(nvmlDeviceGetTemperature(bare, 0, &mut v), NOT_SUPPORTED);
+            assert_eq!(
+                nvmlDeviceGetTemperature(gpu, 0, std::ptr::null_mut()),
+                INVALID_ARGUMENT
+            );
+
+            assert_eq!(nvmlDeviceGetPowerUsage(gpu, &mut v), SUCCESS);
+            assert_eq!(v, 612_345);
+            assert_eq!(nvmlDeviceGetPowerUsage(bare, &mut v), NOT_SUPPORTED);
+            assert_eq!(nvmlDeviceGetPowerUsage(lost, &mut v), GPU_IS_LOST);
+            assert_eq!(
+                nvmlDeviceGetPowerUsage(gpu, std::ptr::null_mut()),
+                INVALID_ARGUMENT
+            );
+
+            assert_eq!(
+                nvmlDeviceGetCurrentClocksThrottleReasons(gpu, &mut bits),
+                SUCCESS
+            );
+            assert_eq!(bits, 0xC);
+            bits = 0;
+            assert_eq!(
+                nvmlDeviceGetCurrentClocksEventReasons(gpu, &mut bits),
+                SUCCESS
+            );
+            assert_eq!(bits, 0xC);
+            assert_eq!(
+                nvmlDeviceGetCurrentClocksThrottleReasons(bare, &mut bits),
+                NOT_SUPPORTED
+            );
+            assert_eq!(
+                nvmlDeviceGetCurrentClocksEventReasons(gpu, std::ptr::null_mut()),
+                INVALID_ARGUMENT
+            );
+        }
+    }
+
+    /// `nvmlDeviceGetComputeRunningProcesses_v3`'s count-then-fill protocol, as nvml-wrapper
+    /// drives it (count query with 0 and null, then a larger array).
+    fn compute_processes(gpu: NvmlDevice, lost: NvmlDevice, bare: NvmlDevice, mig: NvmlDevice) {
+        let null = std::ptr::null_mut::<NvmlProcessInfo>();
+        let marker = NvmlProcessInfo {
+            pid: 9,
+            used_gpu_memory: 9,
+            gpu_instance_id: 9,
+            compute_instance_id: 9,
+        };
+        let mut infos = [marker; 7];
+        let mut n: c_uint = 0;
+        // SAFETY: `n` is a valid `unsigned int`; `infos` holds 7 entries and each count
+        // passed with it is at most 7.
+        unsafe {
+            // The count query.
+            assert_eq!(
+                nvmlDeviceGetComputeRunningProcesses_v3(gpu, &mut n, null),
+                INSUFFICIENT_SIZE
+            );
+            assert_eq!(n, 2);
+            // An array one short: the count needed, nothing written.
+            n = 1;
+            assert_eq!(
+                nvmlDeviceGetComputeRunningProcesses_v3(gpu, &mut n, infos.as_mut_ptr()),
+                INSUFFICIENT_SIZE
+            );
+            assert_eq!(n, 2);
+            assert_eq!(infos[0], marker);
+            // Room to spare (nvml-wrapper asks for count + 5): two written, count 2.
+            n = 7;
+            assert_eq!(
+                nvmlDeviceGetComputeRunningProcesses_v3(gpu, &mut n, infos.as_mut_ptr()),
+                SUCCESS
+            );
+            assert_eq!(n, 2);
+            // Room but no array.
+            n = 7;
+            assert_eq!(
+                nvmlDeviceGetComputeRunningProcesses_v3(gpu, &mut n, null),
+                INVALID_ARGUMENT
+            );
+            assert_eq!(
+                nvmlDeviceGetComputeRunningProcesses_v3(gpu, std::ptr::null_mut(), null),
+                INVALID_ARGUMENT
+            );
+            // Nothing running: the count query succeeds with 0.
+            n = 0;
+            assert_eq!(
+                nvmlDeviceGetComputeRunningProcesses_v3(bare, &mut n, null),
+                SUCCESS
+            );
+            assert_eq!(n, 0);
+            assert_eq!(
+                nvmlDeviceGetComputeRunningProcesses_v3(lost, &mut n, null),
+                GPU_IS_LOST
+            );
+            assert_eq!(
+                nvmlDeviceGetComputeRunningProcesses_v3(mig, &mut n, null),
+                NOT_SUPPORTED
+            );
+        }
+        let none = 0xFFFF_FFFF;
+        assert_eq!(
+            infos[0],
+            NvmlProcessInfo {
+                pid: 4242,
+                used_gpu_memory: 4_831_838_208,
+                gpu_instance_id: none,
+                compute_instance_id: none,
+            }
+        );
+        assert_eq!(
+            infos[1],
+            NvmlProcessInfo {
+                pid: 4243,
+                used_gpu_memory: u64::MAX,
+                gpu_instance_id: none,
+                compute_instance_id: none,
+            },
+            "an absent figure is NVML_VALUE_NOT_AVAILABLE"
+        );
+        assert_eq!(infos[2], marker, "nothing past the count is written");
     }
 }

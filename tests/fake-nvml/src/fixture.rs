@@ -191,6 +191,24 @@ pub const DEVICE_SYMBOLS: &[&str] = &[
     "nvmlDeviceGetComputeInstanceId",
     "nvmlDeviceIsMigDeviceHandle",
     "nvmlDeviceGetDeviceHandleFromMigDeviceHandle",
+    "nvmlDeviceGetClockInfo",
+    "nvmlDeviceGetTemperature",
+    "nvmlDeviceGetPowerUsage",
+    "nvmlDeviceGetCurrentClocksThrottleReasons",
+    "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlDeviceGetComputeRunningProcesses_v3",
+];
+
+/// Every `nvmlClocksThrottleReason*` / `nvmlClocksEventReason*` bit NVML defines: GPU idle 0x1,
+/// applications clocks setting 0x2, SW power cap 0x4, HW slowdown 0x8, sync boost 0x10, SW
+/// thermal slowdown 0x20, HW thermal slowdown 0x40, HW power brake slowdown 0x80, display
+/// clock setting 0x100.
+pub const THROTTLE_REASONS_MASK: u64 = 0x1FF;
+
+/// The precision codes a `benchmark.dense_tops` key may be (`tppguard_proto::tpp::Precision`'s
+/// lower-case codes).
+pub const PRECISION_CODES: &[&str] = &[
+    "fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4", "fp4",
 ];
 
 /// A whole fixture file.
@@ -241,6 +259,11 @@ pub struct Device {
     pub max_mig_devices: Option<u32>,
     #[serde(default)]
     pub mig_devices: Vec<MigDevice>,
+    pub telemetry: Option<Telemetry>,
+    pub compute_processes: Option<Vec<Process>>,
+    /// Read by the agent's simulated benchmark backend, never by the fake: parsed and checked
+    /// here only so that a fixture with a malformed one is refused at init.
+    pub benchmark: Option<Benchmark>,
     #[serde(default)]
     pub lost: bool,
     #[serde(default)]
@@ -293,6 +316,49 @@ pub struct MaxClocks {
 pub struct MigMode {
     pub current: bool,
     pub pending: bool,
+}
+
+/// `telemetry`: what the current-state calls answer; each value may be absent.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    /// `nvmlDeviceGetClockInfo` SM (and GRAPHICS), MHz.
+    pub sm_clock_mhz: Option<u32>,
+    /// `nvmlDeviceGetClockInfo` MEM, MHz.
+    pub memory_clock_mhz: Option<u32>,
+    /// `nvmlDeviceGetTemperature` GPU sensor, degrees C.
+    pub temperature_c: Option<u32>,
+    /// `nvmlDeviceGetPowerUsage`, milliwatts.
+    pub power_usage_mw: Option<u32>,
+    /// `nvmlDeviceGetCurrentClocksThrottleReasons` / `...EventReasons` bitmask.
+    pub throttle_reasons: Option<u64>,
+}
+
+/// One entry of `compute_processes`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    pub pid: u32,
+    /// Absent: `NVML_VALUE_NOT_AVAILABLE`, as NVML reports when it cannot tell.
+    pub used_gpu_memory_bytes: Option<u64>,
+}
+
+/// `NVML_VALUE_NOT_AVAILABLE` in an `unsigned long long` field.
+pub const VALUE_NOT_AVAILABLE: u64 = u64::MAX;
+
+impl Process {
+    /// `usedGpuMemory` as NVML fills it.
+    pub fn used_gpu_memory(&self) -> u64 {
+        self.used_gpu_memory_bytes.unwrap_or(VALUE_NOT_AVAILABLE)
+    }
+}
+
+/// `benchmark`: the simulated GEMM benchmark's median dense throughput per precision (TOPS or
+/// TFLOPS), for the agent's simulated backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Benchmark {
+    pub dense_tops: BTreeMap<String, f64>,
 }
 
 /// One entry of `mig_devices`.
@@ -446,6 +512,37 @@ impl Device {
             check_string(&format!("{at}.name"), m.name.as_deref(), 96)?;
             check_string(&format!("{at}.uuid"), m.uuid.as_deref(), 96)?;
             check_memory(&format!("{at}.memory"), m.memory.as_ref())?;
+        }
+        if let Some(reasons) = self.telemetry.and_then(|t| t.throttle_reasons)
+            && reasons & !THROTTLE_REASONS_MASK != 0
+        {
+            return Err(format!(
+                "{at}.telemetry.throttle_reasons {reasons:#x} has bits NVML does not define \
+                 (mask {THROTTLE_REASONS_MASK:#x})"
+            ));
+        }
+        if let Some(list) = &self.compute_processes {
+            let mut pids: Vec<u32> = list.iter().map(|p| p.pid).collect();
+            pids.sort_unstable();
+            if let Some(w) = pids.windows(2).find(|w| w[0] == w[1]) {
+                return Err(format!("{at}.compute_processes lists pid {} twice", w[0]));
+            }
+        }
+        if let Some(b) = &self.benchmark {
+            for (precision, tops) in &b.dense_tops {
+                if !PRECISION_CODES.contains(&precision.as_str()) {
+                    return Err(format!(
+                        "{at}.benchmark.dense_tops: {precision:?} is not a precision code \
+                         ({})",
+                        PRECISION_CODES.join(" ")
+                    ));
+                }
+                if !(tops.is_finite() && *tops > 0.0) {
+                    return Err(format!(
+                        "{at}.benchmark.dense_tops.{precision}: {tops} is not a positive number"
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -620,6 +717,45 @@ pub fn max_clock(clocks: Option<MaxClocks>, clock_type: u32) -> Result<u32, Code
         3 => Err(NOT_SUPPORTED),
         _ => Err(INVALID_ARGUMENT),
     }
+}
+
+/// `nvmlDeviceGetClockInfo` (current clocks), by `nvmlClockType_t` as [`max_clock`].
+pub fn current_clock(telemetry: Option<Telemetry>, clock_type: u32) -> Result<u32, Code> {
+    match clock_type {
+        0 | 1 => present(present(telemetry)?.sm_clock_mhz),
+        2 => present(present(telemetry)?.memory_clock_mhz),
+        3 => Err(NOT_SUPPORTED),
+        _ => Err(INVALID_ARGUMENT),
+    }
+}
+
+/// `nvmlDeviceGetTemperature`: `NVML_TEMPERATURE_GPU` (0) is the only sensor NVML defines.
+pub fn temperature(telemetry: Option<Telemetry>, sensor: u32) -> Result<u32, Code> {
+    match sensor {
+        0 => present(present(telemetry)?.temperature_c),
+        _ => Err(INVALID_ARGUMENT),
+    }
+}
+
+/// What a count-then-fill list call answers for a list of `len` entries and a caller's array
+/// of `capacity` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListAnswer {
+    /// The array holds them all: write the `n` entries, set the count to `n`, `SUCCESS`.
+    Fill(u32),
+    /// Too small (a count query passes 0): set the count to the `n` needed and answer
+    /// `INSUFFICIENT_SIZE`.
+    TooSmall(u32),
+}
+
+/// The count-then-fill protocol of `nvmlDeviceGetComputeRunningProcesses_v3`.
+pub fn list_answer(len: usize, capacity: u32) -> Result<ListAnswer, Code> {
+    let n = u32::try_from(len).map_err(|_| UNKNOWN)?;
+    Ok(if n > capacity {
+        ListAnswer::TooSmall(n)
+    } else {
+        ListAnswer::Fill(n)
+    })
 }
 
 /// Checks a buffer of `length` bytes holds `value` and its NUL.

@@ -30,8 +30,36 @@
 //! smaller `max_aggregate_tpp`, then the smaller licence id (an assigned node before an
 //! unassigned one; then node subject and submod name), and a `duplicate_device` finding
 //! names every place it appears. A stale node's GPUs still count. A GPU not in the spec
-//! table counts as a device with TPP unknown (`unknown_device`). A lost or unreadable GPU
-//! counts too (hiding hardware must not lower usage).
+//! table counts as a device with TPP unknown (`unknown_device`), unless it carries a
+//! measurement (below). A lost or unreadable GPU counts too (hiding hardware must not lower
+//! usage).
+//!
+//! # Measurements
+//!
+//! A GPU may carry a throughput measurement (submod `measurement`). Each measured median is
+//! truncated to four decimals (exact [`Tops`]) and, where the spec table has a figure for the
+//! same precision, held against it with the rule set's `[measurement]` tolerances, overridden
+//! by the licence's: more than `exceeds_spec_percent` above is `exceeds_spec` (a violation:
+//! the part is more capable than its identity claims), more than `below_spec_percent` below is
+//! `below_spec` (a warning, with the clocks, power and throttle reasons seen). The measured
+//! TPP is the maximum over precisions of median x bit length, a lower bound on the device's
+//! TPP; above the licence's `max_tpp_per_device` it is `device_tpp_above_cap` (basis
+//! `measured`) even when the spec TPP is within the cap. A GPU not in the spec table with a
+//! measured TPP raises `unlisted_device` **instead of** `unknown_device`: it is classified by
+//! its measured figures alone (die area and bandwidths unknown, treated as designed for
+//! datacenters, so no carve-out for consumer parts applies) and counts with its measured TPP.
+//! Everything measured is computed per GPU, never memoised by model identity: two GPUs of one
+//! model measure differently.
+//!
+//! # Effective evidence tier
+//!
+//! The licence's `min_evidence_tier` is checked against the node's effective tier. A node
+//! claiming `measured` keeps it only when every GPU it counts carries a measurement whose
+//! status is `consistent` or `below_spec` (no precision above spec, in the spec table, at
+//! least one precision with a spec figure); otherwise it is evaluated as `declared`, with a
+//! `measured_tier_downgraded` warning that says why. A node claiming `declared` stays
+//! `declared` whatever it carries (the agent decides what it claims), and `hardware` is
+//! taken as claimed.
 
 #[doc(hidden)]
 pub mod bench_support;
@@ -45,17 +73,19 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
+use tppguard_proto::claims::measurement::{Measurement, MeasurementMethod};
 use tppguard_proto::claims::{AttestationClaims, GpuStatus, GpuSubmod, Pci};
-use tppguard_proto::classify::classify_device;
+use tppguard_proto::classify::{Classification, classify_device};
 use tppguard_proto::evidence::EvidenceTier;
 use tppguard_proto::licence::{
     CountryCode, DEFAULT_MAX_ATTESTATION_AGE_SECONDS, Licence, Validity,
 };
-use tppguard_proto::ruleset::{INDETERMINATE, RuleSet, RuleSetStatus};
+use tppguard_proto::ruleset::{INDETERMINATE, MeasurementTolerances, RuleSet, RuleSetStatus};
 use tppguard_proto::spec::{self, AcceleratorSpec, H100Equivalents, SpecMatch, UnknownReason};
-use tppguard_proto::units::Tpp;
+use tppguard_proto::tpp::{ComputeFigures, Precision};
+use tppguard_proto::units::{Tops, Tpp};
 
-pub use reason::{Reason, Severity};
+pub use reason::{Reason, Severity, SpecRatio, TppSource};
 
 /// How far an attestation's `iat` may lie after the evaluation instant before it is
 /// `attestation_from_future`, seconds.
@@ -252,6 +282,9 @@ pub struct LicenceUsage {
     pub devices: DeviceCap,
     /// Counted devices whose TPP is unknown (not in the spec table).
     pub devices_tpp_unknown: u64,
+    /// Counted devices not in the spec table that count with their measured TPP, a lower
+    /// bound (`unlisted_device`): with any, `tpp.used` is itself a lower bound.
+    pub devices_tpp_measured: u64,
     /// TPP against `max_aggregate_tpp` (devices of unknown TPP add nothing).
     pub tpp: TppCap,
     /// The worst finding about the licence or its nodes.
@@ -269,6 +302,8 @@ pub struct CountryUsage {
     pub devices: u64,
     /// Counted devices whose TPP is unknown.
     pub devices_tpp_unknown: u64,
+    /// Counted devices that count with their measured TPP, a lower bound.
+    pub devices_tpp_measured: u64,
     /// TPP counted.
     pub tpp: Tpp,
     /// `tpp` in H100-equivalents.
@@ -304,12 +339,92 @@ pub struct GpuVerdict {
     /// The clause that decided it.
     #[serde(serialize_with = "ser_opt_str")]
     pub clause: Option<Arc<str>>,
-    /// Spec TPP; `None` when unknown.
+    /// The TPP it counts with: from the spec table, or for a GPU not in it, its measured TPP
+    /// (a lower bound); `None` when unknown.
     pub tpp: Option<Tpp>,
     /// `tpp` in H100-equivalents.
     pub h100_equivalents: Option<H100Equivalents>,
     /// Whether it counts here (`false` for a duplicate counted elsewhere).
     pub counted: bool,
+    /// Where `tpp` comes from (`spec`, `measured`); `None` when unknown.
+    pub tpp_from: Option<TppSource>,
+    /// The GPU's measurement against the spec table, when it carries one.
+    pub measured: Option<Box<GpuMeasurement>>,
+}
+
+/// What the verifier made of a GPU's measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasurementStatus {
+    /// Every precision with a spec figure is within the tolerances (and one has one).
+    Consistent,
+    /// Some precision is below spec by more than the tolerance (`below_spec`), none above.
+    BelowSpec,
+    /// Some precision is above spec by more than the tolerance (`exceeds_spec`).
+    ExceedsSpec,
+    /// The GPU is not in the spec table; it is classified by its measurement
+    /// (`unlisted_device`).
+    Unlisted,
+    /// No precision measured has a spec figure to hold it against (or nothing was measured).
+    NoSpecFigure,
+}
+
+impl MeasurementStatus {
+    /// Whether the measurement backs the `measured` evidence tier.
+    pub const fn backs_measured_tier(self) -> bool {
+        matches!(self, Self::Consistent | Self::BelowSpec)
+    }
+}
+
+/// How one measured precision compares with its spec figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateCheck {
+    /// Within the tolerances.
+    WithinTolerance,
+    /// Above spec by more than `exceeds_spec_percent`.
+    ExceedsSpec,
+    /// Below spec by more than `below_spec_percent`.
+    BelowSpec,
+    /// The spec table has no figure for this precision of this device.
+    NoSpecFigure,
+}
+
+/// One measured precision against its spec figure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MeasuredRate {
+    /// The precision.
+    pub precision: Precision,
+    /// The measured median, TOPS, truncated to four decimals.
+    pub tops: Tops,
+    /// The spec figure for the precision, when the table has one.
+    pub spec_tops: Option<Tops>,
+    /// `tops / spec_tops`.
+    pub ratio: Option<SpecRatio>,
+    /// The comparison.
+    pub check: RateCheck,
+}
+
+/// A GPU's measurement as the verifier holds it against the spec table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GpuMeasurement {
+    /// How it was measured.
+    pub method: MeasurementMethod,
+    /// When it started, Unix seconds.
+    pub started_at: i64,
+    /// The measured TPP: the maximum over precisions of median x bit length, rounded down;
+    /// a lower bound on the device's TPP. `None` when nothing was measured.
+    pub tpp: Option<Tpp>,
+    /// The precision that set `tpp`.
+    pub tpp_basis: Option<Precision>,
+    /// `tpp` over the spec TPP, when both are known.
+    pub tpp_ratio: Option<SpecRatio>,
+    /// What the verifier made of it.
+    pub status: MeasurementStatus,
+    /// The tolerances applied: the rule set's, with the licence's overrides.
+    pub tolerances: MeasurementTolerances,
+    /// One entry per precision measured, in precision order (FP64 first).
+    pub rates: Vec<MeasuredRate>,
 }
 
 /// One node's latest attestation, as evaluated.
@@ -327,8 +442,11 @@ pub struct NodeVerdict {
     pub stale: bool,
     /// The licence it is assigned to.
     pub licence: Option<String>,
-    /// The attestation's evidence tier.
+    /// The evidence tier the attestation claims.
     pub evidence_tier: EvidenceTier,
+    /// The tier the licence's `min_evidence_tier` is checked against: `measured` only when
+    /// the measurements back it (`measured_tier_downgraded`), else as claimed.
+    pub effective_evidence_tier: EvidenceTier,
     /// Devices counted here.
     pub devices_counted: u64,
     /// TPP counted here.
@@ -397,15 +515,7 @@ impl Derived {
         match spec::lookup(pci, name) {
             SpecMatch::Found { spec, .. } => {
                 let c = classify_device(&spec.figures(), rule_set);
-                let eccn = rule_set
-                    .eccn
-                    .as_deref()
-                    .filter(|e| {
-                        c.outcome
-                            .strip_prefix(e)
-                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-                    })
-                    .map(|_| c.outcome.clone());
+                let eccn = eccn_of(rule_set, &c);
                 Self {
                     outcome_shared: Some(Arc::from(c.outcome.as_str())),
                     clause_shared: c.clause.as_deref().map(Arc::from),
@@ -433,6 +543,186 @@ impl Derived {
     }
 }
 
+/// The classification's outcome when it is an ECCN of the rule set's (`3A090.a` under
+/// `3A090`).
+fn eccn_of(rule_set: &RuleSet, c: &Classification) -> Option<String> {
+    rule_set
+        .eccn
+        .as_deref()
+        .filter(|e| {
+            c.outcome
+                .strip_prefix(e)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
+        .map(|_| c.outcome.clone())
+}
+
+/// A measured rate as exact TOPS, truncated (never rounded up) to the four decimals of
+/// [`Tops`]: the shortest decimal that reads back as the same `f64` (what the JSON said),
+/// cut after four places, so `1320.4` is exactly 1320.4. `None` for what the claims checks
+/// already refuse (negative, not finite, out of range).
+fn truncated_tops(rate: f64) -> Option<Tops> {
+    if rate == 0.0 {
+        return Some(Tops::default());
+    }
+    if !rate.is_finite() || rate < 0.0 {
+        return None;
+    }
+    // `Display` for `f64` never uses an exponent.
+    let text = rate.to_string();
+    let cut = match text.split_once('.') {
+        Some((int, frac)) => format!("{int}.{}", frac.get(..4).unwrap_or(frac)),
+        None => text,
+    };
+    cut.parse().ok()
+}
+
+/// A GPU's measurement held against its spec row (`None`: not in the table) with the
+/// tolerances, and the findings about its rates.
+struct Checked {
+    verdict: GpuMeasurement,
+    /// `exceeds_spec` and `below_spec`, in precision order.
+    findings: Vec<Reason>,
+    /// The measured median of `verdict.tpp_basis`.
+    basis_tops: Option<Tops>,
+}
+
+fn check_measurement(
+    m: &Measurement,
+    gpu: &GpuSubmod,
+    spec: Option<&AcceleratorSpec>,
+    spec_tpp: Option<Tpp>,
+    tolerances: MeasurementTolerances,
+) -> Checked {
+    let exceeds = u128::from(tolerances.exceeds_spec_percent).saturating_add(100);
+    let below = 100u128.saturating_sub(u128::from(tolerances.below_spec_percent));
+    let mut rates: Vec<MeasuredRate> = m
+        .results
+        .iter()
+        .filter_map(|r| {
+            let tops = truncated_tops(r.tops_median)?;
+            let spec_tops = spec.and_then(|s| {
+                s.dense_tops
+                    .iter()
+                    .find(|(p, t)| *p == r.precision && t.raw() > 0)
+                    .map(|(_, t)| *t)
+            });
+            let (ratio, check) = match spec_tops {
+                None => (None, RateCheck::NoSpecFigure),
+                Some(st) => {
+                    let measured = u128::from(tops.raw()).saturating_mul(100);
+                    let check = if measured > u128::from(st.raw()).saturating_mul(exceeds) {
+                        RateCheck::ExceedsSpec
+                    } else if measured < u128::from(st.raw()).saturating_mul(below) {
+                        RateCheck::BelowSpec
+                    } else {
+                        RateCheck::WithinTolerance
+                    };
+                    (SpecRatio::new(tops, st), check)
+                }
+            };
+            Some(MeasuredRate {
+                precision: r.precision,
+                tops,
+                spec_tops,
+                ratio,
+                check,
+            })
+        })
+        .collect();
+    rates.sort_by_key(|r| r.precision);
+
+    // The lower-bound TPP, with the spec TPP's own tie-breaking between precisions.
+    let figures = measured_figures(&rates);
+    let best = tppguard_proto::tpp::tpp(&figures);
+
+    let model = spec.map_or("", |s| s.model);
+    let t = &m.telemetry;
+    let mut findings = Vec::new();
+    for r in &rates {
+        let (Some(spec_tops), Some(ratio)) = (r.spec_tops, r.ratio) else {
+            continue;
+        };
+        match r.check {
+            RateCheck::ExceedsSpec => findings.push(Reason::ExceedsSpec {
+                model: model.to_owned(),
+                precision: r.precision,
+                measured_tops: r.tops,
+                spec_tops,
+                ratio,
+                tolerance_percent: tolerances.exceeds_spec_percent,
+            }),
+            RateCheck::BelowSpec => findings.push(Reason::BelowSpec {
+                model: model.to_owned(),
+                precision: r.precision,
+                measured_tops: r.tops,
+                spec_tops,
+                ratio,
+                tolerance_percent: tolerances.below_spec_percent,
+                sm_clock_mhz_min: t.sm_clock_mhz_min,
+                sm_clock_mhz_max: t.sm_clock_mhz_max,
+                max_sm_clock_mhz: gpu.max_sm_clock_mhz,
+                temperature_c_max: t.temperature_c_max,
+                power_mw_max: t.power_mw_max,
+                power_limit_mw: gpu.power_limit_mw,
+                throttle_reasons: t.throttle_reasons.clone(),
+            }),
+            RateCheck::WithinTolerance | RateCheck::NoSpecFigure => {}
+        }
+    }
+
+    let any = |check: RateCheck| rates.iter().any(|r| r.check == check);
+    let status = if spec.is_none() {
+        if best.is_some() {
+            MeasurementStatus::Unlisted
+        } else {
+            MeasurementStatus::NoSpecFigure
+        }
+    } else if any(RateCheck::ExceedsSpec) {
+        MeasurementStatus::ExceedsSpec
+    } else if rates.iter().all(|r| r.spec_tops.is_none()) {
+        MeasurementStatus::NoSpecFigure
+    } else if any(RateCheck::BelowSpec) {
+        MeasurementStatus::BelowSpec
+    } else {
+        MeasurementStatus::Consistent
+    };
+    let tpp = best.map(|b| b.tpp);
+    let tpp_ratio = tpp.zip(spec_tpp).and_then(|(measured, spec)| {
+        SpecRatio::new(
+            Tops::from_ten_thousandths(measured.raw())?,
+            Tops::from_ten_thousandths(spec.raw())?,
+        )
+    });
+    Checked {
+        basis_tops: best.map(|b| b.tops),
+        verdict: GpuMeasurement {
+            method: m.method,
+            started_at: m.started_at,
+            tpp,
+            tpp_basis: best.map(|b| b.precision),
+            tpp_ratio,
+            status,
+            tolerances,
+            rates,
+        },
+        findings,
+    }
+}
+
+/// The figures of a GPU known only by its measured rates: die area and bandwidths unknown,
+/// and designed for datacenters (nothing says otherwise, so no carve-out for consumer parts
+/// applies).
+fn measured_figures(rates: &[MeasuredRate]) -> ComputeFigures {
+    ComputeFigures {
+        dense_tops: rates.iter().map(|r| (r.precision, r.tops)).collect(),
+        die_area: None,
+        datacenter: true,
+        dram_bandwidth: None,
+        interconnect_bandwidth: None,
+    }
+}
+
 /// NVML's combined PCI id, `(device << 16) | vendor`, from `0x10de` and `0x2330`.
 fn pci_combined(pci: &Pci) -> Option<u32> {
     fn hex16(text: &str) -> Option<u16> {
@@ -449,9 +739,7 @@ fn pci_combined(pci: &Pci) -> Option<u32> {
 /// Whether the licence allows the device's model and ECCN: `(model_ok, eccn_ok)`. The ECCN
 /// logic is the licence's own ([`Licence::allows`]); only the model half is split off, so a
 /// finding can say which list refused.
-fn allowed(licence: &Licence, derived: &Derived) -> (bool, bool) {
-    let model = derived.spec.map(|s| s.model);
-    let eccn = derived.eccn.as_deref();
+fn allowed(licence: &Licence, model: Option<&str>, eccn: Option<&str>) -> (bool, bool) {
     if licence.allows(eccn, model) {
         return (true, true);
     }
@@ -514,12 +802,77 @@ impl Findings {
     }
 }
 
+/// A GPU not in the spec table that carries a measurement: its `unlisted_device` finding and
+/// its classification by the measured figures.
+struct Unlisted {
+    reason: Reason,
+    /// The measured TPP it counts with.
+    tpp: Tpp,
+    eccn: Option<String>,
+    class: Classification,
+}
+
+/// Why a node's counted GPUs do not back the `measured` tier, GPU by GPU.
+#[derive(Default)]
+struct TierGaps {
+    unmeasured: u64,
+    exceeding: u64,
+    unlisted: u64,
+    no_spec_figure: u64,
+}
+
+impl TierGaps {
+    /// Adds a counted GPU, by its measurement's status (`None`: no measurement).
+    fn add(&mut self, status: Option<MeasurementStatus>) {
+        let gap = match status {
+            None => &mut self.unmeasured,
+            Some(MeasurementStatus::ExceedsSpec) => &mut self.exceeding,
+            Some(MeasurementStatus::Unlisted) => &mut self.unlisted,
+            Some(MeasurementStatus::NoSpecFigure) => &mut self.no_spec_figure,
+            Some(MeasurementStatus::Consistent | MeasurementStatus::BelowSpec) => return,
+        };
+        *gap = gap.saturating_add(1);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.unmeasured == 0
+            && self.exceeding == 0
+            && self.unlisted == 0
+            && self.no_spec_figure == 0
+    }
+}
+
+/// The per-device cap check: the spec TPP above the cap, or else the measured TPP above it
+/// (whatever model the device claims); one finding at most.
+fn per_device_cap(
+    licence: &Licence,
+    spec_tpp: Option<Tpp>,
+    measured_tpp: Option<Tpp>,
+) -> Option<Reason> {
+    let cap = licence.max_tpp_per_device()?;
+    if let Some(tpp) = spec_tpp.filter(|t| *t > cap) {
+        return Some(Reason::DeviceTppAboveCap {
+            tpp,
+            cap,
+            basis: TppSource::Spec,
+        });
+    }
+    measured_tpp
+        .filter(|t| *t > cap)
+        .map(|tpp| Reason::DeviceTppAboveCap {
+            tpp,
+            cap,
+            basis: TppSource::Measured,
+        })
+}
+
 #[derive(Default)]
 struct Tally {
     nodes: u64,
     stale_nodes: u64,
     devices: u64,
     devices_tpp_unknown: u64,
+    devices_tpp_measured: u64,
     tpp: Tpp,
 }
 
@@ -751,7 +1104,12 @@ pub fn evaluate(
         let mut gpus = Vec::with_capacity(claims.submods.len());
         let mut devices_counted: u64 = 0;
         let mut devices_tpp_unknown: u64 = 0;
+        let mut devices_tpp_measured: u64 = 0;
         let mut tpp_counted = Tpp::default();
+        let tolerances = lic.map_or(rule_set.measurement, |l| {
+            l.measurement().apply(rule_set.measurement)
+        });
+        let mut gaps = TierGaps::default();
         for (g, (submod, gpu)) in claims.submods.iter().enumerate() {
             let key = (
                 gpu.pci.as_ref().map(|p| p.vendor_id.as_str()),
@@ -782,10 +1140,40 @@ pub fn evaluate(
             let has_identity = gpu.pci.is_some() || gpu.name.is_some();
             let at_gpu = Some(submod.as_str());
 
+            // Measured figures are this GPU's own: never memoised by identity.
+            let checked = gpu
+                .measurement
+                .as_ref()
+                .map(|m| check_measurement(m, gpu, d.spec, d.tpp, tolerances));
+            let measured_tpp = checked.as_ref().and_then(|c| c.verdict.tpp);
+            // A GPU not in the spec table, classified by its measurement.
+            let unlisted = match (&d.unknown, &checked, measured_tpp) {
+                (Some(unknown), Some(c), Some(tpp)) => {
+                    let class = classify_device(&measured_figures(&c.verdict.rates), rule_set);
+                    let eccn = eccn_of(rule_set, &class);
+                    Some(Unlisted {
+                        reason: Reason::UnlistedDevice {
+                            lookup: unknown.code(),
+                            detail: unknown.sentence(),
+                            measured_tpp: tpp,
+                            precision: c.verdict.tpp_basis.unwrap_or(Precision::Fp64),
+                            measured_tops: c.basis_tops.unwrap_or_default(),
+                            outcome: class.outcome.clone(),
+                        },
+                        tpp,
+                        eccn,
+                        class,
+                    })
+                }
+                _ => None,
+            };
+
             if !readable {
                 findings.push(Reason::GpuLost { status: gpu.status }, lref, nref, at_gpu);
             }
-            if let Some(unknown) = &d.unknown
+            if let Some(u) = &unlisted {
+                findings.push(u.reason.clone(), lref, nref, at_gpu);
+            } else if let Some(unknown) = &d.unknown
                 && (readable || has_identity)
             {
                 findings.push(
@@ -798,45 +1186,68 @@ pub fn evaluate(
                     at_gpu,
                 );
             }
-            if let (Some(l), Some(i)) = (lic, lic_idx)
-                && (readable || d.spec.is_some())
-            {
-                let slot = d_idx.saturating_mul(lics.len()).saturating_add(i);
-                if allow_memo.len() <= slot {
-                    allow_memo.resize(slot.saturating_add(1), None);
+            if let Some(c) = &checked {
+                for reason in &c.findings {
+                    findings.push(reason.clone(), lref, nref, at_gpu);
                 }
-                let memo_slot = allow_memo.get_mut(slot);
-                let (model_ok, eccn_ok) = match memo_slot {
-                    Some(Some(known)) => *known,
-                    Some(empty) => *empty.insert(allowed(l, d)),
-                    None => allowed(l, d),
+            }
+            if let (Some(l), Some(i)) = (lic, lic_idx)
+                && (readable || d.spec.is_some() || unlisted.is_some())
+            {
+                let (model_ok, eccn_ok) = if let Some(u) = &unlisted {
+                    allowed(l, None, u.eccn.as_deref())
+                } else {
+                    let slot = d_idx.saturating_mul(lics.len()).saturating_add(i);
+                    if allow_memo.len() <= slot {
+                        allow_memo.resize(slot.saturating_add(1), None);
+                    }
+                    let model = d.spec.map(|s| s.model);
+                    let eccn = d.eccn.as_deref();
+                    match allow_memo.get_mut(slot) {
+                        Some(Some(known)) => *known,
+                        Some(empty) => *empty.insert(allowed(l, model, eccn)),
+                        None => allowed(l, model, eccn),
+                    }
                 };
                 if !model_ok {
                     let model = d.spec.map(|s| s.model.to_owned());
                     findings.push(Reason::ModelNotAllowed { model }, lref, nref, at_gpu);
                 }
                 if !eccn_ok {
-                    let reason = Reason::EccnNotAllowed {
-                        eccn: d.eccn.clone(),
-                        outcome: d.outcome.clone(),
+                    let reason = match &unlisted {
+                        Some(u) => Reason::EccnNotAllowed {
+                            eccn: u.eccn.clone(),
+                            outcome: Some(u.class.outcome.clone()),
+                        },
+                        None => Reason::EccnNotAllowed {
+                            eccn: d.eccn.clone(),
+                            outcome: d.outcome.clone(),
+                        },
                     };
                     findings.push(reason, lref, nref, at_gpu);
                 }
-                if let (Some(tpp), Some(cap)) = (d.tpp, l.max_tpp_per_device())
-                    && tpp > cap
-                {
-                    findings.push(Reason::DeviceTppAboveCap { tpp, cap }, lref, nref, at_gpu);
+                if let Some(reason) = per_device_cap(l, d.tpp, measured_tpp) {
+                    findings.push(reason, lref, nref, at_gpu);
                 }
             }
             if check_agent && readable {
                 agent_mismatch(gpu, d, &mut findings, lref, nref, at_gpu);
             }
+            let (tpp, tpp_from) = match (d.tpp, &unlisted) {
+                (Some(t), _) => (Some(t), Some(TppSource::Spec)),
+                (None, Some(u)) => (Some(u.tpp), Some(TppSource::Measured)),
+                (None, None) => (None, None),
+            };
             if counted {
                 devices_counted = devices_counted.saturating_add(1);
-                match d.tpp {
+                match tpp {
                     Some(t) => tpp_counted = tpp_counted.saturating_add(t),
                     None => devices_tpp_unknown = devices_tpp_unknown.saturating_add(1),
                 }
+                if tpp_from == Some(TppSource::Measured) {
+                    devices_tpp_measured = devices_tpp_measured.saturating_add(1);
+                }
+                gaps.add(checked.as_ref().map(|c| c.verdict.status));
             }
             let submod_name = match submod_names.get(g) {
                 Some(shared) if **shared == **submod => Arc::clone(shared),
@@ -850,25 +1261,59 @@ pub fn evaluate(
                     shared
                 }
             };
+            let (outcome, clause) = match &unlisted {
+                Some(u) => (
+                    Some(Arc::from(u.class.outcome.as_str())),
+                    u.class.clause.as_deref().map(Arc::from),
+                ),
+                None => (d.outcome_shared.clone(), d.clause_shared.clone()),
+            };
             gpus.push(GpuVerdict {
                 submod: submod_name,
                 uuid: gpu.uuid.clone(),
                 serial: gpu.serial.clone(),
                 status: gpu.status,
                 model: d.spec.map(|s| s.model),
-                outcome: d.outcome_shared.clone(),
-                clause: d.clause_shared.clone(),
-                tpp: d.tpp,
-                h100_equivalents: d.h100_equivalents,
+                outcome,
+                clause,
+                tpp,
+                h100_equivalents: match tpp_from {
+                    Some(TppSource::Spec) => d.h100_equivalents,
+                    Some(TppSource::Measured) => tpp.map(spec::h100_equivalents),
+                    None => None,
+                },
                 counted,
+                tpp_from,
+                measured: checked.map(|c| Box::new(c.verdict)),
             });
         }
 
+        // The tier the licence's minimum is checked against.
+        let effective_tier = match claims.evidence_tier {
+            EvidenceTier::Measured if !gaps.is_empty() => {
+                findings.push(
+                    Reason::MeasuredTierDowngraded {
+                        claimed: EvidenceTier::Measured,
+                        effective: EvidenceTier::Declared,
+                        gpus: devices_counted,
+                        unmeasured: gaps.unmeasured,
+                        exceeding: gaps.exceeding,
+                        unlisted: gaps.unlisted,
+                        no_spec_figure: gaps.no_spec_figure,
+                    },
+                    lref,
+                    nref,
+                    None,
+                );
+                EvidenceTier::Declared
+            }
+            claimed => claimed,
+        };
         match lic {
             Some(l) => {
-                if !claims.evidence_tier.meets(l.min_evidence_tier()) {
+                if !effective_tier.meets(l.min_evidence_tier()) {
                     let reason = Reason::EvidenceTierTooLow {
-                        have: claims.evidence_tier,
+                        have: effective_tier,
                         need: l.min_evidence_tier(),
                         gpus: devices_counted,
                     };
@@ -889,6 +1334,7 @@ pub fn evaluate(
             t.stale_nodes = t.stale_nodes.saturating_add(u64::from(stale));
             t.devices = t.devices.saturating_add(devices_counted);
             t.devices_tpp_unknown = t.devices_tpp_unknown.saturating_add(devices_tpp_unknown);
+            t.devices_tpp_measured = t.devices_tpp_measured.saturating_add(devices_tpp_measured);
             t.tpp = t.tpp.saturating_add(tpp_counted);
         }
         node_verdicts.push(NodeVerdict {
@@ -899,6 +1345,7 @@ pub fn evaluate(
             stale,
             licence: lic.map(|l| l.id().to_owned()),
             evidence_tier: claims.evidence_tier,
+            effective_evidence_tier: effective_tier,
             devices_counted,
             tpp_counted,
             h100_equivalents: spec::h100_equivalents(tpp_counted),
@@ -977,6 +1424,7 @@ pub fn evaluate(
                 licences: Vec::new(),
                 devices: 0,
                 devices_tpp_unknown: 0,
+                devices_tpp_measured: 0,
                 tpp: Tpp::default(),
                 h100_equivalents: spec::h100_equivalents(Tpp::default()),
                 allocation: None,
@@ -990,6 +1438,9 @@ pub fn evaluate(
         country.devices_tpp_unknown = country
             .devices_tpp_unknown
             .saturating_add(t.devices_tpp_unknown);
+        country.devices_tpp_measured = country
+            .devices_tpp_measured
+            .saturating_add(t.devices_tpp_measured);
         country.tpp = country.tpp.saturating_add(t.tpp);
         country.h100_equivalents = spec::h100_equivalents(country.tpp);
         usages.push(LicenceUsage {
@@ -1002,6 +1453,7 @@ pub fn evaluate(
             stale_nodes: t.stale_nodes,
             devices,
             devices_tpp_unknown: t.devices_tpp_unknown,
+            devices_tpp_measured: t.devices_tpp_measured,
             tpp,
             severity: Severity::Info,
         });

@@ -1,11 +1,14 @@
 //! Findings: what the policy engine noticed, with a stable reason code, a severity and a
 //! human sentence carrying the figures.
 
-use serde::Serialize;
+use std::fmt;
+
+use serde::{Serialize, Serializer};
 use tppguard_proto::claims::GpuStatus;
 use tppguard_proto::evidence::EvidenceTier;
 use tppguard_proto::licence::CountryCode;
-use tppguard_proto::units::Tpp;
+use tppguard_proto::tpp::Precision;
+use tppguard_proto::units::{Tops, Tpp};
 
 /// How bad a finding is. Ordered, so the worst of several is their `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
@@ -31,6 +34,68 @@ impl Severity {
     }
 }
 
+/// Where a TPP figure comes from: the spec table (the GPU's identity) or its measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TppSource {
+    /// The spec table's figures for the GPU's identity.
+    Spec,
+    /// The GPU's measured dense rates (a lower bound on its TPP).
+    Measured,
+}
+
+impl TppSource {
+    /// The stable snake_case code, as serialized.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Spec => "spec",
+            Self::Measured => "measured",
+        }
+    }
+}
+
+/// A measured rate over its spec figure, exact to four decimals (rounded half up). Serialized
+/// as a number (`0.6672`); shown with two decimals (`0.67`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SpecRatio(u64);
+
+impl SpecRatio {
+    /// `measured / spec`; `None` for a zero spec figure.
+    pub fn new(measured: Tops, spec: Tops) -> Option<Self> {
+        let spec = u128::from(spec.raw());
+        let twice = u128::from(measured.raw())
+            .checked_mul(20_000)?
+            .checked_add(spec)?;
+        let ratio = twice.checked_div(spec.checked_mul(2)?)?;
+        u64::try_from(ratio).ok().map(Self)
+    }
+
+    /// The ratio in ten-thousandths (`6672` for 0.6672).
+    pub const fn ten_thousandths(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SpecRatio {
+    /// Two decimals, rounded half up: `0.67`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hundredths = self.0.saturating_add(50) / 100;
+        f.pad(&format!("{}.{:02}", hundredths / 100, hundredths % 100))
+    }
+}
+
+impl Serialize for SpecRatio {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = format!("{}.{:04}", self.0 / 10_000, self.0 % 10_000);
+        serializer.serialize_f64(text.parse().unwrap_or(f64::NAN))
+    }
+}
+
+/// A rate for a sentence: TOPS with one decimal (the figures keep all four).
+fn tops_text(tops: Tops) -> String {
+    format!("{:.1}", tops.as_f64())
+}
+
 /// Why a finding was raised, with the figures behind it. Serialized (untagged) as the
 /// finding's `figures`. Codes are added, never renamed or reused.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,12 +116,15 @@ pub enum Reason {
         /// the device is known.
         outcome: Option<String>,
     },
-    /// The GPU's TPP is above the licence's per-device cap.
+    /// The GPU's TPP is above the licence's per-device cap: its spec TPP, or else its
+    /// measured TPP (whatever model it claims to be).
     DeviceTppAboveCap {
         /// The device's TPP.
         tpp: Tpp,
         /// The licence's `max_tpp_per_device`.
         cap: Tpp,
+        /// Where `tpp` comes from: the spec table, or the measurement.
+        basis: TppSource,
     },
     /// The node's evidence is weaker than the licence requires.
     EvidenceTierTooLow {
@@ -207,11 +275,94 @@ pub enum Reason {
         /// GPUs the simulated inventory lists.
         gpus: u64,
     },
+    /// A measured dense rate is above the spec figure for the same precision by more than
+    /// the tolerance: the part is more capable than its identity claims.
+    ExceedsSpec {
+        /// The spec-table model the GPU's identity names.
+        model: String,
+        /// The precision.
+        precision: Precision,
+        /// The measured median, TOPS (truncated to four decimals).
+        measured_tops: Tops,
+        /// The spec figure, TOPS.
+        spec_tops: Tops,
+        /// `measured_tops / spec_tops`.
+        ratio: SpecRatio,
+        /// The tolerance above spec, percent (`exceeds_spec_percent`).
+        tolerance_percent: u32,
+    },
+    /// A measured dense rate is below the spec figure for the same precision by more than
+    /// the tolerance: derated, throttled or power-capped.
+    BelowSpec {
+        /// The spec-table model the GPU's identity names.
+        model: String,
+        /// The precision.
+        precision: Precision,
+        /// The measured median, TOPS (truncated to four decimals).
+        measured_tops: Tops,
+        /// The spec figure, TOPS.
+        spec_tops: Tops,
+        /// `measured_tops / spec_tops`.
+        ratio: SpecRatio,
+        /// The tolerance below spec, percent (`below_spec_percent`).
+        tolerance_percent: u32,
+        /// Lowest SM clock seen during the measurement, MHz.
+        sm_clock_mhz_min: Option<u32>,
+        /// Highest SM clock seen during the measurement, MHz.
+        sm_clock_mhz_max: Option<u32>,
+        /// The GPU's maximum SM clock (inventory), MHz.
+        max_sm_clock_mhz: Option<u32>,
+        /// Highest temperature seen, °C.
+        temperature_c_max: Option<u32>,
+        /// Highest power draw seen, milliwatts.
+        power_mw_max: Option<u32>,
+        /// The GPU's power limit (inventory), milliwatts.
+        power_limit_mw: Option<u32>,
+        /// Every clock throttle reason seen, sorted.
+        throttle_reasons: Vec<String>,
+    },
+    /// The GPU's identity is not in the spec table, but it carries a measurement: it is
+    /// classified by its measured figures alone, and counts with its measured TPP, a lower
+    /// bound. Raised instead of `unknown_device`.
+    UnlistedDevice {
+        /// The spec lookup's reason code (`pci_id_not_listed`, ...).
+        lookup: &'static str,
+        /// The spec lookup's sentence.
+        detail: String,
+        /// The measured TPP: the maximum over precisions of the measured median x bit
+        /// length, rounded down; a lower bound on the device's TPP.
+        measured_tpp: Tpp,
+        /// The precision that set it.
+        precision: Precision,
+        /// Its measured median, TOPS.
+        measured_tops: Tops,
+        /// The outcome under the rule set from the measured figures (die area and
+        /// bandwidths unknown, treated as designed for datacenters).
+        outcome: String,
+    },
+    /// The node claims the `measured` evidence tier, but its measurements do not back it:
+    /// the licence's `min_evidence_tier` is checked against `declared`.
+    MeasuredTierDowngraded {
+        /// The tier the attestation claims.
+        claimed: EvidenceTier,
+        /// The tier it is evaluated at.
+        effective: EvidenceTier,
+        /// GPUs of the node that count.
+        gpus: u64,
+        /// Of those, GPUs without a measurement.
+        unmeasured: u64,
+        /// GPUs whose measurement is above spec (`exceeds_spec`).
+        exceeding: u64,
+        /// GPUs not in the spec table (`unlisted_device`).
+        unlisted: u64,
+        /// GPUs whose measured precisions have no spec figure to hold them against.
+        no_spec_figure: u64,
+    },
 }
 
 impl Reason {
     /// Every code, in declaration order (documentation and the uniqueness test).
-    pub const CODES: [&'static str; 19] = [
+    pub const CODES: [&'static str; 23] = [
         "model_not_allowed",
         "eccn_not_allowed",
         "device_tpp_above_cap",
@@ -231,6 +382,10 @@ impl Reason {
         "site_in_several_licences",
         "country_allocation_exceeded",
         "simulated_inventory",
+        "exceeds_spec",
+        "below_spec",
+        "unlisted_device",
+        "measured_tier_downgraded",
     ];
 
     /// The stable snake_case reason code.
@@ -255,6 +410,10 @@ impl Reason {
             Self::SiteInSeveralLicences { .. } => "site_in_several_licences",
             Self::CountryAllocationExceeded { .. } => "country_allocation_exceeded",
             Self::SimulatedInventory { .. } => "simulated_inventory",
+            Self::ExceedsSpec { .. } => "exceeds_spec",
+            Self::BelowSpec { .. } => "below_spec",
+            Self::UnlistedDevice { .. } => "unlisted_device",
+            Self::MeasuredTierDowngraded { .. } => "measured_tier_downgraded",
         }
     }
 
@@ -269,7 +428,8 @@ impl Reason {
             | Self::NodeUnassigned { .. }
             | Self::AggregateTppAboveCap { .. }
             | Self::DeviceCountAboveCap { .. }
-            | Self::CountryAllocationExceeded { .. } => Severity::Violation,
+            | Self::CountryAllocationExceeded { .. }
+            | Self::ExceedsSpec { .. } => Severity::Violation,
             Self::LicenceNotYetValid { devices, .. } | Self::LicenceExpired { devices, .. } => {
                 if *devices > 0 {
                     Severity::Violation
@@ -285,7 +445,10 @@ impl Reason {
             | Self::LicenceRuleSetMismatch { .. }
             | Self::AgentClassificationMismatch { .. }
             | Self::SiteInSeveralLicences { .. }
-            | Self::SimulatedInventory { .. } => Severity::Warning,
+            | Self::SimulatedInventory { .. }
+            | Self::BelowSpec { .. }
+            | Self::UnlistedDevice { .. }
+            | Self::MeasuredTierDowngraded { .. } => Severity::Warning,
         }
     }
 
@@ -308,9 +471,15 @@ impl Reason {
                                  licence's ECCN list cannot allow it"
                     .to_owned(),
             },
-            Self::DeviceTppAboveCap { tpp, cap } => {
-                format!("device TPP {tpp} is above the licence's per-device cap of {cap}")
-            }
+            Self::DeviceTppAboveCap { tpp, cap, basis } => match basis {
+                TppSource::Spec => {
+                    format!("device TPP {tpp} is above the licence's per-device cap of {cap}")
+                }
+                TppSource::Measured => format!(
+                    "measured device TPP {tpp} (a lower bound) is above the licence's \
+                     per-device cap of {cap}, whatever model the device claims to be"
+                ),
+            },
             Self::EvidenceTierTooLow { have, need, gpus } => format!(
                 "evidence tier {have} is below the licence's minimum {need} ({gpus} GPUs \
                  affected)"
@@ -411,6 +580,97 @@ impl Reason {
                 eccn.as_deref().unwrap_or("unknown"),
                 tpp.map_or_else(|| "unknown".to_owned(), |t| t.to_string()),
             ),
+            Self::ExceedsSpec {
+                model,
+                precision,
+                measured_tops,
+                spec_tops,
+                ratio,
+                tolerance_percent,
+            } => format!(
+                "measured {precision} {} TOPS is {ratio} of the spec's {} TOPS for {model}, more \
+                 than {tolerance_percent} % above it: the part is more capable than its identity \
+                 claims (relabelled, or a spec-table error to report)",
+                tops_text(*measured_tops),
+                tops_text(*spec_tops),
+            ),
+            Self::BelowSpec {
+                model,
+                precision,
+                measured_tops,
+                spec_tops,
+                ratio,
+                tolerance_percent,
+                sm_clock_mhz_min,
+                sm_clock_mhz_max,
+                max_sm_clock_mhz,
+                throttle_reasons,
+                ..
+            } => {
+                let mhz = |v: &Option<u32>| v.map_or_else(|| "?".to_owned(), |v| v.to_string());
+                let clocks = match (sm_clock_mhz_min, sm_clock_mhz_max) {
+                    (None, None) => "SM clock not reported".to_owned(),
+                    (lo, hi) => format!("SM clock {}-{} MHz", mhz(lo), mhz(hi)),
+                };
+                let max = max_sm_clock_mhz
+                    .map(|m| format!(" of {m} MHz max"))
+                    .unwrap_or_default();
+                let throttle = if throttle_reasons.is_empty() {
+                    "no throttle reason reported".to_owned()
+                } else {
+                    format!("throttle reasons: {}", throttle_reasons.join(", "))
+                };
+                format!(
+                    "measured {precision} {} TOPS is {ratio} of the spec's {} TOPS for {model}, \
+                     more than {tolerance_percent} % below it: derated, throttled or \
+                     power-capped ({clocks}{max}; {throttle})",
+                    tops_text(*measured_tops),
+                    tops_text(*spec_tops),
+                )
+            }
+            Self::UnlistedDevice {
+                detail,
+                measured_tpp,
+                precision,
+                measured_tops,
+                outcome,
+                ..
+            } => format!(
+                "{detail}; classified by its measured figures alone ({outcome}; die area \
+                 unknown): TPP at least {measured_tpp} ({precision} {} TOPS measured x {}), a \
+                 lower bound since a benchmark stays below peak, and it counts with that TPP",
+                tops_text(*measured_tops),
+                precision.bit_length(),
+            ),
+            Self::MeasuredTierDowngraded {
+                claimed,
+                effective,
+                gpus,
+                unmeasured,
+                exceeding,
+                unlisted,
+                no_spec_figure,
+            } => {
+                let mut why = Vec::new();
+                for (n, what) in [
+                    (unmeasured, "carry no measurement"),
+                    (exceeding, "measure above spec"),
+                    (unlisted, "are not in the spec table"),
+                    (
+                        no_spec_figure,
+                        "have no spec figure for any precision measured",
+                    ),
+                ] {
+                    if *n > 0 {
+                        why.push(format!("{n} {what}"));
+                    }
+                }
+                format!(
+                    "the node claims evidence tier {claimed}, but of its {gpus} counted GPUs {}: \
+                     it is evaluated as {effective}",
+                    why.join(", ")
+                )
+            }
             Self::SiteInSeveralLicences {
                 site,
                 licences,

@@ -9,12 +9,14 @@ use super::*;
 
 const EXAMPLE: &str = include_str!("../../../examples/licence.toml");
 const TOO_SMALL: &str = include_str!("../../../examples/licence-too-small.toml");
+const MEASURED: &str = include_str!("../../../examples/licence-measured.toml");
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 /// 2026-09-21, inside both example licences' validity.
 const AT: i64 = 1_790_000_000;
 
 /// One GPU of a claim set: PCI device id, NVML name, agent TPP and ECCN.
+#[derive(Clone)]
 struct Gpu<'a> {
     uuid: String,
     serial: Option<&'a str>,
@@ -23,6 +25,8 @@ struct Gpu<'a> {
     agent_tpp: Option<f64>,
     agent_eccn: &'a str,
     status: &'a str,
+    /// The submod's `measurement`, as JSON.
+    measurement: Option<Value>,
 }
 
 fn h100(node: &str, i: usize) -> Gpu<'static> {
@@ -34,6 +38,7 @@ fn h100(node: &str, i: usize) -> Gpu<'static> {
         agent_tpp: Some(15831.2),
         agent_eccn: "3A090.a",
         status: "ok",
+        measurement: None,
     }
 }
 
@@ -53,9 +58,7 @@ fn claims(node: &str, iat: i64, tier: &str, gpus: &[Gpu<'_>]) -> AttestationClai
         .iter()
         .enumerate()
         .map(|(i, g)| {
-            (
-                format!("gpu{i}"),
-                json!({
+            let mut submod = json!({
                     "index": i,
                     "status": g.status,
                     "uuid": g.uuid,
@@ -85,8 +88,11 @@ fn claims(node: &str, iat: i64, tier: &str, gpus: &[Gpu<'_>]) -> AttestationClai
                         "performance_density": null,
                         "eccn": g.agent_eccn
                     }
-                }),
-            )
+            });
+            if let Some(m) = &g.measurement {
+                submod["measurement"] = m.clone();
+            }
+            (format!("gpu{i}"), submod)
         })
         .collect();
     let text = json!({
@@ -408,8 +414,13 @@ fn per_device_cap() {
         found[0].figures,
         Reason::DeviceTppAboveCap {
             tpp: "15831.2".parse().unwrap(),
-            cap: "15000".parse().unwrap()
+            cap: "15000".parse().unwrap(),
+            basis: TppSource::Spec,
         }
+    );
+    assert_eq!(
+        serde_json::to_value(&found[0]).unwrap()["figures"]["basis"],
+        "spec"
     );
     assert!(found[0].sentence.contains("15831.2") && found[0].sentence.contains("15000"));
     assert!(!v.compliant);
@@ -631,7 +642,11 @@ fn every_reason() -> Vec<Reason> {
             eccn: None,
             outcome: None,
         },
-        Reason::DeviceTppAboveCap { tpp, cap: tpp },
+        Reason::DeviceTppAboveCap {
+            tpp,
+            cap: tpp,
+            basis: TppSource::Measured,
+        },
         Reason::EvidenceTierTooLow {
             have: EvidenceTier::Declared,
             need: EvidenceTier::Hardware,
@@ -710,6 +725,46 @@ fn every_reason() -> Vec<Reason> {
             period: "2025-2027".to_owned(),
         },
         Reason::SimulatedInventory { gpus: 8 },
+        Reason::ExceedsSpec {
+            model: "H100 SXM5 80GB".to_owned(),
+            precision: Precision::Fp8,
+            measured_tops: "2200".parse().unwrap(),
+            spec_tops: "1978.9".parse().unwrap(),
+            ratio: SpecRatio::new("2200".parse().unwrap(), "1978.9".parse().unwrap()).unwrap(),
+            tolerance_percent: 10,
+        },
+        Reason::BelowSpec {
+            model: "H100 SXM5 80GB".to_owned(),
+            precision: Precision::Fp8,
+            measured_tops: "900".parse().unwrap(),
+            spec_tops: "1978.9".parse().unwrap(),
+            ratio: SpecRatio::new("900".parse().unwrap(), "1978.9".parse().unwrap()).unwrap(),
+            tolerance_percent: 50,
+            sm_clock_mhz_min: None,
+            sm_clock_mhz_max: None,
+            max_sm_clock_mhz: None,
+            temperature_c_max: None,
+            power_mw_max: None,
+            power_limit_mw: None,
+            throttle_reasons: vec![],
+        },
+        Reason::UnlistedDevice {
+            lookup: "pci_id_not_listed",
+            detail: "x".to_owned(),
+            measured_tpp: tpp,
+            precision: Precision::Fp8,
+            measured_tops: "0.125".parse().unwrap(),
+            outcome: "not_3a090".to_owned(),
+        },
+        Reason::MeasuredTierDowngraded {
+            claimed: EvidenceTier::Measured,
+            effective: EvidenceTier::Declared,
+            gpus: 8,
+            unmeasured: 1,
+            exceeding: 0,
+            unlisted: 0,
+            no_spec_figure: 0,
+        },
     ]
 }
 
@@ -981,4 +1036,688 @@ fn country_over_its_allocation_is_a_violation() {
     let v = evaluate(&lics, &diffusion_rules(), &fleet, at);
     assert!(only(&v, "country_allocation_exceeded").is_empty());
     assert!(v.compliant, "{:?}", codes(&v));
+}
+
+// ---- Measurements --------------------------------------------------------------------------
+
+/// A measurement of dense rates (`(precision code, median TOPS)`), with clean telemetry.
+fn measurement(rates: &[(&str, f64)]) -> Value {
+    let results: Vec<Value> = rates
+        .iter()
+        .map(|&(precision, tops)| {
+            json!({
+                "precision": precision,
+                "matrix_size": 8192,
+                "gemms_per_repeat": 20,
+                "tops_median": tops,
+                "tops_min": tops * 0.98,
+                "tops_max": tops * 1.01
+            })
+        })
+        .collect();
+    json!({
+        "method": "cuda_gemm",
+        "backend": "CUDA driver 13.0, cuBLAS 13.0.2",
+        "started_at": AT - 600,
+        "duration_ms": 42_000,
+        "repeats": 10,
+        "results": results,
+        "telemetry": {
+            "samples": 40,
+            "sm_clock_mhz_min": 1755,
+            "sm_clock_mhz_max": 1980,
+            "temperature_c_max": 71,
+            "power_mw_max": 690_000,
+            "throttle_reasons": []
+        }
+    })
+}
+
+/// An H100 of `node` carrying a measurement of `rates`.
+fn measured_h100(node: &str, i: usize, rates: &[(&str, f64)]) -> Gpu<'static> {
+    Gpu {
+        measurement: Some(measurement(rates)),
+        ..h100(node, i)
+    }
+}
+
+/// A DGX of H100s measured at typical cuBLAS figures (about two thirds of peak).
+fn measured_dgx(node: &str) -> Vec<Gpu<'static>> {
+    (0..8)
+        .map(|i| measured_h100(node, i, &[("fp8", 1320.4), ("bf16", 600.0)]))
+        .collect()
+}
+
+fn tops(text: &str) -> Tops {
+    text.parse().unwrap()
+}
+
+fn tpp(text: &str) -> Tpp {
+    text.parse().unwrap()
+}
+
+/// `examples/licence.toml` without its model list and per-device cap.
+fn open_licence() -> VerifiedLicence {
+    licence(
+        &EXAMPLE
+            .replacen(r#"models = ["H100 SXM5 80GB", "H200 SXM 141GB"]"#, "", 1)
+            .replacen(r#"max_tpp_per_device = "15831.2""#, "", 1),
+    )
+}
+
+#[test]
+fn consistent_measurements_back_the_measured_tier() {
+    let v = evaluate(
+        &[licence(MEASURED)],
+        &eccn_rules(),
+        &[attestation(
+            "node-1",
+            AT,
+            "measured",
+            &measured_dgx("node-1"),
+        )],
+        AT,
+    );
+    assert!(v.findings.is_empty(), "{:#?}", v.findings);
+    assert!(v.compliant);
+    let n = &v.nodes[0];
+    assert_eq!(n.evidence_tier, EvidenceTier::Measured);
+    assert_eq!(n.effective_evidence_tier, EvidenceTier::Measured);
+    // Spec figures still decide classification and usage.
+    assert_eq!(v.licences[0].tpp.used.to_string(), "126649.6");
+    let g = &n.gpus[0];
+    assert_eq!(g.tpp, Some(tpp("15831.2")));
+    assert_eq!(g.tpp_from, Some(TppSource::Spec));
+    let m = g.measured.as_deref().unwrap();
+    assert_eq!(m.status, MeasurementStatus::Consistent);
+    assert_eq!(m.method, MeasurementMethod::CudaGemm);
+    assert_eq!(
+        m.tolerances.exceeds_spec_percent, 5,
+        "the licence's override"
+    );
+    assert_eq!(m.tolerances.below_spec_percent, 50, "the rule set's");
+    // The lower bound: FP8 1320.4 x 8, exact.
+    assert_eq!(m.tpp, Some(tpp("10563.2")));
+    assert_eq!(m.tpp_basis, Some(Precision::Fp8));
+    assert_eq!(m.tpp_ratio.unwrap().to_string(), "0.67");
+    // In precision order: BF16 before FP8.
+    let rates: Vec<_> = m.rates.iter().map(|r| r.precision).collect();
+    assert_eq!(rates, [Precision::Bf16, Precision::Fp8]);
+    let fp8 = &m.rates[1];
+    assert_eq!(fp8.tops, tops("1320.4"));
+    assert_eq!(fp8.spec_tops, Some(tops("1978.9")));
+    assert_eq!(fp8.ratio.unwrap().ten_thousandths(), 6672);
+    assert_eq!(fp8.check, RateCheck::WithinTolerance);
+    let json = serde_json::to_value(&v).unwrap();
+    let first = &json["nodes"][0];
+    assert_eq!(first["effective_evidence_tier"], "measured");
+    assert_eq!(first["gpus"][0]["tpp_from"], "spec");
+    assert_eq!(first["gpus"][0]["measured"]["status"], "consistent");
+    assert_eq!(first["gpus"][0]["measured"]["tpp"], 10563.2);
+    assert_eq!(first["gpus"][0]["measured"]["rates"][1]["ratio"], 0.6672);
+    assert_eq!(first["gpus"][0]["measured"]["rates"][1]["precision"], "fp8");
+    // Without a measurement the GPU verdict says so.
+    let plain = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &[node("n", AT)], AT);
+    let gpu = serde_json::to_value(&plain.nodes[0].gpus[0]).unwrap();
+    assert_eq!(gpu["measured"], Value::Null);
+    assert_eq!(gpu["tpp_from"], "spec");
+    assert_eq!(
+        plain.nodes[0].effective_evidence_tier,
+        EvidenceTier::Declared
+    );
+}
+
+#[test]
+fn exceeds_spec_is_a_violation_per_gpu_and_contraindicated_in_the_ear() {
+    let mut gpus = dgx("node-1");
+    // 2200 / 1978.9 = 1.1117, above the 10 % tolerance; the other seven are unmeasured.
+    gpus[3] = measured_h100("node-1", 3, &[("fp8", 2200.0), ("fp16", 700.0)]);
+    let v = evaluate(
+        &[open_licence()],
+        &eccn_rules(),
+        &[attestation("node-1", AT, "declared", &gpus)],
+        AT,
+    );
+    assert_eq!(codes(&v), ["exceeds_spec"]);
+    assert!(!v.compliant);
+    let f = &v.findings[0];
+    assert_eq!(f.severity, Severity::Violation);
+    assert_eq!(
+        f.gpu.as_deref(),
+        Some("gpu3"),
+        "measured figures are per GPU"
+    );
+    assert_eq!(
+        f.figures,
+        Reason::ExceedsSpec {
+            model: "H100 SXM5 80GB".to_owned(),
+            precision: Precision::Fp8,
+            measured_tops: tops("2200"),
+            spec_tops: tops("1978.9"),
+            ratio: SpecRatio::new(tops("2200"), tops("1978.9")).unwrap(),
+            tolerance_percent: 10,
+        }
+    );
+    assert!(
+        f.sentence
+            .contains("FP8 2200.0 TOPS is 1.11 of the spec's 1978.9 TOPS")
+            && f.sentence.contains("more capable than its identity claims"),
+        "{}",
+        f.sentence
+    );
+    let json = serde_json::to_value(f).unwrap();
+    assert_eq!(json["figures"]["ratio"], 1.1117);
+    assert_eq!(json["figures"]["tolerance_percent"], 10);
+    assert_eq!(json["figures"]["precision"], "fp8");
+    let m = v.nodes[0].gpus[3].measured.as_deref().unwrap();
+    assert_eq!(m.status, MeasurementStatus::ExceedsSpec);
+    assert_eq!(v.nodes[0].gpus[2].measured, None);
+    // Usage still counts the spec TPP.
+    assert_eq!(v.licences[0].tpp.used.to_string(), "126649.6");
+
+    let ear = crate::ear::EarClaims::new(&v, &[], None, AT);
+    let appraisal = &ear.submods["node-1"];
+    assert_eq!(appraisal.status, crate::ear::EarStatus::Contraindicated);
+    assert_eq!(appraisal.reasons, ["exceeds_spec"]);
+}
+
+#[test]
+fn the_tolerances_are_exact() {
+    let verdict = |median: f64| {
+        evaluate(
+            &[open_licence()],
+            &eccn_rules(),
+            &[attestation(
+                "node-1",
+                AT,
+                "declared",
+                &[measured_h100("node-1", 0, &[("fp8", median)])],
+            )],
+            AT,
+        )
+    };
+    // 1978.9 x 1.10 = 2176.79 exactly: not above; a ten-thousandth more is.
+    assert_eq!(codes(&verdict(2176.79)), Vec::<&str>::new());
+    assert_eq!(codes(&verdict(2176.7901)), ["exceeds_spec"]);
+    // Digits past the fourth decimal are cut, never rounded up.
+    assert_eq!(codes(&verdict(2_176.790_09)), Vec::<&str>::new());
+    // 1978.9 x 0.50 = 989.45 exactly: not below; a ten-thousandth less is.
+    assert_eq!(codes(&verdict(989.45)), Vec::<&str>::new());
+    assert_eq!(codes(&verdict(989.4499)), ["below_spec"]);
+    assert_eq!(truncated_tops(1320.4), Some(tops("1320.4")));
+    assert_eq!(truncated_tops(0.123_456), Some(tops("0.1234")));
+    assert_eq!(truncated_tops(-0.0), Some(Tops::default()));
+    assert_eq!(truncated_tops(1e6), Some(tops("1000000")));
+    assert_eq!(truncated_tops(f64::NAN), None);
+}
+
+#[test]
+fn below_spec_warns_with_the_clocks_and_throttle_reasons() {
+    let mut m = measurement(&[("fp8", 900.0), ("bf16", 600.0)]);
+    m["telemetry"] = json!({
+        "samples": 40,
+        "sm_clock_mhz_min": 705,
+        "sm_clock_mhz_max": 1200,
+        "temperature_c_max": 88,
+        "power_mw_max": 350_000,
+        "throttle_reasons": ["hw_slowdown", "sw_power_cap"]
+    });
+    let throttled = Gpu {
+        measurement: Some(m),
+        ..h100("node-1", 0)
+    };
+    let mut gpus = measured_dgx("node-1");
+    gpus[0] = throttled;
+    let v = evaluate(
+        &[licence(MEASURED)],
+        &eccn_rules(),
+        &[attestation("node-1", AT, "measured", &gpus)],
+        AT,
+    );
+    // FP8 is 0.45 of spec, below half; BF16 at 0.61 is within.
+    assert_eq!(codes(&v), ["below_spec"]);
+    assert!(v.compliant, "below spec is a warning");
+    let f = &v.findings[0];
+    assert_eq!(f.severity, Severity::Warning);
+    let Reason::BelowSpec {
+        precision,
+        measured_tops,
+        ratio,
+        tolerance_percent,
+        sm_clock_mhz_min,
+        sm_clock_mhz_max,
+        max_sm_clock_mhz,
+        temperature_c_max,
+        power_mw_max,
+        power_limit_mw,
+        throttle_reasons,
+        ..
+    } = &f.figures
+    else {
+        panic!("{:?}", f.figures);
+    };
+    assert_eq!(*precision, Precision::Fp8);
+    assert_eq!(*measured_tops, tops("900"));
+    assert_eq!(ratio.ten_thousandths(), 4548);
+    assert_eq!(*tolerance_percent, 50);
+    assert_eq!(
+        (*sm_clock_mhz_min, *sm_clock_mhz_max),
+        (Some(705), Some(1200))
+    );
+    assert_eq!(*max_sm_clock_mhz, Some(1980));
+    assert_eq!(*temperature_c_max, Some(88));
+    assert_eq!(
+        (*power_mw_max, *power_limit_mw),
+        (Some(350_000), Some(700_000))
+    );
+    assert_eq!(throttle_reasons, &["hw_slowdown", "sw_power_cap"]);
+    assert!(
+        f.sentence.contains("SM clock 705-1200 MHz of 1980 MHz max")
+            && f.sentence
+                .contains("throttle reasons: hw_slowdown, sw_power_cap"),
+        "{}",
+        f.sentence
+    );
+    let json = serde_json::to_value(f).unwrap();
+    assert_eq!(json["figures"]["sm_clock_mhz_min"], 705);
+    assert_eq!(json["figures"]["throttle_reasons"][1], "sw_power_cap");
+    // A part below spec is no more capable than it claims: the measured tier holds.
+    let n = &v.nodes[0];
+    assert_eq!(n.effective_evidence_tier, EvidenceTier::Measured);
+    assert_eq!(
+        n.gpus[0].measured.as_deref().unwrap().status,
+        MeasurementStatus::BelowSpec
+    );
+}
+
+#[test]
+fn an_unlisted_device_is_classified_and_counted_by_its_measured_lower_bound() {
+    let mystery = |i: usize, fp8: f64| Gpu {
+        device_id: "0x9999",
+        name: "NVIDIA Mystery",
+        agent_tpp: None,
+        agent_eccn: "indeterminate",
+        measurement: Some(measurement(&[("fp8", fp8), ("fp16", 250.0)])),
+        ..h100("node-1", i)
+    };
+    let gpus = [h100("node-1", 0), mystery(1, 600.0)];
+    let v = evaluate(
+        &[open_licence()],
+        &eccn_rules(),
+        &[attestation("node-1", AT, "declared", &gpus)],
+        AT,
+    );
+    assert_eq!(codes(&v), ["unlisted_device"], "instead of unknown_device");
+    let f = &v.findings[0];
+    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(
+        f.figures,
+        Reason::UnlistedDevice {
+            lookup: "pci_id_and_name_not_listed",
+            detail: "neither PCI id 0x999910DE nor name \"NVIDIA Mystery\" is in the spec table"
+                .to_owned(),
+            measured_tpp: tpp("4800"),
+            precision: Precision::Fp8,
+            measured_tops: tops("600"),
+            outcome: "3A090.a".to_owned(),
+        }
+    );
+    assert!(
+        f.sentence.contains("TPP at least 4800") && f.sentence.contains("a lower bound"),
+        "{}",
+        f.sentence
+    );
+    // Counted with its measured TPP, not as TPP unknown.
+    let usage = &v.licences[0];
+    assert_eq!(usage.devices.used, 2);
+    assert_eq!(usage.devices_tpp_unknown, 0);
+    assert_eq!(usage.devices_tpp_measured, 1);
+    assert_eq!(usage.tpp.used, tpp("20631.2"));
+    assert_eq!(v.countries[0].tpp, tpp("20631.2"));
+    assert_eq!(v.countries[0].devices_tpp_measured, 1);
+    assert_eq!(v.nodes[0].tpp_counted, tpp("20631.2"));
+    let g = &v.nodes[0].gpus[1];
+    assert_eq!(g.model, None);
+    assert_eq!(g.tpp, Some(tpp("4800")));
+    assert_eq!(g.tpp_from, Some(TppSource::Measured));
+    assert_eq!(g.outcome.as_deref(), Some("3A090.a"));
+    assert_eq!(g.clause.as_deref(), Some("3A090.a.1"));
+    assert_eq!(g.h100_equivalents.unwrap().to_string(), "0.30");
+    let m = g.measured.as_deref().unwrap();
+    assert_eq!(m.status, MeasurementStatus::Unlisted);
+    assert!(m.rates.iter().all(|r| r.check == RateCheck::NoSpecFigure));
+
+    // Just under 4800 with the die area unknown, 3A090 cannot be decided: the licence's
+    // ECCN list cannot allow it.
+    let v = evaluate(
+        &[open_licence()],
+        &eccn_rules(),
+        &[attestation(
+            "node-1",
+            AT,
+            "declared",
+            &[mystery(0, 599.9999)],
+        )],
+        AT,
+    );
+    let mut got = codes(&v);
+    got.sort_unstable();
+    assert_eq!(got, ["eccn_not_allowed", "unlisted_device"]);
+    assert_eq!(
+        only(&v, "eccn_not_allowed")[0].figures,
+        Reason::EccnNotAllowed {
+            eccn: None,
+            outcome: Some("indeterminate".to_owned())
+        }
+    );
+    assert_eq!(v.licences[0].tpp.used, tpp("4799.9992"));
+
+    // With a model list, an unlisted device is a model the licence cannot allow.
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[attestation("node-1", AT, "declared", &[mystery(0, 600.0)])],
+        AT,
+    );
+    let mut got = codes(&v);
+    got.sort_unstable();
+    assert_eq!(got, ["model_not_allowed", "unlisted_device"]);
+
+    // Without a measurement it stays unknown_device, TPP unknown.
+    let bare = Gpu {
+        measurement: None,
+        ..mystery(0, 600.0)
+    };
+    let v = evaluate(
+        &[open_licence()],
+        &eccn_rules(),
+        &[attestation("node-1", AT, "declared", &[bare])],
+        AT,
+    );
+    assert_eq!(codes(&v), ["eccn_not_allowed", "unknown_device"]);
+    assert_eq!(v.licences[0].devices_tpp_unknown, 1);
+    assert_eq!(v.licences[0].devices_tpp_measured, 0);
+    assert_eq!(v.nodes[0].gpus[0].tpp_from, None);
+}
+
+#[test]
+fn measured_tpp_above_the_per_device_cap_is_a_violation_whatever_the_spec() {
+    // INT8 2000 TOPS is 1.01 of spec (within tolerance), but 2000 x 8 = 16000 is above the
+    // licence's 15831.2 per-device cap, which the H100's spec TPP meets exactly.
+    let gpus = [measured_h100("node-1", 0, &[("int8", 2000.0)])];
+    let v = evaluate(
+        &[licence(EXAMPLE)],
+        &eccn_rules(),
+        &[attestation("node-1", AT, "declared", &gpus)],
+        AT,
+    );
+    assert_eq!(codes(&v), ["device_tpp_above_cap"]);
+    let f = &v.findings[0];
+    assert_eq!(
+        f.figures,
+        Reason::DeviceTppAboveCap {
+            tpp: tpp("16000"),
+            cap: tpp("15831.2"),
+            basis: TppSource::Measured,
+        }
+    );
+    assert!(
+        f.sentence.starts_with("measured device TPP 16000"),
+        "{}",
+        f.sentence
+    );
+    assert_eq!(
+        serde_json::to_value(f).unwrap()["figures"]["basis"],
+        "measured"
+    );
+    assert!(!v.compliant);
+    // An unlisted device is held to the cap by its measurement too.
+    let mystery = Gpu {
+        device_id: "0x9999",
+        name: "NVIDIA Mystery",
+        measurement: Some(measurement(&[("fp8", 2500.0)])),
+        ..h100("node-1", 0)
+    };
+    let v = evaluate(
+        &[licence(&EXAMPLE.replacen(
+            r#"models = ["H100 SXM5 80GB", "H200 SXM 141GB"]"#,
+            "",
+            1,
+        ))],
+        &eccn_rules(),
+        &[attestation("node-1", AT, "declared", &[mystery])],
+        AT,
+    );
+    let caps = only(&v, "device_tpp_above_cap");
+    assert_eq!(caps.len(), 1);
+    assert_eq!(
+        caps[0].figures,
+        Reason::DeviceTppAboveCap {
+            tpp: tpp("20000"),
+            cap: tpp("15831.2"),
+            basis: TppSource::Measured,
+        }
+    );
+}
+
+#[test]
+fn claimed_measured_tier_falls_to_declared_when_the_measurements_do_not_back_it() {
+    let run = |tier: &str, gpus: &[Gpu<'_>]| {
+        evaluate(
+            &[licence(MEASURED)],
+            &eccn_rules(),
+            &[attestation("node-1", AT, tier, gpus)],
+            AT,
+        )
+    };
+    let downgraded = |v: &FleetVerdict| match &only(v, "measured_tier_downgraded")[..] {
+        [f] => f.figures.clone(),
+        other => panic!("{other:#?}"),
+    };
+
+    // One GPU unmeasured.
+    let mut gpus = measured_dgx("node-1");
+    gpus[7] = h100("node-1", 7);
+    let v = run("measured", &gpus);
+    let mut got = codes(&v);
+    got.sort_unstable();
+    assert_eq!(got, ["evidence_tier_too_low", "measured_tier_downgraded"]);
+    assert_eq!(
+        downgraded(&v),
+        Reason::MeasuredTierDowngraded {
+            claimed: EvidenceTier::Measured,
+            effective: EvidenceTier::Declared,
+            gpus: 8,
+            unmeasured: 1,
+            exceeding: 0,
+            unlisted: 0,
+            no_spec_figure: 0,
+        }
+    );
+    let f = &only(&v, "measured_tier_downgraded")[0];
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        f.sentence.contains("1 carry no measurement") && f.sentence.contains("as declared"),
+        "{}",
+        f.sentence
+    );
+    assert_eq!(
+        only(&v, "evidence_tier_too_low")[0].figures,
+        Reason::EvidenceTierTooLow {
+            have: EvidenceTier::Declared,
+            need: EvidenceTier::Measured,
+            gpus: 8,
+        }
+    );
+    let n = &v.nodes[0];
+    assert_eq!(
+        (n.evidence_tier, n.effective_evidence_tier),
+        (EvidenceTier::Measured, EvidenceTier::Declared)
+    );
+
+    // One GPU above spec (the licence's 5 %: 2100 / 1978.9 = 1.06), and one whose only
+    // measured precision has no spec figure (the table has no INT4 rate for the H100).
+    let mut gpus = measured_dgx("node-1");
+    gpus[1] = measured_h100("node-1", 1, &[("fp8", 2100.0)]);
+    gpus[2] = measured_h100("node-1", 2, &[("int4", 2600.0)]);
+    let v = run("measured", &gpus);
+    assert_eq!(
+        downgraded(&v),
+        Reason::MeasuredTierDowngraded {
+            claimed: EvidenceTier::Measured,
+            effective: EvidenceTier::Declared,
+            gpus: 8,
+            unmeasured: 0,
+            exceeding: 1,
+            unlisted: 0,
+            no_spec_figure: 1,
+        }
+    );
+    let exceeds = only(&v, "exceeds_spec");
+    assert_eq!(exceeds.len(), 1);
+    assert!(matches!(
+        exceeds[0].figures,
+        Reason::ExceedsSpec {
+            tolerance_percent: 5,
+            ..
+        }
+    ));
+    assert_eq!(
+        v.nodes[0].gpus[2].measured.as_deref().unwrap().status,
+        MeasurementStatus::NoSpecFigure
+    );
+
+    // An unlisted GPU does not back the tier either.
+    let mut gpus = measured_dgx("node-1");
+    gpus[0] = Gpu {
+        device_id: "0x9999",
+        name: "NVIDIA Mystery",
+        ..gpus[0].clone()
+    };
+    let v = run("measured", &gpus);
+    assert!(matches!(
+        downgraded(&v),
+        Reason::MeasuredTierDowngraded { unlisted: 1, .. }
+    ));
+
+    // A node claiming declared stays declared, measured or not: no downgrade finding.
+    let v = run("declared", &measured_dgx("node-1"));
+    assert_eq!(codes(&v), ["evidence_tier_too_low"]);
+    assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Declared);
+
+    // A duplicate counted elsewhere does not count against the tier of the node that
+    // repeats it.
+    let mut gpus = measured_dgx("node-b");
+    gpus.push(h100("node-a", 0));
+    let v = evaluate(
+        &[licence(MEASURED)],
+        &eccn_rules(),
+        &[
+            attestation("node-a", AT, "measured", &measured_dgx("node-a")),
+            attestation("node-b", AT, "measured", &gpus),
+        ],
+        AT,
+    );
+    assert_eq!(codes(&v), ["duplicate_device"]);
+    assert!(
+        v.nodes
+            .iter()
+            .all(|n| n.effective_evidence_tier == EvidenceTier::Measured)
+    );
+}
+
+#[test]
+fn a_licence_overrides_the_rule_set_s_tolerances() {
+    let run = |lic: VerifiedLicence, rules: &RuleSet, fp8: f64| {
+        evaluate(
+            &[lic],
+            rules,
+            &[attestation(
+                "node-1",
+                AT,
+                "declared",
+                &[measured_h100("node-1", 0, &[("fp8", fp8)])],
+            )],
+            AT,
+        )
+    };
+    let override_with = |table: &str| {
+        licence(&format!(
+            "{}\n[measurement]\n{table}\n",
+            EXAMPLE.replacen(r#"max_tpp_per_device = "15831.2""#, "", 1)
+        ))
+    };
+    // 2100 / 1978.9 = 1.06: within the rule set's 10 %, above a licence's 5 %.
+    assert_eq!(
+        codes(&run(open_licence(), &eccn_rules(), 2100.0)),
+        Vec::<&str>::new()
+    );
+    let v = run(
+        override_with("exceeds_spec_percent = 5"),
+        &eccn_rules(),
+        2100.0,
+    );
+    assert_eq!(codes(&v), ["exceeds_spec"]);
+    // 1300 / 1978.9 = 0.66: within the rule set's 50 %, below a licence's 30 %.
+    assert_eq!(
+        codes(&run(open_licence(), &eccn_rules(), 1300.0)),
+        Vec::<&str>::new()
+    );
+    let v = run(
+        override_with("below_spec_percent = 30"),
+        &eccn_rules(),
+        1300.0,
+    );
+    assert_eq!(codes(&v), ["below_spec"]);
+    assert!(matches!(
+        v.findings[0].figures,
+        Reason::BelowSpec {
+            tolerance_percent: 30,
+            ..
+        }
+    ));
+    let m = v.nodes[0].gpus[0].measured.as_deref().unwrap();
+    assert_eq!(
+        m.tolerances,
+        MeasurementTolerances {
+            exceeds_spec_percent: 10,
+            below_spec_percent: 30
+        }
+    );
+    // A rule set's own tolerances apply where the licence says nothing...
+    let strict = RuleSet::from_toml_str(
+        &include_str!("../../../rules/us-eccn-3a090.toml")
+            .replace("exceeds_spec_percent = 10", "exceeds_spec_percent = 2"),
+    )
+    .unwrap();
+    assert_eq!(
+        codes(&run(open_licence(), &strict, 2100.0)),
+        ["exceeds_spec"]
+    );
+    // ...and the licence's override wins over them.
+    let lenient = override_with("exceeds_spec_percent = 20");
+    assert_eq!(codes(&run(lenient, &strict, 2100.0)), Vec::<&str>::new());
+}
+
+#[test]
+fn measured_verdicts_are_deterministic() {
+    let mut gpus = measured_dgx("n2");
+    gpus[4] = measured_h100("n2", 4, &[("fp8", 2300.0), ("int8", 900.0)]);
+    gpus[5] = Gpu {
+        device_id: "0x9999",
+        name: "NVIDIA Mystery",
+        ..gpus[5].clone()
+    };
+    let atts = vec![
+        attestation("n1", AT, "measured", &measured_dgx("n1")),
+        attestation("n2", AT, "measured", &gpus),
+        node("n3", AT),
+    ];
+    let lics = [licence(MEASURED)];
+    let rules = eccn_rules();
+    let first = serde_json::to_string(&evaluate(&lics, &rules, &atts, AT)).unwrap();
+    let mut rev = atts.clone();
+    rev.reverse();
+    let again = serde_json::to_string(&evaluate(&lics, &rules, &rev, AT)).unwrap();
+    assert_eq!(first, again);
 }
