@@ -488,6 +488,8 @@ impl CudaBenchmark {
         if !ffi::driver_present() {
             return Err(BenchError::NoCudaDriver);
         }
+        // An empty path (`--cuda-lib-dir ""`) names no folder.
+        let lib_dir = lib_dir.filter(|dir| !dir.as_os_str().is_empty());
         load_blas_libraries(lib_dir)?;
         let wanted = parse_pci_bus_id(pci_bus_id).ok_or_else(|| BenchError::Cuda {
             call: "cuDeviceGet",
