@@ -1,28 +1,11 @@
 //! `tppguard-agent attest`, run as an operator would: node key, the built-in PKI, a node
 //! certificate, then a signed attestation of the simulated DGX H100 node.
 
-use std::path::Path;
-use std::process::Output;
-
 use serde_json::Value;
 
-use crate::support::bin;
+use crate::support::{base64url, node_with_chain, ok, run, s};
 
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-fn run(name: &str, args: &[&str]) -> Output {
-    bin(name).args(args).output().expect("binary runs")
-}
-
-fn ok(name: &str, args: &[&str]) -> Output {
-    let out = run(name, args);
-    assert!(
-        out.status.success(),
-        "{name} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// Runs, expects exit code 2 and nothing on stdout, and returns stderr.
 fn fails(name: &str, args: &[&str]) -> String {
@@ -33,64 +16,10 @@ fn fails(name: &str, args: &[&str]) -> String {
     stderr
 }
 
-fn s(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 temp path")
-}
-
-/// Base64url without padding (RFC 7515 §2), for reading the token's parts.
-fn base64url(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => panic!("not base64url: {c:?}"),
-        }
-    };
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        acc = (acc << 6) | value(c);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xff).unwrap());
-        }
-    }
-    out
-}
-
-/// A node folder with a key and a chain issued by a fresh built-in PKI.
-fn node_with_chain(tmp: &Path) -> std::path::PathBuf {
-    let node = tmp.join("node");
-    let pki = tmp.join("pki");
-    ok(
-        "tppguard-agent",
-        &["init", "--dir", s(&node), "--name", "gpu-node-01"],
-    );
-    ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
-    ok(
-        "tppguard-verifier",
-        &[
-            "pki",
-            "issue-node",
-            "--dir",
-            s(&pki),
-            "--csr",
-            s(&node.join("node.csr")),
-            "--out",
-            s(&node.join("node-chain.pem")),
-        ],
-    );
-    node
-}
-
 #[test]
 fn attest_signs_the_simulated_node_with_the_issued_chain() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let node = node_with_chain(tmp.path());
+    let (node, _) = node_with_chain(tmp.path(), "gpu-node-01");
     let jws_path = tmp.path().join("A.jws");
     let out = ok(
         "tppguard-agent",
@@ -143,7 +72,7 @@ fn attest_signs_the_simulated_node_with_the_issued_chain() {
 #[test]
 fn attest_json_summary_and_default_output() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let node = node_with_chain(tmp.path());
+    let (node, _) = node_with_chain(tmp.path(), "gpu-node-01");
     let out = ok(
         "tppguard-agent",
         &[
@@ -175,7 +104,7 @@ fn attest_json_summary_and_default_output() {
 #[test]
 fn attest_rejects_a_bad_nonce() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let node = node_with_chain(tmp.path());
+    let (node, _) = node_with_chain(tmp.path(), "gpu-node-01");
     for (nonce, says) in [
         ("abcd", "at least 32"),
         (&*NONCE.to_uppercase(), "lower-case hex"),

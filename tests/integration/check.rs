@@ -7,66 +7,13 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::support::{bin, workspace_root};
+use crate::support::{base64url, jws_payload, node_with_chain, ok, run, s, stderr, workspace_root};
 
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const OTHER_NONCE: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
 
-fn run(name: &str, args: &[&str]) -> Output {
-    bin(name).args(args).output().expect("binary runs")
-}
-
-fn ok(name: &str, args: &[&str]) -> Output {
-    let out = run(name, args);
-    assert!(
-        out.status.success(),
-        "{name} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 temp path")
-}
-
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Base64url without padding (RFC 7515 §2).
-fn base64url(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => panic!("not base64url: {c:?}"),
-        }
-    };
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        acc = (acc << 6) | value(c);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xff).unwrap());
-        }
-    }
-    out
-}
-
-/// A JWS's payload as JSON.
-fn payload(token: &str) -> Value {
-    let part = token.trim().split('.').nth(1).expect("payload part");
-    serde_json::from_slice(&base64url(part)).expect("payload JSON")
 }
 
 /// The set-up every test shares: PKI, node, attestation, both example licences signed.
@@ -85,26 +32,7 @@ impl Fleet {
     fn new() -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
-        let node = dir.join("node");
-        let pki = dir.join("pki");
-        ok(
-            "tppguard-agent",
-            &["init", "--dir", s(&node), "--name", "gpu-node-01"],
-        );
-        ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
-        ok(
-            "tppguard-verifier",
-            &[
-                "pki",
-                "issue-node",
-                "--dir",
-                s(&pki),
-                "--csr",
-                s(&node.join("node.csr")),
-                "--out",
-                s(&node.join("node-chain.pem")),
-            ],
-        );
+        let (node, pki) = node_with_chain(&dir, "gpu-node-01");
         let attestation = dir.join("A.jws");
         ok(
             "tppguard-agent",
@@ -141,7 +69,7 @@ impl Fleet {
         sign("licence.toml", &licence);
         sign("licence-too-small.toml", &too_small);
         let token = std::fs::read_to_string(&attestation).expect("attestation");
-        let iat = payload(&token)["iat"].as_i64().expect("iat");
+        let iat = jws_payload(&token)["iat"].as_i64().expect("iat");
         Self {
             _tmp: tmp,
             trust: pki.join("trust.toml"),
@@ -273,9 +201,13 @@ fn a_tampered_attestation_is_rejected_with_exit_1() {
     let f = Fleet::new();
     let token = std::fs::read_to_string(&f.attestation).expect("read");
     let parts: Vec<&str> = token.trim().split('.').collect();
-    let mut claims = payload(&token);
+    let mut claims = jws_payload(&token);
     claims["iss"] = Value::from("someone-else");
-    let forged_payload = base64url_encode(&serde_json::to_vec(&claims).unwrap());
+    let forged_payload = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&claims).unwrap())
+    };
     let tampered = f.dir.join("tampered.jws");
     std::fs::write(
         &tampered,
@@ -326,7 +258,7 @@ fn ear_status_follows_the_verdict() {
             serde_json::from_slice(&base64url(token.split('.').next().unwrap())).unwrap();
         assert_eq!(header["typ"], "JWT");
         assert_eq!(header["alg"], "EdDSA");
-        let claims = payload(&token);
+        let claims = jws_payload(&token);
         assert_eq!(claims["eat_profile"], "tag:github.com,2023:veraison/ear");
         assert_eq!(claims["ear.verifier-id"]["developer"], "tppguard");
         let submods = claims["submods"].as_object().unwrap();
@@ -369,22 +301,4 @@ fn an_unreadable_attestation_is_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(stderr(&out).contains("missing.jws"), "{}", stderr(&out));
-}
-
-/// Base64url without padding.
-fn base64url_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
 }

@@ -6,7 +6,7 @@
 //! Python and jwcrypto are prerequisites, installed by `.ci/run`; when they are missing these
 //! tests fail and say how to install them, never skip.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -17,23 +17,9 @@ use tppguard_proto::claims::{AttestationClaims, Nonce};
 use tppguard_verifier::attestation::verify_attestation;
 use tppguard_verifier::chain::TrustAnchors;
 
-use crate::support::{bin, workspace_root};
+use crate::support::{bin, node_with_chain, ok, s, workspace_root};
 
 const NONCE: &str = "8899aabbccddeeff00112233445566778899aabbccddeeff0011223344556677";
-
-fn s(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 temp path")
-}
-
-fn ok(name: &str, args: &[&str]) -> Output {
-    let out = bin(name).args(args).output().expect("binary runs");
-    assert!(
-        out.status.success(),
-        "{name} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// `python3 tests/interop/jose_check.py`, after checking once that jwcrypto imports.
 fn jose_check() -> Command {
@@ -82,26 +68,7 @@ struct Node {
 impl Node {
     fn attested() -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let node = tmp.path().join("node");
-        let pki = tmp.path().join("pki");
-        ok(
-            "tppguard-agent",
-            &["init", "--dir", s(&node), "--name", "gpu-node-07"],
-        );
-        ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
-        ok(
-            "tppguard-verifier",
-            &[
-                "pki",
-                "issue-node",
-                "--dir",
-                s(&pki),
-                "--csr",
-                s(&node.join("node.csr")),
-                "--out",
-                s(&node.join("node-chain.pem")),
-            ],
-        );
+        let (node, pki) = node_with_chain(tmp.path(), "gpu-node-07");
         let token = tmp.path().join("A.jws");
         ok(
             "tppguard-agent",

@@ -8,7 +8,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::support::{bin, workspace_root};
+use crate::support::{bin, s, stderr, workspace_root};
 
 fn run(args: &[&str]) -> Output {
     bin("tppguard-verifier")
@@ -17,16 +17,8 @@ fn run(args: &[&str]) -> Output {
         .expect("binary runs")
 }
 
-fn s(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 temp path")
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// `pki init` into TMP/pki, then `licence sign examples/licence.toml` to TMP/l.jws.

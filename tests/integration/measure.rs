@@ -8,21 +8,9 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::support::{FakeDriver, bin};
+use crate::support::{FakeDriver, jws_payload, node_with_chain, ok, run, s, stderr};
 
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-fn run(name: &str, args: &[&str]) -> Output {
-    bin(name).args(args).output().expect("binary runs")
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 temp path")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
@@ -170,30 +158,7 @@ fn an_unknown_gpu_index_is_a_usage_error() {
 fn attested(fixture: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
-    let (node, pki) = (dir.join("node"), dir.join("pki"));
-    let ok = |name: &str, args: &[&str]| {
-        let out = run(name, args);
-        assert!(out.status.success(), "{name} {args:?}: {}", stderr(&out));
-        out
-    };
-    ok(
-        "tppguard-agent",
-        &["init", "--dir", s(&node), "--name", "gpu-node-01"],
-    );
-    ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
-    ok(
-        "tppguard-verifier",
-        &[
-            "pki",
-            "issue-node",
-            "--dir",
-            s(&pki),
-            "--csr",
-            s(&node.join("node.csr")),
-            "--out",
-            s(&node.join("node-chain.pem")),
-        ],
-    );
+    let (node, _) = node_with_chain(dir, "gpu-node-01");
     ok(
         "tppguard-agent",
         &["measure", "--simulate", fixture, "--dir", s(&node)],
@@ -218,15 +183,7 @@ fn attested(fixture: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 fn claims(token: &Path) -> Value {
-    use base64::Engine as _;
-    let text = std::fs::read_to_string(token).unwrap();
-    let payload = text.trim().split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
+    jws_payload(&std::fs::read_to_string(token).unwrap())
 }
 
 #[test]

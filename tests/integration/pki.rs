@@ -3,15 +3,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Output;
 
 use serde_json::Value;
 
-use crate::support::bin;
-
-fn run(name: &str, args: &[&str]) -> Output {
-    bin(name).args(args).output().expect("binary runs")
-}
+use crate::support::{run, s};
 
 /// Runs, expects success, and parses stdout as JSON.
 fn ok_json(name: &str, args: &[&str]) -> Value {
@@ -39,10 +34,6 @@ fn mode(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 temp path")
 }
 
 #[test]

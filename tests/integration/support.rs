@@ -134,3 +134,68 @@ pub fn bin(name: &str) -> Command {
         .env("NO_COLOR", "1");
     cmd
 }
+
+/// Runs a workspace binary with `args` and returns what it did.
+pub fn run(name: &str, args: &[&str]) -> std::process::Output {
+    bin(name).args(args).output().expect("binary runs")
+}
+
+/// [`run`], asserting success (stderr in the message otherwise).
+pub fn ok(name: &str, args: &[&str]) -> std::process::Output {
+    let out = run(name, args);
+    assert!(
+        out.status.success(),
+        "{name} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A temporary path as an argument.
+pub fn s(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
+}
+
+/// A command's stderr as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Base64url without padding (RFC 7515 §2), for reading a token's parts.
+pub fn base64url(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap_or_else(|e| panic!("not base64url ({e}): {text:.40}"))
+}
+
+/// A compact JWS's payload as JSON.
+pub fn jws_payload(token: &str) -> serde_json::Value {
+    let part = token.trim().split('.').nth(1).expect("payload part");
+    serde_json::from_slice(&base64url(part)).expect("payload JSON")
+}
+
+/// In `dir`: a node folder (`init --name name`) and a built-in PKI (`pki init`) that issued
+/// its certificate chain, as an operator sets them up. Returns `(node, pki)`.
+pub fn node_with_chain(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (node, pki) = (dir.join("node"), dir.join("pki"));
+    ok(
+        "tppguard-agent",
+        &["init", "--dir", s(&node), "--name", name],
+    );
+    ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
+    ok(
+        "tppguard-verifier",
+        &[
+            "pki",
+            "issue-node",
+            "--dir",
+            s(&pki),
+            "--csr",
+            s(&node.join("node.csr")),
+            "--out",
+            s(&node.join("node-chain.pem")),
+        ],
+    );
+    (node, pki)
+}
