@@ -82,15 +82,6 @@ pub struct Compared {
     pub gemms_per_repeat: u32,
 }
 
-/// A measured rate as [`Tops`], rounded down (a lower bound); `None` when not finite or out
-/// of range.
-pub fn measured_tops(tops: f64) -> Option<Tops> {
-    let raw = (tops * 10_000.0).floor();
-    (raw.is_finite() && raw >= 0.0 && raw <= Tops::MAX_RAW as f64)
-        .then(|| Tops::from_ten_thousandths(raw as u64))
-        .flatten()
-}
-
 impl GpuOutcome {
     /// A GPU not measured yet, with its identity and spec figures.
     pub fn new(gpu: &Gpu) -> Self {
@@ -149,7 +140,7 @@ fn compare(r: &PrecisionResult, spec: Option<&[(Precision, Tops)]>) -> Compared 
             .map(Tops::as_f64)
             .filter(|s| *s > 0.0)
             .map(|s| r.tops_median / s),
-        tpp: measured_tops(r.tops_median)
+        tpp: Tops::from_measured(r.tops_median)
             .map(|t| t.tpp_at(r.precision.bit_length()))
             .unwrap_or_default(),
         matrix_size: r.matrix_size,
@@ -271,15 +262,6 @@ fn join(pids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn measured_rates_round_down_to_tops() {
-        assert_eq!(measured_tops(1320.45678).unwrap().to_string(), "1320.4567");
-        assert_eq!(measured_tops(0.0).unwrap().to_string(), "0");
-        assert!(measured_tops(f64::NAN).is_none());
-        assert!(measured_tops(-1.0).is_none());
-        assert!(measured_tops(1e30).is_none());
-    }
 
     #[test]
     fn comparison_against_the_spec() {

@@ -121,6 +121,26 @@ impl Tops {
     pub fn tpp_at(self, bits: u32) -> Tpp {
         Tpp(self.0.saturating_mul(u64::from(bits)))
     }
+
+    /// A measured rate as exact TOPS, truncated (never rounded up) to the four decimals of
+    /// [`Tops`]: the shortest decimal that reads back as the same `f64` (what the JSON said),
+    /// cut after four places, so `1320.4` is exactly 1320.4 (multiplying by 10^4 in floating
+    /// point would give 1320.3999). `None` when negative, not finite or out of range.
+    pub fn from_measured(rate: f64) -> Option<Self> {
+        if rate == 0.0 {
+            return Some(Self::default());
+        }
+        if !rate.is_finite() || rate < 0.0 {
+            return None;
+        }
+        // `Display` for `f64` never uses an exponent.
+        let text = rate.to_string();
+        let cut = match text.split_once('.') {
+            Some((int, frac)) => format!("{int}.{}", frac.get(..4).unwrap_or(frac)),
+            None => text,
+        };
+        cut.parse().ok()
+    }
 }
 
 impl Tpp {

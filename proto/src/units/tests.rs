@@ -130,3 +130,18 @@ fn tpp_sum_saturates() {
     let max = Tpp::from_ten_thousandths(Tpp::MAX_RAW).unwrap();
     assert_eq!(Tpp::sum([max, a]), max);
 }
+
+#[test]
+fn measured_rates_are_truncated_exactly() {
+    let tops = |s: &str| s.parse::<Tops>().unwrap();
+    assert_eq!(Tops::from_measured(1320.4), Some(tops("1320.4")));
+    assert_eq!(Tops::from_measured(1_320.456_78), Some(tops("1320.4567")));
+    assert_eq!(Tops::from_measured(0.123_456), Some(tops("0.1234")));
+    assert_eq!(Tops::from_measured(0.0), Some(Tops::default()));
+    assert_eq!(Tops::from_measured(-0.0), Some(Tops::default()));
+    assert_eq!(Tops::from_measured(1e6), Some(tops("1000000")));
+    assert_eq!(Tops::from_measured(f64::NAN), None);
+    assert_eq!(Tops::from_measured(f64::INFINITY), None);
+    assert_eq!(Tops::from_measured(-1.0), None);
+    assert_eq!(Tops::from_measured(1e30), None, "beyond Tops::MAX_RAW");
+}

@@ -557,26 +557,6 @@ fn eccn_of(rule_set: &RuleSet, c: &Classification) -> Option<String> {
         .map(|_| c.outcome.clone())
 }
 
-/// A measured rate as exact TOPS, truncated (never rounded up) to the four decimals of
-/// [`Tops`]: the shortest decimal that reads back as the same `f64` (what the JSON said),
-/// cut after four places, so `1320.4` is exactly 1320.4. `None` for what the claims checks
-/// already refuse (negative, not finite, out of range).
-fn truncated_tops(rate: f64) -> Option<Tops> {
-    if rate == 0.0 {
-        return Some(Tops::default());
-    }
-    if !rate.is_finite() || rate < 0.0 {
-        return None;
-    }
-    // `Display` for `f64` never uses an exponent.
-    let text = rate.to_string();
-    let cut = match text.split_once('.') {
-        Some((int, frac)) => format!("{int}.{}", frac.get(..4).unwrap_or(frac)),
-        None => text,
-    };
-    cut.parse().ok()
-}
-
 /// A GPU's measurement held against its spec row (`None`: not in the table) with the
 /// tolerances, and the findings about its rates.
 struct Checked {
@@ -600,7 +580,7 @@ fn check_measurement(
         .results
         .iter()
         .filter_map(|r| {
-            let tops = truncated_tops(r.tops_median)?;
+            let tops = Tops::from_measured(r.tops_median)?;
             let spec_tops = spec.and_then(|s| {
                 s.dense_tops
                     .iter()

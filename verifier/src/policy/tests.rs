@@ -1244,11 +1244,11 @@ fn the_tolerances_are_exact() {
     // 1978.9 x 0.50 = 989.45 exactly: not below; a ten-thousandth less is.
     assert_eq!(codes(&verdict(989.45)), Vec::<&str>::new());
     assert_eq!(codes(&verdict(989.4499)), ["below_spec"]);
-    assert_eq!(truncated_tops(1320.4), Some(tops("1320.4")));
-    assert_eq!(truncated_tops(0.123_456), Some(tops("0.1234")));
-    assert_eq!(truncated_tops(-0.0), Some(Tops::default()));
-    assert_eq!(truncated_tops(1e6), Some(tops("1000000")));
-    assert_eq!(truncated_tops(f64::NAN), None);
+    assert_eq!(Tops::from_measured(1320.4), Some(tops("1320.4")));
+    assert_eq!(Tops::from_measured(0.123_456), Some(tops("0.1234")));
+    assert_eq!(Tops::from_measured(-0.0), Some(Tops::default()));
+    assert_eq!(Tops::from_measured(1e6), Some(tops("1000000")));
+    assert_eq!(Tops::from_measured(f64::NAN), None);
 }
 
 #[test]
