@@ -442,9 +442,15 @@ pub struct ClaimsContext {
 /// with its own rule set and licence).
 const CONSISTENT_ABOVE_SPEC: f64 = 1.10;
 
-/// Whether `gpu`'s measurement backs its identity: the part is in the spec table and no
-/// measured rate exceeds its spec figure beyond [`CONSISTENT_ABOVE_SPEC`].
-fn consistent(gpu: &crate::report::ReportGpu, m: &Measurement) -> bool {
+/// Whether `gpu`'s measurement backs its identity at `iat`: the part is in the spec table, no
+/// measured rate exceeds its spec figure beyond [`CONSISTENT_ABOVE_SPEC`], and the
+/// measurement is no older than the shipped rule sets' default `max_age_days`.
+fn consistent(gpu: &crate::report::ReportGpu, m: &Measurement, iat: i64) -> bool {
+    let max_age_s =
+        i64::from(tppguard_proto::ruleset::DEFAULT_MEASUREMENT_MAX_AGE_DAYS).saturating_mul(86_400);
+    if m.started_at > iat || iat.saturating_sub(m.started_at) > max_age_s {
+        return false;
+    }
     let pci = gpu.gpu.pci.as_ref().map(|p| p.combined_device_id);
     let tppguard_proto::spec::SpecMatch::Found { spec, .. } =
         tppguard_proto::spec::lookup(pci, gpu.gpu.name.as_deref())
@@ -475,7 +481,7 @@ pub fn claims_from_report(report: &Report, context: ClaimsContext) -> Attestatio
         && report
             .gpus
             .iter()
-            .all(|g| measurement_of(g).is_some_and(|m| consistent(g, m)));
+            .all(|g| measurement_of(g).is_some_and(|m| consistent(g, m, context.iat)));
     let submods: BTreeMap<String, GpuSubmod> = report
         .gpus
         .iter()

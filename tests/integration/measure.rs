@@ -271,3 +271,44 @@ fn the_verifier_keeps_a_consistent_measurement_and_catches_a_relabelled_part() {
     assert_eq!(code, Some(1), "{codes:?}");
     assert!(codes.iter().any(|c| c == "exceeds_spec"), "{codes:?}");
 }
+
+#[test]
+fn a_measurement_older_than_thirty_days_is_carried_but_not_claimed_as_measured() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (node, _) = node_with_chain(tmp.path(), "gpu-node-01");
+    ok(
+        "tppguard-agent",
+        &[
+            "measure",
+            "--simulate",
+            "--dir",
+            s(&node),
+            "--precision",
+            "fp8",
+        ],
+    );
+    let cache_path = node.join("measurements.json");
+    let mut cache: Value = serde_json::from_slice(&std::fs::read(&cache_path).unwrap()).unwrap();
+    for m in cache["gpus"].as_object_mut().unwrap().values_mut() {
+        let started = m["started_at"].as_i64().unwrap();
+        m["started_at"] = Value::from(started - 31 * 86_400);
+    }
+    std::fs::write(&cache_path, serde_json::to_vec(&cache).unwrap()).unwrap();
+    let token = tmp.path().join("node.jws");
+    ok(
+        "tppguard-agent",
+        &[
+            "attest",
+            "--dir",
+            s(&node),
+            "--simulate",
+            "--nonce",
+            NONCE,
+            "--out",
+            s(&token),
+        ],
+    );
+    let c = claims(&token);
+    assert_eq!(c["tppguard.evidence_tier"], "declared");
+    assert!(c["submods"]["gpu0"]["measurement"].is_object());
+}

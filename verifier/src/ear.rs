@@ -211,6 +211,7 @@ mod tests {
             exceeding: 0,
             unlisted: 0,
             no_spec_figure: 0,
+            stale: 0,
         };
         assert_eq!(status_of(downgraded.severity()), EarStatus::Warning);
     }

@@ -68,17 +68,26 @@ pub struct MeasurementOverrides {
     /// Replaces the rule set's `below_spec_percent` (0 to 100).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub below_spec_percent: Option<u32>,
+    /// Replaces the rule set's `max_age_days` (1 to 3650).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age_days: Option<u32>,
 }
 
 impl MeasurementOverrides {
     /// Whether the licence overrides nothing.
     pub fn is_empty(&self) -> bool {
-        self.exceeds_spec_percent.is_none() && self.below_spec_percent.is_none()
+        self.exceeds_spec_percent.is_none()
+            && self.below_spec_percent.is_none()
+            && self.max_age_days.is_none()
     }
 
     /// `base` (the rule set's tolerances) with these overrides in place.
     pub fn apply(&self, base: MeasurementTolerances) -> MeasurementTolerances {
-        base.with_overrides(self.exceeds_spec_percent, self.below_spec_percent)
+        base.with_overrides(
+            self.exceeds_spec_percent,
+            self.below_spec_percent,
+            self.max_age_days,
+        )
     }
 }
 
@@ -315,16 +324,18 @@ pub enum LicenceError {
         /// The licence's destination.
         destination: CountryCode,
     },
-    /// A `[measurement]` tolerance is outside its range.
+    /// A `[measurement]` value is outside its range.
     #[error(
-        "`measurement.{key}` is {value}, above the largest accepted {max}; write a whole \
-         number of percent from 0 to {max}, or leave the key out to use the rule set's"
+        "`measurement.{key}` is {value}, outside the accepted {min} to {max}; write a whole \
+         number from {min} to {max}, or leave the key out to use the rule set's"
     )]
     BadTolerance {
         /// The key.
         key: &'static str,
         /// The value.
         value: u32,
+        /// The smallest accepted.
+        min: u32,
         /// The largest accepted.
         max: u32,
     },
@@ -703,6 +714,8 @@ struct RawMeasurement {
     exceeds_spec_percent: Option<Percent>,
     #[serde(default)]
     below_spec_percent: Option<Percent>,
+    #[serde(default)]
+    max_age_days: Option<Percent>,
 }
 
 #[derive(Deserialize)]
@@ -898,16 +911,27 @@ impl RawLicence {
             .map_or_else(MeasurementOverrides::default, |m| MeasurementOverrides {
                 exceeds_spec_percent: m.exceeds_spec_percent.map(|p| p.0),
                 below_spec_percent: m.below_spec_percent.map(|p| p.0),
+                max_age_days: m.max_age_days.map(|p| p.0),
             });
         for (key, value) in [
             ("exceeds_spec_percent", measurement.exceeds_spec_percent),
             ("below_spec_percent", measurement.below_spec_percent),
+            ("max_age_days", measurement.max_age_days),
         ] {
             if let Err(ruleset::RuleSetError::BadTolerance {
-                key, value, max, ..
+                key,
+                value,
+                min,
+                max,
+                ..
             }) = ruleset::check_tolerance(key, value)
             {
-                return Err(LicenceError::BadTolerance { key, value, max });
+                return Err(LicenceError::BadTolerance {
+                    key,
+                    value,
+                    min,
+                    max,
+                });
             }
         }
 

@@ -491,7 +491,8 @@ fn measurement_overrides_parse_and_default_to_none() {
         l.measurement(),
         &MeasurementOverrides {
             exceeds_spec_percent: Some(25),
-            below_spec_percent: None
+            below_spec_percent: None,
+            max_age_days: None
         }
     );
     let applied = l.measurement().apply(base);
@@ -595,7 +596,8 @@ fn measurement_overrides_round_trip_through_json() {
         l.measurement(),
         &MeasurementOverrides {
             exceeds_spec_percent: None,
-            below_spec_percent: Some(70)
+            below_spec_percent: Some(70),
+            max_age_days: None
         }
     );
     j["measurement"] = serde_json::Value::Null;
@@ -613,7 +615,8 @@ fn measured_example_differs_only_in_tier_and_tolerances() {
         measured.measurement(),
         &MeasurementOverrides {
             exceeds_spec_percent: Some(5),
-            below_spec_percent: None
+            below_spec_percent: None,
+            max_age_days: None
         }
     );
     let mut a = serde_json::to_value(&measured).unwrap();
@@ -625,4 +628,21 @@ fn measured_example_differs_only_in_tier_and_tolerances() {
         }
     }
     assert_eq!(a, b);
+}
+
+#[test]
+fn a_licence_may_override_the_measurement_age() {
+    let l = Licence::from_toml_str(&with_measurement("max_age_days = 7")).unwrap();
+    assert_eq!(l.measurement().max_age_days, Some(7));
+    assert_eq!(
+        l.measurement()
+            .apply(crate::ruleset::MeasurementTolerances::default())
+            .max_age_days,
+        7
+    );
+    let json = l.to_json().unwrap();
+    assert_eq!(Licence::from_json(&json).unwrap(), l);
+    let e = Licence::from_toml_str(&with_measurement("max_age_days = 0")).unwrap_err();
+    assert_eq!(e.code(), "bad_tolerance");
+    assert!(e.to_string().contains("1 to 3650"), "{e}");
 }

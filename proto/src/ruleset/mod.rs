@@ -34,6 +34,11 @@ pub const DEFAULT_BELOW_SPEC_PERCENT: u32 = 50;
 pub const MAX_EXCEEDS_SPEC_PERCENT: u32 = 1000;
 /// Largest `below_spec_percent` accepted (100: never below spec).
 pub const MAX_BELOW_SPEC_PERCENT: u32 = 100;
+/// `measurement.max_age_days` when the rule set leaves it out: how old (at the attestation's
+/// `iat`) a measurement may be and still back the `measured` evidence tier.
+pub const DEFAULT_MEASUREMENT_MAX_AGE_DAYS: u32 = 30;
+/// Largest `max_age_days` accepted (ten years).
+pub const MAX_MEASUREMENT_MAX_AGE_DAYS: u32 = 3650;
 
 /// The shipped rule-set files, embedded at compile time: (file name, contents).
 const SHIPPED: [(&str, &str); 4] = [
@@ -269,6 +274,10 @@ pub struct MeasurementTolerances {
     /// never warns).
     #[serde(default = "default_below_spec_percent", deserialize_with = "percent")]
     pub below_spec_percent: u32,
+    /// How old a measurement may be, in days before the attestation's `iat`, and still back
+    /// the `measured` tier (1 to 3650). An older one is still held against the spec.
+    #[serde(default = "default_max_age_days", deserialize_with = "percent")]
+    pub max_age_days: u32,
 }
 
 impl Default for MeasurementTolerances {
@@ -276,6 +285,7 @@ impl Default for MeasurementTolerances {
         Self {
             exceeds_spec_percent: DEFAULT_EXCEEDS_SPEC_PERCENT,
             below_spec_percent: DEFAULT_BELOW_SPEC_PERCENT,
+            max_age_days: DEFAULT_MEASUREMENT_MAX_AGE_DAYS,
         }
     }
 }
@@ -286,37 +296,54 @@ impl MeasurementTolerances {
         self,
         exceeds_spec_percent: Option<u32>,
         below_spec_percent: Option<u32>,
+        max_age_days: Option<u32>,
     ) -> Self {
         Self {
             exceeds_spec_percent: exceeds_spec_percent.unwrap_or(self.exceeds_spec_percent),
             below_spec_percent: below_spec_percent.unwrap_or(self.below_spec_percent),
+            max_age_days: max_age_days.unwrap_or(self.max_age_days),
         }
+    }
+
+    /// `max_age_days` in seconds.
+    pub fn max_age_s(&self) -> i64 {
+        i64::from(self.max_age_days).saturating_mul(86_400)
     }
 
     /// The first tolerance outside its range, as an error naming the key.
     pub fn check(&self) -> Result<(), RuleSetError> {
         check_tolerance("exceeds_spec_percent", Some(self.exceeds_spec_percent))?;
-        check_tolerance("below_spec_percent", Some(self.below_spec_percent))
+        check_tolerance("below_spec_percent", Some(self.below_spec_percent))?;
+        check_tolerance("max_age_days", Some(self.max_age_days))
     }
 }
 
-/// Checks one `[measurement]` tolerance against its range: `key` is `exceeds_spec_percent` or
-/// `below_spec_percent`.
+/// Checks one `[measurement]` key against its range: `exceeds_spec_percent`,
+/// `below_spec_percent` or `max_age_days`.
 pub(crate) fn check_tolerance(key: &'static str, value: Option<u32>) -> Result<(), RuleSetError> {
-    let (max, default) = if key == "below_spec_percent" {
-        (MAX_BELOW_SPEC_PERCENT, DEFAULT_BELOW_SPEC_PERCENT)
-    } else {
-        (MAX_EXCEEDS_SPEC_PERCENT, DEFAULT_EXCEEDS_SPEC_PERCENT)
+    let (min, max, default) = match key {
+        "below_spec_percent" => (0, MAX_BELOW_SPEC_PERCENT, DEFAULT_BELOW_SPEC_PERCENT),
+        "max_age_days" => (
+            1,
+            MAX_MEASUREMENT_MAX_AGE_DAYS,
+            DEFAULT_MEASUREMENT_MAX_AGE_DAYS,
+        ),
+        _ => (0, MAX_EXCEEDS_SPEC_PERCENT, DEFAULT_EXCEEDS_SPEC_PERCENT),
     };
     match value {
-        Some(value) if value > max => Err(RuleSetError::BadTolerance {
+        Some(value) if value < min || value > max => Err(RuleSetError::BadTolerance {
             key,
             value,
+            min,
             max,
             default,
         }),
         _ => Ok(()),
     }
+}
+
+fn default_max_age_days() -> u32 {
+    DEFAULT_MEASUREMENT_MAX_AGE_DAYS
 }
 
 fn default_exceeds_spec_percent() -> u32 {
@@ -494,16 +521,18 @@ pub enum RuleSetError {
         /// The second.
         second: String,
     },
-    /// A `[measurement]` tolerance is outside its range.
+    /// A `[measurement]` value is outside its range.
     #[error(
-        "`measurement.{key}` is {value}, above the largest accepted {max}; write a whole \
-         number of percent from 0 to {max} (the default is {default})"
+        "`measurement.{key}` is {value}, outside the accepted {min} to {max}; write a whole \
+         number from {min} to {max} (the default is {default})"
     )]
     BadTolerance {
         /// The key.
         key: &'static str,
         /// The value.
         value: u32,
+        /// The smallest accepted.
+        min: u32,
         /// The largest accepted.
         max: u32,
         /// The default.
@@ -852,9 +881,9 @@ fn country_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Countr
     Ok(codes)
 }
 
-/// Reads a whole number of percent (`10`): a TOML or JSON integer from 0 to `u32::MAX` (the
-/// range is checked later, naming the key). A float (`10.5`), a negative number or a string is
-/// refused with the fix.
+/// Reads a whole number of percent (`10`), or of days (`max_age_days`): a TOML or JSON integer
+/// from 0 to `u32::MAX` (the range is checked later, naming the key). A float (`10.5`), a
+/// negative number or a string is refused with the fix.
 pub(crate) fn percent<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
     struct PercentVisitor;
 

@@ -299,7 +299,8 @@ fn measurement_tolerances_default_and_are_stated_in_every_shipped_file() {
         example.measurement,
         MeasurementTolerances {
             exceeds_spec_percent: 15,
-            below_spec_percent: 100
+            below_spec_percent: 100,
+            max_age_days: 30
         }
     );
 }
@@ -312,7 +313,8 @@ fn measurement_tolerances_parse_and_validate() {
         rs.measurement,
         MeasurementTolerances {
             exceeds_spec_percent: 0,
-            below_spec_percent: 50
+            below_spec_percent: 50,
+            max_age_days: 30
         }
     );
     let rs = RuleSet::from_toml_str(&with(
@@ -370,19 +372,47 @@ fn measurement_tolerances_parse_and_validate() {
 #[test]
 fn tolerance_overrides_replace_only_what_is_given() {
     let base = MeasurementTolerances::default();
-    assert_eq!(base.with_overrides(None, None), base);
+    assert_eq!(base.with_overrides(None, None, None), base);
     assert_eq!(
-        base.with_overrides(Some(25), None),
+        base.with_overrides(Some(25), None, None),
         MeasurementTolerances {
             exceeds_spec_percent: 25,
-            below_spec_percent: 50
+            below_spec_percent: 50,
+            max_age_days: 30
         }
     );
     assert_eq!(
-        base.with_overrides(None, Some(80)),
+        base.with_overrides(None, Some(80), None),
         MeasurementTolerances {
             exceeds_spec_percent: 10,
-            below_spec_percent: 80
+            below_spec_percent: 80,
+            max_age_days: 30
         }
     );
+}
+
+#[test]
+fn measurement_max_age_is_whole_days_in_range() {
+    let with = |table: &str| format!("{MINIMAL}\n[measurement]\n{table}\n");
+    let rs = RuleSet::from_toml_str(&with("max_age_days = 7")).unwrap();
+    assert_eq!(rs.measurement.max_age_days, 7);
+    assert_eq!(rs.measurement.max_age_s(), 7 * 86_400);
+    assert_eq!(
+        RuleSet::from_toml_str(MINIMAL)
+            .unwrap()
+            .measurement
+            .max_age_days,
+        30
+    );
+    for bad in ["max_age_days = 0", "max_age_days = 3651"] {
+        let e = RuleSet::from_toml_str(&with(bad)).unwrap_err().to_string();
+        assert!(
+            e.contains("`measurement.max_age_days`") && e.contains("1 to 3650"),
+            "{bad}: {e}"
+        );
+    }
+    let e = RuleSet::from_toml_str(&with("max_age_days = 1.5"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a whole number"), "{e}");
 }

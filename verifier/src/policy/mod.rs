@@ -367,6 +367,9 @@ pub enum MeasurementStatus {
     Unlisted,
     /// No precision measured has a spec figure to hold it against (or nothing was measured).
     NoSpecFigure,
+    /// Older than `max_age_days` at the attestation's `iat`, or dated after it: its rates are
+    /// still held against the spec, but it does not back the `measured` tier.
+    Stale,
 }
 
 impl MeasurementStatus {
@@ -569,6 +572,7 @@ struct Checked {
 
 fn check_measurement(
     m: &Measurement,
+    attested_at: i64,
     gpu: &GpuSubmod,
     spec: Option<&AcceleratorSpec>,
     spec_tpp: Option<Tpp>,
@@ -652,6 +656,8 @@ fn check_measurement(
     }
 
     let any = |check: RateCheck| rates.iter().any(|r| r.check == check);
+    let age = attested_at.saturating_sub(m.started_at);
+    let stale = age > tolerances.max_age_s() || m.started_at > attested_at;
     let status = if spec.is_none() {
         if best.is_some() {
             MeasurementStatus::Unlisted
@@ -662,6 +668,8 @@ fn check_measurement(
         MeasurementStatus::ExceedsSpec
     } else if rates.iter().all(|r| r.spec_tops.is_none()) {
         MeasurementStatus::NoSpecFigure
+    } else if stale {
+        MeasurementStatus::Stale
     } else if any(RateCheck::BelowSpec) {
         MeasurementStatus::BelowSpec
     } else {
@@ -799,6 +807,7 @@ struct TierGaps {
     exceeding: u64,
     unlisted: u64,
     no_spec_figure: u64,
+    stale: u64,
 }
 
 impl TierGaps {
@@ -809,6 +818,7 @@ impl TierGaps {
             Some(MeasurementStatus::ExceedsSpec) => &mut self.exceeding,
             Some(MeasurementStatus::Unlisted) => &mut self.unlisted,
             Some(MeasurementStatus::NoSpecFigure) => &mut self.no_spec_figure,
+            Some(MeasurementStatus::Stale) => &mut self.stale,
             Some(MeasurementStatus::Consistent | MeasurementStatus::BelowSpec) => return,
         };
         *gap = gap.saturating_add(1);
@@ -819,6 +829,7 @@ impl TierGaps {
             && self.exceeding == 0
             && self.unlisted == 0
             && self.no_spec_figure == 0
+            && self.stale == 0
     }
 }
 
@@ -1124,7 +1135,7 @@ pub fn evaluate(
             let checked = gpu
                 .measurement
                 .as_ref()
-                .map(|m| check_measurement(m, gpu, d.spec, d.tpp, tolerances));
+                .map(|m| check_measurement(m, claims.iat, gpu, d.spec, d.tpp, tolerances));
             let measured_tpp = checked.as_ref().and_then(|c| c.verdict.tpp);
             // A GPU not in the spec table, classified by its measurement.
             let unlisted = match (&d.unknown, &checked, measured_tpp) {
@@ -1280,6 +1291,7 @@ pub fn evaluate(
                         exceeding: gaps.exceeding,
                         unlisted: gaps.unlisted,
                         no_spec_figure: gaps.no_spec_figure,
+                        stale: gaps.stale,
                     },
                     lref,
                     nref,

@@ -357,6 +357,9 @@ pub enum Reason {
         unlisted: u64,
         /// GPUs whose measured precisions have no spec figure to hold them against.
         no_spec_figure: u64,
+        /// GPUs whose measurement is older than `max_age_days` (or dated after the
+        /// attestation).
+        stale: u64,
     },
 }
 
@@ -650,6 +653,7 @@ impl Reason {
                 exceeding,
                 unlisted,
                 no_spec_figure,
+                stale,
             } => {
                 let mut why = Vec::new();
                 for (n, what) in [
@@ -659,6 +663,11 @@ impl Reason {
                     (
                         no_spec_figure,
                         "have no spec figure for any precision measured",
+                    ),
+                    (
+                        stale,
+                        "carry a measurement older than the allowed age (or dated after the \
+                         attestation); measure again",
                     ),
                 ] {
                     if *n > 0 {

@@ -764,6 +764,7 @@ fn every_reason() -> Vec<Reason> {
             exceeding: 0,
             unlisted: 0,
             no_spec_figure: 0,
+            stale: 0,
         },
     ]
 }
@@ -1532,6 +1533,7 @@ fn claimed_measured_tier_falls_to_declared_when_the_measurements_do_not_back_it(
             exceeding: 0,
             unlisted: 0,
             no_spec_figure: 0,
+            stale: 0,
         }
     );
     let f = &only(&v, "measured_tier_downgraded")[0];
@@ -1571,6 +1573,7 @@ fn claimed_measured_tier_falls_to_declared_when_the_measurements_do_not_back_it(
             exceeding: 1,
             unlisted: 0,
             no_spec_figure: 1,
+            stale: 0,
         }
     );
     let exceeds = only(&v, "exceeds_spec");
@@ -1681,7 +1684,8 @@ fn a_licence_overrides_the_rule_set_s_tolerances() {
         m.tolerances,
         MeasurementTolerances {
             exceeds_spec_percent: 10,
-            below_spec_percent: 30
+            below_spec_percent: 30,
+            max_age_days: 30,
         }
     );
     // A rule set's own tolerances apply where the licence says nothing...
@@ -1720,4 +1724,56 @@ fn measured_verdicts_are_deterministic() {
     rev.reverse();
     let again = serde_json::to_string(&evaluate(&lics, &rules, &rev, AT)).unwrap();
     assert_eq!(first, again);
+}
+
+#[test]
+fn an_old_or_future_measurement_does_not_back_the_measured_tier() {
+    let aged = |started_at: i64| -> Vec<Gpu<'static>> {
+        let mut gpus = measured_dgx("node-1");
+        if let Some(m) = gpus[2].measurement.as_mut() {
+            m["started_at"] = json!(started_at);
+        }
+        gpus
+    };
+    let run = |gpus: &[Gpu<'_>], rules: &RuleSet| {
+        evaluate(
+            &[licence(MEASURED)],
+            rules,
+            &[attestation("node-1", AT, "measured", gpus)],
+            AT,
+        )
+    };
+    let day = 86_400;
+    // 30 days (the default `max_age_days`) is still fresh; a second more is not.
+    let v = run(&aged(AT - 30 * day), &eccn_rules());
+    assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Measured);
+    let v = run(&aged(AT - 30 * day - 1), &eccn_rules());
+    assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Declared);
+    let f = &only(&v, "measured_tier_downgraded")[0];
+    assert!(
+        matches!(
+            f.figures,
+            Reason::MeasuredTierDowngraded {
+                stale: 1,
+                gpus: 8,
+                ..
+            }
+        ),
+        "{:?}",
+        f.figures
+    );
+    assert!(f.sentence.contains("measure again"), "{}", f.sentence);
+    let g = v.nodes[0].gpus[2].measured.as_deref().unwrap();
+    assert_eq!(g.status, MeasurementStatus::Stale);
+    // Dated after the attestation that carries it.
+    let v = run(&aged(AT + 1), &eccn_rules());
+    assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Declared);
+    // A rule set may allow older measurements.
+    let lenient = RuleSet::from_toml_str(
+        &include_str!("../../../rules/us-eccn-3a090.toml")
+            .replace("max_age_days = 30", "max_age_days = 90"),
+    )
+    .unwrap();
+    let v = run(&aged(AT - 60 * day), &lenient);
+    assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Measured);
 }
