@@ -5,8 +5,10 @@
 //! as an attestation for a verifier ([`sign`]). The binary (`main.rs`) only parses the command
 //! line and calls [`run`].
 //!
-//! `unsafe` is denied crate-wide; the one exception is [`nvml::raw`], the two NVML calls that
-//! nvml-wrapper does not wrap.
+//! `unsafe` is denied crate-wide. The exceptions are the two FFI corners, each a private module
+//! of safe functions with a `SAFETY` comment per call: [`nvml::raw`] (the two NVML calls
+//! nvml-wrapper does not wrap) and `measure::cuda::ffi` (cudarc's cuBLAS, cuBLASLt and driver
+//! calls, which cudarc declares `unsafe`).
 #![deny(unsafe_code)]
 
 pub mod cli;

@@ -210,3 +210,51 @@ fn an_invalid_licence_toml_is_not_signed() {
     assert!(err.contains("hint:"), "{err}");
     assert!(!jws.exists());
 }
+
+#[test]
+fn show_names_a_licences_measurement_overrides() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pki = tmp.path().join("pki");
+    assert!(run(&["pki", "init", "--dir", s(&pki)]).status.success());
+    let example = workspace_root()
+        .join("examples")
+        .join("licence-measured.toml");
+    let jws = tmp.path().join("m.jws");
+    let out = run(&[
+        "licence",
+        "sign",
+        "--dir",
+        s(&pki),
+        s(&example),
+        "--out",
+        s(&jws),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let trust = pki.join("trust.toml");
+    let out = run(&[
+        "licence",
+        "show",
+        "--trust",
+        s(&trust),
+        "--at",
+        "2027-06-01T00:00:00Z",
+        s(&jws),
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("measurement          exceeds_spec_percent 5 (replacing the rule set's)"),
+        "{text}"
+    );
+    let out = run(&[
+        "licence",
+        "show",
+        "--trust",
+        s(&trust),
+        "--at",
+        "2027-06-01T00:00:00Z",
+        "--json",
+        s(&jws),
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["licence"]["measurement"]["exceeds_spec_percent"], 5);
+}

@@ -389,6 +389,24 @@ fn show_command(args: &LicenceShowArgs, out: &mut dyn Write, now: i64) -> Result
         l.max_attestation_age_s()
     )?;
     writeln!(out, "  rule set             {}", l.rule_set())?;
+    let m = l.measurement();
+    if !m.is_empty() {
+        let mut overrides = Vec::new();
+        if let Some(p) = m.exceeds_spec_percent {
+            overrides.push(format!("exceeds_spec_percent {p}"));
+        }
+        if let Some(p) = m.below_spec_percent {
+            overrides.push(format!("below_spec_percent {p}"));
+        }
+        if let Some(d) = m.max_age_days {
+            overrides.push(format!("max_age_days {d}"));
+        }
+        writeln!(
+            out,
+            "  measurement          {} (replacing the rule set's)",
+            overrides.join(", ")
+        )?;
+    }
     writeln!(
         out,
         "  validity             {} until {} (exclusive)",

@@ -493,7 +493,7 @@ impl CudaBenchmark {
         load_blas_libraries(lib_dir)?;
         let wanted = parse_pci_bus_id(pci_bus_id).ok_or_else(|| BenchError::Cuda {
             call: "cuDeviceGet",
-            detail: format!("{pci_bus_id:?} is not a PCI bus id"),
+            detail: format!("{pci_bus_id:?} from NVML is not a PCI bus id"),
         })?;
         cudarc::driver::result::init().map_err(driver_error("cuInit"))?;
         let driver_version = ffi::driver_version().map_err(driver_error("cuDriverGetVersion"))?;
@@ -679,12 +679,9 @@ fn find_device(wanted: PciAddress, pci_bus_id: &str) -> Result<usize, BenchError
             });
         }
     }
-    Err(BenchError::Cuda {
-        call: "cuDeviceGet",
-        detail: format!(
-            "no CUDA device at PCI bus id {pci_bus_id} (CUDA sees {count} device(s); \
-             CUDA_VISIBLE_DEVICES may hide it)"
-        ),
+    Err(BenchError::DeviceNotFound {
+        pci_bus_id: pci_bus_id.to_owned(),
+        visible: usize::try_from(count).unwrap_or(0),
     })
 }
 

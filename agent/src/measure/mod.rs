@@ -68,6 +68,18 @@ pub enum BenchError {
         /// The names or paths tried.
         searched: String,
     },
+    /// CUDA shows no device at the GPU's PCI bus id (hidden by `CUDA_VISIBLE_DEVICES`, or a
+    /// bus id NVML and CUDA disagree on).
+    #[error(
+        "CUDA has no device at PCI bus id {pci_bus_id} (it sees {visible}); check \
+         CUDA_VISIBLE_DEVICES, which hides devices from CUDA but not from NVML"
+    )]
+    DeviceNotFound {
+        /// The bus id NVML gave.
+        pci_bus_id: String,
+        /// CUDA devices visible to this process.
+        visible: usize,
+    },
     /// The backend has no GEMM for this precision on this device.
     #[error("{precision} GEMMs are not supported on this device")]
     Unsupported {
