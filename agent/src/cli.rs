@@ -142,7 +142,7 @@ pub struct MeasureArgs {
     pub matrix_size: u32,
 
     /// Timed repeats per precision (the median and spread are over these).
-    #[arg(long, value_name = "N", default_value_t = 7,
+    #[arg(long, value_name = "N", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeats: u32,
 

@@ -61,7 +61,7 @@ fn a_simulated_dgx_h100_is_measured_below_its_spec_and_repeats_exactly() {
         );
         let m = &gpu["measurement"];
         assert_eq!(m["method"], "simulated");
-        assert_eq!(m["repeats"], 7);
+        assert_eq!(m["repeats"], 5);
         assert!(m["telemetry"]["samples"].as_u64() >= Some(2), "{m}");
     }
     // Same fixture, same figures (only the wall-clock fields differ).
@@ -311,4 +311,38 @@ fn a_measurement_older_than_thirty_days_is_carried_but_not_claimed_as_measured()
     let c = claims(&token);
     assert_eq!(c["tppguard.evidence_tier"], "declared");
     assert!(c["submods"]["gpu0"]["measurement"].is_object());
+}
+
+#[test]
+fn check_reports_a_derated_part_and_an_unlisted_one() {
+    // Derated: below spec is a warning with the clocks and throttle reasons; still compliant.
+    let (tmp, token) = attested("derated-h100");
+    let (code, verdict) = check(tmp.path(), &token);
+    let codes = finding_codes(&verdict);
+    assert!(codes.iter().any(|c| c == "below_spec"), "{codes:?}");
+    let below = verdict["verdicts"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "below_spec")
+        .unwrap();
+    assert_eq!(below["severity"], "warning");
+    let reasons = below["figures"]["throttle_reasons"].as_array().unwrap();
+    assert!(reasons.contains(&Value::from("sw_power_cap")), "{below}");
+    assert!(
+        below["figures"]["sm_clock_mhz_max"].as_u64().is_some(),
+        "{below}"
+    );
+    assert_eq!(code, Some(0), "{codes:?}");
+
+    // Unlisted: classified by its measured figures, a lower-bound TPP that counts.
+    let (tmp, token) = attested("unlisted-gpu");
+    let (_, verdict) = check(tmp.path(), &token);
+    let codes = finding_codes(&verdict);
+    assert!(codes.iter().any(|c| c == "unlisted_device"), "{codes:?}");
+    assert!(!codes.iter().any(|c| c == "unknown_device"), "{codes:?}");
+    let used = verdict["verdicts"][0]["licences"][0]["tpp"]["used"]
+        .as_f64()
+        .unwrap();
+    assert!(used > 7000.0, "the measured lower bound counts: {used}");
 }
