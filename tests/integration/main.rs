@@ -12,6 +12,7 @@ mod interop;
 mod inventory;
 mod licence;
 mod measure;
+mod measure_cuda;
 mod pki;
 mod schema;
 mod support;

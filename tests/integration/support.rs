@@ -1,4 +1,5 @@
-//! Shared helpers: locating the workspace's binaries and building the fake NVML library.
+//! Shared helpers: locating the workspace's binaries and building the fake NVML and CUDA
+//! libraries.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -91,6 +92,58 @@ pub fn old_driver_fake_nvml_lib() -> PathBuf {
         dir.join("debug").join("libtppguard_fake_nvml.so")
     })
     .clone()
+}
+
+/// The SONAME the fake CUDA library is linked with, for [`install_fake_cuda`] to write the real
+/// names over. Keep in step with `SONAME_PLACEHOLDER` in `tests/fake-cuda/build.rs`.
+const FAKE_CUDA_SONAME_PLACEHOLDER: &[u8] = b"libtppguard_fake_cuda.so#SONAME-PLACEHOLDER";
+
+/// The fake CUDA library (`tests/fake-cuda`: the driver, cuBLAS and cuBLASLt in one file),
+/// built once per test run.
+pub fn fake_cuda_lib() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        cargo_build(&["-p", "tppguard-fake-cuda"], None);
+        let lib = target_dir().join("debug").join("libtppguard_fake_cuda.so");
+        assert!(lib.is_file(), "{} was not built", lib.display());
+        lib
+    })
+    .clone()
+}
+
+/// Installs the fake CUDA libraries `names` in `dir` as a CUDA install names them, each a copy
+/// of [`fake_cuda_lib`] with that name as its SONAME: `libcuda.so.1` (with a `libcuda.so`
+/// link to it, as the driver installs), `libcublas.so.13`, `libcublasLt.so.13`.
+pub fn install_fake_cuda(dir: &Path, names: &[&str]) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let original = std::fs::read(fake_cuda_lib()).expect("read the fake CUDA library");
+    let mut placeholder = FAKE_CUDA_SONAME_PLACEHOLDER.to_vec();
+    placeholder.push(0);
+    let at: Vec<usize> = original
+        .windows(placeholder.len())
+        .enumerate()
+        .filter(|(_, w)| *w == placeholder.as_slice())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        at.len(),
+        1,
+        "the placeholder SONAME, once, in the fake CUDA library"
+    );
+    for name in names {
+        assert!(name.len() < FAKE_CUDA_SONAME_PLACEHOLDER.len(), "{name}");
+        let mut bytes = original.clone();
+        let soname = &mut bytes[at[0]..at[0] + placeholder.len()];
+        soname.fill(0);
+        soname[..name.len()].copy_from_slice(name.as_bytes());
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("write a fake CUDA library");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod a fake CUDA library");
+        if *name == "libcuda.so.1" {
+            std::os::unix::fs::symlink(name, dir.join("libcuda.so")).expect("link libcuda.so");
+        }
+    }
 }
 
 /// A simulated driver install: a temporary folder holding a copy of the fake library as
