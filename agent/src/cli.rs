@@ -1,4 +1,8 @@
 //! The command line of `tppguard-agent`. Doc comments here are the `--help` text.
+#![allow(
+    rustdoc::invalid_html_tags,
+    reason = "these doc comments are --help text, where <placeholders> are the convention"
+)]
 
 use std::path::PathBuf;
 

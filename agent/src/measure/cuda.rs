@@ -32,9 +32,9 @@
 //! # `unsafe`
 //!
 //! cudarc's GEMM, descriptor, library-probe and handle calls are `unsafe fn`s, even in its "safe"
-//! `Gemm` / `Matmul` traits. Every one of them is in [`ffi`], behind a safe function that checks
-//! what the call relies on (operand sizes, live handles, out-pointers), with its own
-//! `#[allow(unsafe_code)]` and `// SAFETY:` comment. The rest of this file is safe code on
+//! `Gemm` / `Matmul` traits. Every one of them is in the private `ffi` module, behind a safe
+//! function that checks what the call relies on (operand sizes, live handles, out-pointers), with
+//! its own `#[allow(unsafe_code)]` and `// SAFETY:` comment. The rest of this file is safe code on
 //! cudarc's `CudaContext`, `CudaStream`, `CudaSlice` and `CudaEvent`.
 
 use std::path::{Path, PathBuf};
