@@ -16,6 +16,7 @@ pub mod error;
 pub mod licence;
 pub mod pki;
 pub mod policy;
+pub mod store;
 
 use std::io::Write;
 

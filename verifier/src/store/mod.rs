@@ -1,0 +1,776 @@
+//! Verifier state: challenge nonces, the append-only attestation record with each node's latest
+//! accepted attestation, and licence tokens.
+//!
+//! One [`Store`] over `sqlx`'s `Any` driver serves both backends with the same SQL: an embedded
+//! SQLite file by default (`sqlite://PATH`: created if missing, WAL, `synchronous=FULL` so an
+//! acknowledged write survives the process being killed) and PostgreSQL (`postgres://...`) for
+//! several verifier replicas sharing one state. Times are Unix seconds passed in by the caller;
+//! hashes are lower-case hex; JSON is stored as text. Every read is bounded (see the `MAX_*`
+//! constants) and every write that touches more than one row is one transaction.
+//!
+//! Single use of nonces across replicas: [`Store::consume_nonce`] is one conditional `UPDATE ...
+//! WHERE used_at IS NULL AND expires_at > now`; the database applies it atomically, so of any
+//! number of verifiers racing on one nonce exactly one sees a changed row (`Fresh`).
+
+mod error;
+mod migrate;
+#[cfg(test)]
+mod pg_harness;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use error::{StoreError, redact_url};
+
+/// Nonces shorter than this are refused (DESIGN.md: at least 32 random bytes).
+pub const MIN_NONCE_LEN: usize = 32;
+/// Nonces longer than this are refused.
+pub const MAX_NONCE_LEN: usize = 128;
+/// Longest node subject stored.
+pub const MAX_NODE_LEN: usize = 512;
+/// Longest attestation or licence token stored (bytes).
+pub const MAX_TOKEN_LEN: usize = 1 << 20;
+/// Longest claims JSON stored (bytes).
+pub const MAX_CLAIMS_LEN: usize = 1 << 20;
+/// Longest EAR token stored (bytes).
+pub const MAX_EAR_LEN: usize = 256 << 10;
+/// Longest reason code stored.
+pub const MAX_REASON_LEN: usize = 128;
+/// Longest human sentence stored.
+pub const MAX_SENTENCE_LEN: usize = 4096;
+/// Longest licence id stored.
+pub const MAX_LICENCE_ID_LEN: usize = 256;
+/// Most attestations [`Store::node_history`] returns.
+pub const MAX_HISTORY: usize = 1000;
+/// Most nodes [`Store::latest_accepted`] returns; more is an error, never a silent cut.
+pub const MAX_NODES: usize = 100_000;
+/// Most licences [`Store::licences`] returns; more is an error, never a silent cut.
+pub const MAX_LICENCES: usize = 10_000;
+
+/// How long a query waits for a connection, and SQLite for a lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which database a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What [`Store::consume_nonce`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceUse {
+    /// Issued, unexpired and unused until now; it is now used.
+    Fresh,
+    /// Never issued (or pruned).
+    Unknown,
+    /// Issued, unused, but `at` is at or past its expiry.
+    Expired,
+    /// Already used.
+    Used,
+}
+
+/// How the verifier judged an attestation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Verified; it may become the node's latest accepted attestation.
+    Accepted,
+    /// Refused; kept in the record, never the node's latest.
+    Rejected,
+}
+
+impl Outcome {
+    /// `accepted` or `rejected`, as stored.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "accepted" => Some(Self::Accepted),
+            "rejected" => Some(Self::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// An attestation to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAttestation {
+    /// The node's subject (from its certificate).
+    pub node: String,
+    /// The token's `iat` (Unix seconds).
+    pub iat: i64,
+    /// When the verifier received it (Unix seconds).
+    pub received_at: i64,
+    /// The JWS compact token as received.
+    pub token: String,
+    /// The verified claims, JSON text (checked to parse).
+    pub claims_json: String,
+    /// The verifier's judgement.
+    pub outcome: Outcome,
+    /// Stable snake_case reason code.
+    pub reason: String,
+    /// Human sentence.
+    pub sentence: String,
+    /// The EAR issued for it, if any.
+    pub ear: Option<String>,
+}
+
+/// A recorded attestation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAttestation {
+    /// Row id: increases in recording order.
+    pub id: i64,
+    /// The node's subject.
+    pub node: String,
+    /// The token's `iat`.
+    pub iat: i64,
+    /// When it was received.
+    pub received_at: i64,
+    /// The token.
+    pub token: String,
+    /// SHA-256 of the token's bytes, lower-case hex.
+    pub token_sha256: String,
+    /// The claims, JSON text.
+    pub claims_json: String,
+    /// The judgement.
+    pub outcome: Outcome,
+    /// Reason code.
+    pub reason: String,
+    /// Human sentence.
+    pub sentence: String,
+    /// The EAR, if any.
+    pub ear: Option<String>,
+}
+
+/// A stored licence token (verification is the caller's job).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLicence {
+    /// The licence id the caller gave.
+    pub id: String,
+    /// The JWS token.
+    pub token: String,
+    /// SHA-256 of the token, lower-case hex.
+    pub token_sha256: String,
+    /// When it was first added.
+    pub added_at: i64,
+}
+
+/// Attestations recorded, by outcome (for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttestationCounts {
+    /// Accepted ones.
+    pub accepted: u64,
+    /// Rejected ones.
+    pub rejected: u64,
+}
+
+/// The verifier's storage: cheap to clone (a shared connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// The URL, password hidden: named in every error.
+    db: String,
+}
+
+const ATTESTATION_COLUMNS: &str = "a.id, a.node, a.iat, a.received_at, a.token, a.token_sha256, \
+     a.claims_json, a.outcome, a.reason, a.sentence, a.ear";
+
+impl Store {
+    /// Opens (SQLite: creates if missing) the database at `url` and applies pending migrations.
+    ///
+    /// `sqlite://PATH` (`sqlite:///abs/path.db`, `sqlite://relative.db`) or `postgres://...`
+    /// (`postgresql://` too).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let db = redact_url(url);
+        let (backend, connect_url) = if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            (Backend::Sqlite, sqlite_url(rest, &db)?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::UnsupportedUrl { db });
+        };
+        let password = error::url_password(url);
+        let open_err = |e: sqlx::Error, hint: &'static str| StoreError::Open {
+            db: db.clone(),
+            message: scrub(&e.to_string(), password.as_deref()),
+            hint,
+        };
+        let hint = match backend {
+            Backend::Sqlite => "check the folder exists and is writable",
+            Backend::Postgres => {
+                "check the server is running, the host, port, user, password and database name, \
+                 and that the database exists"
+            }
+        };
+        // One direct connection first: an unreachable server fails now, with the driver's own
+        // reason, instead of after the pool's retries with "pool timed out".
+        let probe = <sqlx::AnyConnection as sqlx::Connection>::connect(&connect_url)
+            .await
+            .map_err(|e| open_err(e, hint))?;
+        sqlx::Connection::close(probe)
+            .await
+            .map_err(|e| open_err(e, hint))?;
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(BUSY_TIMEOUT)
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 10,
+            });
+        let pool = match backend {
+            Backend::Sqlite => options
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        sqlx::raw_sql(
+                            "PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON;",
+                        )
+                        .execute(conn)
+                        .await
+                        .map(|_| ())
+                    })
+                })
+                .connect(&connect_url)
+                .await
+                .map_err(|e| open_err(e, hint))?,
+            Backend::Postgres => options
+                .connect(&connect_url)
+                .await
+                .map_err(|e| open_err(e, hint))?,
+        };
+        if backend == Backend::Sqlite {
+            // Persistent in the file: every later connection opens it in WAL mode.
+            let row = sqlx::query("PRAGMA journal_mode = WAL")
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| open_err(e, "check the folder exists and is writable"))?;
+            let mode: String = row
+                .try_get(0)
+                .map_err(|e| open_err(e, "check the file is a SQLite database"))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Open {
+                    db,
+                    message: format!("journal mode is {mode}, not wal"),
+                    hint: "check the file is on a local file system that supports WAL",
+                });
+            }
+        }
+        migrate::run(&pool, backend, &db).await?;
+        Ok(Self { pool, backend, db })
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The database URL with any password hidden.
+    pub fn url_redacted(&self) -> &str {
+        &self.db
+    }
+
+    /// The schema version the database is at.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.query_err("reading the schema version"))?;
+        let v: Option<i64> = row
+            .try_get("v")
+            .map_err(self.query_err("reading the schema version"))?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Readiness: one round trip to the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(self.query_err("ping"))
+    }
+
+    /// Closes the pool, waiting for connections in use to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Records a freshly issued challenge nonce.
+    pub async fn issue_nonce(
+        &self,
+        nonce: &[u8],
+        issued_at: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        check_nonce(nonce)?;
+        if expires_at <= issued_at {
+            return Err(StoreError::InvalidInput {
+                what: "nonce expiry",
+                reason: format!("expires_at {expires_at} is not after issued_at {issued_at}"),
+            });
+        }
+        let result = sqlx::query(
+            "INSERT INTO nonces (nonce_hex, issued_at, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(hex(nonce))
+        .bind(issued_at)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::DuplicateNonce {
+                db: self.db.clone(),
+            }),
+            Err(e) => Err(self.query_err("issuing a nonce")(e)),
+        }
+    }
+
+    /// Uses `nonce` at time `at`: `Fresh` exactly once, for the first caller before expiry, on
+    /// every replica sharing the database.
+    pub async fn consume_nonce(&self, nonce: &[u8], at: i64) -> Result<NonceUse, StoreError> {
+        if nonce.len() < MIN_NONCE_LEN || nonce.len() > MAX_NONCE_LEN {
+            return Ok(NonceUse::Unknown);
+        }
+        let key = hex(nonce);
+        let done = sqlx::query(
+            "UPDATE nonces SET used_at = $1 \
+             WHERE nonce_hex = $2 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(at)
+        .bind(key.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(self.query_err("using a nonce"))?;
+        if done.rows_affected() == 1 {
+            return Ok(NonceUse::Fresh);
+        }
+        let row = sqlx::query("SELECT used_at FROM nonces WHERE nonce_hex = $1")
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.query_err("reading a nonce"))?;
+        let Some(row) = row else {
+            return Ok(NonceUse::Unknown);
+        };
+        let used_at: Option<i64> = row
+            .try_get("used_at")
+            .map_err(self.query_err("reading a nonce"))?;
+        Ok(if used_at.is_some() {
+            NonceUse::Used
+        } else {
+            NonceUse::Expired
+        })
+    }
+
+    /// Deletes nonces that expired before `before`; returns how many.
+    pub async fn prune_nonces(&self, before: i64) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM nonces WHERE expires_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(self.query_err("pruning nonces"))
+    }
+
+    /// Appends an attestation and, when accepted and newer than the node's latest accepted one
+    /// (greater `iat`; equal `iat`: greater token SHA-256), makes it the latest: one
+    /// transaction. Returns the new row's id.
+    pub async fn record_attestation(&self, a: &NewAttestation) -> Result<i64, StoreError> {
+        check_len("node", &a.node, 1, MAX_NODE_LEN)?;
+        check_len("attestation token", &a.token, 1, MAX_TOKEN_LEN)?;
+        check_len("claims JSON", &a.claims_json, 2, MAX_CLAIMS_LEN)?;
+        check_len("reason code", &a.reason, 1, MAX_REASON_LEN)?;
+        check_len("sentence", &a.sentence, 0, MAX_SENTENCE_LEN)?;
+        if let Some(ear) = &a.ear {
+            check_len("EAR", ear, 1, MAX_EAR_LEN)?;
+        }
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&a.claims_json) {
+            return Err(StoreError::InvalidInput {
+                what: "claims JSON",
+                reason: format!("not JSON: {e}"),
+            });
+        }
+        let sha = sha256_hex(a.token.as_bytes());
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO attestations (node, iat, received_at, token, token_sha256, claims_json, \
+             outcome, reason, sentence, ear) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             RETURNING id",
+        )
+        .bind(a.node.as_str())
+        .bind(a.iat)
+        .bind(a.received_at)
+        .bind(a.token.as_str())
+        .bind(sha.as_str())
+        .bind(a.claims_json.as_str())
+        .bind(a.outcome.as_str())
+        .bind(a.reason.as_str())
+        .bind(a.sentence.as_str())
+        .bind(a.ear.as_deref())
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::DuplicateAttestation {
+                    db: self.db.clone(),
+                    sha256: sha,
+                });
+            }
+            Err(e) => return Err(self.query_err("recording an attestation")(e)),
+        };
+        let id: i64 = row
+            .try_get("id")
+            .map_err(self.query_err("recording an attestation"))?;
+        if a.outcome == Outcome::Accepted {
+            sqlx::query(
+                "INSERT INTO latest_accepted (node, attestation_id, iat, token_sha256) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (node) DO UPDATE SET attestation_id = excluded.attestation_id, \
+                 iat = excluded.iat, token_sha256 = excluded.token_sha256 \
+                 WHERE excluded.iat > latest_accepted.iat \
+                 OR (excluded.iat = latest_accepted.iat \
+                     AND excluded.token_sha256 > latest_accepted.token_sha256)",
+            )
+            .bind(a.node.as_str())
+            .bind(id)
+            .bind(a.iat)
+            .bind(sha.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query_err("moving the node's latest attestation"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(self.query_err("committing an attestation"))?;
+        Ok(id)
+    }
+
+    /// Each node's latest accepted attestation, ordered by node: what the policy evaluates.
+    /// Stale nodes are included (staleness is the policy's decision).
+    pub async fn latest_accepted(&self) -> Result<Vec<StoredAttestation>, StoreError> {
+        let sql = format!(
+            "SELECT {ATTESTATION_COLUMNS} FROM latest_accepted l \
+             JOIN attestations a ON a.id = l.attestation_id ORDER BY l.node LIMIT $1"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit_plus_one(MAX_NODES))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.query_err("reading the latest attestations"))?;
+        if rows.len() > MAX_NODES {
+            return Err(self.too_many("nodes", MAX_NODES));
+        }
+        rows.iter().map(|r| self.attestation(r)).collect()
+    }
+
+    /// A node's attestations, accepted and rejected, most recently recorded first, at most
+    /// `limit` (itself at most [`MAX_HISTORY`]).
+    pub async fn node_history(
+        &self,
+        node: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredAttestation>, StoreError> {
+        if limit > MAX_HISTORY {
+            return Err(StoreError::InvalidInput {
+                what: "history limit",
+                reason: format!("{limit} is more than the most the store returns, {MAX_HISTORY}"),
+            });
+        }
+        check_len("node", node, 1, MAX_NODE_LEN)?;
+        let sql = format!(
+            "SELECT {ATTESTATION_COLUMNS} FROM attestations a WHERE a.node = $1 \
+             ORDER BY a.id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(node)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.query_err("reading a node's history"))?;
+        rows.iter().map(|r| self.attestation(r)).collect()
+    }
+
+    /// How many attestations are recorded, by outcome.
+    pub async fn attestation_counts(&self) -> Result<AttestationCounts, StoreError> {
+        let rows = sqlx::query("SELECT outcome, COUNT(*) AS n FROM attestations GROUP BY outcome")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.query_err("counting attestations"))?;
+        let mut counts = AttestationCounts::default();
+        for row in &rows {
+            let outcome: String = row
+                .try_get("outcome")
+                .map_err(self.query_err("counting attestations"))?;
+            let n: i64 = row
+                .try_get("n")
+                .map_err(self.query_err("counting attestations"))?;
+            let n = u64::try_from(n).unwrap_or(0);
+            match Outcome::parse(&outcome) {
+                Some(Outcome::Accepted) => counts.accepted = n,
+                Some(Outcome::Rejected) => counts.rejected = n,
+                None => return Err(self.corrupt("attestation", format!("outcome {outcome:?}"))),
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Stores a licence token; adding the same token again (same SHA-256) changes nothing.
+    /// Returns whether it was new.
+    pub async fn add_licence(
+        &self,
+        id: &str,
+        token: &str,
+        added_at: i64,
+    ) -> Result<bool, StoreError> {
+        check_len("licence id", id, 1, MAX_LICENCE_ID_LEN)?;
+        check_len("licence token", token, 1, MAX_TOKEN_LEN)?;
+        let done = sqlx::query(
+            "INSERT INTO licences (token_sha256, licence_id, token, added_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (token_sha256) DO NOTHING",
+        )
+        .bind(sha256_hex(token.as_bytes()))
+        .bind(id)
+        .bind(token)
+        .bind(added_at)
+        .execute(&self.pool)
+        .await
+        .map_err(self.query_err("adding a licence"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every stored licence, oldest first.
+    pub async fn licences(&self) -> Result<Vec<StoredLicence>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT licence_id, token, token_sha256, added_at FROM licences \
+             ORDER BY added_at, token_sha256 LIMIT $1",
+        )
+        .bind(limit_plus_one(MAX_LICENCES))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_err("reading licences"))?;
+        if rows.len() > MAX_LICENCES {
+            return Err(self.too_many("licences", MAX_LICENCES));
+        }
+        rows.iter()
+            .map(|r| {
+                let get = |c: &'static str| {
+                    r.try_get::<String, _>(c)
+                        .map_err(self.query_err("reading licences"))
+                };
+                Ok(StoredLicence {
+                    id: get("licence_id")?,
+                    token: get("token")?,
+                    token_sha256: get("token_sha256")?,
+                    added_at: r
+                        .try_get("added_at")
+                        .map_err(self.query_err("reading licences"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// A write transaction: on SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so
+    /// concurrent writers wait on the busy timeout instead of failing on a stale snapshot.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(self.query_err("starting a transaction"))
+    }
+
+    fn attestation(&self, r: &AnyRow) -> Result<StoredAttestation, StoreError> {
+        let err = self.query_err("reading an attestation");
+        let text = |c: &'static str| r.try_get::<String, _>(c).map_err(&err);
+        let int = |c: &'static str| r.try_get::<i64, _>(c).map_err(&err);
+        let outcome = text("outcome")?;
+        let Some(parsed) = Outcome::parse(&outcome) else {
+            return Err(self.corrupt("attestation", format!("outcome {outcome:?}")));
+        };
+        Ok(StoredAttestation {
+            id: int("id")?,
+            node: text("node")?,
+            iat: int("iat")?,
+            received_at: int("received_at")?,
+            token: text("token")?,
+            token_sha256: text("token_sha256")?,
+            claims_json: text("claims_json")?,
+            outcome: parsed,
+            reason: text("reason")?,
+            sentence: text("sentence")?,
+            ear: r.try_get::<Option<String>, _>("ear").map_err(&err)?,
+        })
+    }
+
+    fn query_err(&self, op: &'static str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        move |e| StoreError::Query {
+            db: self.db.clone(),
+            op,
+            message: e.to_string(),
+        }
+    }
+
+    fn corrupt(&self, what: &'static str, detail: String) -> StoreError {
+        StoreError::Corrupt {
+            db: self.db.clone(),
+            what,
+            detail,
+        }
+    }
+
+    fn too_many(&self, what: &'static str, limit: usize) -> StoreError {
+        StoreError::TooMany {
+            db: self.db.clone(),
+            what,
+            limit,
+        }
+    }
+}
+
+/// The connect URL for `sqlite://` + `rest`: the folder must exist; the file is created if
+/// missing (`mode=rwc` unless the URL names a mode).
+fn sqlite_url(rest: &str, db: &str) -> Result<String, StoreError> {
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Open {
+            db: db.to_owned(),
+            message: "no file named".to_owned(),
+            hint: "name a file, e.g. sqlite:///var/lib/tppguard/verifier.db (in-memory databases \
+                   lose every nonce and attestation on restart)",
+        });
+    }
+    let folder = std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(folder) = folder
+        && !folder.is_dir()
+    {
+        return Err(StoreError::Open {
+            db: db.to_owned(),
+            message: format!("folder {} does not exist", folder.display()),
+            hint: "check the folder exists and is writable",
+        });
+    }
+    Ok(match query {
+        Some(q) if q.split('&').any(|p| p.starts_with("mode=")) => format!("sqlite://{rest}"),
+        Some(q) => format!("sqlite://{path}?{q}&mode=rwc"),
+        None => format!("sqlite://{path}?mode=rwc"),
+    })
+}
+
+fn check_nonce(nonce: &[u8]) -> Result<(), StoreError> {
+    if nonce.len() < MIN_NONCE_LEN || nonce.len() > MAX_NONCE_LEN {
+        return Err(StoreError::InvalidInput {
+            what: "nonce",
+            reason: format!(
+                "{} bytes; nonces are {MIN_NONCE_LEN} to {MAX_NONCE_LEN} random bytes",
+                nonce.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn check_len(what: &'static str, s: &str, min: usize, max: usize) -> Result<(), StoreError> {
+    if s.len() < min || s.len() > max {
+        return Err(StoreError::InvalidInput {
+            what,
+            reason: format!("{} bytes; the store takes {min} to {max}", s.len()),
+        });
+    }
+    Ok(())
+}
+
+fn limit_plus_one(n: usize) -> i64 {
+    i64::try_from(n).map_or(i64::MAX, |n| n.saturating_add(1))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+/// SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// `message` with `password` (as written in the URL, and percent-decoded) replaced by `***`.
+fn scrub(message: &str, password: Option<&str>) -> String {
+    let Some(password) = password else {
+        return message.to_owned();
+    };
+    let decoded = percent_decode(password);
+    let mut out = message.replace(password, "***");
+    if !decoded.is_empty() {
+        out = out.replace(&decoded, "***");
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%'
+            && let Some(hexpair) = s.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(hexpair, 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

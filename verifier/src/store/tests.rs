@@ -1,0 +1,576 @@
+//! The storage test suite: every test runs twice, on a fresh SQLite file (`store::tests::sqlite`)
+//! and on a fresh database in a throwaway PostgreSQL cluster (`store::tests::postgres`, see
+//! `pg_harness`). A missing PostgreSQL installation fails the postgres tests with the fix.
+
+use std::collections::BTreeSet;
+
+use sqlx::Connection;
+
+use super::pg_harness;
+use super::*;
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database; a SQLite one lives as long as this value.
+struct TestDb {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn fresh(kind: Kind) -> TestDb {
+    match kind {
+        Kind::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}/verifier.db", dir.path().display());
+            TestDb {
+                url,
+                _dir: Some(dir),
+            }
+        }
+        Kind::Postgres => {
+            let cluster = match pg_harness::cluster() {
+                Ok(c) => c,
+                Err(e) => panic!("PostgreSQL test cluster: {e}"),
+            };
+            let (name, url) = cluster.next_database();
+            sqlx::any::install_default_drivers();
+            let mut admin = sqlx::AnyConnection::connect(&cluster.admin_url())
+                .await
+                .expect("connect to the test cluster");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await
+                .expect("create the test database");
+            admin.close().await.expect("close admin connection");
+            TestDb { url, _dir: None }
+        }
+    }
+}
+
+async fn open(db: &TestDb) -> Store {
+    Store::open(&db.url).await.expect("open store")
+}
+
+fn nonce(n: u8) -> Vec<u8> {
+    let mut v = vec![0xa5; 32];
+    v[0] = n;
+    v
+}
+
+fn att(node: &str, iat: i64, token: &str, outcome: Outcome) -> NewAttestation {
+    NewAttestation {
+        node: node.to_owned(),
+        iat,
+        received_at: iat + 1,
+        token: token.to_owned(),
+        claims_json: format!(r#"{{"iss":"{node}","iat":{iat}}}"#),
+        outcome,
+        reason: match outcome {
+            Outcome::Accepted => "ok".to_owned(),
+            Outcome::Rejected => "bad_signature".to_owned(),
+        },
+        sentence: "test".to_owned(),
+        ear: (outcome == Outcome::Accepted).then(|| format!("ear-{token}")),
+    }
+}
+
+async fn latest_ids(store: &Store) -> Vec<(String, i64)> {
+    store
+        .latest_accepted()
+        .await
+        .expect("latest")
+        .into_iter()
+        .map(|a| (a.node, a.id))
+        .collect()
+}
+
+// ---- the suite ----
+
+async fn migrations_idempotent(kind: Kind) {
+    let db = fresh(kind).await;
+    // Two verifiers starting together on an empty database: each migration applies once.
+    let (a, b) = tokio::join!(Store::open(&db.url), Store::open(&db.url));
+    let (a, b) = (a.expect("open a"), b.expect("open b"));
+    assert_eq!(a.schema_version().await.expect("version"), 1);
+    assert_eq!(b.schema_version().await.expect("version"), 1);
+    assert_eq!(
+        a.backend(),
+        match kind {
+            Kind::Sqlite => Backend::Sqlite,
+            Kind::Postgres => Backend::Postgres,
+        }
+    );
+    a.issue_nonce(&nonce(1), 10, 20).await.expect("issue");
+    drop((a, b));
+    // Opening again changes nothing and keeps the data.
+    let c = open(&db).await;
+    assert_eq!(c.schema_version().await.expect("version"), 1);
+    c.ping().await.expect("ping");
+    assert_eq!(
+        c.consume_nonce(&nonce(1), 15).await.expect("use"),
+        NonceUse::Fresh
+    );
+    let rows = sqlx::query("SELECT COUNT(*) AS n FROM schema_version")
+        .fetch_one(&c.pool)
+        .await
+        .expect("count");
+    assert_eq!(rows.try_get::<i64, _>("n").expect("n"), 1);
+}
+
+async fn nonce_lifecycle(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    s.issue_nonce(&nonce(1), 100, 200).await.expect("issue 1");
+    s.issue_nonce(&nonce(2), 100, 200).await.expect("issue 2");
+    assert_eq!(
+        s.consume_nonce(&nonce(1), 150).await.expect("use"),
+        NonceUse::Fresh
+    );
+    assert_eq!(
+        s.consume_nonce(&nonce(1), 151).await.expect("use"),
+        NonceUse::Used
+    );
+    // Used stays used after expiry too.
+    assert_eq!(
+        s.consume_nonce(&nonce(1), 500).await.expect("use"),
+        NonceUse::Used
+    );
+    // Expiry is exclusive: at expires_at it is expired, and expired stays unusable.
+    assert_eq!(
+        s.consume_nonce(&nonce(2), 200).await.expect("use"),
+        NonceUse::Expired
+    );
+    assert_eq!(
+        s.consume_nonce(&nonce(2), 150).await.expect("use"),
+        NonceUse::Fresh
+    );
+    assert_eq!(
+        s.consume_nonce(&nonce(3), 150).await.expect("use"),
+        NonceUse::Unknown
+    );
+    assert_eq!(
+        s.consume_nonce(b"short", 150).await.expect("use"),
+        NonceUse::Unknown
+    );
+    assert!(matches!(
+        s.issue_nonce(&nonce(1), 100, 200).await,
+        Err(StoreError::DuplicateNonce { .. })
+    ));
+    assert!(matches!(
+        s.issue_nonce(&[7; 16], 100, 200).await,
+        Err(StoreError::InvalidInput { what: "nonce", .. })
+    ));
+    assert!(matches!(
+        s.issue_nonce(&nonce(4), 200, 200).await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+    s.issue_nonce(&nonce(5), 100, 1000).await.expect("issue 5");
+    assert_eq!(s.prune_nonces(300).await.expect("prune"), 2);
+    assert_eq!(
+        s.consume_nonce(&nonce(1), 301).await.expect("use"),
+        NonceUse::Unknown
+    );
+    assert_eq!(
+        s.consume_nonce(&nonce(5), 301).await.expect("use"),
+        NonceUse::Fresh
+    );
+}
+
+async fn nonce_race_between_replicas(kind: Kind) {
+    const NONCES: u8 = 20;
+    const TASKS_PER_REPLICA: usize = 4;
+    let db = fresh(kind).await;
+    let a = open(&db).await;
+    let b = open(&db).await;
+    for n in 0..NONCES {
+        a.issue_nonce(&nonce(n), 0, 1000).await.expect("issue");
+    }
+    let mut handles = Vec::new();
+    for n in 0..NONCES {
+        for i in 0..TASKS_PER_REPLICA * 2 {
+            let replica = if i % 2 == 0 { a.clone() } else { b.clone() };
+            handles.push(tokio::spawn(async move {
+                (n, replica.consume_nonce(&nonce(n), 10).await)
+            }));
+        }
+    }
+    let mut fresh_count = vec![0usize; usize::from(NONCES)];
+    for h in handles {
+        let (n, r) = h.await.expect("join");
+        match r.expect("consume") {
+            NonceUse::Fresh => fresh_count[usize::from(n)] += 1,
+            NonceUse::Used => {}
+            other => panic!("nonce {n}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(fresh_count, vec![1; usize::from(NONCES)]);
+}
+
+async fn latest_pointer_rules(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    let first = s
+        .record_attestation(&att("node-a", 100, "tok-a100", Outcome::Accepted))
+        .await
+        .expect("record");
+    assert_eq!(latest_ids(&s).await, vec![("node-a".to_owned(), first)]);
+    // Older iat: recorded, never the latest.
+    let older = s
+        .record_attestation(&att("node-a", 90, "tok-a90", Outcome::Accepted))
+        .await
+        .expect("record");
+    assert!(older > first);
+    assert_eq!(latest_ids(&s).await, vec![("node-a".to_owned(), first)]);
+    // Rejected, even newer: never the latest; a node with only rejected ones has none.
+    s.record_attestation(&att("node-a", 300, "tok-a300-bad", Outcome::Rejected))
+        .await
+        .expect("record");
+    s.record_attestation(&att("node-c", 300, "tok-c300-bad", Outcome::Rejected))
+        .await
+        .expect("record");
+    assert_eq!(latest_ids(&s).await, vec![("node-a".to_owned(), first)]);
+    // Newer accepted moves it forward.
+    let newer = s
+        .record_attestation(&att("node-a", 150, "tok-a150", Outcome::Accepted))
+        .await
+        .expect("record");
+    // A stale node (ancient iat) is still listed: staleness is the policy's call.
+    let ancient = s
+        .record_attestation(&att("node-b", 1, "tok-b1", Outcome::Accepted))
+        .await
+        .expect("record");
+    assert_eq!(
+        latest_ids(&s).await,
+        vec![("node-a".to_owned(), newer), ("node-b".to_owned(), ancient)]
+    );
+    // Equal iat: the greater token SHA-256 wins, whichever arrives first.
+    let (t1, t2) = ("tie-one", "tie-two");
+    let (hi, lo) = if sha256_hex(t1.as_bytes()) > sha256_hex(t2.as_bytes()) {
+        (t1, t2)
+    } else {
+        (t2, t1)
+    };
+    let hi_id = s
+        .record_attestation(&att("node-a", 400, hi, Outcome::Accepted))
+        .await
+        .expect("record");
+    s.record_attestation(&att("node-a", 400, lo, Outcome::Accepted))
+        .await
+        .expect("record");
+    let latest = s.latest_accepted().await.expect("latest");
+    assert_eq!(latest.len(), 2);
+    assert_eq!(latest[0].id, hi_id);
+    assert_eq!(latest[0].token, hi);
+    assert_eq!(latest[0].token_sha256, sha256_hex(hi.as_bytes()));
+    assert_eq!(latest[0].iat, 400);
+    assert_eq!(latest[0].received_at, 401);
+    assert_eq!(latest[0].outcome, Outcome::Accepted);
+    assert_eq!(latest[0].reason, "ok");
+    assert_eq!(latest[0].ear.as_deref(), Some(format!("ear-{hi}").as_str()));
+    assert_eq!(latest[0].claims_json, r#"{"iss":"node-a","iat":400}"#);
+    let counts = s.attestation_counts().await.expect("counts");
+    assert_eq!(
+        counts,
+        AttestationCounts {
+            accepted: 6,
+            rejected: 2
+        }
+    );
+}
+
+async fn history_order_and_limit(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    assert!(
+        s.node_history("node-a", 10)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let outcome = if i == 2 {
+            Outcome::Rejected
+        } else {
+            Outcome::Accepted
+        };
+        ids.push(
+            s.record_attestation(&att("node-a", 100 + i, &format!("a{i}"), outcome))
+                .await
+                .expect("record"),
+        );
+        s.record_attestation(&att("node-b", 100 + i, &format!("b{i}"), outcome))
+            .await
+            .expect("record");
+    }
+    let all = s
+        .node_history("node-a", MAX_HISTORY)
+        .await
+        .expect("history");
+    assert_eq!(
+        all.iter().map(|a| a.id).collect::<Vec<_>>(),
+        ids.iter().rev().copied().collect::<Vec<_>>()
+    );
+    assert!(all.iter().all(|a| a.node == "node-a"));
+    assert_eq!(all[2].outcome, Outcome::Rejected);
+    assert_eq!(all[2].ear, None);
+    let three = s.node_history("node-a", 3).await.expect("history");
+    assert_eq!(
+        three.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3], ids[2]]
+    );
+    assert!(
+        s.node_history("node-a", 0)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    assert!(matches!(
+        s.node_history("node-a", MAX_HISTORY + 1).await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+}
+
+async fn duplicate_token_rejected(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    let id = s
+        .record_attestation(&att("node-a", 100, "same-token", Outcome::Accepted))
+        .await
+        .expect("record");
+    // Same token bytes, even with a different judgement or node: refused, nothing changes.
+    let err = s
+        .record_attestation(&att("node-z", 500, "same-token", Outcome::Accepted))
+        .await
+        .expect_err("duplicate");
+    match &err {
+        StoreError::DuplicateAttestation { sha256, .. } => {
+            assert_eq!(sha256, &sha256_hex(b"same-token"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("already recorded"), "{err}");
+    assert_eq!(latest_ids(&s).await, vec![("node-a".to_owned(), id)]);
+    assert_eq!(
+        s.attestation_counts().await.expect("counts"),
+        AttestationCounts {
+            accepted: 1,
+            rejected: 0
+        }
+    );
+    // The store keeps working (the failed transaction was rolled back).
+    s.record_attestation(&att("node-z", 500, "other-token", Outcome::Accepted))
+        .await
+        .expect("record after duplicate");
+    assert_eq!(latest_ids(&s).await.len(), 2);
+}
+
+async fn bounds_and_bad_input(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    let mut big = att("node-a", 1, "x", Outcome::Accepted);
+    big.token = "x".repeat(MAX_TOKEN_LEN + 1);
+    assert!(matches!(
+        s.record_attestation(&big).await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+    let mut bad_json = att("node-a", 1, "y", Outcome::Accepted);
+    bad_json.claims_json = "{not json".to_owned();
+    assert!(matches!(
+        s.record_attestation(&bad_json).await,
+        Err(StoreError::InvalidInput {
+            what: "claims JSON",
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.add_licence("", "tok", 1).await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+    assert_eq!(
+        s.attestation_counts().await.expect("counts"),
+        AttestationCounts::default()
+    );
+}
+
+async fn licence_idempotence(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    assert!(s.licences().await.expect("none").is_empty());
+    assert!(s.add_licence("lic-1", "token-one", 100).await.expect("add"));
+    assert!(
+        !s.add_licence("lic-1", "token-one", 200)
+            .await
+            .expect("again")
+    );
+    assert!(
+        !s.add_licence("renamed", "token-one", 300)
+            .await
+            .expect("again")
+    );
+    // A renewed licence: same id, new token, stored alongside.
+    assert!(s.add_licence("lic-1", "token-two", 150).await.expect("add"));
+    let all = s.licences().await.expect("licences");
+    assert_eq!(
+        all,
+        vec![
+            StoredLicence {
+                id: "lic-1".to_owned(),
+                token: "token-one".to_owned(),
+                token_sha256: sha256_hex(b"token-one"),
+                added_at: 100,
+            },
+            StoredLicence {
+                id: "lic-1".to_owned(),
+                token: "token-two".to_owned(),
+                token_sha256: sha256_hex(b"token-two"),
+                added_at: 150,
+            },
+        ]
+    );
+}
+
+async fn durability_without_close(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    s.issue_nonce(&nonce(9), 0, 100).await.expect("issue");
+    let id = s
+        .record_attestation(&att("node-a", 100, "durable", Outcome::Accepted))
+        .await
+        .expect("record");
+    s.add_licence("lic", "licence-token", 5).await.expect("add");
+    // No close, no checkpoint, no destructor: as if the process had been killed.
+    std::mem::forget(s);
+    let again = open(&db).await;
+    assert_eq!(latest_ids(&again).await, vec![("node-a".to_owned(), id)]);
+    assert_eq!(again.licences().await.expect("licences").len(), 1);
+    assert_eq!(
+        again.consume_nonce(&nonce(9), 50).await.expect("use"),
+        NonceUse::Fresh
+    );
+    let names: BTreeSet<_> = again
+        .node_history("node-a", 10)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|a| a.token)
+        .collect();
+    assert_eq!(names, BTreeSet::from(["durable".to_owned()]));
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_idempotent,
+    nonce_lifecycle,
+    nonce_race_between_replicas,
+    latest_pointer_rules,
+    history_order_and_limit,
+    duplicate_token_rejected,
+    bounds_and_bad_input,
+    licence_idempotence,
+    durability_without_close,
+);
+
+// ---- backend-specific ----
+
+#[tokio::test]
+async fn sqlite_store_is_wal_and_synchronous_full() {
+    let db = fresh(Kind::Sqlite).await;
+    let s = open(&db).await;
+    for _ in 0..3 {
+        // Several pool connections: each must carry the settings.
+        let mut conn = s.pool.acquire().await.expect("conn");
+        let mode: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("journal_mode")
+            .try_get(0)
+            .expect("text");
+        assert_eq!(mode.to_ascii_lowercase(), "wal");
+        let sync: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("synchronous")
+            .try_get(0)
+            .expect("int");
+        assert_eq!(sync, 2, "synchronous=FULL");
+        let busy: i64 = sqlx::query("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("busy_timeout")
+            .try_get(0)
+            .expect("int");
+        assert!(busy >= 5000);
+    }
+}
+
+#[tokio::test]
+async fn store_open_errors_name_the_database_and_the_fix() {
+    let err = Store::open("mysql://root:pw@localhost/x")
+        .await
+        .expect_err("unsupported");
+    assert!(matches!(err, StoreError::UnsupportedUrl { .. }));
+    assert!(!err.to_string().contains(":pw@"), "{err}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = format!("sqlite://{}/missing/verifier.db", dir.path().display());
+    let err = Store::open(&url).await.expect_err("missing folder");
+    let msg = err.to_string();
+    assert!(msg.contains(&url), "{msg}");
+    assert!(
+        msg.contains("check the folder exists and is writable"),
+        "{msg}"
+    );
+
+    // Nothing listens on port 1: the error names the server, hides the password.
+    let err = Store::open("postgres://app:hunter2@127.0.0.1:1/tpp")
+        .await
+        .expect_err("unreachable");
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Open { .. }), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(msg.contains("postgres://app:***@127.0.0.1:1/tpp"), "{msg}");
+    assert!(msg.contains("check the server is running"), "{msg}");
+    assert!(
+        !msg.contains("timed out"),
+        "the real cause, not a pool timeout: {msg}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_schema_from_a_newer_verifier_is_refused() {
+    let db = fresh(Kind::Sqlite).await;
+    let s = open(&db).await;
+    sqlx::query("INSERT INTO schema_version (version, name) VALUES (2, 'future')")
+        .execute(&s.pool)
+        .await
+        .expect("insert");
+    s.close().await;
+    let err = Store::open(&db.url).await.expect_err("newer schema");
+    assert!(matches!(err, StoreError::Schema { .. }), "{err}");
+    assert!(err.to_string().contains("schema version 2"), "{err}");
+}
