@@ -15,4 +15,5 @@ mod measure;
 mod measure_cuda;
 mod pki;
 mod schema;
+mod serve;
 mod support;

@@ -268,7 +268,10 @@ fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, Error> {
 
 /// The rule sets to evaluate: `--rule-set` in the order given, or those the accepted licences
 /// name (sorted by id, each once), or [`DEFAULT_RULE_SET`].
-fn rule_sets(args: &[String], licences: &[VerifiedLicence]) -> Result<Vec<RuleSet>, Error> {
+pub(crate) fn rule_sets(
+    args: &[String],
+    licences: &[VerifiedLicence],
+) -> Result<Vec<RuleSet>, Error> {
     if !args.is_empty() {
         return load_rule_sets(args);
     }
@@ -314,9 +317,14 @@ fn ear_key(trust: &Path, flag: Option<&Path>) -> Result<SigningKey, Error> {
             beside
         }
     };
-    let pem = chain::read_bounded(&path, chain::MAX_PEM_FILE_BYTES)?;
+    load_result_key(&path)
+}
+
+/// Reads the verifier's result-signing key (PKCS#8 PEM) from `path`.
+pub(crate) fn load_result_key(path: &Path) -> Result<SigningKey, Error> {
+    let pem = chain::read_bounded(path, chain::MAX_PEM_FILE_BYTES)?;
     let unusable = |reason: String| Error::EarKeyUnusable {
-        path: path.clone(),
+        path: path.to_owned(),
         reason,
     };
     let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(&pem)

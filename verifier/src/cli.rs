@@ -78,6 +78,45 @@ pub enum Command {
     /// run (an unreadable file or trust file, an unknown rule set, no result key for --ear).
     #[command(after_help = EXIT_CODES, verbatim_doc_comment)]
     Check(CheckArgs),
+
+    /// Run the verifier as an HTTP service: nodes fetch a challenge, post attestations and
+    /// get an EAR back; operators read the fleet, licences, findings and metrics.
+    ///
+    /// Everything is set in one TOML file (example: deploy/verifier.toml; reference:
+    /// docs/serve.md). Relative paths in it are read from its folder. Keys:
+    ///
+    ///   trust = "pki/trust.toml"       # required: from `pki init`
+    ///   listen = "127.0.0.1:8080"      # default; plain HTTP: put TLS in front
+    ///   database = "sqlite://..."      # default: tppguard-verifier.db beside the file;
+    ///                                  # postgres://... for several replicas
+    ///   licences_dir = "licences"      # signed licences (*.jws), verified and imported
+    ///   rule_sets = ["us-eccn-3a090"]  # default: the rule sets the licences name
+    ///   result_key = "..."             # default: verifier-result.key beside trust.toml
+    ///   nonce_ttl_s = 300              # how long a challenge may be answered
+    ///   max_body_bytes = 1048576       # larger requests get 413
+    ///   request_timeout_s = 30         # slower requests get 408
+    ///   node_rate_per_minute = 30      # more attestations per node get 429
+    ///   admin_token_file = "admin.token"  # enables POST /v1/licences (Bearer token)
+    ///
+    /// The node's side:
+    ///
+    ///   NONCE=$(curl -s -X POST http://127.0.0.1:8080/v1/challenge | jq -r .nonce)
+    ///   tppguard-agent attest --dir NODE --nonce "$NONCE" --out a.jws
+    ///   curl -s -H 'Content-Type: application/jose' --data-binary @a.jws \
+    ///     http://127.0.0.1:8080/v1/attestations
+    ///
+    /// Prints `listening on http://ADDR` once bound (port 0 picks a free one) and stops
+    /// cleanly on SIGTERM or ctrl-c. The API is described in docs/openapi.json.
+    #[command(after_help = EXIT_CODES, verbatim_doc_comment)]
+    Serve(ServeArgs),
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (TOML; see above).
+    #[arg(long, value_name = "VERIFIER.toml")]
+    pub config: PathBuf,
 }
 
 /// Flags of `check`.
@@ -665,6 +704,17 @@ mod tests {
         );
         let e = check(&["--trust", "t", "--licence", "l", "--nonce", "abc", "a"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn serve_takes_a_config() {
+        let cli =
+            Cli::try_parse_from(["tppguard-verifier", "serve", "--config", "v.toml"]).unwrap();
+        let Command::Serve(a) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(a.config, PathBuf::from("v.toml"));
+        assert!(Cli::try_parse_from(["tppguard-verifier", "serve"]).is_err());
     }
 
     #[test]

@@ -201,6 +201,30 @@ pub enum Error {
     /// Encoding JSON failed.
     #[error("output: cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The `serve` configuration is unusable.
+    #[error("{}: {key}: {reason}", path.display())]
+    Config {
+        /// The configuration file.
+        path: PathBuf,
+        /// The key at fault (`listen`, `trust`, ...), or `file` for the whole file.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// The verifier's database could not be opened or used.
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The HTTP server could not start or stopped with an error.
+    #[error("serve: {what}: {source}")]
+    Serve {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -282,6 +306,17 @@ impl Error {
             ),
             Self::EarSign(_) => Some("this is a bug; please report it".to_owned()),
             Self::Clock { .. } => Some("check the system clock and --days".to_owned()),
+            Self::Config { hint, .. } => Some(hint.clone()),
+            Self::Store(_) => Some(
+                "check the `database` URL in the configuration, and that the database is \
+                 reachable and writable"
+                    .to_owned(),
+            ),
+            Self::Serve { .. } => Some(
+                "check `listen` in the configuration: the address must be local and the port \
+                 free"
+                    .to_owned(),
+            ),
             Self::Output(_) | Self::Json(_) => None,
         }
     }

@@ -2,7 +2,8 @@
 //! command line, [`run`] dispatches it; [`classify`] is the `classify` command, [`pki`] the
 //! `pki` commands, [`licence`] the `licence` commands and signed-licence checks, [`chain`]
 //! certificate-chain validation, [`attestation`] attestation-token checks, [`check`] the
-//! `check` command (verify and evaluate a fleet under rule sets) and [`ear`] its EAR result.
+//! `check` command (verify and evaluate a fleet under rule sets), [`ear`] its EAR result and
+//! [`serve`] the HTTP service over [`store`].
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod error;
 pub mod licence;
 pub mod pki;
 pub mod policy;
+pub mod serve;
 pub mod store;
 
 use std::io::Write;
@@ -49,12 +51,13 @@ pub fn run(cli: &cli::Cli, out: &mut dyn Write) -> Result<Outcome, Error> {
         cli::Command::Pki(args) => pki::run(args, out, unix_now()?).map(|()| Outcome::Clean),
         cli::Command::Licence(args) => licence::run(args, out, unix_now()?),
         cli::Command::Check(args) => check::run(args, out, unix_now()?),
+        cli::Command::Serve(args) => serve::run(args, out).map(|()| Outcome::Clean),
     }
 }
 
 /// The clock, read once per command at this boundary: library functions take time as an
 /// argument.
-fn unix_now() -> Result<i64, Error> {
+pub(crate) fn unix_now() -> Result<i64, Error> {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()

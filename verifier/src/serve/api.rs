@@ -1,0 +1,791 @@
+//! The HTTP routes, their handlers and their errors.
+//!
+//! Every error answers `{"code": snake_case, "sentence": "..."}` with a status that says who
+//! must act: 400 a malformed request, 401 no valid credential (unknown nonce, admin token),
+//! 403 an expired nonce, 404 no such resource, 409 a replayed nonce, 429 a node over
+//! `node_rate_per_minute`, 413 a body over
+//! `max_body_bytes`, 415 a content type other than `application/jose`, 422 a token that does
+//! not verify, 500 the verifier's own fault, 503 the database unreachable, 408 a request over
+//! `request_timeout_s`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ring::hmac;
+use ring::rand::SecureRandom;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tower_http::timeout::TimeoutLayer;
+use tppguard_proto::claims::{AttestationClaims, Nonce};
+
+use super::AppState;
+use crate::attestation::verify_attestation;
+use crate::check::rule_sets;
+use crate::ear::{EarClaims, EarStatus};
+use crate::licence::verify_licence;
+use crate::policy::{
+    Finding, FleetVerdict, NodeVerdict, Severity, VerifiedAttestation, VerifiedLicence, evaluate,
+};
+use crate::store::{
+    MAX_HISTORY, NewAttestation, NonceUse, Outcome, Store, StoreError, StoredAttestation,
+};
+
+type Shared = Arc<AppState>;
+
+const CHALLENGE: &str = "/v1/challenge";
+const ATTESTATIONS: &str = "/v1/attestations";
+const FLEET: &str = "/v1/fleet";
+const NODES: &str = "/v1/nodes";
+const NODE: &str = "/v1/nodes/{node}";
+const NODE_HISTORY: &str = "/v1/nodes/{node}/history";
+const LICENCES: &str = "/v1/licences";
+const FINDINGS: &str = "/v1/findings";
+const COUNTRIES: &str = "/v1/countries";
+const HEALTHZ: &str = "/healthz";
+const READYZ: &str = "/readyz";
+const METRICS: &str = "/metrics";
+
+/// Every route, as (method, path): what `docs/openapi.json` must describe.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", CHALLENGE),
+    ("post", ATTESTATIONS),
+    ("get", FLEET),
+    ("get", NODES),
+    ("get", NODE),
+    ("get", NODE_HISTORY),
+    ("get", LICENCES),
+    ("post", LICENCES),
+    ("get", FINDINGS),
+    ("get", COUNTRIES),
+    ("get", HEALTHZ),
+    ("get", READYZ),
+    ("get", METRICS),
+];
+
+/// The content type of a compact JWS (RFC 7515 section 9.2.1).
+const JOSE: &str = "application/jose";
+/// The node recorded for an attestation whose signer could not be established.
+const UNVERIFIED_NODE: &str = "unverified";
+/// Default length of a node's history.
+const DEFAULT_HISTORY: usize = 100;
+
+/// The router, with the body limit and the request timeout.
+pub(super) fn router(state: Shared, max_body_bytes: usize, timeout_s: u64) -> Router {
+    Router::new()
+        .route(CHALLENGE, post(challenge))
+        .route(ATTESTATIONS, post(attest))
+        .route(FLEET, get(fleet))
+        .route(NODES, get(nodes))
+        .route(NODE, get(node))
+        .route(NODE_HISTORY, get(node_history))
+        .route(LICENCES, get(licences).post(add_licence))
+        .route(FINDINGS, get(findings))
+        .route(COUNTRIES, get(countries))
+        .route(HEALTHZ, get(healthz))
+        .route(READYZ, get(readyz))
+        .route(METRICS, get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(timeout_s),
+        ))
+        .with_state(state)
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    sentence: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, sentence: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            sentence: sentence.into(),
+        }
+    }
+
+    fn internal(e: &dyn std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("the verifier failed: {e}"),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("the verifier's database failed: {e}"),
+        )
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({"code": self.code, "sentence": self.sentence})),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn now() -> ApiResult<i64> {
+    crate::unix_now().map_err(ApiError::from)
+}
+
+/// JSON with a trailing newline; key order is the types' field order, so answers are stable.
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> ApiResult<Response> {
+    let mut body = serde_json::to_vec_pretty(value).map_err(|e| ApiError::internal(&e))?;
+    body.push(b'\n');
+    Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; the API is described in docs/openapi.json",
+    )
+}
+
+/// The body of a `application/jose` request, as text.
+fn jose_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<String> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case(JOSE) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send the compact JWS with Content-Type: {JOSE}"),
+        ));
+    }
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than the verifier's max_body_bytes",
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                format!("the request body could not be read: {e}"),
+            )
+        }
+    })?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "body_not_utf8",
+            "a compact JWS is ASCII text",
+        )
+    })?;
+    Ok(text.trim_ascii().to_owned())
+}
+
+#[derive(Serialize)]
+struct ChallengeAnswer {
+    nonce: String,
+    expires_at: i64,
+}
+
+async fn challenge(State(s): State<Shared>) -> ApiResult<Response> {
+    let mut bytes = [0u8; 32];
+    s.rng
+        .fill(&mut bytes)
+        .map_err(|_| ApiError::internal(&"the system random source failed"))?;
+    let now = now()?;
+    let expires_at = now.saturating_add(s.nonce_ttl_s);
+    s.store.issue_nonce(&bytes, now, expires_at).await?;
+    let nonce = Nonce::from_bytes(&bytes).map_err(|e| ApiError::internal(&e))?;
+    json_response(
+        StatusCode::OK,
+        &ChallengeAnswer {
+            nonce: nonce.as_str().to_owned(),
+            expires_at,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct AttestAnswer {
+    status: EarStatus,
+    ear: String,
+    node: String,
+    findings: Vec<Finding>,
+}
+
+async fn attest(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let token = jose_body(&headers, body)?;
+    let now = now()?;
+    let started = Instant::now();
+    let verified = verify_attestation(&token, &s.trust, now, None);
+    s.metrics.verification(started.elapsed());
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            let rejection = Rejection {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: e.code(),
+                sentence: e.sentence(),
+            };
+            return Err(reject(&s, &token, None, now, rejection).await);
+        }
+    };
+    if !s.limiter.allow(verified.node_subject(), now) {
+        // Not recorded: a flood must not fill the database.
+        s.metrics.attestation("rejected", "rate_limited");
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "this node sent more attestations this minute than the verifier's \
+             node_rate_per_minute allows: retry next minute",
+        ));
+    }
+    let nonce = hex_bytes(verified.claims().eat_nonce.as_str());
+    let rejection = match s.store.consume_nonce(&nonce, now).await? {
+        NonceUse::Fresh => None,
+        NonceUse::Used => Some(Rejection {
+            status: StatusCode::CONFLICT,
+            code: "nonce_replayed",
+            sentence: "the attestation answers a challenge that was already answered: ask \
+                       POST /v1/challenge for a new nonce"
+                .to_owned(),
+        }),
+        NonceUse::Unknown => Some(Rejection {
+            status: StatusCode::UNAUTHORIZED,
+            code: "nonce_unknown",
+            sentence: "the attestation's eat_nonce was not issued by this verifier: ask POST \
+                       /v1/challenge for a nonce"
+                .to_owned(),
+        }),
+        NonceUse::Expired => Some(Rejection {
+            status: StatusCode::FORBIDDEN,
+            code: "nonce_expired",
+            sentence: "the challenge expired before the attestation arrived: ask POST \
+                       /v1/challenge for a new nonce and answer it sooner"
+                .to_owned(),
+        }),
+    };
+    if let Some(r) = rejection {
+        return Err(reject(&s, &token, Some(&verified), now, r).await);
+    }
+
+    // Evaluate the fleet as it will be with this attestation.
+    let node = verified.node_subject().to_owned();
+    let licences = verified_licences(&s.store, &s.trust, now).await?;
+    let mut attestations = stored_attestations(&s.store).await?;
+    attestations.retain(|a| {
+        a.node_subject() != node
+            || (a.claims().iat, a.token_sha256()) > (verified.claims().iat, verified.token_sha256())
+    });
+    if !attestations.iter().any(|a| a.node_subject() == node) {
+        attestations.push(verified.clone());
+    }
+    let verdict = first_verdict(&s, &licences, &attestations, now)?;
+    let mut ear = EarClaims::new(&verdict, &[], Some(&verified.claims().eat_nonce), now);
+    ear.submods.retain(|k, _| *k == node);
+    let status = ear.submods.get(&node).map_or(EarStatus::None, |a| a.status);
+    let ear = ear.sign(&s.result_key)?;
+    let claims_json =
+        serde_json::to_string(verified.claims()).map_err(|e| ApiError::internal(&e))?;
+    let recorded = s
+        .store
+        .record_attestation(&NewAttestation {
+            node: node.clone(),
+            iat: verified.claims().iat,
+            received_at: now,
+            token,
+            claims_json,
+            outcome: Outcome::Accepted,
+            reason: "accepted".to_owned(),
+            sentence: "the attestation verified".to_owned(),
+            ear: Some(ear.clone()),
+        })
+        .await;
+    match recorded {
+        Ok(_) => {}
+        Err(StoreError::DuplicateAttestation { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "attestation_duplicate",
+                "this exact attestation was already received",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    s.metrics.attestation("accepted", "accepted");
+    s.metrics.usage(&verdict);
+    let findings = node_findings(&verdict, &node);
+    json_response(
+        StatusCode::OK,
+        &AttestAnswer {
+            status,
+            ear,
+            node,
+            findings,
+        },
+    )
+}
+
+struct Rejection {
+    status: StatusCode,
+    code: &'static str,
+    sentence: String,
+}
+
+/// Records a rejected attestation (its node when the signature verified) and gives the answer.
+async fn reject(
+    s: &AppState,
+    token: &str,
+    verified: Option<&VerifiedAttestation>,
+    now: i64,
+    r: Rejection,
+) -> ApiError {
+    s.metrics.attestation("rejected", r.code);
+    let record = NewAttestation {
+        node: verified
+            .map_or(UNVERIFIED_NODE, |v| v.node_subject())
+            .to_owned(),
+        iat: verified.map_or(0, |v| v.claims().iat),
+        received_at: now,
+        token: token.to_owned(),
+        claims_json: "{}".to_owned(),
+        outcome: Outcome::Rejected,
+        reason: r.code.to_owned(),
+        sentence: r.sentence.clone(),
+        ear: None,
+    };
+    // An empty or oversized token is not recorded (the store bounds what it keeps); the same
+    // token sent again is already recorded.
+    if !token.is_empty() && token.len() <= crate::store::MAX_TOKEN_LEN {
+        match s.store.record_attestation(&record).await {
+            Ok(_) | Err(StoreError::DuplicateAttestation { .. }) => {}
+            Err(e) => return e.into(),
+        }
+    }
+    ApiError::new(r.status, r.code, r.sentence)
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    hex.as_bytes()
+        .chunks(2)
+        .filter_map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+        })
+        .collect()
+}
+
+/// The stored licences that verify at `now`, for evaluation.
+pub(super) async fn verified_licences(
+    store: &Store,
+    trust: &crate::chain::TrustAnchors,
+    now: i64,
+) -> Result<Vec<VerifiedLicence>, StoreError> {
+    Ok(store
+        .licences()
+        .await?
+        .iter()
+        .filter_map(|l| verify_licence(&l.token, trust, now).ok())
+        .collect())
+}
+
+/// Each node's latest accepted attestation, as verified when it was received.
+async fn stored_attestations(store: &Store) -> ApiResult<Vec<VerifiedAttestation>> {
+    store
+        .latest_accepted()
+        .await?
+        .iter()
+        .map(from_stored)
+        .collect()
+}
+
+fn from_stored(a: &StoredAttestation) -> ApiResult<VerifiedAttestation> {
+    let corrupt = |what: &str| {
+        ApiError::internal(&format!(
+            "stored attestation {} of {}: {what}",
+            a.id, a.node
+        ))
+    };
+    let claims = AttestationClaims::from_json(a.claims_json.as_bytes())
+        .map_err(|e| corrupt(&format!("claims do not read back ({})", e.code())))?;
+    let sha: [u8; 32] = hex_bytes(&a.token_sha256)
+        .try_into()
+        .map_err(|_| corrupt("token_sha256 is not 32 bytes of hex"))?;
+    Ok(VerifiedAttestation::new(claims, a.node.clone(), sha))
+}
+
+/// The verdict under the first rule set (configured, or the first the licences name).
+fn first_verdict(
+    s: &AppState,
+    licences: &[VerifiedLicence],
+    attestations: &[VerifiedAttestation],
+    at: i64,
+) -> ApiResult<FleetVerdict> {
+    let sets = rule_sets(&s.rule_sets, licences)?;
+    let Some(first) = sets.first() else {
+        return Err(ApiError::internal(&"no rule set to evaluate"));
+    };
+    Ok(evaluate(licences, first, attestations, at))
+}
+
+/// The fleet now, from the database.
+async fn current(s: &AppState) -> ApiResult<FleetVerdict> {
+    let now = now()?;
+    let licences = verified_licences(&s.store, &s.trust, now).await?;
+    let attestations = stored_attestations(&s.store).await?;
+    let verdict = first_verdict(s, &licences, &attestations, now)?;
+    s.metrics.usage(&verdict);
+    Ok(verdict)
+}
+
+/// The findings that bear on `node`: about it or its GPUs, about its licence, or about the
+/// whole fleet (the same rule as its EAR status).
+fn node_findings(verdict: &FleetVerdict, node: &str) -> Vec<Finding> {
+    let licence = verdict
+        .nodes
+        .iter()
+        .find(|n| n.node == node)
+        .and_then(|n| n.licence.clone());
+    verdict
+        .findings
+        .iter()
+        .filter(|f| match &f.node {
+            Some(n) => n == node,
+            None => f.licence.is_none() || f.licence == licence,
+        })
+        .cloned()
+        .collect()
+}
+
+async fn fleet(State(s): State<Shared>) -> ApiResult<Response> {
+    json_response(StatusCode::OK, &current(&s).await?)
+}
+
+#[derive(Serialize)]
+struct NodeSummary<'a> {
+    node: &'a str,
+    licence: Option<&'a str>,
+    iat: i64,
+    age_s: u64,
+    stale: bool,
+    severity: Severity,
+    devices_counted: u64,
+    tpp_counted: tppguard_proto::units::Tpp,
+    gpus: usize,
+}
+
+impl<'a> From<&'a NodeVerdict> for NodeSummary<'a> {
+    fn from(n: &'a NodeVerdict) -> Self {
+        Self {
+            node: &n.node,
+            licence: n.licence.as_deref(),
+            iat: n.iat,
+            age_s: n.age_s,
+            stale: n.stale,
+            severity: n.severity,
+            devices_counted: n.devices_counted,
+            tpp_counted: n.tpp_counted,
+            gpus: n.gpus.len(),
+        }
+    }
+}
+
+async fn nodes(State(s): State<Shared>) -> ApiResult<Response> {
+    let verdict = current(&s).await?;
+    let list: Vec<NodeSummary<'_>> = verdict.nodes.iter().map(NodeSummary::from).collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"at": verdict.at, "rule_set": verdict.rule_set, "nodes": list}),
+    )
+}
+
+fn unknown_node(node: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "node_unknown",
+        format!("no accepted attestation from node {node:?}"),
+    )
+}
+
+async fn node(State(s): State<Shared>, Path(node): Path<String>) -> ApiResult<Response> {
+    let verdict = current(&s).await?;
+    let Some(n) = verdict.nodes.iter().find(|n| n.node == node) else {
+        return Err(unknown_node(&node));
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "at": verdict.at,
+            "rule_set": verdict.rule_set,
+            "node": n,
+            "findings": node_findings(&verdict, &node),
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct HistoryEntry<'a> {
+    id: i64,
+    iat: i64,
+    received_at: i64,
+    token_sha256: &'a str,
+    outcome: &'static str,
+    reason: &'a str,
+    sentence: &'a str,
+    ear: Option<&'a str>,
+}
+
+fn bad_query(e: &QueryRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_query",
+        format!("the query string is not understood: {}", e.body_text()),
+    )
+}
+
+async fn node_history(
+    State(s): State<Shared>,
+    Path(node): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| bad_query(&e))?;
+    let limit = q.limit.unwrap_or(DEFAULT_HISTORY);
+    if !(1..=MAX_HISTORY).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("limit must be 1 to {MAX_HISTORY}"),
+        ));
+    }
+    if node.is_empty() || node.len() > crate::store::MAX_NODE_LEN {
+        return Err(unknown_node(&node));
+    }
+    let rows = s.store.node_history(&node, limit).await?;
+    if rows.is_empty() {
+        return Err(unknown_node(&node));
+    }
+    let entries: Vec<HistoryEntry<'_>> = rows
+        .iter()
+        .map(|a| HistoryEntry {
+            id: a.id,
+            iat: a.iat,
+            received_at: a.received_at,
+            token_sha256: &a.token_sha256,
+            outcome: a.outcome.as_str(),
+            reason: &a.reason,
+            sentence: &a.sentence,
+            ear: a.ear.as_deref(),
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"node": node, "attestations": entries}),
+    )
+}
+
+async fn licences(State(s): State<Shared>) -> ApiResult<Response> {
+    let verdict = current(&s).await?;
+    json_response(
+        StatusCode::OK,
+        &json!({"at": verdict.at, "rule_set": verdict.rule_set, "licences": verdict.licences}),
+    )
+}
+
+async fn countries(State(s): State<Shared>) -> ApiResult<Response> {
+    let verdict = current(&s).await?;
+    json_response(
+        StatusCode::OK,
+        &json!({"at": verdict.at, "rule_set": verdict.rule_set, "countries": verdict.countries}),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindingsQuery {
+    severity: Option<String>,
+    code: Option<String>,
+    node: Option<String>,
+    licence: Option<String>,
+}
+
+async fn findings(
+    State(s): State<Shared>,
+    query: Result<Query<FindingsQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| bad_query(&e))?;
+    if let Some(sev) = &q.severity
+        && !["info", "warning", "violation"].contains(&sev.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("severity {sev:?} is not info, warning or violation"),
+        ));
+    }
+    let verdict = current(&s).await?;
+    let list: Vec<&Finding> = verdict
+        .findings
+        .iter()
+        .filter(|f| q.severity.as_deref().is_none_or(|v| f.severity.code() == v))
+        .filter(|f| q.code.as_deref().is_none_or(|v| f.code == v))
+        .filter(|f| {
+            q.node
+                .as_deref()
+                .is_none_or(|v| f.node.as_deref() == Some(v))
+        })
+        .filter(|f| {
+            q.licence
+                .as_deref()
+                .is_none_or(|v| f.licence.as_deref() == Some(v))
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"at": verdict.at, "rule_set": verdict.rule_set, "findings": list}),
+    )
+}
+
+async fn add_licence(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let Some((key, tag)) = &s.admin else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "admin_disabled",
+            "adding licences over the API is off: set admin_token_file in the configuration",
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if hmac::verify(key, presented.trim().as_bytes(), tag.as_ref()).is_err() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the admin token as Authorization: Bearer TOKEN",
+        ));
+    }
+    let token = jose_body(&headers, body)?;
+    let now = now()?;
+    let verified = verify_licence(&token, &s.trust, now).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.code(),
+            format!("the licence is rejected: {e}"),
+        )
+    })?;
+    let id = verified.licence().id().to_owned();
+    let new = s.store.add_licence(&id, &token, now).await?;
+    json_response(
+        if new {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        &json!({"licence": id, "added": new}),
+    )
+}
+
+async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+}
+
+async fn readyz(State(s): State<Shared>) -> ApiResult<Response> {
+    s.store.ping().await?;
+    Ok((StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response())
+}
+
+async fn metrics(State(s): State<Shared>) -> ApiResult<Response> {
+    // Refresh the usage gauges; a failing evaluation still serves the counters.
+    let _ = current(&s).await;
+    let text = s.metrics.encode().map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The OpenAPI description names exactly the routes the router serves.
+    #[test]
+    fn openapi_matches_the_routes() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut documented = BTreeSet::new();
+        for (p, ops) in doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                    documented.insert((method.clone(), p.clone()));
+                }
+            }
+        }
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(served, documented);
+        assert_eq!(served.len(), ROUTES.len(), "a route is listed twice");
+    }
+
+    #[test]
+    fn hex_bytes_reads_lower_case_hex() {
+        assert_eq!(hex_bytes("00ff10"), [0, 255, 16]);
+    }
+}

@@ -1,0 +1,230 @@
+//! `tppguard-verifier serve`: the verifier as an HTTP service (axum on tokio).
+//!
+//! Start-up: read the configuration ([`config`]), pin trust.toml, load the result key, open
+//! the database ([`crate::store`]), verify and import every `*.jws` licence of `licences_dir`,
+//! check the rule sets load, bind, print `listening on http://ADDR` and serve until SIGTERM or
+//! ctrl-c (in-flight requests finish; new connections are refused).
+//!
+//! Every evaluation reads the state from the database (the nonces, each node's latest accepted
+//! attestation and the licences), so several replicas over one PostgreSQL database agree. The
+//! routes are [`ROUTES`]; `docs/openapi.json` describes them and a test keeps the two in step.
+
+mod api;
+pub mod config;
+mod metrics;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ring::hmac;
+use ring::rand::SystemRandom;
+use tppguard_proto::jws::SigningKey;
+
+use crate::chain::TrustAnchors;
+use crate::check::{load_result_key, rule_sets};
+use crate::cli::ServeArgs;
+use crate::error::Error;
+use crate::licence::verify_licence;
+use crate::store::Store;
+
+pub use api::ROUTES;
+
+/// Largest licence file read from `licences_dir`.
+const MAX_LICENCE_FILE_BYTES: u64 = 1 << 20;
+use config::Config;
+
+/// What the handlers share.
+pub(crate) struct AppState {
+    store: Store,
+    trust: TrustAnchors,
+    rule_sets: Vec<String>,
+    result_key: SigningKey,
+    nonce_ttl_s: i64,
+    rng: SystemRandom,
+    /// HMAC key and the admin token's tag under it: presented tokens are compared as HMAC
+    /// tags (`hmac::verify`, constant time), never byte by byte.
+    admin: Option<(hmac::Key, hmac::Tag)>,
+    metrics: metrics::Metrics,
+    limiter: RateLimiter,
+}
+
+/// Most nodes the rate limiter tracks; past it, windows that ended are dropped.
+const MAX_TRACKED_NODES: usize = 100_000;
+
+/// Per-node fixed one-minute windows, in this process (each replica limits on its own).
+pub(crate) struct RateLimiter {
+    per_minute: u32,
+    windows: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+}
+
+impl RateLimiter {
+    fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            windows: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Counts one attestation from `node` at `now`; `false` when over the limit.
+    pub(crate) fn allow(&self, node: &str, now: i64) -> bool {
+        let minute = now.div_euclid(60);
+        let mut windows = match self.windows.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if windows.len() >= MAX_TRACKED_NODES && !windows.contains_key(node) {
+            windows.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = windows.entry(node.to_owned()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1 <= self.per_minute
+    }
+}
+
+/// Runs `serve` until a shutdown signal.
+pub fn run(args: &ServeArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let config = Config::load(&args.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Serve {
+            what: "cannot start the async runtime".to_owned(),
+            source,
+        })?;
+    runtime.block_on(serve(config, out))
+}
+
+async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
+    let now = crate::unix_now()?;
+    let trust = TrustAnchors::from_trust_toml(&config.trust)?;
+    let result_key = load_result_key(&config.result_key)?;
+    let admin = match config.admin_token()? {
+        Some(token) => {
+            let rng = SystemRandom::new();
+            let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).map_err(|_| Error::Serve {
+                what: "cannot draw a random key".to_owned(),
+                source: std::io::Error::other("the system random source failed"),
+            })?;
+            let tag = hmac::sign(&key, &token);
+            Some((key, tag))
+        }
+        None => None,
+    };
+    let store = Store::open(&config.database).await?;
+    if let Some(dir) = &config.licences_dir {
+        import_licences(&store, &trust, dir, &config.path, now).await?;
+    }
+    // The rule sets must load now, not at the first request.
+    let stored = api::verified_licences(&store, &trust, now).await?;
+    rule_sets(&config.rule_sets, &stored)?;
+
+    let state = Arc::new(AppState {
+        store,
+        trust,
+        rule_sets: config.rule_sets.clone(),
+        result_key,
+        nonce_ttl_s: i64::try_from(config.nonce_ttl_s).unwrap_or(i64::MAX),
+        rng: SystemRandom::new(),
+        admin,
+        metrics: metrics::Metrics::new(),
+        limiter: RateLimiter::new(config.node_rate_per_minute),
+    });
+    let app = api::router(state, config.max_body_bytes, config.request_timeout_s);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Serve {
+            what: format!("cannot listen on {}", config.listen),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| Error::Serve {
+        what: "cannot read the bound address".to_owned(),
+        source,
+    })?;
+    writeln!(out, "listening on http://{bound}")?;
+    out.flush()?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|source| Error::Serve {
+            what: "the server stopped".to_owned(),
+            source,
+        })?;
+    writeln!(out, "stopped")?;
+    Ok(())
+}
+
+/// Verifies every `*.jws` of `dir` (sorted by name) and stores it; one that does not verify
+/// stops the start, naming the file.
+async fn import_licences(
+    store: &Store,
+    trust: &TrustAnchors,
+    dir: &Path,
+    config: &Path,
+    now: i64,
+) -> Result<(), Error> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::Config {
+        path: config.to_owned(),
+        key: "licences_dir",
+        reason: format!("{}: {e}", dir.display()),
+        hint: "name a folder of signed licences (*.jws, from `licence sign`)".to_owned(),
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jws"))
+        .collect();
+    files.sort();
+    for file in files {
+        let bytes = crate::chain::read_bounded(&file, MAX_LICENCE_FILE_BYTES)?;
+        let token = String::from_utf8_lossy(&bytes).trim_ascii().to_owned();
+        let verified =
+            verify_licence(&token, trust, now).map_err(|source| Error::LicenceRejected {
+                path: file.clone(),
+                source,
+            })?;
+        store
+            .add_licence(verified.licence().id(), &token, now)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        // An error here means no handler could be installed: never resolve on it.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_counts_per_node_per_minute() {
+        let l = RateLimiter::new(2);
+        assert!(l.allow("a", 60) && l.allow("a", 61));
+        assert!(!l.allow("a", 119), "third in the minute");
+        assert!(l.allow("b", 119), "another node");
+        assert!(l.allow("a", 120), "a new minute");
+    }
+}
