@@ -94,6 +94,67 @@ pub enum Command {
     /// with tppguard's built-in PKI run `tppguard-verifier pki issue-node`. An existing key is
     /// never replaced without --force. Exits 0 when written, 2 on error.
     Init(InitArgs),
+
+    /// Attest to a verifier over HTTP, once: fetch a challenge (POST /v1/challenge), sign
+    /// this node's inventory over its nonce as `attest` does, post the token (POST
+    /// /v1/attestations) and print the verifier's status and this node's findings.
+    #[command(after_long_help = PUSH_EXIT_CODES)]
+    Push(PushArgs),
+
+    /// Run as a service: push on a schedule from a configuration file (see docs/agent-run.md),
+    /// backing off while the verifier is unreachable, until SIGTERM or SIGINT (exit 0).
+    /// Logs to stderr at `info` unless --log or RUST_LOG say otherwise.
+    Run(RunArgs),
+}
+
+/// The exit codes of `push`, shown at the end of its `--help`.
+pub const PUSH_EXIT_CODES: &str = "\
+Exit codes:
+  0  the verifier affirms or warns
+  1  the verifier found this node contraindicated (a violation), or could make no claim
+  2  the command could not run (bad arguments, node key or chain missing, bad --ca, I/O)
+  3  no NVIDIA driver is installed (use --simulate to try tppguard without one)
+  4  the NVIDIA driver is installed but NVML could not start
+  6  the verifier could not be reached, or answered an error (its sentence is printed)";
+
+/// Arguments of `push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The verifier's base URL, e.g. https://verifier.example:8443 or http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    pub verifier: String,
+
+    /// The node folder: node.key, node-chain.pem and measurements.json, as for `attest`.
+    #[arg(long, value_name = "NODE")]
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// The site this node is installed at (the `tppguard.site` claim).
+    #[arg(long, value_name = "ID")]
+    pub site: Option<String>,
+
+    /// PEM file of the CA certificate(s) to trust for an https:// verifier (default: the
+    /// Mozilla root store).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Write the verifier's EAR (a signed JWT) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub ear: Option<PathBuf>,
+
+    /// Print the verifier's answer as JSON (status, ear, node, findings).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file (TOML; see deploy/agent.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 /// Arguments of `init`.
@@ -369,6 +430,42 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(missing).is_err());
         }
+    }
+
+    #[test]
+    fn push_and_run_flags() {
+        let cli = Cli::try_parse_from([
+            "tppguard-agent",
+            "push",
+            "--verifier",
+            "http://127.0.0.1:8080",
+            "--dir",
+            "n",
+            "--simulate",
+            "--site",
+            "fra-1",
+            "--ca",
+            "ca.pem",
+            "--ear",
+            "ear.jwt",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Push(args) = cli.command else {
+            panic!("not push")
+        };
+        assert_eq!(args.verifier, "http://127.0.0.1:8080");
+        assert_eq!(args.source.simulate.as_deref(), Some("dgx-h100"));
+        assert_eq!(args.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(args.ear, Some(PathBuf::from("ear.jwt")));
+        assert!(args.json && args.site.is_some());
+        assert!(Cli::try_parse_from(["tppguard-agent", "push", "--dir", "n"]).is_err());
+        let cli = Cli::try_parse_from(["tppguard-agent", "run", "--config", "agent.toml"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.config, PathBuf::from("agent.toml"));
+        assert!(Cli::try_parse_from(["tppguard-agent", "run"]).is_err());
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub mod identity;
 pub mod inventory;
 pub mod measure;
 pub mod nvml;
+pub mod push;
 pub mod report;
+pub mod run;
 pub mod sign;
 pub mod simulate;
 
@@ -45,16 +47,26 @@ pub const EXIT_NO_DRIVER: u8 = 3;
 pub const EXIT_DRIVER_UNUSABLE: u8 = 4;
 /// Exit code (`measure`): no CUDA driver or cuBLAS library could be loaded.
 pub const EXIT_NO_CUDA: u8 = 5;
+/// Exit code (`push`): the verifier could not be reached, or answered an error.
+pub const EXIT_VERIFIER: u8 = 6;
 
 /// Sets up `tracing` on stderr: the `--log` filter, else `RUST_LOG`, else warnings only.
 pub fn init_logging(filter: Option<&str>) {
+    init_logging_with_default(filter, "warn");
+}
+
+/// [`init_logging`] with `default` as the filter when neither `--log` nor `RUST_LOG` says
+/// (`run` logs at `info`). No time stamps (journald adds them) and no colours unless stderr
+/// is a terminal.
+pub fn init_logging_with_default(filter: Option<&str>, default: &str) {
     let filter = filter
         .map(tracing_subscriber::EnvFilter::new)
         .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
 }
@@ -65,6 +77,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         Some(OpenError::NoDriver { .. }) => EXIT_NO_DRIVER,
         Some(_) => EXIT_DRIVER_UNUSABLE,
         None if err.is::<inventory::CountError>() => EXIT_DRIVER_UNUSABLE,
+        None if err.is::<push::PushError>() => EXIT_VERIFIER,
         None if matches!(
             err.downcast_ref::<measure::BenchError>(),
             Some(measure::BenchError::NoCudaDriver | measure::BenchError::MissingLibrary { .. })
@@ -84,6 +97,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => init_command(&args),
         Command::Attest(args) => attest_command(&args),
         Command::Measure(args) => measure_command(&args),
+        Command::Push(args) => push::push_command(&args),
+        Command::Run(args) => run::run_command(&args),
     }
 }
 
@@ -317,7 +332,7 @@ fn demo_command(output: &OutputArgs) -> anyhow::Result<ExitCode> {
 
 /// Opens NVML where `--simulate` / `--nvml-lib` say: a bundled or file fixture, a library
 /// file, or the installed driver.
-fn open_session(source: &SourceArgs) -> anyhow::Result<Session> {
+pub(crate) fn open_session(source: &SourceArgs) -> anyhow::Result<Session> {
     let source = match (&source.simulate, &source.nvml_lib) {
         (Some(name), _) => LibrarySource::Simulated(
             SimulatedDriver::install(name).with_context(|| format!("--simulate {name}"))?,
@@ -357,21 +372,37 @@ fn print_inventory(report: &Report, output: &OutputArgs) -> anyhow::Result<ExitC
     }))
 }
 
-fn attest_command(args: &AttestArgs) -> anyhow::Result<ExitCode> {
+/// What [`attest_token`] signed: the compact JWS and what went into it.
+pub struct Attested {
+    /// The compact JWS.
+    pub token: String,
+    /// The signed claims.
+    pub claims: tppguard_proto::claims::AttestationClaims,
+    /// The inventory the claims were made from.
+    pub report: Report,
+    /// The node key and chain that signed it.
+    pub credentials: sign::NodeCredentials,
+}
+
+/// Takes this node's inventory (from `source`) and signs it as an attestation answering the
+/// verifier's challenge `nonce` (hex), with NODE/measurements.json's measurements: what
+/// `attest`, `push` and `run` share. Arguments and credentials are checked before the driver
+/// is touched.
+pub fn attest_token(
+    dir: &std::path::Path,
+    source: &SourceArgs,
+    nonce: &str,
+    site: Option<&str>,
+) -> anyhow::Result<Attested> {
     // The hint goes on its own line after the causes, so the message is rendered here.
     let rendered = |e: sign::SignError| anyhow::anyhow!(e.render());
     // Arguments and credentials first: nothing touches the driver until they are good.
-    let nonce = sign::parse_nonce(&args.nonce).map_err(rendered)?;
-    let site = args
-        .site
-        .as_deref()
-        .map(sign::parse_site)
-        .transpose()
-        .map_err(rendered)?;
-    let credentials = sign::NodeCredentials::load(&args.dir).map_err(rendered)?;
+    let nonce = sign::parse_nonce(nonce).map_err(rendered)?;
+    let site = site.map(sign::parse_site).transpose().map_err(rendered)?;
+    let credentials = sign::NodeCredentials::load(dir).map_err(rendered)?;
     let iat = sign::now().map_err(rendered)?;
 
-    let report = take_inventory(open_session(&args.source)?)?;
+    let report = take_inventory(open_session(source)?)?;
     let iss = match credentials.common_name() {
         Some(cn) => cn.to_owned(),
         None => report
@@ -387,10 +418,26 @@ fn attest_command(args: &AttestArgs) -> anyhow::Result<ExitCode> {
             iat,
             nonce,
             site,
-            measurements: measure::run::Cache::load(&args.dir)?.gpus,
+            measurements: measure::run::Cache::load(dir)?.gpus,
         },
     );
     let token = credentials.sign(&claims).map_err(rendered)?;
+    Ok(Attested {
+        token,
+        claims,
+        report,
+        credentials,
+    })
+}
+
+fn attest_command(args: &AttestArgs) -> anyhow::Result<ExitCode> {
+    let rendered = |e: sign::SignError| anyhow::anyhow!(e.render());
+    let Attested {
+        token,
+        claims,
+        report,
+        credentials,
+    } = attest_token(&args.dir, &args.source, &args.nonce, args.site.as_deref())?;
     let out_path = args
         .out
         .clone()

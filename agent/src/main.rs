@@ -3,11 +3,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tppguard_agent::cli::Cli;
+use tppguard_agent::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tppguard_agent::init_logging(cli.log.as_deref());
+    // The service logs what it does; one-shot commands only warnings.
+    let default = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    tppguard_agent::init_logging_with_default(cli.log.as_deref(), default);
     match tppguard_agent::run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -14,6 +14,7 @@ mod licence;
 mod measure;
 mod measure_cuda;
 mod pki;
+mod push;
 mod schema;
 mod serve;
 mod support;

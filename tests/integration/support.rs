@@ -252,3 +252,127 @@ pub fn node_with_chain(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     );
     (node, pki)
 }
+
+/// A free loopback port (bound, then released), for a server started later on it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A verifier setup in a temporary folder, as an operator makes it: a node (`init`, name
+/// `gpu-node-01`) with a chain from the built-in PKI, the example licence `examples/licence.toml`
+/// signed into `licences/`, and `verifier.toml` listening on `listen`.
+pub struct VerifierSetup {
+    pub tmp: tempfile::TempDir,
+    pub node: PathBuf,
+    pub config: PathBuf,
+}
+
+impl VerifierSetup {
+    pub fn new(listen: &str) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path();
+        let (node, pki) = node_with_chain(dir, "gpu-node-01");
+        let licences = dir.join("licences");
+        std::fs::create_dir(&licences).expect("licences dir");
+        let example = workspace_root().join("examples").join("licence.toml");
+        ok(
+            "tppguard-verifier",
+            &[
+                "licence",
+                "sign",
+                "--dir",
+                s(&pki),
+                s(&example),
+                "--out",
+                s(&licences.join("licence.jws")),
+            ],
+        );
+        let config = dir.join("verifier.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"{listen}\"\ntrust = \"pki/trust.toml\"\nlicences_dir = \"licences\"\n"
+            ),
+        )
+        .expect("config");
+        Self { tmp, node, config }
+    }
+
+    /// Starts `tppguard-verifier serve` on this setup and waits for its listening line.
+    pub fn start(&self) -> RunningVerifier {
+        use std::io::BufRead as _;
+        let mut child = bin("tppguard-verifier")
+            .args(["serve", "--config", s(&self.config)])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("serve starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("no listening line: {line:?}"))
+            .to_owned();
+        RunningVerifier { child, base }
+    }
+}
+
+/// A running `tppguard-verifier serve` (killed when dropped).
+pub struct RunningVerifier {
+    pub child: std::process::Child,
+    /// `http://ADDR`.
+    pub base: String,
+}
+
+impl RunningVerifier {
+    /// `GET path`: the status and the body as JSON (null when not JSON).
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = http
+            .get(format!("{}{path}", self.base))
+            .call()
+            .expect("GET");
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().expect("body");
+        (status, serde_json::from_str(&body).unwrap_or_default())
+    }
+}
+
+impl Drop for RunningVerifier {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encodes a URL path segment.
+pub fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Sends SIGTERM to `child` and waits for it: its exit code.
+pub fn terminate(child: &mut std::process::Child) -> Option<i32> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -TERM");
+    child.wait().expect("wait").code()
+}
