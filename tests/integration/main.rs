@@ -17,4 +17,6 @@ mod pki;
 mod push;
 mod schema;
 mod serve;
+mod serve_kill;
 mod support;
+mod systemd;

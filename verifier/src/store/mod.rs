@@ -14,8 +14,9 @@
 
 mod error;
 mod migrate;
-#[cfg(test)]
-mod pg_harness;
+#[cfg(any(test, feature = "pg-harness"))]
+#[doc(hidden)]
+pub mod pg_harness;
 #[cfg(test)]
 mod tests;
 
@@ -209,7 +210,27 @@ impl Store {
     ///
     /// `sqlite://PATH` (`sqlite:///abs/path.db`, `sqlite://relative.db`) or `postgres://...`
     /// (`postgresql://` too).
+    ///
+    /// Two SQLite openers racing on a new file (replicas, or a restart beside a running tool)
+    /// can meet SQLITE_BUSY before any connection has its busy timeout: the probe connection
+    /// and the switch to WAL run without one. Such an open is retried for up to
+    /// [`BUSY_TIMEOUT`]; any other error is returned at once.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let started = std::time::Instant::now();
+        loop {
+            match Self::open_once(url).await {
+                Err(StoreError::Open { ref message, .. })
+                    if message.contains("database is locked")
+                        && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let db = redact_url(url);
         let (backend, connect_url) = if let Some(rest) = url

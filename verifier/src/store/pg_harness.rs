@@ -10,6 +10,9 @@
 //!
 //! Missing binaries are an error with the fix (`apt-get install postgresql`; `.ci/run` does it),
 //! never a skip.
+//!
+//! Compiled for the verifier's own tests and, behind the non-default `pg-harness` feature, for
+//! the workspace integration tests (`tests/integration/serve_kill.rs`); not part of the API.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -18,30 +21,49 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The running cluster.
-pub(crate) struct Cluster {
+pub struct Cluster {
     port: u16,
+    /// The folder holding `initdb`, `pg_ctl` and `createdb`.
+    bin: PathBuf,
+    /// Whether the server runs as the `postgres` user (this process is root).
+    root: bool,
+    /// The cluster's folder (the socket lives there).
+    dir: PathBuf,
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
 /// The shared cluster, started on first use.
-pub(crate) fn cluster() -> Result<&'static Cluster, String> {
+pub fn cluster() -> Result<&'static Cluster, String> {
     CLUSTER.get_or_init(start).as_ref().map_err(Clone::clone)
 }
 
 impl Cluster {
     /// A URL to the maintenance database (`postgres`).
-    pub(crate) fn admin_url(&self) -> String {
+    pub fn admin_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
     /// A fresh, empty database's name and URL.
-    pub(crate) fn next_database(&self) -> (String, String) {
+    pub fn next_database(&self) -> (String, String) {
         let n = NEXT_DB.fetch_add(1, Ordering::SeqCst);
         let name = format!("tppguard_test_{n}");
         let url = format!("postgres://postgres@127.0.0.1:{}/{name}", self.port);
         (name, url)
+    }
+
+    /// Creates a fresh, empty database with `createdb` (blocking, no async runtime needed)
+    /// and returns its URL.
+    pub fn create_database(&self) -> Result<String, String> {
+        let (name, url) = self.next_database();
+        let mut createdb = as_pg_user(self.root, &self.bin.join("createdb"), &self.dir);
+        createdb
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .arg(&name);
+        run(createdb, "createdb")?;
+        Ok(url)
     }
 }
 
@@ -196,7 +218,14 @@ fn start() -> Result<Cluster, String> {
             ))
             .args(["-w", "-t", "60", "start"]);
         match run(pg_ctl, "pg_ctl start") {
-            Ok(()) => return Ok(Cluster { port }),
+            Ok(()) => {
+                return Ok(Cluster {
+                    port,
+                    bin,
+                    root,
+                    dir,
+                });
+            }
             Err(e) => {
                 let tail = std::fs::read_to_string(&log).unwrap_or_default();
                 let tail: String = tail.lines().rev().take(10).collect::<Vec<_>>().join("\n");
