@@ -18,5 +18,6 @@ mod push;
 mod schema;
 mod serve;
 mod serve_kill;
+mod serve_tls;
 mod support;
 mod systemd;

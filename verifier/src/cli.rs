@@ -86,7 +86,7 @@ pub enum Command {
     /// docs/serve.md). Relative paths in it are read from its folder. Keys:
     ///
     ///   trust = "pki/trust.toml"       # required: from `pki init`
-    ///   listen = "127.0.0.1:8080"      # default; plain HTTP: put TLS in front
+    ///   listen = "127.0.0.1:8080"      # default; plain HTTP unless tls_cert and tls_key
     ///   database = "sqlite://..."      # default: tppguard-verifier.db beside the file;
     ///                                  # postgres://... for several replicas
     ///   licences_dir = "licences"      # signed licences (*.jws), verified and imported
@@ -97,6 +97,8 @@ pub enum Command {
     ///   request_timeout_s = 30         # slower requests get 408
     ///   node_rate_per_minute = 30      # more attestations per node get 429
     ///   admin_token_file = "admin.token"  # enables POST /v1/licences (Bearer token)
+    ///   tls_cert = "verifier-tls.pem"  # HTTPS: PEM chain, leaf first (with tls_key)
+    ///   tls_key = "verifier-tls.key"   # its PEM private key; agents trust the CA with --ca
     ///
     /// The node's side:
     ///
@@ -105,8 +107,8 @@ pub enum Command {
     ///   curl -s -H 'Content-Type: application/jose' --data-binary @a.jws \
     ///     http://127.0.0.1:8080/v1/attestations
     ///
-    /// Prints `listening on http://ADDR` once bound (port 0 picks a free one) and stops
-    /// cleanly on SIGTERM or ctrl-c. The API is described in docs/openapi.json.
+    /// Prints `listening on http://ADDR` (https:// with TLS) once bound (port 0 picks a free
+    /// one) and stops cleanly on SIGTERM or ctrl-c. The API is described in docs/openapi.json.
     #[command(after_help = EXIT_CODES, verbatim_doc_comment)]
     Serve(ServeArgs),
 }

@@ -10,7 +10,8 @@ use tppguard_proto::jws::MAX_JWS_BYTES;
 use crate::error::Error;
 use crate::pki::RESULT_KEY;
 
-/// The address served when `listen` is not given: loopback only (put a TLS proxy in front).
+/// The address served when `listen` is not given: loopback only (set `tls_cert` and `tls_key`,
+/// or put a TLS proxy in front, before serving other hosts).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The database file made beside the configuration when `database` is not given.
 pub const DEFAULT_DATABASE_FILE: &str = "tppguard-verifier.db";
@@ -34,6 +35,10 @@ pub const MAX_NODE_RATE_PER_MINUTE: u32 = 6000;
 const MAX_FILE_BYTES: u64 = 64 << 10;
 /// Shortest admin token accepted.
 const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+/// The fix when only one of `tls_cert` and `tls_key` is given.
+const TLS_BOTH_HINT: &str = "give both tls_cert (PEM certificate chain, leaf first) and tls_key \
+                             (its PEM private key) to serve HTTPS, or neither to serve plain \
+                             HTTP behind a TLS proxy (docs/serve.md, TLS)";
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -51,6 +56,17 @@ struct RawConfig {
     request_timeout_s: Option<u64>,
     node_rate_per_minute: Option<u32>,
     admin_token_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+/// The server certificate and key for HTTPS, paths resolved (read when `serve` starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
 }
 
 /// A checked configuration, paths resolved.
@@ -80,6 +96,8 @@ pub struct Config {
     pub node_rate_per_minute: u32,
     /// The file holding the bearer token for `POST /v1/licences`; `None`: that endpoint is off.
     pub admin_token_file: Option<PathBuf>,
+    /// The certificate and key to serve HTTPS with; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Config {
@@ -92,8 +110,7 @@ impl Config {
             reason: e.message().to_owned() + &span_note(&text, e.span()),
             hint: "keys: listen, database, trust, licences_dir, rule_sets, result_key, \
                    nonce_ttl_s, max_body_bytes, request_timeout_s, node_rate_per_minute, \
-                   admin_token_file \
-                   (docs/serve.md)"
+                   admin_token_file, tls_cert, tls_key (docs/serve.md)"
                 .to_owned(),
         })?;
         let base = path
@@ -181,6 +198,26 @@ impl Config {
                 ),
             ));
         }
+        let tls = match (raw.tls_cert.map(resolve), raw.tls_key.map(resolve)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(config_err(
+                    path,
+                    "tls_key",
+                    "missing while tls_cert is set".to_owned(),
+                    TLS_BOTH_HINT,
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(config_err(
+                    path,
+                    "tls_cert",
+                    "missing while tls_key is set".to_owned(),
+                    TLS_BOTH_HINT,
+                ));
+            }
+        };
         Ok(Self {
             path: path.to_owned(),
             listen,
@@ -194,6 +231,7 @@ impl Config {
             request_timeout_s,
             node_rate_per_minute,
             admin_token_file: raw.admin_token_file.map(resolve),
+            tls,
         })
     }
 
@@ -299,5 +337,41 @@ mod tests {
         assert!(e.to_string().contains("node_rate_per_minute"), "{e}");
         let e = load("trust = \"t\"\nmax_body_bytes = 99999999\n").unwrap_err();
         assert!(e.to_string().contains("max_body_bytes"), "{e}");
+    }
+
+    #[test]
+    fn tls_takes_both_files_or_neither() {
+        assert_eq!(load("trust = \"t\"\n").unwrap().tls, None);
+        let c =
+            load("trust = \"t\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"/etc/k.pem\"\n").unwrap();
+        let tls = c.tls.unwrap();
+        assert!(
+            tls.cert.is_absolute() && tls.cert.ends_with("tls/cert.pem"),
+            "{tls:?}"
+        );
+        assert_eq!(tls.key, Path::new("/etc/k.pem"));
+
+        let e = load("trust = \"t\"\ntls_cert = \"cert.pem\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with(": tls_key: missing while tls_cert is set"),
+            "{e}"
+        );
+        let hint = e.hint().unwrap();
+        assert!(
+            hint.contains("give both tls_cert") && hint.contains("or neither"),
+            "{hint}"
+        );
+        let e = load("trust = \"t\"\ntls_key = \"key.pem\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with(": tls_cert: missing while tls_key is set"),
+            "{e}"
+        );
+
+        // Unknown keys are still refused, and the hint lists the TLS keys.
+        let e = load("trust = \"t\"\ntls_certificate = \"c\"\n").unwrap_err();
+        assert!(e.to_string().contains("tls_certificate"), "{e}");
+        assert!(e.hint().unwrap().contains("tls_cert, tls_key"), "{e:?}");
     }
 }

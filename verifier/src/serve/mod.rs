@@ -12,6 +12,7 @@
 mod api;
 pub mod config;
 mod metrics;
+mod tls;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -144,15 +145,30 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
         what: "cannot read the bound address".to_owned(),
         source,
     })?;
-    writeln!(out, "listening on http://{bound}")?;
+    // Certificate and key are read before the listening line, so a bad file stops the start.
+    let tls = match &config.tls {
+        Some(files) => Some(tls::server_config(&config.path, files)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    writeln!(out, "listening on {scheme}://{bound}")?;
     out.flush()?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|source| Error::Serve {
-            what: "the server stopped".to_owned(),
-            source,
-        })?;
+    let served = match tls {
+        Some(tls) => {
+            axum::serve(tls::TlsListener::new(listener, tls), app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+    };
+    served.map_err(|source| Error::Serve {
+        what: "the server stopped".to_owned(),
+        source,
+    })?;
     writeln!(out, "stopped")?;
     Ok(())
 }
