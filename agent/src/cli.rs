@@ -102,7 +102,8 @@ pub enum Command {
     Push(PushArgs),
 
     /// Run as a service: push on a schedule from a configuration file (see docs/agent-run.md),
-    /// backing off while the verifier is unreachable, until SIGTERM or SIGINT (exit 0).
+    /// backing off while the verifier is unreachable, and re-measure the GPUs on a schedule
+    /// of their own (as `measure --dir`), until SIGTERM or SIGINT (exit 0).
     /// Logs to stderr at `info` unless --log or RUST_LOG say otherwise.
     Run(RunArgs),
 }

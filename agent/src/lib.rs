@@ -103,8 +103,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn measure_command(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
-    use measure::report::{GpuOutcome, MeasureReport};
-    use measure::{Benchmark, Params, run};
+    use measure::report::MeasureReport;
+    use measure::{Params, run};
 
     let mut precisions: Vec<_> = if args.precisions.is_empty() {
         measure::DEFAULT_PRECISIONS.to_vec()
@@ -124,14 +124,7 @@ fn measure_command(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
     };
 
     let session = open_session(&args.source)?;
-    let fixture = match &session.source {
-        LibrarySource::Simulated(driver) => Some((
-            driver.fixture.clone(),
-            std::fs::read_to_string(driver.fixture_json())
-                .context("reading the simulated driver's fixture")?,
-        )),
-        _ => None,
-    };
+    let fixture = simulated_fixture(&session)?;
     let gpus = inventory::collect(&session.nvml)?.gpus;
     if let Some(missing) = args
         .gpus
@@ -149,77 +142,41 @@ fn measure_command(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
         .filter(|g| args.gpus.is_empty() || args.gpus.contains(&g.index))
         .collect();
 
+    let plan = MeasurePlan {
+        precisions: &precisions,
+        params,
+        force: args.force,
+        fixture_json: fixture.as_ref().map(|(_, json)| json.as_str()),
+        cuda_lib_dir: args.cuda_lib_dir.as_deref(),
+    };
     let interactive = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut outcomes = Vec::with_capacity(chosen.len());
     for gpu in chosen {
-        let mut outcome = GpuOutcome::new(gpu);
-        let device = match session.nvml.device_by_index(gpu.index) {
-            Ok(d) => d,
-            Err(e) => {
-                outcome.error = Some(format!("NVML gives no handle for it: {e}"));
-                outcomes.push(outcome);
-                continue;
-            }
-        };
-        match run::compute_processes(&device) {
-            Ok(pids) if !pids.is_empty() => {
-                outcome.compute_processes = pids;
-                if !args.force {
-                    outcome.status = "busy";
-                    outcomes.push(outcome);
-                    continue;
-                }
-                tracing::warn!(gpu = gpu.index, "measuring a busy GPU (--force)");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(
-                gpu = gpu.index,
-                error = %e,
-                "NVML cannot list this GPU's compute processes; measuring anyway"
-            ),
-        }
-        let uuid = gpu.uuid.clone().unwrap_or_default();
-        let mut bench: Box<dyn Benchmark> = match &fixture {
-            Some((_, json)) => Box::new(
-                measure::simulated::SimulatedBenchmark::from_fixture(json, &uuid)
-                    .context("reading the fixture's benchmark figures")?,
-            ),
-            None => {
-                let bus_id = gpu.pci.as_ref().map(|p| p.bus_id.as_str()).unwrap_or("");
-                // No CUDA at all is the node's state, not this GPU's: stop with its exit code.
-                Box::new(measure::cuda::CudaBenchmark::open(
-                    bus_id,
-                    args.cuda_lib_dir.as_deref(),
-                )?)
-            }
-        };
-        let bar = interactive.then(|| progress_bar(gpu.index, precisions.len()));
+        // Created at the first step, so a GPU refused as busy shows no bar.
+        let mut bar = None;
         let mut on_step = |precision: tppguard_proto::tpp::Precision, step: measure::Step| {
-            if let Some(bar) = &bar {
-                match step {
-                    measure::Step::Calibrating { gemms } => {
-                        bar.set_message(format!("{precision}: warming up ({gemms} GEMMs)"));
-                    }
-                    measure::Step::Repeat { done, of, tops } => {
-                        bar.set_message(format!("{precision}: repeat {done}/{of}, {tops:.1} TOPS"));
-                        if done == of {
-                            bar.inc(1);
-                        }
+            if !interactive {
+                return;
+            }
+            let bar = bar.get_or_insert_with(|| progress_bar(gpu.index, precisions.len()));
+            match step {
+                measure::Step::Calibrating { gemms } => {
+                    bar.set_message(format!("{precision}: warming up ({gemms} GEMMs)"));
+                }
+                measure::Step::Repeat { done, of, tops } => {
+                    bar.set_message(format!("{precision}: repeat {done}/{of}, {tops:.1} TOPS"));
+                    if done == of {
+                        bar.inc(1);
                     }
                 }
             }
         };
-        match run::measure_gpu(bench.as_mut(), &device, &precisions, &params, &mut on_step) {
-            Ok((measurement, skipped)) => {
-                if let Some(cache) = cache.as_mut() {
-                    cache.insert(uuid.clone(), measurement.clone());
-                }
-                outcome.measured(measurement, skipped);
-            }
-            Err(e) => outcome.error = Some(e.to_string()),
-        }
+        let outcome = measure_one(&session.nvml, gpu, &plan, &mut on_step)?;
         if let Some(bar) = bar {
             bar.finish_and_clear();
+        }
+        if let (Some(cache), Some(m)) = (cache.as_mut(), &outcome.measurement) {
+            cache.insert(gpu.uuid.clone().unwrap_or_default(), m.clone());
         }
         outcomes.push(outcome);
     }
@@ -246,6 +203,95 @@ fn measure_command(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
     } else {
         EXIT_DEGRADED
     }))
+}
+
+/// A simulated session's fixture: its name and JSON (the benchmark figures the simulated
+/// backend runs at); `None` for a real driver.
+pub(crate) fn simulated_fixture(session: &Session) -> anyhow::Result<Option<(String, String)>> {
+    match &session.source {
+        LibrarySource::Simulated(driver) => Ok(Some((
+            driver.fixture.clone(),
+            std::fs::read_to_string(driver.fixture_json())
+                .context("reading the simulated driver's fixture")?,
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// How `measure` and `run` measure a GPU: what to run, and on which backend.
+pub(crate) struct MeasurePlan<'a> {
+    /// The precisions, in order.
+    pub precisions: &'a [tppguard_proto::tpp::Precision],
+    /// Matrix size, repeats, batch length.
+    pub params: measure::Params,
+    /// Measure a GPU even when other compute processes run on it (`--force`).
+    pub force: bool,
+    /// A simulated node's fixture (JSON), whose benchmark figures replace CUDA.
+    pub fixture_json: Option<&'a str>,
+    /// Where cuBLAS is when the loader does not find it (`--cuda-lib-dir`).
+    pub cuda_lib_dir: Option<&'a std::path::Path>,
+}
+
+/// Measures `gpu` as `measure` and `run` both do: refused as `busy` while other compute
+/// processes run on it (unless `plan.force`), else timed on the fixture's or the CUDA backend.
+/// What concerns this GPU alone is in the outcome (`busy`, `failed`); an `Err` is the node's
+/// (no CUDA driver, an unreadable fixture) and would fail every GPU alike.
+pub(crate) fn measure_one(
+    nvml: &nvml_wrapper::Nvml,
+    gpu: &inventory::Gpu,
+    plan: &MeasurePlan<'_>,
+    progress: &mut dyn FnMut(tppguard_proto::tpp::Precision, measure::Step),
+) -> anyhow::Result<measure::report::GpuOutcome> {
+    let mut outcome = measure::report::GpuOutcome::new(gpu);
+    let device = match nvml.device_by_index(gpu.index) {
+        Ok(d) => d,
+        Err(e) => {
+            outcome.error = Some(format!("NVML gives no handle for it: {e}"));
+            return Ok(outcome);
+        }
+    };
+    match measure::run::compute_processes(&device) {
+        Ok(pids) if !pids.is_empty() => {
+            outcome.compute_processes = pids;
+            if !plan.force {
+                outcome.status = "busy";
+                return Ok(outcome);
+            }
+            tracing::warn!(gpu = gpu.index, "measuring a busy GPU (--force)");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            gpu = gpu.index,
+            error = %e,
+            "NVML cannot list this GPU's compute processes; measuring anyway"
+        ),
+    }
+    let uuid = gpu.uuid.as_deref().unwrap_or_default();
+    let mut bench: Box<dyn measure::Benchmark> = match plan.fixture_json {
+        Some(json) => Box::new(
+            measure::simulated::SimulatedBenchmark::from_fixture(json, uuid)
+                .context("reading the fixture's benchmark figures")?,
+        ),
+        None => {
+            let bus_id = gpu.pci.as_ref().map(|p| p.bus_id.as_str()).unwrap_or("");
+            // No CUDA at all is the node's state, not this GPU's: stop with its exit code.
+            Box::new(measure::cuda::CudaBenchmark::open(
+                bus_id,
+                plan.cuda_lib_dir,
+            )?)
+        }
+    };
+    match measure::run::measure_gpu(
+        bench.as_mut(),
+        &device,
+        plan.precisions,
+        &plan.params,
+        progress,
+    ) {
+        Ok((measurement, skipped)) => outcome.measured(measurement, skipped),
+        Err(e) => outcome.error = Some(e.to_string()),
+    }
+    Ok(outcome)
 }
 
 /// A progress bar on stderr for one GPU's precisions.

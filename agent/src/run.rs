@@ -1,6 +1,14 @@
 //! `run`: the agent as a service. Pushes on a schedule (`interval_s` ± 10 %), backs off
 //! exponentially (capped at `backoff_max_s`) while the verifier is unreachable, keeps signed
-//! attestations it could not deliver in NODE/queue/ and stops on SIGTERM or SIGINT.
+//! attestations it could not deliver in NODE/queue/, re-measures the GPUs on a schedule of
+//! its own (`measure_interval_s` ± 10 %) and stops on SIGTERM or SIGINT.
+//!
+//! Re-measurement: `attest` claims evidence tier `measured` only while every GPU's
+//! measurement is at most 30 days old, so a service that only pushes would fall to
+//! `declared` a month after the last `measure --dir`. Measuring happens between pushes, on
+//! the same thread, so it never overlaps an attestation. A busy GPU or a failed measurement
+//! keeps the previous one in NODE/measurements.json and is tried again `measure_retry_s`
+//! later; the daemon carries on pushing meanwhile.
 //!
 //! The queue: a token can only be signed over a challenge the verifier issued, and that nonce
 //! expires (`expires_at`, `nonce_ttl_s` on the verifier). A queued token is therefore delivered
@@ -9,6 +17,7 @@
 //! afresh over a new challenge. The verifier then holds the node's current state, not a
 //! stale one.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -16,10 +25,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
+use tppguard_proto::claims::measurement::Measurement;
 
 use crate::cli::{RunArgs, SourceArgs};
+use crate::measure::run::Cache;
 use crate::push::{Client, PushError};
-use crate::{EXIT_OK, attest_token, sign};
+use crate::{EXIT_OK, MeasurePlan, attest_token, measure, sign};
 
 /// `run`'s configuration file (TOML). Relative paths are read from the file's folder.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +61,19 @@ pub struct RunConfig {
     /// How many undelivered attestations NODE/queue/ keeps (the oldest go first).
     #[serde(default = "default_queue_max")]
     pub queue_max: usize,
+    /// Measure the GPUs on a schedule (off: attest with whatever NODE/measurements.json
+    /// holds, e.g. kept fresh by `measure --dir` from a timer).
+    #[serde(default = "default_measure")]
+    pub measure: bool,
+    /// Seconds between measurements of a GPU (± 10 %).
+    #[serde(default = "default_measure_interval")]
+    pub measure_interval_s: u64,
+    /// Seconds before trying again after a GPU was busy or could not be measured (± 10 %).
+    #[serde(default = "default_measure_retry")]
+    pub measure_retry_s: u64,
+    /// A folder holding cuBLAS and cuBLASLt when the loader does not find them.
+    #[serde(default)]
+    pub cuda_lib_dir: Option<PathBuf>,
 }
 
 fn default_interval() -> u64 {
@@ -61,6 +85,23 @@ fn default_backoff_max() -> u64 {
 fn default_queue_max() -> usize {
     32
 }
+fn default_measure() -> bool {
+    true
+}
+fn default_measure_interval() -> u64 {
+    7 * 86_400
+}
+fn default_measure_retry() -> u64 {
+    900
+}
+
+/// The shortest `measure_interval_s`: a measurement loads every GPU for a few seconds and
+/// refuses busy ones, so hourly is already more than the 30-day freshness needs.
+pub const MIN_MEASURE_INTERVAL_S: u64 = 3_600;
+/// The longest `measure_interval_s`: 25 days, so that with +10 % jitter and a push interval
+/// of up to a day before the check a measurement is renewed before `attest` stops counting
+/// it (`DEFAULT_MEASUREMENT_MAX_AGE_DAYS`, 30).
+pub const MAX_MEASURE_INTERVAL_S: u64 = 25 * 86_400;
 
 impl RunConfig {
     /// Reads and checks the configuration file.
@@ -82,6 +123,9 @@ impl RunConfig {
         if let Some(p) = config.nvml_lib.as_mut() {
             resolve(p);
         }
+        if let Some(p) = config.cuda_lib_dir.as_mut() {
+            resolve(p);
+        }
         if config.simulate.is_some() && config.nvml_lib.is_some() {
             anyhow::bail!(
                 "{}: simulate and nvml_lib exclude each other",
@@ -92,15 +136,37 @@ impl RunConfig {
             ("interval_s", config.interval_s, 1..=86_400),
             ("backoff_max_s", config.backoff_max_s, 1..=86_400),
             ("queue_max", config.queue_max as u64, 1..=10_000),
+            (
+                "measure_interval_s",
+                config.measure_interval_s,
+                MIN_MEASURE_INTERVAL_S..=MAX_MEASURE_INTERVAL_S,
+            ),
+            ("measure_retry_s", config.measure_retry_s, 60..=86_400),
         ] {
             if !range.contains(&value) {
+                // 0 is no way to turn measuring off: say which key does.
+                let hint = if key.starts_with("measure_") {
+                    "; to stop measuring, set measure = false"
+                } else {
+                    ""
+                };
                 anyhow::bail!(
-                    "{}: {key} = {value} is out of range ({} to {})",
+                    "{}: {key} = {value} is out of range ({} to {}){hint}",
                     path.display(),
                     range.start(),
                     range.end()
                 );
             }
+        }
+        if config.measure_retry_s > config.measure_interval_s {
+            anyhow::bail!(
+                "{}: measure_retry_s = {} is longer than measure_interval_s = {}; a retry \
+                 after a busy GPU should come sooner than the next regular measurement, so \
+                 lower measure_retry_s",
+                path.display(),
+                config.measure_retry_s,
+                config.measure_interval_s
+            );
         }
         Ok(config)
     }
@@ -127,6 +193,249 @@ pub fn jittered(interval: Duration) -> Duration {
 pub fn backoff(failures: u32, max: Duration) -> Duration {
     let exp = failures.saturating_sub(1).min(20);
     Duration::from_secs(1u64 << exp).min(max)
+}
+
+/// Whether to measure at `now` (Unix seconds), given the last measurement's start `last`:
+/// never measured, measured `interval` or longer ago, or stamped in the future (the clock
+/// went back, and `attest` does not count such a measurement); but not before `retry_at`,
+/// which a busy GPU or a failure sets.
+pub fn measurement_due(
+    last: Option<i64>,
+    now: i64,
+    interval: Duration,
+    retry_at: Option<i64>,
+) -> bool {
+    if retry_at.is_some_and(|at| now < at) {
+        return false;
+    }
+    let interval = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+    last.is_none_or(|at| at > now || now.saturating_sub(at) >= interval)
+}
+
+/// The oldest measurement's start among `gpus` (UUIDs), or among every cached GPU while no
+/// inventory has been taken; `None` when one of `gpus` has no measurement, or there is none.
+pub fn oldest_measurement(
+    cache: &BTreeMap<String, Measurement>,
+    gpus: Option<&[String]>,
+) -> Option<i64> {
+    match gpus {
+        Some(gpus) => gpus
+            .iter()
+            .map(|uuid| cache.get(uuid).map(|m| m.started_at))
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min(),
+        None => cache.values().map(|m| m.started_at).min(),
+    }
+}
+
+/// What a GPU left unmeasured means for the attestations, for the warning.
+fn unmeasured_consequence(last: Option<i64>, now: i64) -> String {
+    let max_age_s =
+        i64::from(tppguard_proto::ruleset::DEFAULT_MEASUREMENT_MAX_AGE_DAYS).saturating_mul(86_400);
+    match last {
+        Some(at) if at <= now && now.saturating_sub(at) <= max_age_s => {
+            let left_h = max_age_s.saturating_sub(now.saturating_sub(at)) / 3_600;
+            format!(
+                "the previous measurement stays in use for {left_h} h more, after which \
+                 attestations fall to evidence tier declared"
+            )
+        }
+        _ => "there is no measurement attest can count, so attestations stay at evidence \
+              tier declared"
+            .to_owned(),
+    }
+}
+
+/// The re-measurement schedule between pushes.
+#[derive(Debug)]
+struct Schedule {
+    interval: Duration,
+    retry: Duration,
+    /// This cycle's interval: `interval` jittered, drawn again after each complete pass.
+    due_after: Duration,
+    /// No pass before this (Unix seconds), after a busy GPU or a failure.
+    retry_at: Option<i64>,
+}
+
+/// How a measurement pass ended.
+enum Pass {
+    /// Every GPU that was due is measured and saved.
+    Complete,
+    /// Something is left (a busy GPU, a failure, a stop): try again after `measure_retry_s`.
+    Incomplete,
+}
+
+impl Schedule {
+    fn new(config: &RunConfig) -> Self {
+        let interval = Duration::from_secs(config.measure_interval_s);
+        Self {
+            interval,
+            retry: Duration::from_secs(config.measure_retry_s),
+            due_after: jittered(interval),
+            retry_at: None,
+        }
+    }
+
+    /// Measures the GPUs that are due, if any; `gpus` are the latest inventory's UUIDs.
+    fn tick(
+        &mut self,
+        config: &RunConfig,
+        gpus: &mut Option<Vec<String>>,
+        shutdown: &mut Shutdown,
+    ) {
+        let now = sign::now().unwrap_or(i64::MAX);
+        // An unreadable cache counts as empty here; the pass says what is wrong with it.
+        let cached = Cache::load(&config.dir).map(|c| c.gpus).unwrap_or_default();
+        let last = oldest_measurement(&cached, gpus.as_deref());
+        if !measurement_due(last, now, self.due_after, self.retry_at) {
+            return;
+        }
+        match measure_pass(config, self.due_after, gpus, shutdown) {
+            Pass::Complete => {
+                self.retry_at = None;
+                self.due_after = jittered(self.interval);
+            }
+            Pass::Incomplete => {
+                let wait = jittered(self.retry);
+                self.retry_at =
+                    Some(now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX)));
+            }
+        }
+    }
+}
+
+/// One measurement pass, as `measure --dir` runs it but never forced onto a busy GPU: each
+/// GPU whose measurement is `due_after` old or missing, then NODE/measurements.json written
+/// atomically. Records the inventory's UUIDs in `gpus`.
+fn measure_pass(
+    config: &RunConfig,
+    due_after: Duration,
+    gpus: &mut Option<Vec<String>>,
+    shutdown: &mut Shutdown,
+) -> Pass {
+    let retry_in_s = config.measure_retry_s;
+    let session = match crate::open_session(&config.source()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), retry_in_s, "cannot measure: NVML did not start; measurements stay as they are and are tried again later");
+            return Pass::Incomplete;
+        }
+    };
+    let prepared = crate::simulated_fixture(&session).and_then(|fixture| {
+        let inventory = crate::inventory::collect(&session.nvml)?;
+        let cache = Cache::load(&config.dir)?;
+        Ok((fixture, inventory.gpus, cache))
+    });
+    let (fixture, found, mut cache) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), retry_in_s, "cannot measure; measurements stay as they are and are tried again later");
+            return Pass::Incomplete;
+        }
+    };
+    *gpus = Some(found.iter().filter_map(|g| g.uuid.clone()).collect());
+    let plan = MeasurePlan {
+        precisions: &measure::DEFAULT_PRECISIONS,
+        params: measure::Params::default(),
+        force: false,
+        fixture_json: fixture.as_ref().map(|(_, json)| json.as_str()),
+        cuda_lib_dir: config.cuda_lib_dir.as_deref(),
+    };
+    let now = sign::now().unwrap_or(i64::MAX);
+    let mut pass = if found.is_empty() {
+        tracing::warn!(retry_in_s, "no GPU to measure: NVML lists none");
+        Pass::Incomplete
+    } else {
+        Pass::Complete
+    };
+    let mut measured = 0_usize;
+    for gpu in &found {
+        let Some(uuid) = gpu.uuid.as_deref() else {
+            // attest files measurements by UUID: one without could never be used.
+            tracing::warn!(
+                gpu = gpu.index,
+                retry_in_s,
+                "not measuring a GPU NVML gives no UUID for: attest could not use its measurement, so attestations stay at evidence tier declared"
+            );
+            pass = Pass::Incomplete;
+            continue;
+        };
+        let last = cache.gpus.get(uuid).map(|m| m.started_at);
+        if !measurement_due(last, now, due_after, None) {
+            continue;
+        }
+        // A GPU takes a few seconds; a stop waits for the one under way, no longer.
+        if shutdown.requested() {
+            pass = Pass::Incomplete;
+            break;
+        }
+        let outcome = match crate::measure_one(&session.nvml, gpu, &plan, &mut |_, _| {}) {
+            Ok(o) => o,
+            Err(e) => {
+                let oldest = oldest_measurement(&cache.gpus, gpus.as_deref());
+                tracing::warn!(error = %format!("{e:#}"), retry_in_s, "cannot measure this node's GPUs (measure = false stops trying); {}", unmeasured_consequence(oldest, now));
+                pass = Pass::Incomplete;
+                break;
+            }
+        };
+        match &outcome.measurement {
+            Some(m) => {
+                let median_tops = outcome
+                    .results
+                    .iter()
+                    .map(|r| format!("{}={:.1}", r.precision, r.tops_median))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tracing::info!(
+                    gpu = gpu.index,
+                    uuid,
+                    model = outcome.model.unwrap_or("unlisted"),
+                    median_tops = %median_tops,
+                    measured_tpp = %outcome.measured_tpp.map(|t| t.to_string()).unwrap_or_else(|| "-".to_owned()),
+                    duration_ms = m.duration_ms,
+                    "GPU measured"
+                );
+                cache.insert(uuid.to_owned(), m.clone());
+                measured += 1;
+            }
+            None if outcome.status == "busy" => {
+                tracing::warn!(
+                    gpu = gpu.index,
+                    uuid,
+                    compute_processes = ?outcome.compute_processes,
+                    retry_in_s,
+                    "GPU busy, not measured: other compute processes run on it, which a \
+                     measurement would disturb; {}",
+                    unmeasured_consequence(last, now)
+                );
+                pass = Pass::Incomplete;
+            }
+            None => {
+                tracing::warn!(
+                    gpu = gpu.index,
+                    uuid,
+                    error = outcome.error.as_deref().unwrap_or("-"),
+                    retry_in_s,
+                    "GPU could not be measured; {}",
+                    unmeasured_consequence(last, now)
+                );
+                pass = Pass::Incomplete;
+            }
+        }
+    }
+    if measured > 0 {
+        match cache.save(&config.dir) {
+            Ok(path) => {
+                tracing::debug!(file = %path.display(), gpus = measured, "measurements saved")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_s, "measurements taken but not saved: attest keeps using the old ones; check the node folder's space and permissions");
+                pass = Pass::Incomplete;
+            }
+        }
+    }
+    pass
 }
 
 /// NODE/queue/: signed attestations not yet delivered, one file per token named
@@ -298,8 +607,15 @@ enum Round {
     Failed(anyhow::Error),
 }
 
-/// One round: a challenge, the queue's live tokens, a fresh attestation.
-fn round(config: &RunConfig, client: &Client, queue: &Queue, shutdown: &mut Shutdown) -> Round {
+/// One round: a challenge, the queue's live tokens, a fresh attestation. Records the
+/// inventory's GPU UUIDs in `gpus`, for the measurement schedule.
+fn round(
+    config: &RunConfig,
+    client: &Client,
+    queue: &Queue,
+    gpus: &mut Option<Vec<String>>,
+    shutdown: &mut Shutdown,
+) -> Round {
     let challenge = match client.challenge() {
         Ok(c) => c,
         Err(e) if e.is_transient() => return Round::Unreachable(e),
@@ -350,6 +666,14 @@ fn round(config: &RunConfig, client: &Client, queue: &Queue, shutdown: &mut Shut
         Ok(a) => a,
         Err(e) => return Round::Failed(e),
     };
+    *gpus = Some(
+        attested
+            .report
+            .gpus
+            .iter()
+            .filter_map(|g| g.gpu.uuid.clone())
+            .collect(),
+    );
     match client.post_attestation(&attested.token) {
         Ok(v) => {
             for f in &v.findings {
@@ -391,10 +715,20 @@ pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut shutdown = Shutdown::install()?;
     let interval = Duration::from_secs(config.interval_s);
     let backoff_max = Duration::from_secs(config.backoff_max_s);
-    tracing::info!(verifier = client.base(), dir = %config.dir.display(), interval_s = config.interval_s, "running");
+    tracing::info!(verifier = client.base(), dir = %config.dir.display(), interval_s = config.interval_s, measure = config.measure, measure_interval_s = config.measure_interval_s, "running");
+    let mut schedule = config.measure.then(|| Schedule::new(&config));
+    // Unknown until the first inventory: the schedule then looks at every cached GPU.
+    let mut gpus: Option<Vec<String>> = None;
     let mut failures: u32 = 0;
     while !shutdown.requested() {
-        let wait = match round(&config, &client, &queue, &mut shutdown) {
+        // Between pushes, on this thread: a measurement never overlaps an attestation.
+        if let Some(schedule) = schedule.as_mut() {
+            schedule.tick(&config, &mut gpus, &mut shutdown);
+            if shutdown.requested() {
+                break;
+            }
+        }
+        let wait = match round(&config, &client, &queue, &mut gpus, &mut shutdown) {
             Round::Delivered(status) => {
                 if failures > 0 {
                     tracing::info!(after = failures, "verifier reachable again");
@@ -494,6 +828,114 @@ mod tests {
         assert_eq!(c.ca_file, Some(dir.path().join("ca.pem")));
         assert_eq!((c.interval_s, c.backoff_max_s, c.queue_max), (300, 600, 32));
         assert!(c.simulate.is_none() && c.site.is_none());
+        assert!(c.measure);
+        assert_eq!((c.measure_interval_s, c.measure_retry_s), (604_800, 900));
+        assert!(c.cuda_lib_dir.is_none());
+    }
+
+    #[test]
+    fn config_measurement_keys() {
+        let (dir, path) = write_config(
+            "verifier = \"http://v\"\ndir = \"n\"\nmeasure = false\n\
+             measure_interval_s = 86400\nmeasure_retry_s = 600\ncuda_lib_dir = \"cuda\"\n",
+        );
+        let c = RunConfig::load(&path).unwrap();
+        assert!(!c.measure);
+        assert_eq!((c.measure_interval_s, c.measure_retry_s), (86_400, 600));
+        assert_eq!(c.cuda_lib_dir, Some(dir.path().join("cuda")));
+        // The bounds themselves are accepted.
+        for (interval, retry) in [
+            (MIN_MEASURE_INTERVAL_S, 60),
+            (MAX_MEASURE_INTERVAL_S, 86_400),
+        ] {
+            let (_dir, path) = write_config(&format!(
+                "verifier = \"http://v\"\ndir = \"n\"\nmeasure_interval_s = {interval}\n\
+                 measure_retry_s = {retry}\n"
+            ));
+            RunConfig::load(&path).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_longest_measure_interval_renews_before_attest_stops_counting() {
+        let max_age_s =
+            u64::from(tppguard_proto::ruleset::DEFAULT_MEASUREMENT_MAX_AGE_DAYS) * 86_400;
+        // Jittered up by 10 %, then noticed at the next push tick (interval_s is at most a day).
+        let latest = MAX_MEASURE_INTERVAL_S * 11 / 10 + 86_400;
+        assert!(latest < max_age_s, "{latest} >= {max_age_s}");
+        assert_eq!(default_measure_interval(), 7 * 86_400);
+        assert!(default_measure_interval() <= MAX_MEASURE_INTERVAL_S);
+    }
+
+    #[test]
+    fn measurement_schedule() {
+        let day = Duration::from_secs(86_400);
+        let now = 1_800_000_000;
+        // Never measured: now.
+        assert!(measurement_due(None, now, day, None));
+        // Younger than the interval: not yet; at and past it: now.
+        assert!(!measurement_due(Some(now - 86_399), now, day, None));
+        assert!(measurement_due(Some(now - 86_400), now, day, None));
+        assert!(measurement_due(Some(now - 40 * 86_400), now, day, None));
+        // Stamped in the future (the clock went back): attest would not count it.
+        assert!(measurement_due(Some(now + 10), now, day, None));
+        // After a busy GPU: nothing before the retry time, even when due.
+        assert!(!measurement_due(None, now, day, Some(now + 1)));
+        assert!(measurement_due(None, now, day, Some(now)));
+        assert!(!measurement_due(Some(now - 60), now, day, Some(now - 1)));
+        // Extremes do not overflow.
+        assert!(measurement_due(
+            Some(i64::MIN),
+            i64::MAX,
+            Duration::MAX,
+            None
+        ));
+        assert!(!measurement_due(Some(0), 0, Duration::MAX, None));
+    }
+
+    #[test]
+    fn the_oldest_measurement_of_the_node() {
+        let m = |started_at| Measurement {
+            method: tppguard_proto::claims::measurement::MeasurementMethod::Simulated,
+            backend: "test".to_owned(),
+            started_at,
+            duration_ms: 1,
+            repeats: 1,
+            results: Vec::new(),
+            telemetry: tppguard_proto::claims::measurement::Telemetry::default(),
+        };
+        let cache: BTreeMap<String, Measurement> = [
+            ("GPU-a".to_owned(), m(300)),
+            ("GPU-b".to_owned(), m(100)),
+            ("GPU-gone".to_owned(), m(50)),
+        ]
+        .into();
+        let uuids = |u: &[&str]| u.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // Before an inventory: every cached GPU.
+        assert_eq!(oldest_measurement(&cache, None), Some(50));
+        assert_eq!(oldest_measurement(&BTreeMap::new(), None), None);
+        // After one: only the node's GPUs; one never measured makes the node due.
+        assert_eq!(
+            oldest_measurement(&cache, Some(&uuids(&["GPU-a", "GPU-b"]))),
+            Some(100)
+        );
+        assert_eq!(
+            oldest_measurement(&cache, Some(&uuids(&["GPU-a", "GPU-new"]))),
+            None
+        );
+        assert_eq!(oldest_measurement(&cache, Some(&[])), None);
+    }
+
+    #[test]
+    fn the_warning_says_how_long_the_old_measurement_counts() {
+        let now = 1_800_000_000;
+        let fresh = unmeasured_consequence(Some(now - 86_400), now);
+        assert!(fresh.contains("696 h more"), "{fresh}");
+        assert!(fresh.contains("declared"), "{fresh}");
+        for last in [None, Some(now - 31 * 86_400), Some(now + 5)] {
+            let gone = unmeasured_consequence(last, now);
+            assert!(gone.contains("stay at evidence tier declared"), "{gone}");
+        }
     }
 
     #[test]
@@ -512,6 +954,30 @@ mod tests {
                 "backoff_max_s",
             ),
             ("dir = \"n\"\n", "verifier"),
+            (
+                "verifier = \"http://v\"\ndir = \"n\"\nmeasure_interval_s = 0\n",
+                "measure = false",
+            ),
+            (
+                "verifier = \"http://v\"\ndir = \"n\"\nmeasure_interval_s = 2592000\n",
+                "measure_interval_s = 2592000 is out of range (3600 to 2160000)",
+            ),
+            (
+                "verifier = \"http://v\"\ndir = \"n\"\nmeasure_retry_s = 59\n",
+                "measure_retry_s",
+            ),
+            (
+                "verifier = \"http://v\"\ndir = \"n\"\nmeasure_interval_s = 3600\nmeasure_retry_s = 7200\n",
+                "lower measure_retry_s",
+            ),
+            (
+                "verifier = \"http://v\"\ndir = \"n\"\nmeasure = \"yes\"\n",
+                "measure",
+            ),
+            (
+                "verifier = \"http://v\"\ndir = \"n\"\nmeasure_intervall_s = 3600\n",
+                "measure_intervall_s",
+            ),
             (
                 "verifier = \"http://v\"\ndir = \"n\"\nsimulate = \"dgx-h100\"\nnvml_lib = \"/x\"\n",
                 "exclude",

@@ -52,17 +52,67 @@ fn history(v: &crate::support::RunningVerifier, node: &str) -> Vec<String> {
 }
 
 fn agent_config(dir: &Path, verifier: &str, node: &Path, backoff_max_s: u64) -> std::path::PathBuf {
+    agent_config_simulating(dir, verifier, node, backoff_max_s, "dgx-h100")
+}
+
+fn agent_config_simulating(
+    dir: &Path,
+    verifier: &str,
+    node: &Path,
+    backoff_max_s: u64,
+    fixture: &str,
+) -> std::path::PathBuf {
     let path = dir.join("agent.toml");
     std::fs::write(
         &path,
         format!(
             "verifier = \"{verifier}\"\ndir = \"{}\"\nsite = \"fra-1\"\ninterval_s = 1\n\
-             backoff_max_s = {backoff_max_s}\nsimulate = \"dgx-h100\"\n",
+             backoff_max_s = {backoff_max_s}\nsimulate = \"{fixture}\"\n",
             s(node)
         ),
     )
     .expect("agent config");
     path
+}
+
+/// Starts `run --config config`, logging to `log`.
+fn start_run(config: &Path, log: &Path) -> std::process::Child {
+    bin("tppguard-agent")
+        .args(["run", "--config", s(config)])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("run starts")
+}
+
+/// Waits for `count` accepted attestations of the (only) node; its name, or `None`.
+fn accepted(v: &crate::support::RunningVerifier, count: usize) -> Option<String> {
+    let mut node = String::new();
+    let done = eventually(Duration::from_secs(30), || {
+        if node.is_empty() {
+            node = nodes(v).pop().unwrap_or_default();
+        }
+        !node.is_empty()
+            && history(v, &node)
+                .iter()
+                .filter(|o| *o == "accepted")
+                .count()
+                >= count
+    });
+    done.then_some(node)
+}
+
+/// The node's current verdict (`GET /v1/nodes/{node}`).
+fn verdict(v: &crate::support::RunningVerifier, node: &str) -> Value {
+    let (status, body) = v.get_json(&format!("/v1/nodes/{}", path_segment(node)));
+    assert_eq!(status, 200, "{body}");
+    body["node"].clone()
+}
+
+/// NODE/measurements.json.
+fn cached_measurements(node: &Path) -> Value {
+    let text = std::fs::read_to_string(node.join("measurements.json")).expect("measurements.json");
+    serde_json::from_str(&text).expect("measurements.json is JSON")
 }
 
 #[test]
@@ -222,4 +272,75 @@ fn run_retries_with_backoff_until_the_verifier_comes_up() {
     assert!(retries >= 2, "{retries} retries: {log}");
     assert!(log.contains("retry_in_s"), "{log}");
     assert!(log.contains("attestation delivered"), "{log}");
+}
+
+#[test]
+fn run_measures_before_its_first_push_and_attests_measured() {
+    let setup = VerifierSetup::new("127.0.0.1:0");
+    let verifier = setup.start();
+    assert!(!setup.node.join("measurements.json").exists());
+    let config = agent_config(setup.tmp.path(), &verifier.base, &setup.node, 2);
+    let log = setup.tmp.path().join("agent.log");
+    let mut agent = start_run(&config, &log);
+    let node = accepted(&verifier, 2);
+    let code = terminate(&mut agent);
+    let log = std::fs::read_to_string(&log).expect("log");
+    let node = node.unwrap_or_else(|| panic!("fewer than two accepted pushes: {log}"));
+    assert_eq!(code, Some(0), "{log}");
+
+    // Measured once, before the first push, as `measure --dir` would have (the measurement
+    // cache's schema; `tppguard-measure/v1` is `measure --json`'s report).
+    let cache = cached_measurements(&setup.node);
+    assert_eq!(cache["schema"], "tppguard-measurements/v1", "{cache}");
+    let gpus = cache["gpus"].as_object().expect("gpus");
+    assert_eq!(gpus.len(), 8, "{cache}");
+    for m in gpus.values() {
+        assert_eq!(m["method"], "simulated", "{m}");
+        assert!(!m["results"].as_array().expect("results").is_empty(), "{m}");
+    }
+    assert_eq!(log.matches("GPU measured").count(), 8, "{log}");
+    assert!(log.contains("median_tops=FP8="), "{log}");
+    let first_measured = log.find("GPU measured").expect("measured");
+    let first_push = log.find("attestation delivered").expect("delivered");
+    assert!(first_measured < first_push, "{log}");
+
+    // The attestation says `measured`, and the verifier agrees.
+    let n = verdict(&verifier, &node);
+    assert_eq!(n["evidence_tier"], "measured", "{n}");
+    assert_eq!(n["effective_evidence_tier"], "measured", "{n}");
+}
+
+#[test]
+fn run_keeps_pushing_when_a_gpu_is_busy_and_retries_later() {
+    let setup = VerifierSetup::new("127.0.0.1:0");
+    let verifier = setup.start();
+    let config = agent_config_simulating(
+        setup.tmp.path(),
+        &verifier.base,
+        &setup.node,
+        2,
+        "busy-h100",
+    );
+    let log = setup.tmp.path().join("agent.log");
+    let mut agent = start_run(&config, &log);
+    let node = accepted(&verifier, 3);
+    let code = terminate(&mut agent);
+    let log = std::fs::read_to_string(&log).expect("log");
+    let node = node.unwrap_or_else(|| panic!("fewer than three accepted pushes: {log}"));
+    assert_eq!(code, Some(0), "{log}");
+
+    // GPU 0 is refused and said so, once: the retry waits measure_retry_s (15 min), not a push.
+    assert_eq!(log.matches("GPU busy, not measured").count(), 1, "{log}");
+    assert!(
+        log.contains("attestations stay at evidence tier declared"),
+        "{log}"
+    );
+    // The others are measured and kept.
+    let cache = cached_measurements(&setup.node);
+    let measured = cache["gpus"].as_object().expect("gpus").len();
+    assert!(measured >= 1, "{cache}");
+    assert_eq!(log.matches("GPU measured").count(), measured, "{log}");
+    // One GPU without a measurement: the node attests `declared`.
+    let n = verdict(&verifier, &node);
+    assert_eq!(n["evidence_tier"], "declared", "{n}");
 }
