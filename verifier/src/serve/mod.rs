@@ -5,12 +5,16 @@
 //! check the rule sets load, bind, print `listening on http://ADDR` and serve until SIGTERM or
 //! ctrl-c (in-flight requests finish; new connections are refused).
 //!
-//! Every evaluation reads the state from the database (the nonces, each node's latest accepted
-//! attestation and the licences), so several replicas over one PostgreSQL database agree. The
-//! routes are [`ROUTES`]; `docs/openapi.json` describes them and a test keeps the two in step.
+//! Writes (challenges, attestations, rejections) go through one writer task that commits them
+//! in batches ([`ingest`]); the fleet is evaluated from memory ([`fleet`]), caught up with the
+//! database before every batch and every read, so several replicas over one PostgreSQL
+//! database agree. The routes are [`ROUTES`]; `docs/openapi.json` describes them and a test
+//! keeps the two in step.
 
 mod api;
 pub mod config;
+mod fleet;
+mod ingest;
 mod metrics;
 
 use std::io::Write;
@@ -38,7 +42,9 @@ use config::Config;
 pub(crate) struct AppState {
     store: Store,
     trust: TrustAnchors,
-    rule_sets: Vec<String>,
+    fleet: fleet::FleetState,
+    /// The writer's queue ([`ingest`]).
+    queue: tokio::sync::mpsc::Sender<ingest::Job>,
     result_key: SigningKey,
     nonce_ttl_s: i64,
     rng: SystemRandom,
@@ -87,6 +93,7 @@ impl RateLimiter {
 
 /// Runs `serve` until a shutdown signal.
 pub fn run(args: &ServeArgs, out: &mut dyn Write) -> Result<(), Error> {
+    init_logging();
     let config = Config::load(&args.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -122,10 +129,22 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
     let stored = api::verified_licences(&store, &trust, now).await?;
     rule_sets(&config.rule_sets, &stored)?;
 
+    let fleet = fleet::FleetState::new(config.rule_sets.clone());
+    fleet.refresh(&store).await.map_err(|e| Error::Serve {
+        what: "cannot load the fleet from the database".to_owned(),
+        source: std::io::Error::other(e.sentence().to_owned()),
+    })?;
+    tracing::info!(
+        database = store.url_redacted(),
+        nodes = fleet.node_count(),
+        "fleet loaded"
+    );
+    let (queue, jobs) = tokio::sync::mpsc::channel(ingest::QUEUE);
     let state = Arc::new(AppState {
         store,
         trust,
-        rule_sets: config.rule_sets.clone(),
+        fleet,
+        queue,
         result_key,
         nonce_ttl_s: i64::try_from(config.nonce_ttl_s).unwrap_or(i64::MAX),
         rng: SystemRandom::new(),
@@ -133,6 +152,8 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
         metrics: metrics::Metrics::new(),
         limiter: RateLimiter::new(config.node_rate_per_minute),
     });
+    // The writer holds the state until the runtime stops; it ends with the process.
+    tokio::spawn(ingest::run(Arc::clone(&state), jobs));
     let app = api::router(state, config.max_body_bytes, config.request_timeout_s);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -191,6 +212,20 @@ async fn import_licences(
             .await?;
     }
     Ok(())
+}
+
+/// Logs to stderr at `RUST_LOG`'s level (default `info`): no time stamps (journald adds them),
+/// no colours unless stderr is a terminal. A second call (tests running serve in one process)
+/// keeps the first subscriber.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _already_set = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .try_init();
 }
 
 /// Resolves on SIGTERM or ctrl-c.
