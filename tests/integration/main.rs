@@ -17,6 +17,7 @@ mod pki;
 mod push;
 mod schema;
 mod serve;
+mod serve_fleet;
 mod serve_kill;
 mod serve_tls;
 mod support;

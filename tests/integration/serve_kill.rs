@@ -4,7 +4,6 @@
 //! verifier's throwaway cluster, `store::pg_harness`, behind its `pg-harness` feature).
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{RunningVerifier, VerifierSetup, ok, path_segment, run, s};
+use crate::support::{RunningVerifier, VerifierSetup, path_segment, run, s};
 
 /// Pushing nodes (each its own key and certificate from the setup's PKI).
 const NODES: usize = 4;
@@ -33,44 +32,13 @@ struct Ack {
 /// config pointed at `database` with a rate limit no push here reaches.
 fn setup(database: &str) -> (VerifierSetup, Vec<PathBuf>) {
     let setup = VerifierSetup::new("127.0.0.1:0");
-    let pki = setup.tmp.path().join("pki");
     let mut nodes = vec![setup.node.clone()];
     for n in 2..=NODES {
-        let node = setup.tmp.path().join(format!("node-{n}"));
-        ok(
-            "tppguard-agent",
-            &[
-                "init",
-                "--dir",
-                s(&node),
-                "--name",
-                &format!("gpu-node-{n:02}"),
-            ],
-        );
-        ok(
-            "tppguard-verifier",
-            &[
-                "pki",
-                "issue-node",
-                "--dir",
-                s(&pki),
-                "--csr",
-                s(&node.join("node.csr")),
-                "--out",
-                s(&node.join("node-chain.pem")),
-            ],
-        );
-        nodes.push(node);
+        nodes.push(setup.add_node(&format!("gpu-node-{n:02}")));
     }
-    let mut config = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&setup.config)
-        .expect("open config");
-    writeln!(
-        config,
+    setup.configure(&format!(
         "database = \"{database}\"\nnode_rate_per_minute = 6000"
-    )
-    .expect("append to config");
+    ));
     (setup, nodes)
 }
 

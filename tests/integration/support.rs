@@ -301,6 +301,39 @@ impl VerifierSetup {
         Self { tmp, node, config }
     }
 
+    /// Another node folder (`init --name name`) with a chain from this setup's PKI.
+    pub fn add_node(&self, name: &str) -> PathBuf {
+        let node = self.tmp.path().join(name);
+        ok(
+            "tppguard-agent",
+            &["init", "--dir", s(&node), "--name", name],
+        );
+        ok(
+            "tppguard-verifier",
+            &[
+                "pki",
+                "issue-node",
+                "--dir",
+                s(&self.tmp.path().join("pki")),
+                "--csr",
+                s(&node.join("node.csr")),
+                "--out",
+                s(&node.join("node-chain.pem")),
+            ],
+        );
+        node
+    }
+
+    /// Appends `lines` to `verifier.toml`.
+    pub fn configure(&self, lines: &str) {
+        use std::io::Write as _;
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.config)
+            .expect("open config");
+        writeln!(config, "{lines}").expect("append to config");
+    }
+
     /// Starts `tppguard-verifier serve` on this setup and waits for its listening line.
     pub fn start(&self) -> RunningVerifier {
         use std::io::BufRead as _;

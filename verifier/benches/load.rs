@@ -56,17 +56,19 @@ fn unix_now() -> i64 {
     .unwrap()
 }
 
-/// One simulated node: its subject, signing key and certificate chain.
+/// One simulated node: its subject, signing key, certificate chain and claim set (its own
+/// eight GPU identities, at the licence's site).
 struct Node {
     name: String,
     key: SigningKey,
     x5c: Vec<Vec<u8>>,
+    claims: AttestationClaims,
 }
 
 impl Node {
-    /// A signed attestation answering `nonce`, built from the 8-GPU template.
-    fn attest(&self, template: &AttestationClaims, nonce: Nonce) -> String {
-        let mut claims = template.clone();
+    /// A signed attestation answering `nonce`.
+    fn attest(&self, nonce: Nonce) -> String {
+        let mut claims = self.claims.clone();
         claims.iss.clone_from(&self.name);
         claims.iat = unix_now();
         claims.eat_nonce = nonce;
@@ -90,16 +92,36 @@ fn main() {
     let report = pki::init(&pki_dir, now).unwrap();
     let trust = TrustAnchors::from_trust_toml(&report.trust).unwrap();
 
+    // Each node's claims: distinct GPUs (UUIDs and serials from the node's number), at
+    // `site-0`, which the one licence below covers.
+    let (_, fleet, _, _) = bench_support::synthetic_fleet(nodes_n, 8, 1);
     let started = Instant::now();
-    let nodes: Vec<Node> = (0..nodes_n)
-        .map(|i| make_node(dir.path(), &pki_dir, i, now))
+    let nodes: Vec<Node> = fleet
+        .iter()
+        .enumerate()
+        .map(|(i, a)| make_node(dir.path(), &pki_dir, i, now, a.claims().clone()))
         .collect();
     println!(
         "{nodes_n} node identities (Ed25519 keys, certificates from one operator CA) in {:.2?}",
         started.elapsed()
     );
-    let (_, fleet, _, _) = bench_support::synthetic_fleet(1, 8, 1);
-    let template: AttestationClaims = fleet[0].claims().clone();
+    let licences = dir.path().join("licences");
+    std::fs::create_dir(&licences).unwrap();
+    let licence_toml = dir.path().join("licence.toml");
+    std::fs::write(&licence_toml, licence_text(nodes_n)).unwrap();
+    let signed = Command::new(env!("CARGO_BIN_EXE_tppguard-verifier"))
+        .args(["licence", "sign", "--dir"])
+        .arg(&pki_dir)
+        .arg(&licence_toml)
+        .arg("--out")
+        .arg(licences.join("licence.jws"))
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
 
     // The database.
     let mut cluster = None;
@@ -120,8 +142,10 @@ fn main() {
         &config,
         format!(
             "trust = \"{}\"\nlisten = \"127.0.0.1:0\"\ndatabase = \"{database}\"\n\
-             rule_sets = [\"us-eccn-3a090\"]\nnode_rate_per_minute = 6000\n",
-            report.trust.display()
+             rule_sets = [\"us-eccn-3a090\"]\nnode_rate_per_minute = 6000\n\
+             licences_dir = \"{}\"\n",
+            report.trust.display(),
+            licences.display()
         ),
     )
     .unwrap();
@@ -133,10 +157,9 @@ fn main() {
     );
 
     let nodes = Arc::new(nodes);
-    let template = Arc::new(template);
 
     // Warm-up: every node attests once, so the fleet holds all of them.
-    let warm = run_phase(&base, &nodes, &template, concurrency, Stop::Count(nodes_n));
+    let warm = run_phase(&base, &nodes, concurrency, Stop::Count(nodes_n));
     println!(
         "warm-up: {} attestations (one per node) in {:.2?}: {:.0} /s",
         warm.ok,
@@ -149,7 +172,6 @@ fn main() {
     let mut run = run_phase(
         &base,
         &nodes,
-        &template,
         concurrency,
         Stop::Time(Duration::from_secs(secs)),
     );
@@ -173,6 +195,10 @@ fn main() {
     println!("  POST /v1/attestations  p50 {p50:>9.2?}  p99 {p99:>9.2?}");
     println!("  POST /v1/challenge     p50 {c50:>9.2?}  p99 {c99:>9.2?}");
     println!("  challenge+sign+POST    p50 {r50:>9.2?}  p99 {r99:>9.2?}");
+    println!(
+        "  verifier resident memory: {:.1} MiB",
+        server.rss_kib() as f64 / 1024.0
+    );
 
     server.stop();
     drop(cluster);
@@ -227,7 +253,7 @@ fn main() {
     );
 }
 
-fn make_node(dir: &Path, pki_dir: &Path, i: usize, now: i64) -> Node {
+fn make_node(dir: &Path, pki_dir: &Path, i: usize, now: i64, claims: AttestationClaims) -> Node {
     let name = format!("node-{i:07}");
     let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
     let mut params = CertificateParams::default();
@@ -244,7 +270,46 @@ fn make_node(dir: &Path, pki_dir: &Path, i: usize, now: i64) -> Node {
         .map(|c| c.to_vec())
         .collect();
     let key = SigningKey::from_pkcs8(Alg::EdDSA, &key.serialize_der()).unwrap();
-    Node { name, key, x5c }
+    Node {
+        name,
+        key,
+        x5c,
+        claims,
+    }
+}
+
+/// A licence covering every node at `site-0`: room for all their GPUs.
+fn licence_text(nodes: usize) -> String {
+    let devices = nodes * 8;
+    format!(
+        r#"id = "LOAD-DE-0001"
+issuer = "Load benchmark licence authority"
+destination_country = "DE"
+end_user = "Load Cloud GmbH"
+end_use = "Benchmark"
+eccns = ["3A090.a"]
+models = ["H100 SXM5 80GB"]
+max_devices = {devices}
+max_aggregate_tpp = "{}"
+max_tpp_per_device = "15831.2"
+min_evidence_tier = "declared"
+max_attestation_age = "24h"
+valid_from = 2026-01-01T00:00:00Z
+valid_until = 2028-01-01T00:00:00Z
+rule_set = "us-eccn-3a090"
+
+[licensee]
+name = "Load Cloud GmbH"
+headquarters_country = "DE"
+ultimate_parent_country = "DE"
+
+[[sites]]
+id = "site-0"
+name = "Load site"
+country = "DE"
+"#,
+        devices * 16_000
+    )
 }
 
 enum Stop {
@@ -272,13 +337,7 @@ impl Phase {
     }
 }
 
-fn run_phase(
-    base: &str,
-    nodes: &Arc<Vec<Node>>,
-    template: &Arc<AttestationClaims>,
-    concurrency: usize,
-    stop: Stop,
-) -> Phase {
+fn run_phase(base: &str, nodes: &Arc<Vec<Node>>, concurrency: usize, stop: Stop) -> Phase {
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let out = Arc::new(Mutex::new(Phase::default()));
@@ -289,9 +348,8 @@ fn run_phase(
     let started = Instant::now();
     let threads: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (nodes, template, next, done, out) = (
+            let (nodes, next, done, out) = (
                 Arc::clone(nodes),
-                Arc::clone(template),
                 Arc::clone(&next),
                 Arc::clone(&done),
                 Arc::clone(&out),
@@ -321,7 +379,7 @@ fn run_phase(
                     let t1 = Instant::now();
                     let v: serde_json::Value = serde_json::from_str(&body).expect("challenge json");
                     let nonce = Nonce::parse(v["nonce"].as_str().expect("nonce")).expect("nonce");
-                    let token = node.attest(&template, nonce);
+                    let token = node.attest(nonce);
                     let t2 = Instant::now();
                     let mut resp = agent
                         .post(format!("{base}/v1/attestations"))
@@ -387,6 +445,16 @@ struct Server {
 }
 
 impl Server {
+    /// The process's resident set (VmRSS), KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
     fn start(config: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tppguard-verifier"))
             .arg("serve")

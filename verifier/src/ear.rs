@@ -16,7 +16,7 @@ use tppguard_proto::claims::Nonce;
 use tppguard_proto::jws::{self, Header, SigningKey};
 
 use crate::error::Error;
-use crate::policy::{FleetVerdict, Severity};
+use crate::policy::{Finding, FindingIndex, FleetVerdict, Severity};
 
 /// The EAR profile (draft-ietf-rats-ear).
 pub const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
@@ -84,6 +84,22 @@ pub struct Appraisal {
     pub reasons: Vec<String>,
 }
 
+impl Appraisal {
+    /// The worst status of `findings` (affirming when there are none) and their codes, each
+    /// once, in order.
+    fn of(findings: &[&Finding]) -> Self {
+        let mut status = EarStatus::Affirming;
+        let mut reasons: Vec<String> = Vec::new();
+        for finding in findings {
+            status = status.max(status_of(finding.severity));
+            if !reasons.iter().any(|r| r == finding.code) {
+                reasons.push(finding.code.to_owned());
+            }
+        }
+        Self { status, reasons }
+    }
+}
+
 /// An EAR claim set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EarClaims {
@@ -115,31 +131,23 @@ impl EarClaims {
     /// The claim set for `verdict` (the first rule set's) at `at`, with one contraindicated
     /// submod per rejected attestation.
     ///
-    /// A node's status is the worst of: findings about the node or its GPUs, and findings
-    /// about the licence it is assigned to or the whole fleet (no node named): a licence over
-    /// its cap makes every node counted under it contraindicated. No finding: affirming.
+    /// A node's status is the worst of the findings that bear on it
+    /// ([`FindingIndex::for_node`]): about the node or its GPUs (a duplicated GPU bears on
+    /// every node reporting it), about the licence it is assigned to or the whole fleet (no
+    /// node named): a licence over its cap makes every node counted under it
+    /// contraindicated. No finding: affirming.
     pub fn new(
         verdict: &FleetVerdict,
         rejected: &[Rejection<'_>],
         nonce: Option<&Nonce>,
         at: i64,
     ) -> Self {
-        let mut submods = BTreeMap::new();
-        for node in &verdict.nodes {
-            let mut status = EarStatus::Affirming;
-            let mut reasons: Vec<String> = Vec::new();
-            let applies = verdict.findings.iter().filter(|f| match &f.node {
-                Some(n) => *n == node.node,
-                None => f.licence.is_none() || f.licence == node.licence,
-            });
-            for finding in applies {
-                status = status.max(status_of(finding.severity));
-                if !reasons.iter().any(|r| r == finding.code) {
-                    reasons.push(finding.code.to_owned());
-                }
-            }
-            submods.insert(node.node.clone(), Appraisal { status, reasons });
-        }
+        let index = verdict.finding_index();
+        let mut submods: BTreeMap<String, Appraisal> = verdict
+            .nodes
+            .iter()
+            .map(|node| (node.node.clone(), Appraisal::of(&index.for_node(node))))
+            .collect();
         for r in rejected {
             let appraisal = submods
                 .entry(format!("rejected:{}", r.file))
@@ -151,6 +159,32 @@ impl EarClaims {
                 appraisal.reasons.push(r.code.to_owned());
             }
         }
+        Self {
+            eat_profile: EAR_PROFILE,
+            iat: at,
+            verifier_id: VerifierId::this(),
+            eat_nonce: nonce.map(|n| n.as_str().to_owned()),
+            submods,
+        }
+    }
+
+    /// The claim set for one node of `verdict`: its appraisal alone (empty `submods` when the
+    /// verdict has no such node).
+    pub fn for_node(
+        verdict: &FleetVerdict,
+        index: &FindingIndex<'_>,
+        node: &str,
+        nonce: Option<&Nonce>,
+        at: i64,
+    ) -> Self {
+        let submods = verdict
+            .nodes
+            .binary_search_by(|n| n.node.as_str().cmp(node))
+            .ok()
+            .and_then(|i| verdict.nodes.get(i))
+            .map(|n| (n.node.clone(), Appraisal::of(&index.for_node(n))))
+            .into_iter()
+            .collect();
         Self {
             eat_profile: EAR_PROFILE,
             iat: at,

@@ -178,6 +178,10 @@ pub struct Finding {
     pub licence: Option<String>,
     /// The figures.
     pub figures: Reason,
+    /// Other nodes it bears on besides `node`: every other node reporting a duplicated GPU.
+    /// Not serialized: the figures name them (`seen_in`).
+    #[serde(skip)]
+    pub also_about: Vec<String>,
 }
 
 impl Finding {
@@ -190,6 +194,7 @@ impl Finding {
             gpu: gpu.map(str::to_owned),
             licence: licence.map(str::to_owned),
             figures: reason,
+            also_about: Vec::new(),
         }
     }
 }
@@ -483,6 +488,64 @@ pub struct FleetVerdict {
     pub countries: Vec<CountryUsage>,
     /// Findings, worst first, then by code, licence, node and GPU.
     pub findings: Vec<Finding>,
+}
+
+impl FleetVerdict {
+    /// Which findings bear on which node, indexed once for many lookups.
+    pub fn finding_index(&self) -> FindingIndex<'_> {
+        let mut index = FindingIndex {
+            verdict: self,
+            by_node: HashMap::new(),
+            by_licence: HashMap::new(),
+            fleet: Vec::new(),
+        };
+        for (i, f) in self.findings.iter().enumerate() {
+            match (&f.node, &f.licence) {
+                (Some(n), _) => index.by_node.entry(n.as_str()).or_default().push(i),
+                (None, Some(l)) => index.by_licence.entry(l.as_str()).or_default().push(i),
+                (None, None) => index.fleet.push(i),
+            }
+            for other in &f.also_about {
+                index.by_node.entry(other.as_str()).or_default().push(i);
+            }
+        }
+        index
+    }
+}
+
+/// The findings of a [`FleetVerdict`] by what they are about (see [`Self::for_node`]).
+pub struct FindingIndex<'v> {
+    verdict: &'v FleetVerdict,
+    by_node: HashMap<&'v str, Vec<usize>>,
+    by_licence: HashMap<&'v str, Vec<usize>>,
+    fleet: Vec<usize>,
+}
+
+impl<'v> FindingIndex<'v> {
+    /// The findings that bear on `node`, in the verdict's order: those about it or its GPUs
+    /// (a duplicated GPU bears on every node reporting it), those about the licence it is
+    /// assigned to, and those about the whole fleet (no node, no licence). A licence over its
+    /// cap therefore bears on every node counted under it.
+    pub fn for_node(&self, node: &NodeVerdict) -> Vec<&'v Finding> {
+        let none = Vec::new();
+        let own = self.by_node.get(node.node.as_str()).unwrap_or(&none);
+        let licence = node
+            .licence
+            .as_deref()
+            .and_then(|l| self.by_licence.get(l))
+            .unwrap_or(&none);
+        let mut at: Vec<usize> = own
+            .iter()
+            .chain(licence)
+            .chain(&self.fleet)
+            .copied()
+            .collect();
+        at.sort_unstable();
+        at.dedup();
+        at.iter()
+            .filter_map(|&i| self.verdict.findings.get(i))
+            .collect()
+    }
 }
 
 fn ser_str<S: Serializer>(value: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -869,10 +932,13 @@ struct Tally {
 
 /// Evaluates a fleet's latest attestations against its licences under one rule set at
 /// `at_unix`. See the module documentation for how nodes find licences and GPUs count.
-pub fn evaluate(
+///
+/// `attestations` may hold several of one node (a slice, or a stored fleet chained with new
+/// arrivals): the newest counts (greater `iat`; equal `iat`: greater token SHA-256).
+pub fn evaluate<'a>(
     licences: &[VerifiedLicence],
     rule_set: &RuleSet,
-    attestations: &[VerifiedAttestation],
+    attestations: impl IntoIterator<Item = &'a VerifiedAttestation>,
     at_unix: i64,
 ) -> FleetVerdict {
     let mut lics: Vec<&VerifiedLicence> = licences.iter().collect();
@@ -892,8 +958,9 @@ pub fn evaluate(
     });
 
     // The latest attestation per node.
+    let attestations = attestations.into_iter();
     let mut latest: HashMap<&str, &VerifiedAttestation> =
-        HashMap::with_capacity(attestations.len());
+        HashMap::with_capacity(attestations.size_hint().0);
     for a in attestations {
         latest
             .entry(a.node_subject.as_str())
@@ -1025,12 +1092,23 @@ pub fn evaluate(
             counted_in: place_name(counted),
             counted_against: lic.map(|(_, id)| id.to_owned()),
         };
+        let mut others: Vec<&str> = Vec::new();
         for &(n, _) in places {
             if let Some(s) = findings.node_severity.get_mut(n) {
                 *s = (*s).max(reason.severity());
             }
+            if n != counted.0
+                && let Some((_, subject)) = node_ref(n)
+            {
+                others.push(subject);
+            }
         }
+        others.sort_unstable();
+        others.dedup();
         findings.push(reason, lic, node_ref(counted.0), submod_of(counted));
+        if let Some(f) = findings.list.last_mut() {
+            f.also_about = others.into_iter().map(str::to_owned).collect();
+        }
     }
 
     // Per node and GPU.

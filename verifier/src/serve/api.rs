@@ -23,19 +23,19 @@ use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
-use tppguard_proto::claims::{AttestationClaims, Nonce};
+use tppguard_proto::claims::Nonce;
+
+use tokio::sync::oneshot;
 
 use super::AppState;
+use super::ingest::{self, Job, Submission};
 use crate::attestation::verify_attestation;
-use crate::check::rule_sets;
-use crate::ear::{EarClaims, EarStatus};
+use crate::ear::EarStatus;
 use crate::licence::verify_licence;
 use crate::policy::{
-    Finding, FleetVerdict, NodeVerdict, Severity, VerifiedAttestation, VerifiedLicence, evaluate,
+    Finding, FleetVerdict, NodeVerdict, Severity, VerifiedAttestation, VerifiedLicence,
 };
-use crate::store::{
-    MAX_HISTORY, NewAttestation, NonceUse, Outcome, Store, StoreError, StoredAttestation,
-};
+use crate::store::{MAX_HISTORY, NewAttestation, NonceUse, Outcome, Store, StoreError};
 
 type Shared = Arc<AppState>;
 
@@ -101,7 +101,7 @@ pub(super) fn router(state: Shared, max_body_bytes: usize, timeout_s: u64) -> Ro
 }
 
 /// An error answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct ApiError {
     status: StatusCode,
     code: &'static str,
@@ -109,7 +109,7 @@ pub(super) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, sentence: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &'static str, sentence: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -117,12 +117,19 @@ impl ApiError {
         }
     }
 
-    fn internal(e: &dyn std::fmt::Display) -> Self {
+    pub(super) fn internal(e: &dyn std::fmt::Display) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             format!("the verifier failed: {e}"),
         )
+    }
+}
+
+impl ApiError {
+    /// The human sentence.
+    pub(super) fn sentence(&self) -> &str {
+        &self.sentence
     }
 }
 
@@ -152,7 +159,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 fn now() -> ApiResult<i64> {
     crate::unix_now().map_err(ApiError::from)
@@ -223,9 +230,16 @@ async fn challenge(State(s): State<Shared>) -> ApiResult<Response> {
     s.rng
         .fill(&mut bytes)
         .map_err(|_| ApiError::internal(&"the system random source failed"))?;
-    let now = now()?;
-    let expires_at = now.saturating_add(s.nonce_ttl_s);
-    s.store.issue_nonce(&bytes, now, expires_at).await?;
+    let (reply, answer) = oneshot::channel();
+    ingest::submit(
+        &s.queue,
+        Job::Challenge {
+            nonce: bytes,
+            reply,
+        },
+    )
+    .await?;
+    let expires_at = answer.await.map_err(|_| writer_gone())??;
     let nonce = Nonce::from_bytes(&bytes).map_err(|e| ApiError::internal(&e))?;
     json_response(
         StatusCode::OK,
@@ -234,6 +248,10 @@ async fn challenge(State(s): State<Shared>) -> ApiResult<Response> {
             expires_at,
         },
     )
+}
+
+fn writer_gone() -> ApiError {
+    ApiError::internal(&"the verifier's writer dropped the request")
 }
 
 #[derive(Serialize)]
@@ -275,8 +293,48 @@ async fn attest(
              node_rate_per_minute allows: retry next minute",
         ));
     }
+    let node = verified.node_subject().to_owned();
     let nonce = hex_bytes(verified.claims().eat_nonce.as_str());
-    let rejection = match s.store.consume_nonce(&nonce, now).await? {
+    let claims_json =
+        serde_json::to_string(verified.claims()).map_err(|e| ApiError::internal(&e))?;
+    let (reply, answer) = oneshot::channel();
+    let submission = Submission {
+        verified,
+        token,
+        claims_json,
+        nonce,
+        received_at: now,
+        reply,
+    };
+    ingest::submit(&s.queue, Job::Attest(Box::new(submission))).await?;
+    let accepted = answer.await.map_err(|_| writer_gone())??;
+    json_response(
+        StatusCode::OK,
+        &AttestAnswer {
+            status: accepted.status,
+            ear: accepted.ear,
+            node,
+            findings: accepted.findings,
+        },
+    )
+}
+
+/// Why an attestation is refused, and the answer's status.
+pub(super) struct Rejection {
+    status: StatusCode,
+    pub(super) code: &'static str,
+    sentence: String,
+}
+
+impl Rejection {
+    pub(super) fn error(&self) -> ApiError {
+        ApiError::new(self.status, self.code, self.sentence.clone())
+    }
+}
+
+/// The rejection for a nonce that was not fresh; `None` for a fresh one.
+pub(super) fn nonce_rejection(used: NonceUse) -> Option<Rejection> {
+    match used {
         NonceUse::Fresh => None,
         NonceUse::Used => Some(Rejection {
             status: StatusCode::CONFLICT,
@@ -299,84 +357,17 @@ async fn attest(
                        /v1/challenge for a new nonce and answer it sooner"
                 .to_owned(),
         }),
-    };
-    if let Some(r) = rejection {
-        return Err(reject(&s, &token, Some(&verified), now, r).await);
     }
-
-    // Evaluate the fleet as it will be with this attestation.
-    let node = verified.node_subject().to_owned();
-    let licences = verified_licences(&s.store, &s.trust, now).await?;
-    let mut attestations = stored_attestations(&s.store).await?;
-    attestations.retain(|a| {
-        a.node_subject() != node
-            || (a.claims().iat, a.token_sha256()) > (verified.claims().iat, verified.token_sha256())
-    });
-    if !attestations.iter().any(|a| a.node_subject() == node) {
-        attestations.push(verified.clone());
-    }
-    let verdict = first_verdict(&s, &licences, &attestations, now)?;
-    let mut ear = EarClaims::new(&verdict, &[], Some(&verified.claims().eat_nonce), now);
-    ear.submods.retain(|k, _| *k == node);
-    let status = ear.submods.get(&node).map_or(EarStatus::None, |a| a.status);
-    let ear = ear.sign(&s.result_key)?;
-    let claims_json =
-        serde_json::to_string(verified.claims()).map_err(|e| ApiError::internal(&e))?;
-    let recorded = s
-        .store
-        .record_attestation(&NewAttestation {
-            node: node.clone(),
-            iat: verified.claims().iat,
-            received_at: now,
-            token,
-            claims_json,
-            outcome: Outcome::Accepted,
-            reason: "accepted".to_owned(),
-            sentence: "the attestation verified".to_owned(),
-            ear: Some(ear.clone()),
-        })
-        .await;
-    match recorded {
-        Ok(_) => {}
-        Err(StoreError::DuplicateAttestation { .. }) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "attestation_duplicate",
-                "this exact attestation was already received",
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    s.metrics.attestation("accepted", "accepted");
-    s.metrics.usage(&verdict);
-    let findings = node_findings(&verdict, &node);
-    json_response(
-        StatusCode::OK,
-        &AttestAnswer {
-            status,
-            ear,
-            node,
-            findings,
-        },
-    )
 }
 
-struct Rejection {
-    status: StatusCode,
-    code: &'static str,
-    sentence: String,
-}
-
-/// Records a rejected attestation (its node when the signature verified) and gives the answer.
-async fn reject(
-    s: &AppState,
+/// The record of a rejected attestation (its node when the signature verified).
+pub(super) fn rejected_record(
     token: &str,
     verified: Option<&VerifiedAttestation>,
     now: i64,
-    r: Rejection,
-) -> ApiError {
-    s.metrics.attestation("rejected", r.code);
-    let record = NewAttestation {
+    r: &Rejection,
+) -> NewAttestation {
+    NewAttestation {
         node: verified
             .map_or(UNVERIFIED_NODE, |v| v.node_subject())
             .to_owned(),
@@ -388,19 +379,38 @@ async fn reject(
         reason: r.code.to_owned(),
         sentence: r.sentence.clone(),
         ear: None,
-    };
+    }
+}
+
+/// Records an attestation rejected before its nonce was looked at and gives the answer.
+async fn reject(
+    s: &AppState,
+    token: &str,
+    verified: Option<&VerifiedAttestation>,
+    now: i64,
+    r: Rejection,
+) -> ApiError {
+    s.metrics.attestation("rejected", r.code);
     // An empty or oversized token is not recorded (the store bounds what it keeps); the same
     // token sent again is already recorded.
     if !token.is_empty() && token.len() <= crate::store::MAX_TOKEN_LEN {
-        match s.store.record_attestation(&record).await {
-            Ok(_) | Err(StoreError::DuplicateAttestation { .. }) => {}
-            Err(e) => return e.into(),
+        let record = Box::new(rejected_record(token, verified, now, &r));
+        let (reply, answer) = oneshot::channel();
+        if let Err(e) = ingest::submit(&s.queue, Job::Rejected { record, reply }).await {
+            return e;
+        }
+        match answer.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return e,
+            Err(_) => return writer_gone(),
         }
     }
-    ApiError::new(r.status, r.code, r.sentence)
+    r.error()
 }
 
-fn hex_bytes(hex: &str) -> Vec<u8> {
+/// The bytes of lower-case hex text (pairs that are not hex are skipped: callers pass text
+/// already checked to be hex).
+pub(super) fn hex_bytes(hex: &str) -> Vec<u8> {
     hex.as_bytes()
         .chunks(2)
         .filter_map(|pair| {
@@ -425,70 +435,25 @@ pub(super) async fn verified_licences(
         .collect())
 }
 
-/// Each node's latest accepted attestation, as verified when it was received.
-async fn stored_attestations(store: &Store) -> ApiResult<Vec<VerifiedAttestation>> {
-    store
-        .latest_accepted()
-        .await?
-        .iter()
-        .map(from_stored)
-        .collect()
-}
-
-fn from_stored(a: &StoredAttestation) -> ApiResult<VerifiedAttestation> {
-    let corrupt = |what: &str| {
-        ApiError::internal(&format!(
-            "stored attestation {} of {}: {what}",
-            a.id, a.node
-        ))
-    };
-    let claims = AttestationClaims::from_json(a.claims_json.as_bytes())
-        .map_err(|e| corrupt(&format!("claims do not read back ({})", e.code())))?;
-    let sha: [u8; 32] = hex_bytes(&a.token_sha256)
-        .try_into()
-        .map_err(|_| corrupt("token_sha256 is not 32 bytes of hex"))?;
-    Ok(VerifiedAttestation::new(claims, a.node.clone(), sha))
-}
-
-/// The verdict under the first rule set (configured, or the first the licences name).
-fn first_verdict(
-    s: &AppState,
-    licences: &[VerifiedLicence],
-    attestations: &[VerifiedAttestation],
-    at: i64,
-) -> ApiResult<FleetVerdict> {
-    let sets = rule_sets(&s.rule_sets, licences)?;
-    let Some(first) = sets.first() else {
-        return Err(ApiError::internal(&"no rule set to evaluate"));
-    };
-    Ok(evaluate(licences, first, attestations, at))
-}
-
-/// The fleet now, from the database.
-async fn current(s: &AppState) -> ApiResult<FleetVerdict> {
+/// The fleet now: this replica's in-memory fleet, caught up with the database.
+async fn current(s: &Shared) -> ApiResult<FleetVerdict> {
     let now = now()?;
-    let licences = verified_licences(&s.store, &s.trust, now).await?;
-    let attestations = stored_attestations(&s.store).await?;
-    let verdict = first_verdict(s, &licences, &attestations, now)?;
+    s.fleet.refresh(&s.store).await?;
+    let basis = s.fleet.basis(&s.trust, now)?;
+    let state = Arc::clone(s);
+    let verdict = tokio::task::spawn_blocking(move || state.fleet.evaluate(&basis, &[]))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     s.metrics.usage(&verdict);
     Ok(verdict)
 }
 
-/// The findings that bear on `node`: about it or its GPUs, about its licence, or about the
-/// whole fleet (the same rule as its EAR status).
-fn node_findings(verdict: &FleetVerdict, node: &str) -> Vec<Finding> {
-    let licence = verdict
-        .nodes
-        .iter()
-        .find(|n| n.node == node)
-        .and_then(|n| n.licence.clone());
+/// The findings that bear on `node` (the same rule as its EAR status).
+fn node_findings(verdict: &FleetVerdict, node: &NodeVerdict) -> Vec<Finding> {
     verdict
-        .findings
-        .iter()
-        .filter(|f| match &f.node {
-            Some(n) => n == node,
-            None => f.licence.is_none() || f.licence == licence,
-        })
+        .finding_index()
+        .for_node(node)
+        .into_iter()
         .cloned()
         .collect()
 }
@@ -554,7 +519,7 @@ async fn node(State(s): State<Shared>, Path(node): Path<String>) -> ApiResult<Re
             "at": verdict.at,
             "rule_set": verdict.rule_set,
             "node": n,
-            "findings": node_findings(&verdict, &node),
+            "findings": node_findings(&verdict, n),
         }),
     )
 }

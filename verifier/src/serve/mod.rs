@@ -5,12 +5,16 @@
 //! check the rule sets load, bind, print `listening on http://ADDR` and serve until SIGTERM or
 //! ctrl-c (in-flight requests finish; new connections are refused).
 //!
-//! Every evaluation reads the state from the database (the nonces, each node's latest accepted
-//! attestation and the licences), so several replicas over one PostgreSQL database agree. The
-//! routes are [`ROUTES`]; `docs/openapi.json` describes them and a test keeps the two in step.
+//! Writes (challenges, attestations, rejections) go through one writer task that commits them
+//! in batches ([`ingest`]); the fleet is evaluated from memory ([`fleet`]), caught up with the
+//! database before every batch and every read, so several replicas over one PostgreSQL
+//! database agree. The routes are [`ROUTES`]; `docs/openapi.json` describes them and a test
+//! keeps the two in step.
 
 mod api;
 pub mod config;
+mod fleet;
+mod ingest;
 mod metrics;
 mod tls;
 
@@ -39,7 +43,9 @@ use config::Config;
 pub(crate) struct AppState {
     store: Store,
     trust: TrustAnchors,
-    rule_sets: Vec<String>,
+    fleet: fleet::FleetState,
+    /// The writer's queue ([`ingest`]).
+    queue: tokio::sync::mpsc::Sender<ingest::Job>,
     result_key: SigningKey,
     nonce_ttl_s: i64,
     rng: SystemRandom,
@@ -88,6 +94,7 @@ impl RateLimiter {
 
 /// Runs `serve` until a shutdown signal.
 pub fn run(args: &ServeArgs, out: &mut dyn Write) -> Result<(), Error> {
+    init_logging();
     let config = Config::load(&args.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -115,18 +122,39 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
         }
         None => None,
     };
+    // Certificate and key are read before anything else starts, so a bad file stops the start.
+    let tls = match &config.tls {
+        Some(files) => Some(tls::server_config(&config.path, files)?),
+        None => None,
+    };
     let store = Store::open(&config.database).await?;
     if let Some(dir) = &config.licences_dir {
         import_licences(&store, &trust, dir, &config.path, now).await?;
     }
+    let fleet = fleet::FleetState::new(config.rule_sets.clone());
+    let loaded = fleet.refresh(&store).await;
     // The rule sets must load now, not at the first request.
-    let stored = api::verified_licences(&store, &trust, now).await?;
-    rule_sets(&config.rule_sets, &stored)?;
-
+    let loaded = loaded.and_then(|()| fleet.basis(&trust, now).map(|_| ()));
+    if let Err(e) = loaded {
+        // The stored licences verify one by one to name the one at fault.
+        let stored = api::verified_licences(&store, &trust, now).await?;
+        rule_sets(&config.rule_sets, &stored)?;
+        return Err(Error::Serve {
+            what: "cannot load the fleet from the database".to_owned(),
+            source: std::io::Error::other(e.sentence().to_owned()),
+        });
+    }
+    tracing::info!(
+        database = store.url_redacted(),
+        nodes = fleet.node_count(),
+        "fleet loaded"
+    );
+    let (queue, jobs) = tokio::sync::mpsc::channel(ingest::QUEUE);
     let state = Arc::new(AppState {
         store,
         trust,
-        rule_sets: config.rule_sets.clone(),
+        fleet,
+        queue,
         result_key,
         nonce_ttl_s: i64::try_from(config.nonce_ttl_s).unwrap_or(i64::MAX),
         rng: SystemRandom::new(),
@@ -134,6 +162,8 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
         metrics: metrics::Metrics::new(),
         limiter: RateLimiter::new(config.node_rate_per_minute),
     });
+    // The writer holds the state until the runtime stops; it ends with the process.
+    tokio::spawn(ingest::run(Arc::clone(&state), jobs));
     let app = api::router(state, config.max_body_bytes, config.request_timeout_s);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -145,11 +175,6 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
         what: "cannot read the bound address".to_owned(),
         source,
     })?;
-    // Certificate and key are read before the listening line, so a bad file stops the start.
-    let tls = match &config.tls {
-        Some(files) => Some(tls::server_config(&config.path, files)?),
-        None => None,
-    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     writeln!(out, "listening on {scheme}://{bound}")?;
     out.flush()?;
@@ -207,6 +232,20 @@ async fn import_licences(
             .await?;
     }
     Ok(())
+}
+
+/// Logs to stderr at `RUST_LOG`'s level (default `info`): no time stamps (journald adds them),
+/// no colours unless stderr is a terminal. A second call (tests running serve in one process)
+/// keeps the first subscriber.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _already_set = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .try_init();
 }
 
 /// Resolves on SIGTERM or ctrl-c.

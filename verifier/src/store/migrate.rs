@@ -18,12 +18,20 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order. Add new ones at the end, to both folders.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sqlite: include_str!("../../migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sqlite: include_str!("../../migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "fleet version",
+        sqlite: include_str!("../../migrations/sqlite/0002_fleet_version.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_fleet_version.sql"),
+    },
+];
 
 /// Arbitrary constant naming the migration lock among PostgreSQL advisory locks.
 const PG_LOCK_KEY: i64 = 0x7470_7067_7561_7264; // "tppguard"

@@ -8,9 +8,13 @@
 //! hashes are lower-case hex; JSON is stored as text. Every read is bounded (see the `MAX_*`
 //! constants) and every write that touches more than one row is one transaction.
 //!
-//! Single use of nonces across replicas: [`Store::consume_nonce`] is one conditional `UPDATE ...
-//! WHERE used_at IS NULL AND expires_at > now`; the database applies it atomically, so of any
-//! number of verifiers racing on one nonce exactly one sees a changed row (`Fresh`).
+//! Single use of nonces across replicas: [`WriteBatch::consume_nonce`] is one conditional
+//! `UPDATE ... WHERE used_at IS NULL AND expires_at > now`; the database applies it atomically,
+//! so of any number of verifiers racing on one nonce exactly one sees a changed row (`Fresh`).
+//!
+//! Writes come in batches ([`Store::begin_batch`]): the service commits every submission that
+//! arrived while the previous commit was running in one transaction, so the cost of making
+//! them durable (one WAL sync on SQLite) is shared.
 
 mod error;
 mod migrate;
@@ -20,6 +24,7 @@ pub mod pg_harness;
 #[cfg(test)]
 mod tests;
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -81,7 +86,7 @@ impl fmt::Display for Backend {
     }
 }
 
-/// What [`Store::consume_nonce`] found.
+/// What [`WriteBatch::consume_nonce`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceUse {
     /// Issued, unexpired and unused until now; it is now used.
@@ -348,72 +353,25 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Records a freshly issued challenge nonce.
+    /// Records a freshly issued challenge nonce (see [`WriteBatch::issue_nonce`]) in a
+    /// transaction of its own.
     pub async fn issue_nonce(
         &self,
         nonce: &[u8],
         issued_at: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        check_nonce(nonce)?;
-        if expires_at <= issued_at {
-            return Err(StoreError::InvalidInput {
-                what: "nonce expiry",
-                reason: format!("expires_at {expires_at} is not after issued_at {issued_at}"),
-            });
-        }
-        let result = sqlx::query(
-            "INSERT INTO nonces (nonce_hex, issued_at, expires_at) VALUES ($1, $2, $3)",
-        )
-        .bind(hex(nonce))
-        .bind(issued_at)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::DuplicateNonce {
-                db: self.db.clone(),
-            }),
-            Err(e) => Err(self.query_err("issuing a nonce")(e)),
-        }
+        let mut batch = self.begin_batch().await?;
+        batch.issue_nonce(nonce, issued_at, expires_at).await?;
+        batch.commit().await.map(|_| ())
     }
 
-    /// Uses `nonce` at time `at`: `Fresh` exactly once, for the first caller before expiry, on
-    /// every replica sharing the database.
+    /// Uses `nonce` at `at` (see [`WriteBatch::consume_nonce`]) in a transaction of its own.
     pub async fn consume_nonce(&self, nonce: &[u8], at: i64) -> Result<NonceUse, StoreError> {
-        if nonce.len() < MIN_NONCE_LEN || nonce.len() > MAX_NONCE_LEN {
-            return Ok(NonceUse::Unknown);
-        }
-        let key = hex(nonce);
-        let done = sqlx::query(
-            "UPDATE nonces SET used_at = $1 \
-             WHERE nonce_hex = $2 AND used_at IS NULL AND expires_at > $1",
-        )
-        .bind(at)
-        .bind(key.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(self.query_err("using a nonce"))?;
-        if done.rows_affected() == 1 {
-            return Ok(NonceUse::Fresh);
-        }
-        let row = sqlx::query("SELECT used_at FROM nonces WHERE nonce_hex = $1")
-            .bind(key.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.query_err("reading a nonce"))?;
-        let Some(row) = row else {
-            return Ok(NonceUse::Unknown);
-        };
-        let used_at: Option<i64> = row
-            .try_get("used_at")
-            .map_err(self.query_err("reading a nonce"))?;
-        Ok(if used_at.is_some() {
-            NonceUse::Used
-        } else {
-            NonceUse::Expired
-        })
+        let mut batch = self.begin_batch().await?;
+        let used = batch.consume_nonce(nonce, at).await?;
+        batch.commit().await?;
+        Ok(used)
     }
 
     /// Deletes nonces that expired before `before`; returns how many.
@@ -426,78 +384,87 @@ impl Store {
             .map_err(self.query_err("pruning nonces"))
     }
 
-    /// Appends an attestation and, when accepted and newer than the node's latest accepted one
-    /// (greater `iat`; equal `iat`: greater token SHA-256), makes it the latest: one
-    /// transaction. Returns the new row's id.
+    /// Starts a write batch: one transaction for many submissions (group commit).
+    pub async fn begin_batch(&self) -> Result<WriteBatch<'_>, StoreError> {
+        Ok(WriteBatch {
+            store: self,
+            tx: self.begin_write().await?,
+            fleet_changed: false,
+        })
+    }
+
+    /// Appends an attestation (see [`WriteBatch::record`]) in a transaction of its own.
+    /// Returns the new row's id.
     pub async fn record_attestation(&self, a: &NewAttestation) -> Result<i64, StoreError> {
-        check_len("node", &a.node, 1, MAX_NODE_LEN)?;
-        check_len("attestation token", &a.token, 1, MAX_TOKEN_LEN)?;
-        check_len("claims JSON", &a.claims_json, 2, MAX_CLAIMS_LEN)?;
-        check_len("reason code", &a.reason, 1, MAX_REASON_LEN)?;
-        check_len("sentence", &a.sentence, 0, MAX_SENTENCE_LEN)?;
-        if let Some(ear) = &a.ear {
-            check_len("EAR", ear, 1, MAX_EAR_LEN)?;
+        let mut batch = self.begin_batch().await?;
+        let id = batch.record(a).await?;
+        batch.commit().await?;
+        id.ok_or_else(|| StoreError::DuplicateAttestation {
+            db: self.db.clone(),
+            sha256: sha256_hex(a.token.as_bytes()),
+        })
+    }
+
+    /// The fleet version: increased by every transaction that moves a node's latest accepted
+    /// attestation or adds a licence. Unchanged since a replica last read the fleet: nothing
+    /// to read again.
+    pub async fn fleet_version(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT version FROM fleet_version WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.query_err("reading the fleet version"))?;
+        row.try_get("version")
+            .map_err(self.query_err("reading the fleet version"))
+    }
+
+    /// Each node and the row id of its latest accepted attestation: the cheap way for a
+    /// replica to see what other replicas recorded.
+    pub async fn latest_pointers(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT node, attestation_id FROM latest_accepted ORDER BY node LIMIT $1")
+                .bind(limit_plus_one(MAX_NODES))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.query_err("reading the latest pointers"))?;
+        if rows.len() > MAX_NODES {
+            return Err(self.too_many("nodes", MAX_NODES));
         }
-        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&a.claims_json) {
-            return Err(StoreError::InvalidInput {
-                what: "claims JSON",
-                reason: format!("not JSON: {e}"),
-            });
-        }
-        let sha = sha256_hex(a.token.as_bytes());
-        let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO attestations (node, iat, received_at, token, token_sha256, claims_json, \
-             outcome, reason, sentence, ear) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             RETURNING id",
-        )
-        .bind(a.node.as_str())
-        .bind(a.iat)
-        .bind(a.received_at)
-        .bind(a.token.as_str())
-        .bind(sha.as_str())
-        .bind(a.claims_json.as_str())
-        .bind(a.outcome.as_str())
-        .bind(a.reason.as_str())
-        .bind(a.sentence.as_str())
-        .bind(a.ear.as_deref())
-        .fetch_one(&mut *tx)
-        .await;
-        let row = match inserted {
-            Ok(row) => row,
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::DuplicateAttestation {
-                    db: self.db.clone(),
-                    sha256: sha,
-                });
+        let err = self.query_err("reading the latest pointers");
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("node").map_err(&err)?,
+                    r.try_get("attestation_id").map_err(&err)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The attestations with these row ids (missing ids are left out), in id order.
+    pub async fn attestations_by_id(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<StoredAttestation>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ID_CHUNK) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {ATTESTATION_COLUMNS} FROM attestations a WHERE a.id IN ({}) ORDER BY a.id",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
             }
-            Err(e) => return Err(self.query_err("recording an attestation")(e)),
-        };
-        let id: i64 = row
-            .try_get("id")
-            .map_err(self.query_err("recording an attestation"))?;
-        if a.outcome == Outcome::Accepted {
-            sqlx::query(
-                "INSERT INTO latest_accepted (node, attestation_id, iat, token_sha256) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (node) DO UPDATE SET attestation_id = excluded.attestation_id, \
-                 iat = excluded.iat, token_sha256 = excluded.token_sha256 \
-                 WHERE excluded.iat > latest_accepted.iat \
-                 OR (excluded.iat = latest_accepted.iat \
-                     AND excluded.token_sha256 > latest_accepted.token_sha256)",
-            )
-            .bind(a.node.as_str())
-            .bind(id)
-            .bind(a.iat)
-            .bind(sha.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(self.query_err("moving the node's latest attestation"))?;
+            let rows = query
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.query_err("reading attestations by id"))?;
+            for r in &rows {
+                out.push(self.attestation(r)?);
+            }
         }
-        tx.commit()
-            .await
-            .map_err(self.query_err("committing an attestation"))?;
-        Ok(id)
+        Ok(out)
     }
 
     /// Each node's latest accepted attestation, ordered by node: what the policy evaluates.
@@ -579,6 +546,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         check_len("licence id", id, 1, MAX_LICENCE_ID_LEN)?;
         check_len("licence token", token, 1, MAX_TOKEN_LEN)?;
+        let mut batch = self.begin_batch().await?;
         let done = sqlx::query(
             "INSERT INTO licences (token_sha256, licence_id, token, added_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (token_sha256) DO NOTHING",
@@ -587,10 +555,26 @@ impl Store {
         .bind(id)
         .bind(token)
         .bind(added_at)
-        .execute(&self.pool)
+        .execute(&mut *batch.tx)
         .await
         .map_err(self.query_err("adding a licence"))?;
-        Ok(done.rows_affected() == 1)
+        let added = done.rows_affected() == 1;
+        batch.fleet_changed |= added;
+        batch.commit().await?;
+        Ok(added)
+    }
+
+    /// How many licences are stored (they are only ever added): a replica reloads its licences
+    /// when this changes.
+    pub async fn licence_count(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM licences")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.query_err("counting licences"))?;
+        let n: i64 = row
+            .try_get("n")
+            .map_err(self.query_err("counting licences"))?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Every stored licence, oldest first.
@@ -682,6 +666,321 @@ impl Store {
     }
 }
 
+/// A write transaction over many submissions: the verifier's group commit. Nothing in it is
+/// visible to others, or durable, until [`WriteBatch::commit`]; dropped uncommitted, it rolls
+/// back. Conflicts (a nonce used before, a token recorded before) are answers, not errors,
+/// so one bad submission never aborts the others (PostgreSQL aborts a transaction on an
+/// error).
+pub struct WriteBatch<'s> {
+    store: &'s Store,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    /// An accepted attestation or a licence was recorded: the fleet version moves.
+    fleet_changed: bool,
+}
+
+impl WriteBatch<'_> {
+    /// Records freshly issued challenge nonces, all issued at `issued_at` and expiring at
+    /// `expires_at`: one statement per [`ROW_CHUNK`] nonces.
+    pub async fn issue_nonces(
+        &mut self,
+        nonces: &[&[u8]],
+        issued_at: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        for nonce in nonces {
+            check_nonce(nonce)?;
+        }
+        if expires_at <= issued_at {
+            return Err(StoreError::InvalidInput {
+                what: "nonce expiry",
+                reason: format!("expires_at {expires_at} is not after issued_at {issued_at}"),
+            });
+        }
+        for chunk in nonces.chunks(ROW_CHUNK) {
+            let sql = format!(
+                "INSERT INTO nonces (nonce_hex, issued_at, expires_at) VALUES {} \
+                 ON CONFLICT (nonce_hex) DO NOTHING",
+                values(chunk.len(), 3, 0)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for nonce in chunk {
+                query = query.bind(hex(nonce)).bind(issued_at).bind(expires_at);
+            }
+            let done = query
+                .execute(&mut *self.tx)
+                .await
+                .map_err(self.store.query_err("issuing nonces"))?;
+            if done.rows_affected() != u64::try_from(chunk.len()).unwrap_or(u64::MAX) {
+                return Err(StoreError::DuplicateNonce {
+                    db: self.store.db.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records one freshly issued challenge nonce.
+    pub async fn issue_nonce(
+        &mut self,
+        nonce: &[u8],
+        issued_at: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.issue_nonces(&[nonce], issued_at, expires_at).await
+    }
+
+    /// Uses `nonces` at time `at`, in order: each is `Fresh` exactly once, for the first use
+    /// before expiry, on every replica sharing the database (one conditional `UPDATE`, which
+    /// the database applies atomically). A nonce listed twice is `Fresh` the first time only.
+    pub async fn consume_nonces(
+        &mut self,
+        nonces: &[&[u8]],
+        at: i64,
+    ) -> Result<Vec<NonceUse>, StoreError> {
+        let err = self.store.query_err("using nonces");
+        let keys: Vec<Option<String>> = nonces
+            .iter()
+            .map(|n| {
+                (MIN_NONCE_LEN..=MAX_NONCE_LEN)
+                    .contains(&n.len())
+                    .then(|| hex(n))
+            })
+            .collect();
+        let mut wanted: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut fresh: HashSet<String> = HashSet::new();
+        for chunk in wanted.chunks(ROW_CHUNK) {
+            let sql = format!(
+                "UPDATE nonces SET used_at = $1 WHERE used_at IS NULL AND expires_at > $1 \
+                 AND nonce_hex IN ({}) RETURNING nonce_hex",
+                placeholders(chunk.len(), 2)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            for row in query.fetch_all(&mut *self.tx).await.map_err(&err)? {
+                fresh.insert(row.try_get("nonce_hex").map_err(&err)?);
+            }
+        }
+        // Why the others were not fresh.
+        let rest: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|k| !fresh.contains(*k))
+            .collect();
+        let mut known: HashMap<String, bool> = HashMap::new();
+        for chunk in rest.chunks(ROW_CHUNK) {
+            let sql = format!(
+                "SELECT nonce_hex, used_at FROM nonces WHERE nonce_hex IN ({})",
+                placeholders(chunk.len(), 1)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            for row in query.fetch_all(&mut *self.tx).await.map_err(&err)? {
+                let used_at: Option<i64> = row.try_get("used_at").map_err(&err)?;
+                known.insert(row.try_get("nonce_hex").map_err(&err)?, used_at.is_some());
+            }
+        }
+        let mut given: HashSet<&str> = HashSet::new();
+        Ok(keys
+            .iter()
+            .map(|key| match key.as_deref() {
+                None => NonceUse::Unknown,
+                // Spent by this statement: fresh for its first listing, used for the others.
+                Some(k) if fresh.contains(k) => {
+                    if given.insert(k) {
+                        NonceUse::Fresh
+                    } else {
+                        NonceUse::Used
+                    }
+                }
+                Some(k) => match known.get(k) {
+                    None => NonceUse::Unknown,
+                    Some(true) => NonceUse::Used,
+                    Some(false) => NonceUse::Expired,
+                },
+            })
+            .collect())
+    }
+
+    /// Uses one nonce (see [`Self::consume_nonces`]).
+    pub async fn consume_nonce(&mut self, nonce: &[u8], at: i64) -> Result<NonceUse, StoreError> {
+        let used = self.consume_nonces(&[nonce], at).await?;
+        Ok(used.first().copied().unwrap_or(NonceUse::Unknown))
+    }
+
+    /// Appends attestations, in order, and moves each node's latest accepted one forward to
+    /// the newest accepted here when it is newer (greater `iat`; equal `iat`: greater token
+    /// SHA-256). One answer per attestation: its new row id; `None` when the same token (same
+    /// SHA-256) is already recorded, or was earlier in the list; an error when a field is over
+    /// the store's bounds (that one is not recorded, the others are).
+    pub async fn record_many(
+        &mut self,
+        rows: &[NewAttestation],
+    ) -> Result<Vec<Result<Option<i64>, StoreError>>, StoreError> {
+        let err = self.store.query_err("recording attestations");
+        let mut answers: Vec<Result<Option<i64>, StoreError>> =
+            rows.iter().map(|a| validate(a).map(|()| None)).collect();
+        let shas: Vec<String> = rows
+            .iter()
+            .map(|a| sha256_hex(a.token.as_bytes()))
+            .collect();
+        let valid: Vec<usize> = (0..rows.len())
+            .filter(|&i| answers.get(i).is_some_and(Result::is_ok))
+            .collect();
+        let mut ids: HashMap<String, i64> = HashMap::new();
+        for chunk in valid.chunks(ROW_CHUNK) {
+            let sql = format!(
+                "INSERT INTO attestations (node, iat, received_at, token, token_sha256, \
+                 claims_json, outcome, reason, sentence, ear) VALUES {} \
+                 ON CONFLICT (token_sha256) DO NOTHING RETURNING id, token_sha256",
+                values(chunk.len(), 10, 0)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for &i in chunk {
+                let (Some(a), Some(sha)) = (rows.get(i), shas.get(i)) else {
+                    continue;
+                };
+                query = query
+                    .bind(a.node.as_str())
+                    .bind(a.iat)
+                    .bind(a.received_at)
+                    .bind(a.token.as_str())
+                    .bind(sha.as_str())
+                    .bind(a.claims_json.as_str())
+                    .bind(a.outcome.as_str())
+                    .bind(a.reason.as_str())
+                    .bind(a.sentence.as_str())
+                    .bind(a.ear.as_deref());
+            }
+            for row in query.fetch_all(&mut *self.tx).await.map_err(&err)? {
+                ids.insert(
+                    row.try_get("token_sha256").map_err(&err)?,
+                    row.try_get("id").map_err(&err)?,
+                );
+            }
+        }
+        // Each recorded row's id, once (the first of equal tokens).
+        let mut newest: HashMap<&str, (i64, &str, i64)> = HashMap::new();
+        for &i in &valid {
+            let (Some(a), Some(sha), Some(answer)) = (rows.get(i), shas.get(i), answers.get_mut(i))
+            else {
+                continue;
+            };
+            let Some(id) = ids.remove(sha.as_str()) else {
+                continue;
+            };
+            *answer = Ok(Some(id));
+            if a.outcome == Outcome::Accepted {
+                let entry = newest.entry(a.node.as_str()).or_insert((a.iat, sha, id));
+                if (a.iat, sha.as_str()) > (entry.0, entry.1) {
+                    *entry = (a.iat, sha, id);
+                }
+            }
+        }
+        let mut latest: Vec<(&str, (i64, &str, i64))> = newest.into_iter().collect();
+        latest.sort_unstable();
+        self.fleet_changed |= !latest.is_empty();
+        for chunk in latest.chunks(ROW_CHUNK) {
+            let sql = format!(
+                "INSERT INTO latest_accepted (node, attestation_id, iat, token_sha256) VALUES {} \
+                 ON CONFLICT (node) DO UPDATE SET attestation_id = excluded.attestation_id, \
+                 iat = excluded.iat, token_sha256 = excluded.token_sha256 \
+                 WHERE excluded.iat > latest_accepted.iat \
+                 OR (excluded.iat = latest_accepted.iat \
+                     AND excluded.token_sha256 > latest_accepted.token_sha256)",
+                values(chunk.len(), 4, 0)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (node, (iat, sha, id)) in chunk {
+                query = query.bind(*node).bind(*id).bind(*iat).bind(*sha);
+            }
+            query.execute(&mut *self.tx).await.map_err(
+                self.store
+                    .query_err("moving the nodes' latest attestations"),
+            )?;
+        }
+        Ok(answers)
+    }
+
+    /// Appends one attestation (see [`Self::record_many`]).
+    pub async fn record(&mut self, a: &NewAttestation) -> Result<Option<i64>, StoreError> {
+        let mut answers = self.record_many(std::slice::from_ref(a)).await?;
+        answers.pop().unwrap_or(Ok(None))
+    }
+
+    /// Makes everything in the batch durable (SQLite: `synchronous = FULL`), at once. When
+    /// the batch recorded an accepted attestation, it first increases the fleet version (see
+    /// [`Store::fleet_version`]) and returns the new one. The counter's row stays locked
+    /// until the commit on both backends, so the version before this batch was exactly the
+    /// returned one minus 1.
+    pub async fn commit(mut self) -> Result<Option<i64>, StoreError> {
+        let version = if self.fleet_changed {
+            let row = sqlx::query(
+                "UPDATE fleet_version SET version = version + 1 WHERE id = 1 RETURNING version",
+            )
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(self.store.query_err("increasing the fleet version"))?;
+            Some(
+                row.try_get("version")
+                    .map_err(self.store.query_err("increasing the fleet version"))?,
+            )
+        } else {
+            None
+        };
+        self.tx
+            .commit()
+            .await
+            .map_err(self.store.query_err("committing a batch"))?;
+        Ok(version)
+    }
+}
+
+/// Ids per `IN (...)` list: well under SQLite's and PostgreSQL's bound-parameter limits.
+const ID_CHUNK: usize = 500;
+/// Rows per multi-row statement: 500 rows of 10 columns stay well under both limits.
+const ROW_CHUNK: usize = 500;
+
+/// `$from+1, $from+2, ...`: `n` numbered placeholders starting at `$first`.
+fn placeholders(n: usize, first: usize) -> String {
+    (first..first.saturating_add(n))
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, $2, $3), ($4, $5, $6), ...`: `rows` tuples of `columns` placeholders after `$skip`.
+fn values(rows: usize, columns: usize, skip: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(columns, skip + r * columns + 1)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The store's bounds on one attestation.
+fn validate(a: &NewAttestation) -> Result<(), StoreError> {
+    check_len("node", &a.node, 1, MAX_NODE_LEN)?;
+    check_len("attestation token", &a.token, 1, MAX_TOKEN_LEN)?;
+    check_len("claims JSON", &a.claims_json, 2, MAX_CLAIMS_LEN)?;
+    check_len("reason code", &a.reason, 1, MAX_REASON_LEN)?;
+    check_len("sentence", &a.sentence, 0, MAX_SENTENCE_LEN)?;
+    if let Some(ear) = &a.ear {
+        check_len("EAR", ear, 1, MAX_EAR_LEN)?;
+    }
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&a.claims_json) {
+        return Err(StoreError::InvalidInput {
+            what: "claims JSON",
+            reason: format!("not JSON: {e}"),
+        });
+    }
+    Ok(())
+}
+
 /// The connect URL for `sqlite://` + `rest`: the folder must exist; the file is created if
 /// missing (`mode=rwc` unless the URL names a mode).
 fn sqlite_url(rest: &str, db: &str) -> Result<String, StoreError> {
@@ -741,10 +1040,6 @@ fn check_len(what: &'static str, s: &str, min: usize, max: usize) -> Result<(), 
 
 fn limit_plus_one(n: usize) -> i64 {
     i64::try_from(n).map_or(i64::MAX, |n| n.saturating_add(1))
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 /// Lower-case hex of `bytes`.

@@ -95,8 +95,8 @@ async fn migrations_idempotent(kind: Kind) {
     // Two verifiers starting together on an empty database: each migration applies once.
     let (a, b) = tokio::join!(Store::open(&db.url), Store::open(&db.url));
     let (a, b) = (a.expect("open a"), b.expect("open b"));
-    assert_eq!(a.schema_version().await.expect("version"), 1);
-    assert_eq!(b.schema_version().await.expect("version"), 1);
+    assert_eq!(a.schema_version().await.expect("version"), 2);
+    assert_eq!(b.schema_version().await.expect("version"), 2);
     assert_eq!(
         a.backend(),
         match kind {
@@ -108,7 +108,7 @@ async fn migrations_idempotent(kind: Kind) {
     drop((a, b));
     // Opening again changes nothing and keeps the data.
     let c = open(&db).await;
-    assert_eq!(c.schema_version().await.expect("version"), 1);
+    assert_eq!(c.schema_version().await.expect("version"), 2);
     c.ping().await.expect("ping");
     assert_eq!(
         c.consume_nonce(&nonce(1), 15).await.expect("use"),
@@ -118,7 +118,11 @@ async fn migrations_idempotent(kind: Kind) {
         .fetch_one(&c.pool)
         .await
         .expect("count");
-    assert_eq!(rows.try_get::<i64, _>("n").expect("n"), 1);
+    assert_eq!(
+        rows.try_get::<i64, _>("n").expect("n"),
+        2,
+        "each migration once"
+    );
 }
 
 async fn nonce_lifecycle(kind: Kind) {
@@ -462,6 +466,100 @@ async fn durability_without_close(kind: Kind) {
     assert_eq!(names, BTreeSet::from(["durable".to_owned()]));
 }
 
+/// One write batch: many nonces issued and spent, many attestations recorded, per-row
+/// answers, one fleet-version step at the commit; a dropped batch changes nothing.
+async fn batch_operations(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    let v0 = s.fleet_version().await.expect("version");
+
+    let mut b = s.begin_batch().await.expect("batch");
+    let (n1, n2, n3) = (nonce(1), nonce(2), nonce(3));
+    b.issue_nonces(&[&n1, &n2, &n3], 100, 200)
+        .await
+        .expect("issue");
+    let used = b
+        .consume_nonces(&[&n1, &n1, &n2, &nonce(9), b"short"], 150)
+        .await
+        .expect("use");
+    assert_eq!(
+        used,
+        [
+            NonceUse::Fresh,
+            NonceUse::Used,
+            NonceUse::Fresh,
+            NonceUse::Unknown,
+            NonceUse::Unknown
+        ]
+    );
+    let mut empty_node = att("a", 10, "t-bad", Outcome::Accepted);
+    empty_node.node = String::new();
+    let rows = [
+        att("a", 10, "t-a10", Outcome::Accepted),
+        att("a", 20, "t-a20", Outcome::Accepted),
+        att("b", 5, "t-b5", Outcome::Rejected),
+        att("a", 10, "t-a10", Outcome::Accepted),
+        empty_node,
+    ];
+    let answers = b.record_many(&rows).await.expect("record");
+    assert!(matches!(answers[0], Ok(Some(_))), "{answers:?}");
+    assert!(matches!(answers[2], Ok(Some(_))), "{answers:?}");
+    assert!(
+        matches!(answers[3], Ok(None)),
+        "the same token twice: {answers:?}"
+    );
+    assert!(
+        matches!(answers[4], Err(StoreError::InvalidInput { .. })),
+        "{answers:?}"
+    );
+    let a20 = match answers[1] {
+        Ok(Some(id)) => id,
+        ref other => panic!("{other:?}"),
+    };
+    let version = b.commit().await.expect("commit");
+    assert_eq!(version, Some(v0 + 1), "one step for the batch");
+    assert_eq!(s.fleet_version().await.expect("version"), v0 + 1);
+    assert_eq!(latest_ids(&s).await, [("a".to_owned(), a20)]);
+    assert_eq!(
+        s.latest_pointers().await.expect("pointers"),
+        [("a".to_owned(), a20)]
+    );
+    let by_id = s.attestations_by_id(&[a20, 999_999]).await.expect("by id");
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(by_id[0].token, "t-a20");
+
+    // Only rejections: the fleet did not change, nor does its version.
+    let mut b = s.begin_batch().await.expect("batch");
+    b.record(&att("c", 1, "t-c1", Outcome::Rejected))
+        .await
+        .expect("record");
+    assert_eq!(b.commit().await.expect("commit"), None);
+    assert_eq!(s.fleet_version().await.expect("version"), v0 + 1);
+
+    // Dropped without a commit: the nonce stays unspent, the row unrecorded.
+    let mut b = s.begin_batch().await.expect("batch");
+    assert_eq!(
+        b.consume_nonce(&n3, 160).await.expect("use"),
+        NonceUse::Fresh
+    );
+    b.record(&att("d", 1, "t-d1", Outcome::Accepted))
+        .await
+        .expect("record");
+    drop(b);
+    assert_eq!(
+        s.consume_nonce(&n3, 161).await.expect("use"),
+        NonceUse::Fresh
+    );
+    assert_eq!(latest_ids(&s).await.len(), 1);
+
+    // A new licence moves the version; the same licence again does not.
+    assert!(s.add_licence("L-1", "lic-token", 5).await.expect("add"));
+    assert_eq!(s.fleet_version().await.expect("version"), v0 + 2);
+    assert!(!s.add_licence("L-1", "lic-token", 6).await.expect("add"));
+    assert_eq!(s.fleet_version().await.expect("version"), v0 + 2);
+    assert_eq!(s.licence_count().await.expect("count"), 1);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -484,6 +582,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    batch_operations,
     migrations_idempotent,
     nonce_lifecycle,
     nonce_race_between_replicas,
@@ -565,12 +664,12 @@ async fn store_open_errors_name_the_database_and_the_fix() {
 async fn sqlite_schema_from_a_newer_verifier_is_refused() {
     let db = fresh(Kind::Sqlite).await;
     let s = open(&db).await;
-    sqlx::query("INSERT INTO schema_version (version, name) VALUES (2, 'future')")
+    sqlx::query("INSERT INTO schema_version (version, name) VALUES (3, 'future')")
         .execute(&s.pool)
         .await
         .expect("insert");
     s.close().await;
     let err = Store::open(&db.url).await.expect_err("newer schema");
     assert!(matches!(err, StoreError::Schema { .. }), "{err}");
-    assert!(err.to_string().contains("schema version 2"), "{err}");
+    assert!(err.to_string().contains("schema version 3"), "{err}");
 }

@@ -1,0 +1,282 @@
+//! The fleet over real HTTP on loopback: one GPU reported by two nodes, a node that falls
+//! silent (stale, still counted), and two verifier replicas sharing one PostgreSQL database
+//! (a nonce issued by one is answered at the other, each sees the other's nodes, a replay is
+//! refused by both).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{RunningVerifier, VerifierSetup, ok, path_segment, run, s, workspace_root};
+
+/// `tppguard-agent push --simulate --json` from `node` to `base`: its verdict (exit 0 or 1).
+fn push(base: &str, node: &Path) -> Value {
+    let out = run(
+        "tppguard-agent",
+        &[
+            "push",
+            "--verifier",
+            base,
+            "--dir",
+            s(node),
+            "--simulate",
+            "--site",
+            "fra-1",
+            "--json",
+        ],
+    );
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "push exits {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("push --json prints a verdict")
+}
+
+/// The codes of a list of findings.
+fn codes(findings: &Value) -> Vec<&str> {
+    findings
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect()
+}
+
+fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// `POST /v1/challenge` at `base`: the nonce.
+fn challenge(base: &str) -> String {
+    let mut resp = http()
+        .post(format!("{base}/v1/challenge"))
+        .send_empty()
+        .expect("POST challenge");
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().expect("body"))
+        .expect("challenge JSON");
+    v["nonce"].as_str().expect("nonce").to_owned()
+}
+
+/// `POST /v1/attestations` at `base`: the status and the JSON answer.
+fn post(base: &str, token: &str) -> (u16, Value) {
+    let mut resp = http()
+        .post(format!("{base}/v1/attestations"))
+        .header("Content-Type", "application/jose")
+        .send(token)
+        .expect("POST attestation");
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().expect("body");
+    (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+/// `tppguard-agent attest --simulate` from `node` answering `nonce`: the token.
+fn attest(node: &Path, nonce: &str) -> String {
+    let out = node.join("attestation.jws");
+    ok(
+        "tppguard-agent",
+        &[
+            "attest",
+            "--dir",
+            s(node),
+            "--simulate",
+            "--site",
+            "fra-1",
+            "--nonce",
+            nonce,
+            "--out",
+            s(&out),
+        ],
+    );
+    std::fs::read_to_string(&out)
+        .expect("attestation")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn serve_flags_one_gpu_reported_by_two_nodes() {
+    let setup = VerifierSetup::new("127.0.0.1:0");
+    // Both nodes run the simulated DGX H100: the same eight GPU identities.
+    let second = setup.add_node("gpu-node-02");
+    let verifier = setup.start();
+
+    let first = push(&verifier.base, &setup.node);
+    assert!(
+        !codes(&first["findings"]).contains(&"duplicate_device"),
+        "{first}"
+    );
+    let again = push(&verifier.base, &second);
+    assert!(
+        codes(&again["findings"]).contains(&"duplicate_device"),
+        "the second node is told: {again}"
+    );
+
+    let (status, dups) = verifier.get_json("/v1/findings?code=duplicate_device");
+    assert_eq!(status, 200);
+    let dups = dups["findings"].as_array().expect("findings");
+    assert!(!dups.is_empty());
+    // One finding per GPU identity, naming both places.
+    assert_eq!(dups.len(), 8, "{dups:?}");
+    for node in [&first["node"], &again["node"]] {
+        let node = node.as_str().expect("node");
+        assert!(
+            dups.iter().all(|f| f["figures"]["seen_in"]
+                .as_array()
+                .is_some_and(|places| places
+                    .iter()
+                    .any(|p| p.as_str().is_some_and(|p| p.starts_with(node))))),
+            "every duplicate_device finding names {node}: {dups:?}"
+        );
+    }
+    // Each GPU counts once: eight devices under the licence, not sixteen.
+    let (_, licences) = verifier.get_json("/v1/licences");
+    assert_eq!(licences["licences"][0]["devices"]["used"], 8, "{licences}");
+    assert_eq!(
+        licences["licences"][0]["tpp"]["used"].to_string(),
+        "126649.6"
+    );
+}
+
+#[test]
+fn serve_marks_a_silent_node_stale_and_still_counts_it() {
+    let setup = VerifierSetup::new("127.0.0.1:0");
+    // The example licence with a two-second attestation age, signed over the shipped one.
+    let example = std::fs::read_to_string(workspace_root().join("examples/licence.toml"))
+        .expect("example licence");
+    let short = example.replace(
+        "max_attestation_age = \"24h\"",
+        "max_attestation_age = \"2s\"",
+    );
+    assert_ne!(short, example, "the example names its max_attestation_age");
+    let dir = setup.tmp.path();
+    let toml = dir.join("short-age.toml");
+    std::fs::write(&toml, short).expect("licence");
+    ok(
+        "tppguard-verifier",
+        &[
+            "licence",
+            "sign",
+            "--dir",
+            s(&dir.join("pki")),
+            s(&toml),
+            "--out",
+            s(&dir.join("licences/licence.jws")),
+        ],
+    );
+    let verifier = setup.start();
+
+    let pushed = Instant::now();
+    let answer = push(&verifier.base, &setup.node);
+    let node = answer["node"].as_str().expect("node").to_owned();
+    assert!(
+        !codes(&answer["findings"]).contains(&"stale_node"),
+        "{answer}"
+    );
+
+    // Past the licence's two seconds (iat is whole seconds: wait for three).
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(pushed.elapsed()));
+    let (_, nodes) = verifier.get_json("/v1/nodes");
+    assert_eq!(nodes["nodes"][0]["node"], node.as_str());
+    assert_eq!(nodes["nodes"][0]["stale"], true, "{nodes}");
+    assert_eq!(
+        nodes["nodes"][0]["devices_counted"], 8,
+        "a stale node still counts"
+    );
+    let (_, findings) = verifier.get_json(&format!("/v1/findings?node={}", path_segment(&node)));
+    assert!(
+        codes(&findings["findings"]).contains(&"stale_node"),
+        "{findings}"
+    );
+    let (_, licences) = verifier.get_json("/v1/licences");
+    let usage = &licences["licences"][0];
+    assert_eq!(usage["devices"]["used"], 8, "{usage}");
+    assert_eq!(usage["tpp"]["used"].to_string(), "126649.6");
+    let metrics = run_metrics(&verifier);
+    assert!(
+        metrics.contains("tppguard_verifier_stale_nodes 1"),
+        "{metrics}"
+    );
+
+    // A fresh attestation makes it current again.
+    let answer = push(&verifier.base, &setup.node);
+    assert!(
+        !codes(&answer["findings"]).contains(&"stale_node"),
+        "{answer}"
+    );
+    let (_, nodes) = verifier.get_json("/v1/nodes");
+    assert_eq!(nodes["nodes"][0]["stale"], false, "{nodes}");
+}
+
+fn run_metrics(v: &RunningVerifier) -> String {
+    let mut resp = http()
+        .get(format!("{}/metrics", v.base))
+        .call()
+        .expect("GET /metrics");
+    resp.body_mut().read_to_string().expect("metrics")
+}
+
+#[test]
+fn serve_replicas_on_postgres_share_nonces_and_the_fleet() {
+    use tppguard_verifier::store::pg_harness;
+    let cluster = pg_harness::cluster().unwrap_or_else(|e| panic!("PostgreSQL test cluster: {e}"));
+    let url = cluster
+        .create_database()
+        .unwrap_or_else(|e| panic!("PostgreSQL test database: {e}"));
+    let setup = VerifierSetup::new("127.0.0.1:0");
+    let second = setup.add_node("gpu-node-02");
+    setup.configure(&format!("database = \"{url}\""));
+    let a = setup.start();
+    let b = setup.start();
+    assert_ne!(a.base, b.base);
+
+    // A challenge from replica A, answered at replica B.
+    let nonce = challenge(&a.base);
+    let token = attest(&setup.node, &nonce);
+    let (status, answer) = post(&b.base, &token);
+    assert_eq!(status, 200, "{answer}");
+    let first = answer["node"].as_str().expect("node").to_owned();
+    // The same token again, at either replica: the nonce is spent for both.
+    for base in [&a.base, &b.base] {
+        let (status, answer) = post(base, &token);
+        assert_eq!(status, 409, "{answer}");
+        assert_eq!(answer["code"], "nonce_replayed");
+    }
+
+    // The second node pushes to A and is told about the GPUs B recorded for the first.
+    let answer = push(&a.base, &second);
+    assert!(
+        codes(&answer["findings"]).contains(&"duplicate_device"),
+        "{answer}"
+    );
+    let other = answer["node"].as_str().expect("node").to_owned();
+
+    // Both replicas hold both nodes, whichever one recorded them.
+    for v in [&a, &b] {
+        let (status, nodes) = v.get_json("/v1/nodes");
+        assert_eq!(status, 200);
+        let names: Vec<&str> = nodes["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter_map(|n| n["node"].as_str())
+            .collect();
+        assert_eq!(names.len(), 2, "{nodes}");
+        assert!(names.contains(&first.as_str()) && names.contains(&other.as_str()));
+        let (_, history) = v.get_json(&format!("/v1/nodes/{}/history", path_segment(&first)));
+        let reasons: Vec<&str> = history["attestations"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .filter_map(|e| e["reason"].as_str())
+            .collect();
+        // The replays were of a token already recorded (its SHA-256 is the key): no new row.
+        assert_eq!(reasons, ["accepted"], "{history}");
+    }
+}

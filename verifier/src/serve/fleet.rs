@@ -1,0 +1,238 @@
+//! The fleet as this replica knows it: each node's latest accepted attestation (as verified
+//! when it arrived) and the stored licences, held in memory so that evaluating the fleet reads
+//! no attestation rows and parses no claims.
+//!
+//! The database stays the source of truth. [`FleetState::refresh`] first reads the fleet
+//! version, a counter every transaction that changes the fleet increases: unchanged since the
+//! last look, there is nothing to read (the usual case for a single verifier, whose own
+//! commits move the version it already holds, [`FleetState::committed`]). Otherwise it reads
+//! every node's latest pointer (node and row id) and fetches only the rows this replica has
+//! not seen (another replica's, or all of them at start), and reloads the licences when their
+//! count changed (they are only ever added). The licences are verified again, and the rule set
+//! chosen again, at most once per second ([`Basis`]): a licence or a certificate that expires
+//! stops counting within a second.
+//!
+//! Which of two attestations of a node is the latest is decided as the store decides it
+//! (greater `iat`; equal `iat`: greater token SHA-256), so memory and database agree whatever
+//! order replicas' writes are seen in.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use tppguard_proto::claims::AttestationClaims;
+use tppguard_proto::ruleset::RuleSet;
+
+use super::api::{ApiError, ApiResult};
+use crate::chain::TrustAnchors;
+use crate::check::rule_sets;
+use crate::licence::verify_licence;
+use crate::policy::{FleetVerdict, VerifiedAttestation, VerifiedLicence, evaluate};
+use crate::store::{Store, StoredAttestation, StoredLicence};
+
+/// A node's latest accepted attestation and its row id.
+struct Latest {
+    id: i64,
+    attestation: VerifiedAttestation,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The fleet version this memory reflects at least (see [`Store::fleet_version`]).
+    version: Option<i64>,
+    nodes: HashMap<String, Latest>,
+    /// The stored licence tokens, and how many the database held when they were read.
+    licences: Vec<StoredLicence>,
+    licence_count: Option<u64>,
+}
+
+/// What an evaluation needs besides the attestations, valid for one second.
+pub(crate) struct Basis {
+    at: i64,
+    licence_count: Option<u64>,
+    /// The stored licences that verify at `at`.
+    pub(crate) licences: Vec<VerifiedLicence>,
+    /// The rule set evaluated: the first configured, or the first the licences name.
+    pub(crate) rule_set: RuleSet,
+}
+
+/// The in-memory fleet of one replica.
+pub(crate) struct FleetState {
+    /// `rule_sets` from the configuration (files); empty: the licences name them.
+    rule_sets: Vec<String>,
+    inner: RwLock<Inner>,
+    basis: Mutex<Option<Arc<Basis>>>,
+}
+
+impl FleetState {
+    pub(crate) fn new(rule_sets: Vec<String>) -> Self {
+        Self {
+            rule_sets,
+            inner: RwLock::default(),
+            basis: Mutex::default(),
+        }
+    }
+
+    /// Catches up with the database: other replicas' attestations and new licences. One
+    /// single-row read when nothing changed since the last look.
+    pub(crate) async fn refresh(&self, store: &Store) -> ApiResult<()> {
+        let version = store.fleet_version().await?;
+        if self.read().version >= Some(version) {
+            return Ok(());
+        }
+        let pointers = store.latest_pointers().await?;
+        let unseen: Vec<i64> = {
+            let inner = self.read();
+            pointers
+                .iter()
+                .filter(|(node, id)| inner.nodes.get(node).is_none_or(|l| l.id != *id))
+                .map(|(_, id)| *id)
+                .collect()
+        };
+        if !unseen.is_empty() {
+            let rows = store.attestations_by_id(&unseen).await?;
+            let parsed = rows
+                .iter()
+                .map(|row| Ok((row.id, from_stored(row)?)))
+                .collect::<ApiResult<Vec<_>>>()?;
+            for (id, attestation) in parsed {
+                self.apply(id, attestation);
+            }
+        }
+        let count = store.licence_count().await?;
+        let known = self.read().licence_count;
+        if known != Some(count) {
+            let licences = store.licences().await?;
+            let mut inner = self.write();
+            inner.licence_count = Some(u64::try_from(licences.len()).unwrap_or(u64::MAX));
+            inner.licences = licences;
+        }
+        // Everything up to `version` is now in memory (what was read is at least as new).
+        let mut inner = self.write();
+        inner.version = inner.version.max(Some(version));
+        Ok(())
+    }
+
+    /// After this replica committed a batch that moved the fleet version to `version`, with
+    /// its accepted attestations already applied: when the memory reflected the version just
+    /// before, it now reflects `version`, and the next refresh has nothing to read.
+    pub(crate) fn committed(&self, version: i64) {
+        let mut inner = self.write();
+        if inner.version == Some(version.saturating_sub(1)) {
+            inner.version = Some(version);
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many nodes the fleet holds.
+    pub(crate) fn node_count(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .nodes
+            .len()
+    }
+
+    /// Takes in an accepted attestation recorded as row `id`, unless the node's current one
+    /// is newer.
+    pub(crate) fn apply(&self, id: i64, attestation: VerifiedAttestation) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let newer = |cur: &VerifiedAttestation| {
+            (attestation.claims().iat, attestation.token_sha256())
+                > (cur.claims().iat, cur.token_sha256())
+        };
+        match inner.nodes.get_mut(attestation.node_subject()) {
+            Some(cur) if !newer(&cur.attestation) => {}
+            Some(cur) => *cur = Latest { id, attestation },
+            None => {
+                inner.nodes.insert(
+                    attestation.node_subject().to_owned(),
+                    Latest { id, attestation },
+                );
+            }
+        }
+    }
+
+    /// The licences and rule set at `at` (computed at most once per second and licence set).
+    pub(crate) fn basis(&self, trust: &TrustAnchors, at: i64) -> ApiResult<Arc<Basis>> {
+        let (tokens, licence_count) = {
+            let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+            let mut cache = self.basis.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(b) = cache.as_ref()
+                && b.at == at
+                && b.licence_count == inner.licence_count
+            {
+                return Ok(Arc::clone(b));
+            }
+            *cache = None;
+            (
+                inner
+                    .licences
+                    .iter()
+                    .map(|l| l.token.clone())
+                    .collect::<Vec<_>>(),
+                inner.licence_count,
+            )
+        };
+        let licences: Vec<VerifiedLicence> = tokens
+            .iter()
+            .filter_map(|t| verify_licence(t, trust, at).ok())
+            .collect();
+        let mut sets = rule_sets(&self.rule_sets, &licences)?;
+        if sets.is_empty() {
+            return Err(ApiError::internal(&"no rule set to evaluate"));
+        }
+        let rule_set = sets.swap_remove(0);
+        let basis = Arc::new(Basis {
+            at,
+            licence_count,
+            licences,
+            rule_set,
+        });
+        *self.basis.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&basis));
+        Ok(basis)
+    }
+
+    /// The verdict at `basis.at` on the fleet held, with `arrivals` taken in (newest per node
+    /// counts). CPU work: call it off the async workers.
+    pub(crate) fn evaluate(
+        &self,
+        basis: &Basis,
+        arrivals: &[&VerifiedAttestation],
+    ) -> FleetVerdict {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        evaluate(
+            &basis.licences,
+            &basis.rule_set,
+            inner
+                .nodes
+                .values()
+                .map(|l| &l.attestation)
+                .chain(arrivals.iter().map(|a| &**a)),
+            basis.at,
+        )
+    }
+}
+
+/// A stored accepted attestation as the policy takes it: the claims recorded when it was
+/// verified, its node and token hash.
+fn from_stored(a: &StoredAttestation) -> ApiResult<VerifiedAttestation> {
+    let corrupt = |what: &str| {
+        ApiError::internal(&format!(
+            "stored attestation {} of {}: {what}",
+            a.id, a.node
+        ))
+    };
+    let claims = AttestationClaims::from_json(a.claims_json.as_bytes())
+        .map_err(|e| corrupt(&format!("claims do not read back ({})", e.code())))?;
+    let sha: [u8; 32] = super::api::hex_bytes(&a.token_sha256)
+        .try_into()
+        .map_err(|_| corrupt("token_sha256 is not 32 bytes of hex"))?;
+    Ok(VerifiedAttestation::new(claims, a.node.clone(), sha))
+}

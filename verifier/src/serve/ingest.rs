@@ -1,0 +1,420 @@
+//! The write path: one task takes every challenge, attestation and rejection from the
+//! handlers and commits them in batches (group commit).
+//!
+//! Whatever arrives while a batch is being committed forms the next batch (up to
+//! [`MAX_BATCH`]): under load, one transaction, one durable sync (SQLite `synchronous = FULL`,
+//! PostgreSQL's WAL flush) and one fleet evaluation serve many submissions; alone, a
+//! submission is committed at once. A batch:
+//!
+//! 1. catches the in-memory fleet up with the database ([`FleetState::refresh`]);
+//! 2. in one transaction, stores the new challenge nonces, spends the nonces the attestations
+//!    answer (a replayed, unknown or expired nonce turns the attestation into a rejection) and
+//!    records the rejections;
+//! 3. evaluates the fleet with the batch's accepted attestations taken in, under the licences
+//!    and rule set of this second, and signs each node's EAR;
+//! 4. records the accepted attestations with their EARs, commits, and only then updates the
+//!    in-memory fleet and answers. A failed commit answers every submission of the batch 503
+//!    and changes nothing: an answer of 200 means the attestation is on disk.
+//!
+//! Every answer of a batch therefore reflects the same instant and the whole batch: two nodes
+//! whose GPUs overlap, arriving together, each see the other.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use tokio::sync::{mpsc, oneshot};
+
+use super::AppState;
+use super::api::{ApiError, ApiResult, Rejection, nonce_rejection, rejected_record};
+use crate::ear::{EarClaims, EarStatus};
+use crate::policy::{Finding, FleetVerdict, VerifiedAttestation};
+use crate::store::{NewAttestation, Outcome, WriteBatch};
+
+/// Most jobs in one batch.
+pub(crate) const MAX_BATCH: usize = 512;
+/// Jobs waiting for the writer before handlers wait to hand theirs over.
+pub(crate) const QUEUE: usize = 4096;
+/// Nonces are deleted this long after they expire (until then, a late answer is told
+/// `nonce_expired` rather than `nonce_unknown`).
+const NONCE_RETENTION_S: i64 = 86_400;
+/// Seconds between prunings of old nonces.
+const PRUNE_EVERY_S: i64 = 600;
+
+/// Work for the writer.
+pub(crate) enum Job {
+    /// Store a fresh challenge nonce; answers its expiry.
+    Challenge {
+        nonce: [u8; 32],
+        reply: oneshot::Sender<ApiResult<i64>>,
+    },
+    /// Record an attestation rejected before its nonce was looked at.
+    Rejected {
+        record: Box<NewAttestation>,
+        reply: oneshot::Sender<ApiResult<()>>,
+    },
+    /// Spend the nonce, evaluate, sign the EAR, record.
+    Attest(Box<Submission>),
+}
+
+/// A verified attestation waiting for its nonce, its evaluation and its record.
+pub(crate) struct Submission {
+    pub(crate) verified: VerifiedAttestation,
+    pub(crate) token: String,
+    /// The claims as JSON text, made by the handler (in parallel, off the writer's path).
+    pub(crate) claims_json: String,
+    pub(crate) nonce: Vec<u8>,
+    pub(crate) received_at: i64,
+    pub(crate) reply: oneshot::Sender<ApiResult<Accepted>>,
+}
+
+/// The answer to an accepted attestation.
+pub(crate) struct Accepted {
+    pub(crate) status: EarStatus,
+    pub(crate) ear: String,
+    pub(crate) findings: Vec<Finding>,
+}
+
+/// Hands `job` to the writer.
+pub(crate) async fn submit(queue: &mpsc::Sender<Job>, job: Job) -> ApiResult<()> {
+    queue
+        .send(job)
+        .await
+        .map_err(|_| ApiError::internal(&"the verifier's writer stopped"))
+}
+
+/// The writer: runs until every sender is gone.
+pub(crate) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<Job>) {
+    let mut last_prune = i64::MIN;
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let batch = std::mem::take(&mut jobs);
+        let Ok(now) = crate::unix_now() else {
+            fail_all(
+                batch,
+                &ApiError::internal(&"the system clock is before 1970"),
+            );
+            continue;
+        };
+        process(&state, batch, now).await;
+        if now.saturating_sub(last_prune) >= PRUNE_EVERY_S {
+            last_prune = now;
+            match state
+                .store
+                .prune_nonces(now.saturating_sub(NONCE_RETENTION_S))
+                .await
+            {
+                Ok(n) => tracing::debug!(pruned = n, "old nonces deleted"),
+                Err(e) => tracing::warn!(error = %e, "could not delete old nonces; will retry"),
+            }
+        }
+    }
+}
+
+/// Answers every job of `batch` with `error`.
+fn fail_all(batch: Vec<Job>, error: &ApiError) {
+    for job in batch {
+        match job {
+            Job::Challenge { reply, .. } => drop(reply.send(Err(error.clone()))),
+            Job::Rejected { reply, .. } => drop(reply.send(Err(error.clone()))),
+            Job::Attest(sub) => drop(sub.reply.send(Err(error.clone()))),
+        }
+    }
+}
+
+/// An answer to send once the batch is committed, with the outcome to count in the metrics.
+enum Answer {
+    Challenge(oneshot::Sender<ApiResult<i64>>, i64),
+    Recorded(oneshot::Sender<ApiResult<()>>),
+    Attest {
+        reply: oneshot::Sender<ApiResult<Accepted>>,
+        result: ApiResult<Accepted>,
+        counted: Option<(&'static str, &'static str)>,
+    },
+}
+
+impl Answer {
+    fn send(self) {
+        match self {
+            Self::Challenge(reply, expires_at) => drop(reply.send(Ok(expires_at))),
+            Self::Recorded(reply) => drop(reply.send(Ok(()))),
+            Self::Attest { reply, result, .. } => drop(reply.send(result)),
+        }
+    }
+
+    fn fail(self, error: &ApiError) {
+        match self {
+            Self::Challenge(reply, _) => drop(reply.send(Err(error.clone()))),
+            Self::Recorded(reply) => drop(reply.send(Err(error.clone()))),
+            Self::Attest { reply, .. } => drop(reply.send(Err(error.clone()))),
+        }
+    }
+}
+
+async fn process(s: &Arc<AppState>, batch: Vec<Job>, now: i64) {
+    let started = std::time::Instant::now();
+    let jobs = batch.len();
+    if let Err(e) = s.fleet.refresh(&s.store).await {
+        tracing::warn!(
+            error = e.sentence(),
+            jobs,
+            "batch refused: cannot read the fleet"
+        );
+        fail_all(batch, &e);
+        return;
+    }
+    let refreshed = started.elapsed();
+    let mut tx = match s.store.begin_batch().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            fail_all(batch, &e.into());
+            return;
+        }
+    };
+    let mut staged = Staged::default();
+    if let Err(e) = stage(s, &mut tx, batch, now, &mut staged).await {
+        tracing::warn!(error = e.sentence(), jobs, "batch rolled back");
+        staged.answers.into_iter().for_each(|a| a.fail(&e));
+        return;
+    }
+    let staged_at = started.elapsed();
+    let version = match tx.commit().await {
+        Ok(v) => v,
+        Err(e) => {
+            let e = ApiError::from(e);
+            tracing::warn!(error = e.sentence(), jobs, "batch commit failed");
+            staged.answers.into_iter().for_each(|a| a.fail(&e));
+            return;
+        }
+    };
+    let accepted = staged.accepted.len();
+    for (id, attestation) in staged.accepted {
+        s.fleet.apply(id, attestation);
+    }
+    if let Some(v) = version {
+        s.fleet.committed(v);
+    }
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    tracing::debug!(
+        jobs,
+        accepted,
+        refresh_ms = ms(refreshed),
+        evaluate_ms = ms(staged.evaluation),
+        commit_ms = ms(started.elapsed().saturating_sub(staged_at)),
+        took_ms = ms(started.elapsed()),
+        "batch committed"
+    );
+    if let Some(verdict) = &staged.verdict {
+        s.metrics.usage(verdict);
+    }
+    for answer in staged.answers {
+        if let Answer::Attest {
+            counted: Some((outcome, code)),
+            ..
+        } = &answer
+        {
+            s.metrics.attestation(outcome, code);
+        }
+        answer.send();
+    }
+}
+
+/// What a batch has done before its commit.
+#[derive(Default)]
+struct Staged {
+    answers: Vec<Answer>,
+    /// Accepted attestations and their row ids, for the in-memory fleet.
+    accepted: Vec<(i64, VerifiedAttestation)>,
+    /// The verdict the batch's EARs were made from.
+    verdict: Option<FleetVerdict>,
+    /// How long evaluating the fleet took.
+    evaluation: std::time::Duration,
+}
+
+/// Steps 2 to 4 of the module documentation, up to the commit: a few multi-row statements
+/// per batch, whatever its size. An error is fatal to the batch: every answer staged, and
+/// every request not yet answered, is failed with it.
+async fn stage(
+    s: &Arc<AppState>,
+    tx: &mut WriteBatch<'_>,
+    batch: Vec<Job>,
+    now: i64,
+    staged: &mut Staged,
+) -> ApiResult<()> {
+    let mut nonces: Vec<[u8; 32]> = Vec::new();
+    let mut records: Vec<NewAttestation> = Vec::new();
+    let mut record_replies: Vec<oneshot::Sender<ApiResult<()>>> = Vec::new();
+    let mut subs: Vec<Submission> = Vec::new();
+    let expires_at = now.saturating_add(s.nonce_ttl_s);
+    for job in batch {
+        match job {
+            Job::Challenge { nonce, reply } => {
+                nonces.push(nonce);
+                staged.answers.push(Answer::Challenge(reply, expires_at));
+            }
+            Job::Rejected { record, reply } => {
+                records.push(*record);
+                record_replies.push(reply);
+            }
+            Job::Attest(sub) => subs.push(*sub),
+        }
+    }
+    let unanswered = |subs: Vec<Submission>, replies: Vec<oneshot::Sender<_>>, e: &ApiError| {
+        subs.into_iter()
+            .for_each(|sub| drop(sub.reply.send(Err(e.clone()))));
+        replies
+            .into_iter()
+            .for_each(|r| drop(r.send(Err(e.clone()))));
+    };
+
+    // New nonces, then the nonces the attestations answer.
+    let refs: Vec<&[u8]> = nonces.iter().map(|n| &n[..]).collect();
+    let spent = match tx.issue_nonces(&refs, now, expires_at).await {
+        Ok(()) => {
+            let answered: Vec<&[u8]> = subs.iter().map(|sub| sub.nonce.as_slice()).collect();
+            tx.consume_nonces(&answered, now).await
+        }
+        Err(e) => Err(e),
+    };
+    let spent = match spent {
+        Ok(spent) => spent,
+        Err(e) => {
+            let e = ApiError::from(e);
+            unanswered(subs, record_replies, &e);
+            return Err(e);
+        }
+    };
+    let mut fresh: Vec<Submission> = Vec::with_capacity(subs.len());
+    let mut refused: Vec<(Submission, Rejection)> = Vec::new();
+    for (sub, used) in subs.into_iter().zip(spent) {
+        match nonce_rejection(used) {
+            None => fresh.push(sub),
+            Some(r) => {
+                records.push(rejected_record(&sub.token, Some(&sub.verified), now, &r));
+                refused.push((sub, r));
+            }
+        }
+    }
+
+    // The rejections: those refused before their nonce, then those refused for it.
+    let recorded = match tx.record_many(&records).await {
+        Ok(r) => r,
+        Err(e) => {
+            let e = ApiError::from(e);
+            let subs = fresh.into_iter().chain(refused.into_iter().map(|(s, _)| s));
+            unanswered(subs.collect(), record_replies, &e);
+            return Err(e);
+        }
+    };
+    let mut recorded = recorded.into_iter();
+    for reply in record_replies {
+        match recorded.next() {
+            Some(Err(e)) => drop(reply.send(Err(e.into()))),
+            _ => staged.answers.push(Answer::Recorded(reply)),
+        }
+    }
+    for (sub, r) in refused {
+        let answer = match recorded.next() {
+            Some(Err(e)) => Answer::Attest {
+                reply: sub.reply,
+                result: Err(e.into()),
+                counted: None,
+            },
+            _ => Answer::Attest {
+                reply: sub.reply,
+                result: Err(r.error()),
+                counted: Some(("rejected", r.code)),
+            },
+        };
+        staged.answers.push(answer);
+    }
+    if fresh.is_empty() {
+        return Ok(());
+    }
+
+    // Evaluate the fleet as it will be with the batch, off the async workers.
+    let evaluating = std::time::Instant::now();
+    let basis = s.fleet.basis(&s.trust, now)?;
+    let verdict = tokio::task::block_in_place(|| {
+        let arrivals: Vec<&VerifiedAttestation> = fresh.iter().map(|f| &f.verified).collect();
+        s.fleet.evaluate(&basis, &arrivals)
+    });
+    staged.evaluation = evaluating.elapsed();
+    let index = verdict.finding_index();
+    let mut records = Vec::with_capacity(fresh.len());
+    let mut pending = Vec::with_capacity(fresh.len());
+    for sub in fresh {
+        let node = sub.verified.node_subject().to_owned();
+        let nonce = Some(&sub.verified.claims().eat_nonce);
+        let ear = EarClaims::for_node(&verdict, &index, &node, nonce, now);
+        let status = ear.submods.get(&node).map_or(EarStatus::None, |a| a.status);
+        let signed = match ear.sign(&s.result_key) {
+            Ok(p) => p,
+            Err(e) => {
+                staged.answers.push(Answer::Attest {
+                    reply: sub.reply,
+                    result: Err(e.into()),
+                    counted: None,
+                });
+                continue;
+            }
+        };
+        records.push(NewAttestation {
+            node: node.clone(),
+            iat: sub.verified.claims().iat,
+            received_at: sub.received_at,
+            token: sub.token,
+            claims_json: sub.claims_json,
+            outcome: Outcome::Accepted,
+            reason: "accepted".to_owned(),
+            sentence: "the attestation verified".to_owned(),
+            ear: Some(signed.clone()),
+        });
+        let findings = verdict
+            .nodes
+            .binary_search_by(|n| n.node.as_str().cmp(&node))
+            .ok()
+            .and_then(|i| verdict.nodes.get(i))
+            .map(|n| index.for_node(n).into_iter().cloned().collect())
+            .unwrap_or_default();
+        let accepted = Accepted {
+            status,
+            ear: signed,
+            findings,
+        };
+        pending.push((sub.verified, sub.reply, accepted));
+    }
+    let recorded = match tx.record_many(&records).await {
+        Ok(r) => r,
+        Err(e) => {
+            let e = ApiError::from(e);
+            pending
+                .into_iter()
+                .for_each(|(_, reply, _)| drop(reply.send(Err(e.clone()))));
+            return Err(e);
+        }
+    };
+    for ((verified, reply, accepted), outcome) in pending.into_iter().zip(recorded) {
+        let (result, counted) = match outcome {
+            Ok(Some(id)) => {
+                staged.accepted.push((id, verified));
+                (Ok(accepted), Some(("accepted", "accepted")))
+            }
+            Ok(None) => (
+                Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "attestation_duplicate",
+                    "this exact attestation was already received",
+                )),
+                Some(("rejected", "attestation_duplicate")),
+            ),
+            Err(e) => (Err(e.into()), None),
+        };
+        staged.answers.push(Answer::Attest {
+            reply,
+            result,
+            counted,
+        });
+    }
+    staged.verdict = Some(verdict);
+    Ok(())
+}
