@@ -280,3 +280,84 @@ fn serve_replicas_on_postgres_share_nonces_and_the_fleet() {
         assert_eq!(reasons, ["accepted"], "{history}");
     }
 }
+
+#[test]
+fn serve_accepts_a_token_sent_many_times_at_once_exactly_once() {
+    let setup = VerifierSetup::new("127.0.0.1:0");
+    let verifier = setup.start();
+    let token = attest(&setup.node, &challenge(&verifier.base));
+    // Eight copies at the same moment: whichever batches they land in, one is accepted and
+    // every other is a replay of its nonce.
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let sent: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| post(&verifier.base, &token)))
+            .collect();
+        sent.into_iter()
+            .map(|h| h.join().expect("poster"))
+            .collect()
+    });
+    let accepted = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(accepted, 1, "{answers:?}");
+    for (status, answer) in answers.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!(*status, 409, "{answer}");
+        assert_eq!(answer["code"], "nonce_replayed", "{answer}");
+    }
+    let node = answers
+        .iter()
+        .find_map(|(_, a)| a["node"].as_str())
+        .expect("the accepted answer names the node");
+    let (_, history) = verifier.get_json(&format!("/v1/nodes/{}/history", path_segment(node)));
+    assert_eq!(
+        history["attestations"][0]["outcome"], "accepted",
+        "{history}"
+    );
+}
+
+#[test]
+fn serve_replicas_see_each_other_under_concurrent_pushes() {
+    use tppguard_verifier::store::pg_harness;
+    let cluster = pg_harness::cluster().unwrap_or_else(|e| panic!("PostgreSQL test cluster: {e}"));
+    let url = cluster
+        .create_database()
+        .unwrap_or_else(|e| panic!("PostgreSQL test database: {e}"));
+    let setup = VerifierSetup::new("127.0.0.1:0");
+    let mut nodes = vec![setup.node.clone()];
+    for n in 2..=4 {
+        nodes.push(setup.add_node(&format!("gpu-node-{n:02}")));
+    }
+    setup.configure(&format!("database = \"{url}\""));
+    let replicas = [setup.start(), setup.start()];
+
+    // Four nodes with the same eight GPUs push at once, alternately to the two replicas, while
+    // a hostile body (NUL is not storable as PostgreSQL text) arrives beside them.
+    let (answers, hostile) = std::thread::scope(|scope| {
+        let pushes: Vec<_> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let base = &replicas[i % 2].base;
+                scope.spawn(move || push(base, node))
+            })
+            .collect();
+        let hostile = scope.spawn(|| post(&replicas[0].base, "eyJh\0.e30.e30"));
+        let answers: Vec<Value> = pushes
+            .into_iter()
+            .map(|h| h.join().expect("push"))
+            .collect();
+        (answers, hostile.join().expect("hostile post"))
+    });
+    assert_eq!(hostile.0, 422, "{}", hostile.1);
+    // Batches take turns across replicas: every answer but the first committed one sees an
+    // earlier node's GPUs.
+    let unaware = answers
+        .iter()
+        .filter(|a| !codes(&a["findings"]).contains(&"duplicate_device"))
+        .count();
+    assert!(unaware <= 1, "{answers:?}");
+    for v in &replicas {
+        let (_, licences) = v.get_json("/v1/licences");
+        assert_eq!(licences["licences"][0]["devices"]["used"], 8, "{licences}");
+        let (_, list) = v.get_json("/v1/nodes");
+        assert_eq!(list["nodes"].as_array().map(Vec::len), Some(4), "{list}");
+    }
+}

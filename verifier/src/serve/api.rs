@@ -135,11 +135,19 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("the verifier's database failed: {e}"),
-        )
+        match e {
+            // The request's own fault: retrying it cannot help.
+            StoreError::InvalidInput { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unrecordable",
+                format!("the verifier cannot record this request: {e}"),
+            ),
+            _ => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the verifier's database failed: {e}"),
+            ),
+        }
     }
 }
 
@@ -251,7 +259,12 @@ async fn challenge(State(s): State<Shared>) -> ApiResult<Response> {
 }
 
 fn writer_gone() -> ApiError {
-    ApiError::internal(&"the verifier's writer dropped the request")
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the verifier could not finish writing this request (its batch timed out or the writer \
+         stopped): retry with a new challenge",
+    )
 }
 
 #[derive(Serialize)]
@@ -367,13 +380,33 @@ pub(super) fn rejected_record(
     now: i64,
     r: &Rejection,
 ) -> NewAttestation {
+    // A compact JWS is base64url and dots; anything else is kept escaped, so what an attacker
+    // sends (NUL, control characters) is recorded readably and fits every backend.
+    let jws_alphabet = token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let token = if jws_alphabet {
+        token.to_owned()
+    } else {
+        // Escaping can lengthen it: keep what fits the store, marked as cut.
+        const CUT: &str = "...(truncated)";
+        let mut escaped = String::new();
+        for c in token.escape_debug() {
+            if escaped.len() + c.len_utf8() + CUT.len() > crate::store::MAX_TOKEN_LEN {
+                escaped.push_str(CUT);
+                break;
+            }
+            escaped.push(c);
+        }
+        escaped
+    };
     NewAttestation {
         node: verified
             .map_or(UNVERIFIED_NODE, |v| v.node_subject())
             .to_owned(),
         iat: verified.map_or(0, |v| v.claims().iat),
         received_at: now,
-        token: token.to_owned(),
+        token,
         claims_json: "{}".to_owned(),
         outcome: Outcome::Rejected,
         reason: r.code.to_owned(),
@@ -390,7 +423,6 @@ async fn reject(
     now: i64,
     r: Rejection,
 ) -> ApiError {
-    s.metrics.attestation("rejected", r.code);
     // An empty or oversized token is not recorded (the store bounds what it keeps); the same
     // token sent again is already recorded.
     if !token.is_empty() && token.len() <= crate::store::MAX_TOKEN_LEN {
@@ -405,6 +437,7 @@ async fn reject(
             Err(_) => return writer_gone(),
         }
     }
+    s.metrics.attestation("rejected", r.code);
     r.error()
 }
 
@@ -702,6 +735,13 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(s): State<Shared>) -> ApiResult<Response> {
+    if s.queue.is_closed() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "writer_stopped",
+            "the verifier's writer task stopped: restart the verifier",
+        ));
+    }
     s.store.ping().await?;
     Ok((StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response())
 }

@@ -6,7 +6,9 @@
 //! PostgreSQL's WAL flush) and one fleet evaluation serve many submissions; alone, a
 //! submission is committed at once. A batch:
 //!
-//! 1. catches the in-memory fleet up with the database ([`FleetState::refresh`]);
+//! 1. takes the fleet lock (PostgreSQL: the `fleet_version` row; SQLite: the write lock every
+//!    batch holds), so replicas' batches take turns, and catches the in-memory fleet up with
+//!    the database ([`FleetState::refresh`]);
 //! 2. in one transaction, stores the new challenge nonces, spends the nonces the attestations
 //!    answer (a replayed, unknown or expired nonce turns the attestation into a rejection) and
 //!    records the rejections;
@@ -16,8 +18,13 @@
 //!    in-memory fleet and answers. A failed commit answers every submission of the batch 503
 //!    and changes nothing: an answer of 200 means the attestation is on disk.
 //!
-//! Every answer of a batch therefore reflects the same instant and the whole batch: two nodes
-//! whose GPUs overlap, arriving together, each see the other.
+//! Requests whose handler stopped waiting (request timeout, closed connection) are left out
+//! of the next batch; a batch that runs past [`BATCH_TIMEOUT`] is rolled back and its requests
+//! answered 503.
+//!
+//! Every answer of a batch therefore reflects the same instant, the whole batch and every
+//! replica's earlier batches: two nodes whose GPUs overlap each see the other, whether they
+//! arrive together or at two replicas.
 
 use std::sync::Arc;
 
@@ -37,6 +44,9 @@ pub(crate) const QUEUE: usize = 4096;
 /// Nonces are deleted this long after they expire (until then, a late answer is told
 /// `nonce_expired` rather than `nonce_unknown`).
 const NONCE_RETENTION_S: i64 = 86_400;
+/// Longest a batch may take; past it, it is rolled back and its requests answered 503 (a
+/// database that stopped answering must not hold every later request).
+const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Seconds between prunings of old nonces.
 const PRUNE_EVERY_S: i64 = 600;
 
@@ -74,6 +84,17 @@ pub(crate) struct Accepted {
     pub(crate) findings: Vec<Finding>,
 }
 
+impl Job {
+    /// Its handler stopped waiting for the answer.
+    fn abandoned(&self) -> bool {
+        match self {
+            Self::Challenge { reply, .. } => reply.is_closed(),
+            Self::Rejected { reply, .. } => reply.is_closed(),
+            Self::Attest(sub) => sub.reply.is_closed(),
+        }
+    }
+}
+
 /// Hands `job` to the writer.
 pub(crate) async fn submit(queue: &mpsc::Sender<Job>, job: Job) -> ApiResult<()> {
     queue
@@ -95,7 +116,19 @@ pub(crate) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<Job>) {
             );
             continue;
         };
-        process(&state, batch, now).await;
+        // Requests whose handler gave up (request timeout, closed connection) are not
+        // committed: their client was told nothing succeeded.
+        let batch: Vec<Job> = batch.into_iter().filter(|j| !j.abandoned()).collect();
+        let jobs = batch.len();
+        if jobs > 0
+            && tokio::time::timeout(BATCH_TIMEOUT, process(&state, batch, now))
+                .await
+                .is_err()
+        {
+            // Dropping the batch rolled its transaction back and dropped its replies: the
+            // handlers answer 503 and their clients retry.
+            tracing::warn!(jobs, timeout_s = BATCH_TIMEOUT.as_secs(), "batch timed out");
+        }
         if now.saturating_sub(last_prune) >= PRUNE_EVERY_S {
             last_prune = now;
             match state
@@ -153,7 +186,20 @@ impl Answer {
 async fn process(s: &Arc<AppState>, batch: Vec<Job>, now: i64) {
     let started = std::time::Instant::now();
     let jobs = batch.len();
-    if let Err(e) = s.fleet.refresh(&s.store).await {
+    // The fleet lock first, then the catch-up: replicas' batches take turns, and each
+    // evaluates a fleet that holds everything the others committed.
+    let mut tx = match s.store.begin_batch().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            fail_all(batch, &e.into());
+            return;
+        }
+    };
+    let caught_up = match tx.lock_fleet().await {
+        Ok(()) => s.fleet.refresh(&s.store).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = caught_up {
         tracing::warn!(
             error = e.sentence(),
             jobs,
@@ -163,13 +209,6 @@ async fn process(s: &Arc<AppState>, batch: Vec<Job>, now: i64) {
         return;
     }
     let refreshed = started.elapsed();
-    let mut tx = match s.store.begin_batch().await {
-        Ok(tx) => tx,
-        Err(e) => {
-            fail_all(batch, &e.into());
-            return;
-        }
-    };
     let mut staged = Staged::default();
     if let Err(e) = stage(s, &mut tx, batch, now, &mut staged).await {
         tracing::warn!(error = e.sentence(), jobs, "batch rolled back");
@@ -285,17 +324,18 @@ async fn stage(
     };
     let mut fresh: Vec<Submission> = Vec::with_capacity(subs.len());
     let mut refused: Vec<(Submission, Rejection)> = Vec::new();
+    let mut refused_records = Vec::new();
     for (sub, used) in subs.into_iter().zip(spent) {
         match nonce_rejection(used) {
             None => fresh.push(sub),
             Some(r) => {
-                records.push(rejected_record(&sub.token, Some(&sub.verified), now, &r));
+                refused_records.push(rejected_record(&sub.token, Some(&sub.verified), now, &r));
                 refused.push((sub, r));
             }
         }
     }
 
-    // The rejections: those refused before their nonce, then those refused for it.
+    // The rejections made before the nonce was looked at.
     let recorded = match tx.record_many(&records).await {
         Ok(r) => r,
         Err(e) => {
@@ -305,21 +345,40 @@ async fn stage(
             return Err(e);
         }
     };
-    let mut recorded = recorded.into_iter();
-    for reply in record_replies {
-        match recorded.next() {
-            Some(Err(e)) => drop(reply.send(Err(e.into()))),
-            _ => staged.answers.push(Answer::Recorded(reply)),
+    for (reply, outcome) in record_replies.into_iter().zip(recorded) {
+        match outcome {
+            Err(e) => drop(reply.send(Err(e.into()))),
+            Ok(_) => staged.answers.push(Answer::Recorded(reply)),
         }
     }
-    for (sub, r) in refused {
-        let answer = match recorded.next() {
-            Some(Err(e)) => Answer::Attest {
+
+    // The accepted ones, before the nonce rejections: a token sent twice in one batch is
+    // recorded (its SHA-256 is the row's key) as accepted, its copy answered as a replay.
+    if !fresh.is_empty()
+        && let Err(e) = accept(s, tx, fresh, now, staged).await
+    {
+        refused
+            .into_iter()
+            .for_each(|(sub, _)| drop(sub.reply.send(Err(e.clone()))));
+        return Err(e);
+    }
+    let recorded = match tx.record_many(&refused_records).await {
+        Ok(r) => r,
+        Err(e) => {
+            let e = ApiError::from(e);
+            let subs = refused.into_iter().map(|(s, _)| s).collect();
+            unanswered(subs, Vec::new(), &e);
+            return Err(e);
+        }
+    };
+    for ((sub, r), outcome) in refused.into_iter().zip(recorded) {
+        let answer = match outcome {
+            Err(e) => Answer::Attest {
                 reply: sub.reply,
                 result: Err(e.into()),
                 counted: None,
             },
-            _ => Answer::Attest {
+            Ok(_) => Answer::Attest {
                 reply: sub.reply,
                 result: Err(r.error()),
                 counted: Some(("rejected", r.code)),
@@ -327,13 +386,34 @@ async fn stage(
         };
         staged.answers.push(answer);
     }
-    if fresh.is_empty() {
-        return Ok(());
-    }
+    Ok(())
+}
 
+/// Evaluates the fleet with the batch's fresh attestations, signs their EARs and records them.
+/// Without a usable rule set or licences (`basis`), they are answered with that error and the
+/// rest of the batch goes on.
+async fn accept(
+    s: &Arc<AppState>,
+    tx: &mut WriteBatch<'_>,
+    fresh: Vec<Submission>,
+    now: i64,
+    staged: &mut Staged,
+) -> ApiResult<()> {
     // Evaluate the fleet as it will be with the batch, off the async workers.
     let evaluating = std::time::Instant::now();
-    let basis = s.fleet.basis(&s.trust, now)?;
+    let basis = match s.fleet.basis(&s.trust, now) {
+        Ok(b) => b,
+        Err(e) => {
+            for sub in fresh {
+                staged.answers.push(Answer::Attest {
+                    reply: sub.reply,
+                    result: Err(e.clone()),
+                    counted: None,
+                });
+            }
+            return Ok(());
+        }
+    };
     let verdict = tokio::task::block_in_place(|| {
         let arrivals: Vec<&VerifiedAttestation> = fresh.iter().map(|f| &f.verified).collect();
         s.fleet.evaluate(&basis, &arrivals)

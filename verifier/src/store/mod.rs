@@ -913,6 +913,19 @@ impl WriteBatch<'_> {
         answers.pop().unwrap_or(Ok(None))
     }
 
+    /// Takes the fleet lock until the commit: on PostgreSQL the `fleet_version` row (`FOR
+    /// UPDATE`), so replicas' batches run one at a time; on SQLite the batch already holds the
+    /// database's write lock (`BEGIN IMMEDIATE`).
+    pub async fn lock_fleet(&mut self) -> Result<(), StoreError> {
+        if self.store.backend == Backend::Postgres {
+            sqlx::query("SELECT version FROM fleet_version WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(self.store.query_err("taking the fleet lock"))?;
+        }
+        Ok(())
+    }
+
     /// Makes everything in the batch durable (SQLite: `synchronous = FULL`), at once. When
     /// the batch recorded an accepted attestation, it first increases the fleet version (see
     /// [`Store::fleet_version`]) and returns the new one. The counter's row stays locked
@@ -1028,11 +1041,19 @@ fn check_nonce(nonce: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Bounds a text field, and refuses NUL, which PostgreSQL's `TEXT` cannot hold (refused
+/// on both backends, so they store the same things).
 fn check_len(what: &'static str, s: &str, min: usize, max: usize) -> Result<(), StoreError> {
     if s.len() < min || s.len() > max {
         return Err(StoreError::InvalidInput {
             what,
             reason: format!("{} bytes; the store takes {min} to {max}", s.len()),
+        });
+    }
+    if s.contains('\0') {
+        return Err(StoreError::InvalidInput {
+            what,
+            reason: "it contains a NUL character".to_owned(),
         });
     }
     Ok(())

@@ -500,6 +500,8 @@ async fn batch_operations(kind: Kind) {
         att("b", 5, "t-b5", Outcome::Rejected),
         att("a", 10, "t-a10", Outcome::Accepted),
         empty_node,
+        // PostgreSQL text cannot hold NUL: refused on both backends, for this row only.
+        att("b", 6, "t-\0-nul", Outcome::Rejected),
     ];
     let answers = b.record_many(&rows).await.expect("record");
     assert!(matches!(answers[0], Ok(Some(_))), "{answers:?}");
@@ -508,10 +510,12 @@ async fn batch_operations(kind: Kind) {
         matches!(answers[3], Ok(None)),
         "the same token twice: {answers:?}"
     );
-    assert!(
-        matches!(answers[4], Err(StoreError::InvalidInput { .. })),
-        "{answers:?}"
-    );
+    for bad in [4, 5] {
+        assert!(
+            matches!(answers[bad], Err(StoreError::InvalidInput { .. })),
+            "{answers:?}"
+        );
+    }
     let a20 = match answers[1] {
         Ok(Some(id)) => id,
         ref other => panic!("{other:?}"),
