@@ -3,12 +3,12 @@
 //! no attestation rows and parses no claims.
 //!
 //! The database stays the source of truth. [`FleetState::refresh`] first reads the fleet
-//! version, a counter every transaction that changes the fleet increases: unchanged since the
-//! last look, there is nothing to read (the usual case for a single verifier, whose own
-//! commits move the version it already holds, [`FleetState::committed`]). Otherwise it reads
-//! every node's latest pointer (node and row id) and fetches only the rows this replica has
-//! not seen (another replica's, or all of them at start), and reloads the licences when their
-//! count changed (they are only ever added). The licences are verified again, and the rule set
+//! version, a counter every write batch increases: unchanged since the last look, there is
+//! nothing to read (the usual case for a single verifier, whose own commits move the version
+//! it already holds, [`FleetState::committed`]). Otherwise it reads the latest pointers (node
+//! and row id) that batches moved since the version it holds (all of them at start), fetches
+//! the rows it has not seen, and reloads the licences when their count changed (they are only
+//! ever added). The licences are verified again, and the rule set
 //! chosen again, at most once per second ([`Basis`]): a licence or a certificate that expires
 //! stops counting within a second.
 //!
@@ -76,10 +76,11 @@ impl FleetState {
     /// single-row read when nothing changed since the last look.
     pub(crate) async fn refresh(&self, store: &Store) -> ApiResult<()> {
         let version = store.fleet_version().await?;
-        if self.read().version >= Some(version) {
+        let seen = self.read().version;
+        if seen >= Some(version) {
             return Ok(());
         }
-        let pointers = store.latest_pointers().await?;
+        let pointers = store.latest_pointers(seen).await?;
         let unseen: Vec<i64> = {
             let inner = self.read();
             pointers

@@ -6,9 +6,9 @@
 //! PostgreSQL's WAL flush) and one fleet evaluation serve many submissions; alone, a
 //! submission is committed at once. A batch:
 //!
-//! 1. takes the fleet lock (PostgreSQL: the `fleet_version` row; SQLite: the write lock every
-//!    batch holds), so replicas' batches take turns, and catches the in-memory fleet up with
-//!    the database ([`FleetState::refresh`]);
+//! 1. takes the fleet lock (it increases the fleet version, [`WriteBatch`]), so replicas'
+//!    batches take turns, and catches the in-memory fleet up with the database
+//!    ([`FleetState::refresh`]);
 //! 2. in one transaction, stores the new challenge nonces, spends the nonces the attestations
 //!    answer (a replayed, unknown or expired nonce turns the attestation into a rejection) and
 //!    records the rejections;
@@ -195,11 +195,7 @@ async fn process(s: &Arc<AppState>, batch: Vec<Job>, now: i64) {
             return;
         }
     };
-    let caught_up = match tx.lock_fleet().await {
-        Ok(()) => s.fleet.refresh(&s.store).await,
-        Err(e) => Err(e.into()),
-    };
-    if let Err(e) = caught_up {
+    if let Err(e) = s.fleet.refresh(&s.store).await {
         tracing::warn!(
             error = e.sentence(),
             jobs,
@@ -229,9 +225,7 @@ async fn process(s: &Arc<AppState>, batch: Vec<Job>, now: i64) {
     for (id, attestation) in staged.accepted {
         s.fleet.apply(id, attestation);
     }
-    if let Some(v) = version {
-        s.fleet.committed(v);
-    }
+    s.fleet.committed(version);
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     tracing::debug!(
         jobs,

@@ -385,11 +385,25 @@ impl Store {
     }
 
     /// Starts a write batch: one transaction for many submissions (group commit).
+    ///
+    /// It increases the fleet version first (see [`Store::fleet_version`]), which takes the
+    /// counter's lock until the commit on both backends: write batches, on every replica, run
+    /// one at a time, and versions follow commit order.
     pub async fn begin_batch(&self) -> Result<WriteBatch<'_>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE fleet_version SET version = version + 1 WHERE id = 1 RETURNING version",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.query_err("taking the fleet lock"))?;
+        let version = row
+            .try_get("version")
+            .map_err(self.query_err("taking the fleet lock"))?;
         Ok(WriteBatch {
             store: self,
-            tx: self.begin_write().await?,
-            fleet_changed: false,
+            tx,
+            version,
         })
     }
 
@@ -405,9 +419,9 @@ impl Store {
         })
     }
 
-    /// The fleet version: increased by every transaction that moves a node's latest accepted
-    /// attestation or adds a licence. Unchanged since a replica last read the fleet: nothing
-    /// to read again.
+    /// The fleet version: increased by every write batch ([`Store::begin_batch`]), which
+    /// stamps the latest pointers it moves with it. Unchanged since a replica last read the
+    /// fleet: nothing to read again.
     pub async fn fleet_version(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT version FROM fleet_version WHERE id = 1")
             .fetch_one(&self.pool)
@@ -417,15 +431,22 @@ impl Store {
             .map_err(self.query_err("reading the fleet version"))
     }
 
-    /// Each node and the row id of its latest accepted attestation: the cheap way for a
+    /// Each node and the row id of its latest accepted attestation, for the pointers moved
+    /// by batches after fleet version `after` (all of them for `None`): the cheap way for a
     /// replica to see what other replicas recorded.
-    pub async fn latest_pointers(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT node, attestation_id FROM latest_accepted ORDER BY node LIMIT $1")
-                .bind(limit_plus_one(MAX_NODES))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(self.query_err("reading the latest pointers"))?;
+    pub async fn latest_pointers(
+        &self,
+        after: Option<i64>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT node, attestation_id FROM latest_accepted WHERE version > $1 \
+             ORDER BY node LIMIT $2",
+        )
+        .bind(after.unwrap_or(i64::MIN))
+        .bind(limit_plus_one(MAX_NODES))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_err("reading the latest pointers"))?;
         if rows.len() > MAX_NODES {
             return Err(self.too_many("nodes", MAX_NODES));
         }
@@ -558,10 +579,8 @@ impl Store {
         .execute(&mut *batch.tx)
         .await
         .map_err(self.query_err("adding a licence"))?;
-        let added = done.rows_affected() == 1;
-        batch.fleet_changed |= added;
         batch.commit().await?;
-        Ok(added)
+        Ok(done.rows_affected() == 1)
     }
 
     /// How many licences are stored (they are only ever added): a replica reloads its licences
@@ -674,8 +693,8 @@ impl Store {
 pub struct WriteBatch<'s> {
     store: &'s Store,
     tx: sqlx::Transaction<'static, sqlx::Any>,
-    /// An accepted attestation or a licence was recorded: the fleet version moves.
-    fleet_changed: bool,
+    /// The fleet version this batch commits as.
+    version: i64,
 }
 
 impl WriteBatch<'_> {
@@ -884,20 +903,26 @@ impl WriteBatch<'_> {
         }
         let mut latest: Vec<(&str, (i64, &str, i64))> = newest.into_iter().collect();
         latest.sort_unstable();
-        self.fleet_changed |= !latest.is_empty();
         for chunk in latest.chunks(ROW_CHUNK) {
             let sql = format!(
-                "INSERT INTO latest_accepted (node, attestation_id, iat, token_sha256) VALUES {} \
+                "INSERT INTO latest_accepted (node, attestation_id, iat, token_sha256, version) \
+                 VALUES {} \
                  ON CONFLICT (node) DO UPDATE SET attestation_id = excluded.attestation_id, \
-                 iat = excluded.iat, token_sha256 = excluded.token_sha256 \
+                 iat = excluded.iat, token_sha256 = excluded.token_sha256, \
+                 version = excluded.version \
                  WHERE excluded.iat > latest_accepted.iat \
                  OR (excluded.iat = latest_accepted.iat \
                      AND excluded.token_sha256 > latest_accepted.token_sha256)",
-                values(chunk.len(), 4, 0)
+                values(chunk.len(), 5, 0)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (node, (iat, sha, id)) in chunk {
-                query = query.bind(*node).bind(*id).bind(*iat).bind(*sha);
+                query = query
+                    .bind(*node)
+                    .bind(*id)
+                    .bind(*iat)
+                    .bind(*sha)
+                    .bind(self.version);
             }
             query.execute(&mut *self.tx).await.map_err(
                 self.store
@@ -913,44 +938,14 @@ impl WriteBatch<'_> {
         answers.pop().unwrap_or(Ok(None))
     }
 
-    /// Takes the fleet lock until the commit: on PostgreSQL the `fleet_version` row (`FOR
-    /// UPDATE`), so replicas' batches run one at a time; on SQLite the batch already holds the
-    /// database's write lock (`BEGIN IMMEDIATE`).
-    pub async fn lock_fleet(&mut self) -> Result<(), StoreError> {
-        if self.store.backend == Backend::Postgres {
-            sqlx::query("SELECT version FROM fleet_version WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(self.store.query_err("taking the fleet lock"))?;
-        }
-        Ok(())
-    }
-
-    /// Makes everything in the batch durable (SQLite: `synchronous = FULL`), at once. When
-    /// the batch recorded an accepted attestation, it first increases the fleet version (see
-    /// [`Store::fleet_version`]) and returns the new one. The counter's row stays locked
-    /// until the commit on both backends, so the version before this batch was exactly the
-    /// returned one minus 1.
-    pub async fn commit(mut self) -> Result<Option<i64>, StoreError> {
-        let version = if self.fleet_changed {
-            let row = sqlx::query(
-                "UPDATE fleet_version SET version = version + 1 WHERE id = 1 RETURNING version",
-            )
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(self.store.query_err("increasing the fleet version"))?;
-            Some(
-                row.try_get("version")
-                    .map_err(self.store.query_err("increasing the fleet version"))?,
-            )
-        } else {
-            None
-        };
+    /// Makes everything in the batch durable (SQLite: `synchronous = FULL`), at once; returns
+    /// the fleet version it committed as.
+    pub async fn commit(self) -> Result<i64, StoreError> {
         self.tx
             .commit()
             .await
             .map_err(self.store.query_err("committing a batch"))?;
-        Ok(version)
+        Ok(self.version)
     }
 }
 

@@ -520,27 +520,39 @@ async fn batch_operations(kind: Kind) {
         Ok(Some(id)) => id,
         ref other => panic!("{other:?}"),
     };
-    let version = b.commit().await.expect("commit");
-    assert_eq!(version, Some(v0 + 1), "one step for the batch");
-    assert_eq!(s.fleet_version().await.expect("version"), v0 + 1);
+    let v1 = b.commit().await.expect("commit");
+    assert_eq!(v1, v0 + 1, "one step for the batch");
+    assert_eq!(s.fleet_version().await.expect("version"), v1);
     assert_eq!(latest_ids(&s).await, [("a".to_owned(), a20)]);
     assert_eq!(
-        s.latest_pointers().await.expect("pointers"),
+        s.latest_pointers(None).await.expect("pointers"),
         [("a".to_owned(), a20)]
+    );
+    assert_eq!(
+        s.latest_pointers(Some(v0)).await.expect("pointers"),
+        [("a".to_owned(), a20)],
+        "moved by the batch after v0"
     );
     let by_id = s.attestations_by_id(&[a20, 999_999]).await.expect("by id");
     assert_eq!(by_id.len(), 1);
     assert_eq!(by_id[0].token, "t-a20");
 
-    // Only rejections: the fleet did not change, nor does its version.
+    // Only rejections: the version moves (every batch moves it), no pointer does.
     let mut b = s.begin_batch().await.expect("batch");
     b.record(&att("c", 1, "t-c1", Outcome::Rejected))
         .await
         .expect("record");
-    assert_eq!(b.commit().await.expect("commit"), None);
-    assert_eq!(s.fleet_version().await.expect("version"), v0 + 1);
+    let v2 = b.commit().await.expect("commit");
+    assert_eq!(v2, v1 + 1);
+    assert!(
+        s.latest_pointers(Some(v1))
+            .await
+            .expect("pointers")
+            .is_empty()
+    );
 
-    // Dropped without a commit: the nonce stays unspent, the row unrecorded.
+    // Dropped without a commit: the nonce stays unspent, the row unrecorded, the version
+    // where it was.
     let mut b = s.begin_batch().await.expect("batch");
     assert_eq!(
         b.consume_nonce(&n3, 160).await.expect("use"),
@@ -550,17 +562,16 @@ async fn batch_operations(kind: Kind) {
         .await
         .expect("record");
     drop(b);
+    assert_eq!(s.fleet_version().await.expect("version"), v2);
     assert_eq!(
         s.consume_nonce(&n3, 161).await.expect("use"),
         NonceUse::Fresh
     );
     assert_eq!(latest_ids(&s).await.len(), 1);
 
-    // A new licence moves the version; the same licence again does not.
+    // Licences: added once, then a no-op.
     assert!(s.add_licence("L-1", "lic-token", 5).await.expect("add"));
-    assert_eq!(s.fleet_version().await.expect("version"), v0 + 2);
     assert!(!s.add_licence("L-1", "lic-token", 6).await.expect("add"));
-    assert_eq!(s.fleet_version().await.expect("version"), v0 + 2);
     assert_eq!(s.licence_count().await.expect("count"), 1);
 }
 
