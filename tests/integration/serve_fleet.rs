@@ -8,24 +8,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{RunningVerifier, VerifierSetup, ok, path_segment, run, s, workspace_root};
+use crate::support::{
+    RunningVerifier, VerifierSetup, agent_push, ok, path_segment, s, workspace_root,
+};
 
 /// `tppguard-agent push --simulate --json` from `node` to `base`: its verdict (exit 0 or 1).
 fn push(base: &str, node: &Path) -> Value {
-    let out = run(
-        "tppguard-agent",
-        &[
-            "push",
-            "--verifier",
-            base,
-            "--dir",
-            s(node),
-            "--simulate",
-            "--site",
-            "fra-1",
-            "--json",
-        ],
-    );
+    let out = agent_push(base, node);
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
         "push exits {:?}: {}",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{RunningVerifier, VerifierSetup, path_segment, run, s};
+use crate::support::{RunningVerifier, VerifierSetup, agent_push, path_segment, s};
 
 /// Pushing nodes (each its own key and certificate from the setup's PKI).
 const NODES: usize = 4;
@@ -45,20 +45,7 @@ fn setup(database: &str) -> (VerifierSetup, Vec<PathBuf>) {
 /// One `push --json` from `node`: the acknowledgement when the verifier answered 200 (exit 0
 /// or 1 with a verdict), else the exit code and stderr.
 fn push(base: &str, node: &std::path::Path) -> Result<Ack, String> {
-    let out = run(
-        "tppguard-agent",
-        &[
-            "push",
-            "--verifier",
-            base,
-            "--dir",
-            s(node),
-            "--simulate",
-            "--site",
-            "fra-1",
-            "--json",
-        ],
-    );
+    let out = agent_push(base, node);
     let verdict: Option<Value> = serde_json::from_slice(&out.stdout).ok();
     match (out.status.code(), verdict) {
         (Some(0 | 1), Some(v)) => match (v["node"].as_str(), v["ear"].as_str()) {

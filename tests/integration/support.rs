@@ -387,6 +387,25 @@ impl Drop for RunningVerifier {
     }
 }
 
+/// `tppguard-agent push --simulate --site fra-1 --json` from `node` to `base`: the finished
+/// process (exit 0 or 1 with a verdict on stdout when the verifier answered 200).
+pub fn agent_push(base: &str, node: &Path) -> std::process::Output {
+    run(
+        "tppguard-agent",
+        &[
+            "push",
+            "--verifier",
+            base,
+            "--dir",
+            s(node),
+            "--simulate",
+            "--site",
+            "fra-1",
+            "--json",
+        ],
+    )
+}
+
 /// Percent-encodes a URL path segment.
 pub fn path_segment(text: &str) -> String {
     text.bytes()

@@ -284,38 +284,11 @@ fn make_node(dir: &Path, pki_dir: &Path, i: usize, now: i64, claims: Attestation
     }
 }
 
-/// A licence covering every node at `site-0`: room for all their GPUs.
+/// A licence covering every node at `site-0` (where `synthetic_fleet` puts them with one
+/// licence): room for all their GPUs.
 fn licence_text(nodes: usize) -> String {
-    let devices = nodes * 8;
-    format!(
-        r#"id = "LOAD-DE-0001"
-issuer = "Load benchmark licence authority"
-destination_country = "DE"
-end_user = "Load Cloud GmbH"
-end_use = "Benchmark"
-eccns = ["3A090.a"]
-models = ["H100 SXM5 80GB"]
-max_devices = {devices}
-max_aggregate_tpp = "{}"
-max_tpp_per_device = "15831.2"
-min_evidence_tier = "declared"
-max_attestation_age = "24h"
-valid_from = 2026-01-01T00:00:00Z
-valid_until = 2028-01-01T00:00:00Z
-rule_set = "us-eccn-3a090"
-
-[licensee]
-name = "Load Cloud GmbH"
-headquarters_country = "DE"
-ultimate_parent_country = "DE"
-
-[[sites]]
-id = "site-0"
-name = "Load site"
-country = "DE"
-"#,
-        devices * 16_000
-    )
+    let devices = u32::try_from(nodes * 8).unwrap();
+    bench_support::licence_toml(0, devices, u64::from(devices) * 16_000)
 }
 
 enum Stop {

@@ -37,8 +37,32 @@ pub fn synthetic_fleet(
     let max_tpp = u64::from(max_devices).saturating_mul(16_000);
     let lics = (0..licences)
         .map(|i| {
-            let text = format!(
-                r#"id = "SYN-DE-{i:04}"
+            let text = licence_toml(i, max_devices, max_tpp);
+            let licence = Licence::from_toml_str(&text).expect("synthetic licence");
+            VerifiedLicence::new(licence, "CN=Synthetic licence authority".to_owned())
+        })
+        .collect();
+    let attestations = (0..nodes)
+        .map(|n| {
+            let node = format!("node-{n:07}");
+            let site = n.checked_rem(licences).map(|i| format!("site-{i}"));
+            let text = claims_json(&node, n, site.as_deref(), gpus_per_node);
+            let claims = AttestationClaims::from_json(text.as_bytes()).expect("synthetic claims");
+            let mut hash = [0u8; 32];
+            for (h, b) in hash.iter_mut().zip(n.to_be_bytes()) {
+                *h = b;
+            }
+            VerifiedAttestation::new(claims, node, hash)
+        })
+        .collect();
+    (lics, attestations, rule_set, AT)
+}
+
+/// The TOML of synthetic licence `i` (id `SYN-DE-{i:04}`, site `site-{i}`, Germany): H100 SXM5
+/// under `us-eccn-3a090`, at most `max_devices` devices and `max_tpp` TPP.
+pub fn licence_toml(i: usize, max_devices: u32, max_tpp: u64) -> String {
+    format!(
+        r#"id = "SYN-DE-{i:04}"
 issuer = "Synthetic licence authority (benchmark)"
 destination_country = "DE"
 end_user = "Synthetic Cloud GmbH"
@@ -64,25 +88,7 @@ id = "site-{i}"
 name = "Synthetic site {i}"
 country = "DE"
 "#
-            );
-            let licence = Licence::from_toml_str(&text).expect("synthetic licence");
-            VerifiedLicence::new(licence, "CN=Synthetic licence authority".to_owned())
-        })
-        .collect();
-    let attestations = (0..nodes)
-        .map(|n| {
-            let node = format!("node-{n:07}");
-            let site = n.checked_rem(licences).map(|i| format!("site-{i}"));
-            let text = claims_json(&node, n, site.as_deref(), gpus_per_node);
-            let claims = AttestationClaims::from_json(text.as_bytes()).expect("synthetic claims");
-            let mut hash = [0u8; 32];
-            for (h, b) in hash.iter_mut().zip(n.to_be_bytes()) {
-                *h = b;
-            }
-            VerifiedAttestation::new(claims, node, hash)
-        })
-        .collect();
-    (lics, attestations, rule_set, AT)
+    )
 }
 
 /// A valid claim set for one node of H100 SXM5 GPUs.
