@@ -10,9 +10,7 @@
 //! fixed `--at` gives the same bytes.
 
 use std::collections::BTreeSet;
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ring::digest;
@@ -210,7 +208,7 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
         if let Some(first) = report.verdicts.first() {
             let claims = EarClaims::new(first, &rejected, args.nonce.as_ref(), at);
             let token = claims.sign(&key)?;
-            write_public(ear_path, format!("{token}\n").as_bytes())?;
+            crate::pki::write_public(ear_path, format!("{token}\n").as_bytes())?;
         }
     }
 
@@ -330,25 +328,6 @@ pub(crate) fn load_result_key(path: &Path) -> Result<SigningKey, Error> {
     let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(&pem)
         .map_err(|e| unusable(format!("not a PEM PKCS#8 private key ({e})")))?;
     SigningKey::from_pkcs8_any(pkcs8.secret_pkcs8_der()).map_err(|e| unusable(e.to_string()))
-}
-
-/// Writes a public file (mode 0644 when created), replacing any earlier version.
-fn write_public(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let io = |source| Error::Io {
-        path: path.to_owned(),
-        action: "write",
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(path)
-        .map_err(io)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -9,10 +9,8 @@
 //! A licence outside its own validity window still verifies: whether it is in force at an
 //! instant is [`Licence::is_valid_at`], a finding the policy (and `licence show`) reports.
 
-use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
@@ -253,7 +251,7 @@ fn sign_command(args: &LicenceSignArgs, out: &mut dyn Write) -> Result<(), Error
         .with_typ(LICENCE_TYP)
         .with_x5c(x5c.clone());
     let token = jws::sign(&header, &payload, &key).map_err(Error::Sign)?;
-    write_public(&args.out, format!("{token}\n").as_bytes())?;
+    crate::pki::write_public(&args.out, format!("{token}\n").as_bytes())?;
 
     let report = SignReport {
         out: &args.out,
@@ -427,25 +425,6 @@ fn read_text(path: &Path, max: u64) -> Result<String, Error> {
         path: path.to_owned(),
         reason: "not UTF-8 text".to_owned(),
     })
-}
-
-/// Writes a public file (mode 0644 when created), replacing any earlier version.
-fn write_public(path: &PathBuf, bytes: &[u8]) -> Result<(), Error> {
-    let io = |source| Error::Io {
-        path: path.clone(),
-        action: "write",
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(path)
-        .map_err(io)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io)
 }
 
 // RFC 3339 for `--at`. proto's strict parser (`licence::time`) is private to proto, so this is

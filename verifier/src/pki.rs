@@ -325,7 +325,7 @@ pub fn issue_node(
             source,
         }
     })?;
-    write_replace(
+    write_public(
         out,
         format!("{}{}", leaf.pem(), ca_pem_block(&ca_der)).as_bytes(),
     )?;
@@ -539,8 +539,9 @@ fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Error> {
         .map_err(io)
 }
 
-/// Writes a public file, replacing any earlier version.
-fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+/// Writes a public file (certificate, token, EAR; mode 0644 when created), replacing any
+/// earlier version, and syncs it: the one writer of the verifier's public outputs.
+pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let io = |source| Error::Io {
         path: path.to_owned(),
         action: "write",
