@@ -7,9 +7,12 @@
 pub mod claims;
 pub mod classify;
 pub mod evidence;
+pub mod identity;
 pub mod jws;
 pub mod licence;
 pub mod ruleset;
+pub mod site;
 pub mod spec;
+pub mod text;
 pub mod tpp;
 pub mod units;

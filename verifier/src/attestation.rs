@@ -43,11 +43,7 @@ pub fn verify_attestation(
     }
     let mut token_sha256 = [0u8; 32];
     token_sha256.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
-    Ok(VerifiedAttestation::new(
-        claims,
-        leaf.subject().to_owned(),
-        token_sha256,
-    ))
+    Ok(VerifiedAttestation::new(claims, &leaf, token_sha256))
 }
 
 /// Why an attestation was rejected.

@@ -21,6 +21,9 @@ use std::time::Duration;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
 use serde::Deserialize;
+use tppguard_proto::identity::NodeId;
+use tppguard_proto::site::SiteId;
+use tppguard_proto::text::escape;
 use webpki::{
     CertRevocationList, EndEntityCert, ExpirationPolicy, ExtendedKeyUsageValidator, KeyPurposeId,
     KeyPurposeIdIter, KeyUsage, OwnedCertRevocationList, RequiredEkuNotFoundContext,
@@ -185,6 +188,13 @@ pub enum ChainError {
     /// The path search ran out of its work budget (hostile or absurd chain).
     #[error("chain building exceeded its work budget")]
     BudgetExceeded,
+    /// The leaf certifies a site (`tag:tppguard.dev,2026:site/...` SAN URI) outside the site
+    /// id alphabet, or more than one site.
+    #[error("the leaf's certified site is invalid ({detail})")]
+    BadCertifiedSite {
+        /// What was wrong, in words (quoted text escaped, at most 64 characters).
+        detail: String,
+    },
 }
 
 impl ChainError {
@@ -210,6 +220,7 @@ impl ChainError {
         "unsupported_key_algorithm",
         "malformed_certificate",
         "budget_exceeded",
+        "bad_certified_site",
     ];
 
     /// A stable snake_case reason code; codes are added, never renamed or reused.
@@ -235,6 +246,7 @@ impl ChainError {
             Self::UnsupportedKeyAlgorithm { .. } => "unsupported_key_algorithm",
             Self::Malformed { .. } => "malformed_certificate",
             Self::BudgetExceeded => "budget_exceeded",
+            Self::BadCertifiedSite { .. } => "bad_certified_site",
         }
     }
 }
@@ -357,6 +369,11 @@ impl fmt::Display for KeyAlgorithm {
 pub struct VerifiedLeaf {
     #[serde(rename = "spki_der_base64", serialize_with = "base64_standard")]
     spki_der: Vec<u8>,
+    /// SHA-256 of `spki_der`: the node's identity (a node is its key).
+    node_id: NodeId,
+    /// The site the issuing CA certified (a `tag:tppguard.dev,2026:site/ID` SAN URI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certified_site: Option<SiteId>,
     key_algorithm: KeyAlgorithm,
     subject: String,
     serial: String,
@@ -374,6 +391,14 @@ impl VerifiedLeaf {
     /// The leaf's SubjectPublicKeyInfo, DER.
     pub fn spki_der(&self) -> &[u8] {
         &self.spki_der
+    }
+    /// SHA-256 of the leaf's SubjectPublicKeyInfo: the identity a node is kept under.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+    /// The site the issuing CA wrote into the leaf, if any.
+    pub fn certified_site(&self) -> Option<&SiteId> {
+        self.certified_site.as_ref()
     }
     /// The leaf's key algorithm.
     pub fn key_algorithm(&self) -> KeyAlgorithm {
@@ -941,6 +966,43 @@ fn unknown_critical_extension(der: &[u8]) -> Option<ChainError> {
         })
 }
 
+/// The node id and certified site of a leaf certificate that was verified earlier (read back
+/// from a stored token's `x5c`); no chain check.
+pub(crate) fn stored_leaf_facts(der: &[u8]) -> Result<(NodeId, Option<SiteId>), ChainError> {
+    let cert = parse(der)?;
+    Ok((
+        NodeId::from_spki_der(cert.public_key().raw),
+        certified_site(&cert)?,
+    ))
+}
+
+/// The site a certificate certifies: the one SAN URI under
+/// [`tppguard_proto::site::SITE_URI_PREFIX`]; `None`
+/// without one; an error for an id outside the alphabet or for two such URIs.
+fn certified_site(cert: &X509Certificate<'_>) -> Result<Option<SiteId>, ChainError> {
+    let bad = |detail: String| ChainError::BadCertifiedSite { detail };
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|_| ChainError::Malformed {
+            detail: "bad extension",
+        })?;
+    let mut found: Option<SiteId> = None;
+    for name in san.iter().flat_map(|s| s.value.general_names.iter()) {
+        let x509_parser::extensions::GeneralName::URI(uri) = name else {
+            continue;
+        };
+        let Some(parsed) = SiteId::from_uri(uri) else {
+            continue;
+        };
+        let site = parsed.map_err(|e| bad(escape(&e.to_string()).into_owned()))?;
+        if let Some(first) = &found {
+            return Err(bad(format!("two sites, {first} and {site}")));
+        }
+        found = Some(site);
+    }
+    Ok(found)
+}
+
 /// The leaf checks webpki leaves to its caller.
 fn check_leaf(der: &[u8], role: Role, chain_len: usize) -> Result<VerifiedLeaf, ChainError> {
     let bad_ext = |_| ChainError::Malformed {
@@ -1002,8 +1064,11 @@ fn check_leaf(der: &[u8], role: Role, chain_len: usize) -> Result<VerifiedLeaf, 
             oid: alg.algorithm.to_id_string(),
         });
     };
+    let certified_site = certified_site(&cert)?;
     Ok(VerifiedLeaf {
         spki_der: spki.raw.to_vec(),
+        node_id: NodeId::from_spki_der(spki.raw),
+        certified_site,
         key_algorithm,
         subject: cert.subject().to_string(),
         serial: cert.raw_serial_as_string(),

@@ -231,6 +231,11 @@ impl AttestationClaims {
         if self.iss.is_empty() {
             return Err(ClaimsError::EmptyIssuer);
         }
+        if let Some(site) = &self.site
+            && !crate::site::is_valid_id(site)
+        {
+            return Err(ClaimsError::BadSite { site: quote(site) });
+        }
         for (name, gpu) in &self.submods {
             if let Some(reason) = gpu.measurement.as_ref().and_then(|m| m.problem()) {
                 return Err(ClaimsError::BadMeasurement {
@@ -734,6 +739,12 @@ pub enum ClaimsError {
     /// `iss` is empty.
     #[error("`iss` is empty")]
     EmptyIssuer,
+    /// `tppguard.site` is outside the site id alphabet.
+    #[error("`tppguard.site` {site:?} {}", crate::site::ID_RULE)]
+    BadSite {
+        /// At most 64 characters of it.
+        site: String,
+    },
     /// A submod's measurement has impossible figures.
     #[error("submod {name:?}: the measurement has {reason}")]
     BadMeasurement {
@@ -754,7 +765,7 @@ pub enum ClaimsError {
 
 impl ClaimsError {
     /// Every reason code, in declaration order.
-    pub const CODES: [&'static str; 17] = [
+    pub const CODES: [&'static str; 18] = [
         "claims_too_large",
         "claims_too_deep",
         "claims_bad_json",
@@ -772,6 +783,7 @@ impl ClaimsError {
         "claims_empty_issuer",
         "claims_invalid",
         "claims_bad_measurement",
+        "claims_bad_site",
     ];
 
     /// The stable snake_case reason code. Codes are added, never renamed or reused.
@@ -793,6 +805,7 @@ impl ClaimsError {
             Self::SubmodIndexMismatch { .. } => "claims_submod_index_mismatch",
             Self::BadMeasurement { .. } => "claims_bad_measurement",
             Self::EmptyIssuer => "claims_empty_issuer",
+            Self::BadSite { .. } => "claims_bad_site",
             Self::Invalid { .. } => "claims_invalid",
         }
     }

@@ -376,6 +376,9 @@ fn codes_are_unique_snake_case_and_listed() {
             name: "gpu0".into(),
             reason: "zero repeats",
         },
+        ClaimsError::BadSite {
+            site: "fra 1".into(),
+        },
     ];
     let codes: Vec<&str> = errors.iter().map(ClaimsError::code).collect();
     assert_eq!(codes, ClaimsError::CODES);
@@ -573,4 +576,17 @@ fn measurements_are_read_and_impossible_figures_refused() {
         agree(&serde_json::to_vec(&value).unwrap()).unwrap_err(),
         "claims_bad_measurement"
     );
+}
+
+#[test]
+fn a_site_outside_the_id_alphabet_is_refused_by_both_readers() {
+    for site in ["fra 1", "\u{1b}[2JCOMPLIANT", "", "a\nb"] {
+        let mut v = sample();
+        v["tppguard.site"] = Value::String(site.to_owned());
+        let bytes = serde_json::to_vec(&v).unwrap();
+        let fast = AttestationClaims::from_json(&bytes).unwrap_err();
+        let reference = AttestationClaims::from_json_reference(&bytes).unwrap_err();
+        assert_eq!(fast.code(), "claims_bad_site", "{site:?}");
+        assert_eq!(reference.code(), "claims_bad_site", "{site:?}");
+    }
 }

@@ -30,8 +30,7 @@ pub const MAX_LICENCE_BYTES: usize = 64 * 1024;
 /// `max_attestation_age` when the licence leaves it out: 24 hours.
 pub const DEFAULT_MAX_ATTESTATION_AGE_SECONDS: u64 = 86_400;
 
-/// The most characters of a licence or site id.
-pub const MAX_ID_CHARS: usize = 64;
+pub use crate::site::MAX_ID_CHARS;
 
 /// The key toml uses to hand a TOML datetime to a deserializer.
 const TOML_DATETIME_FIELD: &str = "$__toml_private_datetime";
@@ -748,11 +747,7 @@ fn non_empty(key: &str, value: String, what: &'static str) -> Result<String, Lic
 /// A licence or site id: 1 to [`MAX_ID_CHARS`] ASCII letters, digits and `-_.:/`.
 fn check_id(key: &str, value: String) -> Result<String, LicenceError> {
     let value = non_empty(key, value, "id")?;
-    let ok = value.len() <= MAX_ID_CHARS
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
-    if ok {
+    if crate::site::is_valid_id(&value) {
         Ok(value)
     } else {
         Err(LicenceError::BadId {

@@ -133,6 +133,8 @@ mod tests {
     fn leaf(subject: &str) -> VerifiedLeaf {
         VerifiedLeaf {
             spki_der: vec![1, 2, 3],
+            node_id: tppguard_proto::identity::NodeId::from_spki_der(&[1, 2, 3]),
+            certified_site: None,
             key_algorithm: super::super::KeyAlgorithm::Ed25519,
             subject: subject.to_owned(),
             serial: "01".to_owned(),

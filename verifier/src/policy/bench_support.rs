@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 use tppguard_proto::claims::AttestationClaims;
+use tppguard_proto::identity::NodeId;
 use tppguard_proto::licence::Licence;
 use tppguard_proto::ruleset::{RuleSet, shipped_rule_set};
 
@@ -52,7 +53,14 @@ pub fn synthetic_fleet(
             for (h, b) in hash.iter_mut().zip(n.to_be_bytes()) {
                 *h = b;
             }
-            VerifiedAttestation::new(claims, node, hash)
+            VerifiedAttestation::from_stored(
+                claims,
+                NodeId::from_spki_der(node.as_bytes()),
+                node,
+                None,
+                None,
+                hash,
+            )
         })
         .collect();
     (lics, attestations, rule_set, AT)

@@ -77,15 +77,19 @@ use tppguard_proto::claims::measurement::{Measurement, MeasurementMethod};
 use tppguard_proto::claims::{AttestationClaims, GpuStatus, GpuSubmod, Pci};
 use tppguard_proto::classify::{Classification, classify_device};
 use tppguard_proto::evidence::EvidenceTier;
+use tppguard_proto::identity::NodeId;
 use tppguard_proto::licence::{
     CountryCode, DEFAULT_MAX_ATTESTATION_AGE_SECONDS, Licence, Validity,
 };
 use tppguard_proto::ruleset::{INDETERMINATE, MeasurementTolerances, RuleSet, RuleSetStatus};
+use tppguard_proto::site::SiteId;
 use tppguard_proto::spec::{self, AcceleratorSpec, H100Equivalents, SpecMatch, UnknownReason};
 use tppguard_proto::tpp::{ComputeFigures, Precision};
 use tppguard_proto::units::{Tops, Tpp};
 
 pub use reason::{Reason, Severity, SpecRatio, TppSource};
+
+use crate::chain::VerifiedLeaf;
 
 /// How far an attestation's `iat` may lie after the evaluation instant before it is
 /// `attestation_from_future`, seconds.
@@ -95,27 +99,67 @@ pub const MAX_CLOCK_SKEW_S: i64 = 300;
 /// `classification.eccn`); it is compared with the verifier's only under this rule set.
 pub const AGENT_CLASSIFICATION_RULE_SET: &str = "us-eccn-3a090";
 
-/// An attestation whose signature, chain, nonce and claims were checked. Only the attestation
-/// verifier constructs it, so [`evaluate`] cannot see unverified input.
+/// An attestation whose signature, chain, nonce and claims were checked, with the facts the
+/// verifier derived itself: the node's identity (its key), the site its certificate
+/// certifies, and, in `serve`, when the verifier received it. Only the attestation verifier
+/// constructs it, so [`evaluate`] cannot see unverified input.
 #[derive(Debug, Clone)]
 pub struct VerifiedAttestation {
     claims: AttestationClaims,
+    node_id: NodeId,
     node_subject: String,
+    certified_site: Option<SiteId>,
+    received_at: Option<i64>,
     token_sha256: [u8; 32],
 }
 
 impl VerifiedAttestation {
-    /// Wraps checked claims with the node's certificate subject and the token's SHA-256.
+    /// Wraps checked claims with the facts of the node's verified certificate and the token's
+    /// SHA-256.
     pub(crate) fn new(
         claims: AttestationClaims,
-        node_subject: String,
+        leaf: &VerifiedLeaf,
         token_sha256: [u8; 32],
     ) -> Self {
         Self {
             claims,
-            node_subject,
+            node_id: leaf.node_id(),
+            node_subject: leaf.subject().to_owned(),
+            certified_site: leaf.certified_site().cloned(),
+            received_at: None,
             token_sha256,
         }
+    }
+
+    /// An attestation verified earlier, read back from storage with the facts derived when it
+    /// was verified. Only for rows the verifier itself recorded after [`verify_attestation`]
+    /// accepted them, and for tests.
+    ///
+    /// [`verify_attestation`]: crate::attestation::verify_attestation
+    pub(crate) fn from_stored(
+        claims: AttestationClaims,
+        node_id: NodeId,
+        node_subject: String,
+        certified_site: Option<SiteId>,
+        received_at: Option<i64>,
+        token_sha256: [u8; 32],
+    ) -> Self {
+        Self {
+            claims,
+            node_id,
+            node_subject,
+            certified_site,
+            received_at,
+            token_sha256,
+        }
+    }
+
+    /// The same attestation, received by the verifier at `received_at` (Unix seconds, the
+    /// verifier's clock): `serve` orders a node's attestations by it.
+    #[must_use]
+    pub fn received_at_time(mut self, received_at: i64) -> Self {
+        self.received_at = Some(received_at);
+        self
     }
 
     /// The verified claims.
@@ -123,9 +167,25 @@ impl VerifiedAttestation {
         &self.claims
     }
 
-    /// The node's identity: its certificate's subject.
+    /// The node's identity: the SHA-256 of its certificate's SubjectPublicKeyInfo.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The node certificate's subject, for display only (two nodes may share one).
     pub fn node_subject(&self) -> &str {
         &self.node_subject
+    }
+
+    /// The site the operator CA certified in the node's certificate, if any.
+    pub fn certified_site(&self) -> Option<&SiteId> {
+        self.certified_site.as_ref()
+    }
+
+    /// When the verifier received it (Unix seconds), when known (`serve`; `check` reads files
+    /// and knows none).
+    pub fn received_at(&self) -> Option<i64> {
+        self.received_at
     }
 
     /// SHA-256 of the compact JWS.

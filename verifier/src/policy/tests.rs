@@ -2,6 +2,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 use tppguard_proto::claims::AttestationClaims;
+use tppguard_proto::identity::NodeId;
 use tppguard_proto::licence::Licence;
 use tppguard_proto::ruleset::{RuleSet, shipped_rule_set};
 
@@ -135,7 +136,14 @@ fn attestation(node: &str, iat: i64, tier: &str, gpus: &[Gpu<'_>]) -> VerifiedAt
     for (h, b) in hash.iter_mut().zip(node.bytes().chain(iat.to_be_bytes())) {
         *h = b;
     }
-    VerifiedAttestation::new(claims, node.to_owned(), hash)
+    VerifiedAttestation::from_stored(
+        claims,
+        NodeId::from_spki_der(node.as_bytes()),
+        node.to_owned(),
+        None,
+        None,
+        hash,
+    )
 }
 
 fn node(name: &str, iat: i64) -> VerifiedAttestation {
@@ -261,7 +269,14 @@ fn a_simulated_inventory_is_flagged_and_still_counted() {
     let mut sim = node("node-sim", AT);
     let mut claims = sim.claims().clone();
     claims.simulated = true;
-    sim = VerifiedAttestation::new(claims, "node-sim".to_owned(), *sim.token_sha256());
+    sim = VerifiedAttestation::from_stored(
+        claims,
+        NodeId::from_spki_der(b"node-sim"),
+        "node-sim".to_owned(),
+        None,
+        None,
+        *sim.token_sha256(),
+    );
     let v = evaluate(
         &[licence(EXAMPLE)],
         &eccn_rules(),

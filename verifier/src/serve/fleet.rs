@@ -235,5 +235,19 @@ fn from_stored(a: &StoredAttestation) -> ApiResult<VerifiedAttestation> {
     let sha: [u8; 32] = super::api::hex_bytes(&a.token_sha256)
         .try_into()
         .map_err(|_| corrupt("token_sha256 is not 32 bytes of hex"))?;
-    Ok(VerifiedAttestation::new(claims, a.node.clone(), sha))
+    // The node's identity and certified site, derived again from the stored token's leaf.
+    let leaf = tppguard_proto::jws::decode(&a.token)
+        .ok()
+        .and_then(|t| t.header().x5c.first().cloned())
+        .ok_or_else(|| corrupt("the token has no x5c leaf"))?;
+    let (node_id, site) = crate::chain::stored_leaf_facts(&leaf)
+        .map_err(|e| corrupt(&format!("the x5c leaf does not read back ({})", e.code())))?;
+    Ok(VerifiedAttestation::from_stored(
+        claims,
+        node_id,
+        a.node.clone(),
+        site,
+        Some(a.received_at),
+        sha,
+    ))
 }
