@@ -110,7 +110,10 @@ fn main() {
             let start = Instant::now();
             let verdict = black_box(evaluate(&lics, &rules, &fleet, at));
             let took = start.elapsed();
-            assert!(verdict.compliant, "the synthetic fleet is compliant");
+            assert!(
+                verdict.verdict.is_compliant(),
+                "the synthetic fleet is compliant"
+            );
             took
         })
         .collect();

@@ -116,7 +116,7 @@ impl CheckReport {
 
     /// Whether one scenario is compliant: its verdict, and no input rejected.
     pub fn scenario_compliant(&self, verdict: &FleetVerdict) -> bool {
-        verdict.compliant && self.rejections() == 0
+        verdict.verdict.is_compliant() && self.rejections() == 0
     }
 }
 
@@ -191,7 +191,8 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
         verdicts,
         compliant: false,
     };
-    report.compliant = report.rejections() == 0 && report.verdicts.iter().all(|v| v.compliant);
+    report.compliant =
+        report.rejections() == 0 && report.verdicts.iter().all(|v| v.verdict.is_compliant());
 
     if let Some(ear_path) = &args.ear {
         let key = ear_key(&args.trust, args.ear_key.as_deref())?;
@@ -355,7 +356,7 @@ fn write_measured(v: &FleetVerdict, out: &mut dyn Write) -> Result<(), Error> {
                 n.effective_evidence_tier, n.evidence_tier
             )
         };
-        writeln!(out, "    node {} ({tier})", n.node)?;
+        writeln!(out, "    node {} ({tier})", n.subject)?;
         for g in &n.gpus {
             if let Some(m) = &g.measured {
                 writeln!(out, "      {}", measured_line(g, m))?;
@@ -563,7 +564,7 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
                 f.sentence
             )?;
         }
-        writeln!(out, "  => {}", verdict_word(v.compliant))?;
+        writeln!(out, "  => {}", verdict_word(v.verdict.is_compliant()))?;
     }
 
     writeln!(out)?;
@@ -637,9 +638,10 @@ mod tests {
             rule_set: "us-eccn-3a090".to_owned(),
             rule_set_version: "1".to_owned(),
             rule_set_status: RuleSetStatus::InForce,
-            compliant: true,
+            verdict: crate::policy::Verdict::Compliant,
             nodes: vec![NodeVerdict {
-                node: "CN=node-1".to_owned(),
+                node: tppguard_proto::identity::NodeId::from_spki_der(b"node-1"),
+                subject: "CN=node-1".to_owned(),
                 token_sha256: String::new(),
                 iat: 0,
                 age_s: 0,

@@ -10,6 +10,7 @@
 //! [`status_of`] is the one mapping from a finding's [`Severity`] to an EAR status.
 
 use std::collections::BTreeMap;
+use tppguard_proto::identity::NodeId;
 
 use serde::Serialize;
 use tppguard_proto::claims::Nonce;
@@ -46,7 +47,7 @@ pub enum EarStatus {
 pub const fn status_of(severity: Severity) -> EarStatus {
     match severity {
         Severity::Info => EarStatus::Affirming,
-        Severity::Warning => EarStatus::Warning,
+        Severity::Warning | Severity::Unproven => EarStatus::Warning,
         Severity::Violation => EarStatus::Contraindicated,
     }
 }
@@ -146,7 +147,7 @@ impl EarClaims {
         let mut submods: BTreeMap<String, Appraisal> = verdict
             .nodes
             .iter()
-            .map(|node| (node.node.clone(), Appraisal::of(&index.for_node(node))))
+            .map(|node| (node.node.to_string(), Appraisal::of(&index.for_node(node))))
             .collect();
         for r in rejected {
             let appraisal = submods
@@ -173,16 +174,16 @@ impl EarClaims {
     pub fn for_node(
         verdict: &FleetVerdict,
         index: &FindingIndex<'_>,
-        node: &str,
+        node: NodeId,
         nonce: Option<&Nonce>,
         at: i64,
     ) -> Self {
         let submods = verdict
             .nodes
-            .binary_search_by(|n| n.node.as_str().cmp(node))
+            .binary_search_by(|n| n.node.cmp(&node))
             .ok()
             .and_then(|i| verdict.nodes.get(i))
-            .map(|n| (n.node.clone(), Appraisal::of(&index.for_node(n))))
+            .map(|n| (n.node.to_string(), Appraisal::of(&index.for_node(n))))
             .into_iter()
             .collect();
         Self {
@@ -279,7 +280,7 @@ mod tests {
             rule_set: "us-eccn-3a090".to_owned(),
             rule_set_version: "1".to_owned(),
             rule_set_status: tppguard_proto::ruleset::RuleSetStatus::InForce,
-            compliant: true,
+            verdict: crate::policy::Verdict::Compliant,
             nodes: Vec::new(),
             licences: Vec::new(),
             countries: Vec::new(),

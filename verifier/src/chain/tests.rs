@@ -430,6 +430,9 @@ fn codes_are_unique_snake_case_and_complete() {
         ChainError::UnsupportedKeyAlgorithm { oid: String::new() },
         ChainError::Malformed { detail: "" },
         ChainError::BudgetExceeded,
+        ChainError::BadCertifiedSite {
+            detail: String::new(),
+        },
     ];
     let codes: HashSet<_> = samples.iter().map(ChainError::code).collect();
     assert_eq!(codes.len(), samples.len(), "every variant has its own code");

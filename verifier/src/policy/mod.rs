@@ -259,6 +259,45 @@ impl Finding {
     }
 }
 
+/// A verdict on a licence, a country or the fleet: whether the verified evidence establishes
+/// compliance. Ordered best first, so the verdict on several is their `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every condition holds, on evidence strong enough to say so.
+    Compliant,
+    /// No condition is seen broken, but the evidence cannot establish compliance
+    /// (findings of severity `unproven`).
+    Unproven,
+    /// A condition is broken (a finding of severity `violation`).
+    NotCompliant,
+}
+
+impl Verdict {
+    /// The verdict the worst finding leads to.
+    pub const fn from_severity(worst: Severity) -> Self {
+        match worst {
+            Severity::Info | Severity::Warning => Self::Compliant,
+            Severity::Unproven => Self::Unproven,
+            Severity::Violation => Self::NotCompliant,
+        }
+    }
+
+    /// The stable snake_case code, as serialized.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Compliant => "compliant",
+            Self::Unproven => "unproven",
+            Self::NotCompliant => "not_compliant",
+        }
+    }
+
+    /// Whether it is `compliant`.
+    pub fn is_compliant(self) -> bool {
+        self == Self::Compliant
+    }
+}
+
 /// A TPP cap check: used, cap and headroom, exact, with H100-equivalents beside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct TppCap {
@@ -498,8 +537,10 @@ pub struct GpuMeasurement {
 /// One node's latest attestation, as evaluated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeVerdict {
-    /// The node (certificate subject).
-    pub node: String,
+    /// The node: the SHA-256 of its certificate's SubjectPublicKeyInfo, hex.
+    pub node: NodeId,
+    /// Its certificate's subject, for display (two nodes may share one).
+    pub subject: String,
     /// SHA-256 of the attestation token evaluated, hex.
     pub token_sha256: String,
     /// When it was made, Unix seconds.
@@ -538,8 +579,8 @@ pub struct FleetVerdict {
     pub rule_set_version: String,
     /// Its legal status.
     pub rule_set_status: RuleSetStatus,
-    /// No finding is a violation.
-    pub compliant: bool,
+    /// `compliant`, `unproven` or `not_compliant`, from the worst finding.
+    pub verdict: Verdict,
     /// Nodes by subject.
     pub nodes: Vec<NodeVerdict>,
     /// Licences by id.
@@ -588,7 +629,8 @@ impl<'v> FindingIndex<'v> {
     /// cap therefore bears on every node counted under it.
     pub fn for_node(&self, node: &NodeVerdict) -> Vec<&'v Finding> {
         let none = Vec::new();
-        let own = self.by_node.get(node.node.as_str()).unwrap_or(&none);
+        let id = node.node.to_string();
+        let own = self.by_node.get(id.as_str()).unwrap_or(&none);
         let licence = node
             .licence
             .as_deref()
@@ -990,6 +1032,12 @@ struct Tally {
     tpp: Tpp,
 }
 
+/// Which of a node's attestations is the newer: the one the verifier received last (`serve`),
+/// else the greater `iat`, then the greater token SHA-256.
+fn recency(a: &VerifiedAttestation) -> (Option<i64>, i64, &[u8; 32]) {
+    (a.received_at, a.claims.iat, &a.token_sha256)
+}
+
 /// Evaluates a fleet's latest attestations against its licences under one rule set at
 /// `at_unix`. See the module documentation for how nodes find licences and GPUs count.
 ///
@@ -1019,20 +1067,21 @@ pub fn evaluate<'a>(
 
     // The latest attestation per node.
     let attestations = attestations.into_iter();
-    let mut latest: HashMap<&str, &VerifiedAttestation> =
+    let mut latest: HashMap<NodeId, &VerifiedAttestation> =
         HashMap::with_capacity(attestations.size_hint().0);
     for a in attestations {
         latest
-            .entry(a.node_subject.as_str())
+            .entry(a.node_id)
             .and_modify(|cur| {
-                if (a.claims.iat, &a.token_sha256) > (cur.claims.iat, &cur.token_sha256) {
+                if recency(a) > recency(cur) {
                     *cur = a;
                 }
             })
             .or_insert(a);
     }
     let mut nodes: Vec<&VerifiedAttestation> = latest.into_values().collect();
-    nodes.sort_unstable_by(|a, b| a.node_subject.cmp(&b.node_subject));
+    nodes.sort_unstable_by_key(|a| a.node_id);
+    let node_names: Vec<String> = nodes.iter().map(|a| a.node_id.to_string()).collect();
 
     // Assignment: by site, the stricter of the licences listing it; without a site, the one
     // licence when there is exactly one.
@@ -1099,7 +1148,7 @@ pub fn evaluate<'a>(
         node_severity: vec![Severity::Info; nodes.len()],
         licence_severity: vec![Severity::Info; lics.len()],
     };
-    let node_ref = |n: usize| nodes.get(n).map(|a| (n, a.node_subject.as_str()));
+    let node_ref = |n: usize| node_names.get(n).map(|id| (n, id.as_str()));
     let licence_ref = |l: Option<usize>| l.and_then(|i| lics.get(i).map(|v| (i, v.licence.id())));
 
     for (site, is) in by_site.iter().filter(|(_, is)| is.len() > 1) {
@@ -1468,7 +1517,8 @@ pub fn evaluate<'a>(
             t.tpp = t.tpp.saturating_add(tpp_counted);
         }
         node_verdicts.push(NodeVerdict {
-            node: node.node_subject.clone(),
+            node: node.node_id,
+            subject: node.node_subject.clone(),
             token_sha256: hex(&node.token_sha256),
             iat: claims.iat,
             age_s,
@@ -1642,14 +1692,20 @@ pub fn evaluate<'a>(
                 &b.sentence,
             ))
     });
-    let compliant = findings.iter().all(|f| f.severity < Severity::Violation);
+    let verdict = Verdict::from_severity(
+        findings
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or_default(),
+    );
 
     FleetVerdict {
         at: at_unix,
         rule_set: rule_set.id.clone(),
         rule_set_version: rule_set.version.clone(),
         rule_set_status: rule_set.status,
-        compliant,
+        verdict,
         nodes: node_verdicts,
         licences: usages,
         countries: countries.into_values().collect(),

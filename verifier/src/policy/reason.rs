@@ -19,6 +19,10 @@ pub enum Severity {
     Info,
     /// Needs attention, but the licence conditions still hold.
     Warning,
+    /// The evidence cannot establish that a licence condition holds (simulated, stale,
+    /// unidentified or unlisted hardware, a tier below the licence's): the verdict is at best
+    /// `unproven`.
+    Unproven,
     /// A licence condition is broken: the fleet is not compliant.
     Violation,
 }
@@ -29,6 +33,7 @@ impl Severity {
         match self {
             Self::Info => "info",
             Self::Warning => "warning",
+            Self::Unproven => "unproven",
             Self::Violation => "violation",
         }
     }

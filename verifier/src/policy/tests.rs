@@ -187,7 +187,7 @@ fn dgx_h100_is_compliant_under_the_example_licence() {
         &[node("node-1", AT - 60)],
         AT,
     );
-    assert!(v.compliant, "{:#?}", v.findings);
+    assert!(v.verdict.is_compliant(), "{:#?}", v.findings);
     assert!(v.findings.is_empty(), "{:#?}", v.findings);
     let usage = &v.licences[0];
     assert_eq!(usage.licence, "EXAMPLE-DE-2026-0142");
@@ -218,7 +218,7 @@ fn too_small_licence_is_over_its_aggregate_cap() {
         &[node("node-1", AT - 60)],
         AT,
     );
-    assert!(!v.compliant);
+    assert!(!v.verdict.is_compliant());
     assert_eq!(codes(&v), ["aggregate_tpp_above_cap"]);
     let f = &v.findings[0];
     assert_eq!(f.severity, Severity::Violation);
@@ -247,7 +247,7 @@ fn stale_node_still_counts() {
         AT,
     );
     assert_eq!(codes(&v), ["stale_node"]);
-    assert!(v.compliant, "a stale node is a warning");
+    assert!(v.verdict.is_compliant(), "a stale node is a warning");
     let f = &v.findings[0];
     assert_eq!(f.node.as_deref(), Some("node-1"));
     assert_eq!(
@@ -285,7 +285,7 @@ fn a_simulated_inventory_is_flagged_and_still_counted() {
     );
     assert_eq!(codes(&v), ["simulated_inventory"]);
     assert!(
-        v.compliant,
+        v.verdict.is_compliant(),
         "a simulated node is a warning, not a violation"
     );
     let f = &v.findings[0];
@@ -363,7 +363,7 @@ fn evidence_tier_below_the_licence_minimum() {
     );
     let v = evaluate(&[lic], &eccn_rules(), &[node("node-1", AT)], AT);
     assert_eq!(codes(&v), ["evidence_tier_too_low"]);
-    assert!(!v.compliant);
+    assert!(!v.verdict.is_compliant());
     assert_eq!(
         v.findings[0].figures,
         Reason::EvidenceTierTooLow {
@@ -438,7 +438,7 @@ fn per_device_cap() {
         "spec"
     );
     assert!(found[0].sentence.contains("15831.2") && found[0].sentence.contains("15000"));
-    assert!(!v.compliant);
+    assert!(!v.verdict.is_compliant());
 }
 
 #[test]
@@ -452,11 +452,11 @@ fn expired_licence() {
     );
     assert_eq!(codes(&v), ["licence_expired"]);
     assert_eq!(v.findings[0].severity, Severity::Violation);
-    assert!(!v.compliant);
+    assert!(!v.verdict.is_compliant());
     // Without devices, an expired licence is a warning only.
     let v = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &[], after);
     assert_eq!(codes(&v), ["licence_expired"]);
-    assert!(v.compliant);
+    assert!(v.verdict.is_compliant());
 }
 
 #[test]
@@ -469,7 +469,7 @@ fn licence_not_yet_valid() {
         before,
     );
     assert_eq!(codes(&v), ["licence_not_yet_valid"]);
-    assert!(!v.compliant);
+    assert!(!v.verdict.is_compliant());
 }
 
 #[test]
@@ -498,7 +498,7 @@ fn without_sites_several_licences_leave_nodes_unassigned() {
         AT,
     );
     assert_eq!(codes(&v), ["node_unassigned"]);
-    assert!(!v.compliant);
+    assert!(!v.verdict.is_compliant());
     assert_eq!(v.nodes[0].licence, None);
     assert!(v.licences.iter().all(|u| u.devices.used == 0));
     assert_eq!(v.countries[0].licences.len(), 2);
@@ -558,7 +558,7 @@ fn other_rule_set_is_flagged_and_agent_figures_ignored() {
     let lic = licence_with(r#"eccns = ["3A090.a"]"#, "eccns = []");
     let v = evaluate(&[lic], &gain, &[node("node-1", AT)], AT);
     assert_eq!(codes(&v), ["licence_rule_set_mismatch"]);
-    assert!(v.compliant);
+    assert!(v.verdict.is_compliant());
     assert_eq!(v.rule_set, "us-gain-ai-act-s3150");
     assert_eq!(v.rule_set_status, RuleSetStatus::Bill);
 
@@ -589,7 +589,7 @@ fn duplicate_counts_once_at_its_first_place() {
     );
     assert_eq!(v.nodes.len(), 2);
     let copy = &v.nodes[1];
-    assert_eq!(copy.node, "node-a-copy");
+    assert_eq!(copy.subject, "node-a-copy");
     // node-a-copy reports node-a-copy's GPUs: distinct uuids, so no duplicates.
     assert_eq!(only(&v, "duplicate_device").len(), 0);
     // One licence: node-z repeats two of node-a's GPUs, which count at node-a (subject order).
@@ -1045,13 +1045,13 @@ fn country_over_its_allocation_is_a_violation() {
     assert_eq!(cap.to_string(), "790000000");
     assert_eq!(over_by.to_string(), "1560000");
     assert_eq!(period, "2025-2027");
-    assert!(!v.compliant);
+    assert!(!v.verdict.is_compliant());
     assert_eq!(v.countries[0].licences.len(), 3);
     assert!(v.countries[0].allocation.unwrap().is_over());
     // Under the rule as published (DE in Tier 1), the same fleet is within every cap.
     let v = evaluate(&lics, &diffusion_rules(), &fleet, at);
     assert!(only(&v, "country_allocation_exceeded").is_empty());
-    assert!(v.compliant, "{:?}", codes(&v));
+    assert!(v.verdict.is_compliant(), "{:?}", codes(&v));
 }
 
 // ---- Measurements --------------------------------------------------------------------------
@@ -1135,7 +1135,7 @@ fn consistent_measurements_back_the_measured_tier() {
         AT,
     );
     assert!(v.findings.is_empty(), "{:#?}", v.findings);
-    assert!(v.compliant);
+    assert!(v.verdict.is_compliant());
     let n = &v.nodes[0];
     assert_eq!(n.evidence_tier, EvidenceTier::Measured);
     assert_eq!(n.effective_evidence_tier, EvidenceTier::Measured);
@@ -1195,7 +1195,7 @@ fn exceeds_spec_is_a_violation_per_gpu_and_contraindicated_in_the_ear() {
         AT,
     );
     assert_eq!(codes(&v), ["exceeds_spec"]);
-    assert!(!v.compliant);
+    assert!(!v.verdict.is_compliant());
     let f = &v.findings[0];
     assert_eq!(f.severity, Severity::Violation);
     assert_eq!(
@@ -1292,7 +1292,7 @@ fn below_spec_warns_with_the_clocks_and_throttle_reasons() {
     );
     // FP8 is 0.45 of spec, below half; BF16 at 0.61 is within.
     assert_eq!(codes(&v), ["below_spec"]);
-    assert!(v.compliant, "below spec is a warning");
+    assert!(v.verdict.is_compliant(), "below spec is a warning");
     let f = &v.findings[0];
     assert_eq!(f.severity, Severity::Warning);
     let Reason::BelowSpec {
@@ -1486,7 +1486,7 @@ fn measured_tpp_above_the_per_device_cap_is_a_violation_whatever_the_spec() {
         serde_json::to_value(f).unwrap()["figures"]["basis"],
         "measured"
     );
-    assert!(!v.compliant);
+    assert!(!v.verdict.is_compliant());
     // An unlisted device is held to the cap by its measurement too.
     let mystery = Gpu {
         device_id: "0x9999",

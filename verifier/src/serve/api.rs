@@ -497,7 +497,8 @@ async fn fleet(State(s): State<Shared>) -> ApiResult<Response> {
 
 #[derive(Serialize)]
 struct NodeSummary<'a> {
-    node: &'a str,
+    node: tppguard_proto::identity::NodeId,
+    subject: &'a str,
     licence: Option<&'a str>,
     iat: i64,
     age_s: u64,
@@ -511,7 +512,8 @@ struct NodeSummary<'a> {
 impl<'a> From<&'a NodeVerdict> for NodeSummary<'a> {
     fn from(n: &'a NodeVerdict) -> Self {
         Self {
-            node: &n.node,
+            node: n.node,
+            subject: &n.subject,
             licence: n.licence.as_deref(),
             iat: n.iat,
             age_s: n.age_s,
@@ -543,7 +545,11 @@ fn unknown_node(node: &str) -> ApiError {
 
 async fn node(State(s): State<Shared>, Path(node): Path<String>) -> ApiResult<Response> {
     let verdict = current(&s).await?;
-    let Some(n) = verdict.nodes.iter().find(|n| n.node == node) else {
+    let Some(n) = verdict
+        .nodes
+        .iter()
+        .find(|n| n.node.to_string() == node || n.subject == node)
+    else {
         return Err(unknown_node(&node));
     };
     json_response(

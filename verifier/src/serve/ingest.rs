@@ -418,9 +418,13 @@ async fn accept(
     let mut pending = Vec::with_capacity(fresh.len());
     for sub in fresh {
         let node = sub.verified.node_subject().to_owned();
+        let node_id = sub.verified.node_id();
         let nonce = Some(&sub.verified.claims().eat_nonce);
-        let ear = EarClaims::for_node(&verdict, &index, &node, nonce, now);
-        let status = ear.submods.get(&node).map_or(EarStatus::None, |a| a.status);
+        let ear = EarClaims::for_node(&verdict, &index, node_id, nonce, now);
+        let status = ear
+            .submods
+            .get(&node_id.to_string())
+            .map_or(EarStatus::None, |a| a.status);
         let signed = match ear.sign(&s.result_key) {
             Ok(p) => p,
             Err(e) => {
@@ -445,7 +449,7 @@ async fn accept(
         });
         let findings = verdict
             .nodes
-            .binary_search_by(|n| n.node.as_str().cmp(&node))
+            .binary_search_by(|n| n.node.cmp(&node_id))
             .ok()
             .and_then(|i| verdict.nodes.get(i))
             .map(|n| index.for_node(n).into_iter().cloned().collect())
