@@ -140,9 +140,15 @@ fn push_simulate_is_accepted_and_the_node_is_listed() {
     let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
     // Simulated evidence: compliant but not hardware-backed, so a warning.
     assert_eq!(answer["status"], "warning", "{answer}");
+    // The node is its key: the SHA-256 of its SubjectPublicKeyInfo; the subject is display.
     let node = answer["node"].as_str().expect("node").to_owned();
-    assert!(node.contains("gpu-node-01"), "{answer}");
+    assert!(
+        node.len() == 64 && node.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{answer}"
+    );
     assert_eq!(nodes(&verifier), std::slice::from_ref(&node));
+    let (_, listed) = verifier.get_json("/v1/nodes");
+    assert_eq!(listed["nodes"][0]["subject"], "CN=gpu-node-01", "{listed}");
     assert_eq!(history(&verifier, &node), ["accepted"]);
     let ear = std::fs::read_to_string(&ear).expect("EAR written");
     assert_eq!(ear.trim(), answer["ear"].as_str().expect("ear"));

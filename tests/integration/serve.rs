@@ -245,8 +245,18 @@ fn serve_challenge_attest_and_read_the_fleet_back() {
     let a = server.post("/v1/attestations", "application/jose", &token);
     assert_eq!(a.status, 200, "{}", a.body);
     let v = a.json();
+    // The node is its key (64 hex digits); its certificate subject is for display.
     let node = v["node"].as_str().expect("node").to_owned();
-    assert!(node.contains("gpu-node-01"), "{v}");
+    assert!(
+        node.len() == 64 && node.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{v}"
+    );
+    assert!(
+        v["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("gpu-node-01")),
+        "{v}"
+    );
     // Simulated evidence: compliant but not hardware-backed, so a warning.
     assert_eq!(v["status"], "warning", "{v}");
     assert!(
@@ -264,6 +274,13 @@ fn serve_challenge_attest_and_read_the_fleet_back() {
     assert_eq!(claims["eat_nonce"], nonce.as_str());
     assert_eq!(claims["submods"][&node]["ear.status"], "warning");
     assert_eq!(claims["submods"].as_object().map(|m| m.len()), Some(1));
+    // The EAR names the token it appraises.
+    let sha = tppguard_verifier::store::sha256_hex(token.as_bytes());
+    assert_eq!(
+        claims["submods"][&node]["tppguard.token-sha256"],
+        sha.as_str()
+    );
+    assert_eq!(v["token_sha256"], sha.as_str());
     // The EAR verifies under the result key pki init wrote (its header names EdDSA or ES*).
     let header: Value =
         serde_json::from_slice(&base64url(ear.split('.').next().expect("header"))).expect("json");
@@ -289,6 +306,10 @@ fn serve_challenge_attest_and_read_the_fleet_back() {
     let one = one.json();
     assert_eq!(one["node"]["gpus"].as_array().map(Vec::len), Some(8));
     assert_eq!(one["node"]["gpus"][0]["model"], "H100 SXM5 80GB");
+    // A subject only one node has names it too.
+    let by_subject = server.get(&format!("/v1/nodes/{}", segment("CN=gpu-node-01")));
+    assert_eq!(by_subject.status, 200, "{}", by_subject.body);
+    assert_eq!(by_subject.json()["node"]["node"], node.as_str());
     let missing = server.get("/v1/nodes/CN%3Dnobody");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["code"], "node_unknown");
@@ -374,7 +395,7 @@ fn serve_a_licence_too_small_answers_the_cap_finding() {
     let over = server.get("/v1/findings?code=aggregate_tpp_above_cap&licence=EXAMPLE-DE-2026-0143");
     assert_eq!(over.json()["findings"].as_array().map(Vec::len), Some(1));
     let fleet = server.get("/v1/fleet").json();
-    assert_eq!(fleet["compliant"], false);
+    assert_eq!(fleet["verdict"], "not_compliant");
 }
 
 #[test]

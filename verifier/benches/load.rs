@@ -228,8 +228,8 @@ fn main() {
     let verify_elapsed = started.elapsed();
     let verify_rate = tokens.len() as f64 / verify_elapsed.as_secs_f64();
     // One latest attestation per node, as the fleet the server evaluates.
-    verified.sort_by(|a, b| a.node_subject().cmp(b.node_subject()));
-    verified.dedup_by(|a, b| a.node_subject() == b.node_subject());
+    verified.sort_by_key(|a| a.node_id());
+    verified.dedup_by_key(|a| a.node_id());
     let rule_set =
         tppguard_proto::ruleset::shipped_rule_set("us-eccn-3a090").expect("shipped rule set");
     let started = Instant::now();

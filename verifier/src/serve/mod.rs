@@ -133,6 +133,7 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
     if let Some(adopted) = store
         .adopt_legacy_pointers(fleet::stored_token_identity)
         .await?
+        && adopted.nodes + adopted.dropped > 0
     {
         tracing::info!(
             nodes = adopted.nodes,
