@@ -909,6 +909,42 @@ mod tests {
         assert_eq!(served.len(), ROUTES.len(), "a route is listed twice");
     }
 
+    /// The window is `[issued - skew, received + skew]`, both ends included.
+    #[test]
+    fn iat_window_bounds_are_inclusive_and_named() {
+        let (issued, received) = (1_000_000, 1_000_060);
+        for iat in [
+            issued - MAX_CLOCK_SKEW_S,
+            issued,
+            received,
+            received + MAX_CLOCK_SKEW_S,
+        ] {
+            assert!(iat_rejection(iat, issued, received).is_none(), "{iat}");
+        }
+        let early = iat_rejection(issued - MAX_CLOCK_SKEW_S - 1, issued, received).unwrap();
+        assert_eq!(early.code, "iat_outside_challenge_window");
+        assert_eq!(early.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            early
+                .sentence
+                .contains("301 s before the challenge was issued"),
+            "{}",
+            early.sentence
+        );
+        let late = iat_rejection(received + MAX_CLOCK_SKEW_S + 1, issued, received).unwrap();
+        assert!(
+            late.sentence
+                .contains("301 s after the verifier received it")
+                && late.sentence.contains("from 999700")
+                && late.sentence.contains("to 1000360"),
+            "{}",
+            late.sentence
+        );
+        // No overflow at the extremes of i64.
+        assert!(iat_rejection(i64::MIN, i64::MIN, i64::MAX).is_none());
+        assert!(iat_rejection(i64::MAX, 0, 0).is_some());
+    }
+
     #[test]
     fn hex_bytes_reads_lower_case_hex() {
         assert_eq!(hex_bytes("00ff10"), [0, 255, 16]);
