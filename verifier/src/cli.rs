@@ -16,7 +16,10 @@ Exit codes:
      but is not in force at --at, expired or not yet valid; `check`: not compliant under a
      rule set, or a licence or attestation rejected)
   2  usage or input error (bad flag or value, unknown model, unreadable or invalid rule set,
-     a rejected certificate chain or signed licence, files that would be overwritten)";
+     a rejected certificate chain or signed licence, files that would be overwritten)
+  3  `check`: unproven: no violation seen, but the evidence cannot establish compliance
+     (simulated or stale evidence, uncertified sites, unidentified or unlisted GPUs, an
+     evidence tier below the licence's)";
 
 /// tppguard verifier: classifies accelerators under export-control rule sets and checks
 /// tppguard evidence.
@@ -74,8 +77,11 @@ pub enum Command {
     ///     --nonce "$NONCE" --ear result.jwt node-01.jws node-02.jws
     ///
     /// Exit code 0: compliant under every rule set evaluated, every input accepted; 1: not
-    /// compliant (a violation, or a rejected licence or attestation); 2: the check could not
-    /// run (an unreadable file or trust file, an unknown rule set, no result key for --ear).
+    /// compliant (a violation, or a rejected licence or attestation); 3: unproven (no
+    /// violation, but the evidence cannot establish compliance: simulated or stale evidence,
+    /// an uncertified site, unidentified or unlisted GPUs, a tier below the licence's); 2: the
+    /// check could not run (an unreadable file or trust file, an unknown rule set, no result
+    /// key for --ear).
     #[command(after_help = EXIT_CODES, verbatim_doc_comment)]
     Check(CheckArgs),
 
