@@ -5,7 +5,11 @@
 //! ([`EAR_PROFILE`]), `iat`, `ear.verifier-id` (`build`, `developer`), optional `eat_nonce`,
 //! and `submods`, one appraisal per node with its `ear.status`. The trustworthiness vector is
 //! left out: tppguard does not appraise the AR4SI claims it would carry, and an EAR must not
-//! invent them. Each appraisal adds `tppguard.reasons`, the reason codes behind its status.
+//! invent them. Each appraisal adds two claims of its own (unregistered extensions, named
+//! under `tppguard.` as the draft allows): `tppguard.reasons`, the reason codes behind its
+//! status, and `tppguard.token-sha256`, the SHA-256 (lower-case hex) of the attestation token
+//! appraised, so a relying party can tell which evidence the status is about. The appraisals
+//! are keyed by node id (the SHA-256 of the node certificate's SubjectPublicKeyInfo).
 //!
 //! [`status_of`] is the one mapping from a finding's [`Severity`] to an EAR status.
 
@@ -17,7 +21,7 @@ use tppguard_proto::claims::Nonce;
 use tppguard_proto::jws::{self, Header, SigningKey};
 
 use crate::error::Error;
-use crate::policy::{Finding, FindingIndex, FleetVerdict, Severity};
+use crate::policy::{Finding, FindingIndex, FleetVerdict, NodeVerdict, Severity};
 
 /// The EAR profile (draft-ietf-rats-ear).
 pub const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
@@ -83,12 +87,18 @@ pub struct Appraisal {
     /// The reason codes behind the status, worst first, each once.
     #[serde(rename = "tppguard.reasons")]
     pub reasons: Vec<String>,
+    /// SHA-256 of the attestation token appraised, lower-case hex (absent for a rejection).
+    #[serde(
+        rename = "tppguard.token-sha256",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub token_sha256: Option<String>,
 }
 
 impl Appraisal {
-    /// The worst status of `findings` (affirming when there are none) and their codes, each
-    /// once, in order.
-    fn of(findings: &[&Finding]) -> Self {
+    /// The appraisal of `node`'s token: the worst status of `findings` (affirming when there
+    /// are none) and their codes, each once, in order.
+    fn of(node: &NodeVerdict, findings: &[&Finding]) -> Self {
         let mut status = EarStatus::Affirming;
         let mut reasons: Vec<String> = Vec::new();
         for finding in findings {
@@ -97,7 +107,11 @@ impl Appraisal {
                 reasons.push(finding.code.to_owned());
             }
         }
-        Self { status, reasons }
+        Self {
+            status,
+            reasons,
+            token_sha256: Some(node.token_sha256.clone()),
+        }
     }
 }
 
@@ -114,8 +128,8 @@ pub struct EarClaims {
     /// `eat_nonce`: the challenge the attestations were checked against, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eat_nonce: Option<String>,
-    /// `submods`: one appraisal per node (its certificate subject) and per rejected
-    /// attestation (`rejected:<file>`).
+    /// `submods`: one appraisal per node (its node id) and per rejected attestation
+    /// (`rejected:<file>`).
     pub submods: BTreeMap<String, Appraisal>,
 }
 
@@ -147,7 +161,10 @@ impl EarClaims {
         let mut submods: BTreeMap<String, Appraisal> = verdict
             .nodes
             .iter()
-            .map(|node| (node.node.to_string(), Appraisal::of(&index.for_node(node))))
+            .map(|node| {
+                let appraisal = Appraisal::of(node, &index.for_node(node));
+                (node.node.to_string(), appraisal)
+            })
             .collect();
         for r in rejected {
             let appraisal = submods
@@ -155,6 +172,7 @@ impl EarClaims {
                 .or_insert_with(|| Appraisal {
                     status: REJECTED_STATUS,
                     reasons: Vec::new(),
+                    token_sha256: None,
                 });
             if !appraisal.reasons.iter().any(|c| c == r.code) {
                 appraisal.reasons.push(r.code.to_owned());
@@ -183,7 +201,7 @@ impl EarClaims {
             .binary_search_by(|n| n.node.cmp(&node))
             .ok()
             .and_then(|i| verdict.nodes.get(i))
-            .map(|n| (n.node.to_string(), Appraisal::of(&index.for_node(n))))
+            .map(|n| (n.node.to_string(), Appraisal::of(n, &index.for_node(n))))
             .into_iter()
             .collect();
         Self {

@@ -2,7 +2,8 @@
 //!
 //! Every error answers `{"code": snake_case, "sentence": "..."}` with a status that says who
 //! must act: 400 a malformed request, 401 no valid credential (unknown nonce, admin token),
-//! 403 an expired nonce, 404 no such resource, 409 a replayed nonce, 429 a node over
+//! 403 an expired nonce, 404 no such resource, 409 a replayed nonce or a certificate subject
+//! that names several nodes, 429 a node over
 //! `node_rate_per_minute`, 413 a body over
 //! `max_body_bytes`, 415 a content type other than `application/jose`, 422 a token that does
 //! not verify, 500 the verifier's own fault, 503 the database unreachable, 408 a request over
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 use tppguard_proto::claims::Nonce;
+use tppguard_proto::identity::NodeId;
 
 use tokio::sync::oneshot;
 
@@ -33,7 +35,8 @@ use crate::attestation::verify_attestation;
 use crate::ear::EarStatus;
 use crate::licence::verify_licence;
 use crate::policy::{
-    Finding, FleetVerdict, NodeVerdict, Severity, VerifiedAttestation, VerifiedLicence,
+    Finding, FleetVerdict, MAX_CLOCK_SKEW_S, NodeVerdict, Severity, VerifiedAttestation,
+    VerifiedLicence,
 };
 use crate::store::{MAX_HISTORY, NewAttestation, NonceUse, Outcome, Store, StoreError};
 
@@ -271,8 +274,51 @@ fn writer_gone() -> ApiError {
 struct AttestAnswer {
     status: EarStatus,
     ear: String,
-    node: String,
-    findings: Vec<Finding>,
+    /// The node: its key's id.
+    node: NodeId,
+    /// Its certificate subject, for display.
+    subject: String,
+    /// SHA-256 of the token this answer (and its EAR) appraises.
+    token_sha256: String,
+    findings: Vec<NodeFinding>,
+}
+
+/// A finding as the API answers it: the policy's finding and, when it names a node (by id),
+/// that node's certificate subject, for display.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct NodeFinding {
+    #[serde(flatten)]
+    finding: Finding,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+}
+
+/// `findings` with the subjects of the nodes they name, from `verdict`.
+pub(super) fn with_subjects<'a>(
+    verdict: &FleetVerdict,
+    findings: impl IntoIterator<Item = &'a Finding>,
+) -> Vec<NodeFinding> {
+    findings
+        .into_iter()
+        .map(|f| NodeFinding {
+            subject: f
+                .node
+                .as_deref()
+                .and_then(NodeId::from_hex)
+                .and_then(|id| node_of(verdict, id))
+                .map(|n| n.subject.clone()),
+            finding: f.clone(),
+        })
+        .collect()
+}
+
+/// The node `id` of `verdict` (its nodes are in node id order).
+pub(super) fn node_of(verdict: &FleetVerdict, id: NodeId) -> Option<&NodeVerdict> {
+    verdict
+        .nodes
+        .binary_search_by(|n| n.node.cmp(&id))
+        .ok()
+        .and_then(|i| verdict.nodes.get(i))
 }
 
 async fn attest(
@@ -286,7 +332,8 @@ async fn attest(
     let verified = verify_attestation(&token, &s.trust, now, None);
     s.metrics.verification(started.elapsed());
     let verified = match verified {
-        Ok(v) => v,
+        // The verifier's clock orders a node's attestations, never the node's `iat`.
+        Ok(v) => v.received_at_time(now),
         Err(e) => {
             let rejection = Rejection {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -296,7 +343,7 @@ async fn attest(
             return Err(reject(&s, &token, None, now, rejection).await);
         }
     };
-    if !s.limiter.allow(verified.node_subject(), now) {
+    if !s.limiter.allow(verified.node_id(), now) {
         // Not recorded: a flood must not fill the database.
         s.metrics.attestation("rejected", "rate_limited");
         return Err(ApiError::new(
@@ -306,7 +353,9 @@ async fn attest(
              node_rate_per_minute allows: retry next minute",
         ));
     }
-    let node = verified.node_subject().to_owned();
+    let node = verified.node_id();
+    let subject = verified.node_subject().to_owned();
+    let token_sha256 = crate::store::sha256_hex(token.as_bytes());
     let nonce = hex_bytes(verified.claims().eat_nonce.as_str());
     let claims_json =
         serde_json::to_string(verified.claims()).map_err(|e| ApiError::internal(&e))?;
@@ -327,6 +376,8 @@ async fn attest(
             status: accepted.status,
             ear: accepted.ear,
             node,
+            subject,
+            token_sha256,
             findings: accepted.findings,
         },
     )
@@ -373,6 +424,40 @@ pub(super) fn nonce_rejection(used: NonceUse) -> Option<Rejection> {
     }
 }
 
+/// The rejection for an attestation whose `iat` lies outside the challenge's window:
+/// `[issued_at - skew, received_at + skew]` (skew [`MAX_CLOCK_SKEW_S`]). The node writes
+/// `iat`; the verifier knows when it issued the nonce the token answers and when the token
+/// arrived, so a token dated before its own challenge or after its own receipt (beyond clock
+/// skew) is refused instead of being believed. `None` inside the window.
+pub(super) fn iat_rejection(iat: i64, issued_at: i64, received_at: i64) -> Option<Rejection> {
+    let earliest = issued_at.saturating_sub(MAX_CLOCK_SKEW_S);
+    let latest = received_at.saturating_add(MAX_CLOCK_SKEW_S);
+    if (earliest..=latest).contains(&iat) {
+        return None;
+    }
+    let how = if iat < earliest {
+        format!(
+            "{} s before the challenge was issued",
+            issued_at.abs_diff(iat)
+        )
+    } else {
+        format!(
+            "{} s after the verifier received it",
+            iat.abs_diff(received_at)
+        )
+    };
+    Some(Rejection {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: "iat_outside_challenge_window",
+        sentence: format!(
+            "the attestation's iat {iat} is {how}: the verifier accepts iat from {earliest} \
+             (challenge issued at {issued_at}, less {MAX_CLOCK_SKEW_S} s of clock skew) to \
+             {latest} (received at {received_at}, plus {MAX_CLOCK_SKEW_S} s); set the node's \
+             clock (NTP) and answer a new challenge"
+        ),
+    })
+}
+
 /// The record of a rejected attestation (its node when the signature verified).
 pub(super) fn rejected_record(
     token: &str,
@@ -401,9 +486,11 @@ pub(super) fn rejected_record(
         escaped
     };
     NewAttestation {
-        node: verified
+        node_id: verified.map(VerifiedAttestation::node_id),
+        subject: verified
             .map_or(UNVERIFIED_NODE, |v| v.node_subject())
             .to_owned(),
+        certified_site: verified.and_then(|v| v.certified_site().cloned()),
         iat: verified.map_or(0, |v| v.claims().iat),
         received_at: now,
         token,
@@ -481,24 +568,15 @@ async fn current(s: &Shared) -> ApiResult<FleetVerdict> {
     Ok(verdict)
 }
 
-/// The findings that bear on `node` (the same rule as its EAR status).
-fn node_findings(verdict: &FleetVerdict, node: &NodeVerdict) -> Vec<Finding> {
-    verdict
-        .finding_index()
-        .for_node(node)
-        .into_iter()
-        .cloned()
-        .collect()
-}
-
 async fn fleet(State(s): State<Shared>) -> ApiResult<Response> {
     json_response(StatusCode::OK, &current(&s).await?)
 }
 
 #[derive(Serialize)]
 struct NodeSummary<'a> {
-    node: tppguard_proto::identity::NodeId,
+    node: NodeId,
     subject: &'a str,
+    token_sha256: &'a str,
     licence: Option<&'a str>,
     iat: i64,
     age_s: u64,
@@ -514,6 +592,7 @@ impl<'a> From<&'a NodeVerdict> for NodeSummary<'a> {
         Self {
             node: n.node,
             subject: &n.subject,
+            token_sha256: &n.token_sha256,
             licence: n.licence.as_deref(),
             iat: n.iat,
             age_s: n.age_s,
@@ -539,17 +618,48 @@ fn unknown_node(node: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "node_unknown",
-        format!("no accepted attestation from node {node:?}"),
+        format!(
+            "no node {:?} is known: name a node by its id (64 hex digits, GET /v1/nodes) or by a \
+             certificate subject only one node has",
+            node
+        ),
     )
 }
 
+/// The node `text` names: its node id (64 hex digits), or a certificate subject that exactly
+/// one node of the fleet has. A subject shared by several nodes (machines whose certificates
+/// share a subject are distinct nodes) is ambiguous: 409 with their ids.
+async fn resolve_node(s: &Shared, text: &str) -> ApiResult<NodeId> {
+    if let Some(id) = NodeId::from_hex(text) {
+        return Ok(id);
+    }
+    if text.is_empty() || text.len() > crate::store::MAX_SUBJECT_LEN {
+        return Err(unknown_node(text));
+    }
+    s.fleet.refresh(&s.store).await?;
+    match s.fleet.nodes_with_subject(text).as_slice() {
+        [] => Err(unknown_node(text)),
+        [id] => Ok(*id),
+        ids => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "node_ambiguous",
+            format!(
+                "{} nodes have the certificate subject {:?}: name one by its node id ({})",
+                ids.len(),
+                text,
+                ids.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
 async fn node(State(s): State<Shared>, Path(node): Path<String>) -> ApiResult<Response> {
+    let id = resolve_node(&s, &node).await?;
     let verdict = current(&s).await?;
-    let Some(n) = verdict
-        .nodes
-        .iter()
-        .find(|n| n.node.to_string() == node || n.subject == node)
-    else {
+    let Some(n) = node_of(&verdict, id) else {
         return Err(unknown_node(&node));
     };
     json_response(
@@ -558,7 +668,7 @@ async fn node(State(s): State<Shared>, Path(node): Path<String>) -> ApiResult<Re
             "at": verdict.at,
             "rule_set": verdict.rule_set,
             "node": n,
-            "findings": node_findings(&verdict, n),
+            "findings": with_subjects(&verdict, verdict.finding_index().for_node(n)),
         }),
     )
 }
@@ -572,6 +682,7 @@ struct HistoryQuery {
 #[derive(Serialize)]
 struct HistoryEntry<'a> {
     id: i64,
+    subject: &'a str,
     iat: i64,
     received_at: i64,
     token_sha256: &'a str,
@@ -603,10 +714,8 @@ async fn node_history(
             format!("limit must be 1 to {MAX_HISTORY}"),
         ));
     }
-    if node.is_empty() || node.len() > crate::store::MAX_NODE_LEN {
-        return Err(unknown_node(&node));
-    }
-    let rows = s.store.node_history(&node, limit).await?;
+    let id = resolve_node(&s, &node).await?;
+    let rows = s.store.node_history(&id, limit).await?;
     if rows.is_empty() {
         return Err(unknown_node(&node));
     }
@@ -614,6 +723,7 @@ async fn node_history(
         .iter()
         .map(|a| HistoryEntry {
             id: a.id,
+            subject: &a.subject,
             iat: a.iat,
             received_at: a.received_at,
             token_sha256: &a.token_sha256,
@@ -625,7 +735,7 @@ async fn node_history(
         .collect();
     json_response(
         StatusCode::OK,
-        &json!({"node": node, "attestations": entries}),
+        &json!({"node": id, "attestations": entries}),
     )
 }
 
@@ -660,25 +770,25 @@ async fn findings(
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| bad_query(&e))?;
     if let Some(sev) = &q.severity
-        && !["info", "warning", "violation"].contains(&sev.as_str())
+        && !["info", "warning", "unproven", "violation"].contains(&sev.as_str())
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_query",
-            format!("severity {sev:?} is not info, warning or violation"),
+            format!("severity {sev:?} is not info, warning, unproven or violation"),
         ));
     }
+    let node = match q.node.as_deref() {
+        Some(text) => Some(resolve_node(&s, text).await?.to_string()),
+        None => None,
+    };
     let verdict = current(&s).await?;
     let list: Vec<&Finding> = verdict
         .findings
         .iter()
         .filter(|f| q.severity.as_deref().is_none_or(|v| f.severity.code() == v))
         .filter(|f| q.code.as_deref().is_none_or(|v| f.code == v))
-        .filter(|f| {
-            q.node
-                .as_deref()
-                .is_none_or(|v| f.node.as_deref() == Some(v))
-        })
+        .filter(|f| node.as_deref().is_none_or(|v| f.node.as_deref() == Some(v)))
         .filter(|f| {
             q.licence
                 .as_deref()
@@ -687,7 +797,11 @@ async fn findings(
         .collect();
     json_response(
         StatusCode::OK,
-        &json!({"at": verdict.at, "rule_set": verdict.rule_set, "findings": list}),
+        &json!({
+            "at": verdict.at,
+            "rule_set": verdict.rule_set,
+            "findings": with_subjects(&verdict, list),
+        }),
     )
 }
 

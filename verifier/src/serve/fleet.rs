@@ -12,14 +12,17 @@
 //! chosen again, at most once per second ([`Basis`]): a licence or a certificate that expires
 //! stops counting within a second.
 //!
-//! Which of two attestations of a node is the latest is decided as the store decides it
-//! (greater `iat`; equal `iat`: greater token SHA-256), so memory and database agree whatever
-//! order replicas' writes are seen in.
+//! Nodes are kept by node id (their key). Which of two attestations of a node is the latest
+//! is decided as the store decides it: the one recorded later (greater row id; batches commit
+//! one at a time under the fleet lock, so row order is the verifier's receipt order, across
+//! replicas), never the node's own `iat`. Memory and database agree whatever order replicas'
+//! writes are seen in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tppguard_proto::claims::AttestationClaims;
+use tppguard_proto::identity::NodeId;
 use tppguard_proto::ruleset::RuleSet;
 
 use super::api::{ApiError, ApiResult};
@@ -39,7 +42,7 @@ struct Latest {
 struct Inner {
     /// The fleet version this memory reflects at least (see [`Store::fleet_version`]).
     version: Option<i64>,
-    nodes: HashMap<String, Latest>,
+    nodes: HashMap<NodeId, Latest>,
     /// The stored licence tokens, and how many the database held when they were read.
     licences: Vec<StoredLicence>,
     licence_count: Option<u64>,
@@ -141,23 +144,32 @@ impl FleetState {
     }
 
     /// Takes in an accepted attestation recorded as row `id`, unless the node's current one
-    /// is newer.
+    /// was recorded later.
     pub(crate) fn apply(&self, id: i64, attestation: VerifiedAttestation) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        let newer = |cur: &VerifiedAttestation| {
-            (attestation.claims().iat, attestation.token_sha256())
-                > (cur.claims().iat, cur.token_sha256())
-        };
-        match inner.nodes.get_mut(attestation.node_subject()) {
-            Some(cur) if !newer(&cur.attestation) => {}
+        match inner.nodes.get_mut(&attestation.node_id()) {
+            Some(cur) if cur.id >= id => {}
             Some(cur) => *cur = Latest { id, attestation },
             None => {
-                inner.nodes.insert(
-                    attestation.node_subject().to_owned(),
-                    Latest { id, attestation },
-                );
+                inner
+                    .nodes
+                    .insert(attestation.node_id(), Latest { id, attestation });
             }
         }
+    }
+
+    /// The node ids of the nodes held whose certificate subject is `subject` (display names
+    /// are not unique: several machines may share one).
+    pub(crate) fn nodes_with_subject(&self, subject: &str) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .read()
+            .nodes
+            .iter()
+            .filter(|(_, l)| l.attestation.node_subject() == subject)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// The licences and rule set at `at` (computed at most once per second and licence set).
@@ -200,21 +212,25 @@ impl FleetState {
         Ok(basis)
     }
 
-    /// The verdict at `basis.at` on the fleet held, with `arrivals` taken in (newest per node
-    /// counts). CPU work: call it off the async workers.
+    /// The verdict at `basis.at` on the fleet held, with `arrivals` taken in: an arrival
+    /// replaces its node's attestation held (it was received later), so the verdict appraises
+    /// exactly the arrivals. Give at most one arrival per node. CPU work: call it off the
+    /// async workers.
     pub(crate) fn evaluate(
         &self,
         basis: &Basis,
         arrivals: &[&VerifiedAttestation],
     ) -> FleetVerdict {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let arriving: HashSet<NodeId> = arrivals.iter().map(|a| a.node_id()).collect();
         evaluate(
             &basis.licences,
             &basis.rule_set,
             inner
                 .nodes
-                .values()
-                .map(|l| &l.attestation)
+                .iter()
+                .filter(|(id, _)| !arriving.contains(id))
+                .map(|(_, l)| &l.attestation)
                 .chain(arrivals.iter().map(|a| &**a)),
             basis.at,
         )
@@ -222,32 +238,41 @@ impl FleetState {
 }
 
 /// A stored accepted attestation as the policy takes it: the claims recorded when it was
-/// verified, its node and token hash.
+/// verified, its node id and certified site as the verifier derived them from the verified
+/// chain then (the columns, not the token's certificate again: a replica catching up with
+/// 100,000 nodes parses no certificate), its receipt time and token hash.
 fn from_stored(a: &StoredAttestation) -> ApiResult<VerifiedAttestation> {
     let corrupt = |what: &str| {
         ApiError::internal(&format!(
-            "stored attestation {} of {}: {what}",
-            a.id, a.node
+            "stored attestation {} of {:?}: {what}",
+            a.id, a.subject
         ))
     };
+    let node_id = a
+        .node_id
+        .ok_or_else(|| corrupt("an accepted attestation without a node id"))?;
     let claims = AttestationClaims::from_json(a.claims_json.as_bytes())
         .map_err(|e| corrupt(&format!("claims do not read back ({})", e.code())))?;
     let sha: [u8; 32] = super::api::hex_bytes(&a.token_sha256)
         .try_into()
         .map_err(|_| corrupt("token_sha256 is not 32 bytes of hex"))?;
-    // The node's identity and certified site, derived again from the stored token's leaf.
-    let leaf = tppguard_proto::jws::decode(&a.token)
-        .ok()
-        .and_then(|t| t.header().x5c.first().cloned())
-        .ok_or_else(|| corrupt("the token has no x5c leaf"))?;
-    let (node_id, site) = crate::chain::stored_leaf_facts(&leaf)
-        .map_err(|e| corrupt(&format!("the x5c leaf does not read back ({})", e.code())))?;
     Ok(VerifiedAttestation::from_stored(
         claims,
         node_id,
-        a.node.clone(),
-        site,
+        a.subject.clone(),
+        a.certified_site.clone(),
         Some(a.received_at),
         sha,
     ))
+}
+
+/// The node id and certified site of a stored token, from its certificate (x5c leaf): how
+/// pointers kept by subject before schema 3 are re-keyed ([`Store::adopt_legacy_pointers`]).
+pub(crate) fn stored_token_identity(
+    token: &str,
+) -> Option<(NodeId, Option<tppguard_proto::site::SiteId>)> {
+    let leaf = tppguard_proto::jws::decode(token)
+        .ok()
+        .and_then(|t| t.header().x5c.first().cloned())?;
+    crate::chain::stored_leaf_facts(&leaf).ok()
 }

@@ -10,10 +10,11 @@
 //!    batches take turns, and catches the in-memory fleet up with the database
 //!    ([`FleetState::refresh`]);
 //! 2. in one transaction, stores the new challenge nonces, spends the nonces the attestations
-//!    answer (a replayed, unknown or expired nonce turns the attestation into a rejection) and
-//!    records the rejections;
+//!    answer (a replayed, unknown or expired nonce, or an `iat` outside the challenge's window,
+//!    turns the attestation into a rejection) and records the rejections;
 //! 3. evaluates the fleet with the batch's accepted attestations taken in, under the licences
-//!    and rule set of this second, and signs each node's EAR;
+//!    and rule set of this second, and signs each one's EAR: it appraises that very token
+//!    (named by its SHA-256), never an older or later one of the same node;
 //! 4. records the accepted attestations with their EARs, commits, and only then updates the
 //!    in-memory fleet and answers. A failed commit answers every submission of the batch 503
 //!    and changes nothing: an answer of 200 means the attestation is on disk.
@@ -26,16 +27,21 @@
 //! replica's earlier batches: two nodes whose GPUs overlap each see the other, whether they
 //! arrive together or at two replicas.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
-use super::api::{ApiError, ApiResult, Rejection, nonce_rejection, rejected_record};
+use super::api::{
+    ApiError, ApiResult, NodeFinding, Rejection, iat_rejection, node_of, nonce_rejection,
+    rejected_record, with_subjects,
+};
 use crate::ear::{EarClaims, EarStatus};
-use crate::policy::{Finding, FleetVerdict, VerifiedAttestation};
+use crate::policy::{FleetVerdict, VerifiedAttestation};
 use crate::store::{NewAttestation, Outcome, WriteBatch};
+use tppguard_proto::identity::NodeId;
 
 /// Most jobs in one batch.
 pub(crate) const MAX_BATCH: usize = 512;
@@ -81,7 +87,7 @@ pub(crate) struct Submission {
 pub(crate) struct Accepted {
     pub(crate) status: EarStatus,
     pub(crate) ear: String,
-    pub(crate) findings: Vec<Finding>,
+    pub(crate) findings: Vec<NodeFinding>,
 }
 
 impl Job {
@@ -304,7 +310,7 @@ async fn stage(
     let spent = match tx.issue_nonces(&refs, now, expires_at).await {
         Ok(()) => {
             let answered: Vec<&[u8]> = subs.iter().map(|sub| sub.nonce.as_slice()).collect();
-            tx.consume_nonces(&answered, now).await
+            tx.spend_nonces(&answered, now).await
         }
         Err(e) => Err(e),
     };
@@ -320,7 +326,14 @@ async fn stage(
     let mut refused: Vec<(Submission, Rejection)> = Vec::new();
     let mut refused_records = Vec::new();
     for (sub, used) in subs.into_iter().zip(spent) {
-        match nonce_rejection(used) {
+        // A fresh nonce says when its challenge was issued: the token must be dated between
+        // then and its receipt (each less or plus clock skew).
+        let rejection = nonce_rejection(used.outcome).or_else(|| {
+            used.issued_at.and_then(|issued_at| {
+                iat_rejection(sub.verified.claims().iat, issued_at, sub.received_at)
+            })
+        });
+        match rejection {
             None => fresh.push(sub),
             Some(r) => {
                 refused_records.push(rejected_record(&sub.token, Some(&sub.verified), now, &r));
@@ -383,9 +396,35 @@ async fn stage(
     Ok(())
 }
 
+/// Which evaluation appraises each fresh attestation: round 0 holds each node's last
+/// arrival of the batch (what the node's record becomes), round 1 the one before it, and so
+/// on. A node sends one attestation at a time, so a batch almost always needs round 0 alone;
+/// the rounds bound the extra evaluations by the most one node sent in one batch (itself
+/// bounded by `node_rate_per_minute`).
+fn rounds(fresh: &[Submission]) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut seen: HashMap<NodeId, usize> = HashMap::new();
+    for (i, sub) in fresh.iter().enumerate().rev() {
+        let k = seen.entry(sub.verified.node_id()).or_insert(0);
+        if rounds.len() <= *k {
+            rounds.push(Vec::new());
+        }
+        if let Some(round) = rounds.get_mut(*k) {
+            round.push(i);
+        }
+        *k += 1;
+    }
+    rounds
+}
+
 /// Evaluates the fleet with the batch's fresh attestations, signs their EARs and records them.
 /// Without a usable rule set or licences (`basis`), they are answered with that error and the
 /// rest of the batch goes on.
+///
+/// Each EAR appraises the token it answers: its node's appraisal is made from a verdict in
+/// which that token is the node's current attestation, and names the token's SHA-256
+/// (checked here before signing). Arrivals are recorded in batch order, which is receipt
+/// order, so each node's record ends at its last arrival (round 0).
 async fn accept(
     s: &Arc<AppState>,
     tx: &mut WriteBatch<'_>,
@@ -408,23 +447,69 @@ async fn accept(
             return Ok(());
         }
     };
-    let verdict = tokio::task::block_in_place(|| {
-        let arrivals: Vec<&VerifiedAttestation> = fresh.iter().map(|f| &f.verified).collect();
-        s.fleet.evaluate(&basis, &arrivals)
+    let rounds = rounds(&fresh);
+    // Round `k` of `rounds` in the fleet of round 0: round 0's arrivals, each replaced by
+    // the node's arrival in round `k` where it has one.
+    let verdicts: Vec<FleetVerdict> = tokio::task::block_in_place(|| {
+        let latest: Vec<&VerifiedAttestation> = rounds
+            .first()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|&i| fresh.get(i))
+                    .map(|f| &f.verified)
+                    .collect()
+            })
+            .unwrap_or_default();
+        rounds
+            .iter()
+            .enumerate()
+            .map(|(k, round)| {
+                if k == 0 {
+                    return s.fleet.evaluate(&basis, &latest);
+                }
+                let mut arrivals: HashMap<NodeId, &VerifiedAttestation> =
+                    latest.iter().map(|a| (a.node_id(), *a)).collect();
+                for sub in round.iter().filter_map(|&i| fresh.get(i)) {
+                    arrivals.insert(sub.verified.node_id(), &sub.verified);
+                }
+                let arrivals: Vec<&VerifiedAttestation> = arrivals.into_values().collect();
+                s.fleet.evaluate(&basis, &arrivals)
+            })
+            .collect()
     });
     staged.evaluation = evaluating.elapsed();
-    let index = verdict.finding_index();
+    let mut round_of = vec![0usize; fresh.len()];
+    for (k, round) in rounds.iter().enumerate() {
+        for &i in round {
+            if let Some(r) = round_of.get_mut(i) {
+                *r = k;
+            }
+        }
+    }
+    let indexes: Vec<_> = verdicts.iter().map(FleetVerdict::finding_index).collect();
     let mut records = Vec::with_capacity(fresh.len());
     let mut pending = Vec::with_capacity(fresh.len());
-    for sub in fresh {
-        let node = sub.verified.node_subject().to_owned();
+    for (sub, k) in fresh.into_iter().zip(round_of) {
+        let (Some(verdict), Some(index)) = (verdicts.get(k), indexes.get(k)) else {
+            continue;
+        };
         let node_id = sub.verified.node_id();
+        let sha = crate::store::sha256_hex(sub.token.as_bytes());
         let nonce = Some(&sub.verified.claims().eat_nonce);
-        let ear = EarClaims::for_node(&verdict, &index, node_id, nonce, now);
-        let status = ear
-            .submods
-            .get(&node_id.to_string())
-            .map_or(EarStatus::None, |a| a.status);
+        let ear = EarClaims::for_node(verdict, index, node_id, nonce, now);
+        let appraisal = ear.submods.get(&node_id.to_string());
+        if appraisal.and_then(|a| a.token_sha256.as_deref()) != Some(sha.as_str()) {
+            // The verdict must hold this very token as the node's attestation.
+            staged.answers.push(Answer::Attest {
+                reply: sub.reply,
+                result: Err(ApiError::internal(&format!(
+                    "the evaluation of node {node_id} did not appraise token {sha}"
+                ))),
+                counted: None,
+            });
+            continue;
+        }
+        let status = appraisal.map_or(EarStatus::None, |a| a.status);
         let signed = match ear.sign(&s.result_key) {
             Ok(p) => p,
             Err(e) => {
@@ -437,7 +522,9 @@ async fn accept(
             }
         };
         records.push(NewAttestation {
-            node: node.clone(),
+            node_id: Some(node_id),
+            subject: sub.verified.node_subject().to_owned(),
+            certified_site: sub.verified.certified_site().cloned(),
             iat: sub.verified.claims().iat,
             received_at: sub.received_at,
             token: sub.token,
@@ -447,12 +534,8 @@ async fn accept(
             sentence: "the attestation verified".to_owned(),
             ear: Some(signed.clone()),
         });
-        let findings = verdict
-            .nodes
-            .binary_search_by(|n| n.node.cmp(&node_id))
-            .ok()
-            .and_then(|i| verdict.nodes.get(i))
-            .map(|n| index.for_node(n).into_iter().cloned().collect())
+        let findings = node_of(verdict, node_id)
+            .map(|n| with_subjects(verdict, index.for_node(n)))
             .unwrap_or_default();
         let accepted = Accepted {
             status,
@@ -461,6 +544,7 @@ async fn accept(
         };
         pending.push((sub.verified, sub.reply, accepted));
     }
+    drop(indexes);
     let recorded = match tx.record_many(&records).await {
         Ok(r) => r,
         Err(e) => {
@@ -493,6 +577,6 @@ async fn accept(
             counted,
         });
     }
-    staged.verdict = Some(verdict);
+    staged.verdict = verdicts.into_iter().next();
     Ok(())
 }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use ring::hmac;
 use ring::rand::SystemRandom;
+use tppguard_proto::identity::NodeId;
 use tppguard_proto::jws::SigningKey;
 
 use crate::chain::TrustAnchors;
@@ -59,10 +60,11 @@ pub(crate) struct AppState {
 /// Most nodes the rate limiter tracks; past it, windows that ended are dropped.
 const MAX_TRACKED_NODES: usize = 100_000;
 
-/// Per-node fixed one-minute windows, in this process (each replica limits on its own).
+/// Per-node (per key: machines sharing a certificate subject are counted apart) fixed
+/// one-minute windows, in this process (each replica limits on its own).
 pub(crate) struct RateLimiter {
     per_minute: u32,
-    windows: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+    windows: std::sync::Mutex<std::collections::HashMap<NodeId, (i64, u32)>>,
 }
 
 impl RateLimiter {
@@ -74,16 +76,16 @@ impl RateLimiter {
     }
 
     /// Counts one attestation from `node` at `now`; `false` when over the limit.
-    pub(crate) fn allow(&self, node: &str, now: i64) -> bool {
+    pub(crate) fn allow(&self, node: NodeId, now: i64) -> bool {
         let minute = now.div_euclid(60);
         let mut windows = match self.windows.lock() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if windows.len() >= MAX_TRACKED_NODES && !windows.contains_key(node) {
+        if windows.len() >= MAX_TRACKED_NODES && !windows.contains_key(&node) {
             windows.retain(|_, (m, _)| *m == minute);
         }
-        let entry = windows.entry(node.to_owned()).or_insert((minute, 0));
+        let entry = windows.entry(node).or_insert((minute, 0));
         if entry.0 != minute {
             *entry = (minute, 0);
         }
@@ -128,6 +130,16 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
         None => None,
     };
     let store = Store::open(&config.database).await?;
+    if let Some(adopted) = store
+        .adopt_legacy_pointers(fleet::stored_token_identity)
+        .await?
+    {
+        tracing::info!(
+            nodes = adopted.nodes,
+            dropped = adopted.dropped,
+            "the nodes' latest attestations are now kept by node id (schema 3)"
+        );
+    }
     if let Some(dir) = &config.licences_dir {
         import_licences(&store, &trust, dir, &config.path, now).await?;
     }
@@ -277,9 +289,10 @@ mod tests {
     #[test]
     fn rate_limiter_counts_per_node_per_minute() {
         let l = RateLimiter::new(2);
-        assert!(l.allow("a", 60) && l.allow("a", 61));
-        assert!(!l.allow("a", 119), "third in the minute");
-        assert!(l.allow("b", 119), "another node");
-        assert!(l.allow("a", 120), "a new minute");
+        let (a, b) = (NodeId::from_bytes([1; 32]), NodeId::from_bytes([2; 32]));
+        assert!(l.allow(a, 60) && l.allow(a, 61));
+        assert!(!l.allow(a, 119), "third in the minute");
+        assert!(l.allow(b, 119), "another node");
+        assert!(l.allow(a, 120), "a new minute");
     }
 }

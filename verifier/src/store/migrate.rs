@@ -31,6 +31,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_fleet_version.sql"),
         postgres: include_str!("../../migrations/postgres/0002_fleet_version.sql"),
     },
+    Migration {
+        version: 3,
+        name: "node is its key",
+        sqlite: include_str!("../../migrations/sqlite/0003_node_is_its_key.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_node_is_its_key.sql"),
+    },
 ];
 
 /// Arbitrary constant naming the migration lock among PostgreSQL advisory locks.

@@ -30,6 +30,8 @@ use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use tppguard_proto::identity::NodeId;
+use tppguard_proto::site::SiteId;
 
 pub use error::{StoreError, redact_url};
 
@@ -37,8 +39,8 @@ pub use error::{StoreError, redact_url};
 pub const MIN_NONCE_LEN: usize = 32;
 /// Nonces longer than this are refused.
 pub const MAX_NONCE_LEN: usize = 128;
-/// Longest node subject stored.
-pub const MAX_NODE_LEN: usize = 512;
+/// Longest node certificate subject stored.
+pub const MAX_SUBJECT_LEN: usize = 512;
 /// Longest attestation or licence token stored (bytes).
 pub const MAX_TOKEN_LEN: usize = 1 << 20;
 /// Longest claims JSON stored (bytes).
@@ -99,6 +101,15 @@ pub enum NonceUse {
     Used,
 }
 
+/// What [`WriteBatch::spend_nonces`] found for one nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpentNonce {
+    /// Fresh (now used), unknown, expired or used before.
+    pub outcome: NonceUse,
+    /// When it was issued (Unix seconds): for a fresh nonce only.
+    pub issued_at: Option<i64>,
+}
+
 /// How the verifier judged an attestation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -129,8 +140,14 @@ impl Outcome {
 /// An attestation to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAttestation {
-    /// The node's subject (from its certificate).
-    pub node: String,
+    /// The node: the SHA-256 of its certificate's SubjectPublicKeyInfo. Required for an
+    /// accepted attestation; `None` for a rejection whose signer was not established.
+    pub node_id: Option<NodeId>,
+    /// The node's certificate subject, for display only (`unverified` when the signer was
+    /// not established).
+    pub subject: String,
+    /// The site the node's certificate certifies, if any.
+    pub certified_site: Option<SiteId>,
     /// The token's `iat` (Unix seconds).
     pub iat: i64,
     /// When the verifier received it (Unix seconds).
@@ -152,10 +169,14 @@ pub struct NewAttestation {
 /// A recorded attestation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAttestation {
-    /// Row id: increases in recording order.
+    /// Row id: increases in recording order, which is the verifier's receipt order.
     pub id: i64,
-    /// The node's subject.
-    pub node: String,
+    /// The node (its key), when the signer was established.
+    pub node_id: Option<NodeId>,
+    /// The node's certificate subject, for display.
+    pub subject: String,
+    /// The site the node's certificate certifies, if any.
+    pub certified_site: Option<SiteId>,
     /// The token's `iat`.
     pub iat: i64,
     /// When it was received.
@@ -198,6 +219,15 @@ pub struct AttestationCounts {
     pub rejected: u64,
 }
 
+/// What [`Store::adopt_legacy_pointers`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegacyAdoption {
+    /// Nodes whose latest pointer is now kept by node id.
+    pub nodes: usize,
+    /// Pointers dropped: their token named no node id.
+    pub dropped: usize,
+}
+
 /// The verifier's storage: cheap to clone (a shared connection pool).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -207,7 +237,7 @@ pub struct Store {
     db: String,
 }
 
-const ATTESTATION_COLUMNS: &str = "a.id, a.node, a.iat, a.received_at, a.token, a.token_sha256, \
+const ATTESTATION_COLUMNS: &str = "a.id, a.node_id, a.subject, a.certified_site, a.iat, a.received_at, a.token, a.token_sha256, \
      a.claims_json, a.outcome, a.reason, a.sentence, a.ear";
 
 impl Store {
@@ -437,10 +467,10 @@ impl Store {
     pub async fn latest_pointers(
         &self,
         after: Option<i64>,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+    ) -> Result<Vec<(NodeId, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT node, attestation_id FROM latest_accepted WHERE version > $1 \
-             ORDER BY node LIMIT $2",
+            "SELECT node_id, attestation_id FROM latest_accepted WHERE version > $1 \
+             ORDER BY node_id LIMIT $2",
         )
         .bind(after.unwrap_or(i64::MIN))
         .bind(limit_plus_one(MAX_NODES))
@@ -453,8 +483,9 @@ impl Store {
         let err = self.query_err("reading the latest pointers");
         rows.iter()
             .map(|r| {
+                let node: String = r.try_get("node_id").map_err(&err)?;
                 Ok((
-                    r.try_get("node").map_err(&err)?,
+                    self.node_id(&node)?,
                     r.try_get("attestation_id").map_err(&err)?,
                 ))
             })
@@ -488,12 +519,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Each node's latest accepted attestation, ordered by node: what the policy evaluates.
-    /// Stale nodes are included (staleness is the policy's decision).
+    /// Each node's latest accepted attestation (the last one received), ordered by node id:
+    /// what the policy evaluates. Stale nodes are included (staleness is the policy's
+    /// decision).
     pub async fn latest_accepted(&self) -> Result<Vec<StoredAttestation>, StoreError> {
         let sql = format!(
             "SELECT {ATTESTATION_COLUMNS} FROM latest_accepted l \
-             JOIN attestations a ON a.id = l.attestation_id ORDER BY l.node LIMIT $1"
+             JOIN attestations a ON a.id = l.attestation_id ORDER BY l.node_id LIMIT $1"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(limit_plus_one(MAX_NODES))
@@ -510,7 +542,7 @@ impl Store {
     /// `limit` (itself at most [`MAX_HISTORY`]).
     pub async fn node_history(
         &self,
-        node: &str,
+        node: &NodeId,
         limit: usize,
     ) -> Result<Vec<StoredAttestation>, StoreError> {
         if limit > MAX_HISTORY {
@@ -519,13 +551,12 @@ impl Store {
                 reason: format!("{limit} is more than the most the store returns, {MAX_HISTORY}"),
             });
         }
-        check_len("node", node, 1, MAX_NODE_LEN)?;
         let sql = format!(
-            "SELECT {ATTESTATION_COLUMNS} FROM attestations a WHERE a.node = $1 \
+            "SELECT {ATTESTATION_COLUMNS} FROM attestations a WHERE a.node_id = $1 \
              ORDER BY a.id DESC LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(node)
+            .bind(node.to_string())
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
@@ -627,6 +658,96 @@ impl Store {
             .collect()
     }
 
+    /// Re-keys the latest pointers a database kept by certificate subject before schema 3
+    /// (`legacy_latest_by_subject`) by node id, then drops that table: `derive` reads the node
+    /// id and certified site from a stored token (its certificate); a pointer whose token does
+    /// not yield them is dropped (counted in the answer). Runs under the fleet lock, so
+    /// replicas starting together adopt once; `None` when there is nothing to adopt.
+    ///
+    /// Only the pointed-at rows gain a node id: history recorded before schema 3 stays under
+    /// its subject and is not listed by node id.
+    pub async fn adopt_legacy_pointers(
+        &self,
+        derive: impl Fn(&str) -> Option<(NodeId, Option<SiteId>)>,
+    ) -> Result<Option<LegacyAdoption>, StoreError> {
+        if !self.legacy_pointers_exist(&self.pool).await? {
+            return Ok(None);
+        }
+        let mut batch = self.begin_batch().await?;
+        if !self.legacy_pointers_exist(&mut *batch.tx).await? {
+            return Ok(None);
+        }
+        let err = self.query_err("adopting the pointers kept by subject");
+        let rows = sqlx::query(
+            "SELECT a.id, a.token FROM legacy_latest_by_subject l \
+             JOIN attestations a ON a.id = l.attestation_id ORDER BY a.id",
+        )
+        .fetch_all(&mut *batch.tx)
+        .await
+        .map_err(&err)?;
+        let mut adopted: Vec<(NodeId, i64)> = Vec::with_capacity(rows.len());
+        let mut dropped = 0usize;
+        for row in &rows {
+            let id: i64 = row.try_get("id").map_err(&err)?;
+            let token: String = row.try_get("token").map_err(&err)?;
+            let Some((node, site)) = derive(&token) else {
+                dropped += 1;
+                continue;
+            };
+            sqlx::query("UPDATE attestations SET node_id = $1, certified_site = $2 WHERE id = $3")
+                .bind(node.to_string())
+                .bind(site.map(|s| s.as_str().to_owned()))
+                .bind(id)
+                .execute(&mut *batch.tx)
+                .await
+                .map_err(&err)?;
+            adopted.push((node, id));
+        }
+        let nodes = {
+            let mut ids: Vec<NodeId> = adopted.iter().map(|(n, _)| *n).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.len()
+        };
+        // Rows come in id order: the last of a node (two subjects, one key) is its pointer.
+        let mut latest: HashMap<NodeId, i64> = HashMap::new();
+        for (node, id) in adopted {
+            latest.insert(node, id);
+        }
+        batch.move_pointers(latest.into_iter().collect()).await?;
+        sqlx::query("DROP TABLE legacy_latest_by_subject")
+            .execute(&mut *batch.tx)
+            .await
+            .map_err(&err)?;
+        batch.commit().await?;
+        Ok(Some(LegacyAdoption { nodes, dropped }))
+    }
+
+    async fn legacy_pointers_exist<'e, E>(&self, executor: E) -> Result<bool, StoreError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) AS n FROM sqlite_master \
+                 WHERE type = 'table' AND name = 'legacy_latest_by_subject'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) AS n FROM information_schema.tables \
+                 WHERE table_schema = current_schema() \
+                 AND table_name = 'legacy_latest_by_subject'"
+            }
+        };
+        let row = sqlx::query(sql)
+            .fetch_one(executor)
+            .await
+            .map_err(self.query_err("looking for pointers kept by subject"))?;
+        let n: i64 = row
+            .try_get("n")
+            .map_err(self.query_err("looking for pointers kept by subject"))?;
+        Ok(n > 0)
+    }
+
     /// A write transaction: on SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so
     /// concurrent writers wait on the busy timeout instead of failing on a stale snapshot.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
@@ -645,9 +766,24 @@ impl Store {
         let Some(parsed) = Outcome::parse(&outcome) else {
             return Err(self.corrupt("attestation", format!("outcome {outcome:?}")));
         };
+        let node_id = r
+            .try_get::<Option<String>, _>("node_id")
+            .map_err(&err)?
+            .map(|n| self.node_id(&n))
+            .transpose()?;
+        let certified_site = r
+            .try_get::<Option<String>, _>("certified_site")
+            .map_err(&err)?
+            .map(|site| {
+                SiteId::parse(&site)
+                    .map_err(|e| self.corrupt("attestation", format!("certified site: {e}")))
+            })
+            .transpose()?;
         Ok(StoredAttestation {
             id: int("id")?,
-            node: text("node")?,
+            node_id,
+            subject: text("subject")?,
+            certified_site,
             iat: int("iat")?,
             received_at: int("received_at")?,
             token: text("token")?,
@@ -657,6 +793,16 @@ impl Store {
             reason: text("reason")?,
             sentence: text("sentence")?,
             ear: r.try_get::<Option<String>, _>("ear").map_err(&err)?,
+        })
+    }
+
+    /// A stored node id read back.
+    fn node_id(&self, hex: &str) -> Result<NodeId, StoreError> {
+        NodeId::from_hex(hex).ok_or_else(|| {
+            self.corrupt(
+                "node id",
+                format!("{hex:?} is not 64 lower-case hex digits"),
+            )
         })
     }
 
@@ -756,6 +902,21 @@ impl WriteBatch<'_> {
         nonces: &[&[u8]],
         at: i64,
     ) -> Result<Vec<NonceUse>, StoreError> {
+        Ok(self
+            .spend_nonces(nonces, at)
+            .await?
+            .into_iter()
+            .map(|s| s.outcome)
+            .collect())
+    }
+
+    /// As [`Self::consume_nonces`], with the issue time of each fresh nonce: the start of the
+    /// window in which the attestation answering it may be dated.
+    pub async fn spend_nonces(
+        &mut self,
+        nonces: &[&[u8]],
+        at: i64,
+    ) -> Result<Vec<SpentNonce>, StoreError> {
         let err = self.store.query_err("using nonces");
         let keys: Vec<Option<String>> = nonces
             .iter()
@@ -768,11 +929,11 @@ impl WriteBatch<'_> {
         let mut wanted: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let mut fresh: HashSet<String> = HashSet::new();
+        let mut fresh: HashMap<String, i64> = HashMap::new();
         for chunk in wanted.chunks(ROW_CHUNK) {
             let sql = format!(
                 "UPDATE nonces SET used_at = $1 WHERE used_at IS NULL AND expires_at > $1 \
-                 AND nonce_hex IN ({}) RETURNING nonce_hex",
+                 AND nonce_hex IN ({}) RETURNING nonce_hex, issued_at",
                 placeholders(chunk.len(), 2)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at);
@@ -780,14 +941,17 @@ impl WriteBatch<'_> {
                 query = query.bind(*key);
             }
             for row in query.fetch_all(&mut *self.tx).await.map_err(&err)? {
-                fresh.insert(row.try_get("nonce_hex").map_err(&err)?);
+                fresh.insert(
+                    row.try_get("nonce_hex").map_err(&err)?,
+                    row.try_get("issued_at").map_err(&err)?,
+                );
             }
         }
         // Why the others were not fresh.
         let rest: Vec<&str> = wanted
             .iter()
             .copied()
-            .filter(|k| !fresh.contains(*k))
+            .filter(|k| !fresh.contains_key(*k))
             .collect();
         let mut known: HashMap<String, bool> = HashMap::new();
         for chunk in rest.chunks(ROW_CHUNK) {
@@ -805,22 +969,26 @@ impl WriteBatch<'_> {
             }
         }
         let mut given: HashSet<&str> = HashSet::new();
+        let spent = |outcome| SpentNonce {
+            outcome,
+            issued_at: None,
+        };
         Ok(keys
             .iter()
             .map(|key| match key.as_deref() {
-                None => NonceUse::Unknown,
+                None => spent(NonceUse::Unknown),
                 // Spent by this statement: fresh for its first listing, used for the others.
-                Some(k) if fresh.contains(k) => {
-                    if given.insert(k) {
-                        NonceUse::Fresh
-                    } else {
-                        NonceUse::Used
-                    }
-                }
-                Some(k) => match known.get(k) {
-                    None => NonceUse::Unknown,
-                    Some(true) => NonceUse::Used,
-                    Some(false) => NonceUse::Expired,
+                Some(k) => match fresh.get(k) {
+                    Some(issued_at) if given.insert(k) => SpentNonce {
+                        outcome: NonceUse::Fresh,
+                        issued_at: Some(*issued_at),
+                    },
+                    Some(_) => spent(NonceUse::Used),
+                    None => match known.get(k) {
+                        None => spent(NonceUse::Unknown),
+                        Some(true) => spent(NonceUse::Used),
+                        Some(false) => spent(NonceUse::Expired),
+                    },
                 },
             })
             .collect())
@@ -832,11 +1000,14 @@ impl WriteBatch<'_> {
         Ok(used.first().copied().unwrap_or(NonceUse::Unknown))
     }
 
-    /// Appends attestations, in order, and moves each node's latest accepted one forward to
-    /// the newest accepted here when it is newer (greater `iat`; equal `iat`: greater token
-    /// SHA-256). One answer per attestation: its new row id; `None` when the same token (same
-    /// SHA-256) is already recorded, or was earlier in the list; an error when a field is over
-    /// the store's bounds (that one is not recorded, the others are).
+    /// Appends attestations, in order (the order the verifier received them), and moves each
+    /// node's latest accepted pointer to the last accepted one here: a node's current
+    /// attestation is the one the verifier received last, whatever its `iat` says (the node
+    /// writes `iat`). Row ids increase in recording order on both backends and batches commit
+    /// one at a time under the fleet lock, so the pointer only ever moves to a greater row id.
+    /// One answer per attestation: its new row id; `None` when the same token (same SHA-256)
+    /// is already recorded, or was earlier in the list; an error when a field is over the
+    /// store's bounds (that one is not recorded, the others are).
     pub async fn record_many(
         &mut self,
         rows: &[NewAttestation],
@@ -854,10 +1025,10 @@ impl WriteBatch<'_> {
         let mut ids: HashMap<String, i64> = HashMap::new();
         for chunk in valid.chunks(ROW_CHUNK) {
             let sql = format!(
-                "INSERT INTO attestations (node, iat, received_at, token, token_sha256, \
-                 claims_json, outcome, reason, sentence, ear) VALUES {} \
+                "INSERT INTO attestations (node_id, subject, certified_site, iat, received_at, \
+                 token, token_sha256, claims_json, outcome, reason, sentence, ear) VALUES {} \
                  ON CONFLICT (token_sha256) DO NOTHING RETURNING id, token_sha256",
-                values(chunk.len(), 10, 0)
+                values(chunk.len(), 12, 0)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for &i in chunk {
@@ -865,7 +1036,9 @@ impl WriteBatch<'_> {
                     continue;
                 };
                 query = query
-                    .bind(a.node.as_str())
+                    .bind(a.node_id.map(|n| n.to_string()))
+                    .bind(a.subject.as_str())
+                    .bind(a.certified_site.as_ref().map(|s| s.as_str().to_owned()))
                     .bind(a.iat)
                     .bind(a.received_at)
                     .bind(a.token.as_str())
@@ -883,8 +1056,8 @@ impl WriteBatch<'_> {
                 );
             }
         }
-        // Each recorded row's id, once (the first of equal tokens).
-        let mut newest: HashMap<&str, (i64, &str, i64)> = HashMap::new();
+        // Each recorded row's id, once (the first of equal tokens); each node's last accepted.
+        let mut newest: HashMap<NodeId, i64> = HashMap::new();
         for &i in &valid {
             let (Some(a), Some(sha), Some(answer)) = (rows.get(i), shas.get(i), answers.get_mut(i))
             else {
@@ -894,42 +1067,38 @@ impl WriteBatch<'_> {
                 continue;
             };
             *answer = Ok(Some(id));
-            if a.outcome == Outcome::Accepted {
-                let entry = newest.entry(a.node.as_str()).or_insert((a.iat, sha, id));
-                if (a.iat, sha.as_str()) > (entry.0, entry.1) {
-                    *entry = (a.iat, sha, id);
-                }
+            if a.outcome == Outcome::Accepted
+                && let Some(node) = a.node_id
+            {
+                let entry = newest.entry(node).or_insert(id);
+                *entry = (*entry).max(id);
             }
         }
-        let mut latest: Vec<(&str, (i64, &str, i64))> = newest.into_iter().collect();
+        self.move_pointers(newest.into_iter().collect()).await?;
+        Ok(answers)
+    }
+
+    /// Points each node at its row id, where that is later than the row it points at.
+    async fn move_pointers(&mut self, mut latest: Vec<(NodeId, i64)>) -> Result<(), StoreError> {
         latest.sort_unstable();
         for chunk in latest.chunks(ROW_CHUNK) {
             let sql = format!(
-                "INSERT INTO latest_accepted (node, attestation_id, iat, token_sha256, version) \
-                 VALUES {} \
-                 ON CONFLICT (node) DO UPDATE SET attestation_id = excluded.attestation_id, \
-                 iat = excluded.iat, token_sha256 = excluded.token_sha256, \
+                "INSERT INTO latest_accepted (node_id, attestation_id, version) VALUES {} \
+                 ON CONFLICT (node_id) DO UPDATE SET attestation_id = excluded.attestation_id, \
                  version = excluded.version \
-                 WHERE excluded.iat > latest_accepted.iat \
-                 OR (excluded.iat = latest_accepted.iat \
-                     AND excluded.token_sha256 > latest_accepted.token_sha256)",
-                values(chunk.len(), 5, 0)
+                 WHERE excluded.attestation_id > latest_accepted.attestation_id",
+                values(chunk.len(), 3, 0)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (node, (iat, sha, id)) in chunk {
-                query = query
-                    .bind(*node)
-                    .bind(*id)
-                    .bind(*iat)
-                    .bind(*sha)
-                    .bind(self.version);
+            for (node, id) in chunk {
+                query = query.bind(node.to_string()).bind(*id).bind(self.version);
             }
             query.execute(&mut *self.tx).await.map_err(
                 self.store
                     .query_err("moving the nodes' latest attestations"),
             )?;
         }
-        Ok(answers)
+        Ok(())
     }
 
     /// Appends one attestation (see [`Self::record_many`]).
@@ -972,7 +1141,13 @@ fn values(rows: usize, columns: usize, skip: usize) -> String {
 
 /// The store's bounds on one attestation.
 fn validate(a: &NewAttestation) -> Result<(), StoreError> {
-    check_len("node", &a.node, 1, MAX_NODE_LEN)?;
+    if a.outcome == Outcome::Accepted && a.node_id.is_none() {
+        return Err(StoreError::InvalidInput {
+            what: "node id",
+            reason: "an accepted attestation must name its node (the verified key)".to_owned(),
+        });
+    }
+    check_len("subject", &a.subject, 1, MAX_SUBJECT_LEN)?;
     check_len("attestation token", &a.token, 1, MAX_TOKEN_LEN)?;
     check_len("claims JSON", &a.claims_json, 2, MAX_CLAIMS_LEN)?;
     check_len("reason code", &a.reason, 1, MAX_REASON_LEN)?;

@@ -61,9 +61,17 @@ fn nonce(n: u8) -> Vec<u8> {
     v
 }
 
+/// The node id of the test node named `name` (a stand-in key).
+fn nid(name: &str) -> NodeId {
+    NodeId::from_spki_der(name.as_bytes())
+}
+
+/// An attestation of the node `node` (its key [`nid`], its subject `node`).
 fn att(node: &str, iat: i64, token: &str, outcome: Outcome) -> NewAttestation {
     NewAttestation {
-        node: node.to_owned(),
+        node_id: Some(nid(node)),
+        subject: node.to_owned(),
+        certified_site: None,
         iat,
         received_at: iat + 1,
         token: token.to_owned(),
@@ -78,14 +86,17 @@ fn att(node: &str, iat: i64, token: &str, outcome: Outcome) -> NewAttestation {
     }
 }
 
+/// Each node's latest row id, by subject.
 async fn latest_ids(store: &Store) -> Vec<(String, i64)> {
-    store
+    let mut ids: Vec<(String, i64)> = store
         .latest_accepted()
         .await
         .expect("latest")
         .into_iter()
-        .map(|a| (a.node, a.id))
-        .collect()
+        .map(|a| (a.subject, a.id))
+        .collect();
+    ids.sort();
+    ids
 }
 
 // ---- the suite ----
@@ -95,8 +106,8 @@ async fn migrations_idempotent(kind: Kind) {
     // Two verifiers starting together on an empty database: each migration applies once.
     let (a, b) = tokio::join!(Store::open(&db.url), Store::open(&db.url));
     let (a, b) = (a.expect("open a"), b.expect("open b"));
-    assert_eq!(a.schema_version().await.expect("version"), 2);
-    assert_eq!(b.schema_version().await.expect("version"), 2);
+    assert_eq!(a.schema_version().await.expect("version"), 3);
+    assert_eq!(b.schema_version().await.expect("version"), 3);
     assert_eq!(
         a.backend(),
         match kind {
@@ -108,7 +119,7 @@ async fn migrations_idempotent(kind: Kind) {
     drop((a, b));
     // Opening again changes nothing and keeps the data.
     let c = open(&db).await;
-    assert_eq!(c.schema_version().await.expect("version"), 2);
+    assert_eq!(c.schema_version().await.expect("version"), 3);
     c.ping().await.expect("ping");
     assert_eq!(
         c.consume_nonce(&nonce(1), 15).await.expect("use"),
@@ -120,7 +131,7 @@ async fn migrations_idempotent(kind: Kind) {
         .expect("count");
     assert_eq!(
         rows.try_get::<i64, _>("n").expect("n"),
-        2,
+        3,
         "each migration once"
     );
 }
@@ -222,22 +233,28 @@ async fn latest_pointer_rules(kind: Kind) {
         .await
         .expect("record");
     assert_eq!(latest_ids(&s).await, vec![("node-a".to_owned(), first)]);
-    // Older iat: recorded, never the latest.
+    // Received later with an older iat: the verifier's receipt decides, not the node's clock.
     let older = s
         .record_attestation(&att("node-a", 90, "tok-a90", Outcome::Accepted))
         .await
         .expect("record");
     assert!(older > first);
-    assert_eq!(latest_ids(&s).await, vec![("node-a".to_owned(), first)]);
-    // Rejected, even newer: never the latest; a node with only rejected ones has none.
-    s.record_attestation(&att("node-a", 300, "tok-a300-bad", Outcome::Rejected))
+    assert_eq!(latest_ids(&s).await, vec![("node-a".to_owned(), older)]);
+    // Rejected, even with a far greater iat: never the latest; a node with only rejected
+    // ones has none.
+    s.record_attestation(&att("node-a", 3_000_000, "tok-a-bad", Outcome::Rejected))
         .await
         .expect("record");
     s.record_attestation(&att("node-c", 300, "tok-c300-bad", Outcome::Rejected))
         .await
         .expect("record");
-    assert_eq!(latest_ids(&s).await, vec![("node-a".to_owned(), first)]);
-    // Newer accepted moves it forward.
+    assert_eq!(latest_ids(&s).await, vec![("node-a".to_owned(), older)]);
+    // A node's attestation dated far ahead does not pin it: the next one received replaces it.
+    let ahead = s
+        .record_attestation(&att("node-a", 3_000_000, "tok-a-ahead", Outcome::Accepted))
+        .await
+        .expect("record");
+    assert_eq!(latest_ids(&s).await, vec![("node-a".to_owned(), ahead)]);
     let newer = s
         .record_attestation(&att("node-a", 150, "tok-a150", Outcome::Accepted))
         .await
@@ -251,38 +268,135 @@ async fn latest_pointer_rules(kind: Kind) {
         latest_ids(&s).await,
         vec![("node-a".to_owned(), newer), ("node-b".to_owned(), ancient)]
     );
-    // Equal iat: the greater token SHA-256 wins, whichever arrives first.
-    let (t1, t2) = ("tie-one", "tie-two");
-    let (hi, lo) = if sha256_hex(t1.as_bytes()) > sha256_hex(t2.as_bytes()) {
-        (t1, t2)
-    } else {
-        (t2, t1)
-    };
-    let hi_id = s
-        .record_attestation(&att("node-a", 400, hi, Outcome::Accepted))
-        .await
-        .expect("record");
-    s.record_attestation(&att("node-a", 400, lo, Outcome::Accepted))
-        .await
-        .expect("record");
+    // Two keys under one subject are two nodes; one key under two subjects is one node.
+    let mut twin = att("node-a", 160, "tok-twin", Outcome::Accepted);
+    twin.node_id = Some(nid("another key"));
+    let twin_id = s.record_attestation(&twin).await.expect("record");
+    let mut renamed = att("node-b", 2, "tok-b2-renamed", Outcome::Accepted);
+    renamed.subject = "node-b-renamed".to_owned();
+    let renamed_id = s.record_attestation(&renamed).await.expect("record");
     let latest = s.latest_accepted().await.expect("latest");
-    assert_eq!(latest.len(), 2);
-    assert_eq!(latest[0].id, hi_id);
-    assert_eq!(latest[0].token, hi);
-    assert_eq!(latest[0].token_sha256, sha256_hex(hi.as_bytes()));
-    assert_eq!(latest[0].iat, 400);
-    assert_eq!(latest[0].received_at, 401);
-    assert_eq!(latest[0].outcome, Outcome::Accepted);
-    assert_eq!(latest[0].reason, "ok");
-    assert_eq!(latest[0].ear.as_deref(), Some(format!("ear-{hi}").as_str()));
-    assert_eq!(latest[0].claims_json, r#"{"iss":"node-a","iat":400}"#);
+    assert_eq!(latest.len(), 3, "{latest:?}");
+    let of = |id: NodeId| latest.iter().find(|a| a.node_id == Some(id)).map(|a| a.id);
+    assert_eq!(of(nid("node-a")), Some(newer));
+    assert_eq!(of(nid("another key")), Some(twin_id));
+    assert_eq!(of(nid("node-b")), Some(renamed_id));
+    // Several of one node in one batch: the last in the list (received last) wins.
+    let mut b = s.begin_batch().await.expect("batch");
+    let answers = b
+        .record_many(&[
+            att("node-a", 999, "tok-a999", Outcome::Accepted),
+            att("node-a", 500, "tok-a500", Outcome::Accepted),
+        ])
+        .await
+        .expect("record");
+    b.commit().await.expect("commit");
+    let last = match answers[1] {
+        Ok(Some(id)) => id,
+        ref other => panic!("{other:?}"),
+    };
+    let latest = s.latest_accepted().await.expect("latest");
+    let a = latest
+        .iter()
+        .find(|a| a.node_id == Some(nid("node-a")))
+        .expect("node-a");
+    assert_eq!(a.id, last);
+    assert_eq!(a.token, "tok-a500");
+    assert_eq!(a.token_sha256, sha256_hex(b"tok-a500"));
+    assert_eq!(a.subject, "node-a");
+    assert_eq!(a.iat, 500);
+    assert_eq!(a.received_at, 501);
+    assert_eq!(a.outcome, Outcome::Accepted);
+    assert_eq!(a.reason, "ok");
+    assert_eq!(a.ear.as_deref(), Some("ear-tok-a500"));
+    assert_eq!(a.claims_json, r#"{"iss":"node-a","iat":500}"#);
     let counts = s.attestation_counts().await.expect("counts");
     assert_eq!(
         counts,
         AttestationCounts {
-            accepted: 6,
+            accepted: 9,
             rejected: 2
         }
+    );
+}
+
+/// A database from before schema 3 kept each node's pointer by subject: serving re-keys them
+/// by node id (read from the stored token by the caller's function) and drops the old table.
+async fn legacy_pointers_adopted(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    // Nothing to adopt on a fresh database... after the first adoption drops the table.
+    assert_eq!(
+        s.adopt_legacy_pointers(|_| None).await.expect("adopt"),
+        Some(LegacyAdoption {
+            nodes: 0,
+            dropped: 0
+        })
+    );
+    assert_eq!(
+        s.adopt_legacy_pointers(|_| None).await.expect("adopt"),
+        None
+    );
+    // Rows as schema 2 wrote them: no node id, pointers by subject.
+    sqlx::raw_sql(
+        "CREATE TABLE legacy_latest_by_subject (node TEXT PRIMARY KEY NOT NULL, \
+         attestation_id BIGINT NOT NULL, iat BIGINT NOT NULL, token_sha256 TEXT NOT NULL, \
+         version BIGINT NOT NULL DEFAULT 0)",
+    )
+    .execute(&s.pool)
+    .await
+    .expect("legacy table");
+    let mut ids = Vec::new();
+    for (subject, token) in [
+        ("old-a", "key-a.1"),
+        ("old-a", "key-a.2"),
+        ("old-b", "garbage"),
+    ] {
+        let mut row = att(subject, 10, token, Outcome::Rejected);
+        row.node_id = None;
+        ids.push(s.record_attestation(&row).await.expect("record"));
+    }
+    sqlx::query("UPDATE attestations SET outcome = 'accepted' WHERE node_id IS NULL")
+        .execute(&s.pool)
+        .await
+        .expect("accepted");
+    for (subject, id) in [("old-a", ids[1]), ("old-b", ids[2])] {
+        sqlx::query(
+            "INSERT INTO legacy_latest_by_subject (node, attestation_id, iat, token_sha256) \
+             VALUES ($1, $2, 10, 'x')",
+        )
+        .bind(subject)
+        .bind(id)
+        .execute(&s.pool)
+        .await
+        .expect("legacy pointer");
+    }
+    let adopted = s
+        .adopt_legacy_pointers(|token| {
+            token
+                .strip_prefix("key-a.")
+                .map(|_| (nid("key a"), Some(SiteId::parse("fra-1").expect("site"))))
+        })
+        .await
+        .expect("adopt");
+    assert_eq!(
+        adopted,
+        Some(LegacyAdoption {
+            nodes: 1,
+            dropped: 1
+        })
+    );
+    let latest = s.latest_accepted().await.expect("latest");
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].id, ids[1]);
+    assert_eq!(latest[0].node_id, Some(nid("key a")));
+    assert_eq!(
+        latest[0].certified_site.as_ref().map(SiteId::as_str),
+        Some("fra-1")
+    );
+    assert_eq!(
+        s.adopt_legacy_pointers(|_| None).await.expect("adopt"),
+        None
     );
 }
 
@@ -290,7 +404,7 @@ async fn history_order_and_limit(kind: Kind) {
     let db = fresh(kind).await;
     let s = open(&db).await;
     assert!(
-        s.node_history("node-a", 10)
+        s.node_history(&nid("node-a"), 10)
             .await
             .expect("empty")
             .is_empty()
@@ -312,29 +426,30 @@ async fn history_order_and_limit(kind: Kind) {
             .expect("record");
     }
     let all = s
-        .node_history("node-a", MAX_HISTORY)
+        .node_history(&nid("node-a"), MAX_HISTORY)
         .await
         .expect("history");
     assert_eq!(
         all.iter().map(|a| a.id).collect::<Vec<_>>(),
         ids.iter().rev().copied().collect::<Vec<_>>()
     );
-    assert!(all.iter().all(|a| a.node == "node-a"));
+    assert!(all.iter().all(|a| a.subject == "node-a"));
+    assert!(all.iter().all(|a| a.node_id == Some(nid("node-a"))));
     assert_eq!(all[2].outcome, Outcome::Rejected);
     assert_eq!(all[2].ear, None);
-    let three = s.node_history("node-a", 3).await.expect("history");
+    let three = s.node_history(&nid("node-a"), 3).await.expect("history");
     assert_eq!(
         three.iter().map(|a| a.id).collect::<Vec<_>>(),
         vec![ids[4], ids[3], ids[2]]
     );
     assert!(
-        s.node_history("node-a", 0)
+        s.node_history(&nid("node-a"), 0)
             .await
             .expect("history")
             .is_empty()
     );
     assert!(matches!(
-        s.node_history("node-a", MAX_HISTORY + 1).await,
+        s.node_history(&nid("node-a"), MAX_HISTORY + 1).await,
         Err(StoreError::InvalidInput { .. })
     ));
 }
@@ -381,6 +496,15 @@ async fn bounds_and_bad_input(kind: Kind) {
     assert!(matches!(
         s.record_attestation(&big).await,
         Err(StoreError::InvalidInput { .. })
+    ));
+    let mut anonymous = att("node-a", 1, "z", Outcome::Accepted);
+    anonymous.node_id = None;
+    assert!(matches!(
+        s.record_attestation(&anonymous).await,
+        Err(StoreError::InvalidInput {
+            what: "node id",
+            ..
+        })
     ));
     let mut bad_json = att("node-a", 1, "y", Outcome::Accepted);
     bad_json.claims_json = "{not json".to_owned();
@@ -457,7 +581,7 @@ async fn durability_without_close(kind: Kind) {
         NonceUse::Fresh
     );
     let names: BTreeSet<_> = again
-        .node_history("node-a", 10)
+        .node_history(&nid("node-a"), 10)
         .await
         .expect("history")
         .into_iter()
@@ -493,7 +617,7 @@ async fn batch_operations(kind: Kind) {
         ]
     );
     let mut empty_node = att("a", 10, "t-bad", Outcome::Accepted);
-    empty_node.node = String::new();
+    empty_node.subject = String::new();
     let rows = [
         att("a", 10, "t-a10", Outcome::Accepted),
         att("a", 20, "t-a20", Outcome::Accepted),
@@ -526,11 +650,11 @@ async fn batch_operations(kind: Kind) {
     assert_eq!(latest_ids(&s).await, [("a".to_owned(), a20)]);
     assert_eq!(
         s.latest_pointers(None).await.expect("pointers"),
-        [("a".to_owned(), a20)]
+        [(nid("a"), a20)]
     );
     assert_eq!(
         s.latest_pointers(Some(v0)).await.expect("pointers"),
-        [("a".to_owned(), a20)],
+        [(nid("a"), a20)],
         "moved by the batch after v0"
     );
     let by_id = s.attestations_by_id(&[a20, 999_999]).await.expect("by id");
@@ -602,6 +726,7 @@ on_both_backends!(
     nonce_lifecycle,
     nonce_race_between_replicas,
     latest_pointer_rules,
+    legacy_pointers_adopted,
     history_order_and_limit,
     duplicate_token_rejected,
     bounds_and_bad_input,
@@ -679,12 +804,12 @@ async fn store_open_errors_name_the_database_and_the_fix() {
 async fn sqlite_schema_from_a_newer_verifier_is_refused() {
     let db = fresh(Kind::Sqlite).await;
     let s = open(&db).await;
-    sqlx::query("INSERT INTO schema_version (version, name) VALUES (3, 'future')")
+    sqlx::query("INSERT INTO schema_version (version, name) VALUES (4, 'future')")
         .execute(&s.pool)
         .await
         .expect("insert");
     s.close().await;
     let err = Store::open(&db.url).await.expect_err("newer schema");
     assert!(matches!(err, StoreError::Schema { .. }), "{err}");
-    assert!(err.to_string().contains("schema version 3"), "{err}");
+    assert!(err.to_string().contains("schema version 4"), "{err}");
 }
