@@ -141,7 +141,10 @@ fn push_simulate_is_accepted_and_the_node_is_listed() {
     // Simulated evidence: compliant but not hardware-backed, so a warning.
     assert_eq!(answer["status"], "warning", "{answer}");
     let node = answer["node"].as_str().expect("node").to_owned();
-    assert!(node.contains("gpu-node-01"), "{answer}");
+    assert!(
+        node.len() == 64 && node.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a node is its key id: {answer}"
+    );
     assert_eq!(nodes(&verifier), std::slice::from_ref(&node));
     assert_eq!(history(&verifier, &node), ["accepted"]);
     let ear = std::fs::read_to_string(&ear).expect("EAR written");
@@ -304,10 +307,10 @@ fn run_measures_before_its_first_push_and_attests_measured() {
     let first_push = log.find("attestation delivered").expect("delivered");
     assert!(first_measured < first_push, "{log}");
 
-    // The attestation says `measured`, and the verifier agrees.
+    // The attestation asks for `measured`; a simulated measurement never backs it.
     let n = verdict(&verifier, &node);
     assert_eq!(n["evidence_tier"], "measured", "{n}");
-    assert_eq!(n["effective_evidence_tier"], "measured", "{n}");
+    assert_eq!(n["effective_evidence_tier"], "declared", "{n}");
 }
 
 #[test]
