@@ -1,11 +1,16 @@
 //! The node's identity: its signing key and the certificate signing request for it
 //! (`tppguard-agent init`).
 //!
-//! `NODE/node.key` is the private key as PKCS#8 PEM, created with mode 0600 from the start
+//! `NODE/node.key` is the private key as PKCS#8 v1 PEM (RFC 8410 for Ed25519: the form
+//! OpenSSL 3 and pyca/cryptography read), created with mode 0600 from the start
 //! (`O_CREAT | O_EXCL`, never chmod-ed after writing) and never logged; `NODE/node.csr` is a
-//! PKCS#10 request whose subject CN is the host name and whose subject alternative name
-//! carries `urn:tppguard:node:<machine-id>` when the OS keeps a machine id. Any CA can sign
-//! it; `tppguard-verifier pki issue-node` is the built-in one.
+//! PKCS#10 request whose subject CN is `<host name>-<node id prefix>` (or `--name`) and whose
+//! subject alternative name carries `urn:tppguard:node:<machine-id>` when the OS keeps a
+//! machine id. Any CA can sign it; `tppguard-verifier pki issue-node` is the built-in one.
+//!
+//! The default name carries the first 12 hex digits of the node id (the SHA-256 of the new
+//! key's SubjectPublicKeyInfo): cloned images share host names and `/etc/machine-id`, and two
+//! hosts must never collide by accident under one subject.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -13,8 +18,10 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData as _, SanType};
 use serde::Serialize;
+use tppguard_proto::identity::NodeId;
+use tppguard_proto::jws::{Alg, SigningKey};
 
 /// The private key's file name in the node folder.
 pub const KEY_FILE: &str = "node.key";
@@ -68,10 +75,26 @@ impl fmt::Debug for NodeKey {
 }
 
 impl NodeKey {
-    /// Generates a fresh key.
+    /// Generates a fresh key, held as PKCS#8 v1 (ring writes Ed25519 as v2, which OpenSSL 3
+    /// refuses; ECDSA keys are v1 already).
     pub fn generate(key_type: KeyType) -> Result<Self, IdentityError> {
-        let pair = KeyPair::generate_for(key_type.algorithm()).map_err(IdentityError::Generate)?;
+        let pair = match key_type {
+            KeyType::Ed25519 => {
+                let der = SigningKey::generate_pkcs8(Alg::EdDSA)
+                    .map_err(|_| IdentityError::Generate(rcgen::Error::RingUnspecified))?;
+                KeyPair::try_from(der.as_slice()).map_err(IdentityError::Generate)?
+            }
+            KeyType::P256 => {
+                KeyPair::generate_for(key_type.algorithm()).map_err(IdentityError::Generate)?
+            }
+        };
         Ok(Self { key_type, pair })
+    }
+
+    /// The node id: SHA-256 of the key's SubjectPublicKeyInfo, as the verifier computes it
+    /// from the certificate.
+    pub fn node_id(&self) -> NodeId {
+        NodeId::from_spki_der(&self.pair.subject_public_key_info())
     }
 
     /// The key's algorithm.
@@ -110,6 +133,12 @@ pub enum IdentityError {
     /// No host name to use as the subject.
     #[error("node name: the host name is unknown")]
     NoName,
+    /// The host name is not usable in a certificate subject.
+    #[error("node name: the host name \"{host}\" is empty, too long or not printable")]
+    BadHostName {
+        /// The host name, escaped.
+        host: String,
+    },
     /// The name is not usable in a certificate.
     #[error("--name {name:?}: {reason}")]
     BadName {
@@ -132,7 +161,7 @@ impl IdentityError {
                  node's certificate must then be issued again"
             }
             Self::Io { .. } => "check the path and its permissions",
-            Self::NoName => "give the node's name with --name",
+            Self::NoName | Self::BadHostName { .. } => "give the node's name with --name",
             Self::BadName { .. } => "use the host name, e.g. --name gpu-node-01",
             Self::Generate(_) => "this is a bug; please report it",
         }
@@ -162,6 +191,9 @@ pub struct InitReport {
     pub key_type: KeyType,
     /// The CSR's subject common name.
     pub name: String,
+    /// The node id: SHA-256 of the new key's SubjectPublicKeyInfo, the identity the verifier
+    /// keeps this node under.
+    pub node_id: NodeId,
     /// The `urn:tppguard:node:` URI in the CSR, when a machine id was found.
     pub node_uri: Option<String>,
     /// Whether an existing key was replaced (`--force`).
@@ -173,6 +205,16 @@ pub struct InitReport {
 /// The most characters of a node name.
 const MAX_NAME_CHARS: usize = 64;
 
+/// Where the CSR's subject common name comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum NodeName<'a> {
+    /// `--name`, used as given.
+    Given(&'a str),
+    /// The host name: the subject is `<host name>-<first 12 hex digits of the node id>`, so
+    /// cloned hosts with one host name never share a subject.
+    Host(&'a str),
+}
+
 /// Creates `dir/node.key` and `dir/node.csr` for a node called `name` (the CSR subject CN)
 /// with the given machine id. An existing key is an error unless `force`.
 pub fn init(
@@ -182,7 +224,32 @@ pub fn init(
     machine_id: Option<&str>,
     force: bool,
 ) -> Result<InitReport, IdentityError> {
-    validate_name(name)?;
+    init_named(dir, key_type, NodeName::Given(name), machine_id, force)
+}
+
+/// The name a host called `host` gets with the key `node_id`: the host name (its first
+/// characters, as many as fit in 64 with the suffix), `-`, the node id's first 12 digits.
+pub fn default_name(host: &str, node_id: &NodeId) -> String {
+    let short = node_id.short();
+    let room = MAX_NAME_CHARS.saturating_sub(short.len()).saturating_sub(1);
+    let host: String = host.trim().chars().take(room).collect();
+    format!("{host}-{short}")
+}
+
+/// Creates `dir/node.key` and `dir/node.csr` as [`init`] does, the subject from `name`.
+pub fn init_named(
+    dir: &Path,
+    key_type: KeyType,
+    name: NodeName<'_>,
+    machine_id: Option<&str>,
+    force: bool,
+) -> Result<InitReport, IdentityError> {
+    match name {
+        NodeName::Given(given) => validate_name(given)?,
+        NodeName::Host(host) => validate_name(host).map_err(|_| IdentityError::BadHostName {
+            host: tppguard_proto::text::escape(host).into_owned(),
+        })?,
+    }
     let key_path = dir.join(KEY_FILE);
     let csr_path = dir.join(CSR_FILE);
     let replaced = key_path.exists();
@@ -196,6 +263,12 @@ pub fn init(
     })?;
 
     let key = NodeKey::generate(key_type)?;
+    let node_id = key.node_id();
+    let name = match name {
+        NodeName::Given(given) => given.to_owned(),
+        NodeName::Host(host) => default_name(host, &node_id),
+    };
+    let name = name.as_str();
     let node_uri = machine_id
         .map(str::trim)
         .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -225,6 +298,7 @@ pub fn init(
         csr: csr_path,
         key_type,
         name: name.to_owned(),
+        node_id,
         node_uri,
         replaced,
     })
@@ -241,8 +315,13 @@ fn validate_name(name: &str) -> Result<(), IdentityError> {
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(bad("is longer than 64 characters"));
     }
-    if name.chars().any(char::is_control) {
-        return Err(bad("has control characters"));
+    if matches!(
+        tppguard_proto::text::escape(name),
+        std::borrow::Cow::Owned(_)
+    ) {
+        return Err(bad(
+            "has control characters, a backslash or bidirectional controls",
+        ));
     }
     Ok(())
 }
@@ -366,6 +445,52 @@ mod tests {
     }
 
     #[test]
+    fn the_key_is_pkcs8_v1_and_the_default_name_carries_the_node_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = init_named(
+            &dir.path().join("a"),
+            KeyType::Ed25519,
+            NodeName::Host("gpu-host"),
+            None,
+            false,
+        )
+        .unwrap();
+        let b = init_named(
+            &dir.path().join("b"),
+            KeyType::Ed25519,
+            NodeName::Host("gpu-host"),
+            None,
+            false,
+        )
+        .unwrap();
+        // Two clones with one host name: two subjects.
+        assert_ne!(a.name, b.name);
+        assert_eq!(a.name, format!("gpu-host-{}", a.node_id.short()));
+        let pem = std::fs::read_to_string(&a.key).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        // 48 bytes, 30 2e 02 01 00 (version 0) 30 05 06 03 2b 65 70 04 22 04 20 || seed.
+        assert_eq!(b64.len(), 64, "RFC 8410 PKCS#8 v1 is 48 bytes");
+        assert!(b64.starts_with("MC4CAQAwBQYDK2VwBCIEI"), "{b64}");
+        // A long host name is cut so the name stays within 64 characters.
+        let long = default_name(&"h".repeat(100), &a.node_id);
+        assert_eq!(long.chars().count(), 64);
+        assert!(long.ends_with(&a.node_id.short()));
+        // --name is used as given.
+        let given = init(&dir.path().join("c"), KeyType::P256, "n-1", None, false).unwrap();
+        assert_eq!(given.name, "n-1");
+        assert!(
+            init_named(
+                &dir.path().join("d"),
+                KeyType::Ed25519,
+                NodeName::Host("bad\u{1b}host"),
+                None,
+                false
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn key_debug_redacts() {
         let key = NodeKey::generate(KeyType::Ed25519).unwrap();
         let shown = format!("{key:?}");
@@ -378,7 +503,7 @@ mod tests {
     #[test]
     fn bad_names_and_machine_ids() {
         let dir = tempfile::tempdir().unwrap();
-        for bad in ["", " ", "a\nb", &"x".repeat(65)] {
+        for bad in ["", " ", "a\nb", "a\\b", "\u{202e}x", &"x".repeat(65)] {
             assert!(init(dir.path(), KeyType::Ed25519, bad, None, false).is_err());
         }
         let r = init(dir.path(), KeyType::Ed25519, "n", Some("not hex!"), false).unwrap();

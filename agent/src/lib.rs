@@ -310,8 +310,13 @@ fn progress_bar(gpu: u32, precisions: usize) -> indicatif::ProgressBar {
 
 fn init_command(args: &InitArgs) -> anyhow::Result<ExitCode> {
     let host = host::Host::read();
-    let result = match args.name.as_deref().or(host.hostname.as_deref()) {
-        Some(name) => identity::init(
+    let name = match (args.name.as_deref(), host.hostname.as_deref()) {
+        (Some(given), _) => Some(identity::NodeName::Given(given)),
+        (None, Some(host)) => Some(identity::NodeName::Host(host)),
+        (None, None) => None,
+    };
+    let result = match name {
+        Some(name) => identity::init_named(
             &args.dir,
             args.key_type,
             name,
@@ -330,6 +335,7 @@ fn init_command(args: &InitArgs) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "{} node key: {} (mode 0600, keep it on this node)\n\
+             node id: {} (SHA-256 of the key: the identity the verifier keeps this node under)\n\
              certificate signing request: {} (subject CN={}{})\n\
              next: send the CSR to your CA; with tppguard's built-in PKI, on the verifier:\n  {}",
             if report.replaced {
@@ -338,8 +344,9 @@ fn init_command(args: &InitArgs) -> anyhow::Result<ExitCode> {
                 "new"
             },
             report.key.display(),
+            report.node_id,
             report.csr.display(),
-            report.name,
+            tppguard_proto::text::Escaped(&report.name),
             report
                 .node_uri
                 .as_deref()

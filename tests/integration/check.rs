@@ -109,11 +109,14 @@ impl Fleet {
 }
 
 #[test]
-fn a_compliant_fleet_exits_0() {
+fn a_simulated_fleet_within_its_licence_is_unproven_exit_3() {
     let f = Fleet::new();
     let out = f.check(&f.licence, &["--nonce", NONCE], &[&f.attestation]);
     let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}{}", stderr(&out));
+    // Simulated evidence is never compliant: within the caps, but unproven.
+    assert_eq!(out.status.code(), Some(3), "{t}{}", stderr(&out));
+    assert!(t.contains("simulated_inventory"), "{t}");
+    assert!(t.contains("UNPROVEN"), "{t}");
     assert!(t.contains("126649.6"), "{t}");
     assert!(t.contains("32500000"), "{t}");
     assert!(t.contains("rule set us-eccn-3a090"), "{t}");
@@ -147,7 +150,7 @@ fn a_licence_too_small_exits_1_with_the_cap_figures() {
 
     let (code, json) = f.json(&f.too_small, &[], &[&f.attestation]);
     assert_eq!(code, 1);
-    assert_eq!(json["compliant"], false);
+    assert_eq!(json["verdict"], "not_compliant");
     let findings = json["verdicts"][0]["findings"].as_array().unwrap();
     let cap = findings
         .iter()
@@ -186,7 +189,7 @@ fn a_wrong_nonce_rejects_the_attestation_with_exit_1() {
     let f = Fleet::new();
     let (code, json) = f.json(&f.licence, &["--nonce", OTHER_NONCE], &[&f.attestation]);
     assert_eq!(code, 1);
-    assert_eq!(json["compliant"], false);
+    assert_eq!(json["verdict"], "not_compliant");
     let rejected = &json["attestations"]["rejected"][0];
     assert_eq!(rejected["code"], "nonce_mismatch");
     assert_eq!(rejected["file"], s(&f.attestation));
@@ -244,10 +247,10 @@ fn json_is_byte_identical_across_runs() {
 #[test]
 fn ear_status_follows_the_verdict() {
     let f = Fleet::new();
-    // The fleet's node is simulated: compliant, but EAR's "warning" (the evidence proves
+    // The fleet's node is simulated: unproven (exit 3), EAR's "warning" (the evidence proves
     // nothing about hardware), never "affirming".
     for (licence, status, code) in [
-        (&f.licence, "warning", 0),
+        (&f.licence, "warning", 3),
         (&f.too_small, "contraindicated", 1),
     ] {
         let ear = f.dir.join("result.jwt");

@@ -240,10 +240,10 @@ fn jwcrypto_verifies_the_verifiers_ear_with_the_result_key() {
         ])
         .output()
         .expect("binary runs");
-    // 0 compliant, 1 not (the example licence need not cover the simulated node): either
-    // way the EAR is written.
+    // 0 compliant, 1 not, 3 unproven (the simulated node is never compliant): in every case
+    // the EAR is written.
     assert!(
-        matches!(out.status.code(), Some(0 | 1)),
+        matches!(out.status.code(), Some(0 | 1 | 3)),
         "check: {}",
         String::from_utf8_lossy(&out.stderr)
     );

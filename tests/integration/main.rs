@@ -4,6 +4,7 @@
 mod attest;
 mod check;
 mod classify;
+mod crypto;
 mod demo;
 mod docs;
 mod fixtures;

@@ -255,7 +255,8 @@ fn the_verifier_keeps_a_consistent_measurement_and_catches_a_relabelled_part() {
     let (tmp, token) = attested("dgx-h100");
     let (code, verdict) = check(tmp.path(), &token);
     let codes = finding_codes(&verdict);
-    assert_eq!(code, Some(0), "{codes:?}");
+    // The measurement is simulated: it never backs compliance (exit 3, unproven).
+    assert_eq!(code, Some(3), "{codes:?}");
     assert!(
         !codes
             .iter()
@@ -263,7 +264,8 @@ fn the_verifier_keeps_a_consistent_measurement_and_catches_a_relabelled_part() {
         "{codes:?}"
     );
     let node = &verdict["verdicts"][0]["nodes"][0];
-    assert_eq!(node["effective_evidence_tier"], "measured", "{node}");
+    // A simulated measurement never backs the measured tier.
+    assert_eq!(node["effective_evidence_tier"], "declared", "{node}");
 
     let (tmp, token) = attested("relabelled-h20");
     let (code, verdict) = check(tmp.path(), &token);
@@ -333,7 +335,7 @@ fn check_reports_a_derated_part_and_an_unlisted_one() {
         below["figures"]["sm_clock_mhz_max"].as_u64().is_some(),
         "{below}"
     );
-    assert_eq!(code, Some(0), "{codes:?}");
+    assert_eq!(code, Some(3), "simulated: unproven, {codes:?}");
 
     // Unlisted: classified by its measured figures, a lower-bound TPP that counts.
     let (tmp, token) = attested("unlisted-gpu");

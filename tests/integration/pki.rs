@@ -321,3 +321,275 @@ fn verify_chain_reports_a_bad_trust_file_by_name_and_key() {
         "{stderr}"
     );
 }
+
+/// A PEM CSR for `key` with this subject (common name and extra attributes) and SANs, made
+/// with rcgen as any CSR tool would.
+fn csr_for(key: &rcgen::KeyPair, names: &[&str], sans: &[&str]) -> String {
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    for (i, name) in names.iter().enumerate() {
+        let ty = if i == 0 {
+            rcgen::DnType::CommonName
+        } else {
+            rcgen::DnType::OrganizationName
+        };
+        params.distinguished_name.push(ty, *name);
+    }
+    params.subject_alt_names = sans
+        .iter()
+        .map(|u| rcgen::SanType::URI((*u).try_into().unwrap()))
+        .collect();
+    params.serialize_request(key).unwrap().pem().unwrap()
+}
+
+/// A `pki init` folder in a temporary directory.
+struct Pki {
+    tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("pki");
+        ok_json(
+            "tppguard-verifier",
+            &["pki", "init", "--dir", s(&dir), "--json"],
+        );
+        Self { tmp, dir }
+    }
+
+    /// `pki issue-node` for a CSR text, with extra flags; the process output.
+    fn issue(&self, csr: &str, extra: &[&str]) -> std::process::Output {
+        let path = self.tmp.path().join("req.csr");
+        std::fs::write(&path, csr).unwrap();
+        let chain = self.tmp.path().join("chain.pem");
+        let mut args = vec![
+            "pki",
+            "issue-node",
+            "--dir",
+            s(&self.dir),
+            "--csr",
+            s(&path),
+            "--out",
+            s(&chain),
+        ];
+        args.extend_from_slice(extra);
+        run("tppguard-verifier", &args)
+    }
+
+    fn issue_json(&self, csr: &str, extra: &[&str]) -> Value {
+        let mut extra = extra.to_vec();
+        extra.push("--json");
+        let out = self.issue(csr, &extra);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn issue_fails(&self, csr: &str, extra: &[&str]) -> String {
+        let out = self.issue(csr, extra);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(out.stdout.is_empty());
+        stderr
+    }
+
+    fn record(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("issued.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn issue_node_refuses_empty_and_terminal_steering_subjects() {
+    let pki = Pki::new();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    for empty in [&[][..], &[""], &["   "]] {
+        let stderr = pki.issue_fails(&csr_for(&key, empty, &[]), &[]);
+        assert!(stderr.contains("subject is empty"), "{stderr}");
+        assert!(
+            stderr.contains("hint:") && stderr.contains("--name"),
+            "{stderr}"
+        );
+    }
+    // A subject that would clear the auditor's screen and print "COMPLIANT", one with a
+    // newline, one with a right-to-left override.
+    for bad in [
+        "gpu\u{1b}[2J\u{1b}[HCOMPLIANT",
+        "gpu\nnode",
+        "\u{202e}10-edon",
+    ] {
+        let stderr = pki.issue_fails(&csr_for(&key, &[bad], &[]), &[]);
+        assert!(stderr.contains("control characters"), "{stderr}");
+        assert!(
+            !stderr.contains('\u{1b}') && !stderr.contains('\u{202e}'),
+            "the subject is shown escaped: {stderr:?}"
+        );
+        assert_eq!(stderr.lines().count(), 2, "message and hint: {stderr:?}");
+    }
+    assert!(pki.record().is_empty(), "nothing issued, nothing recorded");
+}
+
+#[test]
+fn the_issuance_record_keeps_one_key_per_subject_and_one_subject_per_key() {
+    let pki = Pki::new();
+    let first = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let issued = pki.issue_json(&csr_for(&first, &["gpu-node-01"], &[]), &[]);
+    assert_eq!(issued["action"], "issue");
+    let node_id = issued["node_id"].as_str().unwrap().to_owned();
+    assert_eq!(node_id.len(), 64);
+    assert_eq!(issued["leaf"]["node_id"], node_id.as_str());
+    assert_eq!(mode(&pki.dir.join("issued.jsonl")), 0o644);
+
+    // Renewal: same key, same subject.
+    let renewed = pki.issue_json(&csr_for(&first, &["gpu-node-01"], &[]), &[]);
+    assert_eq!(renewed["action"], "renew");
+    assert_eq!(renewed["node_id"], node_id.as_str());
+
+    // A cloned machine (another key) asking for the same subject: refused.
+    let clone = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let stderr = pki.issue_fails(&csr_for(&clone, &["gpu-node-01"], &[]), &[]);
+    assert!(
+        stderr.contains("subject CN=gpu-node-01 was issued to another key")
+            && stderr.contains(&node_id),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--replace"), "{stderr}");
+
+    // One key under two subjects: refused, --replace or not.
+    for extra in [&[][..], &["--replace"]] {
+        let stderr = pki.issue_fails(&csr_for(&first, &["gpu-node-02"], &[]), extra);
+        assert!(
+            stderr.contains("was issued under subject CN=gpu-node-01"),
+            "{stderr}"
+        );
+    }
+
+    // A rotation with --replace is recorded, naming the key it replaces.
+    let rotated = pki.issue_json(&csr_for(&clone, &["gpu-node-01"], &[]), &["--replace"]);
+    assert_eq!(rotated["action"], "replace");
+    assert_eq!(rotated["replaced_node_id"], node_id.as_str());
+    let record = pki.record();
+    let actions: Vec<&str> = record
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["issue", "renew", "replace"]);
+    // The old key now holds nothing: it cannot come back without --replace.
+    let stderr = pki.issue_fails(&csr_for(&first, &["gpu-node-01"], &[]), &[]);
+    assert!(stderr.contains("issued to another key"), "{stderr}");
+}
+
+#[test]
+fn issue_node_certifies_the_site_from_the_flag_and_never_copies_csr_sans() {
+    let pki = Pki::new();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    // A node asking, in its CSR, for a site the operator did not give it.
+    let csr = csr_for(
+        &key,
+        &["gpu-node-07"],
+        &[
+            "tag:tppguard.dev,2026:site/other-country",
+            "urn:tppguard:node:abcd",
+        ],
+    );
+    let issued = pki.issue_json(&csr, &[]);
+    assert_eq!(issued["site"], Value::Null);
+    assert!(issued["leaf"].get("certified_site").is_none(), "{issued:#}");
+    let chain = pki.tmp.path().join("chain.pem");
+    let pem = std::fs::read_to_string(&chain).unwrap();
+    assert!(!pem.is_empty());
+    let text = run(
+        "tppguard-verifier",
+        &[
+            "pki",
+            "verify-chain",
+            "--trust",
+            s(&pki.dir.join("trust.toml")),
+            s(&chain),
+        ],
+    );
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(shown.contains("site       none certified"), "{shown}");
+
+    // With --site, the leaf certifies it; verify-chain and the issue output show it.
+    let out = pki.issue(&csr, &["--site", "fra-1"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shown.contains("site     fra-1 (certified)"), "{shown}");
+    assert!(shown.contains("node id  "), "{shown}");
+    let verified = ok_json(
+        "tppguard-verifier",
+        &[
+            "pki",
+            "verify-chain",
+            "--trust",
+            s(&pki.dir.join("trust.toml")),
+            "--json",
+            s(&chain),
+        ],
+    );
+    assert_eq!(verified["leaf"]["certified_site"], "fra-1");
+    assert_eq!(verified["leaf"]["node_id"], issued["node_id"]);
+    let text = run(
+        "tppguard-verifier",
+        &[
+            "pki",
+            "verify-chain",
+            "--trust",
+            s(&pki.dir.join("trust.toml")),
+            s(&chain),
+        ],
+    );
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        shown.contains("site       fra-1")
+            && shown.contains(&format!(
+                "node id    {}",
+                issued["node_id"].as_str().unwrap()
+            )),
+        "{shown}"
+    );
+    let record = pki.record();
+    assert_eq!(record[1]["site"], "fra-1");
+
+    // A site outside the alphabet is a usage error.
+    let out = pki.issue(&csr, &["--site", "fra 1"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn agent_init_names_cloned_hosts_apart_by_their_keys() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut names = Vec::new();
+    for n in ["a", "b"] {
+        let report = ok_json(
+            "tppguard-agent",
+            &["init", "--dir", s(&tmp.path().join(n)), "--json"],
+        );
+        let node_id = report["node_id"].as_str().unwrap().to_owned();
+        let name = report["name"].as_str().unwrap().to_owned();
+        assert!(
+            name.ends_with(&format!("-{}", &node_id[..12])),
+            "{name} {node_id}"
+        );
+        names.push(name);
+    }
+    assert_ne!(names[0], names[1], "one host name, two keys, two subjects");
+    let out = run(
+        "tppguard-agent",
+        &["init", "--dir", s(&tmp.path().join("c"))],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("node id: "));
+}

@@ -249,7 +249,7 @@ fn serve_challenge_attest_and_read_the_fleet_back() {
     let node = v["node"].as_str().expect("node").to_owned();
     assert!(
         node.len() == 64 && node.bytes().all(|b| b.is_ascii_hexdigit()),
-        "{v}"
+        "a node is its key id: {v}"
     );
     assert!(
         v["subject"]

@@ -118,9 +118,9 @@ fn serve_flags_one_gpu_reported_by_two_nodes() {
         assert!(
             dups.iter().all(|f| f["figures"]["seen_in"]
                 .as_array()
-                .is_some_and(|places| places
-                    .iter()
-                    .any(|p| p.as_str().is_some_and(|p| p.starts_with(node))))),
+                .is_some_and(|places| places.iter().any(|p| p
+                    .as_str()
+                    .is_some_and(|p| p.contains(&format!("[{}]/", &node[..12])))))),
             "every duplicate_device finding names {node}: {dups:?}"
         );
     }

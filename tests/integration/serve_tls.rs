@@ -120,7 +120,7 @@ fn the_agent_pushes_over_https_with_its_ca_file_and_the_node_is_listed() {
     let node = answer["node"].as_str().expect("node").to_owned();
     assert!(
         node.len() == 64 && node.bytes().all(|b| b.is_ascii_hexdigit()),
-        "the node is its key: {answer}"
+        "a node is its key id: {answer}"
     );
 
     let mut resp = https_client(Some(&ca))

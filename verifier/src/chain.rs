@@ -6,6 +6,14 @@
 //! `trust.toml`, and the leaf checks webpki leaves to the caller (digitalSignature key usage,
 //! the EKU rule, "the leaf is not a CA", unknown critical extensions), done with x509-parser.
 //!
+//! Pinned roots are more than webpki's bare name and key: each keeps its validity period and
+//! its basic constraints. A root that is not a CA (basicConstraints CA:true absent) is refused
+//! when loaded; at validation a root outside its validity at the validation time is refused
+//! (`root_expired`, `root_not_yet_valid`), and its pathLenConstraint limits the intermediates
+//! below it (`root_path_len_exceeded`). Every Ed25519 key in a chain, leaf first, and in a
+//! root must be a canonical point of the prime-order subgroup (`weak_public_key`): with a
+//! small-order key a fixed signature verifies for any message.
+//!
 //! The EKU rule is deliberately standard: a leaf with no EKU extension passes; a leaf with one
 //! must list `clientAuth` or [`NODE_ATTESTATION_EKU`] (node keys), or `codeSigning` or
 //! [`LICENCE_SIGNING_EKU`] (licence signers). Any operator PKI (step-ca, Vault, an enterprise
@@ -13,6 +21,7 @@
 //!
 //! No function here reads the clock: the validation time is an argument.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +31,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
 use serde::Deserialize;
 use tppguard_proto::identity::NodeId;
+use tppguard_proto::jws::{Ed25519KeyProblem, JwsError, VerifyingKey};
 use tppguard_proto::site::SiteId;
 use tppguard_proto::text::escape;
 use webpki::{
@@ -195,6 +205,53 @@ pub enum ChainError {
         /// What was wrong, in words (quoted text escaped, at most 64 characters).
         detail: String,
     },
+    /// A certificate's Ed25519 key is of small order, outside the prime-order subgroup, not
+    /// canonically encoded or not a point: a fixed signature would verify for any message.
+    #[error(
+        "certificate {index} of the chain (0 = the leaf) has an Ed25519 public key {problem}; \
+         such a key is never trusted: issue a certificate for a freshly generated key"
+    )]
+    WeakPublicKey {
+        /// Its position in the chain as given (0 = leaf).
+        index: usize,
+        /// What is wrong with the point.
+        problem: Ed25519KeyProblem,
+    },
+    /// The pinned root the chain leads to has expired at the validation time.
+    #[error("the pinned root expired at {not_after} (validation time {at}); pin its successor")]
+    RootExpired {
+        /// Validation time, Unix seconds.
+        at: i64,
+        /// The root's notAfter, Unix seconds.
+        not_after: i64,
+    },
+    /// The pinned root the chain leads to is not valid yet at the validation time.
+    #[error(
+        "the pinned root is valid only from {not_before} (validation time {at}); check the \
+         clocks and --at"
+    )]
+    RootNotYetValid {
+        /// Validation time, Unix seconds.
+        at: i64,
+        /// The root's notBefore, Unix seconds.
+        not_before: i64,
+    },
+    /// A certificate pinned as a root is not a CA (basicConstraints CA:true absent).
+    #[error(
+        "a pinned root is not a CA certificate (basicConstraints CA:true is absent); pin the CA that issues the chains"
+    )]
+    RootNotCa,
+    /// More intermediates stand below the pinned root than its pathLenConstraint allows.
+    #[error(
+        "the chain has {intermediates} intermediate(s) below a pinned root whose \
+         pathLenConstraint allows {max}"
+    )]
+    RootPathLenExceeded {
+        /// Intermediates in the path built.
+        intermediates: usize,
+        /// The root's pathLenConstraint.
+        max: u32,
+    },
 }
 
 impl ChainError {
@@ -221,6 +278,11 @@ impl ChainError {
         "malformed_certificate",
         "budget_exceeded",
         "bad_certified_site",
+        "weak_public_key",
+        "root_expired",
+        "root_not_yet_valid",
+        "root_not_ca",
+        "root_path_len_exceeded",
     ];
 
     /// A stable snake_case reason code; codes are added, never renamed or reused.
@@ -247,6 +309,11 @@ impl ChainError {
             Self::Malformed { .. } => "malformed_certificate",
             Self::BudgetExceeded => "budget_exceeded",
             Self::BadCertifiedSite { .. } => "bad_certified_site",
+            Self::WeakPublicKey { .. } => "weak_public_key",
+            Self::RootExpired { .. } => "root_expired",
+            Self::RootNotYetValid { .. } => "root_not_yet_valid",
+            Self::RootNotCa => "root_not_ca",
+            Self::RootPathLenExceeded { .. } => "root_path_len_exceeded",
         }
     }
 }
@@ -516,14 +583,98 @@ impl ExtendedKeyUsageValidator for EkuPolicy {
     }
 }
 
+/// What a pinned root certificate says beyond its name and key: its validity and its
+/// pathLenConstraint (webpki keeps anchors as bare name and key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RootFacts {
+    not_before: i64,
+    not_after: i64,
+    path_len: Option<u32>,
+}
+
+impl RootFacts {
+    /// Reads a root certificate: it must be a CA, and an Ed25519 key must be sound.
+    fn read(der: &[u8]) -> Result<Self, ChainError> {
+        let cert = parse(der)?;
+        let bc = cert
+            .basic_constraints()
+            .map_err(|_| ChainError::Malformed {
+                detail: "bad extension",
+            })?
+            .map(|bc| bc.value.clone());
+        let path_len = match bc {
+            Some(bc) if bc.ca => bc.path_len_constraint,
+            _ => return Err(ChainError::RootNotCa),
+        };
+        check_ed25519_key(&cert, 0)?;
+        Ok(Self {
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            path_len,
+        })
+    }
+
+    /// Whether a path with `intermediates` intermediates may end at this root at `at`.
+    fn admits(&self, at: i64, intermediates: usize) -> Result<(), ChainError> {
+        if at < self.not_before {
+            return Err(ChainError::RootNotYetValid {
+                at,
+                not_before: self.not_before,
+            });
+        }
+        if at > self.not_after {
+            return Err(ChainError::RootExpired {
+                at,
+                not_after: self.not_after,
+            });
+        }
+        if let Some(max) = self.path_len
+            && u32::try_from(intermediates).map_or(true, |n| n > max)
+        {
+            return Err(ChainError::RootPathLenExceeded { intermediates, max });
+        }
+        Ok(())
+    }
+}
+
+/// One trust domain's pinned roots: webpki's anchors and, at the same index, their facts.
+#[derive(Debug, Clone, Default)]
+struct Roots {
+    anchors: Vec<TrustAnchor<'static>>,
+    facts: Vec<RootFacts>,
+}
+
+impl Roots {
+    fn push(&mut self, der: &CertificateDer<'_>) -> Result<(), ChainError> {
+        let facts = RootFacts::read(der)?;
+        let anchor = webpki::anchor_from_trusted_cert(der).map_err(from_webpki)?;
+        self.anchors.push(anchor.to_owned());
+        self.facts.push(facts);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.anchors.len()
+    }
+
+    /// The facts of `anchor`, which must be one of this domain's anchors (by address).
+    fn facts_of(&self, anchor: &TrustAnchor<'_>) -> Option<RootFacts> {
+        let index = self
+            .anchors
+            .iter()
+            .position(|a| std::ptr::eq::<TrustAnchor<'_>>(a, anchor))?;
+        self.facts.get(index).copied()
+    }
+}
+
 /// The pinned roots and CRLs of the three trust domains, from `trust.toml`.
 #[derive(Debug, Clone, Default)]
 pub struct TrustAnchors {
-    operator: Vec<TrustAnchor<'static>>,
+    operator: Roots,
     operator_crls: Vec<CrlDer>,
-    licence_authority: Vec<TrustAnchor<'static>>,
+    licence_authority: Roots,
     licence_authority_crls: Vec<CrlDer>,
-    vendor: Vec<TrustAnchor<'static>>,
+    vendor: Roots,
     /// Chains verified against these anchors and CRLs; clones share it.
     cache: Arc<ChainCache>,
 }
@@ -654,20 +805,18 @@ impl TrustAnchors {
         })
     }
 
-    /// Anchors built from DER root certificates (for tests and embedders).
+    /// Anchors built from DER root certificates (for tests and embedders); each must be a CA
+    /// ([`ChainError::RootNotCa`]) with a sound key.
     pub fn from_der_roots(
         operator: &[CertificateDer<'_>],
         licence_authority: &[CertificateDer<'_>],
     ) -> Result<Self, ChainError> {
         let anchors = |certs: &[CertificateDer<'_>]| {
-            certs
-                .iter()
-                .map(|c| {
-                    webpki::anchor_from_trusted_cert(c)
-                        .map(|a| a.to_owned())
-                        .map_err(from_webpki)
-                })
-                .collect::<Result<Vec<_>, _>>()
+            let mut roots = Roots::default();
+            for cert in certs {
+                roots.push(cert)?;
+            }
+            Ok::<_, ChainError>(roots)
         };
         Ok(Self {
             operator: anchors(operator)?,
@@ -718,8 +867,10 @@ impl TrustAnchors {
         if let Some(leaf) = self.cache.get(&key, at_unix) {
             return Ok(leaf);
         }
-        let leaf = verify(chain_der, anchors, at_unix, crls, role)?;
+        let (leaf, root) = verify(chain_der, anchors, at_unix, crls, role)?;
         if let Some((from, until)) = validity_window(chain_der, crls) {
+            // The root's own validity bounds the window too.
+            let (from, until) = (from.max(root.not_before), until.min(root.not_after));
             self.cache.insert(key, leaf.clone(), from, until);
         }
         Ok(leaf)
@@ -759,24 +910,23 @@ fn load_roots(
     base: &Path,
     key: &str,
     files: &[PathBuf],
-) -> Result<Vec<TrustAnchor<'static>>, TrustError> {
-    let mut anchors = Vec::new();
+) -> Result<Roots, TrustError> {
+    let mut roots = Roots::default();
     for file in files {
         let pem = read_bounded(&base.join(file), MAX_PEM_FILE_BYTES)?;
         let certs = certs_from_pem(&pem).map_err(|r| entry_error(trust, key, file, r))?;
         for cert in &certs {
-            let anchor = webpki::anchor_from_trusted_cert(cert).map_err(|e| {
+            roots.push(cert).map_err(|e| {
                 entry_error(
                     trust,
                     key,
                     file,
-                    format!("not a usable root: {}", from_webpki(e)),
+                    format!("not a usable root ({}): {e}", e.code()),
                 )
             })?;
-            anchors.push(anchor.to_owned());
         }
     }
-    Ok(anchors)
+    Ok(roots)
 }
 
 fn load_crls(
@@ -816,7 +966,8 @@ pub fn verify_node_chain(
     at_unix: i64,
     crls: &[CrlDer],
 ) -> Result<VerifiedNodeChain, ChainError> {
-    verify(chain_der, &trust.operator, at_unix, crls, Role::Node).map(VerifiedNodeChain)
+    verify(chain_der, &trust.operator, at_unix, crls, Role::Node)
+        .map(|(leaf, _)| VerifiedNodeChain(leaf))
 }
 
 /// Verifies a licence signer's chain against the pinned licence-authority roots; see
@@ -834,16 +985,17 @@ pub fn verify_licence_signer_chain(
         crls,
         Role::LicenceSigner,
     )
-    .map(VerifiedLicenceSigner)
+    .map(|(leaf, _)| VerifiedLicenceSigner(leaf))
 }
 
+/// Verifies a chain; gives the leaf's facts and those of the root the path ended at.
 fn verify(
     chain_der: &[Vec<u8>],
-    anchors: &[TrustAnchor<'static>],
+    roots: &Roots,
     at_unix: i64,
     crls: &[CrlDer],
     role: Role,
-) -> Result<VerifiedLeaf, ChainError> {
+) -> Result<(VerifiedLeaf, RootFacts), ChainError> {
     // Limits first, before any parsing.
     if chain_der.len() > MAX_CHAIN_CERTS {
         return Err(ChainError::ChainTooLong {
@@ -862,6 +1014,13 @@ fn verify(
     }
     let (leaf_der, intermediates) = chain_der.split_first().ok_or(ChainError::Empty)?;
     let secs = u64::try_from(at_unix).map_err(|_| ChainError::InvalidTime { at: at_unix })?;
+    // Every Ed25519 key given, leaf first, before webpki trusts any of them to verify a
+    // signature. A certificate that does not parse is left to webpki to name.
+    for (index, der) in chain_der.iter().enumerate() {
+        if let Ok(cert) = parse(der) {
+            check_ed25519_key(&cert, index)?;
+        }
+    }
     let time = UnixTime::since_unix_epoch(Duration::from_secs(secs));
 
     let crls = crls
@@ -898,19 +1057,55 @@ fn verify(
             }),
         other => other,
     };
+    // webpki keeps anchors as bare name and key: each candidate path is checked against its
+    // root's validity and pathLenConstraint here, and webpki tries the next path if refused.
+    // The first such refusal is kept: it is the error when no path is left.
+    let root_refusal: RefCell<Option<ChainError>> = RefCell::new(None);
+    let used_root: RefCell<Option<RootFacts>> = RefCell::new(None);
+    let check_root = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        let facts = roots
+            .facts_of(path.anchor())
+            .ok_or(webpki::Error::UnknownIssuer)?;
+        match facts.admits(at_unix, path.intermediate_certificates().count()) {
+            Ok(()) => {
+                used_root.replace(Some(facts));
+                Ok(())
+            }
+            Err(refused) => {
+                root_refusal.borrow_mut().get_or_insert(refused);
+                Err(webpki::Error::UnknownIssuer)
+            }
+        }
+    };
     let ee = EndEntityCert::try_from(&leaf_cert).map_err(refine)?;
     ee.verify_for_usage(
         SIG_ALGS,
-        anchors,
+        &roots.anchors,
         &intermediates,
         time,
         EkuPolicy(role),
         revocation,
-        None,
+        Some(&check_root),
     )
-    .map_err(refine)?;
+    .map_err(|e| root_refusal.take().unwrap_or_else(|| refine(e)))?;
+    let root = used_root.take().ok_or(ChainError::UnknownIssuer)?;
 
-    check_leaf(leaf_der, role, chain_der.len())
+    Ok((check_leaf(leaf_der, role, chain_der.len())?, root))
+}
+
+/// Refuses a weak Ed25519 key in `cert`, at position `index` of its chain; other keys pass.
+fn check_ed25519_key(cert: &X509Certificate<'_>, index: usize) -> Result<(), ChainError> {
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm != OID_SIG_ED25519 {
+        return Ok(());
+    }
+    match VerifyingKey::from_spki_der(spki.raw) {
+        Err(JwsError::WeakPublicKey { problem }) => {
+            Err(ChainError::WeakPublicKey { index, problem })
+        }
+        // Length and shape are webpki's and check_leaf's to refuse.
+        _ => Ok(()),
+    }
 }
 
 /// The instants (Unix seconds, inclusive) at which a chain verified once verifies again:

@@ -31,8 +31,10 @@ use crate::error::Error;
 use crate::licence::{format_rfc3339, verify_licence};
 use crate::pki::RESULT_KEY;
 use crate::policy::{
-    FleetVerdict, GpuMeasurement, GpuVerdict, VerifiedAttestation, VerifiedLicence, evaluate,
+    FleetVerdict, GpuMeasurement, GpuVerdict, Verdict, VerifiedAttestation, VerifiedLicence,
+    evaluate,
 };
+use tppguard_proto::text::Escaped;
 
 /// The rule set evaluated when no `--rule-set` is given and no licence is accepted.
 pub const DEFAULT_RULE_SET: &str = "us-eccn-3a090";
@@ -63,8 +65,10 @@ pub struct LicenceEntry {
 pub struct AcceptedAttestation {
     /// The file, as given.
     pub file: String,
-    /// The node (certificate subject).
+    /// The node: the SHA-256 of its certificate's SubjectPublicKeyInfo, hex.
     pub node: String,
+    /// The node certificate's subject, for display.
+    pub subject: String,
     /// When it was made, Unix seconds.
     pub iat: i64,
     /// SHA-256 of the token, hex.
@@ -104,8 +108,9 @@ pub struct CheckReport {
     pub attestations: Attestations,
     /// One verdict per rule set, in the order evaluated.
     pub verdicts: Vec<FleetVerdict>,
-    /// Compliant under every rule set, and no input rejected.
-    pub compliant: bool,
+    /// The worst verdict of the scenarios: `compliant` under every rule set with no input
+    /// rejected; `not_compliant` when an input is rejected.
+    pub verdict: Verdict,
 }
 
 impl CheckReport {
@@ -114,9 +119,13 @@ impl CheckReport {
         self.attestations.rejected.len() + self.licences.iter().filter(|l| !l.accepted).count()
     }
 
-    /// Whether one scenario is compliant: its verdict, and no input rejected.
-    pub fn scenario_compliant(&self, verdict: &FleetVerdict) -> bool {
-        verdict.verdict.is_compliant() && self.rejections() == 0
+    /// One scenario's verdict: its own, or `not_compliant` when an input was rejected.
+    pub fn scenario_verdict(&self, verdict: &FleetVerdict) -> Verdict {
+        if self.rejections() > 0 {
+            Verdict::NotCompliant
+        } else {
+            verdict.verdict
+        }
     }
 }
 
@@ -163,7 +172,8 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
             Ok(v) => {
                 attestations.accepted.push(AcceptedAttestation {
                     file: input.name.clone(),
-                    node: v.node_subject().to_owned(),
+                    node: v.node_id().to_string(),
+                    subject: v.node_subject().to_owned(),
                     iat: v.claims().iat,
                     token_sha256: hex(v.token_sha256()),
                 });
@@ -189,10 +199,14 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
         licences,
         attestations,
         verdicts,
-        compliant: false,
+        verdict: Verdict::NotCompliant,
     };
-    report.compliant =
-        report.rejections() == 0 && report.verdicts.iter().all(|v| v.verdict.is_compliant());
+    report.verdict = report
+        .verdicts
+        .iter()
+        .map(|v| report.scenario_verdict(v))
+        .max()
+        .unwrap_or(Verdict::NotCompliant);
 
     if let Some(ear_path) = &args.ear {
         let key = ear_key(&args.trust, args.ear_key.as_deref())?;
@@ -219,10 +233,10 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
     } else {
         write_human(&report, args.ear.as_deref(), out)?;
     }
-    Ok(if report.compliant {
-        Outcome::Clean
-    } else {
-        Outcome::Findings
+    Ok(match report.verdict {
+        Verdict::Compliant => Outcome::Clean,
+        Verdict::Unproven => Outcome::Unproven,
+        Verdict::NotCompliant => Outcome::Findings,
     })
 }
 
@@ -356,7 +370,7 @@ fn write_measured(v: &FleetVerdict, out: &mut dyn Write) -> Result<(), Error> {
                 n.effective_evidence_tier, n.evidence_tier
             )
         };
-        writeln!(out, "    node {} ({tier})", n.subject)?;
+        writeln!(out, "    node {} ({tier})", Escaped(&n.subject))?;
         for g in &n.gpus {
             if let Some(m) = &g.measured {
                 writeln!(out, "      {}", measured_line(g, m))?;
@@ -403,11 +417,11 @@ fn measured_line(g: &GpuVerdict, m: &GpuMeasurement) -> String {
     )
 }
 
-fn verdict_word(compliant: bool) -> &'static str {
-    if compliant {
-        "COMPLIANT"
-    } else {
-        "NOT COMPLIANT"
+fn verdict_word(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Compliant => "COMPLIANT",
+        Verdict::Unproven => "UNPROVEN (the evidence cannot establish compliance)",
+        Verdict::NotCompliant => "NOT COMPLIANT",
     }
 }
 
@@ -425,13 +439,13 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
                 out,
                 "  accepted  {id} (rule set {}) from {}",
                 l.rule_set.as_deref().unwrap_or("?"),
-                l.file
+                Escaped(&l.file)
             )?,
             (None, code, sentence) => writeln!(
                 out,
                 "  REJECTED  {}: {} ({})",
-                l.file,
-                sentence.as_deref().unwrap_or(""),
+                Escaped(&l.file),
+                Escaped(sentence.as_deref().unwrap_or("")),
                 code.unwrap_or("")
             )?,
         }
@@ -445,14 +459,21 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
     for a in &report.attestations.accepted {
         writeln!(
             out,
-            "  accepted  {} (node {}, made {})",
-            a.file,
-            a.node,
+            "  accepted  {} (node {} [{}], made {})",
+            Escaped(&a.file),
+            Escaped(&a.subject),
+            &a.node[..a.node.len().min(12)],
             format_rfc3339(a.iat)
         )?;
     }
     for r in &report.attestations.rejected {
-        writeln!(out, "  REJECTED  {}: {} ({})", r.file, r.sentence, r.code)?;
+        writeln!(
+            out,
+            "  REJECTED  {}: {} ({})",
+            Escaped(&r.file),
+            Escaped(&r.sentence),
+            r.code
+        )?;
     }
 
     for v in &report.verdicts {
@@ -470,12 +491,13 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
         for l in &v.licences {
             writeln!(
                 out,
-                "  licence {} ({}, {}; nodes: {}, stale: {})",
+                "  licence {} ({}, {}; nodes: {}, stale: {}): {}",
                 l.licence,
                 l.destination_country,
                 l.validity.code(),
                 l.nodes,
-                l.stale_nodes
+                l.stale_nodes,
+                l.verdict.code()
             )?;
             let over = |by: String, is_over: bool| {
                 if is_over {
@@ -514,6 +536,14 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
                     l.devices_tpp_measured
                 )?;
             }
+            if l.devices_not_controlled > 0 {
+                writeln!(
+                    out,
+                    "    {} device(s) not controlled by this rule set (no licence needed): \
+                     listed, not counted",
+                    l.devices_not_controlled
+                )?;
+            }
             if l.devices_tpp_unknown > 0 {
                 writeln!(
                     out,
@@ -525,15 +555,21 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
         for c in &v.countries {
             writeln!(
                 out,
-                "  country {}: {} devices, TPP {} ({} H100-equivalents), licences {}",
+                "  country {}: {} devices, TPP {} ({} H100-equivalents), licences {}: {}",
                 c.country,
                 c.devices,
                 c.tpp,
                 c.h100_equivalents,
-                c.licences.join(", ")
+                c.licences.join(", "),
+                c.verdict.code()
             )?;
         }
         write_measured(v, out)?;
+        let subjects: std::collections::HashMap<String, &str> = v
+            .nodes
+            .iter()
+            .map(|n| (n.node.to_string(), n.subject.as_str()))
+            .collect();
         if v.findings.is_empty() {
             writeln!(out, "  findings: none")?;
         } else {
@@ -545,7 +581,12 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
                 about.push(format!("licence {l}"));
             }
             if let Some(n) = &f.node {
-                about.push(format!("node {n}"));
+                let subject = subjects.get(n.as_str()).copied().unwrap_or("");
+                about.push(format!(
+                    "node {} [{}]",
+                    Escaped(subject),
+                    &n[..n.len().min(12)]
+                ));
             }
             if let Some(g) = &f.gpu {
                 about.push(g.clone());
@@ -561,10 +602,10 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
                 f.severity.code(),
                 f.code,
                 about,
-                f.sentence
+                Escaped(&f.sentence)
             )?;
         }
-        writeln!(out, "  => {}", verdict_word(v.verdict.is_compliant()))?;
+        writeln!(out, "  => {}", verdict_word(v.verdict))?;
     }
 
     writeln!(out)?;
@@ -581,11 +622,11 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
             "{} [{}]: {}",
             v.rule_set,
             v.rule_set_status.label(),
-            verdict_word(report.scenario_compliant(v))
+            verdict_word(report.scenario_verdict(v))
         )?;
     }
     if let Some(path) = ear {
-        writeln!(out, "wrote EAR {}", path.display())?;
+        writeln!(out, "wrote EAR {}", Escaped(&path.display().to_string()))?;
     }
     Ok(())
 }
@@ -624,6 +665,7 @@ mod tests {
             model,
             outcome: None,
             clause: None,
+            controlled: true,
             tpp: Some(tpp),
             h100_equivalents: Some(h100_equivalents(tpp)),
             counted: true,
@@ -644,12 +686,16 @@ mod tests {
                 subject: "CN=node-1".to_owned(),
                 token_sha256: String::new(),
                 iat: 0,
+                received_at: None,
                 age_s: 0,
                 stale: false,
+                site: None,
+                site_certified: false,
                 licence: None,
                 evidence_tier: tiers.0,
                 effective_evidence_tier: tiers.1,
                 devices_counted: 1,
+                devices_not_controlled: 0,
                 tpp_counted: Tpp::default(),
                 h100_equivalents: h100_equivalents(Tpp::default()),
                 severity: Severity::Info,
@@ -665,7 +711,7 @@ mod tests {
             licences: Vec::new(),
             attestations: Attestations::default(),
             verdicts: vec![verdict],
-            compliant: true,
+            verdict: Verdict::Compliant,
         }
     }
 

@@ -16,7 +16,10 @@ Exit codes:
      but is not in force at --at, expired or not yet valid; `check`: not compliant under a
      rule set, or a licence or attestation rejected)
   2  usage or input error (bad flag or value, unknown model, unreadable or invalid rule set,
-     a rejected certificate chain or signed licence, files that would be overwritten)";
+     a rejected certificate chain or signed licence, files that would be overwritten)
+  3  `check`: unproven: no violation seen, but the evidence cannot establish compliance
+     (simulated or stale evidence, uncertified sites, unidentified or unlisted GPUs, an
+     evidence tier below the licence's)";
 
 /// tppguard verifier: classifies accelerators under export-control rule sets and checks
 /// tppguard evidence.
@@ -74,8 +77,11 @@ pub enum Command {
     ///     --nonce "$NONCE" --ear result.jwt node-01.jws node-02.jws
     ///
     /// Exit code 0: compliant under every rule set evaluated, every input accepted; 1: not
-    /// compliant (a violation, or a rejected licence or attestation); 2: the check could not
-    /// run (an unreadable file or trust file, an unknown rule set, no result key for --ear).
+    /// compliant (a violation, or a rejected licence or attestation); 3: unproven (no
+    /// violation, but the evidence cannot establish compliance: simulated or stale evidence,
+    /// an uncertified site, unidentified or unlisted GPUs, a tier below the licence's); 2: the
+    /// check could not run (an unreadable file or trust file, an unknown rule set, no result
+    /// key for --ear).
     #[command(after_help = EXIT_CODES, verbatim_doc_comment)]
     Check(CheckArgs),
 
@@ -266,10 +272,13 @@ pub enum PkiCommand {
     /// Issue a node certificate for a CSR (from `tppguard-agent init`) and write the chain:
     /// the leaf, then the operator CA.
     ///
-    /// The CSR's signature must verify; only its subject, subject alternative names and key
-    /// are used. The leaf is CA:false with digitalSignature and EKU clientAuth plus tppguard's
+    /// The CSR's signature must verify; only its subject and key are used (its subject
+    /// alternative names are not copied: the leaf's only SAN is --site's). The subject must be
+    /// non-empty printable text; the key must not be a weak Ed25519 key. The issuance record
+    /// DIR/issued.jsonl keeps one key per subject (--replace rotates) and one subject per key.
+    /// The leaf is CA:false with digitalSignature and EKU clientAuth plus tppguard's
     /// node-attestation purpose, and is checked as the verifier will check it before it is
-    /// written.
+    /// written. Prints the node id (SHA-256 of the key's SubjectPublicKeyInfo).
     #[command(after_help = EXIT_CODES)]
     IssueNode(IssueNodeArgs),
 
@@ -310,6 +319,17 @@ pub struct IssueNodeArgs {
     #[arg(long, value_name = "N", default_value_t = 365,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
+
+    /// The node's site (a licence site id): certified in the leaf as the SAN URI
+    /// tag:tppguard.dev,2026:site/ID, the site the verifier uses for the node. Without it the
+    /// node has no certified site and the verifier flags it.
+    #[arg(long, value_name = "ID", value_parser = tppguard_proto::site::SiteId::parse)]
+    pub site: Option<tppguard_proto::site::SiteId>,
+
+    /// Rotate: issue for this subject although the issuance record (DIR/issued.jsonl) has it
+    /// under another key. The rotation is recorded.
+    #[arg(long)]
+    pub replace: bool,
 
     /// Print the issued certificate's facts as JSON.
     #[arg(long)]
@@ -562,6 +582,39 @@ mod tests {
                 bad,
             ];
             assert!(pki(&args).is_err(), "--days {bad}");
+        }
+        assert_eq!(a.site, None);
+        assert!(!a.replace);
+        let PkiCommand::IssueNode(a) = pki(&[
+            "issue-node",
+            "--dir",
+            "p",
+            "--csr",
+            "n",
+            "--out",
+            "c",
+            "--site",
+            "fra-1",
+            "--replace",
+        ])
+        .unwrap() else {
+            panic!("not issue-node")
+        };
+        assert_eq!(a.site.as_ref().map(|s| s.as_str()), Some("fra-1"));
+        assert!(a.replace);
+        for bad in ["", "fra 1", "fr\u{1b}a", &"x".repeat(65)] {
+            let args = [
+                "issue-node",
+                "--dir",
+                "p",
+                "--csr",
+                "n",
+                "--out",
+                "c",
+                "--site",
+                bad,
+            ];
+            assert!(pki(&args).is_err(), "--site {bad:?}");
         }
     }
 

@@ -265,6 +265,7 @@ mod tests {
             unlisted: 0,
             no_spec_figure: 0,
             stale: 0,
+            simulated: 0,
         };
         assert_eq!(status_of(downgraded.severity()), EarStatus::Warning);
     }

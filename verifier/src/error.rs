@@ -216,6 +216,9 @@ pub enum Error {
     /// The verifier's database could not be opened or used.
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+    /// `pki issue-node` refused a request (subject, key or issuance record).
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
     /// The HTTP server could not start or stopped with an error.
     #[error("serve: {what}: {source}")]
     Serve {
@@ -317,6 +320,7 @@ impl Error {
                  free"
                     .to_owned(),
             ),
+            Self::Pki(e) => Some(e.hint().to_owned()),
             Self::Output(_) | Self::Json(_) => None,
         }
     }

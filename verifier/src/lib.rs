@@ -32,6 +32,8 @@ pub enum Outcome {
     /// The command ran and reports findings (a licence not in force at `--at`; `check`: not
     /// compliant): exit code 1.
     Findings,
+    /// `check`: no violation, but the evidence cannot establish compliance: exit code 3.
+    Unproven,
 }
 
 impl Outcome {
@@ -40,6 +42,7 @@ impl Outcome {
         match self {
             Self::Clean => 0,
             Self::Findings => 1,
+            Self::Unproven => 3,
         }
     }
 }

@@ -11,8 +11,14 @@
 //! | `trust.toml` | the pinned roots, paths relative to it |
 //!
 //! Roots are P-384 because they live ten years and only sign certificates; leaves are Ed25519
-//! (JWS `EdDSA`, the attestation default). Private keys are PKCS#8 PEM, created with mode 0600
+//! (JWS `EdDSA`, the attestation default). Private keys are PKCS#8 v1 PEM (RFC 5208; Ed25519
+//! keys the RFC 8410 document OpenSSL 3 and pyca/cryptography read), created with mode 0600
 //! (never chmod-ed after writing); the folder is created 0700.
+//!
+//! `pki issue-node` keeps the issuance record `issued.jsonl` in the folder (0644, one JSON
+//! object a line, rewritten atomically): one key per subject unless `--replace` rotates it,
+//! and one subject per key. A node is its key (`NodeId`, the SHA-256 of its
+//! SubjectPublicKeyInfo); the subject is for people, so it must be printable.
 //!
 //! Operators with their own PKI (step-ca, Vault, an enterprise CA) need none of this: any
 //! standard chain works, see [`crate::chain`].
@@ -24,10 +30,16 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, CustomExtension,
-    DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    DistinguishedName, DnType, DnValue, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
+    SanType, SerialNumber,
 };
 use ring::rand::SecureRandom;
-use serde::Serialize;
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use serde::{Deserialize, Serialize};
+use tppguard_proto::identity::NodeId;
+use tppguard_proto::jws::{Alg, JwsError, SigningKey, VerifyingKey};
+use tppguard_proto::site::SiteId;
+use tppguard_proto::text::{Escaped, escape};
 
 use crate::chain::{
     self, CLIENT_AUTH_EKU, LICENCE_SIGNING_EKU, NODE_ATTESTATION_EKU, TrustAnchors, VerifiedLeaf,
@@ -53,6 +65,12 @@ pub const RESULT_KEY: &str = "verifier-result.key";
 pub const RESULT_PUBLIC_KEY: &str = "verifier-result.pub.pem";
 /// The trust file.
 pub const TRUST_TOML: &str = "trust.toml";
+/// The issuance record: one JSON object a line, one per certificate `issue-node` issued.
+pub const ISSUED_RECORD: &str = "issued.jsonl";
+/// The largest issuance record read (about 250 bytes a certificate: 200,000 certificates).
+pub const MAX_RECORD_BYTES: u64 = 48 * 1024 * 1024;
+/// The most characters of one subject attribute (X.520's upper bound for a common name).
+pub const MAX_SUBJECT_VALUE_CHARS: usize = 64;
 
 /// The largest CSR file read.
 pub const MAX_CSR_BYTES: u64 = 64 * 1024;
@@ -138,7 +156,7 @@ pub fn init(dir: &Path, now: i64) -> Result<InitReport, Error> {
     let (lic_params, lic_key, lic_cert) = make_root("tppguard licence authority CA", now)?;
 
     // The licence-signing leaf.
-    let signer_key = generate(&rcgen::PKCS_ED25519, "licence signer key")?;
+    let signer_key = ed25519_key("licence signer key")?;
     let mut signer = leaf_params(now, now.saturating_add(LICENCE_SIGNER_DAYS * DAY_SECS))?;
     signer
         .distinguished_name
@@ -152,7 +170,7 @@ pub fn init(dir: &Path, now: i64) -> Result<InitReport, Error> {
             source,
         })?;
 
-    let result_key = generate(&rcgen::PKCS_ED25519, "verifier result key")?;
+    let result_key = ed25519_key("verifier result key")?;
 
     let mut files = Vec::new();
     let mut put = |name: &str, contents: &str, secret: bool| -> Result<(), Error> {
@@ -204,48 +222,112 @@ fn trust_toml() -> String {
 pub struct IssueReport {
     /// The chain file written.
     pub out: PathBuf,
+    /// The node id: SHA-256 of the leaf's SubjectPublicKeyInfo, the identity the verifier
+    /// keeps the node under.
+    pub node_id: NodeId,
+    /// The certified site (`--site`), if any.
+    pub site: Option<SiteId>,
+    /// What the issuance record says this was: a first issue, a renewal or a rotation.
+    pub action: IssueAction,
+    /// The key this subject had before a rotation (`--replace`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_node_id: Option<NodeId>,
+    /// The issuance record.
+    pub record: PathBuf,
     /// The issued leaf, as the verifier sees it.
     pub leaf: VerifiedLeaf,
     /// Whether notAfter was cut back to the operator CA's own expiry.
     pub clipped_to_ca: bool,
 }
 
+/// How `pki issue-node` may issue, beyond the CSR: the flags.
+#[derive(Debug, Clone, Default)]
+pub struct IssueOptions {
+    /// Days of validity from now.
+    pub days: u32,
+    /// The site certified as a SAN URI.
+    pub site: Option<SiteId>,
+    /// Rotate a subject recorded under another key.
+    pub replace: bool,
+}
+
 fn issue_command(args: &IssueNodeArgs, out: &mut dyn Write, now: i64) -> Result<(), Error> {
-    let report = issue_node(&args.dir, &args.csr, &args.out, args.days, now)?;
+    let options = IssueOptions {
+        days: args.days,
+        site: args.site.clone(),
+        replace: args.replace,
+    };
+    let report = issue_node_with(&args.dir, &args.csr, &args.out, &options, now)?;
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
-    } else {
-        let leaf = &report.leaf;
-        writeln!(
-            out,
-            "issued {} ({} key, serial {}), valid until {} (Unix time){}\nwrote {} (leaf, then the operator CA)\n\
-             next: the agent signs attestations with NODE/node.key and this chain.",
-            leaf.subject(),
-            leaf.key_algorithm(),
-            leaf.serial(),
-            leaf.not_after(),
-            if report.clipped_to_ca {
-                ", cut back to the operator CA's expiry"
-            } else {
-                ""
-            },
-            report.out.display()
-        )?;
+        return Ok(());
     }
+    let leaf = &report.leaf;
+    writeln!(
+        out,
+        "issued {} ({} key, serial {}), valid until {} (Unix time){}",
+        Escaped(leaf.subject()),
+        leaf.key_algorithm(),
+        leaf.serial(),
+        leaf.not_after(),
+        if report.clipped_to_ca {
+            ", cut back to the operator CA's expiry"
+        } else {
+            ""
+        },
+    )?;
+    writeln!(out, "  node id  {}", report.node_id)?;
+    match &report.site {
+        Some(site) => writeln!(out, "  site     {site} (certified)")?,
+        None => writeln!(
+            out,
+            "  site     none certified: the verifier flags the node (give --site ID)"
+        )?,
+    }
+    let action = match (&report.action, &report.replaced_node_id) {
+        (IssueAction::Replace, Some(old)) => format!("rotation, replacing key {}", old.short()),
+        (action, _) => action.words().to_owned(),
+    };
+    writeln!(
+        out,
+        "  record   {} ({action})\nwrote {} (leaf, then the operator CA)\n\
+         next: the agent signs attestations with NODE/node.key and this chain.",
+        Escaped(&report.record.display().to_string()),
+        Escaped(&report.out.display().to_string()),
+    )?;
     Ok(())
 }
 
-/// Issues a node certificate for the CSR at `csr_path` from the operator CA in `dir`, valid
-/// `days` days from `now`, and writes the chain (leaf, then the operator CA) to `out`.
-///
-/// Only the CSR's subject, subject alternative names and public key are used; the profile
-/// (CA:false, digitalSignature, EKU clientAuth + tppguard node attestation) is the CA's.
+/// Issues a node certificate as [`issue_node_with`] does, without a site or `--replace`.
 pub fn issue_node(
     dir: &Path,
     csr_path: &Path,
     out: &Path,
     days: u32,
+    now: i64,
+) -> Result<IssueReport, Error> {
+    let options = IssueOptions {
+        days,
+        ..IssueOptions::default()
+    };
+    issue_node_with(dir, csr_path, out, &options, now)
+}
+
+/// Issues a node certificate for the CSR at `csr_path` from the operator CA in `dir`, valid
+/// `options.days` days from `now`, records it in `dir/issued.jsonl` and writes the chain
+/// (leaf, then the operator CA) to `out`.
+///
+/// Only the CSR's subject and public key are used: the subject must be non-empty printable
+/// text, the key a sound Ed25519, P-256 or P-384 key. The leaf's one subject alternative name
+/// is the `--site` URI; the profile (CA:false, digitalSignature, EKU clientAuth + tppguard
+/// node attestation) is the CA's. The record refuses a subject held by another key unless
+/// `options.replace`, and a key recorded under another subject.
+pub fn issue_node_with(
+    dir: &Path,
+    csr_path: &Path,
+    out: &Path,
+    options: &IssueOptions,
     now: i64,
 ) -> Result<IssueReport, Error> {
     let csr_bytes = read_limited(csr_path, MAX_CSR_BYTES)?;
@@ -260,6 +342,15 @@ pub fn issue_node(
             source,
         }
     })?;
+    // The self-signature proves nothing for a weak key (R = identity, S = 0 verifies for
+    // every message under the identity point): the key itself is checked.
+    let spki_der = csr.public_key.subject_public_key_info();
+    VerifyingKey::from_spki_der(&spki_der).map_err(|source| PkiError::CsrKeyRefused {
+        csr: csr_path.to_owned(),
+        source,
+    })?;
+    let node_id = NodeId::from_spki_der(&spki_der);
+    check_subject(csr_path, &csr.params.distinguished_name)?;
 
     let ca_key_path = dir.join(OPERATOR_CA_KEY);
     let ca_cert_path = dir.join(OPERATOR_CA_CERT);
@@ -293,12 +384,23 @@ pub fn issue_node(
         path: ca_cert_path.clone(),
         source,
     })?;
+    let record_path = dir.join(ISSUED_RECORD);
+    let record = IssuanceRecord::load(&record_path)?;
 
-    let wanted = now.saturating_add(i64::from(days).saturating_mul(DAY_SECS));
+    let wanted = now.saturating_add(i64::from(options.days).saturating_mul(DAY_SECS));
     let clipped_to_ca = wanted > ca_not_after;
     let mut params = leaf_params(now, wanted.min(ca_not_after))?;
     params.distinguished_name = csr.params.distinguished_name.clone();
-    params.subject_alt_names = csr.params.subject_alt_names.clone();
+    // SANs only from flags: never the CSR's.
+    params.subject_alt_names = match &options.site {
+        Some(site) => vec![SanType::URI(site.to_uri().try_into().map_err(
+            |source| Error::Generate {
+                what: "site subject alternative name",
+                source,
+            },
+        )?)],
+        None => Vec::new(),
+    };
     params.custom_extensions = vec![eku_extension(&[CLIENT_AUTH_EKU, NODE_ATTESTATION_EKU])?];
     let leaf = CertificateSigningRequestParams {
         params,
@@ -310,7 +412,7 @@ pub fn issue_node(
         source,
     })?;
 
-    // Check what we issue the way the verifier will, before writing it.
+    // Check what we issue the way the verifier will, before recording or writing it.
     let chain_der = vec![leaf.der().to_vec(), ca_der.to_vec()];
     let anchors =
         TrustAnchors::from_der_roots(std::slice::from_ref(&ca_der), &[]).map_err(|source| {
@@ -325,15 +427,359 @@ pub fn issue_node(
             source,
         }
     })?;
+    let issued = verified.leaf();
+    let (action, replaced) =
+        record.decide(&record_path, issued.subject(), node_id, options.replace)?;
+    let entry = IssuedEntry {
+        subject: issued.subject().to_owned(),
+        node_id: node_id.to_string(),
+        site: options.site.clone(),
+        serial: issued.serial().to_owned(),
+        not_after: issued.not_after(),
+        issued_at: now,
+        action,
+    };
+    // The record first: a certificate recorded but not delivered is harmless, one delivered
+    // but not recorded is not.
+    record.append(&record_path, &entry)?;
     write_public(
         out,
         format!("{}{}", leaf.pem(), ca_pem_block(&ca_der)).as_bytes(),
     )?;
     Ok(IssueReport {
         out: out.to_owned(),
-        leaf: verified.leaf().clone(),
+        node_id,
+        site: options.site.clone(),
+        action,
+        replaced_node_id: replaced,
+        record: record_path,
+        leaf: issued.clone(),
         clipped_to_ca,
     })
+}
+
+/// Why `pki issue-node` refused a request. Each reads `<thing>: <reason>`; outside text in it
+/// is escaped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkiError {
+    /// The CSR's subject has no attribute, or an attribute whose value is empty.
+    #[error("{}: the CSR's subject is empty; a node certificate needs a name people can read", .csr.display())]
+    EmptySubject {
+        /// The CSR file.
+        csr: PathBuf,
+    },
+    /// A subject attribute is not printable text.
+    #[error("{}: the CSR's subject {subject} {reason}", .csr.display())]
+    BadSubject {
+        /// The CSR file.
+        csr: PathBuf,
+        /// The subject's values, escaped and quoted.
+        subject: String,
+        /// Why, in words.
+        reason: &'static str,
+    },
+    /// The CSR's public key is refused (a weak Ed25519 key above all).
+    #[error("{}: the CSR's public key is refused ({}): {source}", .csr.display(), .source.code())]
+    CsrKeyRefused {
+        /// The CSR file.
+        csr: PathBuf,
+        /// Why.
+        #[source]
+        source: JwsError,
+    },
+    /// The subject is recorded under another key.
+    #[error(
+        "{}: subject {subject} was issued to another key (node id {holder}); refusing to \
+         certify a second key under it",
+        .record.display()
+    )]
+    SubjectTaken {
+        /// The issuance record.
+        record: PathBuf,
+        /// The subject, escaped.
+        subject: String,
+        /// The key that holds it.
+        holder: NodeId,
+    },
+    /// The key is recorded under another subject.
+    #[error(
+        "{}: this key (node id {node_id}) was issued under subject {other}; one key is one node \
+         and has one subject",
+        .record.display()
+    )]
+    KeyUnderAnotherSubject {
+        /// The issuance record.
+        record: PathBuf,
+        /// The key.
+        node_id: NodeId,
+        /// The subject it is recorded under, escaped.
+        other: String,
+    },
+    /// The issuance record cannot be read.
+    #[error("{}: line {line}: not an issuance record entry: {reason}", .record.display())]
+    BadRecord {
+        /// The issuance record.
+        record: PathBuf,
+        /// The line, from 1.
+        line: usize,
+        /// What is wrong, escaped.
+        reason: String,
+    },
+}
+
+impl PkiError {
+    /// Every code, in declaration order.
+    pub const CODES: [&'static str; 6] = [
+        "empty_subject",
+        "bad_subject",
+        "csr_key_refused",
+        "subject_already_issued",
+        "key_already_issued",
+        "bad_issuance_record",
+    ];
+
+    /// The stable snake_case reason code; codes are added, never renamed or reused.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::EmptySubject { .. } => "empty_subject",
+            Self::BadSubject { .. } => "bad_subject",
+            Self::CsrKeyRefused { .. } => "csr_key_refused",
+            Self::SubjectTaken { .. } => "subject_already_issued",
+            Self::KeyUnderAnotherSubject { .. } => "key_already_issued",
+            Self::BadRecord { .. } => "bad_issuance_record",
+        }
+    }
+
+    /// How to fix it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Self::EmptySubject { .. } | Self::BadSubject { .. } => {
+                "make the CSR again with a printable name: `tppguard-agent init --dir NODE \
+                 --force --name NAME` (letters, digits, `-_.`; at most 64 characters)"
+            }
+            Self::CsrKeyRefused { .. } => {
+                "the node must generate a fresh key: `tppguard-agent init --dir NODE --force`"
+            }
+            Self::SubjectTaken { .. } => {
+                "if this node's key was rotated, issue again with --replace (the rotation is \
+                 recorded); otherwise give the new node its own name"
+            }
+            Self::KeyUnderAnotherSubject { .. } => {
+                "issue under the subject recorded for this key, or give the node a fresh key \
+                 (`tppguard-agent init --force`)"
+            }
+            Self::BadRecord { .. } => {
+                "issued.jsonl is written only by `pki issue-node`: restore it from a backup"
+            }
+        }
+    }
+}
+
+/// The text of a subject attribute, for the string types a CSR may use.
+fn dn_text(value: &DnValue) -> Option<&str> {
+    match value {
+        DnValue::Utf8String(s) => Some(s),
+        DnValue::PrintableString(s) => Some(s.as_ref()),
+        DnValue::Ia5String(s) => Some(s.as_ref()),
+        DnValue::TeletexString(s) => Some(s.as_ref()),
+        // UCS-2 and UCS-4 strings: no node agent writes them.
+        DnValue::BmpString(_) | DnValue::UniversalString(_) => None,
+        _ => None,
+    }
+}
+
+/// Refuses an empty subject and one with text [`escape`] would change (controls, escapes,
+/// bidirectional overrides, backslashes), or an attribute longer than
+/// [`MAX_SUBJECT_VALUE_CHARS`].
+fn check_subject(csr: &Path, dn: &DistinguishedName) -> Result<(), PkiError> {
+    let values: Vec<Option<&str>> = dn.iter().map(|(_, v)| dn_text(v)).collect();
+    let shown = || {
+        values
+            .iter()
+            .map(|v| format!("\"{}\"", escape(v.unwrap_or("?"))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let bad = |reason| PkiError::BadSubject {
+        csr: csr.to_owned(),
+        subject: shown(),
+        reason,
+    };
+    if values.is_empty()
+        || values
+            .iter()
+            .any(|v| v.is_some_and(|t| t.trim().is_empty()))
+    {
+        return Err(PkiError::EmptySubject {
+            csr: csr.to_owned(),
+        });
+    }
+    for value in &values {
+        let Some(text) = value else {
+            return Err(bad("uses a BMP or Universal string; use UTF-8"));
+        };
+        if matches!(escape(text), std::borrow::Cow::Owned(_)) {
+            return Err(bad(
+                "has control characters, a backslash or bidirectional controls, which would \
+                 steer the terminals that show it",
+            ));
+        }
+        if text.chars().count() > MAX_SUBJECT_VALUE_CHARS {
+            return Err(bad("has an attribute longer than 64 characters"));
+        }
+    }
+    Ok(())
+}
+
+/// What one issuance was, in the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueAction {
+    /// The subject's first certificate.
+    Issue,
+    /// The same key under the same subject again.
+    Renew,
+    /// A new key for a subject held by another (`--replace`).
+    Replace,
+}
+
+impl IssueAction {
+    fn words(self) -> &'static str {
+        match self {
+            Self::Issue => "first issue",
+            Self::Renew => "renewal",
+            Self::Replace => "rotation",
+        }
+    }
+}
+
+/// One line of `issued.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuedEntry {
+    /// The leaf's subject as the verifier shows it (`CN=gpu-node-01`).
+    subject: String,
+    /// The node id, lower-case hex.
+    node_id: String,
+    /// The certified site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    site: Option<SiteId>,
+    /// The leaf's serial.
+    serial: String,
+    /// The leaf's notAfter, Unix seconds.
+    not_after: i64,
+    /// When it was issued, Unix seconds.
+    issued_at: i64,
+    /// What it was.
+    action: IssueAction,
+}
+
+/// The issuance record as read: its bytes (rewritten with one more line) and its entries.
+#[derive(Debug, Default)]
+struct IssuanceRecord {
+    bytes: Vec<u8>,
+    entries: Vec<(NodeId, IssuedEntry)>,
+}
+
+impl IssuanceRecord {
+    /// Reads `path` (bounded; absent is empty). The one parser of the record.
+    fn load(path: &Path) -> Result<Self, Error> {
+        let bytes = match chain::read_bounded(path, MAX_RECORD_BYTES) {
+            Ok(bytes) => bytes,
+            Err(chain::TrustError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(Self::default());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let bad = |line: usize, reason: String| PkiError::BadRecord {
+            record: path.to_owned(),
+            line,
+            reason: escape(&reason).into_owned(),
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| bad(0, "not UTF-8".to_owned()))?;
+        let mut entries = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let number = index.saturating_add(1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let entry: IssuedEntry =
+                serde_json::from_str(line).map_err(|e| bad(number, e.to_string()))?;
+            let node_id = NodeId::from_hex(&entry.node_id)
+                .ok_or_else(|| bad(number, "node_id is not 64 hex digits".to_owned()))?;
+            entries.push((node_id, entry));
+        }
+        Ok(Self { bytes, entries })
+    }
+
+    /// What issuing `node_id` under `subject` would be; the key it replaces on a rotation.
+    fn decide(
+        &self,
+        path: &Path,
+        subject: &str,
+        node_id: NodeId,
+        replace: bool,
+    ) -> Result<(IssueAction, Option<NodeId>), PkiError> {
+        if let Some((_, other)) = self
+            .entries
+            .iter()
+            .find(|(id, e)| *id == node_id && e.subject != subject)
+        {
+            return Err(PkiError::KeyUnderAnotherSubject {
+                record: path.to_owned(),
+                node_id,
+                other: escape(&other.subject).into_owned(),
+            });
+        }
+        let holder = self
+            .entries
+            .iter()
+            .rev()
+            .find(|(_, e)| e.subject == subject)
+            .map(|(id, _)| *id);
+        match holder {
+            None => Ok((IssueAction::Issue, None)),
+            Some(id) if id == node_id => Ok((IssueAction::Renew, None)),
+            Some(id) if replace => Ok((IssueAction::Replace, Some(id))),
+            Some(id) => Err(PkiError::SubjectTaken {
+                record: path.to_owned(),
+                subject: escape(subject).into_owned(),
+                holder: id,
+            }),
+        }
+    }
+
+    /// Writes the record with `entry` added: a temporary file in the same folder (0644),
+    /// synced, renamed over the old record.
+    fn append(&self, path: &Path, entry: &IssuedEntry) -> Result<(), Error> {
+        let mut bytes = self.bytes.clone();
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+            bytes.push(b'\n');
+        }
+        serde_json::to_writer(&mut bytes, entry)?;
+        bytes.push(b'\n');
+        let tmp = path.with_file_name(format!(".{ISSUED_RECORD}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        write_new(&tmp, &bytes, false)?;
+        std::fs::rename(&tmp, path).map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::Io {
+                path: path.to_owned(),
+                action: "replace",
+                source,
+            }
+        })?;
+        if let Some(parent) = path.parent()
+            && let Ok(dir) = std::fs::File::open(parent)
+        {
+            // Best effort: the rename is durable once the folder is synced.
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
 }
 
 fn ca_pem_block(der: &[u8]) -> String {
@@ -405,8 +851,8 @@ fn verify_command(args: &VerifyChainArgs, out: &mut dyn Write, now: i64) -> Resu
     } else {
         writeln!(
             out,
-            "{}: valid {} chain ({} certificates) to a pinned {} root\n  subject    {}\n  key        {}\n  serial     {}\n  not after  {} (Unix time)",
-            args.chain.display(),
+            "{}: valid {} chain ({} certificates) to a pinned {} root\n  subject    {}\n  node id    {}\n  site       {}\n  key        {}\n  serial     {}\n  not after  {} (Unix time)",
+            Escaped(&args.chain.display().to_string()),
             role.replace('_', " "),
             leaf.chain_len(),
             if args.licence_signer {
@@ -414,7 +860,10 @@ fn verify_command(args: &VerifyChainArgs, out: &mut dyn Write, now: i64) -> Resu
             } else {
                 "operator"
             },
-            leaf.subject(),
+            Escaped(leaf.subject()),
+            leaf.node_id(),
+            leaf.certified_site()
+                .map_or_else(|| "none certified".to_owned(), ToString::to_string),
             leaf.key_algorithm(),
             leaf.serial(),
             leaf.not_after(),
@@ -497,6 +946,17 @@ fn generate(alg: &'static rcgen::SignatureAlgorithm, what: &'static str) -> Resu
     KeyPair::generate_for(alg).map_err(|source| Error::Generate { what, source })
 }
 
+/// A new Ed25519 key whose PKCS#8 is v1 (ring, under rcgen, writes v2, which OpenSSL 3 and
+/// pyca/cryptography refuse).
+fn ed25519_key(what: &'static str) -> Result<KeyPair, Error> {
+    let der = SigningKey::generate_pkcs8(Alg::EdDSA).map_err(|_| Error::Generate {
+        what,
+        source: rcgen::Error::RingUnspecified,
+    })?;
+    KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(der), &rcgen::PKCS_ED25519)
+        .map_err(|source| Error::Generate { what, source })
+}
+
 /// Unix seconds as a certificate time (through x509-parser, which carries the `time` crate).
 fn asn1_time(unix: i64) -> Result<x509_parser::time::ASN1Time, Error> {
     x509_parser::time::ASN1Time::from_timestamp(unix).map_err(|_| Error::Clock { unix })
@@ -557,4 +1017,138 @@ pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(byte: u8) -> NodeId {
+        NodeId::from_bytes([byte; 32])
+    }
+
+    fn record(entries: &[(&str, u8)]) -> IssuanceRecord {
+        IssuanceRecord {
+            bytes: Vec::new(),
+            entries: entries
+                .iter()
+                .map(|(subject, key)| {
+                    (
+                        id(*key),
+                        IssuedEntry {
+                            subject: (*subject).to_owned(),
+                            node_id: id(*key).to_string(),
+                            site: None,
+                            serial: "01".to_owned(),
+                            not_after: 0,
+                            issued_at: 0,
+                            action: IssueAction::Issue,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_record_keeps_one_key_per_subject_and_one_subject_per_key() {
+        let path = Path::new("issued.jsonl");
+        let r = record(&[("CN=a", 1), ("CN=b", 2)]);
+        assert_eq!(
+            r.decide(path, "CN=c", id(3), false).unwrap(),
+            (IssueAction::Issue, None)
+        );
+        assert_eq!(
+            r.decide(path, "CN=a", id(1), false).unwrap(),
+            (IssueAction::Renew, None)
+        );
+        let e = r.decide(path, "CN=a", id(3), false).unwrap_err();
+        assert_eq!(e.code(), "subject_already_issued");
+        assert_eq!(
+            r.decide(path, "CN=a", id(3), true).unwrap(),
+            (IssueAction::Replace, Some(id(1)))
+        );
+        // One key under two subjects: never, not even with --replace.
+        for replace in [false, true] {
+            let e = r.decide(path, "CN=b", id(1), replace).unwrap_err();
+            assert_eq!(e.code(), "key_already_issued");
+        }
+        // After a rotation the newest key holds the subject.
+        let rotated = record(&[("CN=a", 1), ("CN=a", 3)]);
+        assert_eq!(
+            rotated.decide(path, "CN=a", id(3), false).unwrap(),
+            (IssueAction::Renew, None)
+        );
+        assert!(rotated.decide(path, "CN=a", id(1), false).is_err());
+    }
+
+    #[test]
+    fn subjects_must_be_printable_and_non_empty() {
+        let csr = Path::new("n.csr");
+        let dn = |values: &[&str]| {
+            let mut dn = DistinguishedName::new();
+            for (i, v) in values.iter().enumerate() {
+                let ty = if i == 0 {
+                    DnType::CommonName
+                } else {
+                    DnType::OrganizationName
+                };
+                dn.push(ty, *v);
+            }
+            dn
+        };
+        assert!(check_subject(csr, &dn(&["gpu-node-01"])).is_ok());
+        for empty in [&[][..], &[""], &["  "], &["ok", ""]] {
+            let e = check_subject(csr, &dn(empty)).unwrap_err();
+            assert_eq!(e.code(), "empty_subject", "{empty:?}");
+        }
+        for bad in [
+            "gpu\u{1b}[2J",
+            "a\nb",
+            "a\\b",
+            "\u{202e}evil",
+            &"x".repeat(65),
+        ] {
+            let e = check_subject(csr, &dn(&[bad])).unwrap_err();
+            assert_eq!(e.code(), "bad_subject", "{bad:?}");
+            let shown = e.to_string();
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+            assert!(!shown.contains('\u{202e}'), "{shown:?}");
+        }
+    }
+
+    #[test]
+    fn codes_are_unique_and_listed() {
+        let e = [
+            PkiError::EmptySubject { csr: "c".into() },
+            PkiError::BadSubject {
+                csr: "c".into(),
+                subject: String::new(),
+                reason: "",
+            },
+            PkiError::CsrKeyRefused {
+                csr: "c".into(),
+                source: JwsError::MalformedSpki,
+            },
+            PkiError::SubjectTaken {
+                record: "r".into(),
+                subject: String::new(),
+                holder: id(1),
+            },
+            PkiError::KeyUnderAnotherSubject {
+                record: "r".into(),
+                node_id: id(1),
+                other: String::new(),
+            },
+            PkiError::BadRecord {
+                record: "r".into(),
+                line: 1,
+                reason: String::new(),
+            },
+        ];
+        let codes: Vec<&str> = e.iter().map(PkiError::code).collect();
+        assert_eq!(codes, PkiError::CODES);
+        let unique: std::collections::HashSet<_> = codes.iter().collect();
+        assert_eq!(unique.len(), codes.len());
+    }
 }

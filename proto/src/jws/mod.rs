@@ -18,6 +18,7 @@
 //! assert_eq!(verified.payload(), b"{}");
 //! ```
 
+mod ed25519;
 pub mod json;
 mod spki;
 
@@ -28,11 +29,12 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ring::rand::SystemRandom;
+use ring::rand::{SecureRandom as _, SystemRandom};
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use ed25519::{Ed25519KeyProblem, check_public_key as check_ed25519_public_key};
 pub use spki::MAX_SPKI_BYTES;
 
 /// Largest compact serialization read or written, in bytes.
@@ -392,12 +394,19 @@ impl SigningKey {
         })
     }
 
-    /// A new random key for `alg`, as PKCS#8 v2 DER (the caller stores it with 0600
-    /// permissions and reads it back with [`Self::from_pkcs8`]).
+    /// A new random key for `alg`, as PKCS#8 v1 DER (RFC 5208; for Ed25519 the 48-byte RFC
+    /// 8410 document), the form OpenSSL 3 and pyca/cryptography read. The caller stores it with
+    /// 0600 permissions and reads it back with [`Self::from_pkcs8`], which also reads v2.
     pub fn generate_pkcs8(alg: Alg) -> Result<Vec<u8>, JwsError> {
         let rng = SystemRandom::new();
         let doc = match alg {
-            Alg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng),
+            Alg::EdDSA => {
+                let mut seed = [0u8; 32];
+                rng.fill(&mut seed).map_err(|_| JwsError::SigningFailed)?;
+                let doc = ed25519::pkcs8_v1(&seed);
+                seed.fill(0);
+                return Ok(doc);
+            }
             Alg::ES256 => {
                 EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             }
@@ -457,18 +466,26 @@ impl fmt::Debug for VerifyingKey {
 
 impl VerifyingKey {
     /// A raw public key for `alg`: 32 bytes for Ed25519, an uncompressed SEC 1 point
-    /// (`0x04 || x || y`) for ECDSA. Only the length and form are checked here; a point off
-    /// the curve fails every verification.
+    /// (`0x04 || x || y`) for ECDSA. An Ed25519 key must be a canonically encoded point of
+    /// the prime-order subgroup ([`JwsError::WeakPublicKey`] otherwise: a small-order key
+    /// makes a fixed signature verify for every message). For ECDSA only the length and form
+    /// are checked here; ring refuses a point off the curve at every verification.
     pub fn from_raw(alg: Alg, raw: &[u8]) -> Result<Self, JwsError> {
-        let uncompressed = match alg {
-            Alg::EdDSA => true,
-            Alg::ES256 | Alg::ES384 => raw.first() == Some(&0x04),
+        let invalid = || JwsError::InvalidPublicKey {
+            alg,
+            len: raw.len(),
         };
-        if raw.len() != alg.public_key_len() || !uncompressed {
-            return Err(JwsError::InvalidPublicKey {
-                alg,
-                len: raw.len(),
-            });
+        match alg {
+            Alg::EdDSA => {
+                let point: &[u8; 32] = raw.try_into().map_err(|_| invalid())?;
+                ed25519::check_public_key(point)
+                    .map_err(|problem| JwsError::WeakPublicKey { problem })?;
+            }
+            Alg::ES256 | Alg::ES384 => {
+                if raw.len() != alg.public_key_len() || raw.first() != Some(&0x04) {
+                    return Err(invalid());
+                }
+            }
         }
         Ok(Self {
             alg,
@@ -798,11 +815,21 @@ pub enum JwsError {
     /// The system random source failed while signing or generating a key.
     #[error("signing failed: the system random number generator failed")]
     SigningFailed,
+    /// An Ed25519 public key is not a canonically encoded point of the prime-order subgroup
+    /// (the identity and the other small-order points above all).
+    #[error(
+        "the Ed25519 public key is {problem}: with such a key a fixed signature verifies for \
+         any message, so it is never accepted; the signer must use a freshly generated key"
+    )]
+    WeakPublicKey {
+        /// What is wrong with the point.
+        problem: Ed25519KeyProblem,
+    },
 }
 
 impl JwsError {
     /// Every reason code, in declaration order.
-    pub const CODES: [&'static str; 24] = [
+    pub const CODES: [&'static str; 25] = [
         "jws_too_large",
         "jws_part_count",
         "jws_malformed",
@@ -827,6 +854,7 @@ impl JwsError {
         "jws_private_key_rejected",
         "jws_private_key_unrecognised",
         "jws_signing_failed",
+        "jws_weak_public_key",
     ];
 
     /// The stable snake_case reason code. Codes are added, never renamed or reused.
@@ -856,6 +884,7 @@ impl JwsError {
             Self::PrivateKeyRejected { .. } => "jws_private_key_rejected",
             Self::PrivateKeyUnrecognised => "jws_private_key_unrecognised",
             Self::SigningFailed => "jws_signing_failed",
+            Self::WeakPublicKey { .. } => "jws_weak_public_key",
         }
     }
 }

@@ -52,6 +52,9 @@ fn one_of_each() -> Vec<JwsError> {
         JwsError::PrivateKeyRejected { alg: Alg::ES384 },
         JwsError::PrivateKeyUnrecognised,
         JwsError::SigningFailed,
+        JwsError::WeakPublicKey {
+            problem: Ed25519KeyProblem::SmallOrder,
+        },
     ]
 }
 
@@ -138,4 +141,64 @@ fn sign_refuses_what_decode_would_reject() {
             key: Alg::EdDSA
         })
     ));
+}
+
+/// The identity point as an Ed25519 public key: with it, R = identity and S = 0 is a valid
+/// signature (cofactorless, as ring checks) of every message.
+const IDENTITY_KEY: [u8; 32] = {
+    let mut k = [0u8; 32];
+    k[0] = 1;
+    k
+};
+
+#[test]
+fn weak_ed25519_keys_are_refused_raw_and_in_an_spki() {
+    let e = VerifyingKey::from_raw(Alg::EdDSA, &IDENTITY_KEY).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            JwsError::WeakPublicKey {
+                problem: Ed25519KeyProblem::SmallOrder
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), "jws_weak_public_key");
+    assert!(e.to_string().contains("small order"), "{e}");
+    let spki = [spki::prefix(Alg::EdDSA), &IDENTITY_KEY[..]].concat();
+    assert!(matches!(
+        VerifyingKey::from_spki_der(&spki),
+        Err(JwsError::WeakPublicKey { .. })
+    ));
+    // Not a point at all (no square root for x): refused, not left to fail later.
+    let mut off_curve = [0u8; 32];
+    off_curve[0] = 2;
+    assert!(matches!(
+        VerifyingKey::from_raw(Alg::EdDSA, &off_curve),
+        Err(JwsError::WeakPublicKey {
+            problem: Ed25519KeyProblem::NotAPoint
+        })
+    ));
+}
+
+#[test]
+fn the_forged_identity_signature_would_verify_in_ring() {
+    // Why the check exists: ring itself accepts the forgery for any message.
+    let mut forged = [0u8; 64];
+    forged[0] = 1; // R = identity, S = 0.
+    let ring_key =
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &IDENTITY_KEY[..]);
+    assert!(ring_key.verify(b"any message at all", &forged).is_ok());
+}
+
+#[test]
+fn generated_ed25519_keys_are_pkcs8_v1_and_both_versions_read() {
+    let v1 = SigningKey::generate_pkcs8(Alg::EdDSA).unwrap();
+    assert_eq!(v1.len(), 48, "RFC 8410 v1 document");
+    assert_eq!(v1.get(..5), Some(&[0x30, 0x2e, 0x02, 0x01, 0x00][..]));
+    let key = SigningKey::from_pkcs8(Alg::EdDSA, &v1).unwrap();
+    assert!(VerifyingKey::from_raw(Alg::EdDSA, key.verifying_key().raw()).is_ok());
+    let v2 = ring::signature::Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    assert!(SigningKey::from_pkcs8(Alg::EdDSA, v2.as_ref()).is_ok());
+    assert!(SigningKey::from_pkcs8_any(&v1).is_ok());
 }

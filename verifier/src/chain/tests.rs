@@ -433,6 +433,23 @@ fn codes_are_unique_snake_case_and_complete() {
         ChainError::BadCertifiedSite {
             detail: String::new(),
         },
+        ChainError::WeakPublicKey {
+            index: 0,
+            problem: Ed25519KeyProblem::SmallOrder,
+        },
+        ChainError::RootExpired {
+            at: 0,
+            not_after: 0,
+        },
+        ChainError::RootNotYetValid {
+            at: 0,
+            not_before: 0,
+        },
+        ChainError::RootNotCa,
+        ChainError::RootPathLenExceeded {
+            intermediates: 1,
+            max: 0,
+        },
     ];
     let codes: HashSet<_> = samples.iter().map(ChainError::code).collect();
     assert_eq!(codes.len(), samples.len(), "every variant has its own code");
@@ -605,4 +622,192 @@ fn only_the_same_bytes_and_role_hit_and_failures_are_not_remembered() {
         "unknown_issuer"
     );
     assert_eq!(trust.remembered_chains(), 1);
+}
+
+/// The identity point as an Ed25519 SubjectPublicKeyInfo: with it, the fixed signature
+/// R = identity, S = 0 verifies (in ring) for every message.
+fn identity_point_spki() -> rcgen::SubjectPublicKeyInfo {
+    let mut der = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    der.push(1);
+    der.extend([0u8; 31]);
+    rcgen::SubjectPublicKeyInfo::from_der(&der).unwrap()
+}
+
+#[test]
+fn a_weak_ed25519_key_anywhere_in_the_chain_is_refused() {
+    let root = root(&PKCS_ECDSA_P384_SHA384, "root");
+    let trust = operator_trust(&root);
+    // The leaf: the operator CA certified the identity point.
+    let weak_leaf = leaf_params(9)
+        .signed_by(&identity_point_spki(), &root.issuer())
+        .unwrap()
+        .der()
+        .to_vec();
+    let e = verify_node_chain(std::slice::from_ref(&weak_leaf), &trust, NOW, &[]).unwrap_err();
+    assert_eq!(
+        e,
+        ChainError::WeakPublicKey {
+            index: 0,
+            problem: Ed25519KeyProblem::SmallOrder
+        }
+    );
+    assert_eq!(e.code(), "weak_public_key");
+    assert!(e.to_string().contains("certificate 0"), "{e}");
+    // An intermediate with that key: refused before webpki could trust its signatures.
+    let mut mid_params = ca_params("weak intermediate", 7);
+    mid_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let weak_mid = mid_params
+        .signed_by(&identity_point_spki(), &root.issuer())
+        .unwrap()
+        .der()
+        .to_vec();
+    let good_leaf = leaf(&PKCS_ED25519, &leaf_params(10), &root);
+    assert!(matches!(
+        verify_node_chain(&[good_leaf, weak_mid], &trust, NOW, &[]),
+        Err(ChainError::WeakPublicKey { index: 1, .. })
+    ));
+    // The licence role refuses it the same way.
+    let lic = TrustAnchors::from_der_roots(&[], &[root.cert()]).unwrap();
+    assert!(matches!(
+        verify_licence_signer_chain(&[weak_leaf], &lic, NOW, &[]),
+        Err(ChainError::WeakPublicKey { index: 0, .. })
+    ));
+}
+
+/// A root with these validity bounds and basic constraints.
+fn root_with(not_before: i64, not_after: i64, is_ca: IsCa) -> Ca {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut params = ca_params("bounded root", 1);
+    params.not_before = dt!(not_before);
+    params.not_after = dt!(not_after);
+    params.is_ca = is_ca;
+    let der = params.self_signed(&key).unwrap().der().to_vec();
+    Ca { params, key, der }
+}
+
+#[test]
+fn a_pinned_root_outside_its_validity_is_refused() {
+    let unconstrained = || IsCa::Ca(BasicConstraints::Unconstrained);
+    let expired = root_with(NOW - 400 * DAY, NOW - 2 * DAY, unconstrained());
+    let chain = [leaf(&PKCS_ED25519, &leaf_params(3), &expired)];
+    assert_eq!(
+        verify_node_chain(&chain, &operator_trust(&expired), NOW, &[]).unwrap_err(),
+        ChainError::RootExpired {
+            at: NOW,
+            not_after: NOW - 2 * DAY
+        }
+    );
+    let future = root_with(NOW + DAY, NOW + 400 * DAY, unconstrained());
+    let chain = [leaf(&PKCS_ED25519, &leaf_params(3), &future)];
+    let e = verify_node_chain(&chain, &operator_trust(&future), NOW, &[]).unwrap_err();
+    assert_eq!(
+        e,
+        ChainError::RootNotYetValid {
+            at: NOW,
+            not_before: NOW + DAY
+        }
+    );
+    assert_eq!(e.code(), "root_not_yet_valid");
+    // Inside the root's validity the same chain passes.
+    verify_node_chain(&chain, &operator_trust(&future), NOW + 2 * DAY, &[]).unwrap();
+}
+
+#[test]
+fn a_renewed_root_with_the_same_name_and_key_still_validates() {
+    // The old and the renewed root share subject and key: webpki tries both, and the one
+    // valid at the validation time is used.
+    let old = root_with(
+        NOW - 400 * DAY,
+        NOW - DAY,
+        IsCa::Ca(BasicConstraints::Unconstrained),
+    );
+    let mut renewed_params = old.params.clone();
+    renewed_params.not_after = dt!(NOW + 400 * DAY);
+    let renewed = renewed_params.self_signed(&old.key).unwrap().der().to_vec();
+    let chain = [leaf(&PKCS_ED25519, &leaf_params(3), &old)];
+    let trust =
+        TrustAnchors::from_der_roots(&[old.cert(), CertificateDer::from(renewed)], &[]).unwrap();
+    verify_node_chain(&chain, &trust, NOW, &[]).unwrap();
+}
+
+#[test]
+fn a_pinned_root_must_be_a_ca() {
+    for is_ca in [IsCa::ExplicitNoCa, IsCa::NoCa] {
+        let not_ca = root_with(NOW - DAY, NOW + DAY, is_ca);
+        let e = TrustAnchors::from_der_roots(&[not_ca.cert()], &[]).unwrap_err();
+        assert_eq!(e, ChainError::RootNotCa);
+        assert_eq!(e.code(), "root_not_ca");
+        // And from trust.toml, naming the file, key and code.
+        let dir = tempfile::tempdir().unwrap();
+        let pem_text = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &not_ca.der)
+        );
+        std::fs::write(dir.path().join("leaf.pem"), pem_text).unwrap();
+        let trust = dir.path().join("trust.toml");
+        std::fs::write(
+            &trust,
+            "[operator]\nroots = [\"leaf.pem\"]\n[licence_authority]\nroots = []\n",
+        )
+        .unwrap();
+        let e = TrustAnchors::from_trust_toml(&trust)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("operator.roots") && e.contains("leaf.pem") && e.contains("root_not_ca"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_pinned_roots_path_length_limits_the_intermediates() {
+    let window = (NOW - 365 * DAY, NOW + 365 * DAY);
+    let constrained = |n| {
+        root_with(
+            window.0,
+            window.1,
+            IsCa::Ca(BasicConstraints::Constrained(n)),
+        )
+    };
+    // pathlen 0: a leaf straight below passes, an intermediate is refused.
+    let root0 = constrained(0);
+    let direct = leaf(&PKCS_ED25519, &leaf_params(3), &root0);
+    verify_node_chain(&[direct], &operator_trust(&root0), NOW, &[]).unwrap();
+    let mid = intermediate(&PKCS_ED25519, &root0, "intermediate", 2);
+    let below = leaf(&PKCS_ED25519, &leaf_params(4), &mid);
+    let e = verify_node_chain(&[below, mid.der.clone()], &operator_trust(&root0), NOW, &[])
+        .unwrap_err();
+    assert_eq!(
+        e,
+        ChainError::RootPathLenExceeded {
+            intermediates: 1,
+            max: 0
+        }
+    );
+    assert_eq!(e.code(), "root_path_len_exceeded");
+    // pathlen 1: one intermediate passes.
+    let root1 = constrained(1);
+    let mid = intermediate(&PKCS_ED25519, &root1, "intermediate", 2);
+    let below = leaf(&PKCS_ED25519, &leaf_params(4), &mid);
+    verify_node_chain(&[below, mid.der.clone()], &operator_trust(&root1), NOW, &[]).unwrap();
+}
+
+#[test]
+fn a_remembered_chain_is_not_reused_past_its_roots_expiry() {
+    let root = root_with(
+        NOW - DAY,
+        NOW + 10 * DAY,
+        IsCa::Ca(BasicConstraints::Unconstrained),
+    );
+    let chain = [leaf(&PKCS_ED25519, &leaf_params(3), &root)];
+    let trust = operator_trust(&root);
+    trust.verify_node(&chain, NOW).unwrap();
+    assert_eq!(trust.remembered_chains(), 1);
+    assert!(matches!(
+        trust.verify_node(&chain, NOW + 11 * DAY),
+        Err(ChainError::RootExpired { .. })
+    ));
 }

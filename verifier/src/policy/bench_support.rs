@@ -53,11 +53,15 @@ pub fn synthetic_fleet(
             for (h, b) in hash.iter_mut().zip(n.to_be_bytes()) {
                 *h = b;
             }
+            // The operator CA certified the site the node claims.
+            let certified = site
+                .as_deref()
+                .and_then(|s| tppguard_proto::site::SiteId::parse(s).ok());
             VerifiedAttestation::from_stored(
                 claims,
                 NodeId::from_spki_der(node.as_bytes()),
                 node,
-                None,
+                certified,
                 None,
                 hash,
             )

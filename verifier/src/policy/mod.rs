@@ -2,37 +2,39 @@
 //!
 //! Pure and deterministic (DESIGN.md "Policy engine invariants"): no clock, no I/O, and the
 //! same inputs give the same verdict byte for byte, whatever their order. Every derived
-//! figure (spec row, TPP, ECCN) is recomputed from the GPU's identity under the given rule
-//! set; the agent's own classification is only compared, never used.
+//! figure (spec row, TPP, ECCN, tier) is recomputed by the verifier; what the node says of
+//! itself (its classification, its tier, its site) is compared, never used.
 //!
-//! # How a node finds its licence
+//! A verdict may rest only on verified facts. Each licence, country and the fleet get one of
+//! three verdicts ([`Verdict`]): `compliant`, `not_compliant` (a finding of severity
+//! `violation`), or `unproven` (a finding of severity `unproven`: the evidence cannot
+//! establish compliance).
 //!
-//! The node is the attestation's verified `node_subject`; of several attestations of one
-//! node, the latest counts (greatest `iat`, then greatest token hash). A node whose claims
-//! name a site (`tppguard.site`) belongs to the licence that lists that site id; when several
-//! licences list it, to the stricter one (smaller `max_aggregate_tpp`, then smaller licence
-//! id), with a `site_in_several_licences` warning per such site; when none lists it, the node
-//! is `node_unassigned`, naming the site. A node without a site belongs to the one licence
-//! when exactly one is evaluated; with none or several, it is `node_unassigned`. An
-//! unassigned node is a violation (its GPUs are covered by no licence); its GPUs count in no
-//! licence or country, and it is stale after [`DEFAULT_MAX_ATTESTATION_AGE_SECONDS`].
+//! # The pipeline
 //!
-//! # Countries
+//! Each stage is a pure function with its own tests:
 //!
-//! Usage per destination country sums the licences with that destination. When the rule set
-//! has country groups, each country shows its tier, and a country whose group carries an
-//! allocation is checked against it (`country_allocation_exceeded`, a violation).
+//! 1. [`latest`]: the latest evidence per node. A node is its key ([`NodeId`]); its current
+//!    attestation is the one the verifier received last, else the newest by `iat` not dated
+//!    ahead of the evaluation instant.
+//! 2. [`identity`]: one subject under several keys, one key on several machines.
+//! 3. [`assign`]: the licence each node counts under, by the site its certificate certifies.
+//! 4. [`gpu`]: each GPU classified from its identity and measurement, and whether the rule
+//!    set controls it (a device it does not control is outside every licence: listed, never
+//!    a violation, not counted).
+//! 5. [`duplicates`]: one GPU (normalised UUID) in several nodes counts once, against the
+//!    stricter licence.
+//! 6. [`node`]: freshness, per-GPU findings against the licence, the derived evidence tier,
+//!    the node's tallies.
+//! 7. [`tally`]: licence usage against caps and validity; country usage against
+//!    allocations.
+//! 8. [`verdicts`](roll_up): severities rolled up into node, licence, country and fleet
+//!    verdicts.
 //!
-//! # How a GPU counts
-//!
-//! A GPU is identified by (UUID, serial). When one identity appears more than once in the
-//! current attestations it counts once, against the stricter licence: the one with the
-//! smaller `max_aggregate_tpp`, then the smaller licence id (an assigned node before an
-//! unassigned one; then node subject and submod name), and a `duplicate_device` finding
-//! names every place it appears. A stale node's GPUs still count. A GPU not in the spec
-//! table counts as a device with TPP unknown (`unknown_device`), unless it carries a
-//! measurement (below). A lost or unreadable GPU counts too (hiding hardware must not lower
-//! usage).
+//! Evidence enters through one seam: a [`VerifiedAttestation`] carries the facts a verified
+//! format yields (the node's key and certified site, the verifier's receipt time, the claims
+//! whose figures the stages recompute). A hardware evidence format becomes a new producer of
+//! those facts, not an edit to the stages.
 //!
 //! # Measurements
 //!
@@ -41,50 +43,41 @@
 //! same precision, held against it with the rule set's `[measurement]` tolerances, overridden
 //! by the licence's: more than `exceeds_spec_percent` above is `exceeds_spec` (a violation:
 //! the part is more capable than its identity claims), more than `below_spec_percent` below is
-//! `below_spec` (a warning, with the clocks, power and throttle reasons seen). The measured
-//! TPP is the maximum over precisions of median x bit length, a lower bound on the device's
-//! TPP; above the licence's `max_tpp_per_device` it is `device_tpp_above_cap` (basis
-//! `measured`) even when the spec TPP is within the cap. A GPU not in the spec table with a
-//! measured TPP raises `unlisted_device` **instead of** `unknown_device`: it is classified by
-//! its measured figures alone (die area and bandwidths unknown, treated as designed for
-//! datacenters, so no carve-out for consumer parts applies) and counts with its measured TPP.
-//! Everything measured is computed per GPU, never memoised by model identity: two GPUs of one
-//! model measure differently.
-//!
-//! # Effective evidence tier
-//!
-//! The licence's `min_evidence_tier` is checked against the node's effective tier. A node
-//! claiming `measured` keeps it only when every GPU it counts carries a measurement whose
-//! status is `consistent` or `below_spec` (no precision above spec, in the spec table, at
-//! least one precision with a spec figure); otherwise it is evaluated as `declared`, with a
-//! `measured_tier_downgraded` warning that says why. A node claiming `declared` stays
-//! `declared` whatever it carries (the agent decides what it claims), and `hardware` is
-//! taken as claimed.
+//! `below_spec` (a warning). The measured TPP (maximum over precisions of median x bit
+//! length) is a lower bound; above the licence's `max_tpp_per_device` it is
+//! `device_tpp_above_cap` (basis `measured`). A GPU not in the spec table with a measured TPP
+//! raises `unlisted_device` instead of `unknown_device`, is classified by its measured
+//! figures alone and counts with its measured TPP; either leaves its licence `unproven`,
+//! since the true TPP may be higher.
 
+mod assign;
 #[doc(hidden)]
 pub mod bench_support;
+mod duplicates;
+mod findings;
+mod gpu;
+mod identity;
+mod latest;
+mod node;
 mod reason;
+mod tally;
 #[cfg(test)]
 mod tests;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
-use tppguard_proto::claims::measurement::{Measurement, MeasurementMethod};
-use tppguard_proto::claims::{AttestationClaims, GpuStatus, GpuSubmod, Pci};
-use tppguard_proto::classify::{Classification, classify_device};
+use tppguard_proto::claims::measurement::MeasurementMethod;
+use tppguard_proto::claims::{AttestationClaims, GpuStatus};
 use tppguard_proto::evidence::EvidenceTier;
 use tppguard_proto::identity::NodeId;
-use tppguard_proto::licence::{
-    CountryCode, DEFAULT_MAX_ATTESTATION_AGE_SECONDS, Licence, Validity,
-};
-use tppguard_proto::ruleset::{INDETERMINATE, MeasurementTolerances, RuleSet, RuleSetStatus};
+use tppguard_proto::licence::{CountryCode, Licence, Validity};
+use tppguard_proto::ruleset::{MeasurementTolerances, RuleSet, RuleSetStatus};
 use tppguard_proto::site::SiteId;
-use tppguard_proto::spec::{self, AcceleratorSpec, H100Equivalents, SpecMatch, UnknownReason};
-use tppguard_proto::tpp::{ComputeFigures, Precision};
+use tppguard_proto::spec::{self, H100Equivalents};
+use tppguard_proto::tpp::Precision;
 use tppguard_proto::units::{Tops, Tpp};
 
 pub use reason::{Reason, Severity, SpecRatio, TppSource};
@@ -389,10 +382,15 @@ pub struct LicenceUsage {
     /// Counted devices not in the spec table that count with their measured TPP, a lower
     /// bound (`unlisted_device`): with any, `tpp.used` is itself a lower bound.
     pub devices_tpp_measured: u64,
+    /// Devices at its nodes that the rule set does not control (no licence needed): listed,
+    /// never counted.
+    pub devices_not_controlled: u64,
     /// TPP against `max_aggregate_tpp` (devices of unknown TPP add nothing).
     pub tpp: TppCap,
     /// The worst finding about the licence or its nodes.
     pub severity: Severity,
+    /// The licence's verdict, from `severity`.
+    pub verdict: Verdict,
 }
 
 /// Usage in one destination country, across licences.
@@ -419,6 +417,8 @@ pub struct CountryUsage {
     pub tier: Option<String>,
     /// The period the allocation covers (`2025-2027`), with `allocation`.
     pub allocation_period: Option<String>,
+    /// The country's verdict: the worst of its licences' and of its allocation check.
+    pub verdict: Verdict,
 }
 
 /// One GPU of a node, as the verifier sees it. Strings repeated across GPUs (submod name,
@@ -443,12 +443,16 @@ pub struct GpuVerdict {
     /// The clause that decided it.
     #[serde(serialize_with = "ser_opt_str")]
     pub clause: Option<Arc<str>>,
+    /// Whether the rule set controls it; a device it does not control (`not_3a090`, a
+    /// consumer part's carve-out) needs no licence and never counts.
+    pub controlled: bool,
     /// The TPP it counts with: from the spec table, or for a GPU not in it, its measured TPP
     /// (a lower bound); `None` when unknown.
     pub tpp: Option<Tpp>,
     /// `tpp` in H100-equivalents.
     pub h100_equivalents: Option<H100Equivalents>,
-    /// Whether it counts here (`false` for a duplicate counted elsewhere).
+    /// Whether it counts here (`false` for a device the rule set does not control, and for
+    /// a duplicate counted elsewhere).
     pub counted: bool,
     /// Where `tpp` comes from (`spec`, `measured`); `None` when unknown.
     pub tpp_from: Option<TppSource>,
@@ -543,21 +547,31 @@ pub struct NodeVerdict {
     pub subject: String,
     /// SHA-256 of the attestation token evaluated, hex.
     pub token_sha256: String,
-    /// When it was made, Unix seconds.
+    /// When the node says it was made, Unix seconds.
     pub iat: i64,
-    /// Its age at the evaluation instant, seconds (zero when from the future).
+    /// When the verifier received it, Unix seconds (`serve`; absent in `check`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<i64>,
+    /// Its age at the evaluation instant, seconds, from `received_at` when known, else from
+    /// `iat` (zero when from the future).
     pub age_s: u64,
     /// Older than the licence's `max_attestation_age`.
     pub stale: bool,
+    /// The site it is at: the certified one, else the claimed one.
+    pub site: Option<String>,
+    /// Whether `site` comes from the node's certificate.
+    pub site_certified: bool,
     /// The licence it is assigned to.
     pub licence: Option<String>,
-    /// The evidence tier the attestation claims.
+    /// The evidence tier the attestation asks for (a request, never a fact).
     pub evidence_tier: EvidenceTier,
-    /// The tier the licence's `min_evidence_tier` is checked against: `measured` only when
-    /// the measurements back it (`measured_tier_downgraded`), else as claimed.
+    /// The tier the verifier derived from what it verified, which the licence's
+    /// `min_evidence_tier` is checked against.
     pub effective_evidence_tier: EvidenceTier,
     /// Devices counted here.
     pub devices_counted: u64,
+    /// Devices here the rule set does not control (listed, never counted).
+    pub devices_not_controlled: u64,
     /// TPP counted here.
     pub tpp_counted: Tpp,
     /// `tpp_counted` in H100-equivalents.
@@ -589,6 +603,15 @@ pub struct FleetVerdict {
     pub countries: Vec<CountryUsage>,
     /// Findings, worst first, then by code, licence, node and GPU.
     pub findings: Vec<Finding>,
+}
+
+/// The bytes as lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
 }
 
 impl FleetVerdict {
@@ -661,394 +684,8 @@ fn ser_opt_str<S: Serializer>(value: &Option<Arc<str>>, serializer: S) -> Result
     }
 }
 
-/// What the verifier derives from one GPU identity, computed once per distinct identity.
-struct Derived {
-    /// `outcome`, shared by every GPU verdict with this identity.
-    outcome_shared: Option<Arc<str>>,
-    /// `clause`, shared likewise.
-    clause_shared: Option<Arc<str>>,
-    spec: Option<&'static AcceleratorSpec>,
-    unknown: Option<UnknownReason>,
-    outcome: Option<String>,
-    eccn: Option<String>,
-    tpp: Option<Tpp>,
-    /// `tpp` as JSON prints it, to compare with the agent's figure.
-    tpp_f64: Option<f64>,
-    /// `tpp` in H100-equivalents.
-    h100_equivalents: Option<H100Equivalents>,
-}
-
-impl Derived {
-    fn new(pci: Option<u32>, name: Option<&str>, rule_set: &RuleSet) -> Self {
-        match spec::lookup(pci, name) {
-            SpecMatch::Found { spec, .. } => {
-                let c = classify_device(&spec.figures(), rule_set);
-                let eccn = eccn_of(rule_set, &c);
-                Self {
-                    outcome_shared: Some(Arc::from(c.outcome.as_str())),
-                    clause_shared: c.clause.as_deref().map(Arc::from),
-                    spec: Some(spec),
-                    unknown: None,
-                    outcome: Some(c.outcome),
-                    eccn,
-                    tpp_f64: c.tpp.map(Tpp::as_f64),
-                    h100_equivalents: c.tpp.map(spec::h100_equivalents),
-                    tpp: c.tpp,
-                }
-            }
-            SpecMatch::Unknown { reason } => Self {
-                outcome_shared: None,
-                clause_shared: None,
-                spec: None,
-                unknown: Some(reason),
-                outcome: None,
-                eccn: None,
-                tpp: None,
-                tpp_f64: None,
-                h100_equivalents: None,
-            },
-        }
-    }
-}
-
-/// The classification's outcome when it is an ECCN of the rule set's (`3A090.a` under
-/// `3A090`).
-fn eccn_of(rule_set: &RuleSet, c: &Classification) -> Option<String> {
-    rule_set
-        .eccn
-        .as_deref()
-        .filter(|e| {
-            c.outcome
-                .strip_prefix(e)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-        })
-        .map(|_| c.outcome.clone())
-}
-
-/// A GPU's measurement held against its spec row (`None`: not in the table) with the
-/// tolerances, and the findings about its rates.
-struct Checked {
-    verdict: GpuMeasurement,
-    /// `exceeds_spec` and `below_spec`, in precision order.
-    findings: Vec<Reason>,
-    /// The measured median of `verdict.tpp_basis`.
-    basis_tops: Option<Tops>,
-}
-
-fn check_measurement(
-    m: &Measurement,
-    attested_at: i64,
-    gpu: &GpuSubmod,
-    spec: Option<&AcceleratorSpec>,
-    spec_tpp: Option<Tpp>,
-    tolerances: MeasurementTolerances,
-) -> Checked {
-    let exceeds = u128::from(tolerances.exceeds_spec_percent).saturating_add(100);
-    let below = 100u128.saturating_sub(u128::from(tolerances.below_spec_percent));
-    let mut rates: Vec<MeasuredRate> = m
-        .results
-        .iter()
-        .filter_map(|r| {
-            let tops = Tops::from_measured(r.tops_median)?;
-            let spec_tops = spec.and_then(|s| {
-                s.dense_tops
-                    .iter()
-                    .find(|(p, t)| *p == r.precision && t.raw() > 0)
-                    .map(|(_, t)| *t)
-            });
-            let (ratio, check) = match spec_tops {
-                None => (None, RateCheck::NoSpecFigure),
-                Some(st) => {
-                    let measured = u128::from(tops.raw()).saturating_mul(100);
-                    let check = if measured > u128::from(st.raw()).saturating_mul(exceeds) {
-                        RateCheck::ExceedsSpec
-                    } else if measured < u128::from(st.raw()).saturating_mul(below) {
-                        RateCheck::BelowSpec
-                    } else {
-                        RateCheck::WithinTolerance
-                    };
-                    (SpecRatio::new(tops, st), check)
-                }
-            };
-            Some(MeasuredRate {
-                precision: r.precision,
-                tops,
-                spec_tops,
-                ratio,
-                check,
-            })
-        })
-        .collect();
-    rates.sort_by_key(|r| r.precision);
-
-    // The lower-bound TPP, with the spec TPP's own tie-breaking between precisions.
-    let figures = measured_figures(&rates);
-    let best = tppguard_proto::tpp::tpp(&figures);
-
-    let model = spec.map_or("", |s| s.model);
-    let t = &m.telemetry;
-    let mut findings = Vec::new();
-    for r in &rates {
-        let (Some(spec_tops), Some(ratio)) = (r.spec_tops, r.ratio) else {
-            continue;
-        };
-        match r.check {
-            RateCheck::ExceedsSpec => findings.push(Reason::ExceedsSpec {
-                model: model.to_owned(),
-                precision: r.precision,
-                measured_tops: r.tops,
-                spec_tops,
-                ratio,
-                tolerance_percent: tolerances.exceeds_spec_percent,
-            }),
-            RateCheck::BelowSpec => findings.push(Reason::BelowSpec {
-                model: model.to_owned(),
-                precision: r.precision,
-                measured_tops: r.tops,
-                spec_tops,
-                ratio,
-                tolerance_percent: tolerances.below_spec_percent,
-                sm_clock_mhz_min: t.sm_clock_mhz_min,
-                sm_clock_mhz_max: t.sm_clock_mhz_max,
-                max_sm_clock_mhz: gpu.max_sm_clock_mhz,
-                temperature_c_max: t.temperature_c_max,
-                power_mw_max: t.power_mw_max,
-                power_limit_mw: gpu.power_limit_mw,
-                throttle_reasons: t.throttle_reasons.clone(),
-            }),
-            RateCheck::WithinTolerance | RateCheck::NoSpecFigure => {}
-        }
-    }
-
-    let any = |check: RateCheck| rates.iter().any(|r| r.check == check);
-    let age = attested_at.saturating_sub(m.started_at);
-    let stale = age > tolerances.max_age_s() || m.started_at > attested_at;
-    let status = if spec.is_none() {
-        if best.is_some() {
-            MeasurementStatus::Unlisted
-        } else {
-            MeasurementStatus::NoSpecFigure
-        }
-    } else if any(RateCheck::ExceedsSpec) {
-        MeasurementStatus::ExceedsSpec
-    } else if rates.iter().all(|r| r.spec_tops.is_none()) {
-        MeasurementStatus::NoSpecFigure
-    } else if stale {
-        MeasurementStatus::Stale
-    } else if any(RateCheck::BelowSpec) {
-        MeasurementStatus::BelowSpec
-    } else {
-        MeasurementStatus::Consistent
-    };
-    let tpp = best.map(|b| b.tpp);
-    let tpp_ratio = tpp.zip(spec_tpp).and_then(|(measured, spec)| {
-        SpecRatio::new(
-            Tops::from_ten_thousandths(measured.raw())?,
-            Tops::from_ten_thousandths(spec.raw())?,
-        )
-    });
-    Checked {
-        basis_tops: best.map(|b| b.tops),
-        verdict: GpuMeasurement {
-            method: m.method,
-            started_at: m.started_at,
-            tpp,
-            tpp_basis: best.map(|b| b.precision),
-            tpp_ratio,
-            status,
-            tolerances,
-            rates,
-        },
-        findings,
-    }
-}
-
-/// The figures of a GPU known only by its measured rates: die area and bandwidths unknown,
-/// and designed for datacenters (nothing says otherwise, so no carve-out for consumer parts
-/// applies).
-fn measured_figures(rates: &[MeasuredRate]) -> ComputeFigures {
-    ComputeFigures {
-        dense_tops: rates.iter().map(|r| (r.precision, r.tops)).collect(),
-        die_area: None,
-        datacenter: true,
-        dram_bandwidth: None,
-        interconnect_bandwidth: None,
-    }
-}
-
-/// NVML's combined PCI id, `(device << 16) | vendor`, from `0x10de` and `0x2330`.
-fn pci_combined(pci: &Pci) -> Option<u32> {
-    fn hex16(text: &str) -> Option<u16> {
-        let digits = text
-            .strip_prefix("0x")
-            .or_else(|| text.strip_prefix("0X"))?;
-        u16::from_str_radix(digits, 16).ok()
-    }
-    let vendor = hex16(&pci.vendor_id)?;
-    let device = hex16(&pci.device_id)?;
-    Some((u32::from(device) << 16) | u32::from(vendor))
-}
-
-/// Whether the licence allows the device's model and ECCN: `(model_ok, eccn_ok)`. The ECCN
-/// logic is the licence's own ([`Licence::allows`]); only the model half is split off, so a
-/// finding can say which list refused.
-fn allowed(licence: &Licence, model: Option<&str>, eccn: Option<&str>) -> (bool, bool) {
-    if licence.allows(eccn, model) {
-        return (true, true);
-    }
-    let model_ok = licence.models().is_empty()
-        || model.is_some_and(|m| licence.models().iter().any(|l| l == m));
-    let eccn_ok = !model_ok && licence.allows(eccn, licence.models().first().map(String::as_str));
-    (model_ok, eccn_ok)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
-    for b in bytes {
-        for nibble in [b >> 4, b & 0x0f] {
-            out.push(char::from(
-                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-            ));
-        }
-    }
-    out
-}
-
-/// Where one GPU occurrence sits: (node index, GPU index within the node).
-type Place = (usize, usize);
-
-/// What a spec lookup reads: PCI vendor id, PCI device id and NVML name, as reported.
-type SpecKey<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
-
-/// A GPU identity: (UUID, serial).
-type Identity<'a> = (&'a str, Option<&'a str>);
-
-/// Collects findings and the worst severity per node and per licence.
-struct Findings {
-    list: Vec<Finding>,
-    node_severity: Vec<Severity>,
-    licence_severity: Vec<Severity>,
-}
-
-impl Findings {
-    fn push(
-        &mut self,
-        reason: Reason,
-        licence: Option<(usize, &str)>,
-        node: Option<(usize, &str)>,
-        gpu: Option<&str>,
-    ) {
-        let severity = reason.severity();
-        if let Some(s) = node.and_then(|(i, _)| self.node_severity.get_mut(i)) {
-            *s = (*s).max(severity);
-        }
-        if let Some(s) = licence.and_then(|(i, _)| self.licence_severity.get_mut(i)) {
-            *s = (*s).max(severity);
-        }
-        self.list.push(Finding::new(
-            reason,
-            licence.map(|(_, id)| id),
-            node.map(|(_, n)| n),
-            gpu,
-        ));
-    }
-}
-
-/// A GPU not in the spec table that carries a measurement: its `unlisted_device` finding and
-/// its classification by the measured figures.
-struct Unlisted {
-    reason: Reason,
-    /// The measured TPP it counts with.
-    tpp: Tpp,
-    eccn: Option<String>,
-    class: Classification,
-}
-
-/// Why a node's counted GPUs do not back the `measured` tier, GPU by GPU.
-#[derive(Default)]
-struct TierGaps {
-    unmeasured: u64,
-    exceeding: u64,
-    unlisted: u64,
-    no_spec_figure: u64,
-    stale: u64,
-}
-
-impl TierGaps {
-    /// Adds a counted GPU, by its measurement's status (`None`: no measurement).
-    fn add(&mut self, status: Option<MeasurementStatus>) {
-        let gap = match status {
-            None => &mut self.unmeasured,
-            Some(MeasurementStatus::ExceedsSpec) => &mut self.exceeding,
-            Some(MeasurementStatus::Unlisted) => &mut self.unlisted,
-            Some(MeasurementStatus::NoSpecFigure) => &mut self.no_spec_figure,
-            Some(MeasurementStatus::Stale) => &mut self.stale,
-            Some(MeasurementStatus::Consistent | MeasurementStatus::BelowSpec) => return,
-        };
-        *gap = gap.saturating_add(1);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.unmeasured == 0
-            && self.exceeding == 0
-            && self.unlisted == 0
-            && self.no_spec_figure == 0
-            && self.stale == 0
-    }
-}
-
-/// The per-device cap check: the spec TPP above the cap, or else the measured TPP above it
-/// (whatever model the device claims); one finding at most.
-fn per_device_cap(
-    licence: &Licence,
-    spec_tpp: Option<Tpp>,
-    measured_tpp: Option<Tpp>,
-) -> Option<Reason> {
-    let cap = licence.max_tpp_per_device()?;
-    if let Some(tpp) = spec_tpp.filter(|t| *t > cap) {
-        return Some(Reason::DeviceTppAboveCap {
-            tpp,
-            cap,
-            basis: TppSource::Spec,
-        });
-    }
-    measured_tpp
-        .filter(|t| *t > cap)
-        .map(|tpp| Reason::DeviceTppAboveCap {
-            tpp,
-            cap,
-            basis: TppSource::Measured,
-        })
-}
-
-#[derive(Default)]
-struct Tally {
-    nodes: u64,
-    stale_nodes: u64,
-    devices: u64,
-    devices_tpp_unknown: u64,
-    devices_tpp_measured: u64,
-    tpp: Tpp,
-}
-
-/// Which of a node's attestations is the newer: the one the verifier received last (`serve`),
-/// else the greater `iat`, then the greater token SHA-256.
-fn recency(a: &VerifiedAttestation) -> (Option<i64>, i64, &[u8; 32]) {
-    (a.received_at, a.claims.iat, &a.token_sha256)
-}
-
-/// Evaluates a fleet's latest attestations against its licences under one rule set at
-/// `at_unix`. See the module documentation for how nodes find licences and GPUs count.
-///
-/// `attestations` may hold several of one node (a slice, or a stored fleet chained with new
-/// arrivals): the newest counts (greater `iat`; equal `iat`: greater token SHA-256).
-pub fn evaluate<'a>(
-    licences: &[VerifiedLicence],
-    rule_set: &RuleSet,
-    attestations: impl IntoIterator<Item = &'a VerifiedAttestation>,
-    at_unix: i64,
-) -> FleetVerdict {
+/// The licences in a fixed order, whatever the input order.
+fn sorted_licences(licences: &[VerifiedLicence]) -> Vec<&VerifiedLicence> {
     let mut lics: Vec<&VerifiedLicence> = licences.iter().collect();
     lics.sort_by(|a, b| {
         let key = |v: &VerifiedLicence| {
@@ -1064,615 +701,116 @@ pub fn evaluate<'a>(
         };
         key(a).cmp(&key(b))
     });
+    lics
+}
 
-    // The latest attestation per node.
-    let attestations = attestations.into_iter();
-    let mut latest: HashMap<NodeId, &VerifiedAttestation> =
-        HashMap::with_capacity(attestations.size_hint().0);
-    for a in attestations {
-        latest
-            .entry(a.node_id)
-            .and_modify(|cur| {
-                if recency(a) > recency(cur) {
-                    *cur = a;
-                }
-            })
-            .or_insert(a);
-    }
-    let mut nodes: Vec<&VerifiedAttestation> = latest.into_values().collect();
-    nodes.sort_unstable_by_key(|a| a.node_id);
-    let node_names: Vec<String> = nodes.iter().map(|a| a.node_id.to_string()).collect();
-
-    // Assignment: by site, the stricter of the licences listing it; without a site, the one
-    // licence when there is exactly one.
-    let mut by_site: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, v) in lics.iter().enumerate() {
-        for site in v.licence.sites() {
-            by_site.entry(site.id.as_str()).or_default().push(i);
-        }
-    }
-    let site_licence: HashMap<&str, usize> = by_site
+/// Evaluates a fleet's latest attestations against its licences under one rule set at
+/// `at_unix`: the stages of the module documentation, in order.
+///
+/// `attestations` may hold several of one node (a slice, or a stored fleet chained with new
+/// arrivals): [`latest`] picks the current one.
+pub fn evaluate<'a>(
+    licences: &[VerifiedLicence],
+    rule_set: &RuleSet,
+    attestations: impl IntoIterator<Item = &'a VerifiedAttestation>,
+    at_unix: i64,
+) -> FleetVerdict {
+    let lics = sorted_licences(licences);
+    let nodes = latest::select(attestations, at_unix);
+    let names: Vec<String> = nodes
         .iter()
-        .filter_map(|(site, is)| {
-            let stricter = is
-                .iter()
-                .copied()
-                .min_by_key(|&i| (lics.get(i).map(|v| v.licence.max_aggregate_tpp()), i))?;
-            Some((*site, stricter))
-        })
+        .map(|c| c.attestation.node_id.to_string())
         .collect();
-    let single: Option<usize> = (lics.len() == 1).then_some(0);
-    let assignment: Vec<Option<usize>> = nodes
-        .iter()
-        .map(|a| match a.claims.site() {
-            Some(site) => site_licence.get(site).copied(),
-            None => single,
-        })
-        .collect();
-    let licence_of = |n: usize| assignment.get(n).copied().flatten();
+    let mut findings = findings::Findings::new(nodes.len(), lics.len());
 
-    // Identities seen more than once, with every place, in (node, GPU) order. Each identity
-    // is hashed once with a randomly keyed SipHash (`RandomState`: an agent cannot choose
-    // colliding identities), the small (hash, place) records are sorted, and only places
-    // sharing a hash are compared in full. Faster than a map of a million borrowed keys,
-    // whose probes miss the cache; the result does not depend on the hash values.
-    let hasher = RandomState::new();
-    let gpu_total = nodes.iter().map(|a| a.claims.submods.len()).sum();
-    let mut hashed: Vec<(u64, Place)> = Vec::with_capacity(gpu_total);
-    for (n, node) in nodes.iter().enumerate() {
-        for (g, gpu) in node.claims.submods.values().enumerate() {
-            if let Some(uuid) = gpu.uuid.as_deref() {
-                hashed.push((hasher.hash_one((uuid, gpu.serial.as_deref())), (n, g)));
-            }
-        }
-    }
-    hashed.sort_unstable();
-    let identity_at = |(n, g): Place| -> Option<Identity<'_>> {
-        let gpu = nodes.get(n)?.claims.submods.values().nth(g)?;
-        Some((gpu.uuid.as_deref()?, gpu.serial.as_deref()))
+    identity::check(&nodes, &names, &mut findings);
+    let sites = assign::Sites::new(&lics);
+    sites.report_overlaps(&lics, &mut findings);
+    let assignment = assign::assign(&nodes, &names, &lics, &sites, &mut findings);
+    let not_counted = duplicates::find(&nodes, &names, &assignment, &lics, &mut findings);
+
+    let ctx = node::Context {
+        rule_set,
+        lics: &lics,
+        at: at_unix,
+        not_counted: &not_counted,
+        check_agent: rule_set.id == AGENT_CLASSIFICATION_RULE_SET,
     };
-    let mut repeated: BTreeMap<Identity<'_>, Vec<Place>> = BTreeMap::new();
-    for run in hashed.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
-        let mut groups: BTreeMap<Identity<'_>, Vec<Place>> = BTreeMap::new();
-        for &(_, place) in run {
-            if let Some(id) = identity_at(place) {
-                groups.entry(id).or_default().push(place);
-            }
-        }
-        repeated.extend(groups.into_iter().filter(|(_, places)| places.len() > 1));
-    }
-    drop(hashed);
-
-    let mut findings = Findings {
-        list: Vec::new(),
-        node_severity: vec![Severity::Info; nodes.len()],
-        licence_severity: vec![Severity::Info; lics.len()],
-    };
-    let node_ref = |n: usize| node_names.get(n).map(|id| (n, id.as_str()));
-    let licence_ref = |l: Option<usize>| l.and_then(|i| lics.get(i).map(|v| (i, v.licence.id())));
-
-    for (site, is) in by_site.iter().filter(|(_, is)| is.len() > 1) {
-        let counted = site_licence.get(site).copied();
-        let reason = Reason::SiteInSeveralLicences {
-            site: (*site).to_owned(),
-            licences: is
-                .iter()
-                .filter_map(|&i| lics.get(i).map(|v| v.licence.id().to_owned()))
-                .collect(),
-            counted_against: licence_ref(counted).map_or_else(String::new, |(_, id)| id.to_owned()),
-        };
-        findings.push(reason, licence_ref(counted), None, None);
-    }
-    let submod_of = |(n, g): Place| -> Option<&str> {
-        nodes
-            .get(n)
-            .and_then(|a| a.claims.submods.keys().nth(g))
-            .map(String::as_str)
-    };
-
-    // Duplicates count once, against the stricter licence.
-    let mut not_counted: HashSet<Place> = HashSet::new();
-    for ((uuid, serial), places) in &repeated {
-        let strictness = |&(n, g): &Place| {
-            let lic = licence_of(n);
-            let cap = lic
-                .and_then(|i| lics.get(i))
-                .map(|v| v.licence.max_aggregate_tpp());
-            (lic.is_none(), cap, lic, n, g)
-        };
-        let Some(&counted) = places.iter().min_by_key(|p| strictness(p)) else {
-            continue;
-        };
-        not_counted.extend(places.iter().copied().filter(|&p| p != counted));
-        let place_name = |p: Place| {
-            format!(
-                "{}/{}",
-                node_ref(p.0).map_or("", |(_, s)| s),
-                submod_of(p).unwrap_or("")
-            )
-        };
-        let mut seen_in: Vec<String> = places.iter().map(|&p| place_name(p)).collect();
-        seen_in.sort();
-        let lic = licence_ref(licence_of(counted.0));
-        let reason = Reason::DuplicateDevice {
-            uuid: (*uuid).to_owned(),
-            serial: serial.map(str::to_owned),
-            seen_in,
-            counted_in: place_name(counted),
-            counted_against: lic.map(|(_, id)| id.to_owned()),
-        };
-        let mut others: Vec<&str> = Vec::new();
-        for &(n, _) in places {
-            if let Some(s) = findings.node_severity.get_mut(n) {
-                *s = (*s).max(reason.severity());
-            }
-            if n != counted.0
-                && let Some((_, subject)) = node_ref(n)
-            {
-                others.push(subject);
-            }
-        }
-        others.sort_unstable();
-        others.dedup();
-        findings.push(reason, lic, node_ref(counted.0), submod_of(counted));
-        if let Some(f) = findings.list.last_mut() {
-            f.also_about = others.into_iter().map(str::to_owned).collect();
-        }
-    }
-
-    // Per node and GPU.
-    let mut memo: HashMap<SpecKey<'_>, usize> = HashMap::new();
-    let mut derived: Vec<Derived> = Vec::new();
-    let mut last = None;
-    // (model_ok, eccn_ok) per (derived identity, licence), indexed `d_idx * lics + licence`.
-    let mut allow_memo: Vec<Option<(bool, bool)>> = Vec::new();
-    // Submod names repeat across nodes (`gpu0`..`gpu7`): share one `Arc<str>` per position.
-    let mut submod_names: Vec<Arc<str>> = Vec::new();
-    let mut tallies: Vec<Tally> = lics.iter().map(|_| Tally::default()).collect();
-    let check_agent = rule_set.id == AGENT_CLASSIFICATION_RULE_SET;
-    let mut node_verdicts: Vec<NodeVerdict> = Vec::with_capacity(nodes.len());
-
-    for (n, node) in nodes.iter().enumerate() {
-        let claims = &node.claims;
-        let lic_idx = licence_of(n);
-        let lic = lic_idx.and_then(|i| lics.get(i)).map(|v| &v.licence);
-        let lref = licence_ref(lic_idx);
-        let nref = node_ref(n);
-
-        if claims.simulated {
-            findings.push(
-                Reason::SimulatedInventory {
-                    gpus: claims.submods.len() as u64,
-                },
-                lref,
-                nref,
-                None,
-            );
-        }
-        if claims.iat > at_unix.saturating_add(MAX_CLOCK_SKEW_S) {
-            findings.push(
-                Reason::AttestationFromFuture {
-                    iat: claims.iat,
-                    at: at_unix,
-                    ahead_s: claims.iat.abs_diff(at_unix),
-                },
-                lref,
-                nref,
-                None,
-            );
-        }
-        let age_s = u64::try_from(at_unix.saturating_sub(claims.iat)).unwrap_or(0);
-        let max_age_s = lic.map_or(DEFAULT_MAX_ATTESTATION_AGE_SECONDS, |l| {
-            l.max_attestation_age_s()
+    let mut deriver = gpu::Deriver::new(rule_set, lics.len());
+    let mut tallies = vec![node::Tally::default(); lics.len()];
+    let mut node_verdicts = Vec::with_capacity(nodes.len());
+    for (n, (current, name)) in nodes.iter().zip(&names).enumerate() {
+        let a = assignment.get(n).copied().unwrap_or(assign::Assignment {
+            licence: None,
+            site: None,
         });
-        let stale = age_s > max_age_s;
-        if stale {
-            findings.push(
-                Reason::StaleNode {
-                    iat: claims.iat,
-                    age_s,
-                    max_age_s,
-                },
-                lref,
-                nref,
-                None,
-            );
+        let (verdict, tally) =
+            node::evaluate_node(&ctx, &mut deriver, n, current, name, a, &mut findings);
+        if let Some(t) = a.licence.and_then(|i| tallies.get_mut(i)) {
+            t.add(&tally);
         }
-
-        let mut gpus = Vec::with_capacity(claims.submods.len());
-        let mut devices_counted: u64 = 0;
-        let mut devices_tpp_unknown: u64 = 0;
-        let mut devices_tpp_measured: u64 = 0;
-        let mut tpp_counted = Tpp::default();
-        let tolerances = lic.map_or(rule_set.measurement, |l| {
-            l.measurement().apply(rule_set.measurement)
-        });
-        let mut gaps = TierGaps::default();
-        for (g, (submod, gpu)) in claims.submods.iter().enumerate() {
-            let key = (
-                gpu.pci.as_ref().map(|p| p.vendor_id.as_str()),
-                gpu.pci.as_ref().map(|p| p.device_id.as_str()),
-                gpu.name.as_deref(),
-            );
-            // Neighbouring GPUs are usually alike: check the last identity before hashing.
-            let d_idx = match last {
-                Some((k, i)) if k == key => i,
-                _ => {
-                    let i = *memo.entry(key).or_insert_with(|| {
-                        derived.push(Derived::new(
-                            gpu.pci.as_ref().and_then(pci_combined),
-                            gpu.name.as_deref(),
-                            rule_set,
-                        ));
-                        derived.len().saturating_sub(1)
-                    });
-                    last = Some((key, i));
-                    i
-                }
-            };
-            let Some(d) = derived.get(d_idx) else {
-                continue;
-            };
-            let counted = not_counted.is_empty() || !not_counted.contains(&(n, g));
-            let readable = gpu.status == GpuStatus::Ok;
-            let has_identity = gpu.pci.is_some() || gpu.name.is_some();
-            let at_gpu = Some(submod.as_str());
-
-            // Measured figures are this GPU's own: never memoised by identity.
-            let checked = gpu
-                .measurement
-                .as_ref()
-                .map(|m| check_measurement(m, claims.iat, gpu, d.spec, d.tpp, tolerances));
-            let measured_tpp = checked.as_ref().and_then(|c| c.verdict.tpp);
-            // A GPU not in the spec table, classified by its measurement.
-            let unlisted = match (&d.unknown, &checked, measured_tpp) {
-                (Some(unknown), Some(c), Some(tpp)) => {
-                    let class = classify_device(&measured_figures(&c.verdict.rates), rule_set);
-                    let eccn = eccn_of(rule_set, &class);
-                    Some(Unlisted {
-                        reason: Reason::UnlistedDevice {
-                            lookup: unknown.code(),
-                            detail: unknown.sentence(),
-                            measured_tpp: tpp,
-                            precision: c.verdict.tpp_basis.unwrap_or(Precision::Fp64),
-                            measured_tops: c.basis_tops.unwrap_or_default(),
-                            outcome: class.outcome.clone(),
-                        },
-                        tpp,
-                        eccn,
-                        class,
-                    })
-                }
-                _ => None,
-            };
-
-            if !readable {
-                findings.push(Reason::GpuLost { status: gpu.status }, lref, nref, at_gpu);
-            }
-            if let Some(u) = &unlisted {
-                findings.push(u.reason.clone(), lref, nref, at_gpu);
-            } else if let Some(unknown) = &d.unknown
-                && (readable || has_identity)
-            {
-                findings.push(
-                    Reason::UnknownDevice {
-                        lookup: unknown.code(),
-                        detail: unknown.sentence(),
-                    },
-                    lref,
-                    nref,
-                    at_gpu,
-                );
-            }
-            if let Some(c) = &checked {
-                for reason in &c.findings {
-                    findings.push(reason.clone(), lref, nref, at_gpu);
-                }
-            }
-            if let (Some(l), Some(i)) = (lic, lic_idx)
-                && (readable || d.spec.is_some() || unlisted.is_some())
-            {
-                let (model_ok, eccn_ok) = if let Some(u) = &unlisted {
-                    allowed(l, None, u.eccn.as_deref())
-                } else {
-                    let slot = d_idx.saturating_mul(lics.len()).saturating_add(i);
-                    if allow_memo.len() <= slot {
-                        allow_memo.resize(slot.saturating_add(1), None);
-                    }
-                    let model = d.spec.map(|s| s.model);
-                    let eccn = d.eccn.as_deref();
-                    match allow_memo.get_mut(slot) {
-                        Some(Some(known)) => *known,
-                        Some(empty) => *empty.insert(allowed(l, model, eccn)),
-                        None => allowed(l, model, eccn),
-                    }
-                };
-                if !model_ok {
-                    let model = d.spec.map(|s| s.model.to_owned());
-                    findings.push(Reason::ModelNotAllowed { model }, lref, nref, at_gpu);
-                }
-                if !eccn_ok {
-                    let reason = match &unlisted {
-                        Some(u) => Reason::EccnNotAllowed {
-                            eccn: u.eccn.clone(),
-                            outcome: Some(u.class.outcome.clone()),
-                        },
-                        None => Reason::EccnNotAllowed {
-                            eccn: d.eccn.clone(),
-                            outcome: d.outcome.clone(),
-                        },
-                    };
-                    findings.push(reason, lref, nref, at_gpu);
-                }
-                if let Some(reason) = per_device_cap(l, d.tpp, measured_tpp) {
-                    findings.push(reason, lref, nref, at_gpu);
-                }
-            }
-            if check_agent && readable {
-                agent_mismatch(gpu, d, &mut findings, lref, nref, at_gpu);
-            }
-            let (tpp, tpp_from) = match (d.tpp, &unlisted) {
-                (Some(t), _) => (Some(t), Some(TppSource::Spec)),
-                (None, Some(u)) => (Some(u.tpp), Some(TppSource::Measured)),
-                (None, None) => (None, None),
-            };
-            if counted {
-                devices_counted = devices_counted.saturating_add(1);
-                match tpp {
-                    Some(t) => tpp_counted = tpp_counted.saturating_add(t),
-                    None => devices_tpp_unknown = devices_tpp_unknown.saturating_add(1),
-                }
-                if tpp_from == Some(TppSource::Measured) {
-                    devices_tpp_measured = devices_tpp_measured.saturating_add(1);
-                }
-                gaps.add(checked.as_ref().map(|c| c.verdict.status));
-            }
-            let submod_name = match submod_names.get(g) {
-                Some(shared) if **shared == **submod => Arc::clone(shared),
-                _ => {
-                    let shared: Arc<str> = Arc::from(submod.as_str());
-                    if let Some(slot) = submod_names.get_mut(g) {
-                        *slot = Arc::clone(&shared);
-                    } else if submod_names.len() == g {
-                        submod_names.push(Arc::clone(&shared));
-                    }
-                    shared
-                }
-            };
-            let (outcome, clause) = match &unlisted {
-                Some(u) => (
-                    Some(Arc::from(u.class.outcome.as_str())),
-                    u.class.clause.as_deref().map(Arc::from),
-                ),
-                None => (d.outcome_shared.clone(), d.clause_shared.clone()),
-            };
-            gpus.push(GpuVerdict {
-                submod: submod_name,
-                uuid: gpu.uuid.clone(),
-                serial: gpu.serial.clone(),
-                status: gpu.status,
-                model: d.spec.map(|s| s.model),
-                outcome,
-                clause,
-                tpp,
-                h100_equivalents: match tpp_from {
-                    Some(TppSource::Spec) => d.h100_equivalents,
-                    Some(TppSource::Measured) => tpp.map(spec::h100_equivalents),
-                    None => None,
-                },
-                counted,
-                tpp_from,
-                measured: checked.map(|c| Box::new(c.verdict)),
-            });
-        }
-
-        // The tier the licence's minimum is checked against.
-        let effective_tier = match claims.evidence_tier {
-            EvidenceTier::Measured if !gaps.is_empty() => {
-                findings.push(
-                    Reason::MeasuredTierDowngraded {
-                        claimed: EvidenceTier::Measured,
-                        effective: EvidenceTier::Declared,
-                        gpus: devices_counted,
-                        unmeasured: gaps.unmeasured,
-                        exceeding: gaps.exceeding,
-                        unlisted: gaps.unlisted,
-                        no_spec_figure: gaps.no_spec_figure,
-                        stale: gaps.stale,
-                    },
-                    lref,
-                    nref,
-                    None,
-                );
-                EvidenceTier::Declared
-            }
-            claimed => claimed,
-        };
-        match lic {
-            Some(l) => {
-                if !effective_tier.meets(l.min_evidence_tier()) {
-                    let reason = Reason::EvidenceTierTooLow {
-                        have: effective_tier,
-                        need: l.min_evidence_tier(),
-                        gpus: devices_counted,
-                    };
-                    findings.push(reason, lref, nref, None);
-                }
-            }
-            None => {
-                let reason = Reason::NodeUnassigned {
-                    licences: u64::try_from(lics.len()).unwrap_or(u64::MAX),
-                    gpus: u64::try_from(claims.submods.len()).unwrap_or(u64::MAX),
-                    site: claims.site().map(str::to_owned),
-                };
-                findings.push(reason, None, nref, None);
-            }
-        }
-        if let Some(t) = lic_idx.and_then(|i| tallies.get_mut(i)) {
-            t.nodes = t.nodes.saturating_add(1);
-            t.stale_nodes = t.stale_nodes.saturating_add(u64::from(stale));
-            t.devices = t.devices.saturating_add(devices_counted);
-            t.devices_tpp_unknown = t.devices_tpp_unknown.saturating_add(devices_tpp_unknown);
-            t.devices_tpp_measured = t.devices_tpp_measured.saturating_add(devices_tpp_measured);
-            t.tpp = t.tpp.saturating_add(tpp_counted);
-        }
-        node_verdicts.push(NodeVerdict {
-            node: node.node_id,
-            subject: node.node_subject.clone(),
-            token_sha256: hex(&node.token_sha256),
-            iat: claims.iat,
-            age_s,
-            stale,
-            licence: lic.map(|l| l.id().to_owned()),
-            evidence_tier: claims.evidence_tier,
-            effective_evidence_tier: effective_tier,
-            devices_counted,
-            tpp_counted,
-            h100_equivalents: spec::h100_equivalents(tpp_counted),
-            severity: Severity::Info,
-            gpus,
-        });
+        node_verdicts.push(verdict);
     }
 
-    // Per licence.
-    let mut usages = Vec::with_capacity(lics.len());
-    let mut countries: BTreeMap<CountryCode, CountryUsage> = BTreeMap::new();
-    for (i, (v, t)) in lics.iter().zip(&tallies).enumerate() {
-        let l = &v.licence;
-        let lref = Some((i, l.id()));
-        let validity = l.is_valid_at(at_unix);
-        match validity {
-            Validity::Valid { .. } => {}
-            Validity::NotYetValid {
-                valid_from,
-                starts_in_s,
-                ..
-            } => findings.push(
-                Reason::LicenceNotYetValid {
-                    valid_from,
-                    starts_in_s,
-                    devices: t.devices,
-                },
-                lref,
-                None,
-                None,
-            ),
-            Validity::Expired {
-                valid_until,
-                expired_for_s,
-                ..
-            } => findings.push(
-                Reason::LicenceExpired {
-                    valid_until,
-                    expired_for_s,
-                    devices: t.devices,
-                },
-                lref,
-                None,
-                None,
-            ),
-        }
-        if l.rule_set() != rule_set.id {
-            let reason = Reason::LicenceRuleSetMismatch {
-                licence_rule_set: l.rule_set().to_owned(),
-                rule_set: rule_set.id.clone(),
-            };
-            findings.push(reason, lref, None, None);
-        }
-        let devices = DeviceCap::new(t.devices, u64::from(l.max_devices()));
-        if devices.over_by > 0 {
-            let reason = Reason::DeviceCountAboveCap {
-                used: devices.used,
-                cap: devices.cap,
-                over_by: devices.over_by,
-            };
-            findings.push(reason, lref, None, None);
-        }
-        let tpp = TppCap::new(t.tpp, l.max_aggregate_tpp());
-        if tpp.is_over() {
-            let reason = Reason::AggregateTppAboveCap {
-                used: tpp.used,
-                cap: tpp.cap,
-                over_by: tpp.over_by,
-            };
-            findings.push(reason, lref, None, None);
-        }
-        let country = countries
-            .entry(l.destination_country())
-            .or_insert_with(|| CountryUsage {
-                country: l.destination_country(),
-                licences: Vec::new(),
-                devices: 0,
-                devices_tpp_unknown: 0,
-                devices_tpp_measured: 0,
-                tpp: Tpp::default(),
-                h100_equivalents: spec::h100_equivalents(Tpp::default()),
-                allocation: None,
-                tier: rule_set
-                    .country_tier(l.destination_country())
-                    .map(str::to_owned),
-                allocation_period: None,
-            });
-        country.licences.push(l.id().to_owned());
-        country.devices = country.devices.saturating_add(t.devices);
-        country.devices_tpp_unknown = country
-            .devices_tpp_unknown
-            .saturating_add(t.devices_tpp_unknown);
-        country.devices_tpp_measured = country
-            .devices_tpp_measured
-            .saturating_add(t.devices_tpp_measured);
-        country.tpp = country.tpp.saturating_add(t.tpp);
-        country.h100_equivalents = spec::h100_equivalents(country.tpp);
-        usages.push(LicenceUsage {
-            licence: l.id().to_owned(),
-            signer: v.signer_subject.clone(),
-            destination_country: l.destination_country(),
-            licence_rule_set: l.rule_set().to_owned(),
-            validity,
-            nodes: t.nodes,
-            stale_nodes: t.stale_nodes,
-            devices,
-            devices_tpp_unknown: t.devices_tpp_unknown,
-            devices_tpp_measured: t.devices_tpp_measured,
-            tpp,
-            severity: Severity::Info,
-        });
-    }
+    let usages = tally::licences(&lics, &tallies, rule_set, at_unix, &mut findings);
+    let countries = tally::countries(&usages, &tallies, rule_set, &mut findings);
+    roll_up(
+        rule_set,
+        at_unix,
+        findings,
+        node_verdicts,
+        usages,
+        countries,
+    )
+}
 
-    // Per country: the rule set's allocation.
-    for c in countries.values_mut() {
-        let Some(a) = rule_set.country_allocation(c.country) else {
-            continue;
-        };
-        let cap = TppCap::new(c.tpp, a.tpp);
-        if cap.is_over() {
-            let reason = Reason::CountryAllocationExceeded {
-                country: c.country,
-                tier: c.tier.clone(),
-                used: cap.used,
-                cap: cap.cap,
-                over_by: cap.over_by,
-                period: a.period.clone(),
-            };
-            findings.push(reason, None, None, None);
-        }
-        c.allocation = Some(cap);
-        c.allocation_period = Some(a.period.clone());
-    }
-
-    let Findings {
+/// Stage 8: severities into verdicts. A node's severity is the worst finding about it; a
+/// licence's the worst about it or its nodes; a country's verdict the worst of its licences'
+/// and of its allocation check; the fleet's the worst finding of all.
+fn roll_up(
+    rule_set: &RuleSet,
+    at: i64,
+    findings: findings::Findings,
+    mut nodes: Vec<NodeVerdict>,
+    mut usages: Vec<LicenceUsage>,
+    mut countries: Vec<CountryUsage>,
+) -> FleetVerdict {
+    let findings::Findings {
         list: mut findings,
         node_severity,
         licence_severity,
     } = findings;
-    for (n, (nv, s)) in node_verdicts.iter_mut().zip(node_severity).enumerate() {
+    let position: HashMap<String, usize> = usages
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.licence.clone(), i))
+        .collect();
+    let mut licence_severity = licence_severity;
+    for (nv, s) in nodes.iter_mut().zip(node_severity) {
         nv.severity = s;
-        if let Some(u) = licence_of(n).and_then(|i| usages.get_mut(i)) {
-            u.severity = u.severity.max(s);
+        if let Some(ls) = nv
+            .licence
+            .as_deref()
+            .and_then(|l| position.get(l))
+            .and_then(|&i| licence_severity.get_mut(i))
+        {
+            *ls = (*ls).max(s);
         }
     }
     for (u, s) in usages.iter_mut().zip(licence_severity) {
-        u.severity = u.severity.max(s);
+        u.severity = s;
+        u.verdict = Verdict::from_severity(s);
+    }
+    for c in &mut countries {
+        let worst = c
+            .licences
+            .iter()
+            .filter_map(|l| position.get(l.as_str()).and_then(|&i| usages.get(i)))
+            .map(|u| u.verdict)
+            .max()
+            .unwrap_or(Verdict::Compliant);
+        let over = c.allocation.is_some_and(|a| a.is_over());
+        c.verdict = if over { Verdict::NotCompliant } else { worst };
     }
     findings.sort_by(|a, b| {
         (
@@ -1699,40 +837,15 @@ pub fn evaluate<'a>(
             .max()
             .unwrap_or_default(),
     );
-
     FleetVerdict {
-        at: at_unix,
+        at,
         rule_set: rule_set.id.clone(),
         rule_set_version: rule_set.version.clone(),
         rule_set_status: rule_set.status,
         verdict,
-        nodes: node_verdicts,
+        nodes,
         licences: usages,
-        countries: countries.into_values().collect(),
+        countries,
         findings,
-    }
-}
-
-/// Compares the agent's classification with the verifier's and records a difference.
-fn agent_mismatch(
-    gpu: &GpuSubmod,
-    d: &Derived,
-    findings: &mut Findings,
-    lref: Option<(usize, &str)>,
-    nref: Option<(usize, &str)>,
-    at_gpu: Option<&str>,
-) {
-    let agent = &gpu.classification;
-    let ours = d.outcome.as_deref().unwrap_or(INDETERMINATE);
-    let eccn_differs = agent.eccn.as_deref().is_some_and(|e| e != ours);
-    let tpp_differs = agent.tpp != d.tpp_f64;
-    if eccn_differs || tpp_differs {
-        let reason = Reason::AgentClassificationMismatch {
-            agent_eccn: agent.eccn.clone(),
-            eccn: d.outcome.clone(),
-            agent_tpp: agent.tpp,
-            tpp: d.tpp,
-        };
-        findings.push(reason, lref, nref, at_gpu);
     }
 }

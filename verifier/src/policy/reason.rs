@@ -164,6 +164,9 @@ pub enum Reason {
         counted_in: String,
         /// The licence it counts against, when its node has one.
         counted_against: Option<String>,
+        /// Whether its places differ in licence or site: then a violation (one device
+        /// cannot stand in two places), else a warning.
+        across_licences_or_sites: bool,
     },
     /// The node's latest attestation is older than the licence allows; its GPUs still count.
     StaleNode {
@@ -183,6 +186,8 @@ pub enum Reason {
         at: i64,
         /// How far ahead, seconds.
         ahead_s: u64,
+        /// The clock skew allowed, seconds.
+        max_skew_s: u64,
     },
     /// The licence's validity has not started.
     LicenceNotYetValid {
@@ -365,12 +370,57 @@ pub enum Reason {
         /// GPUs whose measurement is older than `max_age_days` (or dated after the
         /// attestation).
         stale: u64,
+        /// GPUs whose measurement is simulated (or the whole inventory is): never evidence.
+        simulated: u64,
+    },
+    /// The node claims the `hardware` tier, but no verified hardware evidence backs it: the
+    /// tier is the one the verifier derived.
+    HardwareTierUnverified {
+        /// The tier it is evaluated at.
+        effective: EvidenceTier,
+    },
+    /// GPUs reported without a UUID: nothing identifies them, so a duplicate or a move
+    /// cannot be seen.
+    GpuWithoutIdentity {
+        /// How many.
+        gpus: u64,
+    },
+    /// Several nodes (keys) share one certificate subject: they are kept apart.
+    SubjectWithSeveralKeys {
+        /// The subject.
+        subject: String,
+        /// The node ids, hex, sorted.
+        nodes: Vec<String>,
+    },
+    /// One node key reports several machine ids: the key was copied to other hosts.
+    NodeKeyOnSeveralMachines {
+        /// The machine ids reported, sorted.
+        machine_ids: Vec<String>,
+    },
+    /// The node claims a site other than the one its certificate certifies.
+    SiteClaimMismatch {
+        /// The site claimed (`tppguard.site`).
+        claimed: String,
+        /// The site certified by the operator CA.
+        certified: String,
+    },
+    /// The node's certificate certifies no site: where it stands rests on its own claim.
+    SiteNotCertified {
+        /// The site it claims, if any.
+        claimed: Option<String>,
+    },
+    /// The node's site differs from its previous attestation's.
+    NodeSiteChanged {
+        /// The earlier site.
+        from: String,
+        /// The current site.
+        to: String,
     },
 }
 
 impl Reason {
     /// Every code, in declaration order (documentation and the uniqueness test).
-    pub const CODES: [&'static str; 23] = [
+    pub const CODES: [&'static str; 30] = [
         "model_not_allowed",
         "eccn_not_allowed",
         "device_tpp_above_cap",
@@ -394,6 +444,13 @@ impl Reason {
         "below_spec",
         "unlisted_device",
         "measured_tier_downgraded",
+        "hardware_tier_unverified",
+        "gpu_without_identity",
+        "subject_with_several_keys",
+        "node_key_on_several_machines",
+        "site_claim_mismatch",
+        "site_not_certified",
+        "node_site_changed",
     ];
 
     /// The stable snake_case reason code.
@@ -422,6 +479,13 @@ impl Reason {
             Self::BelowSpec { .. } => "below_spec",
             Self::UnlistedDevice { .. } => "unlisted_device",
             Self::MeasuredTierDowngraded { .. } => "measured_tier_downgraded",
+            Self::HardwareTierUnverified { .. } => "hardware_tier_unverified",
+            Self::GpuWithoutIdentity { .. } => "gpu_without_identity",
+            Self::SubjectWithSeveralKeys { .. } => "subject_with_several_keys",
+            Self::NodeKeyOnSeveralMachines { .. } => "node_key_on_several_machines",
+            Self::SiteClaimMismatch { .. } => "site_claim_mismatch",
+            Self::SiteNotCertified { .. } => "site_not_certified",
+            Self::NodeSiteChanged { .. } => "node_site_changed",
         }
     }
 
@@ -432,12 +496,22 @@ impl Reason {
             Self::ModelNotAllowed { .. }
             | Self::EccnNotAllowed { .. }
             | Self::DeviceTppAboveCap { .. }
-            | Self::EvidenceTierTooLow { .. }
             | Self::NodeUnassigned { .. }
             | Self::AggregateTppAboveCap { .. }
             | Self::DeviceCountAboveCap { .. }
             | Self::CountryAllocationExceeded { .. }
+            | Self::SiteClaimMismatch { .. }
             | Self::ExceedsSpec { .. } => Severity::Violation,
+            Self::DuplicateDevice {
+                across_licences_or_sites,
+                ..
+            } => {
+                if *across_licences_or_sites {
+                    Severity::Violation
+                } else {
+                    Severity::Warning
+                }
+            }
             Self::LicenceNotYetValid { devices, .. } | Self::LicenceExpired { devices, .. } => {
                 if *devices > 0 {
                     Severity::Violation
@@ -445,18 +519,24 @@ impl Reason {
                     Severity::Warning
                 }
             }
-            Self::UnknownDevice { .. }
-            | Self::GpuLost { .. }
-            | Self::DuplicateDevice { .. }
+            Self::EvidenceTierTooLow { .. }
+            | Self::UnknownDevice { .. }
+            | Self::UnlistedDevice { .. }
             | Self::StaleNode { .. }
             | Self::AttestationFromFuture { .. }
+            | Self::SimulatedInventory { .. }
+            | Self::GpuWithoutIdentity { .. }
+            | Self::NodeKeyOnSeveralMachines { .. }
+            | Self::SiteNotCertified { .. } => Severity::Unproven,
+            Self::GpuLost { .. }
             | Self::LicenceRuleSetMismatch { .. }
             | Self::AgentClassificationMismatch { .. }
             | Self::SiteInSeveralLicences { .. }
-            | Self::SimulatedInventory { .. }
             | Self::BelowSpec { .. }
-            | Self::UnlistedDevice { .. }
-            | Self::MeasuredTierDowngraded { .. } => Severity::Warning,
+            | Self::MeasuredTierDowngraded { .. }
+            | Self::HardwareTierUnverified { .. }
+            | Self::SubjectWithSeveralKeys { .. }
+            | Self::NodeSiteChanged { .. } => Severity::Warning,
         }
     }
 
@@ -509,29 +589,44 @@ impl Reason {
                 seen_in,
                 counted_in,
                 counted_against,
+                across_licences_or_sites,
             } => format!(
-                "GPU {uuid} (serial {}) appears in {} places ({}); it counts once, in {counted_in}{}",
+                "GPU {uuid} (serial {}) appears in {} places ({}); it counts once, in \
+                 {counted_in}{}{}",
                 serial.as_deref().unwrap_or("unknown"),
                 seen_in.len(),
                 seen_in.join(", "),
                 counted_against
                     .as_deref()
                     .map(|l| format!(", against licence {l}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if *across_licences_or_sites {
+                    "; one device cannot stand under two licences or at two sites: find \
+                     which node lies, or re-key the node whose key was copied"
+                } else {
+                    ""
+                }
             ),
             Self::SimulatedInventory { gpus } => format!(
-                "the agent read this node from its simulated driver, not real GPUs: its {gpus} \
-                 GPUs count as claimed, but the evidence proves nothing about hardware"
+                "the agent read this node from a simulated driver, not real GPUs: its {gpus} \
+                 GPUs count as claimed, but simulated evidence proves nothing, so the verdict \
+                 is at best unproven"
             ),
             Self::StaleNode {
                 age_s, max_age_s, ..
             } => format!(
                 "the node's latest attestation is {age_s} s old, older than the {max_age_s} s \
-                 allowed; its last known GPUs still count"
+                 allowed; its last known GPUs still count, but compliance is unproven until \
+                 it attests again"
             ),
-            Self::AttestationFromFuture { ahead_s, .. } => format!(
-                "the node's latest attestation is dated {ahead_s} s after the evaluation \
-                 instant; check the node's clock"
+            Self::AttestationFromFuture {
+                ahead_s,
+                max_skew_s,
+                ..
+            } => format!(
+                "the node sent an attestation dated {ahead_s} s after the evaluation instant \
+                 (more than the {max_skew_s} s skew allowed): it is not taken as current, and \
+                 the node is unproven; check the node's clock"
             ),
             Self::LicenceNotYetValid {
                 starts_in_s,
@@ -659,6 +754,7 @@ impl Reason {
                 unlisted,
                 no_spec_figure,
                 stale,
+                simulated,
             } => {
                 let mut why = Vec::new();
                 for (n, what) in [
@@ -674,17 +770,57 @@ impl Reason {
                         "carry a measurement older than the allowed age (or dated after the \
                          attestation); measure again",
                     ),
+                    (
+                        simulated,
+                        "were measured (or read) by a simulation, never evidence",
+                    ),
                 ] {
                     if *n > 0 {
                         why.push(format!("{n} {what}"));
                     }
                 }
                 format!(
-                    "the node claims evidence tier {claimed}, but of its {gpus} counted GPUs {}: \
-                     it is evaluated as {effective}",
+                    "the node claims evidence tier {claimed}, but of its {gpus} GPUs {}: it is \
+                     evaluated as {effective}",
                     why.join(", ")
                 )
             }
+            Self::HardwareTierUnverified { effective } => format!(
+                "the node claims evidence tier hardware, but no verified hardware evidence \
+                 backs it: it is evaluated as {effective}"
+            ),
+            Self::GpuWithoutIdentity { gpus } => format!(
+                "{gpus} GPUs carry no UUID, so a duplicate or a move cannot be seen: the node \
+                 is unproven until the agent reports every GPU's UUID"
+            ),
+            Self::SubjectWithSeveralKeys { subject, nodes } => format!(
+                "{} node keys share the certificate subject {subject:?}; they count as \
+                 separate nodes (retire the old key with `pki issue-node --replace`, or give \
+                 each host its own subject)",
+                nodes.len()
+            ),
+            Self::NodeKeyOnSeveralMachines { machine_ids } => format!(
+                "this node key reports {} machine ids ({}): the key was copied to other \
+                 hosts, whose GPUs may hide behind this node; give each host its own key",
+                machine_ids.len(),
+                machine_ids.join(", ")
+            ),
+            Self::SiteClaimMismatch { claimed, certified } => format!(
+                "the node claims site {claimed} but its certificate certifies site \
+                 {certified}: the certified site counts"
+            ),
+            Self::SiteNotCertified { claimed } => match claimed {
+                Some(c) => format!(
+                    "the node's certificate certifies no site, so its licence rests on its own \
+                     claim (site {c}); issue its certificate with `pki issue-node --site {c}`"
+                ),
+                None => "the node's certificate certifies no site, so where it stands is \
+                         unproven; issue its certificate with `pki issue-node --site ID`"
+                    .to_owned(),
+            },
+            Self::NodeSiteChanged { from, to } => format!(
+                "the node moved from site {from} to site {to} since its previous attestation"
+            ),
             Self::SiteInSeveralLicences {
                 site,
                 licences,

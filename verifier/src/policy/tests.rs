@@ -5,8 +5,11 @@ use tppguard_proto::claims::AttestationClaims;
 use tppguard_proto::identity::NodeId;
 use tppguard_proto::licence::Licence;
 use tppguard_proto::ruleset::{RuleSet, shipped_rule_set};
+use tppguard_proto::site::SiteId;
 
+use super::gpu::pci_combined;
 use super::*;
+use tppguard_proto::claims::Pci;
 
 const EXAMPLE: &str = include_str!("../../../examples/licence.toml");
 const TOO_SMALL: &str = include_str!("../../../examples/licence-too-small.toml");
@@ -17,9 +20,9 @@ const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccd
 const AT: i64 = 1_790_000_000;
 
 /// One GPU of a claim set: PCI device id, NVML name, agent TPP and ECCN.
-#[derive(Clone)]
-struct Gpu<'a> {
-    uuid: String,
+#[derive(Clone, Debug)]
+pub(super) struct Gpu<'a> {
+    uuid: Option<String>,
     serial: Option<&'a str>,
     device_id: &'a str,
     name: &'a str,
@@ -32,7 +35,7 @@ struct Gpu<'a> {
 
 fn h100(node: &str, i: usize) -> Gpu<'static> {
     Gpu {
-        uuid: format!("GPU-{node}-{i}"),
+        uuid: Some(format!("GPU-{node}-{i}")),
         serial: Some("1650123456789"),
         device_id: "0x2330",
         name: "NVIDIA H100 80GB HBM3",
@@ -126,24 +129,44 @@ fn claims(node: &str, iat: i64, tier: &str, gpus: &[Gpu<'_>]) -> AttestationClai
     AttestationClaims::from_json(text.as_bytes()).unwrap()
 }
 
-fn dgx(node: &str) -> Vec<Gpu<'static>> {
+pub(super) fn dgx(node: &str) -> Vec<Gpu<'static>> {
     (0..8).map(|i| h100(node, i)).collect()
 }
 
-fn attestation(node: &str, iat: i64, tier: &str, gpus: &[Gpu<'_>]) -> VerifiedAttestation {
-    let claims = claims(node, iat, tier, gpus);
+/// A node's attestation: its key stands for `node`, received at `received_at` (`serve`) or
+/// not (`check`), its certificate certifying `site`.
+pub(super) fn attestation_at(
+    node: &str,
+    iat: i64,
+    received_at: Option<i64>,
+    site: Option<&str>,
+    gpus: &[Gpu<'_>],
+) -> VerifiedAttestation {
+    let claims = claims(node, iat, "declared", gpus);
     let mut hash = [0u8; 32];
-    for (h, b) in hash.iter_mut().zip(node.bytes().chain(iat.to_be_bytes())) {
+    for (h, b) in hash.iter_mut().zip(
+        node.bytes()
+            .chain(iat.to_be_bytes())
+            .chain(received_at.unwrap_or(0).to_be_bytes()),
+    ) {
         *h = b;
     }
     VerifiedAttestation::from_stored(
         claims,
         NodeId::from_spki_der(node.as_bytes()),
         node.to_owned(),
-        None,
-        None,
+        site.map(|s| SiteId::parse(s).unwrap()),
+        received_at,
         hash,
     )
+}
+
+/// A node's attestation at `iat` with a certificate certifying site `fra-1`, the example
+/// licence's.
+fn attestation(node: &str, iat: i64, tier: &str, gpus: &[Gpu<'_>]) -> VerifiedAttestation {
+    let mut a = attestation_at(node, iat, None, Some("fra-1"), gpus);
+    a.claims = claims(node, iat, tier, gpus);
+    a
 }
 
 fn node(name: &str, iat: i64) -> VerifiedAttestation {
@@ -165,6 +188,21 @@ fn licence_with(old: &str, new: &str) -> VerifiedLicence {
 
 fn eccn_rules() -> RuleSet {
     shipped_rule_set("us-eccn-3a090").unwrap()
+}
+
+/// The node id of the test node `name` (its key stands for its name).
+fn id(name: &str) -> String {
+    NodeId::from_spki_der(name.as_bytes()).to_string()
+}
+
+/// The verdict on the node whose subject is `name`.
+fn node_named<'v>(v: &'v FleetVerdict, name: &str) -> &'v NodeVerdict {
+    v.nodes.iter().find(|n| n.subject == name).unwrap()
+}
+
+/// How a duplicate finding names GPU `gpu` of node `name`.
+fn place(name: &str, gpu: &str) -> String {
+    format!("{name} [{}]/{gpu}", &id(name)[..12])
 }
 
 fn codes(v: &FleetVerdict) -> Vec<&'static str> {
@@ -247,9 +285,15 @@ fn stale_node_still_counts() {
         AT,
     );
     assert_eq!(codes(&v), ["stale_node"]);
-    assert!(v.verdict.is_compliant(), "a stale node is a warning");
+    assert_eq!(
+        v.verdict,
+        Verdict::Unproven,
+        "a stale node leaves the licence unproven"
+    );
+    assert_eq!(v.licences[0].verdict, Verdict::Unproven);
+    assert_eq!(v.countries[0].verdict, Verdict::Unproven);
     let f = &v.findings[0];
-    assert_eq!(f.node.as_deref(), Some("node-1"));
+    assert_eq!(f.node.as_deref(), Some(id("node-1").as_str()));
     assert_eq!(
         f.figures,
         Reason::StaleNode {
@@ -258,7 +302,8 @@ fn stale_node_still_counts() {
             max_age_s: 86_400
         }
     );
-    assert!(v.nodes[0].stale && v.nodes[0].devices_counted == 8);
+    let stale = node_named(&v, "node-1");
+    assert!(stale.stale && stale.devices_counted == 8);
     assert_eq!(v.licences[0].devices.used, 16);
     assert_eq!(v.licences[0].stale_nodes, 1);
     assert_eq!(v.licences[0].tpp.used.to_string(), "253299.2");
@@ -273,7 +318,7 @@ fn a_simulated_inventory_is_flagged_and_still_counted() {
         claims,
         NodeId::from_spki_der(b"node-sim"),
         "node-sim".to_owned(),
-        None,
+        sim.certified_site().cloned(),
         None,
         *sim.token_sha256(),
     );
@@ -284,13 +329,14 @@ fn a_simulated_inventory_is_flagged_and_still_counted() {
         AT,
     );
     assert_eq!(codes(&v), ["simulated_inventory"]);
-    assert!(
-        v.verdict.is_compliant(),
-        "a simulated node is a warning, not a violation"
+    assert_eq!(
+        v.verdict,
+        Verdict::Unproven,
+        "simulated evidence is never compliant"
     );
     let f = &v.findings[0];
-    assert_eq!(f.node.as_deref(), Some("node-sim"));
-    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(f.node.as_deref(), Some(id("node-sim").as_str()));
+    assert_eq!(f.severity, Severity::Unproven);
     assert_eq!(f.figures, Reason::SimulatedInventory { gpus: 8 });
     assert_eq!(v.licences[0].devices.used, 16);
 }
@@ -321,38 +367,74 @@ fn same_gpu_on_two_nodes_counts_once() {
     else {
         panic!("{f:?}");
     };
-    assert_eq!(uuid, "GPU-node-a-5");
-    assert_eq!(seen_in, &["node-a/gpu5", "node-b/gpu3"]);
-    assert_eq!(counted_in, "node-a/gpu5");
+    assert_eq!(uuid, "gpu-node-a-5", "named normalised");
+    assert_eq!(seen_in, &[place("node-a", "gpu5"), place("node-b", "gpu3")]);
+    assert_eq!(counted_in, &place("node-a", "gpu5"));
     assert_eq!(counted_against.as_deref(), Some("EXAMPLE-DE-2026-0142"));
     assert_eq!(v.licences[0].devices.used, 15);
     assert_eq!(
         v.licences[0].tpp.used,
         Tpp::sum(std::iter::repeat_n("15831.2".parse().unwrap(), 15))
     );
-    assert!(!v.nodes[1].gpus[3].counted);
-    assert_eq!(v.nodes[1].devices_counted, 7);
-    assert_eq!(v.nodes[1].severity, Severity::Warning);
+    let b = node_named(&v, "node-b");
+    assert!(!b.gpus[3].counted);
+    assert_eq!(b.devices_counted, 7);
+    assert_eq!(b.severity, Severity::Warning);
 }
 
+/// Upper-casing, padding or changing the serial of a copied UUID does not make a second
+/// device: the identity is the normalised UUID.
 #[test]
-fn same_uuid_with_another_serial_is_another_device() {
-    let mut gpus_b = dgx("node-b");
-    gpus_b[0] = Gpu {
-        serial: Some("other"),
-        ..h100("node-a", 0)
-    };
+fn a_disguised_duplicate_is_still_one_device() {
+    for disguise in [
+        Gpu {
+            serial: Some("other"),
+            ..h100("node-a", 0)
+        },
+        Gpu {
+            serial: None,
+            ..h100("node-a", 0)
+        },
+        Gpu {
+            uuid: Some(" GPU-NODE-A-0 ".to_owned()),
+            ..h100("node-a", 0)
+        },
+    ] {
+        let mut gpus_b = dgx("node-b");
+        gpus_b[0] = disguise.clone();
+        let v = evaluate(
+            &[licence(EXAMPLE)],
+            &eccn_rules(),
+            &[
+                node("node-a", AT),
+                attestation("node-b", AT, "declared", &gpus_b),
+            ],
+            AT,
+        );
+        assert_eq!(codes(&v), ["duplicate_device"], "{disguise:?}");
+        assert_eq!(v.licences[0].devices.used, 15);
+    }
+}
+
+/// A GPU whose UUID is nulled or blank has no identity: its node is unproven.
+#[test]
+fn a_gpu_without_identity_leaves_the_node_unproven() {
+    let mut gpus = dgx("node-a");
+    gpus[0].uuid = None;
+    gpus[1].uuid = Some("  ".to_owned());
     let v = evaluate(
         &[licence(EXAMPLE)],
         &eccn_rules(),
-        &[
-            node("node-a", AT),
-            attestation("node-b", AT, "declared", &gpus_b),
-        ],
+        &[attestation("node-a", AT, "declared", &gpus)],
         AT,
     );
-    assert!(v.findings.is_empty(), "{:#?}", v.findings);
-    assert_eq!(v.licences[0].devices.used, 16);
+    assert_eq!(codes(&v), ["gpu_without_identity"]);
+    assert_eq!(
+        v.findings[0].figures,
+        Reason::GpuWithoutIdentity { gpus: 2 }
+    );
+    assert_eq!(v.verdict, Verdict::Unproven);
+    assert_eq!(v.licences[0].devices.used, 8, "still counted");
 }
 
 #[test]
@@ -363,7 +445,7 @@ fn evidence_tier_below_the_licence_minimum() {
     );
     let v = evaluate(&[lic], &eccn_rules(), &[node("node-1", AT)], AT);
     assert_eq!(codes(&v), ["evidence_tier_too_low"]);
-    assert!(!v.verdict.is_compliant());
+    assert_eq!(v.verdict, Verdict::Unproven);
     assert_eq!(
         v.findings[0].figures,
         Reason::EvidenceTierTooLow {
@@ -393,7 +475,7 @@ fn model_not_allowed() {
     let f = &v.findings[0];
     assert_eq!(
         (f.node.as_deref(), f.gpu.as_deref()),
-        (Some("node-1"), Some("gpu1"))
+        (Some(id("node-1").as_str()), Some("gpu1"))
     );
     assert_eq!(
         f.figures,
@@ -491,19 +573,25 @@ fn latest_attestation_per_node_wins() {
 
 #[test]
 fn without_sites_several_licences_leave_nodes_unassigned() {
+    let nowhere = || attestation_at("node-1", AT, None, None, &dgx("node-1"));
     let v = evaluate(
         &[licence(EXAMPLE), small_elsewhere()],
         &eccn_rules(),
-        &[node("node-1", AT)],
+        &[nowhere()],
         AT,
     );
-    assert_eq!(codes(&v), ["node_unassigned"]);
-    assert!(!v.verdict.is_compliant());
+    assert_eq!(codes(&v), ["node_unassigned", "site_not_certified"]);
+    assert_eq!(v.verdict, Verdict::NotCompliant);
     assert_eq!(v.nodes[0].licence, None);
     assert!(v.licences.iter().all(|u| u.devices.used == 0));
     assert_eq!(v.countries[0].licences.len(), 2);
-    let v = evaluate(&[], &eccn_rules(), &[node("node-1", AT)], AT);
-    assert_eq!(codes(&v), ["node_unassigned"]);
+    let v = evaluate(&[], &eccn_rules(), &[nowhere()], AT);
+    assert_eq!(codes(&v), ["node_unassigned", "site_not_certified"]);
+    // With one licence a node without a site belongs to it, but only on its word.
+    let v = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &[nowhere()], AT);
+    assert_eq!(codes(&v), ["site_not_certified"]);
+    assert_eq!(v.licences[0].devices.used, 8);
+    assert_eq!(v.verdict, Verdict::Unproven);
 }
 
 #[test]
@@ -645,7 +733,7 @@ fn verdict_is_deterministic_whatever_the_input_order() {
     let b = serde_json::to_string(&evaluate(&one, &rules, &rev_atts, AT)).unwrap();
     assert_eq!(a, b);
     let value: Value = serde_json::from_str(&a).unwrap();
-    assert_eq!(value["compliant"], false);
+    assert_eq!(value["verdict"], "not_compliant");
     assert_eq!(value["findings"][0]["severity"], "violation");
 }
 
@@ -680,6 +768,7 @@ fn every_reason() -> Vec<Reason> {
             seen_in: vec![],
             counted_in: "a/gpu0".to_owned(),
             counted_against: None,
+            across_licences_or_sites: true,
         },
         Reason::StaleNode {
             iat: 0,
@@ -690,6 +779,7 @@ fn every_reason() -> Vec<Reason> {
             iat: 1000,
             at: 0,
             ahead_s: 1000,
+            max_skew_s: 300,
         },
         Reason::LicenceNotYetValid {
             valid_from: 1,
@@ -780,6 +870,27 @@ fn every_reason() -> Vec<Reason> {
             unlisted: 0,
             no_spec_figure: 0,
             stale: 0,
+            simulated: 0,
+        },
+        Reason::HardwareTierUnverified {
+            effective: EvidenceTier::Measured,
+        },
+        Reason::GpuWithoutIdentity { gpus: 1 },
+        Reason::SubjectWithSeveralKeys {
+            subject: "CN=a".to_owned(),
+            nodes: vec!["00".to_owned(), "11".to_owned()],
+        },
+        Reason::NodeKeyOnSeveralMachines {
+            machine_ids: vec!["m1".to_owned(), "m2".to_owned()],
+        },
+        Reason::SiteClaimMismatch {
+            claimed: "fra-1".to_owned(),
+            certified: "ber-1".to_owned(),
+        },
+        Reason::SiteNotCertified { claimed: None },
+        Reason::NodeSiteChanged {
+            from: "fra-1".to_owned(),
+            to: "ber-1".to_owned(),
         },
     ]
 }
@@ -852,6 +963,7 @@ fn pci_ids_combine_as_nvml_does() {
 fn at_site(name: &str, site: &str, gpus: &[Gpu<'_>]) -> VerifiedAttestation {
     let mut a = attestation(name, AT, "declared", gpus);
     a.claims.site = Some(site.to_owned());
+    a.certified_site = Some(SiteId::parse(site).unwrap());
     a
 }
 
@@ -873,38 +985,44 @@ fn nodes_find_their_licence_by_site() {
             at_site("node-1", "fra-1", &dgx("node-1")),
             at_site("node-2", "muc-1", &dgx("node-2")),
             at_site("node-3", "ams-9", &dgx("node-3")),
-            node("node-4", AT),
+            attestation_at("node-4", AT, None, None, &dgx("node-4")),
         ],
         AT,
     );
-    let lic = |n: usize| v.nodes[n].licence.as_deref();
-    assert_eq!(lic(0), Some("EXAMPLE-DE-2026-0142"));
-    assert_eq!(lic(1), Some("EXAMPLE-DE-2026-0143"));
-    assert_eq!((lic(2), lic(3)), (None, None));
+    let lic = |n: &str| node_named(&v, n).licence.as_deref();
+    assert_eq!(lic("node-1"), Some("EXAMPLE-DE-2026-0142"));
+    assert_eq!(lic("node-2"), Some("EXAMPLE-DE-2026-0143"));
+    assert_eq!((lic("node-3"), lic("node-4")), (None, None));
     assert_eq!(v.licences[0].devices.used, 8);
     assert_eq!(v.licences[1].devices.used, 8);
     let unassigned = only(&v, "node_unassigned");
     assert_eq!(unassigned.len(), 2);
-    assert_eq!(unassigned[0].node.as_deref(), Some("node-3"));
+    let at = |name: &str| {
+        unassigned
+            .iter()
+            .find(|f| f.node.as_deref() == Some(id(name).as_str()))
+            .unwrap()
+    };
     assert!(
-        matches!(&unassigned[0].figures, Reason::NodeUnassigned { site: Some(s), .. } if s == "ams-9")
+        matches!(&at("node-3").figures, Reason::NodeUnassigned { site: Some(s), .. } if s == "ams-9")
     );
     assert!(
-        unassigned[0].sentence.contains("site ams-9"),
+        at("node-3").sentence.contains("site ams-9"),
         "{}",
-        unassigned[0].sentence
+        at("node-3").sentence
     );
     assert!(matches!(
-        &unassigned[1].figures,
+        &at("node-4").figures,
         Reason::NodeUnassigned { site: None, .. }
     ));
-    // The small licence is over its cap; nothing else.
+    // The small licence is over its cap, and node-4 stands at no certified site.
     assert_eq!(
         codes(&v),
         [
             "aggregate_tpp_above_cap",
             "node_unassigned",
-            "node_unassigned"
+            "node_unassigned",
+            "site_not_certified"
         ]
     );
     // One licence: a node naming an unlisted site is still unassigned.
@@ -967,13 +1085,14 @@ fn duplicate_under_two_licences_counts_once_against_the_stricter() {
     else {
         panic!("{dup:?}");
     };
-    assert_eq!(counted_in, "node-b/gpu3");
+    assert_eq!(counted_in, &place("node-b", "gpu3"));
     assert_eq!(counted_against.as_deref(), Some("EXAMPLE-DE-2026-0143"));
+    assert_eq!(dup[0].severity, Severity::Violation, "across licences");
     // Counted once: 7 against the example licence, 8 against the small one.
     assert_eq!(v.licences[0].devices.used, 7);
     assert_eq!(v.licences[1].devices.used, 8);
-    assert!(!v.nodes[0].gpus[5].counted);
-    assert!(v.nodes[1].gpus[3].counted);
+    assert!(!node_named(&v, "node-a").gpus[5].counted);
+    assert!(node_named(&v, "node-b").gpus[3].counted);
     assert_eq!(v.countries[0].devices, 15);
 }
 
@@ -1232,7 +1351,7 @@ fn exceeds_spec_is_a_violation_per_gpu_and_contraindicated_in_the_ear() {
     assert_eq!(v.licences[0].tpp.used.to_string(), "126649.6");
 
     let ear = crate::ear::EarClaims::new(&v, &[], None, AT);
-    let appraisal = &ear.submods["node-1"];
+    let appraisal = &ear.submods[&id("node-1")];
     assert_eq!(appraisal.status, crate::ear::EarStatus::Contraindicated);
     assert_eq!(appraisal.reasons, ["exceeds_spec"]);
 }
@@ -1365,7 +1484,12 @@ fn an_unlisted_device_is_classified_and_counted_by_its_measured_lower_bound() {
     );
     assert_eq!(codes(&v), ["unlisted_device"], "instead of unknown_device");
     let f = &v.findings[0];
-    assert_eq!(f.severity, Severity::Warning);
+    assert_eq!(
+        f.severity,
+        Severity::Unproven,
+        "its TPP is only a lower bound"
+    );
+    assert_eq!(v.licences[0].verdict, Verdict::Unproven);
     assert_eq!(
         f.figures,
         Reason::UnlistedDevice {
@@ -1549,6 +1673,7 @@ fn claimed_measured_tier_falls_to_declared_when_the_measurements_do_not_back_it(
             unlisted: 0,
             no_spec_figure: 0,
             stale: 0,
+            simulated: 0,
         }
     );
     let f = &only(&v, "measured_tier_downgraded")[0];
@@ -1589,6 +1714,7 @@ fn claimed_measured_tier_falls_to_declared_when_the_measurements_do_not_back_it(
             unlisted: 0,
             no_spec_figure: 1,
             stale: 0,
+            simulated: 0,
         }
     );
     let exceeds = only(&v, "exceeds_spec");
@@ -1618,10 +1744,11 @@ fn claimed_measured_tier_falls_to_declared_when_the_measurements_do_not_back_it(
         Reason::MeasuredTierDowngraded { unlisted: 1, .. }
     ));
 
-    // A node claiming declared stays declared, measured or not: no downgrade finding.
+    // The tier is the verifier's: a node claiming declared whose measurements back
+    // `measured` is evaluated as measured, with no finding.
     let v = run("declared", &measured_dgx("node-1"));
-    assert_eq!(codes(&v), ["evidence_tier_too_low"]);
-    assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Declared);
+    assert_eq!(codes(&v), Vec::<&str>::new());
+    assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Measured);
 
     // A duplicate counted elsewhere does not count against the tier of the node that
     // repeats it.
@@ -1770,6 +1897,7 @@ fn an_old_or_future_measurement_does_not_back_the_measured_tier() {
             f.figures,
             Reason::MeasuredTierDowngraded {
                 stale: 1,
+                simulated: 0,
                 gpus: 8,
                 ..
             }
@@ -1791,4 +1919,120 @@ fn an_old_or_future_measurement_does_not_back_the_measured_tier() {
     .unwrap();
     let v = run(&aged(AT - 60 * day), &lenient);
     assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Measured);
+}
+
+/// The certified site decides; a claim that disagrees is a violation and moves nothing.
+#[test]
+fn a_claimed_site_that_disagrees_with_the_certificate_is_a_violation() {
+    let mut a = at_site("node-1", "fra-1", &dgx("node-1"));
+    a.claims.site = Some("muc-1".to_owned());
+    let v = evaluate(
+        &[licence(EXAMPLE), small_elsewhere()],
+        &eccn_rules(),
+        &[a],
+        AT,
+    );
+    assert_eq!(codes(&v), ["site_claim_mismatch"]);
+    assert_eq!(v.verdict, Verdict::NotCompliant);
+    assert_eq!(v.nodes[0].licence.as_deref(), Some("EXAMPLE-DE-2026-0142"));
+    assert_eq!(v.nodes[0].site.as_deref(), Some("fra-1"));
+    assert!(v.nodes[0].site_certified);
+}
+
+/// A node's move between attestations is a finding; its current site counts.
+#[test]
+fn a_site_change_between_attestations_is_reported() {
+    let before = attestation_at(
+        "node-1",
+        AT - 60,
+        Some(AT - 60),
+        Some("fra-1"),
+        &dgx("node-1"),
+    );
+    let after = attestation_at(
+        "node-1",
+        AT - 30,
+        Some(AT - 30),
+        Some("ber-1"),
+        &dgx("node-1"),
+    );
+    let v = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &[after, before], AT);
+    assert_eq!(codes(&v), ["node_site_changed"]);
+    assert_eq!(
+        v.findings[0].figures,
+        Reason::NodeSiteChanged {
+            from: "fra-1".to_owned(),
+            to: "ber-1".to_owned()
+        }
+    );
+    assert_eq!(
+        v.verdict,
+        Verdict::Compliant,
+        "a move within the licence is no breach"
+    );
+}
+
+/// Two keys under one subject are two nodes (16 GPUs, not 8); one key on two machines
+/// leaves the node unproven.
+#[test]
+fn a_node_is_its_key_not_its_subject() {
+    let a = attestation("node-a", AT, "declared", &dgx("node-a"));
+    let mut b = attestation("node-b", AT, "declared", &dgx("node-b"));
+    b.node_subject = "node-a".to_owned();
+    let v = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &[a.clone(), b], AT);
+    assert_eq!(v.nodes.len(), 2);
+    assert_eq!(v.licences[0].devices.used, 16);
+    assert_eq!(
+        codes(&v),
+        ["subject_with_several_keys", "subject_with_several_keys"]
+    );
+    assert_eq!(v.verdict, Verdict::Compliant);
+
+    let mut here = a.clone();
+    here.claims.host.machine_id = Some("machine-1".to_owned());
+    let mut there = attestation("node-a", AT - 5, "declared", &dgx("node-a"));
+    there.claims.host.machine_id = Some("machine-2".to_owned());
+    let v = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &[here, there], AT);
+    assert_eq!(codes(&v), ["node_key_on_several_machines"]);
+    assert_eq!(v.verdict, Verdict::Unproven);
+}
+
+/// In `check` (no receipt time), an attestation dated ahead never becomes current.
+#[test]
+fn a_future_dated_attestation_does_not_pin_the_node() {
+    let honest = attestation("node-1", AT - 60, "declared", &dgx("node-1"));
+    let mut ahead_gpus = dgx("node-1");
+    ahead_gpus.truncate(4);
+    let ahead = attestation("node-1", AT + 365 * 86_400, "declared", &ahead_gpus);
+    let v = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &[ahead, honest], AT);
+    assert_eq!(v.nodes[0].iat, AT - 60);
+    assert_eq!(v.licences[0].devices.used, 8);
+    assert_eq!(codes(&v), ["attestation_from_future"]);
+    assert_eq!(v.verdict, Verdict::Unproven);
+}
+
+/// A claimed `hardware` tier is downgraded; a licence needing it is unproven.
+#[test]
+fn a_claimed_hardware_tier_is_only_a_request() {
+    let lic = licence_with(
+        r#"min_evidence_tier = "declared""#,
+        r#"min_evidence_tier = "hardware""#,
+    );
+    let v = evaluate(
+        &[lic],
+        &eccn_rules(),
+        &[attestation(
+            "node-1",
+            AT,
+            "hardware",
+            &measured_dgx("node-1"),
+        )],
+        AT,
+    );
+    assert_eq!(
+        codes(&v),
+        ["evidence_tier_too_low", "hardware_tier_unverified"]
+    );
+    assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Measured);
+    assert_eq!(v.verdict, Verdict::Unproven);
 }

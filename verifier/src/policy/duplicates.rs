@@ -1,0 +1,199 @@
+//! Stage 5, duplicates: one GPU in several nodes' current attestations.
+//!
+//! A GPU is identified by its UUID, normalised (surrounding white space dropped, ASCII case
+//! folded): NVML writes `GPU-` and lower-case hex, so `GPU-ABC` and ` gpu-abc ` are one
+//! device, and a serial changed or nulled on one copy does not make a second device. A GPU
+//! without a UUID has no identity; the node stage makes its node unproven. Each repeated
+//! identity counts once, against the stricter licence (smaller `max_aggregate_tpp`, then
+//! smaller licence id; an assigned node before an unassigned one; then node and GPU order),
+//! and `duplicate_device` names every place; across licences or sites it is a violation
+//! (the same hardware cannot stand in two places), within one licence and site a warning.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+
+use super::assign::Assignment;
+use super::findings::Findings;
+use super::latest::Current;
+use super::{Reason, VerifiedLicence};
+
+/// Where one GPU occurrence sits: (node index, GPU index within the node).
+pub(super) type Place = (usize, usize);
+
+/// A GPU UUID compared normalised: trimmed, ASCII case folded.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GpuIdentity<'a>(&'a str);
+
+impl<'a> GpuIdentity<'a> {
+    /// The identity of a reported UUID; `None` when absent or blank.
+    pub(super) fn of(uuid: Option<&'a str>) -> Option<Self> {
+        uuid.map(str::trim).filter(|u| !u.is_empty()).map(Self)
+    }
+
+    /// The normalised text (lower case), as findings name it.
+    pub(super) fn normalised(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl PartialEq for GpuIdentity<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(other.0)
+    }
+}
+
+impl Eq for GpuIdentity<'_> {}
+
+impl Hash for GpuIdentity<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for b in self.0.bytes() {
+            state.write_u8(b.to_ascii_lowercase());
+        }
+        state.write_u8(0xff);
+    }
+}
+
+impl PartialOrd for GpuIdentity<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for GpuIdentity<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .bytes()
+            .map(|b| b.to_ascii_lowercase())
+            .cmp(other.0.bytes().map(|b| b.to_ascii_lowercase()))
+    }
+}
+
+/// Every identity seen more than once, with its places in (node, GPU) order. Each identity
+/// is hashed once with a randomly keyed SipHash (an agent cannot choose colliding
+/// identities); the small (hash, place) records are sorted, and only places sharing a hash
+/// are compared in full. The result does not depend on the hash values.
+fn repeated<'a>(nodes: &[Current<'a>]) -> BTreeMap<GpuIdentity<'a>, Vec<Place>> {
+    let hasher = RandomState::new();
+    let total = nodes
+        .iter()
+        .map(|c| c.attestation.claims.submods.len())
+        .sum();
+    let mut hashed: Vec<(u64, Place)> = Vec::with_capacity(total);
+    for (n, node) in nodes.iter().enumerate() {
+        for (g, gpu) in node.attestation.claims.submods.values().enumerate() {
+            if let Some(id) = GpuIdentity::of(gpu.uuid.as_deref()) {
+                hashed.push((hasher.hash_one(id), (n, g)));
+            }
+        }
+    }
+    hashed.sort_unstable();
+    let identity_at = |(n, g): Place| -> Option<GpuIdentity<'a>> {
+        let gpu = nodes.get(n)?.attestation.claims.submods.values().nth(g)?;
+        GpuIdentity::of(gpu.uuid.as_deref())
+    };
+    let mut out: BTreeMap<GpuIdentity<'a>, Vec<Place>> = BTreeMap::new();
+    for run in hashed.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
+        let mut groups: BTreeMap<GpuIdentity<'a>, Vec<Place>> = BTreeMap::new();
+        for &(_, place) in run {
+            if let Some(id) = identity_at(place) {
+                groups.entry(id).or_default().push(place);
+            }
+        }
+        out.extend(groups.into_iter().filter(|(_, places)| places.len() > 1));
+    }
+    out
+}
+
+/// Finds repeated GPUs, records `duplicate_device` for each, and returns the places that do
+/// not count (every place but the one counted).
+pub(super) fn find(
+    nodes: &[Current<'_>],
+    names: &[String],
+    assignment: &[Assignment<'_>],
+    lics: &[&VerifiedLicence],
+    findings: &mut Findings,
+) -> HashSet<Place> {
+    let mut not_counted = HashSet::new();
+    let licence_of = |n: usize| assignment.get(n).and_then(|a| a.licence);
+    let site_of = |n: usize| assignment.get(n).and_then(|a| a.site);
+    let submod_of = |(n, g): Place| -> &str {
+        nodes
+            .get(n)
+            .and_then(|c| c.attestation.claims.submods.keys().nth(g))
+            .map_or("", String::as_str)
+    };
+    let place_name = |p: Place| {
+        let subject = nodes.get(p.0).map_or("", |c| c.attestation.node_subject());
+        let short = nodes
+            .get(p.0)
+            .map_or_else(String::new, |c| c.attestation.node_id.short());
+        format!("{subject} [{short}]/{}", submod_of(p))
+    };
+    for (identity, places) in &repeated(nodes) {
+        let strictness = |&(n, g): &Place| {
+            let lic = licence_of(n);
+            let cap = lic
+                .and_then(|i| lics.get(i))
+                .map(|v| v.licence.max_aggregate_tpp());
+            (lic.is_none(), cap, lic, n, g)
+        };
+        let Some(&counted) = places.iter().min_by_key(|p| strictness(p)) else {
+            continue;
+        };
+        not_counted.extend(places.iter().copied().filter(|&p| p != counted));
+        let across = places.iter().any(|&(n, _)| {
+            licence_of(n) != licence_of(counted.0) || site_of(n) != site_of(counted.0)
+        });
+        let mut seen_in: Vec<String> = places.iter().map(|&p| place_name(p)).collect();
+        seen_in.sort();
+        let lic = licence_of(counted.0).and_then(|i| lics.get(i).map(|v| (i, v.licence.id())));
+        let counted_gpu = nodes
+            .get(counted.0)
+            .and_then(|c| c.attestation.claims.submods.values().nth(counted.1));
+        let reason = Reason::DuplicateDevice {
+            uuid: identity.normalised(),
+            serial: counted_gpu.and_then(|g| g.serial.clone()),
+            seen_in,
+            counted_in: place_name(counted),
+            counted_against: lic.map(|(_, id)| id.to_owned()),
+            across_licences_or_sites: across,
+        };
+        let severity = reason.severity();
+        let mut others: Vec<&str> = Vec::new();
+        for &(n, _) in places {
+            findings.raise_node(n, severity);
+            if n != counted.0
+                && let Some(name) = names.get(n)
+            {
+                others.push(name);
+            }
+        }
+        others.sort_unstable();
+        others.dedup();
+        let nref = names.get(counted.0).map(|id| (counted.0, id.as_str()));
+        findings.push(reason, lic, nref, Some(submod_of(counted)));
+        if let Some(f) = findings.last_mut() {
+            f.also_about = others.into_iter().map(str::to_owned).collect();
+        }
+    }
+    not_counted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_compare_trimmed_and_case_folded() {
+        let a = GpuIdentity::of(Some("GPU-9fa5439d")).unwrap();
+        let b = GpuIdentity::of(Some("  gpu-9FA5439D \t")).unwrap();
+        assert_eq!(a, b);
+        let h = RandomState::new();
+        assert_eq!(h.hash_one(a), h.hash_one(b));
+        assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
+        assert_ne!(a, GpuIdentity::of(Some("GPU-9fa5439e")).unwrap());
+        assert!(GpuIdentity::of(Some("   ")).is_none());
+        assert!(GpuIdentity::of(None).is_none());
+        assert_eq!(b.normalised(), "gpu-9fa5439d");
+    }
+}
