@@ -170,7 +170,7 @@ fn push_simulate_is_accepted_and_the_node_is_listed() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("verifier: warning for "), "{text}");
-    assert!(text.contains("[warning] "), "{text}");
+    assert!(text.contains("[unproven] simulated_inventory"), "{text}");
 }
 
 #[test]
