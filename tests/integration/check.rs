@@ -125,8 +125,9 @@ fn a_simulated_fleet_within_its_licence_is_unproven_exit_3() {
     assert!(t.contains("EXAMPLE-DE-2026-0142"), "{t}");
 
     let (code, json) = f.json(&f.licence, &["--nonce", NONCE], &[&f.attestation]);
-    assert_eq!(code, 0);
-    assert_eq!(json["compliant"], true);
+    assert_eq!(code, 3);
+    assert_eq!(json["verdict"], "unproven");
+    assert_eq!(json["verdicts"][0]["licences"][0]["verdict"], "unproven");
     assert_eq!(json["licences"][0]["id"], "EXAMPLE-DE-2026-0142");
     assert_eq!(json["licences"][0]["accepted"], true);
     assert_eq!(
