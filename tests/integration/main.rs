@@ -6,6 +6,7 @@ mod check;
 mod classify;
 mod demo;
 mod docs;
+mod escape;
 mod fixtures;
 mod fuzz_corpus;
 mod interop;
