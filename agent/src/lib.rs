@@ -34,6 +34,7 @@ use crate::cli::{
 use crate::nvml::{LibrarySource, OpenError, Session};
 use crate::report::Report;
 use crate::simulate::SimulatedDriver;
+use tppguard_proto::text::Escaped;
 
 /// Exit code: inventory taken.
 pub const EXIT_OK: u8 = 0;
@@ -148,6 +149,7 @@ fn measure_command(args: &MeasureArgs) -> anyhow::Result<ExitCode> {
         force: args.force,
         fixture_json: fixture.as_ref().map(|(_, json)| json.as_str()),
         cuda_lib_dir: args.cuda_lib_dir.as_deref(),
+        simulated_node: session.simulated,
     };
     let interactive = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut outcomes = Vec::with_capacity(chosen.len());
@@ -230,6 +232,9 @@ pub(crate) struct MeasurePlan<'a> {
     pub fixture_json: Option<&'a str>,
     /// Where cuBLAS is when the loader does not find it (`--cuda-lib-dir`).
     pub cuda_lib_dir: Option<&'a std::path::Path>,
+    /// The GPUs come from tppguard's fake NVML ([`Session::simulated`]): whatever backend
+    /// runs, the measurement is of no real GPU and is recorded as `simulated`.
+    pub simulated_node: bool,
 }
 
 /// Measures `gpu` as `measure` and `run` both do: refused as `busy` while other compute
@@ -288,7 +293,13 @@ pub(crate) fn measure_one(
         &plan.params,
         progress,
     ) {
-        Ok((measurement, skipped)) => outcome.measured(measurement, skipped),
+        Ok((mut measurement, skipped)) => {
+            if plan.simulated_node {
+                measurement.method =
+                    tppguard_proto::claims::measurement::MeasurementMethod::Simulated;
+            }
+            outcome.measured(measurement, skipped)
+        }
         Err(e) => outcome.error = Some(e.to_string()),
     }
     Ok(outcome)
@@ -343,16 +354,16 @@ fn init_command(args: &InitArgs) -> anyhow::Result<ExitCode> {
             } else {
                 "new"
             },
-            report.key.display(),
+            Escaped(&report.key.display().to_string()),
             report.node_id,
-            report.csr.display(),
-            tppguard_proto::text::Escaped(&report.name),
+            Escaped(&report.csr.display().to_string()),
+            Escaped(&report.name),
             report
                 .node_uri
                 .as_deref()
-                .map(|u| format!(", SAN {u}"))
+                .map(|u| format!(", SAN {}", Escaped(u)))
                 .unwrap_or_default(),
-            report.next
+            Escaped(&report.next)
         )?;
     }
     Ok(ExitCode::from(EXIT_OK))
@@ -507,9 +518,9 @@ fn attest_command(args: &AttestArgs) -> anyhow::Result<ExitCode> {
         if summary.simulated {
             writeln!(
                 out,
-                "SIMULATED NODE: fixture {}. No real GPU was read; the attestation says so \
-                 (tppguard.simulated) and a verifier will flag it.",
-                summary.fixture.as_deref().unwrap_or("?"),
+                "{} The attestation says so (tppguard.simulated) and a verifier will not \
+                 take it for real hardware.",
+                report.source.simulated_line()
             )?;
         }
         writeln!(
@@ -517,16 +528,16 @@ fn attest_command(args: &AttestArgs) -> anyhow::Result<ExitCode> {
             "attestation signed: {}\n  node      {} ({}, {} certificate(s) in x5c)\n  \
              GPUs      {}\n  node TPP  {} = {} H100-equivalents, {}\n  nonce     {}\n  \
              site      {}\n  evidence  {}{}",
-            summary.out.display(),
-            summary.node,
+            Escaped(&summary.out.display().to_string()),
+            Escaped(&summary.node),
             summary.alg,
             summary.x5c_certificates,
             summary.gpus,
             report.node.tpp,
             report.node.h100_equivalents,
-            summary.eccn.as_deref().unwrap_or("ECCN unknown"),
+            Escaped(summary.eccn.as_deref().unwrap_or("ECCN unknown")),
             summary.nonce,
-            summary.site.as_deref().unwrap_or("-"),
+            Escaped(summary.site.as_deref().unwrap_or("-")),
             summary.evidence_tier,
             if summary.simulated {
                 " (simulated)"

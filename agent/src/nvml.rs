@@ -87,6 +87,9 @@ pub struct Session {
     pub source: LibrarySource,
     /// The file or name that was loaded.
     pub library: String,
+    /// True when the library that answered is tppguard's fake (`tests/fake-nvml`, bundled for
+    /// `--simulate`), however it was chosen: no real GPU is read. See [`raw::is_fake`].
+    pub simulated: bool,
 }
 
 impl Session {
@@ -102,6 +105,7 @@ impl Session {
                                 nvml,
                                 source,
                                 library: name.to_owned(),
+                                simulated: loaded_fake(OsStr::new(name)),
                             });
                         }
                         // Only "could not load" moves on to the next name; a library that
@@ -118,10 +122,12 @@ impl Session {
             LibrarySource::Path(path) => {
                 let nvml = open_path(path)?;
                 let library = path.display().to_string();
+                let simulated = loaded_fake(path.as_os_str());
                 Ok(Self {
                     nvml,
                     source,
                     library,
+                    simulated,
                 })
             }
             LibrarySource::Simulated(driver) => {
@@ -130,8 +136,28 @@ impl Session {
                     nvml,
                     library: "bundled simulated driver".to_owned(),
                     source,
+                    // The bundled driver is the fake; it is labelled so whatever the probe says.
+                    simulated: true,
                 })
             }
+        }
+    }
+}
+
+/// Whether the NVML library loaded as `library` is tppguard's fake. A library the loader no
+/// longer finds under that name (it cannot be: nvml-wrapper holds it) counts as real, with a
+/// debug line.
+fn loaded_fake(library: &OsStr) -> bool {
+    match raw::is_fake(library) {
+        Some(fake) => {
+            if fake {
+                tracing::debug!(library = ?library, "the NVML library is tppguard's fake: simulated");
+            }
+            fake
+        }
+        None => {
+            tracing::debug!(library = ?library, "the loaded NVML library cannot be looked up again");
+            false
         }
     }
 }
@@ -144,12 +170,45 @@ fn init(lib: &OsStr) -> Result<Nvml, NvmlError> {
     Nvml::builder().lib_path(lib).init()
 }
 
-/// NVML calls that nvml-wrapper does not wrap. This is the agent's only FFI corner.
+/// NVML calls that nvml-wrapper does not wrap, and the look-up of the fake libraries' mark.
+/// This is the agent's FFI corner for NVML (the CUDA backend has its own).
 #[allow(unsafe_code)]
 pub mod raw {
+    use std::ffi::{OsStr, c_void};
+
     use nvml_wrapper::Device;
     use nvml_wrapper::Nvml;
     use nvml_wrapper::error::{NvmlError, nvml_sym, nvml_try};
+
+    /// The symbol that tppguard's fake libraries export (`tests/fake-nvml`, `tests/fake-cuda`)
+    /// and no NVIDIA library does. Keep in step with `TPPGUARD_SIMULATED` in both fakes.
+    ///
+    /// It is an honesty mark, not a defence: it labels the fakes this project ships, however
+    /// they were chosen. A library written to pass as a driver simply does not export it;
+    /// only hardware evidence (a GPU's signed measurement report) tells such a library apart.
+    pub const SIMULATED_MARKER: &[u8] = b"TPPGUARD_SIMULATED\0";
+
+    /// Whether `library` exports [`SIMULATED_MARKER`].
+    pub fn exports_marker(library: &libloading::Library) -> bool {
+        // SAFETY: the symbol is only resolved to an address, which is compared with nothing,
+        // never read or called; a library that lacks it gives an error.
+        unsafe { library.get::<*const c_void>(SIMULATED_MARKER) }.is_ok()
+    }
+
+    /// Whether the library already loaded in this process as `library` (the path or name
+    /// nvml-wrapper was given) is one of tppguard's fakes; `None` when no library is loaded
+    /// under that name. Never loads anything (`RTLD_NOLOAD`).
+    pub fn is_fake(library: &OsStr) -> Option<bool> {
+        // SAFETY: with RTLD_NOLOAD, dlopen only returns another reference to a library that is
+        // already loaded (nvml-wrapper loaded it and keeps it), so no initialiser runs; the
+        // reference is dropped (dlclose) at the end of this function, leaving the library as
+        // loaded as it was.
+        let handle = unsafe {
+            libloading::os::unix::Library::open(Some(library), libc::RTLD_LAZY | libc::RTLD_NOLOAD)
+        }
+        .ok()?;
+        Some(exports_marker(&libloading::Library::from(handle)))
+    }
 
     /// `nvmlDeviceGetGpuInstanceId` for a MIG device handle.
     pub fn gpu_instance_id(nvml: &Nvml, device: &Device<'_>) -> Result<u32, NvmlError> {
@@ -169,5 +228,35 @@ pub mod raw {
         // SAFETY: as in `gpu_instance_id`: a live handle and a valid out-pointer.
         nvml_try(unsafe { sym(device.handle(), &mut id) })?;
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fake_is_simulated_however_it_is_named() {
+        let driver = SimulatedDriver::install("dgx-h100").unwrap();
+        // `--nvml-lib` pointed at the very library `--simulate` bundles: the mark decides.
+        let by_path = Session::open(LibrarySource::Path(driver.library())).unwrap();
+        assert!(by_path.simulated);
+        assert_eq!(raw::is_fake(driver.library().as_os_str()), Some(true));
+        drop(by_path);
+        let bundled = Session::open(LibrarySource::Simulated(driver)).unwrap();
+        assert!(bundled.simulated);
+    }
+
+    #[test]
+    fn a_library_not_loaded_is_not_looked_at() {
+        // RTLD_NOLOAD: nothing is loaded to answer the question.
+        assert_eq!(
+            raw::is_fake(OsStr::new("/nonexistent/libnvidia-ml.so.1")),
+            None
+        );
+        assert_eq!(
+            raw::is_fake(OsStr::new("libtppguard-never-loaded.so")),
+            None
+        );
     }
 }

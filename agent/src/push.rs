@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use tppguard_proto::text::Escaped;
 
 use crate::cli::PushArgs;
 use crate::{EXIT_DEGRADED, EXIT_OK, attest_token};
@@ -32,7 +33,8 @@ pub enum PushError {
         /// What went wrong.
         reason: String,
     },
-    /// An answer with an error status (`{"code", "sentence"}`).
+    /// An answer with an error status (`{"code", "sentence"}`). The verifier's words are
+    /// quoted as sent: whoever shows the message escapes it.
     #[error("the verifier answered {status} {code}: {sentence}")]
     Answered {
         /// The HTTP status.
@@ -204,12 +206,18 @@ impl Client {
 
 /// Writes the verifier's answer for a person: the status and the findings.
 pub fn render_verdict(out: &mut impl Write, verdict: &Verdict) -> std::io::Result<()> {
-    writeln!(out, "verifier: {} for {}", verdict.status, verdict.node)?;
+    // Everything here is the verifier's text, read from the network: escaped.
+    writeln!(
+        out,
+        "verifier: {} for {}",
+        Escaped(&verdict.status),
+        Escaped(&verdict.node)
+    )?;
     if verdict.findings.is_empty() {
         writeln!(out, "  no findings")?;
     }
     for f in &verdict.findings {
-        let field = |k: &str| f[k].as_str().unwrap_or("-").to_owned();
+        let field = |k: &str| Escaped(f[k].as_str().unwrap_or("-"));
         writeln!(
             out,
             "  [{}] {}: {}",
@@ -243,6 +251,13 @@ pub fn push_command(args: &PushArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
     } else {
         render_verdict(&mut out, &verdict)?;
+        if attested.claims.simulated {
+            writeln!(
+                out,
+                "{} The attestation pushed says so (tppguard.simulated).",
+                attested.report.source.simulated_line()
+            )?;
+        }
     }
     Ok(ExitCode::from(verdict.exit_code()))
 }

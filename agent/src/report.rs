@@ -3,6 +3,7 @@
 //!
 //! The figures come from `tppguard-proto`; this module only joins and presents them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
@@ -12,6 +13,7 @@ use tppguard_proto::classify::{
 };
 use tppguard_proto::ruleset::{RuleSet, RuleSetError, shipped_rule_sets};
 use tppguard_proto::spec::{self, H100Equivalents, MatchedBy, SpecMatch};
+use tppguard_proto::text::{Escaped, escape};
 use tppguard_proto::tpp::{ComputeFigures, PerformanceDensity, Precision, Tpp};
 
 use crate::host::Host;
@@ -33,10 +35,29 @@ pub struct Source {
     pub simulated: bool,
     /// The NVML library that answered.
     pub library: String,
-    /// The simulated node's fixture (bundled name or file), when simulated.
+    /// The simulated node's fixture (bundled name or file), when `--simulate` chose it (a
+    /// fake library named otherwise reads a fixture the agent does not know).
     pub fixture: Option<String>,
     /// The simulated node's description, when simulated.
     pub description: Option<String>,
+}
+
+impl Source {
+    /// One line saying the GPUs are simulated and where they come from (outside text escaped).
+    pub fn simulated_line(&self) -> String {
+        match &self.fixture {
+            Some(fixture) => format!(
+                "SIMULATED NODE: fixture {} ({}). No real GPU was read.",
+                Escaped(fixture),
+                Escaped(self.description.as_deref().unwrap_or("no description")),
+            ),
+            None => format!(
+                "SIMULATED NODE: the NVML library {} is tppguard's fake (tests/fake-nvml). \
+                 No real GPU was read.",
+                Escaped(&self.library),
+            ),
+        }
+    }
 }
 
 /// How one GPU matched the spec table.
@@ -132,19 +153,20 @@ impl Report {
         inventory: GpuInventory,
     ) -> Result<Self, RuleSetError> {
         let rule_sets = shipped_rule_sets()?;
-        let source = match &session.source {
-            LibrarySource::Simulated(driver) => Source {
-                simulated: true,
-                library: session.library.clone(),
-                fixture: Some(driver.fixture.clone()),
-                description: Some(driver.description.clone()),
-            },
-            LibrarySource::Driver | LibrarySource::Path(_) => Source {
-                simulated: false,
-                library: session.library.clone(),
-                fixture: None,
-                description: None,
-            },
+        // Whether the GPUs are simulated is the library's mark (`Session::simulated`), not
+        // how it was chosen: `--nvml-lib` pointed at the fake is as simulated as `--simulate`.
+        let (fixture, description) = match &session.source {
+            LibrarySource::Simulated(driver) => (
+                Some(driver.fixture.clone()),
+                Some(driver.description.clone()),
+            ),
+            LibrarySource::Driver | LibrarySource::Path(_) => (None, None),
+        };
+        let source = Source {
+            simulated: session.simulated,
+            library: session.library.clone(),
+            fixture,
+            description,
         };
         let gpus: Vec<ReportGpu> = inventory
             .gpus
@@ -278,15 +300,7 @@ impl Report {
     /// Writes the report as tables for a terminal.
     pub fn render(&self, out: &mut impl Write) -> io::Result<()> {
         if self.source.simulated {
-            writeln!(
-                out,
-                "SIMULATED NODE: fixture {} ({}). No real GPU was read.\n",
-                self.source.fixture.as_deref().unwrap_or("?"),
-                self.source
-                    .description
-                    .as_deref()
-                    .unwrap_or("no description"),
-            )?;
+            writeln!(out, "{}\n", self.source.simulated_line())?;
         }
         self.render_host(out)?;
         writeln!(out)?;
@@ -328,7 +342,7 @@ impl Report {
             or_dash(d.driver_version.as_deref()),
             or_dash(d.nvml_version.as_deref()),
             or_dash(d.cuda_driver_version.as_deref()),
-            self.source.library,
+            Escaped(&self.source.library),
         )
     }
 
@@ -358,10 +372,10 @@ impl Report {
             };
             t.row(vec![
                 format!("{}{status}", g.index),
-                or_dash(g.name.as_deref()).to_owned(),
-                or_dash(g.uuid.as_deref()).to_owned(),
-                or_dash(g.serial.as_deref()).to_owned(),
-                or_dash(g.pci.as_ref().map(|p| p.bus_id.as_str())).to_owned(),
+                or_dash(g.name.as_deref()).into_owned(),
+                or_dash(g.uuid.as_deref()).into_owned(),
+                or_dash(g.serial.as_deref()).into_owned(),
+                or_dash(g.pci.as_ref().map(|p| p.bus_id.as_str())).into_owned(),
                 g.pci
                     .as_ref()
                     .map(|p| {
@@ -369,8 +383,8 @@ impl Report {
                         format!("{}:{}", hex(&p.vendor_id), hex(&p.device_id))
                     })
                     .unwrap_or_else(|| "-".to_owned()),
-                or_dash(g.architecture.as_deref()).to_owned(),
-                or_dash(g.cuda_compute_capability.as_deref()).to_owned(),
+                or_dash(g.architecture.as_deref()).into_owned(),
+                or_dash(g.cuda_compute_capability.as_deref()).into_owned(),
                 opt(g.multiprocessor_count),
                 g.memory_total_bytes
                     .map(gib)
@@ -383,7 +397,7 @@ impl Report {
                 g.power_limit_mw
                     .map(|mw| format!("{} W", mw / 1000))
                     .unwrap_or_else(|| "-".to_owned()),
-                or_dash(g.vbios_version.as_deref()).to_owned(),
+                or_dash(g.vbios_version.as_deref()).into_owned(),
                 match &g.mig {
                     None => "-".to_owned(),
                     Some(m) if m.current_enabled => format!("on, {} inst.", m.instances.len()),
@@ -402,8 +416,8 @@ impl Report {
             for m in &mig.instances {
                 t.row(vec![
                     m.index.to_string(),
-                    or_dash(m.name.as_deref()).to_owned(),
-                    or_dash(m.uuid.as_deref()).to_owned(),
+                    or_dash(m.name.as_deref()).into_owned(),
+                    or_dash(m.uuid.as_deref()).into_owned(),
                     opt(m.gpu_instance_id),
                     opt(m.compute_instance_id),
                     opt(m.multiprocessor_count),
@@ -451,14 +465,19 @@ impl Report {
                 c.h100_equivalents
                     .map(|h| h.to_string())
                     .unwrap_or_else(|| "-".to_owned()),
-                or_dash(c.eccn.as_deref()).to_owned(),
-                or_dash(c.gain_ai.as_deref()).to_owned(),
+                or_dash(c.eccn.as_deref()).into_owned(),
+                or_dash(c.gain_ai.as_deref()).into_owned(),
             ]);
         }
         t.write(out)?;
         for g in &self.gpus {
             if let SpecView::Unknown { sentence, .. } = &g.classification.spec {
-                writeln!(out, "GPU {}: not classified: {sentence}", g.gpu.index)?;
+                writeln!(
+                    out,
+                    "GPU {}: not classified: {}",
+                    g.gpu.index,
+                    Escaped(sentence)
+                )?;
             }
         }
         Ok(())
@@ -488,7 +507,7 @@ impl Report {
                 c.rule_set,
                 c.rule_set_status.label(),
                 c.outcome,
-                c.sentence
+                Escaped(&c.sentence)
             )?;
         }
         Ok(())
@@ -533,8 +552,10 @@ impl Report {
     }
 }
 
-fn or_dash(s: Option<&str>) -> &str {
-    s.unwrap_or("-")
+/// Outside text (what NVML, the OS or a fixture said) for a terminal: escaped, or `-` when
+/// there is none. Every such string in the tables goes through here.
+fn or_dash(s: Option<&str>) -> Cow<'_, str> {
+    s.map_or(Cow::Borrowed("-"), escape)
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -587,5 +608,39 @@ impl Table {
             writeln!(out, "{}", line.trim_end())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nvml::{LibrarySource, Session};
+    use crate::simulate::SimulatedDriver;
+
+    #[test]
+    fn host_facts_reach_the_terminal_escaped() {
+        // The host name and OS strings come from the OS, which a test cannot set: they are
+        // set here, on the report the real pipeline made.
+        let driver = SimulatedDriver::install("dgx-h100").unwrap();
+        let session = Session::open(LibrarySource::Simulated(driver)).unwrap();
+        let gpus = crate::inventory::collect(&session.nvml).unwrap();
+        let mut host = Host::read();
+        host.hostname = Some("node\u{1b}[2J\u{1b}]0;COMPLIANT\u{7}".to_owned());
+        host.os = Some("Linux\u{202e}\u{9b}31m".to_owned());
+        let report = Report::new(&session, host, gpus).unwrap();
+        let mut out = Vec::new();
+        report.render(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Host    node\\u{1b}[2J\\u{1b}]0;COMPLIANT\\u{7} (machine id"),
+            "{text}"
+        );
+        assert!(text.contains("Linux\\u{202e}\\u{9b}31m"), "{text}");
+        assert!(
+            !text
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{text}"
+        );
     }
 }

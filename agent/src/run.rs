@@ -26,6 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 use tppguard_proto::claims::measurement::Measurement;
+use tppguard_proto::text::Escaped;
 
 use crate::cli::{RunArgs, SourceArgs};
 use crate::measure::run::Cache;
@@ -318,7 +319,7 @@ fn measure_pass(
     let session = match crate::open_session(&config.source()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), retry_in_s, "cannot measure: NVML did not start; measurements stay as they are and are tried again later");
+            tracing::warn!(error = %Escaped(&format!("{e:#}")), retry_in_s, "cannot measure: NVML did not start; measurements stay as they are and are tried again later");
             return Pass::Incomplete;
         }
     };
@@ -330,7 +331,7 @@ fn measure_pass(
     let (fixture, found, mut cache) = match prepared {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), retry_in_s, "cannot measure; measurements stay as they are and are tried again later");
+            tracing::warn!(error = %Escaped(&format!("{e:#}")), retry_in_s, "cannot measure; measurements stay as they are and are tried again later");
             return Pass::Incomplete;
         }
     };
@@ -341,6 +342,7 @@ fn measure_pass(
         force: false,
         fixture_json: fixture.as_ref().map(|(_, json)| json.as_str()),
         cuda_lib_dir: config.cuda_lib_dir.as_deref(),
+        simulated_node: session.simulated,
     };
     let now = sign::now().unwrap_or(i64::MAX);
     let mut pass = if found.is_empty() {
@@ -374,7 +376,7 @@ fn measure_pass(
             Ok(o) => o,
             Err(e) => {
                 let oldest = oldest_measurement(&cache.gpus, gpus.as_deref());
-                tracing::warn!(error = %format!("{e:#}"), retry_in_s, "cannot measure this node's GPUs (measure = false stops trying); {}", unmeasured_consequence(oldest, now));
+                tracing::warn!(error = %Escaped(&format!("{e:#}")), retry_in_s, "cannot measure this node's GPUs (measure = false stops trying); {}", unmeasured_consequence(oldest, now));
                 pass = Pass::Incomplete;
                 break;
             }
@@ -430,7 +432,7 @@ fn measure_pass(
                 tracing::debug!(file = %path.display(), gpus = measured, "measurements saved")
             }
             Err(e) => {
-                tracing::error!(error = %e, retry_in_s, "measurements taken but not saved: attest keeps using the old ones; check the node folder's space and permissions");
+                tracing::error!(error = %Escaped(&e.to_string()), retry_in_s, "measurements taken but not saved: attest keeps using the old ones; check the node folder's space and permissions");
                 pass = Pass::Incomplete;
             }
         }
@@ -637,25 +639,25 @@ fn round(
                 let token = match std::fs::read_to_string(&q.path) {
                     Ok(t) => t,
                     Err(e) => {
-                        tracing::warn!(file = %q.path.display(), error = %e, "unreadable queued attestation: dropped");
+                        tracing::warn!(file = %q.path.display(), error = %Escaped(&e.to_string()), "unreadable queued attestation: dropped");
                         let _ = std::fs::remove_file(&q.path);
                         continue;
                     }
                 };
                 match client.post_attestation(&token) {
                     Ok(v) => {
-                        tracing::info!(file = %q.path.display(), status = %v.status, "queued attestation delivered");
+                        tracing::info!(file = %q.path.display(), status = %Escaped(&v.status), "queued attestation delivered");
                         let _ = std::fs::remove_file(&q.path);
                     }
                     Err(e) if e.is_transient() => return Round::Unreachable(e),
                     Err(e) => {
-                        tracing::warn!(file = %q.path.display(), error = %e, "queued attestation rejected: dropped");
+                        tracing::warn!(file = %q.path.display(), error = %Escaped(&e.to_string()), "queued attestation rejected: dropped");
                         let _ = std::fs::remove_file(&q.path);
                     }
                 }
             }
         }
-        Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the queue"),
+        Err(e) => tracing::warn!(error = %Escaped(&format!("{e:#}")), "cannot read the queue"),
     }
     let attested = match attest_token(
         &config.dir,
@@ -666,6 +668,13 @@ fn round(
         Ok(a) => a,
         Err(e) => return Round::Failed(e),
     };
+    if attested.claims.simulated {
+        tracing::warn!(
+            library = %Escaped(&attested.report.source.library),
+            "SIMULATED NODE: the NVML library is tppguard's fake; no real GPU was read, and the \
+             attestation says so (tppguard.simulated)"
+        );
+    }
     *gpus = Some(
         attested
             .report
@@ -677,11 +686,12 @@ fn round(
     match client.post_attestation(&attested.token) {
         Ok(v) => {
             for f in &v.findings {
+                // The verifier's words are outside text: escaped for the journal and terminals.
                 tracing::info!(
-                    severity = f["severity"].as_str().unwrap_or("-"),
-                    code = f["code"].as_str().unwrap_or("-"),
+                    severity = %Escaped(f["severity"].as_str().unwrap_or("-")),
+                    code = %Escaped(f["code"].as_str().unwrap_or("-")),
                     "{}",
-                    f["sentence"].as_str().unwrap_or("")
+                    Escaped(f["sentence"].as_str().unwrap_or(""))
                 );
             }
             Round::Delivered(v.status)
@@ -692,7 +702,7 @@ fn round(
                     tracing::warn!(file = %path.display(), "attestation not delivered: queued")
                 }
                 Err(q) => {
-                    tracing::error!(error = %format!("{q:#}"), "attestation not delivered and could not be queued")
+                    tracing::error!(error = %Escaped(&format!("{q:#}")), "attestation not delivered and could not be queued")
                 }
             }
             Round::Unreachable(e)
@@ -734,13 +744,13 @@ pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
                     tracing::info!(after = failures, "verifier reachable again");
                 }
                 failures = 0;
-                tracing::info!(status = %status, "attestation delivered");
+                tracing::info!(status = %Escaped(&status), "attestation delivered");
                 jittered(interval)
             }
             Round::Unreachable(e) => {
                 failures = failures.saturating_add(1);
                 let wait = jittered(backoff(failures, backoff_max));
-                tracing::warn!(error = %e, failures, retry_in_s = wait.as_secs_f64(), "verifier unavailable");
+                tracing::warn!(error = %Escaped(&e.to_string()), failures, retry_in_s = wait.as_secs_f64(), "verifier unavailable");
                 wait
             }
             Round::Failed(e) => {
@@ -748,7 +758,7 @@ pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
                     break;
                 }
                 failures = 0;
-                tracing::error!(error = %format!("{e:#}"), "push failed");
+                tracing::error!(error = %Escaped(&format!("{e:#}")), "push failed");
                 jittered(interval)
             }
         };

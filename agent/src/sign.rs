@@ -24,6 +24,7 @@ use tppguard_proto::claims::{
     Profile, measurement::Measurement,
 };
 use tppguard_proto::jws::{self, Alg, Header, JwsError, MAX_X5C_CERTS, SigningKey};
+use tppguard_proto::site::{self, SiteId};
 
 use crate::identity::{CHAIN_FILE, CSR_FILE, KEY_FILE};
 use crate::inventory;
@@ -35,8 +36,6 @@ pub const ATTESTATION_FILE: &str = "attestation.jws";
 pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 /// Largest chain file read.
 pub const MAX_CHAIN_FILE_BYTES: u64 = 256 * 1024;
-/// Most characters of a `--site` id.
-pub const MAX_SITE_CHARS: usize = 128;
 
 /// Why an attestation could not be made. Each message reads `<thing>: <reason>`;
 /// [`SignError::hint`] says how to fix it.
@@ -46,13 +45,12 @@ pub enum SignError {
     /// `--nonce` is not a valid challenge.
     #[error("--nonce")]
     BadNonce(#[source] ClaimsError),
-    /// `--site` is not a usable site id.
-    #[error("--site {site:?}: {reason}")]
+    /// `--site` is outside the site id alphabet (the licences' `[[sites]] id`). The id is
+    /// quoted as given: whoever shows the message escapes it (`tppguard_proto::text`).
+    #[error("--site \"{site}\": a site id {}", site::ID_RULE)]
     BadSite {
         /// The id given (at most 64 characters of it).
         site: String,
-        /// Why.
-        reason: &'static str,
     },
     /// The node key does not exist.
     #[error("{}: no node key", path.display())]
@@ -151,9 +149,9 @@ impl SignError {
             Self::BadNonce(_) => "give the verifier's challenge as it issued it: 64 to 74 \
                                   lower-case hex characters (32 to 37 bytes)"
                 .to_owned(),
-            Self::BadSite { .. } => {
-                "use the site id the licences name, e.g. --site fra-1".to_owned()
-            }
+            Self::BadSite { .. } => "use the site id your licences name in `[[sites]] id` (and \
+                                     the operator CA certified for this node), e.g. --site fra-1"
+                .to_owned(),
             Self::KeyMissing { path } => format!(
                 "create it with: tppguard-agent init --dir {}",
                 parent(path).display()
@@ -208,26 +206,10 @@ pub fn parse_nonce(hex: &str) -> Result<Nonce, SignError> {
     Nonce::parse(hex).map_err(SignError::BadNonce)
 }
 
-/// Checks `--site`: not empty, at most [`MAX_SITE_CHARS`] characters, no control characters
-/// or surrounding spaces.
-pub fn parse_site(site: &str) -> Result<String, SignError> {
-    let bad = |reason| SignError::BadSite {
-        site: site.chars().take(64).collect(),
-        reason,
-    };
-    if site.trim().is_empty() {
-        return Err(bad("is empty"));
-    }
-    if site.chars().count() > MAX_SITE_CHARS {
-        return Err(bad("is longer than 128 characters"));
-    }
-    if site.chars().any(char::is_control) {
-        return Err(bad("has control characters"));
-    }
-    if site.trim() != site {
-        return Err(bad("has leading or trailing spaces"));
-    }
-    Ok(site.to_owned())
+/// Checks `--site` against the site id alphabet ([`SiteId::parse`]: 1 to 64 ASCII letters,
+/// digits and `-_.:/`), the one licences, certificates and claims share.
+pub fn parse_site(text: &str) -> Result<SiteId, SignError> {
+    SiteId::parse(text).map_err(|e| SignError::BadSite { site: e.shown })
 }
 
 /// The node's signing credentials: its key and certificate chain. `Debug` never shows the key.
@@ -432,7 +414,7 @@ pub struct ClaimsContext {
     /// The verifier's challenge.
     pub nonce: Nonce,
     /// The site id, when given.
-    pub site: Option<String>,
+    pub site: Option<SiteId>,
     /// The latest measurement of each GPU, by UUID (`measure --dir`); empty for none.
     pub measurements: BTreeMap<String, Measurement>,
 }
@@ -530,7 +512,7 @@ pub fn claims_from_report(report: &Report, context: ClaimsContext) -> Attestatio
             }),
             absent: absences(&d.absent),
         },
-        site: context.site,
+        site: context.site.map(|s| s.as_str().to_owned()),
         simulated: report.source.simulated,
     }
 }
@@ -725,7 +707,7 @@ mod tests {
             iss: "gpu-node-01".into(),
             iat: 1_790_000_000,
             nonce: Nonce::parse(NONCE).unwrap(),
-            site: Some("fra-1".into()),
+            site: Some(SiteId::parse("fra-1").unwrap()),
             measurements: BTreeMap::new(),
         }
     }
@@ -809,10 +791,17 @@ mod tests {
             parse_nonce(&NONCE.to_uppercase()),
             Err(SignError::BadNonce(ClaimsError::BadNonce))
         ));
-        assert_eq!(parse_site("fra-1").unwrap(), "fra-1");
-        for bad in ["", " ", " fra", "a\nb", &"x".repeat(129)] {
+        assert_eq!(parse_site("fra-1").unwrap().as_str(), "fra-1");
+        assert!(parse_site(&"x".repeat(64)).is_ok());
+        for bad in ["", " ", " fra", "a\nb", "fra 1", "é", &"x".repeat(65)] {
             assert!(parse_site(bad).is_err(), "{bad:?}");
         }
+        let e = parse_site("fra\u{1b}[2J1").unwrap_err().render();
+        assert!(
+            e.starts_with("--site \"fra\u{1b}[2J1\": a site id must be 1 to 64"),
+            "{e}"
+        );
+        assert!(e.contains("\nhint: ") && e.contains("[[sites]] id"), "{e}");
     }
 
     #[test]

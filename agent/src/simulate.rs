@@ -83,6 +83,11 @@ fn describe(json: &'static str) -> &'static str {
 }
 
 #[derive(serde::Deserialize)]
+struct DescribedOwned {
+    description: String,
+}
+
+#[derive(serde::Deserialize)]
 struct Described<'a> {
     #[serde(borrow)]
     description: &'a str,
@@ -124,8 +129,9 @@ impl SimulatedDriver {
             });
         }
         let json = fs::read_to_string(path).map_err(read_err)?;
-        let description = serde_json::from_str::<Described<'_>>(&json)
-            .map(|d| d.description.to_owned())
+        // A user's description may hold JSON escapes, which a borrowed `&str` cannot take.
+        let description = serde_json::from_str::<DescribedOwned>(&json)
+            .map(|d| d.description)
             .unwrap_or_else(|_| "(no description)".to_owned());
         Self::install_json(path.display().to_string(), description, &json)
     }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{base64url, node_with_chain, ok, run, s};
+use crate::support::{FakeDriver, base64url, jws_payload, node_with_chain, ok, run, s};
 
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -146,4 +146,63 @@ fn attest_without_a_chain_names_pki_issue_node() {
     );
     assert!(stderr.contains("node.key"), "{stderr}");
     assert!(stderr.contains("tppguard-agent init"), "{stderr}");
+}
+
+#[test]
+fn attest_with_the_fake_named_by_nvml_lib_signs_simulated() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (node, _) = node_with_chain(tmp.path(), "gpu-node-01");
+    let driver = FakeDriver::with_fixture_file("dgx-h100");
+    let jws_path = tmp.path().join("A.jws");
+    let out = ok(
+        "tppguard-agent",
+        &[
+            "attest",
+            "--dir",
+            s(&node),
+            "--nvml-lib",
+            s(&driver.lib_path()),
+            "--nonce",
+            NONCE,
+            "--out",
+            s(&jws_path),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("SIMULATED NODE: the NVML library ") && stdout.contains("(simulated)"),
+        "{stdout}"
+    );
+    let claims = jws_payload(&std::fs::read_to_string(&jws_path).expect("attestation written"));
+    assert_eq!(claims["tppguard.simulated"], true, "{claims}");
+    assert_eq!(claims["tppguard.evidence_tier"], "declared");
+}
+
+#[test]
+fn attest_refuses_a_site_outside_the_licence_id_alphabet() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (node, _) = node_with_chain(tmp.path(), "gpu-node-01");
+    for site in ["fra 1", "fra-1\u{1b}[2J", "", &"a".repeat(65)] {
+        let stderr = fails(
+            "tppguard-agent",
+            &[
+                "attest",
+                "--dir",
+                s(&node),
+                "--simulate",
+                "--nonce",
+                NONCE,
+                "--site",
+                site,
+            ],
+        );
+        assert!(
+            stderr.starts_with("tppguard-agent: --site \"")
+                && stderr.contains("a site id must be 1 to 64 ASCII letters, digits and `-_.:/`")
+                && stderr.contains("\nhint: use the site id your licences name"),
+            "{site:?}: {stderr}"
+        );
+        assert!(!stderr.contains('\u{1b}'), "{stderr}");
+    }
+    assert!(!node.join("attestation.jws").exists());
 }

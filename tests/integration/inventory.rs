@@ -527,9 +527,10 @@ fn nvml_lib_with_the_fixture_environment_variable() {
     assert_eq!(out.status.code(), Some(0));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        report["source"]["simulated"], false,
-        "a named library is not the bundled simulation"
+        report["source"]["simulated"], true,
+        "the fake named with --nvml-lib is as simulated as the bundled one"
     );
+    assert_eq!(report["source"]["fixture"], Value::Null, "{report}");
     let gpus = report["gpus"].as_array().unwrap();
     assert_eq!(gpus.len(), 8, "the variable wins over fixture.json");
     assert_eq!(gpus[0]["classification"]["spec"]["model"], "H20");
@@ -567,4 +568,49 @@ fn functions_an_old_driver_does_not_export_are_absent_as_symbol_missing() {
             "identity still classifies"
         );
     }
+}
+
+#[test]
+fn the_fake_named_with_nvml_lib_is_labelled_simulated() {
+    // However the fake is chosen (here: a copy named libnvidia-ml.so.1, as a driver installs
+    // it, given with --nvml-lib), the agent reads tppguard's mark in the loaded library.
+    let fixture = std::fs::read_to_string(fixtures_dir("nvml").join("dgx-h100.json")).unwrap();
+    let driver = FakeDriver::with_fixture_json(&fixture);
+    let as_driver = driver.dir.path().join("libnvidia-ml.so.1");
+    std::fs::copy(driver.lib_path(), &as_driver).unwrap();
+    let out = bin("tppguard-agent")
+        .args(["inventory", "--nvml-lib"])
+        .arg(&as_driver)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "SIMULATED NODE: the NVML library {} is tppguard's fake (tests/fake-nvml). \
+             No real GPU was read.",
+            as_driver.display()
+        )),
+        "{text}"
+    );
+    // The loader's own search finds it too (a fake installed where the driver goes).
+    let out = bin("tppguard-agent")
+        .args(["inventory", "--json"])
+        .env("LD_LIBRARY_PATH", driver.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["source"]["simulated"], true, "{report}");
+    assert_eq!(report["source"]["library"], "libnvidia-ml.so.1");
 }

@@ -7,6 +7,7 @@ mod classify;
 mod crypto;
 mod demo;
 mod docs;
+mod escape;
 mod fixtures;
 mod fuzz_corpus;
 mod interop;

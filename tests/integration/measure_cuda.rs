@@ -11,7 +11,9 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::support::{FakeDriver, bin, install_fake_cuda, s, stderr};
+use crate::support::{
+    FakeDriver, bin, install_fake_cuda, jws_payload, node_with_chain, ok, s, stderr,
+};
 
 /// The fake's rates (`tests/fake-cuda/src/model.rs`), TFLOPS: its Hopper table (compute
 /// capability 9.x) and its table for every other part.
@@ -86,7 +88,8 @@ fn measured(out: &Output) -> Value {
     assert_eq!(gpus.len(), 1, "{report}");
     let gpu = gpus[0].clone();
     assert_eq!(gpu["status"], "measured", "{gpu}");
-    assert_eq!(gpu["measurement"]["method"], "cuda_gemm", "{gpu}");
+    // The fake CUDA stack carries tppguard's mark: whatever it times is no real GPU's rate.
+    assert_eq!(gpu["measurement"]["method"], "simulated", "{gpu}");
     gpu
 }
 
@@ -116,7 +119,8 @@ fn an_h100_is_measured_through_cuda_cublas_and_cublaslt() {
     assert_rates(&gpu, &HOPPER, 1024);
     assert_eq!(gpu["skipped"], serde_json::json!([]), "{gpu}");
     assert_eq!(
-        gpu["measurement"]["backend"], "CUDA driver 13.0, cuBLAS 13.0.2",
+        gpu["measurement"]["backend"],
+        "tppguard's fake (tests/fake-cuda, no real GPU): CUDA driver 13.0, cuBLAS 13.0.2",
         "{gpu}"
     );
     assert_eq!(gpu["measurement"]["repeats"], 3);
@@ -234,4 +238,75 @@ fn a_driver_older_than_cublas_13_is_named_with_the_way_out() {
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("needs a driver for CUDA 13.0"), "{err}");
     assert!(err.contains("--cuda-lib-dir"), "{err}");
+}
+
+#[test]
+fn a_fake_cuda_measurement_is_signed_as_simulated() {
+    // cuBLAS named with --cuda-lib-dir, the GPUs from the fake NVML named with --nvml-lib:
+    // neither is chosen as "simulated", both carry the fakes' mark, and the signed claims say so.
+    let driver = cuda_dir(&[DRIVER]);
+    let cublas = cuda_dir(&[CUBLAS, CUBLASLT]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (node, _) = node_with_chain(tmp.path(), "gpu-node-01");
+    let out = measure(
+        driver.path(),
+        &[],
+        &[
+            "--cuda-lib-dir",
+            s(cublas.path()),
+            "--precision",
+            "fp8",
+            "--dir",
+            s(&node),
+        ],
+    );
+    let gpu = measured(&out);
+    assert!(
+        gpu["measurement"]["backend"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("tppguard's fake")),
+        "{gpu}"
+    );
+    // The same run in text: it says so plainly.
+    let nvml = FakeDriver::with_fixture_file("dgx-h100");
+    let text = bin("tppguard-agent")
+        .args(["measure", "--nvml-lib", s(&nvml.lib_path()), "--gpu", "0"])
+        .args([
+            "--repeats",
+            "3",
+            "--matrix-size",
+            "1024",
+            "--precision",
+            "fp8",
+        ])
+        .args(["--cuda-lib-dir", s(cublas.path())])
+        .env("LD_LIBRARY_PATH", driver.path())
+        .output()
+        .expect("tppguard-agent runs");
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.starts_with("SIMULATED MEASUREMENT: no real GPU was measured"),
+        "{stdout}{}",
+        stderr(&text)
+    );
+
+    let jws = tmp.path().join("a.jws");
+    ok(
+        "tppguard-agent",
+        &[
+            "attest",
+            "--dir",
+            s(&node),
+            "--nvml-lib",
+            s(&nvml.lib_path()),
+            "--nonce",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+            "--out",
+            s(&jws),
+        ],
+    );
+    let claims = jws_payload(&std::fs::read_to_string(&jws).expect("attestation"));
+    assert_eq!(claims["tppguard.simulated"], true, "{claims}");
+    let gpu0 = &claims["submods"]["gpu0"];
+    assert_eq!(gpu0["measurement"]["method"], "simulated", "{gpu0}");
 }

@@ -11,6 +11,7 @@ use tppguard_proto::ruleset::{
     shipped_rule_sets,
 };
 use tppguard_proto::spec::{AcceleratorSpec, by_model, h100_equivalents, spec_table};
+use tppguard_proto::text::{Escaped, escape};
 use tppguard_proto::tpp::{ComputeFigures, Precision, TppBasis, performance_density, tpp};
 use tppguard_proto::units::{Bandwidth, DieArea, H100Equivalents, PerformanceDensity, Tpp};
 
@@ -246,12 +247,16 @@ fn write_report(report: &Report, out: &mut dyn Write) -> Result<(), Error> {
         .classifications
         .iter()
         .map(|c| {
+            // A rule set given as a file is outside text: every cell is escaped before the
+            // widths are measured.
             [
-                c.rule_set.clone(),
+                escape(&c.rule_set).into_owned(),
                 c.rule_set_status.label().to_owned(),
-                c.outcome.clone(),
-                c.clause.clone().unwrap_or_else(|| "-".to_owned()),
-                c.sentence.clone(),
+                escape(&c.outcome).into_owned(),
+                c.clause
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), |clause| escape(clause).into_owned()),
+                escape(&c.sentence).into_owned(),
             ]
         })
         .collect();
@@ -280,8 +285,9 @@ fn write_report(report: &Report, out: &mut dyn Write) -> Result<(), Error> {
     for (c, title) in report.classifications.iter().zip(&report.titles) {
         writeln!(
             out,
-            "{}: {title} [{}]",
-            c.rule_set,
+            "{}: {} [{}]",
+            Escaped(&c.rule_set),
+            Escaped(title),
             c.rule_set_status.label()
         )?;
     }

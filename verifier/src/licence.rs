@@ -18,6 +18,7 @@ use serde::Serialize;
 use tppguard_proto::jws::{self, Alg, Header, JwsError, SigningKey, VerifyingKey};
 use tppguard_proto::licence::{CountryCode, Licence, LicenceError, MAX_LICENCE_BYTES, Validity};
 use tppguard_proto::spec::h100_equivalents;
+use tppguard_proto::text::{Escaped, escape};
 
 use crate::Outcome;
 use crate::attestation::{EnvelopeError, verify_signed};
@@ -271,15 +272,15 @@ fn sign_command(args: &LicenceSignArgs, out: &mut dyn Write) -> Result<(), Error
         write!(
             out,
             "signed licence {} for {} (destination {})\n{}  valid                {} until {}\n  signed by            {} ({})\nwrote {}\n",
-            report.id,
-            report.licensee,
+            Escaped(report.id),
+            Escaped(report.licensee),
             report.destination_country,
             report.caps.lines(),
             report.valid_from,
             report.valid_until,
-            report.signer,
+            Escaped(&report.signer),
             report.alg,
-            report.out.display(),
+            Escaped(&report.out.display().to_string()),
         )?;
     }
     Ok(())
@@ -334,31 +335,36 @@ fn show_command(args: &LicenceShowArgs, out: &mut dyn Write, now: i64) -> Result
         return Ok(outcome);
     }
     let l = &licence;
+    // Every text field of the licence and the signer's subject is outside text: escaped.
     let list = |items: &[String]| {
         if items.is_empty() {
             "any".to_owned()
         } else {
-            items.join(", ")
+            items
+                .iter()
+                .map(|item| escape(item))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
     writeln!(
         out,
         "licence {}: signature verified, signed by {} ({} key) under a pinned licence-authority root",
-        l.id(),
-        leaf.subject(),
+        Escaped(l.id()),
+        Escaped(leaf.subject()),
         leaf.key_algorithm()
     )?;
-    writeln!(out, "  issuer               {}", l.issuer())?;
+    writeln!(out, "  issuer               {}", Escaped(l.issuer()))?;
     writeln!(
         out,
         "  licensee             {} (headquarters {}, ultimate parent {})",
-        l.licensee().name,
+        Escaped(&l.licensee().name),
         l.licensee().headquarters_country,
         l.licensee().ultimate_parent_country
     )?;
     writeln!(out, "  destination          {}", l.destination_country())?;
-    writeln!(out, "  end user             {}", l.end_user())?;
-    writeln!(out, "  end use              {}", l.end_use())?;
+    writeln!(out, "  end user             {}", Escaped(l.end_user()))?;
+    writeln!(out, "  end use              {}", Escaped(l.end_use()))?;
     for (i, site) in l.sites().iter().enumerate() {
         writeln!(
             out,
@@ -368,8 +374,8 @@ fn show_command(args: &LicenceShowArgs, out: &mut dyn Write, now: i64) -> Result
             } else {
                 "                     "
             },
-            site.id,
-            site.name,
+            Escaped(&site.id.to_string()),
+            Escaped(&site.name),
             site.country
         )?;
     }
@@ -386,7 +392,7 @@ fn show_command(args: &LicenceShowArgs, out: &mut dyn Write, now: i64) -> Result
         "  max attestation age  {} s",
         l.max_attestation_age_s()
     )?;
-    writeln!(out, "  rule set             {}", l.rule_set())?;
+    writeln!(out, "  rule set             {}", Escaped(l.rule_set()))?;
     let m = l.measurement();
     if !m.is_empty() {
         let mut overrides = Vec::new();
@@ -415,7 +421,7 @@ fn show_command(args: &LicenceShowArgs, out: &mut dyn Write, now: i64) -> Result
         out,
         "  status               {}: {}",
         validity.code(),
-        validity.sentence()
+        Escaped(&validity.sentence())
     )?;
     Ok(outcome)
 }

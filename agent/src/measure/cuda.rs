@@ -44,6 +44,7 @@ use std::time::Duration;
 use cudarc::cublas::sys as blas_sys;
 use cudarc::driver::sys::{CUevent_flags, cudaError_enum};
 use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DriverError};
+use tppguard_proto::claims::measurement::MeasurementMethod;
 use tppguard_proto::tpp::Precision;
 
 use super::{BenchError, Benchmark};
@@ -453,6 +454,9 @@ pub struct CudaBenchmark {
     total_bytes: u64,
     driver_version: i32,
     cublas_version: [i32; 3],
+    /// The driver, cuBLAS or cuBLASLt that cudarc loaded is tppguard's fake
+    /// (`tests/fake-cuda`): nothing real is measured, and the method says `simulated`.
+    fake: bool,
 }
 
 /// The operands of one precision, and how to multiply them.
@@ -508,6 +512,13 @@ impl CudaBenchmark {
             .map_err(driver_error("cuDeviceGetAttribute"))?;
         let (free, total) = ctx.mem_get_info().map_err(driver_error("cuMemGetInfo"))?;
         let elapsed = ffi::ElapsedTime::resolve()?;
+        let fake = ffi::fake_libraries();
+        if fake {
+            tracing::debug!(
+                "the CUDA libraries loaded are tppguard's fake (tests/fake-cuda): \
+                 the measurement is recorded as simulated"
+            );
+        }
         let cublas_version = ffi::cublas_version().map_err(cublas_error("cublasGetProperty"))?;
         let blas = ffi::BlasHandle::new(stream.clone())
             .map_err(|e| newer_library_hint(e, "cuBLAS", cublas_version[0], driver_version))?;
@@ -545,6 +556,7 @@ impl CudaBenchmark {
             total_bytes: total as u64,
             driver_version,
             cublas_version,
+            fake,
         })
     }
 
@@ -759,14 +771,23 @@ fn preload_from_dir(
 }
 
 impl Benchmark for CudaBenchmark {
-    fn method(&self) -> &'static str {
-        "cuda_gemm"
+    fn method(&self) -> MeasurementMethod {
+        if self.fake {
+            MeasurementMethod::Simulated
+        } else {
+            MeasurementMethod::CudaGemm
+        }
     }
 
     fn describe(&self) -> String {
         let [major, minor, patch] = self.cublas_version;
         format!(
-            "CUDA driver {}, cuBLAS {major}.{minor}.{patch}",
+            "{}CUDA driver {}, cuBLAS {major}.{minor}.{patch}",
+            if self.fake {
+                "tppguard's fake (tests/fake-cuda, no real GPU): "
+            } else {
+                ""
+            },
             driver_version_text(self.driver_version)
         )
     }
@@ -913,6 +934,16 @@ mod ffi {
                 .ok()?;
             Some(*ours == *theirs)
         }
+    }
+
+    /// Whether the CUDA driver, cuBLAS or cuBLASLt that cudarc loaded carries tppguard's fake
+    /// mark ([`crate::nvml::raw::SIMULATED_MARKER`]). Call only once all three are present.
+    #[allow(unsafe_code)]
+    pub fn fake_libraries() -> bool {
+        // SAFETY: the three libraries are loadable (the caller probed them), so cudarc's
+        // `culib()` returns them instead of panicking; the mark is looked up, never read.
+        let libraries = unsafe { [cudarc::driver::sys::culib(), blas::culib(), lt::culib()] };
+        libraries.into_iter().any(crate::nvml::raw::exports_marker)
     }
 
     /// `cuDriverGetVersion`: 13000 for CUDA 13.0.

@@ -13,7 +13,7 @@ pub mod simulated;
 
 use std::time::Duration;
 
-use tppguard_proto::claims::measurement::PrecisionResult;
+use tppguard_proto::claims::measurement::{MeasurementMethod, PrecisionResult};
 use tppguard_proto::tpp::Precision;
 
 /// The precisions `measure` runs when none is named, in the order it runs them.
@@ -28,8 +28,9 @@ pub const DEFAULT_PRECISIONS: [Precision; 6] = [
 
 /// A backend that runs dense square GEMMs (`C = A·B`, every operand `n`×`n`) on one GPU.
 pub trait Benchmark {
-    /// The method recorded in the measurement (`cuda_gemm`, `simulated`).
-    fn method(&self) -> &'static str;
+    /// The method recorded in the measurement: `simulated` for the fixture backend and for
+    /// CUDA libraries that are tppguard's fakes, `cuda_gemm` only for real ones.
+    fn method(&self) -> MeasurementMethod;
 
     /// The libraries and versions doing the work, for the record (`CUDA driver 13.0, cuBLAS
     /// 13.0.2`).
@@ -251,8 +252,8 @@ mod tests {
     }
 
     impl Benchmark for Steady {
-        fn method(&self) -> &'static str {
-            "steady"
+        fn method(&self) -> MeasurementMethod {
+            MeasurementMethod::Simulated
         }
         fn describe(&self) -> String {
             "test device".to_owned()

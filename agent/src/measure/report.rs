@@ -5,8 +5,9 @@
 use std::io::{self, Write};
 
 use serde::Serialize;
-use tppguard_proto::claims::measurement::{Measurement, PrecisionResult};
+use tppguard_proto::claims::measurement::{Measurement, MeasurementMethod, PrecisionResult};
 use tppguard_proto::spec::{self, SpecMatch};
+use tppguard_proto::text::Escaped;
 use tppguard_proto::tpp::Precision;
 use tppguard_proto::units::{Tops, Tpp};
 
@@ -159,8 +160,21 @@ impl MeasureReport {
         if let Some(fixture) = &self.simulated_fixture {
             writeln!(
                 out,
-                "SIMULATED NODE: fixture {fixture}. No real GPU was measured: the figures come \
-                 from the fixture, with deterministic noise."
+                "SIMULATED NODE: fixture {}. No real GPU was measured: the figures come \
+                 from the fixture, with deterministic noise.",
+                Escaped(fixture)
+            )?;
+        } else if let Some(m) = self
+            .gpus
+            .iter()
+            .filter_map(|g| g.measurement.as_ref())
+            .find(|m| m.method == MeasurementMethod::Simulated)
+        {
+            writeln!(
+                out,
+                "SIMULATED MEASUREMENT: no real GPU was measured ({}); the attestation \
+                 records the method as simulated.",
+                Escaped(&m.backend)
             )?;
         }
         for g in &self.gpus {
@@ -168,8 +182,8 @@ impl MeasureReport {
                 out,
                 "GPU {} {} ({}){}",
                 g.index,
-                g.name.as_deref().unwrap_or("(name unknown)"),
-                g.uuid.as_deref().unwrap_or("UUID unknown"),
+                Escaped(g.name.as_deref().unwrap_or("(name unknown)")),
+                Escaped(g.uuid.as_deref().unwrap_or("UUID unknown")),
                 g.model
                     .map(|m| format!(": spec model {m}"))
                     .unwrap_or_else(|| ": not in the spec table".to_owned())
@@ -184,7 +198,7 @@ impl MeasureReport {
                 "failed" => writeln!(
                     out,
                     "  failed: {}",
-                    g.error.as_deref().unwrap_or("unknown error")
+                    Escaped(g.error.as_deref().unwrap_or("unknown error"))
                 )?,
                 _ => {}
             }
@@ -210,7 +224,12 @@ impl MeasureReport {
                 )?;
             }
             for s in &g.skipped {
-                writeln!(out, "  {:<9} skipped: {}", s.precision.name(), s.reason)?;
+                writeln!(
+                    out,
+                    "  {:<9} skipped: {}",
+                    s.precision.name(),
+                    Escaped(&s.reason)
+                )?;
             }
             if let Some(m) = &g.measurement {
                 let t = &m.telemetry;
@@ -245,7 +264,8 @@ impl MeasureReport {
         if let Some(path) = &self.cached_in {
             writeln!(
                 out,
-                "cached in {path}: `attest --dir` will include these measurements"
+                "cached in {}: `attest --dir` will include these measurements",
+                Escaped(path)
             )?;
         }
         Ok(())

@@ -13,7 +13,7 @@ use nvml_wrapper::Device;
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::error::NvmlError;
 use serde::{Deserialize, Serialize};
-use tppguard_proto::claims::measurement::{Measurement, MeasurementMethod, Telemetry};
+use tppguard_proto::claims::measurement::{Measurement, Telemetry};
 use tppguard_proto::tpp::Precision;
 
 use super::{BenchError, Benchmark, Params, Step, measure_precision};
@@ -101,10 +101,7 @@ pub fn measure_gpu(
     samples.extend(seen);
     samples.push(Sample::read(device));
     let measurement = Measurement {
-        method: match bench.method() {
-            "cuda_gemm" => MeasurementMethod::CudaGemm,
-            _ => MeasurementMethod::Simulated,
-        },
+        method: bench.method(),
         backend: bench.describe(),
         started_at,
         duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -260,6 +257,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tppguard_proto::claims::measurement::MeasurementMethod;
 
     fn sample(clock: u32, reasons: &[&str]) -> Sample {
         Sample {

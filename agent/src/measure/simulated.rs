@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tppguard_proto::claims::measurement::MeasurementMethod;
 use tppguard_proto::tpp::Precision;
 
 use super::{BenchError, Benchmark, gemm_flop};
@@ -92,8 +93,8 @@ impl SimulatedBenchmark {
 }
 
 impl Benchmark for SimulatedBenchmark {
-    fn method(&self) -> &'static str {
-        "simulated"
+    fn method(&self) -> MeasurementMethod {
+        MeasurementMethod::Simulated
     }
 
     fn describe(&self) -> String {

@@ -41,6 +41,12 @@ pub mod driver;
 pub mod lt;
 pub mod model;
 
+/// The mark of a tppguard fake, as in `tests/fake-nvml`: the agent looks it up in the CUDA
+/// libraries it loaded and records any measurement they give as `simulated`. No NVIDIA library
+/// exports it. Keep it in step with `SIMULATED_MARKER` in `agent/src/nvml.rs`.
+#[unsafe(no_mangle)]
+pub static TPPGUARD_SIMULATED: [u8; 19] = *b"tppguard-fake-cuda\0";
+
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, MutexGuard};

@@ -15,3 +15,11 @@
 
 pub mod ffi;
 pub mod fixture;
+
+/// The mark of a tppguard fake: the agent looks this symbol up in the NVML library it loaded
+/// and, when it is there, labels the inventory, the attestation and any measurement simulated,
+/// however the library was chosen (`--simulate`, `--nvml-lib`, the dynamic loader). No NVIDIA
+/// library exports it. The same name marks `tests/fake-cuda`; keep it in step with
+/// `SIMULATED_MARKER` in `agent/src/nvml.rs`.
+#[unsafe(no_mangle)]
+pub static TPPGUARD_SIMULATED: [u8; 19] = *b"tppguard-fake-nvml\0";
