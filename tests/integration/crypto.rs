@@ -17,7 +17,9 @@ use rcgen::{
 };
 use serde_json::Value;
 
-use crate::support::{jws_payload, node_with_chain, ok, run, s, stderr, workspace_root};
+use crate::support::{
+    jws_payload, node_with_chain, ok, pki_issuer, run, s, stderr, workspace_root,
+};
 
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -36,31 +38,6 @@ fn forged_signature() -> [u8; 64] {
     let mut sig = [0u8; 64];
     sig[0] = 1;
     sig
-}
-
-/// The DER certificates of a PEM file.
-fn pem_certs(path: &Path) -> Vec<Vec<u8>> {
-    let text = std::fs::read_to_string(path).expect("PEM file");
-    text.split("-----BEGIN CERTIFICATE-----")
-        .skip(1)
-        .map(|block| {
-            let body: String = block
-                .split("-----END CERTIFICATE-----")
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .collect();
-            STANDARD.decode(body).expect("PEM base64")
-        })
-        .collect()
-}
-
-/// A CA of a `pki init` folder, as an rcgen issuer.
-fn pki_issuer(pki: &Path, cert: &str, key: &str) -> (Issuer<'static, KeyPair>, Vec<u8>) {
-    let ca_der = pem_certs(&pki.join(cert)).remove(0);
-    let key = KeyPair::from_pem(&std::fs::read_to_string(pki.join(key)).unwrap()).unwrap();
-    let issuer = Issuer::from_ca_cert_der(&ca_der.clone().into(), key).unwrap();
-    (issuer, ca_der)
 }
 
 /// A leaf certificate for the identity-point key, signed by the CA: rcgen's `signed_by` takes

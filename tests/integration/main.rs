@@ -1,6 +1,7 @@
 #![cfg(test)]
 //! Workspace integration tests: the real binaries, run as a user would.
 
+mod attacks;
 mod attest;
 mod check;
 mod classify;

@@ -14,9 +14,8 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use tppguard_proto::jws;
 
-use crate::support::{free_port, jws_payload, ok, path_segment, s, workspace_root};
+use crate::support::{free_port, jws_payload, ok, path_segment, resigned, s, workspace_root};
 
 /// The verifier's clock skew allowance (`MAX_CLOCK_SKEW_S`).
 const SKEW_S: i64 = 300;
@@ -89,23 +88,6 @@ fn attest(node: &Path, fixture: &str, nonce: &str) -> String {
         .expect("attestation")
         .trim()
         .to_owned()
-}
-
-/// `token` with its claims changed by `change`, signed again with the node's own key (what
-/// root on the node can do), with the same header and certificate chain.
-fn resigned(node: &Path, token: &str, change: impl FnOnce(&mut Value)) -> String {
-    use base64::Engine as _;
-    let pem = std::fs::read_to_string(node.join("node.key")).expect("node.key");
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .expect("PEM body");
-    let key = jws::SigningKey::from_pkcs8_any(&der).expect("node key");
-    let header = jws::decode(token).expect("token").header().clone();
-    let mut claims = jws_payload(token);
-    change(&mut claims);
-    let payload = serde_json::to_vec(&claims).expect("claims JSON");
-    jws::sign(&header, &payload, &key).expect("sign")
 }
 
 /// SHA-256 of `token`, lower-case hex.

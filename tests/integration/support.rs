@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rcgen::{Issuer, KeyPair};
+
 /// The workspace root (the folder holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -427,4 +431,48 @@ pub fn terminate(child: &mut std::process::Child) -> Option<i32> {
         .expect("kill runs");
     assert!(status.success(), "kill -TERM");
     child.wait().expect("wait").code()
+}
+
+// Tokens and certificates as an attacker or a hostile CA makes them.
+
+/// `token` with its claims changed by `change`, signed again with the node's own key (what
+/// root on the node can do), with the same header and certificate chain.
+pub fn resigned(node: &Path, token: &str, change: impl FnOnce(&mut serde_json::Value)) -> String {
+    let pem = std::fs::read_to_string(node.join("node.key")).expect("node.key");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = STANDARD.decode(body).expect("PEM body");
+    let key = tppguard_proto::jws::SigningKey::from_pkcs8_any(&der).expect("node key");
+    let header = tppguard_proto::jws::decode(token)
+        .expect("token")
+        .header()
+        .clone();
+    let mut claims = jws_payload(token);
+    change(&mut claims);
+    let payload = serde_json::to_vec(&claims).expect("claims JSON");
+    tppguard_proto::jws::sign(&header, &payload, &key).expect("sign")
+}
+
+/// The DER certificates of a PEM file.
+pub fn pem_certs(path: &Path) -> Vec<Vec<u8>> {
+    let text = std::fs::read_to_string(path).expect("PEM file");
+    text.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .map(|block| {
+            let body: String = block
+                .split("-----END CERTIFICATE-----")
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            STANDARD.decode(body).expect("PEM base64")
+        })
+        .collect()
+}
+
+/// A CA of a `pki init` folder, as an rcgen issuer.
+pub fn pki_issuer(pki: &Path, cert: &str, key: &str) -> (Issuer<'static, KeyPair>, Vec<u8>) {
+    let ca_der = pem_certs(&pki.join(cert)).remove(0);
+    let key = KeyPair::from_pem(&std::fs::read_to_string(pki.join(key)).unwrap()).unwrap();
+    let issuer = Issuer::from_ca_cert_der(&ca_der.clone().into(), key).unwrap();
+    (issuer, ca_der)
 }
