@@ -12,7 +12,7 @@
 
 use ring::digest;
 use tppguard_proto::claims::{ATTESTATION_TYP, AttestationClaims, ClaimsError, Nonce};
-use tppguard_proto::jws::{self, Alg, JwsError, Verified, VerifyingKey};
+use tppguard_proto::jws::{self, Alg, JwsError, Verified};
 
 use crate::chain::{ChainError, KeyAlgorithm, TrustAnchors, VerifiedLeaf};
 use crate::policy::VerifiedAttestation;
@@ -186,13 +186,14 @@ pub(crate) fn verify_signed(
             key: leaf.key_algorithm(),
         });
     }
-    let key = VerifyingKey::from_spki_der(leaf.spki_der()).map_err(EnvelopeError::Jws)?;
+    // The key was parsed and checked with the chain (and is remembered with it).
+    let key = leaf.verifying_key();
     if key.alg() != leaf_alg {
         return Err(EnvelopeError::KeyDoesNotMatchX5c {
             header: header.alg,
             key: leaf.key_algorithm(),
         });
     }
-    let verified = unverified.verify(&key).map_err(EnvelopeError::Jws)?;
+    let verified = unverified.verify(key).map_err(EnvelopeError::Jws)?;
     Ok((verified, leaf))
 }

@@ -436,6 +436,10 @@ impl fmt::Display for KeyAlgorithm {
 pub struct VerifiedLeaf {
     #[serde(rename = "spki_der_base64", serialize_with = "base64_standard")]
     spki_der: Vec<u8>,
+    /// The leaf's key, parsed and checked once (a weak Ed25519 key is refused here), so a
+    /// remembered chain's tokens are verified without parsing and checking it again.
+    #[serde(skip)]
+    key: VerifyingKey,
     /// SHA-256 of `spki_der`: the node's identity (a node is its key).
     node_id: NodeId,
     /// The site the issuing CA certified (a `tag:tppguard.dev,2026:site/ID` SAN URI).
@@ -458,6 +462,10 @@ impl VerifiedLeaf {
     /// The leaf's SubjectPublicKeyInfo, DER.
     pub fn spki_der(&self) -> &[u8] {
         &self.spki_der
+    }
+    /// The leaf's public key, checked (never a weak Ed25519 key).
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.key
     }
     /// SHA-256 of the leaf's SubjectPublicKeyInfo: the identity a node is kept under.
     pub fn node_id(&self) -> NodeId {
@@ -1260,8 +1268,15 @@ fn check_leaf(der: &[u8], role: Role, chain_len: usize) -> Result<VerifiedLeaf, 
         });
     };
     let certified_site = certified_site(&cert)?;
+    let key = VerifyingKey::from_spki_der(spki.raw).map_err(|e| match e {
+        JwsError::WeakPublicKey { problem } => ChainError::WeakPublicKey { index: 0, problem },
+        _ => ChainError::UnsupportedKeyAlgorithm {
+            oid: alg.algorithm.to_id_string(),
+        },
+    })?;
     Ok(VerifiedLeaf {
         spki_der: spki.raw.to_vec(),
+        key,
         node_id: NodeId::from_spki_der(spki.raw),
         certified_site,
         key_algorithm,

@@ -133,6 +133,15 @@ mod tests {
     fn leaf(subject: &str) -> VerifiedLeaf {
         VerifiedLeaf {
             spki_der: vec![1, 2, 3],
+            key: tppguard_proto::jws::VerifyingKey::from_raw(
+                tppguard_proto::jws::Alg::EdDSA,
+                &[
+                    0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9,
+                    0x64, 0x07, 0x3a, 0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02,
+                    0x1a, 0x68, 0xf7, 0x07, 0x51, 0x1a,
+                ],
+            )
+            .unwrap(),
             node_id: tppguard_proto::identity::NodeId::from_spki_der(&[1, 2, 3]),
             certified_site: None,
             key_algorithm: super::super::KeyAlgorithm::Ed25519,
