@@ -345,6 +345,25 @@ fn chain_hint(e: &ChainError) -> &'static str {
         }
         ChainError::Revoked => "the certificate is revoked: issue a new one",
         ChainError::CrlExpired { .. } => "fetch a current CRL from the CA",
+        ChainError::RootExpired { .. } | ChainError::RootNotYetValid { .. } => {
+            "the pinned root is outside its validity at this time: pin the CA's current root \
+             in trust.toml (and check --at and the clocks)"
+        }
+        ChainError::RootNotCa => {
+            "a file listed as a root in trust.toml is not a CA certificate: pin the CA's root"
+        }
+        ChainError::RootPathLenExceeded { .. } => {
+            "the chain has more intermediates than the root's pathLenConstraint allows: issue \
+             the leaf from a CA the root permits"
+        }
+        ChainError::WeakPublicKey { .. } => {
+            "a key in the chain is a weak Ed25519 key (small order or not canonical): issue a \
+             new key with `tppguard-agent init --force` and a new certificate"
+        }
+        ChainError::BadCertifiedSite { .. } => {
+            "the certificate's site SAN URI is invalid: reissue it with `pki issue-node --site \
+             ID` (1 to 64 ASCII letters, digits and `-_.:/`)"
+        }
         _ => "check that the file is the chain the CA issued, leaf first",
     }
 }
