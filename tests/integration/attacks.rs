@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::{jws_payload, ok, pki_issuer, resigned, run, s, workspace_root};
+use crate::support::{
+    attest_to, issue_node, jws_payload, ok, pki_issuer, resigned, run, s, workspace_root,
+};
 
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -35,54 +37,17 @@ impl Operator {
         Self { tmp, pki, pki_copy }
     }
 
-    /// A node folder `dir`, named `name`, its certificate certifying `site`.
+    /// A node folder `dir`, named `name`, issued by `pki`, its certificate certifying `site`.
     fn node(&self, dir: &str, name: &str, site: Option<&str>, pki: &Path) -> PathBuf {
         let node = self.tmp.path().join(dir);
-        ok(
-            "tppguard-agent",
-            &["init", "--dir", s(&node), "--name", name],
-        );
-        let (csr, chain) = (node.join("node.csr"), node.join("node-chain.pem"));
-        let mut args = vec![
-            "pki",
-            "issue-node",
-            "--dir",
-            s(pki),
-            "--csr",
-            s(&csr),
-            "--out",
-            s(&chain),
-        ];
-        if let Some(site) = site {
-            args.extend(["--site", site]);
-        }
-        ok("tppguard-verifier", &args);
+        issue_node(pki, &node, name, site);
         node
     }
 
     /// The simulated `fixture` attested by `node`, claiming `site`.
     fn attest(&self, node: &Path, fixture: &str, site: &str) -> String {
         let out = node.join(format!("{fixture}-{site}.jws"));
-        ok(
-            "tppguard-agent",
-            &[
-                "attest",
-                "--dir",
-                s(node),
-                "--simulate",
-                fixture,
-                "--nonce",
-                NONCE,
-                "--site",
-                site,
-                "--out",
-                s(&out),
-            ],
-        );
-        std::fs::read_to_string(&out)
-            .expect("attestation")
-            .trim()
-            .to_owned()
+        attest_to(node, Some(fixture), NONCE, site, &out)
     }
 
     /// `examples/NAME` with `edits` (old, new) applied, signed by the licence authority.

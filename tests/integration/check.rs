@@ -7,7 +7,9 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::support::{base64url, jws_payload, node_with_chain, ok, run, s, stderr, workspace_root};
+use crate::support::{
+    attest_to, base64url, jws_payload, node_with_chain, ok, run, s, stderr, workspace_root,
+};
 
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const OTHER_NONCE: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
@@ -34,21 +36,7 @@ impl Fleet {
         let dir = tmp.path().to_path_buf();
         let (node, pki) = node_with_chain(&dir, "gpu-node-01");
         let attestation = dir.join("A.jws");
-        ok(
-            "tppguard-agent",
-            &[
-                "attest",
-                "--dir",
-                s(&node),
-                "--simulate",
-                "--nonce",
-                NONCE,
-                "--site",
-                "fra-1",
-                "--out",
-                s(&attestation),
-            ],
-        );
+        attest_to(&node, None, NONCE, "fra-1", &attestation);
         let sign = |toml: &str, out: &Path| {
             let toml = workspace_root().join("examples").join(toml);
             ok(

@@ -18,7 +18,7 @@ use rcgen::{
 use serde_json::Value;
 
 use crate::support::{
-    jws_payload, node_with_chain, ok, pki_issuer, run, s, stderr, workspace_root,
+    attest_to, jws_payload, node_with_chain, ok, pki_issuer, run, s, stderr, workspace_root,
 };
 
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -86,21 +86,7 @@ impl Setup {
         let dir = tmp.path().to_path_buf();
         let (node, pki) = node_with_chain(&dir, "gpu-node-01");
         let attestation = dir.join("A.jws");
-        ok(
-            "tppguard-agent",
-            &[
-                "attest",
-                "--dir",
-                s(&node),
-                "--simulate",
-                "--nonce",
-                NONCE,
-                "--site",
-                "fra-1",
-                "--out",
-                s(&attestation),
-            ],
-        );
+        attest_to(&node, None, NONCE, "fra-1", &attestation);
         let licence = dir.join("l.jws");
         let toml = workspace_root().join("examples/licence.toml");
         ok(

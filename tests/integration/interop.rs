@@ -17,7 +17,7 @@ use tppguard_proto::claims::{AttestationClaims, Nonce};
 use tppguard_verifier::attestation::verify_attestation;
 use tppguard_verifier::chain::TrustAnchors;
 
-use crate::support::{bin, node_with_chain, ok, s, workspace_root};
+use crate::support::{attest_to, bin, node_with_chain, ok, s, workspace_root};
 
 const NONCE: &str = "8899aabbccddeeff00112233445566778899aabbccddeeff0011223344556677";
 
@@ -70,21 +70,7 @@ impl Node {
         let tmp = tempfile::tempdir().expect("temp dir");
         let (node, pki) = node_with_chain(tmp.path(), "gpu-node-07");
         let token = tmp.path().join("A.jws");
-        ok(
-            "tppguard-agent",
-            &[
-                "attest",
-                "--dir",
-                s(&node),
-                "--simulate",
-                "--nonce",
-                NONCE,
-                "--site",
-                "fra-1",
-                "--out",
-                s(&token),
-            ],
-        );
+        attest_to(&node, None, NONCE, "fra-1", &token);
         Self {
             _tmp: tmp,
             pki,

@@ -10,7 +10,9 @@ use std::process::{Child, Stdio};
 
 use serde_json::Value;
 
-use crate::support::{base64url, bin, jws_payload, node_with_chain, ok, run, s, workspace_root};
+use crate::support::{
+    attest_to, base64url, bin, jws_payload, node_with_chain, ok, run, s, workspace_root,
+};
 
 const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 /// `max_body_bytes` in the tests' configuration: small, so an oversized body is cheap to send.
@@ -177,25 +179,7 @@ impl Server {
     /// `tppguard-agent attest --simulate` answering `nonce`: the token.
     fn attest(&self, nonce: &str) -> String {
         let out = self.dir.join(format!("{}.jws", &nonce[..8]));
-        ok(
-            "tppguard-agent",
-            &[
-                "attest",
-                "--dir",
-                s(&self.node),
-                "--simulate",
-                "--nonce",
-                nonce,
-                "--site",
-                "fra-1",
-                "--out",
-                s(&out),
-            ],
-        );
-        std::fs::read_to_string(&out)
-            .expect("attestation")
-            .trim()
-            .to_owned()
+        attest_to(&self.node, None, nonce, "fra-1", &out)
     }
 
     /// Sends SIGTERM and waits: the exit status and what it printed after the first line.

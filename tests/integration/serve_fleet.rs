@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    RunningVerifier, VerifierSetup, agent_push, ok, path_segment, s, workspace_root,
+    RunningVerifier, VerifierSetup, agent_push, attest_to, challenge, http, ok, path_segment,
+    post_attestation, s, workspace_root,
 };
 
 /// `tppguard-agent push --simulate --json` from `node` to `base`: its verdict (exit 0 or 1).
@@ -34,59 +35,9 @@ fn codes(findings: &Value) -> Vec<&str> {
         .collect()
 }
 
-fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// `POST /v1/challenge` at `base`: the nonce.
-fn challenge(base: &str) -> String {
-    let mut resp = http()
-        .post(format!("{base}/v1/challenge"))
-        .send_empty()
-        .expect("POST challenge");
-    assert_eq!(resp.status().as_u16(), 200);
-    let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().expect("body"))
-        .expect("challenge JSON");
-    v["nonce"].as_str().expect("nonce").to_owned()
-}
-
-/// `POST /v1/attestations` at `base`: the status and the JSON answer.
-fn post(base: &str, token: &str) -> (u16, Value) {
-    let mut resp = http()
-        .post(format!("{base}/v1/attestations"))
-        .header("Content-Type", "application/jose")
-        .send(token)
-        .expect("POST attestation");
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string().expect("body");
-    (status, serde_json::from_str(&body).unwrap_or_default())
-}
-
 /// `tppguard-agent attest --simulate` from `node` answering `nonce`: the token.
 fn attest(node: &Path, nonce: &str) -> String {
-    let out = node.join("attestation.jws");
-    ok(
-        "tppguard-agent",
-        &[
-            "attest",
-            "--dir",
-            s(node),
-            "--simulate",
-            "--site",
-            "fra-1",
-            "--nonce",
-            nonce,
-            "--out",
-            s(&out),
-        ],
-    );
-    std::fs::read_to_string(&out)
-        .expect("attestation")
-        .trim()
-        .to_owned()
+    attest_to(node, None, nonce, "fra-1", &node.join("attestation.jws"))
 }
 
 #[test]
@@ -228,12 +179,12 @@ fn serve_replicas_on_postgres_share_nonces_and_the_fleet() {
     // A challenge from replica A, answered at replica B.
     let nonce = challenge(&a.base);
     let token = attest(&setup.node, &nonce);
-    let (status, answer) = post(&b.base, &token);
+    let (status, answer) = post_attestation(&b.base, &token);
     assert_eq!(status, 200, "{answer}");
     let first = answer["node"].as_str().expect("node").to_owned();
     // The same token again, at either replica: the nonce is spent for both.
     for base in [&a.base, &b.base] {
-        let (status, answer) = post(base, &token);
+        let (status, answer) = post_attestation(base, &token);
         assert_eq!(status, 409, "{answer}");
         assert_eq!(answer["code"], "nonce_replayed");
     }
@@ -279,7 +230,7 @@ fn serve_accepts_a_token_sent_many_times_at_once_exactly_once() {
     // every other is a replay of its nonce.
     let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
         let sent: Vec<_> = (0..8)
-            .map(|_| scope.spawn(|| post(&verifier.base, &token)))
+            .map(|_| scope.spawn(|| post_attestation(&verifier.base, &token)))
             .collect();
         sent.into_iter()
             .map(|h| h.join().expect("poster"))
@@ -328,7 +279,7 @@ fn serve_replicas_see_each_other_under_concurrent_pushes() {
                 scope.spawn(move || push(base, node))
             })
             .collect();
-        let hostile = scope.spawn(|| post(&replicas[0].base, "eyJh\0.e30.e30"));
+        let hostile = scope.spawn(|| post_attestation(&replicas[0].base, "eyJh\0.e30.e30"));
         let answers: Vec<Value> = pushes
             .into_iter()
             .map(|h| h.join().expect("push"))

@@ -15,47 +15,19 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::{free_port, jws_payload, ok, path_segment, resigned, s, workspace_root};
+use crate::support::{
+    attest_to, challenge, free_port, http, issue_node, jws_payload, ok, path_segment,
+    post_attestation, resigned, s, workspace_root,
+};
 
 /// The verifier's clock skew allowance (`MAX_CLOCK_SKEW_S`).
 const SKEW_S: i64 = 300;
-
-fn http() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
 
 fn now() -> i64 {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970");
     i64::try_from(since.as_secs()).expect("seconds fit")
-}
-
-/// `POST /v1/challenge` at `base`: the nonce.
-fn challenge(base: &str) -> String {
-    let mut resp = http()
-        .post(format!("{base}/v1/challenge"))
-        .send_empty()
-        .expect("POST challenge");
-    assert_eq!(resp.status().as_u16(), 200);
-    let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().expect("body"))
-        .expect("challenge JSON");
-    v["nonce"].as_str().expect("nonce").to_owned()
-}
-
-/// `POST /v1/attestations` at `base`: the status and the JSON answer.
-fn post(base: &str, token: &str) -> (u16, Value) {
-    let mut resp = http()
-        .post(format!("{base}/v1/attestations"))
-        .header("Content-Type", "application/jose")
-        .send(token)
-        .expect("POST attestation");
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string().expect("body");
-    (status, serde_json::from_str(&body).unwrap_or_default())
 }
 
 /// `GET path` at `base`: the status and the JSON answer.
@@ -68,26 +40,13 @@ fn get(base: &str, path: &str) -> (u16, Value) {
 
 /// `tppguard-agent attest --simulate FIXTURE --site fra-1` from `node` answering `nonce`.
 fn attest(node: &Path, fixture: &str, nonce: &str) -> String {
-    let out = node.join("attestation.jws");
-    ok(
-        "tppguard-agent",
-        &[
-            "attest",
-            "--dir",
-            s(node),
-            &format!("--simulate={fixture}"),
-            "--site",
-            "fra-1",
-            "--nonce",
-            nonce,
-            "--out",
-            s(&out),
-        ],
-    );
-    std::fs::read_to_string(&out)
-        .expect("attestation")
-        .trim()
-        .to_owned()
+    attest_to(
+        node,
+        Some(fixture),
+        nonce,
+        "fra-1",
+        &node.join("attestation.jws"),
+    )
 }
 
 /// SHA-256 of `token`, lower-case hex.
@@ -130,23 +89,7 @@ impl Fleet {
         let mut nodes = Vec::new();
         for (i, (name, &p)) in names.iter().zip(pki_of).enumerate() {
             let node = dir.join(format!("node-{i}"));
-            ok(
-                "tppguard-agent",
-                &["init", "--dir", s(&node), "--name", name],
-            );
-            ok(
-                "tppguard-verifier",
-                &[
-                    "pki",
-                    "issue-node",
-                    "--dir",
-                    s(&pkis[p]),
-                    "--csr",
-                    s(&node.join("node.csr")),
-                    "--out",
-                    s(&node.join("node-chain.pem")),
-                ],
-            );
+            issue_node(&pkis[p], &node, name, None);
             nodes.push(node);
         }
         let licences = dir.join("licences");
@@ -217,7 +160,7 @@ impl Fleet {
     /// One full exchange from `node`: challenge, attest with `fixture`, post. The answer.
     fn push(&self, node: &Path, fixture: &str) -> (String, Value) {
         let token = attest(node, fixture, &challenge(&self.base));
-        let (status, answer) = post(&self.base, &token);
+        let (status, answer) = post_attestation(&self.base, &token);
         assert_eq!(status, 200, "{answer}");
         (token, answer)
     }
@@ -250,7 +193,7 @@ fn serve_time_a_token_dated_ahead_does_not_pin_the_node() {
     let ahead = resigned(node, &attest(node, "dgx-h100", &challenge(base)), |c| {
         c["iat"] = (now() + 250).into();
     });
-    let (status, answer) = post(base, &ahead);
+    let (status, answer) = post_attestation(base, &ahead);
     assert_eq!(status, 200, "{answer}");
     let ear = jws_payload(answer["ear"].as_str().expect("ear"));
     assert_eq!(
@@ -261,7 +204,7 @@ fn serve_time_a_token_dated_ahead_does_not_pin_the_node() {
     // The next token, honestly dated, is received later: it is the node's current one, and
     // its EAR appraises it, not the token dated ahead.
     let later = attest(node, "dgx-h100", &challenge(base));
-    let (status, answer) = post(base, &later);
+    let (status, answer) = post_attestation(base, &later);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["token_sha256"], sha256(&later), "{answer}");
     let ear = jws_payload(answer["ear"].as_str().expect("ear"));
@@ -322,7 +265,7 @@ fn serve_time_refuses_an_iat_outside_the_challenge_window() {
         let token = resigned(node, &attest(node, "dgx-h100", &challenge(base)), |c| {
             c["iat"] = iat.into();
         });
-        let (status, answer) = post(base, &token);
+        let (status, answer) = post_attestation(base, &token);
         assert_eq!(status, 422, "{what}: {answer}");
         assert_eq!(answer["code"], "iat_outside_challenge_window", "{what}");
         let sentence = answer["sentence"].as_str().expect("sentence");
@@ -384,7 +327,7 @@ fn serve_time_each_ear_appraises_its_own_token() {
             .iter()
             .map(|t| {
                 let base = base.clone();
-                scope.spawn(move || post(&base, t))
+                scope.spawn(move || post_attestation(&base, t))
             })
             .collect();
         handles
@@ -482,7 +425,7 @@ fn serve_time_one_key_on_two_machines_is_one_node() {
         &attest(first_machine, "dgx-h100", &challenge(&fleet.base)),
         |c| c["iat"] = (now() + 200).into(),
     );
-    let (status, a) = post(&fleet.base, &ahead);
+    let (status, a) = post_attestation(&fleet.base, &ahead);
     assert_eq!(status, 200, "{a}");
     let (later, b) = fleet.push(&second_machine, &other_gpus);
     assert_eq!(a["node"], b["node"], "one key, one node");

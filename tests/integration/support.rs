@@ -236,25 +236,33 @@ pub fn jws_payload(token: &str) -> serde_json::Value {
 /// its certificate chain, as an operator sets them up. Returns `(node, pki)`.
 pub fn node_with_chain(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let (node, pki) = (dir.join("node"), dir.join("pki"));
+    ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
+    issue_node(&pki, &node, name, None);
+    (node, pki)
+}
+
+/// A node folder `node` (`init --name name`) whose certificate the PKI folder `pki` issued,
+/// certifying `site` when given.
+pub fn issue_node(pki: &Path, node: &Path, name: &str, site: Option<&str>) {
     ok(
         "tppguard-agent",
-        &["init", "--dir", s(&node), "--name", name],
+        &["init", "--dir", s(node), "--name", name],
     );
-    ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
-    ok(
-        "tppguard-verifier",
-        &[
-            "pki",
-            "issue-node",
-            "--dir",
-            s(&pki),
-            "--csr",
-            s(&node.join("node.csr")),
-            "--out",
-            s(&node.join("node-chain.pem")),
-        ],
-    );
-    (node, pki)
+    let (csr, chain) = (node.join("node.csr"), node.join("node-chain.pem"));
+    let mut args = vec![
+        "pki",
+        "issue-node",
+        "--dir",
+        s(pki),
+        "--csr",
+        s(&csr),
+        "--out",
+        s(&chain),
+    ];
+    if let Some(site) = site {
+        args.extend(["--site", site]);
+    }
+    ok("tppguard-verifier", &args);
 }
 
 /// A free loopback port (bound, then released), for a server started later on it.
@@ -308,23 +316,7 @@ impl VerifierSetup {
     /// Another node folder (`init --name name`) with a chain from this setup's PKI.
     pub fn add_node(&self, name: &str) -> PathBuf {
         let node = self.tmp.path().join(name);
-        ok(
-            "tppguard-agent",
-            &["init", "--dir", s(&node), "--name", name],
-        );
-        ok(
-            "tppguard-verifier",
-            &[
-                "pki",
-                "issue-node",
-                "--dir",
-                s(&self.tmp.path().join("pki")),
-                "--csr",
-                s(&node.join("node.csr")),
-                "--out",
-                s(&node.join("node-chain.pem")),
-            ],
-        );
+        issue_node(&self.tmp.path().join("pki"), &node, name, None);
         node
     }
 
@@ -475,4 +467,68 @@ pub fn pki_issuer(pki: &Path, cert: &str, key: &str) -> (Issuer<'static, KeyPair
     let key = KeyPair::from_pem(&std::fs::read_to_string(pki.join(key)).unwrap()).unwrap();
     let issuer = Issuer::from_ca_cert_der(&ca_der.clone().into(), key).unwrap();
     (issuer, ca_der)
+}
+
+/// `tppguard-agent attest --simulate[=FIXTURE] --nonce NONCE --site SITE --out OUT` from the
+/// node folder `node` (`fixture` `None`: the default simulated node): the token, trimmed.
+pub fn attest_to(
+    node: &Path,
+    fixture: Option<&str>,
+    nonce: &str,
+    site: &str,
+    out: &Path,
+) -> String {
+    let simulate = fixture.map_or_else(|| "--simulate".to_owned(), |f| format!("--simulate={f}"));
+    ok(
+        "tppguard-agent",
+        &[
+            "attest",
+            "--dir",
+            s(node),
+            &simulate,
+            "--nonce",
+            nonce,
+            "--site",
+            site,
+            "--out",
+            s(out),
+        ],
+    );
+    std::fs::read_to_string(out)
+        .expect("attestation")
+        .trim()
+        .to_owned()
+}
+
+/// An HTTP client that returns error statuses as answers, for the `serve` tests.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// `POST /v1/challenge` at `base`: the nonce.
+pub fn challenge(base: &str) -> String {
+    let mut resp = http()
+        .post(format!("{base}/v1/challenge"))
+        .send_empty()
+        .expect("POST challenge");
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: serde_json::Value =
+        serde_json::from_str(&resp.body_mut().read_to_string().expect("body"))
+            .expect("challenge JSON");
+    v["nonce"].as_str().expect("nonce").to_owned()
+}
+
+/// `POST /v1/attestations` at `base`: the status and the JSON answer.
+pub fn post_attestation(base: &str, token: &str) -> (u16, serde_json::Value) {
+    let mut resp = http()
+        .post(format!("{base}/v1/attestations"))
+        .header("Content-Type", "application/jose")
+        .send(token)
+        .expect("POST attestation");
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().expect("body");
+    (status, serde_json::from_str(&body).unwrap_or_default())
 }
