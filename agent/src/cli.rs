@@ -89,10 +89,13 @@ pub enum Command {
     /// Create this node's signing key (NODE/node.key, mode 0600) and a certificate signing
     /// request for it (NODE/node.csr).
     ///
-    /// The CSR's subject is the host name (or --name) and, when the OS keeps a machine id,
-    /// its subject alternative name is urn:tppguard:node:<machine-id>. Any CA can sign it;
-    /// with tppguard's built-in PKI run `tppguard-verifier pki issue-node`. An existing key is
-    /// never replaced without --force. Exits 0 when written, 2 on error.
+    /// The CSR's subject is CN=<host name>-<first 12 hex digits of the node id> (or --name).
+    /// When the OS keeps a machine id, the CSR also names it as the subject alternative name
+    /// urn:tppguard:node:<machine-id>, a hint for whoever reviews the request: `pki
+    /// issue-node` does not copy it into the certificate, and the verifier knows a node by its
+    /// key. Any CA can sign the CSR; with tppguard's built-in PKI run `tppguard-verifier pki
+    /// issue-node --site ID`. An existing key is never replaced without --force. Exits 0 when
+    /// written, 2 on error.
     Init(InitArgs),
 
     /// Attest to a verifier over HTTP, once: fetch a challenge (POST /v1/challenge), sign
@@ -169,7 +172,8 @@ pub struct InitArgs {
     #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
     pub key_type: KeyType,
 
-    /// The node's name, the CSR's subject common name (default: the host name).
+    /// The node's name, the CSR's subject common name (default: <host name>-<first 12 hex
+    /// digits of the node id>, so cloned hosts never share a subject).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 

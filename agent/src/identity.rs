@@ -8,6 +8,11 @@
 //! subject alternative name carries `urn:tppguard:node:<machine-id>` when the OS keeps a
 //! machine id. Any CA can sign it; `tppguard-verifier pki issue-node` is the built-in one.
 //!
+//! That SAN is a hint for whoever reviews the request, not an identity: `pki issue-node` copies
+//! no SAN from a CSR (the leaf's one SAN is the site the operator certifies), and the verifier
+//! never reads it from a certificate. The node is its key; the machine id reaches the verifier
+//! in every attestation (`machine_id` in `tppguard.host`), where one key on two machines is a finding.
+//!
 //! The default name carries the first 12 hex digits of the node id (the SHA-256 of the new
 //! key's SubjectPublicKeyInfo): cloned images share host names and `/etc/machine-id`, and two
 //! hosts must never collide by accident under one subject.
@@ -194,7 +199,8 @@ pub struct InitReport {
     /// The node id: SHA-256 of the new key's SubjectPublicKeyInfo, the identity the verifier
     /// keeps this node under.
     pub node_id: NodeId,
-    /// The `urn:tppguard:node:` URI in the CSR, when a machine id was found.
+    /// The `urn:tppguard:node:` URI in the CSR, when a machine id was found: a hint for the
+    /// CA's reviewer, which `pki issue-node` does not copy into the certificate.
     pub node_uri: Option<String>,
     /// Whether an existing key was replaced (`--force`).
     pub replaced: bool,
@@ -269,6 +275,11 @@ pub fn init_named(
         NodeName::Host(host) => default_name(host, &node_id),
     };
     let name = name.as_str();
+    // Kept in the CSR on purpose, though no certificate tppguard issues carries it: it lets an
+    // operator match a request to the host it came from (the same machine id the node's
+    // attestations report), and it cannot do harm, since neither `pki issue-node` nor the
+    // verifier takes identity from a CSR or certificate SAN. A third-party CA that copies it
+    // certifies nothing tppguard relies on.
     let node_uri = machine_id
         .map(str::trim)
         .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))

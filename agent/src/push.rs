@@ -21,6 +21,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest answer read (an EAR with its findings is far smaller).
 const MAX_ANSWER_BYTES: u64 = 8 << 20;
+/// Hex digits of a node id shown in text output.
+const SHORT_NODE_ID: usize = 12;
 
 /// The verifier could not be reached, or answered an error.
 #[derive(Debug, thiserror::Error)]
@@ -66,21 +68,32 @@ pub struct Challenge {
     pub expires_at: i64,
 }
 
-/// `POST /v1/attestations`'s answer.
+/// `POST /v1/attestations`'s answer (`docs/serve.md`), kept whole for `push --json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
-    /// The node's EAR status: `affirming`, `warning`, `contraindicated` or `none`.
+    /// The node's EAR status: `affirming`, `warning` (a warning, or evidence that cannot
+    /// establish compliance), `contraindicated` or `none`.
     pub status: String,
     /// The EAR (a signed JWT).
     pub ear: String,
-    /// The node's certificate subject.
+    /// The node id: the SHA-256 of its certificate's SubjectPublicKeyInfo, 64 lower-case hex.
     pub node: String,
+    /// The node's certificate subject, for display.
+    pub subject: String,
+    /// The SHA-256 (lower-case hex) of the token the answer and its EAR appraise.
+    /// [`Client::post_attestation`] refuses an answer about any other token.
+    pub token_sha256: String,
     /// The findings that bear on this node.
     #[serde(default)]
     pub findings: Vec<serde_json::Value>,
 }
 
 impl Verdict {
+    /// The node id shortened for people: its first 12 hex digits, as `git` shortens hashes.
+    pub fn short_node(&self) -> &str {
+        self.node.get(..SHORT_NODE_ID).unwrap_or(&self.node)
+    }
+
     /// `push`'s exit code: 0 when the verifier affirms or warns, else 1 (`contraindicated`,
     /// or `none`: no claim could be made).
     pub fn exit_code(&self) -> u8 {
@@ -155,15 +168,31 @@ impl Client {
         Self::parse(&url, resp)
     }
 
-    /// `POST /v1/attestations` with the compact JWS `token`.
+    /// `POST /v1/attestations` with the compact JWS `token`. An answer that appraises another
+    /// token (its `token_sha256` is not the SHA-256 of the token sent) is refused as
+    /// `answer_for_another_token`: its status would be about evidence this node did not send.
     pub fn post_attestation(&self, token: &str) -> Result<Verdict, PushError> {
         let url = format!("{}/v1/attestations", self.base);
+        let token = token.trim();
         let resp = self
             .http
             .post(&url)
             .header("Content-Type", "application/jose")
-            .send(token.trim());
-        Self::parse(&url, resp)
+            .send(token);
+        let verdict: Verdict = Self::parse(&url, resp)?;
+        let sent = sha256_hex(token.as_bytes());
+        if !verdict.token_sha256.eq_ignore_ascii_case(&sent) {
+            return Err(PushError::Answered {
+                status: 200,
+                code: "answer_for_another_token".to_owned(),
+                sentence: format!(
+                    "the verifier's answer appraises the token with SHA-256 {}, not the one \
+                     sent ({sent}); do not rely on it, and report it to the verifier's operator",
+                    verdict.token_sha256
+                ),
+            });
+        }
+        Ok(verdict)
     }
 
     fn parse<T: for<'de> Deserialize<'de>>(
@@ -186,7 +215,10 @@ impl Client {
             return serde_json::from_str(&body).map_err(|e| PushError::Answered {
                 status,
                 code: "answer_unreadable".to_owned(),
-                sentence: format!("the answer is not what tppguard's API returns: {e}"),
+                sentence: format!(
+                    "the answer is not what this agent's version of tppguard's API returns \
+                     (is the verifier older than the agent?): {e}"
+                ),
             });
         }
         Err(match serde_json::from_str::<ErrorBody>(&body) {
@@ -204,14 +236,27 @@ impl Client {
     }
 }
 
-/// Writes the verifier's answer for a person: the status and the findings.
+/// Lower-case hex SHA-256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut hex = String::with_capacity(64);
+    for b in digest.as_ref() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// Writes the verifier's answer for a person: the status, the node (subject and short id)
+/// and the findings.
 pub fn render_verdict(out: &mut impl Write, verdict: &Verdict) -> std::io::Result<()> {
     // Everything here is the verifier's text, read from the network: escaped.
     writeln!(
         out,
-        "verifier: {} for {}",
+        "verifier: {} for {} [{}]",
         Escaped(&verdict.status),
-        Escaped(&verdict.node)
+        Escaped(&verdict.subject),
+        Escaped(verdict.short_node())
     )?;
     if verdict.findings.is_empty() {
         writeln!(out, "  no findings")?;
@@ -250,7 +295,7 @@ pub fn push_command(args: &PushArgs) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &verdict)?;
         writeln!(out)?;
     } else {
-        render_verdict(&mut out, &verdict)?;
+        // First, as `inventory` and `attest` do: no verdict below is about real hardware.
         if attested.claims.simulated {
             writeln!(
                 out,
@@ -258,6 +303,7 @@ pub fn push_command(args: &PushArgs) -> anyhow::Result<ExitCode> {
                 attested.report.source.simulated_line()
             )?;
         }
+        render_verdict(&mut out, &verdict)?;
     }
     Ok(ExitCode::from(verdict.exit_code()))
 }
@@ -297,6 +343,8 @@ mod tests {
             status: status.into(),
             ear: String::new(),
             node: "n".into(),
+            subject: "CN=n".into(),
+            token_sha256: String::new(),
             findings: vec![],
         };
         assert_eq!(v("affirming").exit_code(), 0);
@@ -333,22 +381,164 @@ mod tests {
     }
 
     #[test]
-    fn render_lists_the_findings() {
+    fn render_names_the_subject_and_short_id_and_lists_the_findings() {
         let v = Verdict {
             status: "warning".into(),
             ear: "e".into(),
-            node: "CN=n".into(),
+            node: "0123456789abcdef".repeat(4),
+            subject: "CN=n".into(),
+            token_sha256: "ab".repeat(32),
             findings: vec![serde_json::json!({
-                "severity": "warning", "code": "simulated_evidence", "sentence": "Simulated."
+                "severity": "unproven", "code": "simulated_inventory", "sentence": "Simulated."
             })],
         };
         let mut out = Vec::new();
         render_verdict(&mut out, &v).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("verifier: warning for CN=n"), "{text}");
         assert!(
-            text.contains("[warning] simulated_evidence: Simulated."),
+            text.starts_with("verifier: warning for CN=n [0123456789ab]\n"),
             "{text}"
+        );
+        assert!(
+            text.contains("[unproven] simulated_inventory: Simulated."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn render_escapes_the_verifiers_words() {
+        // A hostile or broken verifier: a subject that clears the screen, a node id that is
+        // no id and ends inside a character, a finding with a bidi override.
+        let v = Verdict {
+            status: "affirming\u{1b}[2J".into(),
+            ear: String::new(),
+            node: "\u{9b}31mxxxxxxé".into(),
+            subject: "CN=a\u{1b}[2J\ncompliant".into(),
+            token_sha256: String::new(),
+            findings: vec![serde_json::json!({
+                "severity": "info", "code": "x", "sentence": "ok\u{202e}"
+            })],
+        };
+        let mut out = Vec::new();
+        render_verdict(&mut out, &v).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text
+                .chars()
+                .any(|c| c == '\u{1b}' || c == '\u{9b}' || c == '\u{202e}'),
+            "{text:?}"
+        );
+        assert_eq!(text.lines().count(), 2, "{text:?}");
+    }
+
+    #[test]
+    fn short_node_is_twelve_digits_or_what_there_is() {
+        let mut v = Verdict {
+            status: String::new(),
+            ear: String::new(),
+            node: "f".repeat(64),
+            subject: String::new(),
+            token_sha256: String::new(),
+            findings: vec![],
+        };
+        assert_eq!(v.short_node(), "ffffffffffff");
+        v.node = "abc".into();
+        assert_eq!(v.short_node(), "abc");
+        // Not on a character boundary: the whole text, escaped by whoever shows it.
+        v.node = "aéééééé".into();
+        assert_eq!(v.short_node(), "aéééééé");
+    }
+
+    /// A one-shot HTTP server on loopback that reads one request and answers `body` (JSON,
+    /// 200); its URL.
+    fn answering(body: String) -> String {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            reader.read_exact(&mut vec![0; length]).unwrap();
+            let mut stream = reader.into_inner();
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        });
+        url
+    }
+
+    fn answer(token_sha256: &str) -> String {
+        serde_json::json!({
+            "status": "affirming", "ear": "e", "node": "ab".repeat(32),
+            "subject": "CN=n", "token_sha256": token_sha256, "findings": []
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn an_answer_about_the_token_sent_is_taken() {
+        let token = "a.b.c";
+        let url = answering(answer(&sha256_hex(token.as_bytes())));
+        // Surrounding whitespace (a token read from a file) is not sent, nor hashed.
+        let v = Client::new(&url, None)
+            .unwrap()
+            .post_attestation(&format!("{token}\n"))
+            .unwrap();
+        assert_eq!(v.subject, "CN=n");
+        assert_eq!(v.short_node(), "abababababab");
+    }
+
+    #[test]
+    fn an_answer_about_another_token_is_refused() {
+        let url = answering(answer(&sha256_hex(b"another token")));
+        let err = Client::new(&url, None)
+            .unwrap()
+            .post_attestation("a.b.c")
+            .unwrap_err();
+        assert!(
+            matches!(&err, PushError::Answered { code, .. } if code == "answer_for_another_token"),
+            "{err}"
+        );
+        assert!(!err.is_transient());
+        assert!(err.to_string().contains("not the one sent"), "{err}");
+    }
+
+    #[test]
+    fn an_answer_without_the_new_fields_names_the_missing_one() {
+        let url = answering(r#"{"status": "affirming", "ear": "e", "node": "CN=n"}"#.to_owned());
+        let err = Client::new(&url, None)
+            .unwrap()
+            .post_attestation("a.b.c")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("answer_unreadable") && text.contains("subject"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn sha256_hex_is_lower_case_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
 }

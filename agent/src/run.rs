@@ -30,7 +30,7 @@ use tppguard_proto::text::Escaped;
 
 use crate::cli::{RunArgs, SourceArgs};
 use crate::measure::run::Cache;
-use crate::push::{Client, PushError};
+use crate::push::{Client, PushError, Verdict};
 use crate::{EXIT_OK, MeasurePlan, attest_token, measure, sign};
 
 /// `run`'s configuration file (TOML). Relative paths are read from the file's folder.
@@ -601,8 +601,8 @@ impl Shutdown {
 
 /// How a round ended.
 enum Round {
-    /// Delivered (the verifier's status).
-    Delivered(String),
+    /// Delivered: the verifier's answer.
+    Delivered(Box<Verdict>),
     /// The verifier is unreachable or failing: back off.
     Unreachable(PushError),
     /// Something else failed (inventory, signing, a rejection): try again next interval.
@@ -646,7 +646,7 @@ fn round(
                 };
                 match client.post_attestation(&token) {
                     Ok(v) => {
-                        tracing::info!(file = %q.path.display(), status = %Escaped(&v.status), "queued attestation delivered");
+                        tracing::info!(file = %q.path.display(), status = %Escaped(&v.status), subject = %Escaped(&v.subject), node = %Escaped(v.short_node()), "queued attestation delivered");
                         let _ = std::fs::remove_file(&q.path);
                     }
                     Err(e) if e.is_transient() => return Round::Unreachable(e),
@@ -694,7 +694,7 @@ fn round(
                     Escaped(f["sentence"].as_str().unwrap_or(""))
                 );
             }
-            Round::Delivered(v.status)
+            Round::Delivered(Box::new(v))
         }
         Err(e) if e.is_transient() => {
             match queue.add(&attested.token, challenge.expires_at) {
@@ -739,12 +739,12 @@ pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let wait = match round(&config, &client, &queue, &mut gpus, &mut shutdown) {
-            Round::Delivered(status) => {
+            Round::Delivered(v) => {
                 if failures > 0 {
                     tracing::info!(after = failures, "verifier reachable again");
                 }
                 failures = 0;
-                tracing::info!(status = %Escaped(&status), "attestation delivered");
+                tracing::info!(status = %Escaped(&v.status), subject = %Escaped(&v.subject), node = %Escaped(v.short_node()), "attestation delivered");
                 jittered(interval)
             }
             Round::Unreachable(e) => {

@@ -26,3 +26,4 @@ mod serve_time;
 mod serve_tls;
 mod support;
 mod systemd;
+mod verifier_errors;

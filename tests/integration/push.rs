@@ -1,8 +1,11 @@
 //! `tppguard-agent push` and `run` against the real `tppguard-verifier serve` over HTTP on
 //! loopback (setup: `support::VerifierSetup`, the same steps as the `serve` tests).
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -109,6 +112,74 @@ fn verdict(v: &crate::support::RunningVerifier, node: &str) -> Value {
     body["node"].clone()
 }
 
+/// A relay in front of the verifier that keeps every byte the agent sends, so a test can
+/// read the token `push` posted off the wire instead of taking either program's word for it.
+struct Tap {
+    /// The URL to give the agent.
+    base: String,
+    sent: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Tap {
+    /// A relay to `upstream` (`http://HOST:PORT`), on a free loopback port.
+    fn new(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let base = format!("http://{}", listener.local_addr().expect("relay address"));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&sent);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let (Ok(client), Ok(server)) = (client, TcpStream::connect(&upstream)) else {
+                    break;
+                };
+                let (Ok(mut from_agent), Ok(mut to_verifier)) =
+                    (client.try_clone(), server.try_clone())
+                else {
+                    break;
+                };
+                let record = Arc::clone(&record);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n @ 1..) = from_agent.read(&mut buf) {
+                        record.lock().expect("record").extend_from_slice(&buf[..n]);
+                        if to_verifier.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_verifier.shutdown(Shutdown::Write);
+                });
+                let (mut from_verifier, mut to_agent) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_verifier, &mut to_agent);
+                    let _ = to_agent.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        Self { base, sent }
+    }
+
+    /// The body of the last `POST /v1/attestations` that went through: the token sent.
+    fn last_attestation(&self) -> String {
+        let sent = String::from_utf8_lossy(&self.sent.lock().expect("record")).into_owned();
+        let start = sent
+            .rfind("POST /v1/attestations ")
+            .unwrap_or_else(|| panic!("no attestation was posted: {sent}"));
+        let (head, body) = sent[start..]
+            .split_once("\r\n\r\n")
+            .expect("a request head");
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no Content-Length: {head}"));
+        body[..length].to_owned()
+    }
+}
+
 /// NODE/measurements.json.
 fn cached_measurements(node: &Path) -> Value {
     let text = std::fs::read_to_string(node.join("measurements.json")).expect("measurements.json");
@@ -119,13 +190,14 @@ fn cached_measurements(node: &Path) -> Value {
 fn push_simulate_is_accepted_and_the_node_is_listed() {
     let setup = VerifierSetup::new("127.0.0.1:0");
     let verifier = setup.start();
+    let tap = Tap::new(&verifier.base);
     let ear = setup.tmp.path().join("ear.jwt");
     let out = run(
         "tppguard-agent",
         &[
             "push",
             "--verifier",
-            &verifier.base,
+            &tap.base,
             "--dir",
             s(&setup.node),
             "--simulate",
@@ -149,11 +221,21 @@ fn push_simulate_is_accepted_and_the_node_is_listed() {
     assert_eq!(nodes(&verifier), std::slice::from_ref(&node));
     let (_, listed) = verifier.get_json("/v1/nodes");
     assert_eq!(listed["nodes"][0]["subject"], "CN=gpu-node-01", "{listed}");
+    // `--json` keeps the whole answer: the subject, and the SHA-256 of the very token that
+    // went over the wire, which the answer and its EAR appraise.
+    assert_eq!(answer["subject"], "CN=gpu-node-01", "{answer}");
+    let pushed = tap.last_attestation();
+    assert_eq!(
+        answer["token_sha256"],
+        tppguard_verifier::store::sha256_hex(pushed.as_bytes()).as_str(),
+        "{answer}"
+    );
     assert_eq!(history(&verifier, &node), ["accepted"]);
     let ear = std::fs::read_to_string(&ear).expect("EAR written");
     assert_eq!(ear.trim(), answer["ear"].as_str().expect("ear"));
 
-    // The text form names the status and the findings.
+    // The text form: first that the node is simulated, then the status for the subject and
+    // the short node id, then the findings.
     let out = run(
         "tppguard-agent",
         &[
@@ -169,7 +251,12 @@ fn push_simulate_is_accepted_and_the_node_is_listed() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("verifier: warning for "), "{text}");
+    assert!(
+        text.starts_with("SIMULATED NODE: fixture dgx-h100"),
+        "{text}"
+    );
+    let status_line = format!("\nverifier: warning for CN=gpu-node-01 [{}]\n", &node[..12]);
+    assert!(text.contains(&status_line), "{status_line:?} in {text}");
     assert!(text.contains("[unproven] simulated_inventory"), "{text}");
 }
 
@@ -238,6 +325,9 @@ fn run_pushes_on_its_interval_and_stops_on_sigterm() {
     assert!(pushed_twice, "fewer than two accepted pushes: {log}");
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("attestation delivered"), "{log}");
+    // Each delivery names the node by subject and short id, as `push` does.
+    let delivered = format!("subject=CN=gpu-node-01 node={}", &node[..12]);
+    assert!(log.contains(&delivered), "{delivered:?} in {log}");
     assert!(log.contains("stopped"), "{log}");
     assert!(
         !log.contains('\u{1b}'),

@@ -10,12 +10,13 @@ use crate::chain::{ChainError, TrustError};
 use crate::licence::LicenceVerifyError;
 use tppguard_proto::tpp::Precision;
 
-/// An error of a verifier command (all map to exit code 2).
+/// An error of a verifier command (all map to exit code 2). Messages quote outside text as
+/// given: whoever shows one escapes it (`tppguard_proto::text`; the binary's `main` does).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// `--model` names no row of the spec table.
-    #[error("--model: no model {name:?} in the spec table")]
+    #[error("--model: no model \"{name}\" in the spec table")]
     UnknownModel {
         /// The name given.
         name: String,
@@ -29,7 +30,7 @@ pub enum Error {
         precision: Precision,
     },
     /// `--rule-set` is neither a shipped id nor an existing file.
-    #[error("--rule-set: {arg:?} is neither a shipped rule set nor a file")]
+    #[error("--rule-set: \"{arg}\" is neither a shipped rule set nor a file")]
     UnknownRuleSet {
         /// The argument.
         arg: String,
@@ -163,7 +164,7 @@ pub enum Error {
         source: LicenceVerifyError,
     },
     /// A licence names a rule set that is not shipped (and no --rule-set was given).
-    #[error("licence {licence}: names rule set {rule_set:?}, which is not a shipped rule set")]
+    #[error("licence {licence}: names rule set \"{rule_set}\", which is not a shipped rule set")]
     LicenceRuleSetUnknown {
         /// The licence id.
         licence: String,
