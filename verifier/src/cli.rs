@@ -66,7 +66,7 @@ pub enum Command {
     /// repeated for scenarios such as "what if the GAIN AI bill passed"; default: the rule sets
     /// the licences name). For each rule set: its legal status, usage per licence (devices and
     /// TPP against the caps, with headroom and H100-equivalents), per country, the findings
-    /// with their codes, and COMPLIANT or NOT COMPLIANT. With --ear, the result is also written
+    /// with their codes, and COMPLIANT, UNPROVEN or NOT COMPLIANT. With --ear, the result is also written
     /// as an EAR (draft-ietf-rats-ear) JWT signed with the verifier's result key: one submod
     /// per node, its status from the first rule set's verdict.
     ///
