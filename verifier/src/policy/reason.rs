@@ -541,8 +541,48 @@ impl Reason {
     }
 
     /// A human sentence with the figures (the subject, node or licence, is in the finding).
+    /// Rendered by family, each in its own function below.
     pub fn sentence(&self) -> String {
-        match self {
+        // No wildcard: a new variant does not compile until it is given a family.
+        let family: fn(&Self) -> Option<String> = match self {
+            Self::ModelNotAllowed { .. }
+            | Self::EccnNotAllowed { .. }
+            | Self::DeviceTppAboveCap { .. }
+            | Self::AggregateTppAboveCap { .. }
+            | Self::DeviceCountAboveCap { .. }
+            | Self::CountryAllocationExceeded { .. }
+            | Self::LicenceNotYetValid { .. }
+            | Self::LicenceExpired { .. }
+            | Self::LicenceRuleSetMismatch { .. } => Self::licence_sentence,
+            Self::DuplicateDevice { .. }
+            | Self::StaleNode { .. }
+            | Self::AttestationFromFuture { .. }
+            | Self::SimulatedInventory { .. }
+            | Self::GpuWithoutIdentity { .. }
+            | Self::SubjectWithSeveralKeys { .. }
+            | Self::NodeKeyOnSeveralMachines { .. } => Self::node_sentence,
+            Self::NodeUnassigned { .. }
+            | Self::SiteInSeveralLicences { .. }
+            | Self::SiteClaimMismatch { .. }
+            | Self::SiteNotCertified { .. }
+            | Self::NodeSiteChanged { .. } => Self::site_sentence,
+            Self::UnknownDevice { .. }
+            | Self::GpuLost { .. }
+            | Self::AgentClassificationMismatch { .. }
+            | Self::ExceedsSpec { .. }
+            | Self::BelowSpec { .. }
+            | Self::UnlistedDevice { .. } => Self::device_sentence,
+            Self::EvidenceTierTooLow { .. }
+            | Self::MeasuredTierDowngraded { .. }
+            | Self::HardwareTierUnverified { .. } => Self::evidence_sentence,
+        };
+        family(self).unwrap_or_default()
+    }
+
+    /// The sentence of a reason about the licence's own conditions (its model and ECCN lists,
+    /// its caps and the country allocations, its validity, its rule set); `None` for another.
+    fn licence_sentence(&self) -> Option<String> {
+        let sentence = match self {
             Self::ModelNotAllowed { model } => match model {
                 Some(m) => format!("model {m} is not among the models the licence allows"),
                 None => {
@@ -568,21 +608,58 @@ impl Reason {
                      per-device cap of {cap}, whatever model the device claims to be"
                 ),
             },
-            Self::EvidenceTierTooLow { have, need, gpus } => format!(
-                "evidence tier {have} is below the licence's minimum {need} ({gpus} GPUs \
-                 affected)"
+            Self::AggregateTppAboveCap { used, cap, over_by } => {
+                format!("aggregate TPP {used} is above the licence's cap of {cap} by {over_by}")
+            }
+            Self::DeviceCountAboveCap { used, cap, over_by } => format!(
+                "{used} devices count against the licence, above its cap of {cap} by {over_by}"
             ),
-            Self::UnknownDevice { detail, .. } => {
-                format!("{detail}; the device counts against the device cap with its TPP unknown")
-            }
-            Self::GpuLost { status } => {
-                let how = match status {
-                    GpuStatus::Lost => "lost (fallen off the bus)",
-                    GpuStatus::Unreadable => "unreadable",
-                    GpuStatus::Ok => "readable",
-                };
-                format!("NVML reports the GPU {how}; it still counts where its identity is known")
-            }
+            Self::CountryAllocationExceeded {
+                country,
+                tier,
+                used,
+                cap,
+                over_by,
+                period,
+            } => format!(
+                "TPP {used} in {country}{} is above the rule set's allocation of {cap} for \
+                 {period} by {over_by}",
+                tier.as_deref()
+                    .map(|t| format!(" ({t})"))
+                    .unwrap_or_default()
+            ),
+            Self::LicenceNotYetValid {
+                starts_in_s,
+                devices,
+                ..
+            } => format!(
+                "the licence is not valid yet: it starts in {starts_in_s} s, and {devices} \
+                 devices count against it"
+            ),
+            Self::LicenceExpired {
+                expired_for_s,
+                devices,
+                ..
+            } => format!(
+                "the licence expired {expired_for_s} s ago, and {devices} devices count against it"
+            ),
+            Self::LicenceRuleSetMismatch {
+                licence_rule_set,
+                rule_set,
+            } => format!(
+                "the licence is written against rule set {licence_rule_set} but is evaluated \
+                 under {rule_set}"
+            ),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+
+    /// The sentence of a reason about a node's identity and freshness (duplicate or
+    /// unidentified GPUs, stale or future-dated attestations, a simulated inventory, a shared
+    /// subject, a copied key); `None` for another.
+    fn node_sentence(&self) -> Option<String> {
+        let sentence = match self {
             Self::DuplicateDevice {
                 uuid,
                 serial,
@@ -607,11 +684,6 @@ impl Reason {
                     ""
                 }
             ),
-            Self::SimulatedInventory { gpus } => format!(
-                "the agent read this node from a simulated driver, not real GPUs: its {gpus} \
-                 GPUs count as claimed, but simulated evidence proves nothing, so the verdict \
-                 is at best unproven"
-            ),
             Self::StaleNode {
                 age_s, max_age_s, ..
             } => format!(
@@ -628,28 +700,36 @@ impl Reason {
                  (more than the {max_skew_s} s skew allowed): it is not taken as current, and \
                  the node is unproven; check the node's clock"
             ),
-            Self::LicenceNotYetValid {
-                starts_in_s,
-                devices,
-                ..
-            } => format!(
-                "the licence is not valid yet: it starts in {starts_in_s} s, and {devices} \
-                 devices count against it"
+            Self::SimulatedInventory { gpus } => format!(
+                "the agent read this node from a simulated driver, not real GPUs: its {gpus} \
+                 GPUs count as claimed, but simulated evidence proves nothing, so the verdict \
+                 is at best unproven"
             ),
-            Self::LicenceExpired {
-                expired_for_s,
-                devices,
-                ..
-            } => format!(
-                "the licence expired {expired_for_s} s ago, and {devices} devices count against it"
+            Self::GpuWithoutIdentity { gpus } => format!(
+                "{gpus} GPUs carry no UUID, so a duplicate or a move cannot be seen: the node \
+                 is unproven until the agent reports every GPU's UUID"
             ),
-            Self::LicenceRuleSetMismatch {
-                licence_rule_set,
-                rule_set,
-            } => format!(
-                "the licence is written against rule set {licence_rule_set} but is evaluated \
-                 under {rule_set}"
+            Self::SubjectWithSeveralKeys { subject, nodes } => format!(
+                "{} node keys share the certificate subject {subject:?}; they count as \
+                 separate nodes (retire the old key with `pki issue-node --replace`, or give \
+                 each host its own subject)",
+                nodes.len()
             ),
+            Self::NodeKeyOnSeveralMachines { machine_ids } => format!(
+                "this node key reports {} machine ids ({}): the key was copied to other \
+                 hosts, whose GPUs may hide behind this node; give each host its own key",
+                machine_ids.len(),
+                machine_ids.join(", ")
+            ),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+
+    /// The sentence of a reason about where a node stands (its site, certified or claimed, and
+    /// the licence it falls under); `None` for another.
+    fn site_sentence(&self) -> Option<String> {
+        let sentence = match self {
             Self::NodeUnassigned {
                 licences,
                 gpus,
@@ -664,12 +744,52 @@ impl Reason {
                      covers its {gpus} GPUs"
                 ),
             },
-            Self::AggregateTppAboveCap { used, cap, over_by } => {
-                format!("aggregate TPP {used} is above the licence's cap of {cap} by {over_by}")
-            }
-            Self::DeviceCountAboveCap { used, cap, over_by } => format!(
-                "{used} devices count against the licence, above its cap of {cap} by {over_by}"
+            Self::SiteInSeveralLicences {
+                site,
+                licences,
+                counted_against,
+            } => format!(
+                "site {site} is listed by {} licences ({}); its nodes count against the \
+                 stricter, {counted_against}",
+                licences.len(),
+                licences.join(", ")
             ),
+            Self::SiteClaimMismatch { claimed, certified } => format!(
+                "the node claims site {claimed} but its certificate certifies site \
+                 {certified}: the certified site counts"
+            ),
+            Self::SiteNotCertified { claimed } => match claimed {
+                Some(c) => format!(
+                    "the node's certificate certifies no site, so its licence rests on its own \
+                     claim (site {c}); issue its certificate with `pki issue-node --site {c}`"
+                ),
+                None => "the node's certificate certifies no site, so where it stands is \
+                         unproven; issue its certificate with `pki issue-node --site ID`"
+                    .to_owned(),
+            },
+            Self::NodeSiteChanged { from, to } => format!(
+                "the node moved from site {from} to site {to} since its previous attestation"
+            ),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+
+    /// The sentence of a reason about one GPU against the spec table (its identity, its
+    /// status, its measured rates); `None` for another.
+    fn device_sentence(&self) -> Option<String> {
+        let sentence = match self {
+            Self::UnknownDevice { detail, .. } => {
+                format!("{detail}; the device counts against the device cap with its TPP unknown")
+            }
+            Self::GpuLost { status } => {
+                let how = match status {
+                    GpuStatus::Lost => "lost (fallen off the bus)",
+                    GpuStatus::Unreadable => "unreadable",
+                    GpuStatus::Ok => "readable",
+                };
+                format!("NVML reports the GPU {how}; it still counts where its identity is known")
+            }
             Self::AgentClassificationMismatch {
                 agent_eccn,
                 eccn,
@@ -745,6 +865,19 @@ impl Reason {
                 tops_text(*measured_tops),
                 precision.bit_length(),
             ),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+
+    /// The sentence of a reason about the evidence tier a node reaches against the one it
+    /// claims or the licence needs; `None` for another.
+    fn evidence_sentence(&self) -> Option<String> {
+        let sentence = match self {
+            Self::EvidenceTierTooLow { have, need, gpus } => format!(
+                "evidence tier {have} is below the licence's minimum {need} ({gpus} GPUs \
+                 affected)"
+            ),
             Self::MeasuredTierDowngraded {
                 claimed,
                 effective,
@@ -789,63 +922,9 @@ impl Reason {
                 "the node claims evidence tier hardware, but no verified hardware evidence \
                  backs it: it is evaluated as {effective}"
             ),
-            Self::GpuWithoutIdentity { gpus } => format!(
-                "{gpus} GPUs carry no UUID, so a duplicate or a move cannot be seen: the node \
-                 is unproven until the agent reports every GPU's UUID"
-            ),
-            Self::SubjectWithSeveralKeys { subject, nodes } => format!(
-                "{} node keys share the certificate subject {subject:?}; they count as \
-                 separate nodes (retire the old key with `pki issue-node --replace`, or give \
-                 each host its own subject)",
-                nodes.len()
-            ),
-            Self::NodeKeyOnSeveralMachines { machine_ids } => format!(
-                "this node key reports {} machine ids ({}): the key was copied to other \
-                 hosts, whose GPUs may hide behind this node; give each host its own key",
-                machine_ids.len(),
-                machine_ids.join(", ")
-            ),
-            Self::SiteClaimMismatch { claimed, certified } => format!(
-                "the node claims site {claimed} but its certificate certifies site \
-                 {certified}: the certified site counts"
-            ),
-            Self::SiteNotCertified { claimed } => match claimed {
-                Some(c) => format!(
-                    "the node's certificate certifies no site, so its licence rests on its own \
-                     claim (site {c}); issue its certificate with `pki issue-node --site {c}`"
-                ),
-                None => "the node's certificate certifies no site, so where it stands is \
-                         unproven; issue its certificate with `pki issue-node --site ID`"
-                    .to_owned(),
-            },
-            Self::NodeSiteChanged { from, to } => format!(
-                "the node moved from site {from} to site {to} since its previous attestation"
-            ),
-            Self::SiteInSeveralLicences {
-                site,
-                licences,
-                counted_against,
-            } => format!(
-                "site {site} is listed by {} licences ({}); its nodes count against the \
-                 stricter, {counted_against}",
-                licences.len(),
-                licences.join(", ")
-            ),
-            Self::CountryAllocationExceeded {
-                country,
-                tier,
-                used,
-                cap,
-                over_by,
-                period,
-            } => format!(
-                "TPP {used} in {country}{} is above the rule set's allocation of {cap} for \
-                 {period} by {over_by}",
-                tier.as_deref()
-                    .map(|t| format!(" ({t})"))
-                    .unwrap_or_default()
-            ),
-        }
+            _ => return None,
+        };
+        Some(sentence)
     }
 }
 
