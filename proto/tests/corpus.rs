@@ -60,10 +60,13 @@ fn corpus_dirs_match_fuzz_targets() {
         targets,
         [
             "decimal",
+            "issued_record",
             "jws",
+            "leaf_facts",
             "licence_toml",
             "ruleset_toml",
             "signed_token",
+            "site_and_text",
             "spec_lookup"
         ]
     );

@@ -1170,8 +1170,10 @@ fn unknown_critical_extension(der: &[u8]) -> Option<ChainError> {
 }
 
 /// The node id and certified site of a leaf certificate that was verified earlier (read back
-/// from a stored token's `x5c`); no chain check.
-pub(crate) fn stored_leaf_facts(der: &[u8]) -> Result<(NodeId, Option<SiteId>), ChainError> {
+/// from a stored token's `x5c`); no chain check. Public, hidden, for the `leaf_facts` fuzz
+/// target; not part of the API.
+#[doc(hidden)]
+pub fn stored_leaf_facts(der: &[u8]) -> Result<(NodeId, Option<SiteId>), ChainError> {
     let cert = parse(der)?;
     Ok((
         NodeId::from_spki_der(cert.public_key().raw),

@@ -541,8 +541,48 @@ impl Reason {
     }
 
     /// A human sentence with the figures (the subject, node or licence, is in the finding).
+    /// Rendered by family, each in its own function below.
     pub fn sentence(&self) -> String {
-        match self {
+        // No wildcard: a new variant does not compile until it is given a family.
+        let family: fn(&Self) -> Option<String> = match self {
+            Self::ModelNotAllowed { .. }
+            | Self::EccnNotAllowed { .. }
+            | Self::DeviceTppAboveCap { .. }
+            | Self::AggregateTppAboveCap { .. }
+            | Self::DeviceCountAboveCap { .. }
+            | Self::CountryAllocationExceeded { .. }
+            | Self::LicenceNotYetValid { .. }
+            | Self::LicenceExpired { .. }
+            | Self::LicenceRuleSetMismatch { .. } => Self::licence_sentence,
+            Self::DuplicateDevice { .. }
+            | Self::StaleNode { .. }
+            | Self::AttestationFromFuture { .. }
+            | Self::SimulatedInventory { .. }
+            | Self::GpuWithoutIdentity { .. }
+            | Self::SubjectWithSeveralKeys { .. }
+            | Self::NodeKeyOnSeveralMachines { .. } => Self::node_sentence,
+            Self::NodeUnassigned { .. }
+            | Self::SiteInSeveralLicences { .. }
+            | Self::SiteClaimMismatch { .. }
+            | Self::SiteNotCertified { .. }
+            | Self::NodeSiteChanged { .. } => Self::site_sentence,
+            Self::UnknownDevice { .. }
+            | Self::GpuLost { .. }
+            | Self::AgentClassificationMismatch { .. }
+            | Self::ExceedsSpec { .. }
+            | Self::BelowSpec { .. }
+            | Self::UnlistedDevice { .. } => Self::device_sentence,
+            Self::EvidenceTierTooLow { .. }
+            | Self::MeasuredTierDowngraded { .. }
+            | Self::HardwareTierUnverified { .. } => Self::evidence_sentence,
+        };
+        family(self).unwrap_or_default()
+    }
+
+    /// The sentence of a reason about the licence's own conditions (its model and ECCN lists,
+    /// its caps and the country allocations, its validity, its rule set); `None` for another.
+    fn licence_sentence(&self) -> Option<String> {
+        let sentence = match self {
             Self::ModelNotAllowed { model } => match model {
                 Some(m) => format!("model {m} is not among the models the licence allows"),
                 None => {
@@ -568,21 +608,58 @@ impl Reason {
                      per-device cap of {cap}, whatever model the device claims to be"
                 ),
             },
-            Self::EvidenceTierTooLow { have, need, gpus } => format!(
-                "evidence tier {have} is below the licence's minimum {need} ({gpus} GPUs \
-                 affected)"
+            Self::AggregateTppAboveCap { used, cap, over_by } => {
+                format!("aggregate TPP {used} is above the licence's cap of {cap} by {over_by}")
+            }
+            Self::DeviceCountAboveCap { used, cap, over_by } => format!(
+                "{used} devices count against the licence, above its cap of {cap} by {over_by}"
             ),
-            Self::UnknownDevice { detail, .. } => {
-                format!("{detail}; the device counts against the device cap with its TPP unknown")
-            }
-            Self::GpuLost { status } => {
-                let how = match status {
-                    GpuStatus::Lost => "lost (fallen off the bus)",
-                    GpuStatus::Unreadable => "unreadable",
-                    GpuStatus::Ok => "readable",
-                };
-                format!("NVML reports the GPU {how}; it still counts where its identity is known")
-            }
+            Self::CountryAllocationExceeded {
+                country,
+                tier,
+                used,
+                cap,
+                over_by,
+                period,
+            } => format!(
+                "TPP {used} in {country}{} is above the rule set's allocation of {cap} for \
+                 {period} by {over_by}",
+                tier.as_deref()
+                    .map(|t| format!(" ({t})"))
+                    .unwrap_or_default()
+            ),
+            Self::LicenceNotYetValid {
+                starts_in_s,
+                devices,
+                ..
+            } => format!(
+                "the licence is not valid yet: it starts in {starts_in_s} s, and {devices} \
+                 devices count against it"
+            ),
+            Self::LicenceExpired {
+                expired_for_s,
+                devices,
+                ..
+            } => format!(
+                "the licence expired {expired_for_s} s ago, and {devices} devices count against it"
+            ),
+            Self::LicenceRuleSetMismatch {
+                licence_rule_set,
+                rule_set,
+            } => format!(
+                "the licence is written against rule set {licence_rule_set} but is evaluated \
+                 under {rule_set}"
+            ),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+
+    /// The sentence of a reason about a node's identity and freshness (duplicate or
+    /// unidentified GPUs, stale or future-dated attestations, a simulated inventory, a shared
+    /// subject, a copied key); `None` for another.
+    fn node_sentence(&self) -> Option<String> {
+        let sentence = match self {
             Self::DuplicateDevice {
                 uuid,
                 serial,
@@ -607,11 +684,6 @@ impl Reason {
                     ""
                 }
             ),
-            Self::SimulatedInventory { gpus } => format!(
-                "the agent read this node from a simulated driver, not real GPUs: its {gpus} \
-                 GPUs count as claimed, but simulated evidence proves nothing, so the verdict \
-                 is at best unproven"
-            ),
             Self::StaleNode {
                 age_s, max_age_s, ..
             } => format!(
@@ -628,28 +700,36 @@ impl Reason {
                  (more than the {max_skew_s} s skew allowed): it is not taken as current, and \
                  the node is unproven; check the node's clock"
             ),
-            Self::LicenceNotYetValid {
-                starts_in_s,
-                devices,
-                ..
-            } => format!(
-                "the licence is not valid yet: it starts in {starts_in_s} s, and {devices} \
-                 devices count against it"
+            Self::SimulatedInventory { gpus } => format!(
+                "the agent read this node from a simulated driver, not real GPUs: its {gpus} \
+                 GPUs count as claimed, but simulated evidence proves nothing, so the verdict \
+                 is at best unproven"
             ),
-            Self::LicenceExpired {
-                expired_for_s,
-                devices,
-                ..
-            } => format!(
-                "the licence expired {expired_for_s} s ago, and {devices} devices count against it"
+            Self::GpuWithoutIdentity { gpus } => format!(
+                "{gpus} GPUs carry no UUID, so a duplicate or a move cannot be seen: the node \
+                 is unproven until the agent reports every GPU's UUID"
             ),
-            Self::LicenceRuleSetMismatch {
-                licence_rule_set,
-                rule_set,
-            } => format!(
-                "the licence is written against rule set {licence_rule_set} but is evaluated \
-                 under {rule_set}"
+            Self::SubjectWithSeveralKeys { subject, nodes } => format!(
+                "{} node keys share the certificate subject {subject:?}; they count as \
+                 separate nodes (retire the old key with `pki issue-node --replace`, or give \
+                 each host its own subject)",
+                nodes.len()
             ),
+            Self::NodeKeyOnSeveralMachines { machine_ids } => format!(
+                "this node key reports {} machine ids ({}): the key was copied to other \
+                 hosts, whose GPUs may hide behind this node; give each host its own key",
+                machine_ids.len(),
+                machine_ids.join(", ")
+            ),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+
+    /// The sentence of a reason about where a node stands (its site, certified or claimed, and
+    /// the licence it falls under); `None` for another.
+    fn site_sentence(&self) -> Option<String> {
+        let sentence = match self {
             Self::NodeUnassigned {
                 licences,
                 gpus,
@@ -664,12 +744,52 @@ impl Reason {
                      covers its {gpus} GPUs"
                 ),
             },
-            Self::AggregateTppAboveCap { used, cap, over_by } => {
-                format!("aggregate TPP {used} is above the licence's cap of {cap} by {over_by}")
-            }
-            Self::DeviceCountAboveCap { used, cap, over_by } => format!(
-                "{used} devices count against the licence, above its cap of {cap} by {over_by}"
+            Self::SiteInSeveralLicences {
+                site,
+                licences,
+                counted_against,
+            } => format!(
+                "site {site} is listed by {} licences ({}); its nodes count against the \
+                 stricter, {counted_against}",
+                licences.len(),
+                licences.join(", ")
             ),
+            Self::SiteClaimMismatch { claimed, certified } => format!(
+                "the node claims site {claimed} but its certificate certifies site \
+                 {certified}: the certified site counts"
+            ),
+            Self::SiteNotCertified { claimed } => match claimed {
+                Some(c) => format!(
+                    "the node's certificate certifies no site, so its licence rests on its own \
+                     claim (site {c}); issue its certificate with `pki issue-node --site {c}`"
+                ),
+                None => "the node's certificate certifies no site, so where it stands is \
+                         unproven; issue its certificate with `pki issue-node --site ID`"
+                    .to_owned(),
+            },
+            Self::NodeSiteChanged { from, to } => format!(
+                "the node moved from site {from} to site {to} since its previous attestation"
+            ),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+
+    /// The sentence of a reason about one GPU against the spec table (its identity, its
+    /// status, its measured rates); `None` for another.
+    fn device_sentence(&self) -> Option<String> {
+        let sentence = match self {
+            Self::UnknownDevice { detail, .. } => {
+                format!("{detail}; the device counts against the device cap with its TPP unknown")
+            }
+            Self::GpuLost { status } => {
+                let how = match status {
+                    GpuStatus::Lost => "lost (fallen off the bus)",
+                    GpuStatus::Unreadable => "unreadable",
+                    GpuStatus::Ok => "readable",
+                };
+                format!("NVML reports the GPU {how}; it still counts where its identity is known")
+            }
             Self::AgentClassificationMismatch {
                 agent_eccn,
                 eccn,
@@ -745,6 +865,19 @@ impl Reason {
                 tops_text(*measured_tops),
                 precision.bit_length(),
             ),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+
+    /// The sentence of a reason about the evidence tier a node reaches against the one it
+    /// claims or the licence needs; `None` for another.
+    fn evidence_sentence(&self) -> Option<String> {
+        let sentence = match self {
+            Self::EvidenceTierTooLow { have, need, gpus } => format!(
+                "evidence tier {have} is below the licence's minimum {need} ({gpus} GPUs \
+                 affected)"
+            ),
             Self::MeasuredTierDowngraded {
                 claimed,
                 effective,
@@ -789,62 +922,463 @@ impl Reason {
                 "the node claims evidence tier hardware, but no verified hardware evidence \
                  backs it: it is evaluated as {effective}"
             ),
-            Self::GpuWithoutIdentity { gpus } => format!(
-                "{gpus} GPUs carry no UUID, so a duplicate or a move cannot be seen: the node \
-                 is unproven until the agent reports every GPU's UUID"
-            ),
-            Self::SubjectWithSeveralKeys { subject, nodes } => format!(
-                "{} node keys share the certificate subject {subject:?}; they count as \
-                 separate nodes (retire the old key with `pki issue-node --replace`, or give \
-                 each host its own subject)",
-                nodes.len()
-            ),
-            Self::NodeKeyOnSeveralMachines { machine_ids } => format!(
-                "this node key reports {} machine ids ({}): the key was copied to other \
-                 hosts, whose GPUs may hide behind this node; give each host its own key",
-                machine_ids.len(),
-                machine_ids.join(", ")
-            ),
-            Self::SiteClaimMismatch { claimed, certified } => format!(
-                "the node claims site {claimed} but its certificate certifies site \
-                 {certified}: the certified site counts"
-            ),
-            Self::SiteNotCertified { claimed } => match claimed {
-                Some(c) => format!(
-                    "the node's certificate certifies no site, so its licence rests on its own \
-                     claim (site {c}); issue its certificate with `pki issue-node --site {c}`"
-                ),
-                None => "the node's certificate certifies no site, so where it stands is \
-                         unproven; issue its certificate with `pki issue-node --site ID`"
-                    .to_owned(),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variant, and every branch of its sentence: both arms of each `Option`, each
+    /// status and basis, empty and full lists.
+    fn representative() -> Vec<Reason> {
+        let tpp = |t: &str| t.parse::<Tpp>().unwrap();
+        let tops = |t: &str| t.parse::<Tops>().unwrap();
+        let text = |t: &str| t.to_owned();
+        let ratio = |m: &str, s: &str| SpecRatio::new(tops(m), tops(s)).unwrap();
+        let below =
+            |min: Option<u32>, max: Option<u32>, max_clock: Option<u32>, throttle: &[&str]| {
+                Reason::BelowSpec {
+                    model: text("H100 SXM5 80GB"),
+                    precision: Precision::Fp8,
+                    measured_tops: tops("900.25"),
+                    spec_tops: tops("1978.9"),
+                    ratio: ratio("900.25", "1978.9"),
+                    tolerance_percent: 50,
+                    sm_clock_mhz_min: min,
+                    sm_clock_mhz_max: max,
+                    max_sm_clock_mhz: max_clock,
+                    temperature_c_max: Some(83),
+                    power_mw_max: Some(700_000),
+                    power_limit_mw: Some(700_000),
+                    throttle_reasons: throttle.iter().map(|t| text(t)).collect(),
+                }
+            };
+        let downgraded = |counts: [u64; 6]| {
+            let [
+                unmeasured,
+                exceeding,
+                unlisted,
+                no_spec_figure,
+                stale,
+                simulated,
+            ] = counts;
+            Reason::MeasuredTierDowngraded {
+                claimed: EvidenceTier::Measured,
+                effective: EvidenceTier::Declared,
+                gpus: 8,
+                unmeasured,
+                exceeding,
+                unlisted,
+                no_spec_figure,
+                stale,
+                simulated,
+            }
+        };
+        vec![
+            Reason::ModelNotAllowed {
+                model: Some(text("H100 SXM5 80GB")),
             },
-            Self::NodeSiteChanged { from, to } => format!(
-                "the node moved from site {from} to site {to} since its previous attestation"
+            Reason::ModelNotAllowed { model: None },
+            Reason::EccnNotAllowed {
+                eccn: Some(text("3A090.a")),
+                outcome: Some(text("3A090.a")),
+            },
+            Reason::EccnNotAllowed {
+                eccn: None,
+                outcome: Some(text("not_3a090")),
+            },
+            Reason::EccnNotAllowed {
+                eccn: None,
+                outcome: None,
+            },
+            Reason::DeviceTppAboveCap {
+                tpp: tpp("15831.2"),
+                cap: tpp("4800"),
+                basis: TppSource::Spec,
+            },
+            Reason::DeviceTppAboveCap {
+                tpp: tpp("5000"),
+                cap: tpp("4800"),
+                basis: TppSource::Measured,
+            },
+            Reason::EvidenceTierTooLow {
+                have: EvidenceTier::Declared,
+                need: EvidenceTier::Hardware,
+                gpus: 8,
+            },
+            Reason::UnknownDevice {
+                lookup: "pci_id_not_listed",
+                detail: text("PCI device id 0x12345678 is not in the spec table"),
+            },
+            Reason::GpuLost {
+                status: GpuStatus::Lost,
+            },
+            Reason::GpuLost {
+                status: GpuStatus::Unreadable,
+            },
+            Reason::GpuLost {
+                status: GpuStatus::Ok,
+            },
+            Reason::DuplicateDevice {
+                uuid: text("GPU-1"),
+                serial: Some(text("1650123456789")),
+                seen_in: vec![text("a/gpu0"), text("b/gpu3")],
+                counted_in: text("a/gpu0"),
+                counted_against: Some(text("LIC-1")),
+                across_licences_or_sites: true,
+            },
+            Reason::DuplicateDevice {
+                uuid: text("GPU-2"),
+                serial: None,
+                seen_in: vec![],
+                counted_in: text("a/gpu1"),
+                counted_against: None,
+                across_licences_or_sites: false,
+            },
+            Reason::StaleNode {
+                iat: 0,
+                age_s: 7200,
+                max_age_s: 3600,
+            },
+            Reason::AttestationFromFuture {
+                iat: 1000,
+                at: 0,
+                ahead_s: 1000,
+                max_skew_s: 300,
+            },
+            Reason::LicenceNotYetValid {
+                valid_from: 100,
+                starts_in_s: 100,
+                devices: 0,
+            },
+            Reason::LicenceExpired {
+                valid_until: 1,
+                expired_for_s: 86_400,
+                devices: 3,
+            },
+            Reason::LicenceRuleSetMismatch {
+                licence_rule_set: text("us-eccn-3a090"),
+                rule_set: text("us-ai-diffusion-2025"),
+            },
+            Reason::NodeUnassigned {
+                licences: 2,
+                gpus: 8,
+                site: Some(text("fra-1")),
+            },
+            Reason::NodeUnassigned {
+                licences: 2,
+                gpus: 8,
+                site: None,
+            },
+            Reason::AggregateTppAboveCap {
+                used: tpp("31662.4"),
+                cap: tpp("30000"),
+                over_by: tpp("1662.4"),
+            },
+            Reason::DeviceCountAboveCap {
+                used: 9,
+                cap: 8,
+                over_by: 1,
+            },
+            Reason::AgentClassificationMismatch {
+                agent_eccn: Some(text("3A090.a")),
+                eccn: Some(text("4A090.a")),
+                agent_tpp: Some(15831.2),
+                tpp: Some(tpp("15831.2")),
+            },
+            Reason::AgentClassificationMismatch {
+                agent_eccn: None,
+                eccn: None,
+                agent_tpp: None,
+                tpp: None,
+            },
+            Reason::SiteInSeveralLicences {
+                site: text("fra-1"),
+                licences: vec![text("A"), text("B")],
+                counted_against: text("A"),
+            },
+            Reason::CountryAllocationExceeded {
+                country: "DE".parse().unwrap(),
+                tier: Some(text("tier_2")),
+                used: tpp("2"),
+                cap: tpp("1"),
+                over_by: tpp("1"),
+                period: text("2025-2027"),
+            },
+            Reason::CountryAllocationExceeded {
+                country: "FR".parse().unwrap(),
+                tier: None,
+                used: tpp("2"),
+                cap: tpp("1"),
+                over_by: tpp("1"),
+                period: text("2025-2027"),
+            },
+            Reason::SimulatedInventory { gpus: 8 },
+            Reason::ExceedsSpec {
+                model: text("H100 SXM5 80GB"),
+                precision: Precision::Fp8,
+                measured_tops: tops("2200.05"),
+                spec_tops: tops("1978.9"),
+                ratio: ratio("2200.05", "1978.9"),
+                tolerance_percent: 10,
+            },
+            below(None, None, None, &[]),
+            below(Some(1100), None, Some(1980), &["sw_power_cap"]),
+            below(
+                None,
+                Some(1400),
+                None,
+                &["hw_slowdown", "sw_thermal_slowdown"],
             ),
-            Self::SiteInSeveralLicences {
-                site,
-                licences,
-                counted_against,
-            } => format!(
-                "site {site} is listed by {} licences ({}); its nodes count against the \
-                 stricter, {counted_against}",
-                licences.len(),
-                licences.join(", ")
-            ),
-            Self::CountryAllocationExceeded {
-                country,
-                tier,
-                used,
-                cap,
-                over_by,
-                period,
-            } => format!(
-                "TPP {used} in {country}{} is above the rule set's allocation of {cap} for \
-                 {period} by {over_by}",
-                tier.as_deref()
-                    .map(|t| format!(" ({t})"))
-                    .unwrap_or_default()
-            ),
+            below(Some(1100), Some(1400), Some(1980), &[]),
+            Reason::UnlistedDevice {
+                lookup: "pci_id_not_listed",
+                detail: text("PCI device id 0x12345678 is not in the spec table"),
+                measured_tpp: tpp("8000"),
+                precision: Precision::Fp16,
+                measured_tops: tops("500.125"),
+                outcome: text("3A090.a"),
+            },
+            downgraded([1, 0, 0, 0, 0, 0]),
+            downgraded([1, 2, 3, 4, 5, 6]),
+            downgraded([0, 0, 0, 0, 0, 0]),
+            downgraded([0, 0, 0, 0, 2, 8]),
+            Reason::HardwareTierUnverified {
+                effective: EvidenceTier::Measured,
+            },
+            Reason::GpuWithoutIdentity { gpus: 2 },
+            Reason::SubjectWithSeveralKeys {
+                subject: text("CN=gpu \"node\" 01"),
+                nodes: vec![text("00"), text("11")],
+            },
+            Reason::NodeKeyOnSeveralMachines {
+                machine_ids: vec![text("m1"), text("m2")],
+            },
+            Reason::SiteClaimMismatch {
+                claimed: text("fra-1"),
+                certified: text("ber-1"),
+            },
+            Reason::SiteNotCertified {
+                claimed: Some(text("fra-1")),
+            },
+            Reason::SiteNotCertified { claimed: None },
+            Reason::NodeSiteChanged {
+                from: text("fra-1"),
+                to: text("ber-1"),
+            },
+        ]
+    }
+
+    /// The sentence of each of [`representative`], by code, as rendered before
+    /// [`Reason::sentence`] was split by family: the split must not change one byte.
+    const SENTENCES: &[(&str, &str)] = &[
+        (
+            "model_not_allowed",
+            r#"model H100 SXM5 80GB is not among the models the licence allows"#,
+        ),
+        (
+            "model_not_allowed",
+            r#"the model is unknown, so the licence's model list cannot allow it"#,
+        ),
+        (
+            "eccn_not_allowed",
+            r#"ECCN 3A090.a is not among the ECCNs the licence allows"#,
+        ),
+        (
+            "eccn_not_allowed",
+            r#"the device has no ECCN under the rule set (outcome not_3a090), so the licence's ECCN list cannot allow it"#,
+        ),
+        (
+            "eccn_not_allowed",
+            r#"the device is unknown, so its ECCN is unknown and the licence's ECCN list cannot allow it"#,
+        ),
+        (
+            "device_tpp_above_cap",
+            r#"device TPP 15831.2 is above the licence's per-device cap of 4800"#,
+        ),
+        (
+            "device_tpp_above_cap",
+            r#"measured device TPP 5000 (a lower bound) is above the licence's per-device cap of 4800, whatever model the device claims to be"#,
+        ),
+        (
+            "evidence_tier_too_low",
+            r#"evidence tier declared is below the licence's minimum hardware (8 GPUs affected)"#,
+        ),
+        (
+            "unknown_device",
+            r#"PCI device id 0x12345678 is not in the spec table; the device counts against the device cap with its TPP unknown"#,
+        ),
+        (
+            "gpu_lost",
+            r#"NVML reports the GPU lost (fallen off the bus); it still counts where its identity is known"#,
+        ),
+        (
+            "gpu_lost",
+            r#"NVML reports the GPU unreadable; it still counts where its identity is known"#,
+        ),
+        (
+            "gpu_lost",
+            r#"NVML reports the GPU readable; it still counts where its identity is known"#,
+        ),
+        (
+            "duplicate_device",
+            r#"GPU GPU-1 (serial 1650123456789) appears in 2 places (a/gpu0, b/gpu3); it counts once, in a/gpu0, against licence LIC-1; one device cannot stand under two licences or at two sites: find which node lies, or re-key the node whose key was copied"#,
+        ),
+        (
+            "duplicate_device",
+            r#"GPU GPU-2 (serial unknown) appears in 0 places (); it counts once, in a/gpu1"#,
+        ),
+        (
+            "stale_node",
+            r#"the node's latest attestation is 7200 s old, older than the 3600 s allowed; its last known GPUs still count, but compliance is unproven until it attests again"#,
+        ),
+        (
+            "attestation_from_future",
+            r#"the node sent an attestation dated 1000 s after the evaluation instant (more than the 300 s skew allowed): it is not taken as current, and the node is unproven; check the node's clock"#,
+        ),
+        (
+            "licence_not_yet_valid",
+            r#"the licence is not valid yet: it starts in 100 s, and 0 devices count against it"#,
+        ),
+        (
+            "licence_expired",
+            r#"the licence expired 86400 s ago, and 3 devices count against it"#,
+        ),
+        (
+            "licence_rule_set_mismatch",
+            r#"the licence is written against rule set us-eccn-3a090 but is evaluated under us-ai-diffusion-2025"#,
+        ),
+        (
+            "node_unassigned",
+            r#"the node's site fra-1 is listed by none of the 2 licences evaluated, so none covers its 8 GPUs"#,
+        ),
+        (
+            "node_unassigned",
+            r#"the node carries no site and 2 licences are evaluated, so none covers its 8 GPUs"#,
+        ),
+        (
+            "aggregate_tpp_above_cap",
+            r#"aggregate TPP 31662.4 is above the licence's cap of 30000 by 1662.4"#,
+        ),
+        (
+            "device_count_above_cap",
+            r#"9 devices count against the licence, above its cap of 8 by 1"#,
+        ),
+        (
+            "agent_classification_mismatch",
+            r#"the agent classified the GPU as 3A090.a with TPP 15831.2, the verifier as 4A090.a with TPP 15831.2; the verifier's figures are used"#,
+        ),
+        (
+            "agent_classification_mismatch",
+            r#"the agent classified the GPU as unknown with TPP unknown, the verifier as unknown with TPP unknown; the verifier's figures are used"#,
+        ),
+        (
+            "site_in_several_licences",
+            r#"site fra-1 is listed by 2 licences (A, B); its nodes count against the stricter, A"#,
+        ),
+        (
+            "country_allocation_exceeded",
+            r#"TPP 2 in DE (tier_2) is above the rule set's allocation of 1 for 2025-2027 by 1"#,
+        ),
+        (
+            "country_allocation_exceeded",
+            r#"TPP 2 in FR is above the rule set's allocation of 1 for 2025-2027 by 1"#,
+        ),
+        (
+            "simulated_inventory",
+            r#"the agent read this node from a simulated driver, not real GPUs: its 8 GPUs count as claimed, but simulated evidence proves nothing, so the verdict is at best unproven"#,
+        ),
+        (
+            "exceeds_spec",
+            r#"measured FP8 2200.1 TOPS is 1.11 of the spec's 1978.9 TOPS for H100 SXM5 80GB, more than 10 % above it: the part is more capable than its identity claims (relabelled, or a spec-table error to report)"#,
+        ),
+        (
+            "below_spec",
+            r#"measured FP8 900.2 TOPS is 0.45 of the spec's 1978.9 TOPS for H100 SXM5 80GB, more than 50 % below it: derated, throttled or power-capped (SM clock not reported; no throttle reason reported)"#,
+        ),
+        (
+            "below_spec",
+            r#"measured FP8 900.2 TOPS is 0.45 of the spec's 1978.9 TOPS for H100 SXM5 80GB, more than 50 % below it: derated, throttled or power-capped (SM clock 1100-? MHz of 1980 MHz max; throttle reasons: sw_power_cap)"#,
+        ),
+        (
+            "below_spec",
+            r#"measured FP8 900.2 TOPS is 0.45 of the spec's 1978.9 TOPS for H100 SXM5 80GB, more than 50 % below it: derated, throttled or power-capped (SM clock ?-1400 MHz; throttle reasons: hw_slowdown, sw_thermal_slowdown)"#,
+        ),
+        (
+            "below_spec",
+            r#"measured FP8 900.2 TOPS is 0.45 of the spec's 1978.9 TOPS for H100 SXM5 80GB, more than 50 % below it: derated, throttled or power-capped (SM clock 1100-1400 MHz of 1980 MHz max; no throttle reason reported)"#,
+        ),
+        (
+            "unlisted_device",
+            r#"PCI device id 0x12345678 is not in the spec table; classified by its measured figures alone (3A090.a; die area unknown): TPP at least 8000 (FP16 500.1 TOPS measured x 16), a lower bound since a benchmark stays below peak, and it counts with that TPP"#,
+        ),
+        (
+            "measured_tier_downgraded",
+            r#"the node claims evidence tier measured, but of its 8 GPUs 1 carry no measurement: it is evaluated as declared"#,
+        ),
+        (
+            "measured_tier_downgraded",
+            r#"the node claims evidence tier measured, but of its 8 GPUs 1 carry no measurement, 2 measure above spec, 3 are not in the spec table, 4 have no spec figure for any precision measured, 5 carry a measurement older than the allowed age (or dated after the attestation); measure again, 6 were measured (or read) by a simulation, never evidence: it is evaluated as declared"#,
+        ),
+        (
+            "measured_tier_downgraded",
+            r#"the node claims evidence tier measured, but of its 8 GPUs : it is evaluated as declared"#,
+        ),
+        (
+            "measured_tier_downgraded",
+            r#"the node claims evidence tier measured, but of its 8 GPUs 2 carry a measurement older than the allowed age (or dated after the attestation); measure again, 8 were measured (or read) by a simulation, never evidence: it is evaluated as declared"#,
+        ),
+        (
+            "hardware_tier_unverified",
+            r#"the node claims evidence tier hardware, but no verified hardware evidence backs it: it is evaluated as measured"#,
+        ),
+        (
+            "gpu_without_identity",
+            r#"2 GPUs carry no UUID, so a duplicate or a move cannot be seen: the node is unproven until the agent reports every GPU's UUID"#,
+        ),
+        (
+            "subject_with_several_keys",
+            r#"2 node keys share the certificate subject "CN=gpu \"node\" 01"; they count as separate nodes (retire the old key with `pki issue-node --replace`, or give each host its own subject)"#,
+        ),
+        (
+            "node_key_on_several_machines",
+            r#"this node key reports 2 machine ids (m1, m2): the key was copied to other hosts, whose GPUs may hide behind this node; give each host its own key"#,
+        ),
+        (
+            "site_claim_mismatch",
+            r#"the node claims site fra-1 but its certificate certifies site ber-1: the certified site counts"#,
+        ),
+        (
+            "site_not_certified",
+            r#"the node's certificate certifies no site, so its licence rests on its own claim (site fra-1); issue its certificate with `pki issue-node --site fra-1`"#,
+        ),
+        (
+            "site_not_certified",
+            r#"the node's certificate certifies no site, so where it stands is unproven; issue its certificate with `pki issue-node --site ID`"#,
+        ),
+        (
+            "node_site_changed",
+            r#"the node moved from site fra-1 to site ber-1 since its previous attestation"#,
+        ),
+    ];
+
+    #[test]
+    fn sentences_are_unchanged() {
+        let reasons = representative();
+        assert_eq!(reasons.len(), SENTENCES.len());
+        for (reason, (code, sentence)) in reasons.iter().zip(SENTENCES) {
+            assert_eq!(reason.code(), *code);
+            assert_eq!(reason.sentence(), *sentence, "{code}");
+        }
+        for code in Reason::CODES {
+            assert!(
+                SENTENCES.iter().any(|(c, _)| *c == code),
+                "{code} has no representative"
+            );
         }
     }
 }
