@@ -912,11 +912,19 @@ impl Reason {
                         why.push(format!("{n} {what}"));
                     }
                 }
-                format!(
-                    "the node claims evidence tier {claimed}, but of its {gpus} GPUs {}: it is \
-                     evaluated as {effective}",
-                    why.join(", ")
-                )
+                if why.is_empty() {
+                    // No GPU at all: nothing was measured, so nothing backs the tier.
+                    format!(
+                        "the node claims evidence tier {claimed}, but it reports no GPU to \
+                         measure: it is evaluated as {effective}"
+                    )
+                } else {
+                    format!(
+                        "the node claims evidence tier {claimed}, but of its {gpus} GPUs {}: it \
+                         is evaluated as {effective}",
+                        why.join(", ")
+                    )
+                }
             }
             Self::HardwareTierUnverified { effective } => format!(
                 "the node claims evidence tier hardware, but no verified hardware evidence \
@@ -1326,7 +1334,7 @@ mod tests {
         ),
         (
             "measured_tier_downgraded",
-            r#"the node claims evidence tier measured, but of its 8 GPUs : it is evaluated as declared"#,
+            r#"the node claims evidence tier measured, but it reports no GPU to measure: it is evaluated as declared"#,
         ),
         (
             "measured_tier_downgraded",
