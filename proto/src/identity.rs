@@ -54,11 +54,17 @@ impl NodeId {
 }
 
 impl fmt::Display for NodeId {
+    /// 64 lower-case hex digits, written at once (a fleet names every node).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 64];
+        for (pair, b) in text.chunks_exact_mut(2).zip(self.0) {
+            for (out, nibble) in pair.iter_mut().zip([b >> 4, b & 0x0f]) {
+                *out = DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0');
+            }
         }
-        Ok(())
+        // Hex digits are ASCII, so this never fails.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

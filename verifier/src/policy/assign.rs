@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::findings::{Findings, Ref};
+use super::findings::{Findings, NodeRef, Ref};
 use super::latest::Current;
 use super::{Reason, VerifiedLicence};
 
@@ -78,7 +78,6 @@ impl<'a> Sites<'a> {
 /// Assigns every node and records the site findings.
 pub(super) fn assign<'a>(
     nodes: &[Current<'a>],
-    names: &[String],
     lics: &[&VerifiedLicence],
     sites: &Sites<'_>,
     findings: &mut Findings,
@@ -95,7 +94,7 @@ pub(super) fn assign<'a>(
             None => single,
         };
         let lref: Ref<'_> = licence.and_then(|i| lics.get(i).map(|v| (i, v.licence.id())));
-        let nref: Ref<'_> = names.get(n).map(|id| (n, id.as_str()));
+        let nref: NodeRef = Some((n, a.node_id));
         match (certified, claimed) {
             (Some(c), Some(cl)) if c != cl => findings.push(
                 Reason::SiteClaimMismatch {

@@ -12,6 +12,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 
+use tppguard_proto::identity::NodeId;
+
 use super::assign::Assignment;
 use super::findings::Findings;
 use super::latest::Current;
@@ -27,7 +29,14 @@ pub(super) struct GpuIdentity<'a>(&'a str);
 impl<'a> GpuIdentity<'a> {
     /// The identity of a reported UUID; `None` when absent or blank.
     pub(super) fn of(uuid: Option<&'a str>) -> Option<Self> {
-        uuid.map(str::trim).filter(|u| !u.is_empty()).map(Self)
+        let uuid = uuid?;
+        // NVML's own form starts and ends with an ASCII letter or digit: nothing to trim
+        // (the common case, cheaper than a Unicode trim over a million GPUs).
+        let bytes = uuid.as_bytes();
+        let plain = bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+            && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
+        let trimmed = if plain { uuid } else { uuid.trim() };
+        (!trimmed.is_empty()).then_some(Self(trimmed))
     }
 
     /// The normalised text (lower case), as findings name it.
@@ -45,9 +54,14 @@ impl PartialEq for GpuIdentity<'_> {
 impl Eq for GpuIdentity<'_> {}
 
 impl Hash for GpuIdentity<'_> {
+    /// The case-folded bytes, a block at a time (a fleet hashes a million UUIDs).
     fn hash<H: Hasher>(&self, state: &mut H) {
-        for b in self.0.bytes() {
-            state.write_u8(b.to_ascii_lowercase());
+        let mut block = [0u8; 64];
+        for chunk in self.0.as_bytes().chunks(block.len()) {
+            let folded = block.get_mut(..chunk.len()).unwrap_or_default();
+            folded.copy_from_slice(chunk);
+            folded.make_ascii_lowercase();
+            state.write(folded);
         }
         state.write_u8(0xff);
     }
@@ -108,7 +122,6 @@ fn repeated<'a>(nodes: &[Current<'a>]) -> BTreeMap<GpuIdentity<'a>, Vec<Place>> 
 /// not count (every place but the one counted).
 pub(super) fn find(
     nodes: &[Current<'_>],
-    names: &[String],
     assignment: &[Assignment<'_>],
     lics: &[&VerifiedLicence],
     findings: &mut Findings,
@@ -130,12 +143,14 @@ pub(super) fn find(
         format!("{subject} [{short}]/{}", submod_of(p))
     };
     for (identity, places) in &repeated(nodes) {
+        // Ties go to the smaller node id, never to the evaluation's own node order.
         let strictness = |&(n, g): &Place| {
             let lic = licence_of(n);
             let cap = lic
                 .and_then(|i| lics.get(i))
                 .map(|v| v.licence.max_aggregate_tpp());
-            (lic.is_none(), cap, lic, n, g)
+            let id = nodes.get(n).map(|c| c.attestation.node_id);
+            (lic.is_none(), cap, lic, id, g)
         };
         let Some(&counted) = places.iter().min_by_key(|p| strictness(p)) else {
             continue;
@@ -159,21 +174,23 @@ pub(super) fn find(
             across_licences_or_sites: across,
         };
         let severity = reason.severity();
-        let mut others: Vec<&str> = Vec::new();
+        let mut others: Vec<NodeId> = Vec::new();
         for &(n, _) in places {
             findings.raise_node(n, severity);
             if n != counted.0
-                && let Some(name) = names.get(n)
+                && let Some(c) = nodes.get(n)
             {
-                others.push(name);
+                others.push(c.attestation.node_id);
             }
         }
         others.sort_unstable();
         others.dedup();
-        let nref = names.get(counted.0).map(|id| (counted.0, id.as_str()));
+        let nref = nodes
+            .get(counted.0)
+            .map(|c| (counted.0, c.attestation.node_id));
         findings.push(reason, lic, nref, Some(submod_of(counted)));
         if let Some(f) = findings.last_mut() {
-            f.also_about = others.into_iter().map(str::to_owned).collect();
+            f.also_about = others.into_iter().map(|id| id.to_string()).collect();
         }
     }
     not_counted
@@ -193,6 +210,10 @@ mod tests {
         assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
         assert_ne!(a, GpuIdentity::of(Some("GPU-9fa5439e")).unwrap());
         assert!(GpuIdentity::of(Some("   ")).is_none());
+        assert_eq!(
+            a,
+            GpuIdentity::of(Some("\u{3000}GPU-9FA5439D\u{a0}")).unwrap()
+        );
         assert!(GpuIdentity::of(None).is_none());
         assert_eq!(b.normalised(), "gpu-9fa5439d");
     }

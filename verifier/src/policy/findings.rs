@@ -1,11 +1,16 @@
 //! The findings collector every stage writes to: the list, and the worst severity seen per
 //! node and per licence (for their verdicts).
 
+use tppguard_proto::identity::NodeId;
+
 use super::{Finding, Reason, Severity};
 
-/// A node or licence a finding is about: its index in the evaluation and its name (node id
-/// hex, licence id).
+/// A licence a finding is about: its index in the evaluation and its id.
 pub(super) type Ref<'a> = Option<(usize, &'a str)>;
+
+/// A node a finding is about: its index in the evaluation and its id (written as hex only
+/// when a finding names it: most nodes of a fleet have none).
+pub(super) type NodeRef = Option<(usize, NodeId)>;
 
 /// Collects findings and the worst severity per node and per licence.
 pub(super) struct Findings {
@@ -28,7 +33,7 @@ impl Findings {
         &mut self,
         reason: Reason,
         licence: Ref<'_>,
-        node: Ref<'_>,
+        node: NodeRef,
         gpu: Option<&str>,
     ) {
         let severity = reason.severity();
@@ -41,7 +46,7 @@ impl Findings {
         self.list.push(Finding::new(
             reason,
             licence.map(|(_, id)| id),
-            node.map(|(_, n)| n),
+            node.map(|(_, n)| n.to_string()),
             gpu,
         ));
     }
@@ -72,11 +77,12 @@ mod tests {
             age_s: 10,
             max_age_s: 5,
         };
-        f.push(stale, Some((0, "lic")), Some((1, "n1")), None);
+        let n1 = NodeId::from_spki_der(b"n1");
+        f.push(stale, Some((0, "lic")), Some((1, n1)), None);
         f.raise_node(0, Severity::Warning);
         assert_eq!(f.node_severity, [Severity::Warning, Severity::Unproven]);
         assert_eq!(f.licence_severity, [Severity::Unproven]);
         assert_eq!(f.list.len(), 1);
-        assert_eq!(f.list[0].node.as_deref(), Some("n1"));
+        assert_eq!(f.list[0].node, Some(n1.to_string()));
     }
 }

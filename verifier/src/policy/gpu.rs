@@ -5,7 +5,7 @@
 //! Identity-derived figures are computed once per distinct (PCI vendor, PCI device, name)
 //! ([`Deriver`]); measured figures are each GPU's own, never memoised.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tppguard_proto::claims::GpuSubmod;
@@ -18,7 +18,7 @@ use tppguard_proto::spec::{self, AcceleratorSpec, H100Equivalents, SpecMatch, Un
 use tppguard_proto::tpp::ComputeFigures;
 use tppguard_proto::units::{Tops, Tpp};
 
-use super::findings::{Findings, Ref};
+use super::findings::{Findings, NodeRef, Ref};
 use super::{
     GpuMeasurement, MeasuredRate, MeasurementStatus, RateCheck, Reason, SpecRatio, TppSource,
 };
@@ -66,6 +66,8 @@ pub(super) struct Deriver<'a> {
     licences: usize,
     /// Submod names repeat across nodes (`gpu0`..`gpu7`): one `Arc<str>` per position.
     submod_names: Vec<Arc<str>>,
+    /// Site ids repeat across nodes: one `Arc<str>` per site.
+    sites: HashSet<Arc<str>>,
 }
 
 impl<'a> Deriver<'a> {
@@ -78,7 +80,18 @@ impl<'a> Deriver<'a> {
             allow_memo: Vec::new(),
             licences,
             submod_names: Vec::new(),
+            sites: HashSet::new(),
         }
+    }
+
+    /// A shared name for site `site`.
+    pub(super) fn site(&mut self, site: &str) -> Arc<str> {
+        if let Some(shared) = self.sites.get(site) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(site);
+        self.sites.insert(Arc::clone(&shared));
+        shared
     }
 
     /// The index of the figures derived for `gpu`'s identity.
@@ -418,7 +431,7 @@ pub(super) fn agent_mismatch(
     d: &Derived,
     findings: &mut Findings,
     lref: Ref<'_>,
-    nref: Ref<'_>,
+    nref: NodeRef,
     at_gpu: Option<&str>,
 ) {
     let agent = &gpu.classification;

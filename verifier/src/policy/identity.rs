@@ -5,29 +5,43 @@
 //! ids (`node_key_on_several_machines`: a node folder copied to other hosts, whose GPUs then
 //! hide behind one node) leaves the node unproven.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 use super::Reason;
 use super::findings::Findings;
 use super::latest::Current;
 
 /// Records the identity findings of every node.
-pub(super) fn check(nodes: &[Current<'_>], names: &[String], findings: &mut Findings) {
-    let mut by_subject: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+pub(super) fn check(nodes: &[Current<'_>], findings: &mut Findings) {
+    // The first node seen under each subject; only subjects seen again are collected.
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(nodes.len());
+    let mut shared: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (n, c) in nodes.iter().enumerate() {
-        by_subject
-            .entry(c.attestation.node_subject())
-            .or_default()
-            .push(n);
+        let subject = c.attestation.node_subject();
+        match first.entry(subject) {
+            Entry::Vacant(v) => {
+                v.insert(n);
+            }
+            Entry::Occupied(o) => shared
+                .entry(subject)
+                .or_insert_with(|| vec![*o.get()])
+                .push(n),
+        }
     }
-    for (subject, ns) in by_subject.iter().filter(|(_, ns)| ns.len() > 1) {
-        let keys: Vec<String> = ns.iter().filter_map(|&n| names.get(n).cloned()).collect();
-        for &n in ns {
+    for (subject, run) in &shared {
+        let mut keys: Vec<String> = run
+            .iter()
+            .filter_map(|&n| nodes.get(n).map(|c| c.attestation.node_id.to_string()))
+            .collect();
+        keys.sort_unstable();
+        for &n in run {
             let reason = Reason::SubjectWithSeveralKeys {
                 subject: (*subject).to_owned(),
                 nodes: keys.clone(),
             };
-            findings.push(reason, None, names.get(n).map(|id| (n, id.as_str())), None);
+            let id = nodes.get(n).map(|c| (n, c.attestation.node_id));
+            findings.push(reason, None, id, None);
         }
     }
     for (n, c) in nodes.iter().enumerate() {
@@ -35,7 +49,8 @@ pub(super) fn check(nodes: &[Current<'_>], names: &[String], findings: &mut Find
             let reason = Reason::NodeKeyOnSeveralMachines {
                 machine_ids: c.machine_ids.iter().map(|&m| m.to_owned()).collect(),
             };
-            findings.push(reason, None, names.get(n).map(|id| (n, id.as_str())), None);
+            let id = nodes.get(n).map(|c| (n, c.attestation.node_id));
+            findings.push(reason, None, id, None);
         }
     }
 }

@@ -22,7 +22,8 @@ pub(super) struct Current<'a> {
     /// The greatest `iat` dated after the evaluation instant plus the skew, when the node
     /// sent one (and no receipt time orders it).
     pub(super) future_iat: Option<i64>,
-    /// Every distinct `host.machine_id` the node's attestations report, sorted.
+    /// Every distinct `host.machine_id` the node's attestations report, sorted, when they
+    /// report more than one; empty otherwise.
     pub(super) machine_ids: Vec<&'a str>,
     /// The site of the attestation before the current one, when it differs from the
     /// current's (certified, else claimed).
@@ -48,15 +49,22 @@ struct Group<'a> {
     best: Option<&'a VerifiedAttestation>,
     before_best: Option<&'a VerifiedAttestation>,
     future: Option<&'a VerifiedAttestation>,
-    machine_ids: Vec<&'a str>,
+    /// The first machine id seen, and any other (kept apart: most nodes report one, and a
+    /// fleet should not allocate a list per node for it).
+    machine_id: Option<&'a str>,
+    other_machine_ids: Vec<&'a str>,
 }
 
 impl<'a> Group<'a> {
     fn add(&mut self, a: &'a VerifiedAttestation, at: i64) {
-        if let Some(id) = a.claims.host.machine_id.as_deref()
-            && !self.machine_ids.contains(&id)
-        {
-            self.machine_ids.push(id);
+        if let Some(id) = a.claims.host.machine_id.as_deref() {
+            match self.machine_id {
+                None => self.machine_id = Some(id),
+                Some(first) if first != id && !self.other_machine_ids.contains(&id) => {
+                    self.other_machine_ids.push(id);
+                }
+                Some(_) => {}
+            }
         }
         let future = a.received_at.is_none() && a.claims.iat > at.saturating_add(MAX_CLOCK_SKEW_S);
         if future {
@@ -78,23 +86,30 @@ impl<'a> Group<'a> {
         }
     }
 
-    fn into_current(mut self) -> Option<Current<'a>> {
+    fn into_current(self) -> Option<Current<'a>> {
         let attestation = self.best.or(self.future)?;
         let earlier_site = self
             .before_best
             .and_then(site_of)
             .filter(|&earlier| Some(earlier) != site_of(attestation));
-        self.machine_ids.sort_unstable();
+        let mut machine_ids = self.other_machine_ids;
+        if !machine_ids.is_empty() {
+            machine_ids.extend(self.machine_id);
+            machine_ids.sort_unstable();
+        }
         Some(Current {
             attestation,
             future_iat: self.future.map(|f| f.claims.iat),
-            machine_ids: self.machine_ids,
+            machine_ids,
             earlier_site,
         })
     }
 }
 
-/// Each node's current attestation at `at`, sorted by node id.
+/// Each node's current attestation at `at`, in memory order: the later stages walk the fleet
+/// several times, and walking a large fleet where it lies is much faster than in node id
+/// order (a hash order). Nothing depends on this order: [`super::evaluate`] sorts its output
+/// by node id.
 pub(super) fn select<'a>(
     attestations: impl IntoIterator<Item = &'a VerifiedAttestation>,
     at: i64,
@@ -108,7 +123,7 @@ pub(super) fn select<'a>(
         .into_values()
         .filter_map(Group::into_current)
         .collect();
-    nodes.sort_unstable_by_key(|c| c.attestation.node_id);
+    nodes.sort_unstable_by_key(|c| std::ptr::from_ref(c.attestation).addr());
     nodes
 }
 
@@ -152,5 +167,9 @@ mod tests {
         assert_eq!(nodes[0].earlier_site, Some("fra-1"));
         let same = select([&b], AT);
         assert_eq!(same[0].earlier_site, None);
+        assert!(
+            same[0].machine_ids.is_empty(),
+            "one machine id: nothing to report"
+        );
     }
 }

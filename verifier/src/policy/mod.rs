@@ -238,12 +238,12 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(reason: Reason, licence: Option<&str>, node: Option<&str>, gpu: Option<&str>) -> Self {
+    fn new(reason: Reason, licence: Option<&str>, node: Option<String>, gpu: Option<&str>) -> Self {
         Self {
             code: reason.code(),
             severity: reason.severity(),
             sentence: reason.sentence(),
-            node: node.map(str::to_owned),
+            node,
             gpu: gpu.map(str::to_owned),
             licence: licence.map(str::to_owned),
             figures: reason,
@@ -557,8 +557,10 @@ pub struct NodeVerdict {
     pub age_s: u64,
     /// Older than the licence's `max_attestation_age`.
     pub stale: bool,
-    /// The site it is at: the certified one, else the claimed one.
-    pub site: Option<String>,
+    /// The site it is at: the certified one, else the claimed one. Shared between the
+    /// nodes of one site.
+    #[serde(serialize_with = "ser_opt_str")]
+    pub site: Option<Arc<str>>,
     /// Whether `site` comes from the node's certificate.
     pub site_certified: bool,
     /// The licence it is assigned to.
@@ -607,9 +609,14 @@ pub struct FleetVerdict {
 
 /// The bytes as lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len().saturating_mul(2));
     for b in bytes {
-        out.push_str(&format!("{b:02x}"));
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
     }
     out
 }
@@ -717,17 +724,13 @@ pub fn evaluate<'a>(
 ) -> FleetVerdict {
     let lics = sorted_licences(licences);
     let nodes = latest::select(attestations, at_unix);
-    let names: Vec<String> = nodes
-        .iter()
-        .map(|c| c.attestation.node_id.to_string())
-        .collect();
     let mut findings = findings::Findings::new(nodes.len(), lics.len());
 
-    identity::check(&nodes, &names, &mut findings);
+    identity::check(&nodes, &mut findings);
     let sites = assign::Sites::new(&lics);
     sites.report_overlaps(&lics, &mut findings);
-    let assignment = assign::assign(&nodes, &names, &lics, &sites, &mut findings);
-    let not_counted = duplicates::find(&nodes, &names, &assignment, &lics, &mut findings);
+    let assignment = assign::assign(&nodes, &lics, &sites, &mut findings);
+    let not_counted = duplicates::find(&nodes, &assignment, &lics, &mut findings);
 
     let ctx = node::Context {
         rule_set,
@@ -739,13 +742,13 @@ pub fn evaluate<'a>(
     let mut deriver = gpu::Deriver::new(rule_set, lics.len());
     let mut tallies = vec![node::Tally::default(); lics.len()];
     let mut node_verdicts = Vec::with_capacity(nodes.len());
-    for (n, (current, name)) in nodes.iter().zip(&names).enumerate() {
+    for (n, current) in nodes.iter().enumerate() {
         let a = assignment.get(n).copied().unwrap_or(assign::Assignment {
             licence: None,
             site: None,
         });
         let (verdict, tally) =
-            node::evaluate_node(&ctx, &mut deriver, n, current, name, a, &mut findings);
+            node::evaluate_node(&ctx, &mut deriver, n, current, a, &mut findings);
         if let Some(t) = a.licence.and_then(|i| tallies.get_mut(i)) {
             t.add(&tally);
         }
@@ -797,6 +800,8 @@ fn roll_up(
             *ls = (*ls).max(s);
         }
     }
+    // The stages walk nodes in memory order; the verdict lists them by node id.
+    nodes.sort_unstable_by_key(|n| n.node);
     for (u, s) in usages.iter_mut().zip(licence_severity) {
         u.severity = s;
         u.verdict = Verdict::from_severity(s);

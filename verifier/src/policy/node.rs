@@ -23,7 +23,7 @@ use tppguard_proto::units::Tpp;
 
 use super::assign::Assignment;
 use super::duplicates::{GpuIdentity, Place};
-use super::findings::{Findings, Ref};
+use super::findings::{Findings, NodeRef, Ref};
 use super::gpu::{
     Deriver, Unlisted, agent_mismatch, check_measurement, controls, eccn_of, measured_figures,
     per_device_cap,
@@ -161,7 +161,7 @@ fn freshness(
     at: i64,
     findings: &mut Findings,
     lref: Ref<'_>,
-    nref: Ref<'_>,
+    nref: NodeRef,
 ) -> (u64, bool) {
     let a = current.attestation;
     let claims = a.claims();
@@ -212,7 +212,7 @@ struct At<'r> {
     submod: &'r str,
     licence: Option<(usize, &'r Licence)>,
     lref: Ref<'r>,
-    nref: Ref<'r>,
+    nref: NodeRef,
     iat: i64,
     tolerances: MeasurementTolerances,
 }
@@ -364,7 +364,6 @@ pub(super) fn evaluate_node<'a>(
     deriver: &mut Deriver<'a>,
     n: usize,
     current: &Current<'a>,
-    name: &str,
     assignment: Assignment<'_>,
     findings: &mut Findings,
 ) -> (NodeVerdict, Tally) {
@@ -373,7 +372,7 @@ pub(super) fn evaluate_node<'a>(
     let lic_idx = assignment.licence;
     let lic = lic_idx.and_then(|i| ctx.lics.get(i)).map(|v| &v.licence);
     let lref: Ref<'_> = lic_idx.zip(lic).map(|(i, l)| (i, l.id()));
-    let nref: Ref<'_> = Some((n, name));
+    let nref: NodeRef = Some((n, a.node_id()));
     let (age_s, stale) = freshness(current, lic, ctx.at, findings, lref, nref);
 
     let tolerances = lic.map_or(ctx.rule_set.measurement, |l| {
@@ -461,7 +460,7 @@ pub(super) fn evaluate_node<'a>(
         received_at: a.received_at(),
         age_s,
         stale,
-        site: assignment.site.map(str::to_owned),
+        site: assignment.site.map(|s| deriver.site(s)),
         site_certified: a.certified_site().is_some(),
         licence: lic.map(|l| l.id().to_owned()),
         evidence_tier: claims.evidence_tier,
