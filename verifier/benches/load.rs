@@ -269,7 +269,13 @@ fn make_node(dir: &Path, pki_dir: &Path, i: usize, now: i64, claims: Attestation
     let csr_path = dir.join("node.csr");
     std::fs::write(&csr_path, csr).unwrap();
     let chain_path = dir.join("node-chain.pem");
-    pki::issue_node(pki_dir, &csr_path, &chain_path, 30, now).unwrap();
+    // The operator CA certifies the site the node claims, as `pki issue-node --site` does.
+    let options = pki::IssueOptions {
+        days: 30,
+        site: Some(tppguard_proto::site::SiteId::parse("site-0").unwrap()),
+        replace: false,
+    };
+    pki::issue_node_with(pki_dir, &csr_path, &chain_path, &options, now).unwrap();
     let x5c = certs_from_pem(&std::fs::read(&chain_path).unwrap())
         .unwrap()
         .into_iter()
