@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::support::{
-    attest_to, issue_node, jws_payload, ok, pki_issuer, resigned, run, s, workspace_root,
+    attest_to, issue_node, jws_payload, ok, pki_issuer, resigned, run, s, sign_licence,
+    workspace_root,
 };
 
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -61,18 +62,7 @@ impl Operator {
         let toml = self.tmp.path().join(format!("{name}.{}.toml", edits.len()));
         std::fs::write(&toml, text).expect("write licence");
         let out = toml.with_extension("jws");
-        ok(
-            "tppguard-verifier",
-            &[
-                "licence",
-                "sign",
-                "--dir",
-                s(&self.pki),
-                s(&toml),
-                "--out",
-                s(&out),
-            ],
-        );
+        sign_licence(&self.pki, &toml, &out);
         out
     }
 

@@ -8,7 +8,8 @@ use std::process::Output;
 use serde_json::Value;
 
 use crate::support::{
-    attest_to, base64url, jws_payload, node_with_chain, ok, run, s, stderr, workspace_root,
+    attest_to, base64url, jws_payload, node_with_chain, run, s, sign_licence, stderr,
+    workspace_root,
 };
 
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -39,18 +40,7 @@ impl Fleet {
         attest_to(&node, None, NONCE, "fra-1", &attestation);
         let sign = |toml: &str, out: &Path| {
             let toml = workspace_root().join("examples").join(toml);
-            ok(
-                "tppguard-verifier",
-                &[
-                    "licence",
-                    "sign",
-                    "--dir",
-                    s(&pki),
-                    s(&toml),
-                    "--out",
-                    s(out),
-                ],
-            );
+            sign_licence(&pki, &toml, out);
         };
         let licence = dir.join("l.jws");
         let too_small = dir.join("small.jws");

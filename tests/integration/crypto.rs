@@ -18,7 +18,8 @@ use rcgen::{
 use serde_json::Value;
 
 use crate::support::{
-    attest_to, jws_payload, node_with_chain, ok, pki_issuer, run, s, stderr, workspace_root,
+    attest_to, jws_payload, node_with_chain, ok, pki_issuer, run, s, sign_licence, stderr,
+    workspace_root,
 };
 
 const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -89,18 +90,7 @@ impl Setup {
         attest_to(&node, None, NONCE, "fra-1", &attestation);
         let licence = dir.join("l.jws");
         let toml = workspace_root().join("examples/licence.toml");
-        ok(
-            "tppguard-verifier",
-            &[
-                "licence",
-                "sign",
-                "--dir",
-                s(&pki),
-                s(&toml),
-                "--out",
-                s(&licence),
-            ],
-        );
+        sign_licence(&pki, &toml, &licence);
         let iat = jws_payload(&std::fs::read_to_string(&attestation).unwrap())["iat"]
             .as_i64()
             .unwrap();

@@ -10,7 +10,9 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::support::{FakeDriver, bin, fixtures_dir, node_with_chain, ok, run, s, workspace_root};
+use crate::support::{
+    FakeDriver, bin, fixtures_dir, node_with_chain, ok, run, s, sign_licence, workspace_root,
+};
 
 /// Clears the screen.
 const CLEAR: &str = "\u{1b}[2J";
@@ -210,18 +212,7 @@ fn licence_text_fields_are_shown_escaped() {
     let toml = tmp.path().join("hostile.toml");
     std::fs::write(&toml, hostile).expect("write licence");
     let jws = tmp.path().join("l.jws");
-    let out = ok(
-        "tppguard-verifier",
-        &[
-            "licence",
-            "sign",
-            "--dir",
-            s(&pki),
-            s(&toml),
-            "--out",
-            s(&jws),
-        ],
-    );
+    let out = sign_licence(&pki, &toml, &jws);
     assert_output_clean("licence sign", &out);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("Example Cloud\\u{9b}31m\\u{202e}"),

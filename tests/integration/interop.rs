@@ -17,7 +17,7 @@ use tppguard_proto::claims::{AttestationClaims, Nonce};
 use tppguard_verifier::attestation::verify_attestation;
 use tppguard_verifier::chain::TrustAnchors;
 
-use crate::support::{attest_to, bin, node_with_chain, ok, s, workspace_root};
+use crate::support::{attest_to, bin, node_with_chain, s, sign_licence, workspace_root};
 
 const NONCE: &str = "8899aabbccddeeff00112233445566778899aabbccddeeff0011223344556677";
 
@@ -198,17 +198,10 @@ fn jwcrypto_verifies_the_verifiers_ear_with_the_result_key() {
     let node = Node::attested();
     let dir = node.token.parent().expect("token folder");
     let licence = dir.join("l.jws");
-    ok(
-        "tppguard-verifier",
-        &[
-            "licence",
-            "sign",
-            "--dir",
-            s(&node.pki),
-            s(&workspace_root().join("examples/licence.toml")),
-            "--out",
-            s(&licence),
-        ],
+    sign_licence(
+        &node.pki,
+        &workspace_root().join("examples/licence.toml"),
+        &licence,
     );
     let ear = dir.join("result.jwt");
     let out = bin("tppguard-verifier")

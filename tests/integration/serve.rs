@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use serde_json::Value;
 
 use crate::support::{
-    attest_to, base64url, bin, jws_payload, node_with_chain, ok, run, s, workspace_root,
+    attest_to, base64url, bin, jws_payload, node_with_chain, run, s, sign_licence, workspace_root,
 };
 
 const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -49,20 +49,9 @@ impl Answer {
     }
 }
 
-fn sign_licence(pki: &Path, toml: &str, out: &Path) {
-    let toml = workspace_root().join("examples").join(toml);
-    ok(
-        "tppguard-verifier",
-        &[
-            "licence",
-            "sign",
-            "--dir",
-            s(pki),
-            s(&toml),
-            "--out",
-            s(out),
-        ],
-    );
+/// The example licence `toml` (`examples/`), signed by `pki`.
+fn sign_example(pki: &Path, toml: &str, out: &Path) {
+    sign_licence(pki, &workspace_root().join("examples").join(toml), out);
 }
 
 impl Server {
@@ -80,7 +69,7 @@ impl Server {
         let licences = dir.join("licences");
         std::fs::create_dir(&licences).expect("licences dir");
         if let Some(toml) = licence {
-            sign_licence(&pki, toml, &licences.join("licence.jws"));
+            sign_example(&pki, toml, &licences.join("licence.jws"));
         }
         std::fs::write(dir.join("admin.token"), format!("{ADMIN_TOKEN}\n")).expect("token");
         let config = dir.join("verifier.toml");
@@ -438,7 +427,7 @@ fn serve_admin_adds_a_signed_licence() {
         Some(0)
     );
     let file = server.dir.join("l.jws");
-    sign_licence(&server.pki, "licence.toml", &file);
+    sign_example(&server.pki, "licence.toml", &file);
     let licence = std::fs::read_to_string(&file).expect("licence");
     let post = |auth: Option<&str>, body: &str| {
         let mut req = server

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    RunningVerifier, VerifierSetup, agent_push, attest_to, challenge, http, ok, path_segment,
-    post_attestation, s, workspace_root,
+    RunningVerifier, VerifierSetup, agent_push, attest_to, challenge, http, path_segment,
+    post_attestation, sign_licence, workspace_root,
 };
 
 /// `tppguard-agent push --simulate --json` from `node` to `base`: its verdict (exit 0 or 1).
@@ -98,18 +98,7 @@ fn serve_marks_a_silent_node_stale_and_still_counts_it() {
     let dir = setup.tmp.path();
     let toml = dir.join("short-age.toml");
     std::fs::write(&toml, short).expect("licence");
-    ok(
-        "tppguard-verifier",
-        &[
-            "licence",
-            "sign",
-            "--dir",
-            s(&dir.join("pki")),
-            s(&toml),
-            "--out",
-            s(&dir.join("licences/licence.jws")),
-        ],
-    );
+    sign_licence(&dir.join("pki"), &toml, &dir.join("licences/licence.jws"));
     let verifier = setup.start();
 
     let pushed = Instant::now();

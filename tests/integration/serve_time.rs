@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::support::{
     attest_to, challenge, free_port, http, issue_node, jws_payload, ok, path_segment,
-    post_attestation, resigned, s, workspace_root,
+    post_attestation, resigned, s, sign_licence, workspace_root,
 };
 
 /// The verifier's clock skew allowance (`MAX_CLOCK_SKEW_S`).
@@ -94,17 +94,10 @@ impl Fleet {
         }
         let licences = dir.join("licences");
         std::fs::create_dir(&licences).expect("licences dir");
-        ok(
-            "tppguard-verifier",
-            &[
-                "licence",
-                "sign",
-                "--dir",
-                s(&pki),
-                s(&workspace_root().join("examples").join("licence.toml")),
-                "--out",
-                s(&licences.join("licence.jws")),
-            ],
+        sign_licence(
+            &pki,
+            &workspace_root().join("examples").join("licence.toml"),
+            &licences.join("licence.jws"),
         );
         let config = dir.join("verifier.toml");
         std::fs::write(

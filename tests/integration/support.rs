@@ -290,18 +290,7 @@ impl VerifierSetup {
         let licences = dir.join("licences");
         std::fs::create_dir(&licences).expect("licences dir");
         let example = workspace_root().join("examples").join("licence.toml");
-        ok(
-            "tppguard-verifier",
-            &[
-                "licence",
-                "sign",
-                "--dir",
-                s(&pki),
-                s(&example),
-                "--out",
-                s(&licences.join("licence.jws")),
-            ],
-        );
+        sign_licence(&pki, &example, &licences.join("licence.jws"));
         let config = dir.join("verifier.toml");
         std::fs::write(
             &config,
@@ -531,4 +520,12 @@ pub fn post_attestation(base: &str, token: &str) -> (u16, serde_json::Value) {
     let status = resp.status().as_u16();
     let body = resp.body_mut().read_to_string().expect("body");
     (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+/// `tppguard-verifier licence sign --dir PKI TOML --out OUT`, which must succeed: its output.
+pub fn sign_licence(pki: &Path, toml: &Path, out: &Path) -> std::process::Output {
+    ok(
+        "tppguard-verifier",
+        &["licence", "sign", "--dir", s(pki), s(toml), "--out", s(out)],
+    )
 }
