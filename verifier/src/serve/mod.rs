@@ -12,6 +12,7 @@
 //! keeps the two in step.
 
 mod api;
+pub mod auth;
 pub mod config;
 mod fleet;
 mod ingest;
