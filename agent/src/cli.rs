@@ -119,7 +119,10 @@ Exit codes:
   2  the command could not run (bad arguments, node key or chain missing, bad --ca, I/O)
   3  no NVIDIA driver is installed (use --simulate to try tppguard without one)
   4  the NVIDIA driver is installed but NVML could not start
-  6  the verifier could not be reached, or answered an error (its sentence is printed)";
+  6  the verifier could not be reached, answered an error (its sentence is printed) or a
+     redirect (never followed)
+  7  the verifier's answer is not trusted: its EAR does not verify under
+     --verifier-result-key, or it is about another token, node, challenge or status";
 
 /// Arguments of `push`.
 #[derive(Debug, Args)]
@@ -147,6 +150,19 @@ pub struct PushArgs {
     /// Write the verifier's EAR (a signed JWT) to this file.
     #[arg(long, value_name = "FILE")]
     pub ear: Option<PathBuf>,
+
+    /// The verifier's result public key (verifier-result.pub.pem from its folder): the
+    /// verdict is believed only when its EAR verifies under this key and appraises the token
+    /// sent (exit 7 otherwise). Without it the verdict is unverified, with a warning.
+    #[arg(long, value_name = "PEM")]
+    pub verifier_result_key: Option<PathBuf>,
+
+    /// A file holding the bearer token the verifier issued this node (`tppguard-verifier
+    /// token issue --role node`), sent as `Authorization: Bearer` on every request; never
+    /// printed. Over https:// the node certificate (NODE/node-chain.pem, NODE/node.key) is
+    /// also presented as a TLS client certificate.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 
     /// Print the verifier's answer as JSON (status, ear, node, findings).
     #[arg(long)]
@@ -453,6 +469,10 @@ mod tests {
             "ca.pem",
             "--ear",
             "ear.jwt",
+            "--verifier-result-key",
+            "r.pem",
+            "--token-file",
+            "t",
             "--json",
         ])
         .unwrap();
@@ -463,6 +483,8 @@ mod tests {
         assert_eq!(args.source.simulate.as_deref(), Some("dgx-h100"));
         assert_eq!(args.ca, Some(PathBuf::from("ca.pem")));
         assert_eq!(args.ear, Some(PathBuf::from("ear.jwt")));
+        assert_eq!(args.verifier_result_key, Some(PathBuf::from("r.pem")));
+        assert_eq!(args.token_file, Some(PathBuf::from("t")));
         assert!(args.json && args.site.is_some());
         assert!(Cli::try_parse_from(["tppguard-agent", "push", "--dir", "n"]).is_err());
         let cli = Cli::try_parse_from(["tppguard-agent", "run", "--config", "agent.toml"]).unwrap();

@@ -11,7 +11,9 @@
 //! calls, which cudarc declares `unsafe`).
 #![deny(unsafe_code)]
 
+pub mod bearer;
 pub mod cli;
+pub mod ear;
 pub mod host;
 pub mod identity;
 pub mod inventory;
@@ -48,8 +50,11 @@ pub const EXIT_NO_DRIVER: u8 = 3;
 pub const EXIT_DRIVER_UNUSABLE: u8 = 4;
 /// Exit code (`measure`): no CUDA driver or cuBLAS library could be loaded.
 pub const EXIT_NO_CUDA: u8 = 5;
-/// Exit code (`push`): the verifier could not be reached, or answered an error.
+/// Exit code (`push`): the verifier could not be reached, or answered an error or a redirect.
 pub const EXIT_VERIFIER: u8 = 6;
+/// Exit code (`push`): the verifier's answer is not trusted (its EAR does not verify under
+/// the pinned result key, or it is about another token, node, challenge or status).
+pub const EXIT_UNTRUSTED: u8 = 7;
 
 /// Sets up `tracing` on stderr: the `--log` filter, else `RUST_LOG`, else warnings only.
 pub fn init_logging(filter: Option<&str>) {
@@ -78,6 +83,13 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         Some(OpenError::NoDriver { .. }) => EXIT_NO_DRIVER,
         Some(_) => EXIT_DRIVER_UNUSABLE,
         None if err.is::<inventory::CountError>() => EXIT_DRIVER_UNUSABLE,
+        None if matches!(
+            err.downcast_ref::<push::PushError>(),
+            Some(push::PushError::Untrusted { .. })
+        ) =>
+        {
+            EXIT_UNTRUSTED
+        }
         None if err.is::<push::PushError>() => EXIT_VERIFIER,
         None if matches!(
             err.downcast_ref::<measure::BenchError>(),
@@ -88,6 +100,20 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         }
         None => EXIT_ERROR,
     }
+}
+
+/// The text of an error that ended the command, for stderr. Errors quote outside text
+/// (paths, NVML's and the verifier's words): each line is escaped so none of it can steer the
+/// terminal, and the agent's own line breaks (a hint on its own line) stay. A verifier error
+/// ([`push::PushError`]) has no line break of the agent's: it is escaped whole, so a verifier
+/// cannot start a line of its own.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let text = format!("{err:#}");
+    if err.is::<push::PushError>() {
+        return tppguard_proto::text::escape(&text).into_owned();
+    }
+    let lines: Vec<_> = text.lines().map(tppguard_proto::text::escape).collect();
+    lines.join("\n")
 }
 
 /// Runs one command.

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tppguard_agent::cli::{Cli, Command};
-use tppguard_proto::text::escape;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,12 +17,8 @@ fn main() -> ExitCode {
     match tppguard_agent::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            // Errors quote outside text (paths, NVML's and the verifier's words); each line is
-            // escaped so none of it can steer the terminal. The line breaks are the agent's own
-            // (a hint on its own line).
-            let text = format!("{err:#}");
-            let lines: Vec<_> = text.lines().map(escape).collect();
-            eprintln!("tppguard-agent: {}", lines.join("\n"));
+            // Escaped: errors quote outside text (see `error_text`).
+            eprintln!("tppguard-agent: {}", tppguard_agent::error_text(&err));
             ExitCode::from(tppguard_agent::exit_code_for(&err))
         }
     }

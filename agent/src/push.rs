@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use tppguard_proto::identity::NodeId;
 use tppguard_proto::text::Escaped;
 
+use crate::bearer::BearerToken;
 use crate::cli::PushArgs;
-use crate::{EXIT_DEGRADED, EXIT_OK, attest_token};
+use crate::ear::{EarRefusal, ResultKey, Sent, check_answer, check_ear};
+use crate::{EXIT_DEGRADED, EXIT_OK, attest_token, sign};
 
 /// How long connecting to the verifier may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,6 +26,9 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_ANSWER_BYTES: u64 = 8 << 20;
 /// Hex digits of a node id shown in text output.
 const SHORT_NODE_ID: usize = 12;
+/// The most characters of a verifier's text quoted in an error (a `Location`, a body that
+/// is not JSON).
+const MAX_QUOTED_CHARS: usize = 200;
 
 /// The verifier could not be reached, or answered an error.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +52,34 @@ pub enum PushError {
         /// The verifier's sentence.
         sentence: String,
     },
+    /// A redirect (3xx). The agent follows none: a verifier's API never redirects, and one
+    /// that does could send the node's token and credential to another host or over plain
+    /// HTTP. `location` is quoted as sent: whoever shows the message escapes it.
+    #[error(
+        "the verifier at {url} answered {status} redirecting to {location}; the agent follows \
+         no redirects: give the verifier's final URL (--verifier, or verifier = in agent.toml)"
+    )]
+    Redirected {
+        /// The URL called.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The `Location` header (at most [`MAX_QUOTED_CHARS`] characters of it; `-` if none).
+        location: String,
+    },
+    /// The answer came but is not believed ([`crate::ear`]): its EAR does not verify under
+    /// the pinned result key, or it is about another token, node, challenge or status.
+    #[error(
+        "the verifier's answer from {url} is not trusted ({}): {refusal}; do not rely on it, \
+         and report it to the verifier's operator", .refusal.code()
+    )]
+    Untrusted {
+        /// The URL called.
+        url: String,
+        /// Why.
+        #[source]
+        refusal: EarRefusal,
+    },
 }
 
 impl PushError {
@@ -55,6 +89,7 @@ impl PushError {
         match self {
             Self::Unreachable { .. } => true,
             Self::Answered { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            Self::Redirected { .. } | Self::Untrusted { .. } => false,
         }
     }
 }
@@ -110,49 +145,80 @@ struct ErrorBody {
     sentence: String,
 }
 
+/// How the agent reaches and trusts one verifier: `push`'s flags, `run`'s keys.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// PEM CA certificates for an `https://` verifier (default: the Mozilla roots).
+    pub ca: Option<std::path::PathBuf>,
+    /// A bearer token sent on every request.
+    pub token: Option<BearerToken>,
+    /// The node's certificate and key, presented as a TLS client certificate over `https://`.
+    pub client_cert: Option<ureq::tls::ClientCert>,
+    /// The verifier's pinned result key: answers whose EAR does not verify under it are
+    /// refused. `None`: answers are believed unverified (with a warning).
+    pub result_key: Option<ResultKey>,
+}
+
+impl ClientOptions {
+    /// Options from the paths given: `ca`, `token_file`, `result_key`, and the node folder
+    /// `node` whose credentials are the TLS client certificate.
+    pub fn load(
+        ca: Option<&Path>,
+        token_file: Option<&Path>,
+        result_key: Option<&Path>,
+        node: &sign::NodeCredentials,
+    ) -> anyhow::Result<Self> {
+        let result_key = result_key.map(ResultKey::load).transpose()?;
+        if result_key.is_none() {
+            tracing::warn!(
+                "no verifier result key pinned (--verifier-result-key, verifier_result_key):                  the verifier's verdict is believed without checking its EAR's signature"
+            );
+        }
+        Ok(Self {
+            ca: ca.map(Path::to_owned),
+            token: token_file.map(BearerToken::load).transpose()?,
+            client_cert: node.tls_client_cert(),
+            result_key,
+        })
+    }
+}
+
 /// A blocking HTTP client for one verifier.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: ureq::Agent,
     base: String,
+    token: Option<BearerToken>,
+    result_key: Option<ResultKey>,
 }
 
 impl Client {
-    /// A client for the verifier at `url` (`http://` or `https://`; a path prefix is kept),
-    /// trusting the PEM certificates in `ca` for `https://` (default: the Mozilla roots).
-    pub fn new(url: &str, ca: Option<&Path>) -> anyhow::Result<Self> {
+    /// A client for the verifier at `url` (`http://` or `https://`; a path prefix is kept).
+    /// It follows no redirects ([`PushError::Redirected`]).
+    pub fn new(url: &str, options: &ClientOptions) -> anyhow::Result<Self> {
         let base = url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             anyhow::bail!("verifier URL {url:?}: give it as http://HOST:PORT or https://HOST");
         }
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_redirects(0)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(CALL_TIMEOUT))
             .user_agent(concat!("tppguard-agent/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = ca {
-            let pem = std::fs::read(ca)
-                .with_context(|| format!("reading the CA file {}", ca.display()))?;
-            let certs = ureq::tls::parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("the CA file {} is not PEM", ca.display()))?;
-            if certs.is_empty() {
-                anyhow::bail!("the CA file {} holds no certificate", ca.display());
-            }
-            config = config.tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                    .build(),
-            );
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(ca) = &options.ca {
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&read_ca(ca)?));
         }
+        if base.starts_with("https://") {
+            tls = tls.client_cert(options.client_cert.clone());
+        }
+        config = config.tls_config(tls.build());
         Ok(Self {
             http: config.build().into(),
             base,
+            token: options.token.clone(),
+            result_key: options.result_key.clone(),
         })
     }
 
@@ -161,36 +227,60 @@ impl Client {
         &self.base
     }
 
+    /// Whether answers are checked against a pinned result key.
+    pub fn pins_result_key(&self) -> bool {
+        self.result_key.is_some()
+    }
+
+    /// A POST to `url`, with the bearer token when there is one.
+    fn post(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let request = self.http.post(url);
+        match &self.token {
+            Some(token) => request.header("Authorization", token.header_value()),
+            None => request,
+        }
+    }
+
     /// `POST /v1/challenge`.
     pub fn challenge(&self) -> Result<Challenge, PushError> {
         let url = format!("{}/v1/challenge", self.base);
-        let resp = self.http.post(&url).send_empty();
+        let resp = self.post(&url).send_empty();
         Self::parse(&url, resp)
     }
 
-    /// `POST /v1/attestations` with the compact JWS `token`. An answer that appraises another
-    /// token (its `token_sha256` is not the SHA-256 of the token sent) is refused as
-    /// `answer_for_another_token`: its status would be about evidence this node did not send.
-    pub fn post_attestation(&self, token: &str) -> Result<Verdict, PushError> {
+    /// `POST /v1/attestations` with the compact JWS `token` of node `node`, signed over the
+    /// challenge `nonce` when known. The answer must appraise this token and node, and with a
+    /// pinned result key its EAR must say so under the verifier's signature ([`crate::ear`]):
+    /// otherwise [`PushError::Untrusted`].
+    pub fn post_attestation(
+        &self,
+        token: &str,
+        node: NodeId,
+        nonce: Option<&str>,
+    ) -> Result<Verdict, PushError> {
         let url = format!("{}/v1/attestations", self.base);
         let token = token.trim();
+        let sent_at = sign::now().unwrap_or(0);
         let resp = self
-            .http
             .post(&url)
             .header("Content-Type", "application/jose")
             .send(token);
         let verdict: Verdict = Self::parse(&url, resp)?;
-        let sent = sha256_hex(token.as_bytes());
-        if !verdict.token_sha256.eq_ignore_ascii_case(&sent) {
-            return Err(PushError::Answered {
-                status: 200,
-                code: "answer_for_another_token".to_owned(),
-                sentence: format!(
-                    "the verifier's answer appraises the token with SHA-256 {}, not the one \
-                     sent ({sent}); do not rely on it, and report it to the verifier's operator",
-                    verdict.token_sha256
-                ),
-            });
+        let token_sha256 = sha256_hex(token.as_bytes());
+        let sent = Sent {
+            node,
+            token_sha256: &token_sha256,
+            nonce,
+            sent_at,
+            now: sign::now().unwrap_or(i64::MAX),
+        };
+        let untrusted = |refusal| PushError::Untrusted {
+            url: url.clone(),
+            refusal,
+        };
+        check_answer(&verdict, &sent).map_err(untrusted)?;
+        if let Some(key) = &self.result_key {
+            check_ear(key, &verdict, &sent).map_err(untrusted)?;
         }
         Ok(verdict)
     }
@@ -205,6 +295,19 @@ impl Client {
         };
         let mut resp = resp.map_err(|e| unreachable(e.to_string()))?;
         let status = resp.status().as_u16();
+        if (300..400).contains(&status) {
+            let location = resp.headers().get("location").map_or("-".to_owned(), |v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(MAX_QUOTED_CHARS)
+                    .collect()
+            });
+            return Err(PushError::Redirected {
+                url: url.to_owned(),
+                status,
+                location,
+            });
+        }
         let body = resp
             .body_mut()
             .with_config()
@@ -230,10 +333,27 @@ impl Client {
             Err(_) => PushError::Answered {
                 status,
                 code: format!("http_{status}"),
-                sentence: body.chars().take(200).collect(),
+                sentence: body.chars().take(MAX_QUOTED_CHARS).collect(),
             },
         })
     }
+}
+
+/// The certificates of the PEM file `ca`.
+fn read_ca(ca: &Path) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {
+    let pem = std::fs::read(ca).with_context(|| format!("reading the CA file {}", ca.display()))?;
+    let certs = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c.to_owned())),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("the CA file {} is not PEM", ca.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("the CA file {} holds no certificate", ca.display());
+    }
+    Ok(certs)
 }
 
 /// Lower-case hex SHA-256 of `bytes`.
@@ -276,7 +396,16 @@ pub fn render_verdict(out: &mut impl Write, verdict: &Verdict) -> std::io::Resul
 
 /// `tppguard-agent push`.
 pub fn push_command(args: &PushArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.verifier, args.ca.as_deref())?;
+    let credentials =
+        sign::NodeCredentials::load(&args.dir).map_err(|e| anyhow::anyhow!(e.render()))?;
+    let node = node_id(&credentials)?;
+    let options = ClientOptions::load(
+        args.ca.as_deref(),
+        args.token_file.as_deref(),
+        args.verifier_result_key.as_deref(),
+        &credentials,
+    )?;
+    let client = Client::new(&args.verifier, &options)?;
     let challenge = client.challenge()?;
     let attested = attest_token(
         &args.dir,
@@ -285,7 +414,7 @@ pub fn push_command(args: &PushArgs) -> anyhow::Result<ExitCode> {
         args.site.as_deref(),
     )?;
     tracing::debug!(gpus = attested.claims.submods.len(), "attestation signed");
-    let verdict = client.post_attestation(&attested.token)?;
+    let verdict = client.post_attestation(&attested.token, node, Some(&challenge.nonce))?;
     if let Some(path) = &args.ear {
         std::fs::write(path, format!("{}\n", verdict.ear))
             .with_context(|| format!("writing the EAR to {}", path.display()))?;
@@ -308,9 +437,20 @@ pub fn push_command(args: &PushArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(verdict.exit_code()))
 }
 
+/// The node id of `credentials`, or why there is none.
+pub fn node_id(credentials: &sign::NodeCredentials) -> anyhow::Result<NodeId> {
+    credentials.node_id().ok_or_else(|| {
+        anyhow::anyhow!(
+            "the node certificate (node-chain.pem) cannot be read for its public key; issue \
+             it again with `tppguard-verifier pki issue-node`"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn answered(status: u16) -> PushError {
         PushError::Answered {
@@ -355,15 +495,19 @@ mod tests {
 
     #[test]
     fn client_checks_the_url_and_the_ca_file() {
-        assert!(Client::new("ftp://x", None).is_err());
-        let c = Client::new("http://127.0.0.1:9/api/", None).unwrap();
+        assert!(Client::new("ftp://x", &ClientOptions::default()).is_err());
+        let c = Client::new("http://127.0.0.1:9/api/", &ClientOptions::default()).unwrap();
         assert_eq!(c.base(), "http://127.0.0.1:9/api");
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("ca.pem");
         std::fs::write(&empty, "no certificate here\n").unwrap();
-        let err = Client::new("https://v", Some(&empty)).unwrap_err();
+        let with_ca = |ca: PathBuf| ClientOptions {
+            ca: Some(ca),
+            ..ClientOptions::default()
+        };
+        let err = Client::new("https://v", &with_ca(empty)).unwrap_err();
         assert!(err.to_string().contains("no certificate"), "{err:#}");
-        assert!(Client::new("https://v", Some(&dir.path().join("missing.pem"))).is_err());
+        assert!(Client::new("https://v", &with_ca(dir.path().join("missing.pem"))).is_err());
     }
 
     #[test]
@@ -374,7 +518,11 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let c = Client::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
+        let c = Client::new(
+            &format!("http://127.0.0.1:{port}"),
+            &ClientOptions::default(),
+        )
+        .unwrap();
         let err = c.challenge().unwrap_err();
         assert!(matches!(err, PushError::Unreachable { .. }), "{err}");
         assert!(err.is_transient());
@@ -449,16 +597,23 @@ mod tests {
         assert_eq!(v.short_node(), "aéééééé");
     }
 
-    /// A one-shot HTTP server on loopback that reads one request and answers `body` (JSON,
-    /// 200); its URL.
-    fn answering(body: String) -> String {
+    /// A one-shot HTTP server on loopback that reads one request and answers `status` with
+    /// `headers` and `body`; its URL, and the request's head (request line and headers) once
+    /// read.
+    fn serving(
+        status: &str,
+        headers: &str,
+        body: String,
+    ) -> (String, std::sync::mpsc::Receiver<String>) {
         use std::io::{BufRead, BufReader, Read};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (status, headers) = (status.to_owned(), headers.to_owned());
         std::thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
             let mut reader = BufReader::new(stream);
-            let mut length = 0;
+            let (mut length, mut head) = (0, String::new());
             loop {
                 let mut line = String::new();
                 reader.read_line(&mut line).unwrap();
@@ -470,18 +625,29 @@ mod tests {
                 if line == "\r\n" {
                     break;
                 }
+                head.push_str(&line);
             }
             reader.read_exact(&mut vec![0; length]).unwrap();
+            let _ = tx.send(head);
             let mut stream = reader.into_inner();
             write!(
                 stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{headers}\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             )
             .unwrap();
         });
-        url
+        (url, rx)
+    }
+
+    /// [`serving`] 200 with the JSON `body`.
+    fn answering(body: String) -> String {
+        serving("200 OK", "", body).0
+    }
+
+    fn node() -> NodeId {
+        NodeId::from_hex(&"ab".repeat(32)).unwrap()
     }
 
     fn answer(token_sha256: &str) -> String {
@@ -497,9 +663,9 @@ mod tests {
         let token = "a.b.c";
         let url = answering(answer(&sha256_hex(token.as_bytes())));
         // Surrounding whitespace (a token read from a file) is not sent, nor hashed.
-        let v = Client::new(&url, None)
+        let v = Client::new(&url, &ClientOptions::default())
             .unwrap()
-            .post_attestation(&format!("{token}\n"))
+            .post_attestation(&format!("{token}\n"), node(), None)
             .unwrap();
         assert_eq!(v.subject, "CN=n");
         assert_eq!(v.short_node(), "abababababab");
@@ -508,12 +674,12 @@ mod tests {
     #[test]
     fn an_answer_about_another_token_is_refused() {
         let url = answering(answer(&sha256_hex(b"another token")));
-        let err = Client::new(&url, None)
+        let err = Client::new(&url, &ClientOptions::default())
             .unwrap()
-            .post_attestation("a.b.c")
+            .post_attestation("a.b.c", node(), None)
             .unwrap_err();
         assert!(
-            matches!(&err, PushError::Answered { code, .. } if code == "answer_for_another_token"),
+            matches!(&err, PushError::Untrusted { refusal, .. } if refusal.code() == "answer_for_another_token"),
             "{err}"
         );
         assert!(!err.is_transient());
@@ -523,9 +689,9 @@ mod tests {
     #[test]
     fn an_answer_without_the_new_fields_names_the_missing_one() {
         let url = answering(r#"{"status": "affirming", "ear": "e", "node": "CN=n"}"#.to_owned());
-        let err = Client::new(&url, None)
+        let err = Client::new(&url, &ClientOptions::default())
             .unwrap()
-            .post_attestation("a.b.c")
+            .post_attestation("a.b.c", node(), None)
             .unwrap_err();
         let text = err.to_string();
         assert!(
@@ -539,6 +705,141 @@ mod tests {
         assert_eq!(
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+    #[test]
+    fn no_redirect_is_followed_and_its_location_is_named() {
+        // The target: a verifier on another port that would answer. It must never be called.
+        let (elsewhere, called) = serving("200 OK", "", answer(&sha256_hex(b"a.b.c")));
+        for (status, location) in [
+            ("302 Found", format!("{elsewhere}/v1/challenge")),
+            (
+                "301 Moved Permanently",
+                "http://127.0.0.1:9/v1/challenge".to_owned(),
+            ),
+            ("307 Temporary Redirect", "/v1/other".to_owned()),
+        ] {
+            let (url, _) = serving(status, &format!("Location: {location}\r\n"), String::new());
+            let err = Client::new(&url, &ClientOptions::default())
+                .unwrap()
+                .challenge()
+                .unwrap_err();
+            let PushError::Redirected {
+                status: code,
+                location: named,
+                ..
+            } = &err
+            else {
+                panic!("{err}");
+            };
+            assert_eq!(status.split(' ').next(), Some(code.to_string().as_str()));
+            assert_eq!(named, &location);
+            assert!(!err.is_transient());
+            assert!(err.to_string().contains("follows no redirects"), "{err}");
+        }
+        assert!(
+            called.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the redirect target was never called"
+        );
+    }
+
+    #[test]
+    fn a_redirect_location_is_escaped_in_the_error_text() {
+        let (url, _) = serving(
+            "302 Found",
+            "Location: http://evil.example/\u{9b}2Jok\u{202e}\r\n",
+            String::new(),
+        );
+        let err = Client::new(&url, &ClientOptions::default())
+            .unwrap()
+            .challenge()
+            .unwrap_err();
+        let text = crate::error_text(&anyhow::Error::new(err));
+        assert!(
+            !text.chars().any(|c| c == '\u{9b}' || c == '\u{202e}'),
+            "{text:?}"
+        );
+        assert!(text.contains("evil.example/\\u{9b}2Jok\\u{202e}"), "{text}");
+    }
+
+    #[test]
+    fn a_verifier_error_cannot_start_a_line_or_steer_the_terminal() {
+        let body = serde_json::json!({
+            "code": "bad\u{1b}[31m",
+            "sentence": "refused\ntppguard-agent: COMPLIANT\u{202e}\u{9b}2J"
+        })
+        .to_string();
+        let (url, _) = serving("403 Forbidden", "", body);
+        let err = Client::new(&url, &ClientOptions::default())
+            .unwrap()
+            .challenge()
+            .unwrap_err();
+        let text = crate::error_text(&anyhow::Error::new(err));
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(
+            !text
+                .chars()
+                .any(|c| c == '\u{1b}' || c == '\u{202e}' || c == '\u{9b}'),
+            "{text:?}"
+        );
+        assert!(text.contains("refused\\ntppguard-agent"), "{text}");
+    }
+
+    #[test]
+    fn the_bearer_token_goes_on_every_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "tpg_node_secret\n").unwrap();
+        let options = ClientOptions {
+            token: Some(BearerToken::load(&file).unwrap()),
+            ..ClientOptions::default()
+        };
+        let challenge = serde_json::json!({"nonce": "ab", "expires_at": 1}).to_string();
+        let (url, head) = serving("200 OK", "", challenge);
+        Client::new(&url, &options).unwrap().challenge().unwrap();
+        let head = head.recv().unwrap();
+        assert!(
+            head.lines()
+                .any(|l| l.eq_ignore_ascii_case("authorization: Bearer tpg_node_secret")),
+            "{head}"
+        );
+        let token = "a.b.c";
+        let (url, head) = serving("200 OK", "", answer(&sha256_hex(token.as_bytes())));
+        Client::new(&url, &options)
+            .unwrap()
+            .post_attestation(token, node(), None)
+            .unwrap();
+        assert!(head.recv().unwrap().contains("Bearer tpg_node_secret"));
+        // Without a token file, no Authorization header.
+        let (url, head) = serving("200 OK", "", answer(&sha256_hex(token.as_bytes())));
+        Client::new(&url, &ClientOptions::default())
+            .unwrap()
+            .post_attestation(token, node(), None)
+            .unwrap();
+        assert!(
+            !head
+                .recv()
+                .unwrap()
+                .to_ascii_lowercase()
+                .contains("authorization")
+        );
+        // Never in the client's Debug.
+        let client = Client::new("http://v", &options).unwrap();
+        assert!(!format!("{client:?}").contains("secret"));
+    }
+
+    #[test]
+    fn an_answer_about_another_node_is_refused() {
+        let token = "a.b.c";
+        let url = answering(answer(&sha256_hex(token.as_bytes())));
+        let other = NodeId::from_hex(&"cd".repeat(32)).unwrap();
+        let err = Client::new(&url, &ClientOptions::default())
+            .unwrap()
+            .post_attestation(token, other, None)
+            .unwrap_err();
+        assert!(
+            matches!(&err, PushError::Untrusted { refusal, .. } if refusal.code() == "answer_for_another_node"),
+            "{err}"
         );
     }
 }

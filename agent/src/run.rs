@@ -26,11 +26,12 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 use tppguard_proto::claims::measurement::Measurement;
+use tppguard_proto::identity::NodeId;
 use tppguard_proto::text::Escaped;
 
 use crate::cli::{RunArgs, SourceArgs};
 use crate::measure::run::Cache;
-use crate::push::{Client, PushError, Verdict};
+use crate::push::{Client, ClientOptions, PushError, Verdict};
 use crate::{EXIT_OK, MeasurePlan, attest_token, measure, sign};
 
 /// `run`'s configuration file (TOML). Relative paths are read from the file's folder.
@@ -59,6 +60,13 @@ pub struct RunConfig {
     /// PEM CA certificates for an `https://` verifier.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The verifier's result public key (`verifier-result.pub.pem`): answers whose EAR does
+    /// not verify under it are refused. Unset: answers are believed unverified (a warning).
+    #[serde(default)]
+    pub verifier_result_key: Option<PathBuf>,
+    /// A file holding the node's bearer token, sent on every request.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
     /// How many undelivered attestations NODE/queue/ keeps (the oldest go first).
     #[serde(default = "default_queue_max")]
     pub queue_max: usize,
@@ -118,7 +126,14 @@ impl RunConfig {
             }
         };
         resolve(&mut config.dir);
-        if let Some(p) = config.ca_file.as_mut() {
+        for p in [
+            config.ca_file.as_mut(),
+            config.verifier_result_key.as_mut(),
+            config.token_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             resolve(p);
         }
         if let Some(p) = config.nvml_lib.as_mut() {
@@ -614,6 +629,7 @@ enum Round {
 fn round(
     config: &RunConfig,
     client: &Client,
+    node: NodeId,
     queue: &Queue,
     gpus: &mut Option<Vec<String>>,
     shutdown: &mut Shutdown,
@@ -644,7 +660,8 @@ fn round(
                         continue;
                     }
                 };
-                match client.post_attestation(&token) {
+                // Its nonce is inside the token, which the answer's token hash binds.
+                match client.post_attestation(&token, node, None) {
                     Ok(v) => {
                         tracing::info!(file = %q.path.display(), status = %Escaped(&v.status), subject = %Escaped(&v.subject), node = %Escaped(v.short_node()), "queued attestation delivered");
                         let _ = std::fs::remove_file(&q.path);
@@ -683,7 +700,7 @@ fn round(
             .filter_map(|g| g.gpu.uuid.clone())
             .collect(),
     );
-    match client.post_attestation(&attested.token) {
+    match client.post_attestation(&attested.token, node, Some(&challenge.nonce)) {
         Ok(v) => {
             for f in &v.findings {
                 // The verifier's words are outside text: escaped for the journal and terminals.
@@ -714,10 +731,18 @@ fn round(
 /// `tppguard-agent run`.
 pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = RunConfig::load(&args.config)?;
-    let client = Client::new(&config.verifier, config.ca_file.as_deref())?;
     // Credentials and site are checked once at start: a node that cannot sign is a
     // configuration problem (exit 2), not something to retry.
-    sign::NodeCredentials::load(&config.dir).map_err(|e| anyhow::anyhow!(e.render()))?;
+    let credentials =
+        sign::NodeCredentials::load(&config.dir).map_err(|e| anyhow::anyhow!(e.render()))?;
+    let node = crate::push::node_id(&credentials)?;
+    let options = ClientOptions::load(
+        config.ca_file.as_deref(),
+        config.token_file.as_deref(),
+        config.verifier_result_key.as_deref(),
+        &credentials,
+    )?;
+    let client = Client::new(&config.verifier, &options)?;
     if let Some(site) = &config.site {
         sign::parse_site(site).map_err(|e| anyhow::anyhow!(e.render()))?;
     }
@@ -725,7 +750,7 @@ pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut shutdown = Shutdown::install()?;
     let interval = Duration::from_secs(config.interval_s);
     let backoff_max = Duration::from_secs(config.backoff_max_s);
-    tracing::info!(verifier = client.base(), dir = %config.dir.display(), interval_s = config.interval_s, measure = config.measure, measure_interval_s = config.measure_interval_s, "running");
+    tracing::info!(verifier = client.base(), dir = %config.dir.display(), result_key_pinned = client.pins_result_key(), bearer_token = config.token_file.is_some(), interval_s = config.interval_s, measure = config.measure, measure_interval_s = config.measure_interval_s, "running");
     let mut schedule = config.measure.then(|| Schedule::new(&config));
     // Unknown until the first inventory: the schedule then looks at every cached GPU.
     let mut gpus: Option<Vec<String>> = None;
@@ -738,7 +763,7 @@ pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 break;
             }
         }
-        let wait = match round(&config, &client, &queue, &mut gpus, &mut shutdown) {
+        let wait = match round(&config, &client, node, &queue, &mut gpus, &mut shutdown) {
             Round::Delivered(v) => {
                 if failures > 0 {
                     tracing::info!(after = failures, "verifier reachable again");
@@ -841,6 +866,17 @@ mod tests {
         assert!(c.measure);
         assert_eq!((c.measure_interval_s, c.measure_retry_s), (604_800, 900));
         assert!(c.cuda_lib_dir.is_none());
+        assert!(c.token_file.is_none() && c.verifier_result_key.is_none());
+        let (dir, path) = write_config(
+            "verifier = \"https://v\"\ndir = \"node\"\ntoken_file = \"node.token\"\n\
+             verifier_result_key = \"/etc/tppguard/verifier-result.pub.pem\"\n",
+        );
+        let c = RunConfig::load(&path).unwrap();
+        assert_eq!(c.token_file, Some(dir.path().join("node.token")));
+        assert_eq!(
+            c.verifier_result_key,
+            Some(PathBuf::from("/etc/tppguard/verifier-result.pub.pem"))
+        );
     }
 
     #[test]

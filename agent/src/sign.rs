@@ -23,6 +23,7 @@ use tppguard_proto::claims::{
     self, AgentClassification, AttestationClaims, ClaimsError, EvidenceTier, GpuSubmod, Nonce,
     Profile, measurement::Measurement,
 };
+use tppguard_proto::identity::NodeId;
 use tppguard_proto::jws::{self, Alg, Header, JwsError, MAX_X5C_CERTS, SigningKey};
 use tppguard_proto::site::{self, SiteId};
 
@@ -213,13 +214,24 @@ pub fn parse_site(text: &str) -> Result<SiteId, SignError> {
 }
 
 /// The node's signing credentials: its key and certificate chain. `Debug` never shows the key.
-#[derive(Debug)]
 pub struct NodeCredentials {
     key: SigningKey,
+    /// The key for the TLS client certificate (absent when made by [`Self::new`]).
+    tls_key: Option<ureq::tls::PrivateKey<'static>>,
     /// The certificates, DER, leaf first.
     chain: Vec<Vec<u8>>,
     /// The leaf certificate's subject common name.
     common_name: Option<String>,
+}
+
+impl std::fmt::Debug for NodeCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCredentials")
+            .field("key", &self.key)
+            .field("certificates", &self.chain.len())
+            .field("common_name", &self.common_name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NodeCredentials {
@@ -228,7 +240,7 @@ impl NodeCredentials {
     pub fn load(dir: &Path) -> Result<Self, SignError> {
         let key_path = dir.join(KEY_FILE);
         let chain_path = dir.join(CHAIN_FILE);
-        let key = read_key(&key_path)?;
+        let (key, tls_key) = read_key(&key_path)?;
         let chain = read_chain(&chain_path, dir)?;
         let leaf = chain.first().ok_or_else(|| SignError::BadChain {
             path: chain_path.clone(),
@@ -261,6 +273,7 @@ impl NodeCredentials {
         );
         Ok(Self {
             key,
+            tls_key: Some(tls_key),
             chain,
             common_name,
         })
@@ -270,9 +283,30 @@ impl NodeCredentials {
     pub fn new(key: SigningKey, chain: Vec<Vec<u8>>, common_name: Option<String>) -> Self {
         Self {
             key,
+            tls_key: None,
             chain,
             common_name,
         }
+    }
+
+    /// The node id: the SHA-256 of the leaf certificate's SubjectPublicKeyInfo, the identity
+    /// the verifier keeps this node under (`None` if the leaf cannot be read).
+    pub fn node_id(&self) -> Option<NodeId> {
+        let leaf = self.chain.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+        Some(NodeId::from_spki_der(cert.public_key().raw))
+    }
+
+    /// The chain and key as a TLS client certificate, for a verifier that admits nodes by
+    /// mutual TLS (`None` when the key was not read from a file).
+    pub fn tls_client_cert(&self) -> Option<ureq::tls::ClientCert> {
+        let key = self.tls_key.as_ref()?.to_owned();
+        let chain: Vec<_> = self
+            .chain
+            .iter()
+            .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
+            .collect();
+        Some(ureq::tls::ClientCert::new_with_certs(&chain, key))
     }
 
     /// The signature algorithm, from the key.
@@ -308,7 +342,8 @@ fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, std::io::Error> {
     Ok(bytes)
 }
 
-fn read_key(path: &Path) -> Result<SigningKey, SignError> {
+/// The node key, for signing and for TLS.
+fn read_key(path: &Path) -> Result<(SigningKey, ureq::tls::PrivateKey<'static>), SignError> {
     let pem = match read_bounded(path, MAX_KEY_FILE_BYTES) {
         Ok(pem) => pem,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -343,10 +378,16 @@ fn read_key(path: &Path) -> Result<SigningKey, SignError> {
     let der = PrivatePkcs8KeyDer::from_pem_slice(&pem).map_err(|_| SignError::KeyNotPkcs8 {
         path: path.to_owned(),
     })?;
-    SigningKey::from_pkcs8_any(der.secret_pkcs8_der()).map_err(|source| SignError::KeyRejected {
+    let key = SigningKey::from_pkcs8_any(der.secret_pkcs8_der()).map_err(|source| {
+        SignError::KeyRejected {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    let tls_key = ureq::tls::PrivateKey::from_pem(&pem).map_err(|_| SignError::KeyNotPkcs8 {
         path: path.to_owned(),
-        source,
-    })
+    })?;
+    Ok((key, tls_key))
 }
 
 fn read_chain(path: &Path, dir: &Path) -> Result<Vec<Vec<u8>>, SignError> {
