@@ -29,7 +29,7 @@ use tppguard_proto::jws::{self, JwsError, VerifyingKey};
 use crate::push::Verdict;
 
 /// The EAR profile the verifier signs (`tppguard_verifier::ear::EAR_PROFILE`; the integration
-/// tests check that the two agree).
+/// test `push_believes_an_ear_only_under_the_pinned_result_key` fails if they part).
 pub const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
 /// The JWT `typ` of an EAR.
 pub const EAR_TYP: &str = "JWT";

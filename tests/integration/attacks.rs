@@ -72,7 +72,7 @@ impl Operator {
             "check".into(),
             "--json".into(),
             "--trust".into(),
-            s(&self.pki.join("trust.toml")).into(),
+            s(&self.pki.join("verifier/trust.toml")).into(),
             "--at".into(),
             at.to_string(),
             "--nonce".into(),
@@ -407,7 +407,11 @@ fn a_hostile_subject_is_escaped_in_the_text_report() {
     let op = Operator::new();
     let node = op.node("node", "n1", Some("fra-1"), &op.pki);
     // Re-issue the node's certificate with a hostile subject, from the operator CA's key.
-    let (issuer, ca_der) = pki_issuer(&op.pki, "operator-ca.pem", "operator-ca.key");
+    let (issuer, ca_der) = pki_issuer(
+        &op.pki,
+        "operator/operator-ca.pem",
+        "operator/operator-ca.key",
+    );
     let node_key =
         rcgen::KeyPair::from_pem(&std::fs::read_to_string(node.join("node.key")).expect("key"))
             .expect("node key");
@@ -451,7 +455,7 @@ fn a_hostile_subject_is_escaped_in_the_text_report() {
         &[
             "check",
             "--trust",
-            s(&op.pki.join("trust.toml")),
+            s(&op.pki.join("verifier/trust.toml")),
             "--at",
             &at,
             "--licence",

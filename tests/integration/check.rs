@@ -50,7 +50,7 @@ impl Fleet {
         let iat = jws_payload(&token)["iat"].as_i64().expect("iat");
         Self {
             _tmp: tmp,
-            trust: pki.join("trust.toml"),
+            trust: pki.join("verifier/trust.toml"),
             dir,
             attestation,
             licence,

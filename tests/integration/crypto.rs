@@ -105,7 +105,7 @@ impl Setup {
     }
 
     fn check_json(&self, licence: &Path, attestations: &[&Path]) -> (Option<i32>, Value) {
-        let trust = self.pki.join("trust.toml");
+        let trust = self.pki.join("verifier/trust.toml");
         let mut args = vec![
             "check",
             "--trust",
@@ -132,7 +132,11 @@ fn payload_part(token_file: &Path) -> String {
 #[test]
 fn an_attestation_forged_under_a_certified_identity_point_key_is_rejected() {
     let f = Setup::new();
-    let (issuer, ca_der) = pki_issuer(&f.pki, "operator-ca.pem", "operator-ca.key");
+    let (issuer, ca_der) = pki_issuer(
+        &f.pki,
+        "operator/operator-ca.pem",
+        "operator/operator-ca.key",
+    );
     let leaf = identity_point_leaf(&issuer, ExtendedKeyUsagePurpose::ClientAuth);
     // The genuine node's claims, "signed" by nobody.
     let forged = f.dir.join("forged.jws");
@@ -162,7 +166,11 @@ fn an_attestation_forged_under_a_certified_identity_point_key_is_rejected() {
 #[test]
 fn a_licence_forged_under_a_certified_identity_point_key_is_rejected() {
     let f = Setup::new();
-    let (issuer, ca_der) = pki_issuer(&f.pki, "licence-ca.pem", "licence-ca.key");
+    let (issuer, ca_der) = pki_issuer(
+        &f.pki,
+        "licence-authority/licence-ca.pem",
+        "licence-authority/licence-ca.key",
+    );
     let leaf = identity_point_leaf(&issuer, ExtendedKeyUsagePurpose::CodeSigning);
     let forged = f.dir.join("forged-licence.jws");
     std::fs::write(
@@ -244,7 +252,7 @@ fn issue_node_refuses_a_csr_for_the_identity_point_key() {
             "pki",
             "issue-node",
             "--dir",
-            s(&pki),
+            s(&pki.join("operator")),
             "--csr",
             s(&csr),
             "--out",
@@ -261,7 +269,10 @@ fn issue_node_refuses_a_csr_for_the_identity_point_key() {
     );
     assert!(err.contains("hint:") && err.contains("fresh key"), "{err}");
     assert!(!out_chain.exists(), "no certificate written");
-    assert!(!pki.join("issued.jsonl").exists(), "nothing recorded");
+    assert!(
+        !pki.join("operator/issued.jsonl").exists(),
+        "nothing recorded"
+    );
 }
 
 /// Reads `key` with `openssl pkey` and pyca/cryptography; either missing is a failure, never
@@ -299,10 +310,10 @@ fn openssl_and_pyca_cryptography_read_every_key_tppguard_writes() {
     let pki = tmp.path().join("pki");
     ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
     let mut keys: Vec<PathBuf> = [
-        "operator-ca.key",
-        "licence-ca.key",
-        "licence-signer.key",
-        "verifier-result.key",
+        "operator/operator-ca.key",
+        "licence-authority/licence-ca.key",
+        "licence-authority/licence-signer.key",
+        "verifier/verifier-result.key",
     ]
     .iter()
     .map(|k| pki.join(k))

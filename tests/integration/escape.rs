@@ -225,7 +225,7 @@ fn licence_text_fields_are_shown_escaped() {
             "licence",
             "show",
             "--trust",
-            s(&pki.join("trust.toml")),
+            s(&pki.join("verifier/trust.toml")),
             s(&jws),
         ],
     );

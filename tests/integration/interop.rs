@@ -95,7 +95,8 @@ impl Node {
     }
 
     fn trust(&self) -> TrustAnchors {
-        TrustAnchors::from_trust_toml(&self.pki.join("trust.toml")).expect("trust.toml loads")
+        TrustAnchors::from_trust_toml(&self.pki.join("verifier/trust.toml"))
+            .expect("trust.toml loads")
     }
 }
 
@@ -208,7 +209,7 @@ fn jwcrypto_verifies_the_verifiers_ear_with_the_result_key() {
         .args([
             "check",
             "--trust",
-            s(&node.pki.join("trust.toml")),
+            s(&node.pki.join("verifier/trust.toml")),
             "--licence",
             s(&licence),
             "--nonce",
@@ -229,7 +230,7 @@ fn jwcrypto_verifies_the_verifiers_ear_with_the_result_key() {
     let result = python_ok(&[
         "verify-ear",
         s(&ear),
-        s(&node.pki.join("verifier-result.pub.pem")),
+        s(&node.pki.join("verifier/verifier-result.pub.pem")),
         "JWT",
     ]);
     let claims: Value = serde_json::from_slice(&result.stdout).expect("EAR JSON");

@@ -32,7 +32,7 @@ fn signed(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
         "licence",
         "sign",
         "--dir",
-        s(&pki),
+        s(&pki.join("licence-authority")),
         s(&licence),
         "--out",
         s(&jws),
@@ -42,7 +42,7 @@ fn signed(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     assert!(text.contains("EXAMPLE-DE-2026-0142"), "{text}");
     assert!(text.contains("32500000"), "{text}");
     assert!(text.contains(s(&jws)), "{text}");
-    (pki.join("trust.toml"), jws)
+    (pki.join("verifier/trust.toml"), jws)
 }
 
 #[test]
@@ -114,7 +114,7 @@ fn a_tampered_licence_cannot_be_verified() {
         "licence",
         "sign",
         "--dir",
-        s(&pki),
+        s(&pki.join("licence-authority")),
         s(&small),
         "--out",
         s(&other),
@@ -199,7 +199,7 @@ fn an_invalid_licence_toml_is_not_signed() {
         "licence",
         "sign",
         "--dir",
-        s(&pki),
+        s(&pki.join("licence-authority")),
         s(&bad),
         "--out",
         s(&jws),
@@ -224,13 +224,13 @@ fn show_names_a_licences_measurement_overrides() {
         "licence",
         "sign",
         "--dir",
-        s(&pki),
+        s(&pki.join("licence-authority")),
         s(&example),
         "--out",
         s(&jws),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let trust = pki.join("trust.toml");
+    let trust = pki.join("verifier/trust.toml");
     let out = run(&[
         "licence",
         "show",

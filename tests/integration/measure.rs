@@ -217,7 +217,7 @@ fn check(tmp: &Path, token: &Path) -> (Option<i32>, Value) {
             "licence",
             "sign",
             "--dir",
-            s(&pki),
+            s(&pki.join("licence-authority")),
             s(&example),
             "--out",
             s(&licence),
@@ -229,7 +229,7 @@ fn check(tmp: &Path, token: &Path) -> (Option<i32>, Value) {
         &[
             "check",
             "--trust",
-            s(&pki.join("trust.toml")),
+            s(&pki.join("verifier/trust.toml")),
             "--licence",
             s(&licence),
             "--nonce",

@@ -93,17 +93,26 @@ fn issue_and_verify(key_type: &str, expected_alg: &str) {
         "tppguard-verifier",
         &["pki", "init", "--dir", s(&pki), "--json"],
     );
-    assert_eq!(init["files"].as_array().unwrap().len(), 9);
-    assert_eq!(mode(&pki), 0o700);
+    let files: usize = init["parties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["files"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(files, 11, "{init}");
+    assert_eq!(init["trust"], s(&pki.join("verifier/trust.toml")), "{init}");
+    for folder in ["", "operator", "licence-authority", "verifier"] {
+        assert_eq!(mode(&pki.join(folder)), 0o700, "{folder}");
+    }
     for key in [
-        "operator-ca.key",
-        "licence-ca.key",
-        "licence-signer.key",
-        "verifier-result.key",
+        "operator/operator-ca.key",
+        "licence-authority/licence-ca.key",
+        "licence-authority/licence-signer.key",
+        "verifier/verifier-result.key",
     ] {
         assert_eq!(mode(&pki.join(key)), 0o600, "{key}");
     }
-    let trust_text = std::fs::read_to_string(pki.join("trust.toml")).unwrap();
+    let trust_text = std::fs::read_to_string(pki.join("verifier/trust.toml")).unwrap();
     assert!(trust_text.contains("[operator]\nroots = [\"operator-ca.pem\"]"));
     assert!(trust_text.contains("[licence_authority]\nroots = [\"licence-ca.pem\"]"));
     assert!(trust_text.contains("[vendor]\nroots = []"));
@@ -128,7 +137,7 @@ fn issue_and_verify(key_type: &str, expected_alg: &str) {
             "pki",
             "issue-node",
             "--dir",
-            s(&pki),
+            s(&pki.join("operator")),
             "--csr",
             s(&node.join("node.csr")),
             "--out",
@@ -148,7 +157,7 @@ fn issue_and_verify(key_type: &str, expected_alg: &str) {
         "leaf, then the CA"
     );
 
-    let trust = pki.join("trust.toml");
+    let trust = pki.join("verifier/trust.toml");
     let verified = ok_json(
         "tppguard-verifier",
         &[
@@ -210,7 +219,7 @@ fn issue_and_verify(key_type: &str, expected_alg: &str) {
             s(&trust),
             "--licence-signer",
             "--json",
-            s(&pki.join("licence-signer-chain.pem")),
+            s(&pki.join("licence-authority/licence-signer-chain.pem")),
         ],
     );
     assert_eq!(signer["role"], "licence_signer");
@@ -235,11 +244,25 @@ fn pki_init_refuses_to_overwrite() {
         "tppguard-verifier",
         &["pki", "init", "--dir", s(&pki), "--json"],
     );
-    let key = std::fs::read(pki.join("operator-ca.key")).unwrap();
+    let key = std::fs::read(pki.join("operator/operator-ca.key")).unwrap();
     let stderr = fails("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
     assert!(stderr.contains("already exists"), "{stderr}");
     assert!(stderr.contains("hint:"), "{stderr}");
-    assert_eq!(std::fs::read(pki.join("operator-ca.key")).unwrap(), key);
+    assert_eq!(
+        std::fs::read(pki.join("operator/operator-ca.key")).unwrap(),
+        key
+    );
+    // Each party's command refuses its own existing folder too.
+    for (command, folder) in [
+        ("init-operator", "operator"),
+        ("init-licence-authority", "licence-authority"),
+    ] {
+        let stderr = fails(
+            "tppguard-verifier",
+            &["pki", command, "--dir", s(&pki.join(folder))],
+        );
+        assert!(stderr.contains("already exists"), "{command}: {stderr}");
+    }
 }
 
 #[test]
@@ -270,7 +293,7 @@ fn issue_node_rejects_a_tampered_or_oversized_csr() {
             "pki",
             "issue-node",
             "--dir",
-            s(&pki),
+            s(&pki.join("operator")),
             "--csr",
             s(&tampered),
             "--out",
@@ -291,7 +314,7 @@ fn issue_node_rejects_a_tampered_or_oversized_csr() {
             "pki",
             "issue-node",
             "--dir",
-            s(&pki),
+            s(&pki.join("operator")),
             "--csr",
             s(&big),
             "--out",
@@ -342,21 +365,27 @@ fn csr_for(key: &rcgen::KeyPair, names: &[&str], sans: &[&str]) -> String {
     params.serialize_request(key).unwrap().pem().unwrap()
 }
 
-/// A `pki init` folder in a temporary directory.
+/// A `pki init` folder in a temporary directory: `dir` is its operator's folder, `trust`
+/// the verifier's trust file.
 struct Pki {
     tmp: tempfile::TempDir,
     dir: std::path::PathBuf,
+    trust: std::path::PathBuf,
 }
 
 impl Pki {
     fn new() -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let dir = tmp.path().join("pki");
+        let root = tmp.path().join("pki");
         ok_json(
             "tppguard-verifier",
-            &["pki", "init", "--dir", s(&dir), "--json"],
+            &["pki", "init", "--dir", s(&root), "--json"],
         );
-        Self { tmp, dir }
+        Self {
+            dir: root.join("operator"),
+            trust: root.join("verifier/trust.toml"),
+            tmp,
+        }
     }
 
     /// `pki issue-node` for a CSR text, with extra flags; the process output.
@@ -508,13 +537,7 @@ fn issue_node_certifies_the_site_from_the_flag_and_never_copies_csr_sans() {
     assert!(!pem.is_empty());
     let text = run(
         "tppguard-verifier",
-        &[
-            "pki",
-            "verify-chain",
-            "--trust",
-            s(&pki.dir.join("trust.toml")),
-            s(&chain),
-        ],
+        &["pki", "verify-chain", "--trust", s(&pki.trust), s(&chain)],
     );
     let shown = String::from_utf8_lossy(&text.stdout);
     assert!(shown.contains("site       none certified"), "{shown}");
@@ -535,7 +558,7 @@ fn issue_node_certifies_the_site_from_the_flag_and_never_copies_csr_sans() {
             "pki",
             "verify-chain",
             "--trust",
-            s(&pki.dir.join("trust.toml")),
+            s(&pki.trust),
             "--json",
             s(&chain),
         ],
@@ -544,13 +567,7 @@ fn issue_node_certifies_the_site_from_the_flag_and_never_copies_csr_sans() {
     assert_eq!(verified["leaf"]["node_id"], issued["node_id"]);
     let text = run(
         "tppguard-verifier",
-        &[
-            "pki",
-            "verify-chain",
-            "--trust",
-            s(&pki.dir.join("trust.toml")),
-            s(&chain),
-        ],
+        &["pki", "verify-chain", "--trust", s(&pki.trust), s(&chain)],
     );
     let shown = String::from_utf8_lossy(&text.stdout);
     assert!(
@@ -592,4 +609,217 @@ fn agent_init_names_cloned_hosts_apart_by_their_keys() {
         &["init", "--dir", s(&tmp.path().join("c"))],
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("node id: "));
+}
+
+/// The files, recursively, under `dir`, relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(s(path.strip_prefix(dir).unwrap()).to_owned());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn pki_init_gives_each_party_its_own_folder_and_only_its_own_secrets() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pki = tmp.path().join("pki");
+    let out = run("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for party in ["(operator)", "(licence-authority)", "(verifier)"] {
+        assert!(text.contains(party), "{party} in {text}");
+    }
+    assert_eq!(
+        files_under(&pki.join("operator")),
+        ["operator-ca.key", "operator-ca.pem"]
+    );
+    assert_eq!(
+        files_under(&pki.join("licence-authority")),
+        [
+            "licence-ca.key",
+            "licence-ca.pem",
+            "licence-signer-chain.pem",
+            "licence-signer.key"
+        ]
+    );
+    assert_eq!(
+        files_under(&pki.join("verifier")),
+        [
+            "licence-ca.pem",
+            "operator-ca.pem",
+            "trust.toml",
+            "verifier-result.key",
+            "verifier-result.pub.pem"
+        ]
+    );
+    // Nothing at the top: no folder holds every key.
+    assert_eq!(
+        std::fs::read_dir(&pki).unwrap().count(),
+        3,
+        "only the three party folders"
+    );
+    // The verifier's copies are the CAs' certificates, and hold no private key.
+    for (copy, original) in [
+        ("verifier/operator-ca.pem", "operator/operator-ca.pem"),
+        (
+            "verifier/licence-ca.pem",
+            "licence-authority/licence-ca.pem",
+        ),
+    ] {
+        let copy = std::fs::read_to_string(pki.join(copy)).unwrap();
+        assert_eq!(copy, std::fs::read_to_string(pki.join(original)).unwrap());
+        assert!(!copy.contains("PRIVATE KEY"));
+    }
+    for public in [
+        "operator/operator-ca.pem",
+        "licence-authority/licence-signer-chain.pem",
+        "verifier/verifier-result.pub.pem",
+        "verifier/trust.toml",
+    ] {
+        assert_eq!(mode(&pki.join(public)), 0o644, "{public}");
+    }
+}
+
+#[test]
+fn the_parties_make_their_folders_apart_and_the_verifier_trusts_them() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (operator, authority, verifier) = (
+        tmp.path().join("op"),
+        tmp.path().join("la"),
+        tmp.path().join("v"),
+    );
+    let op = ok_json(
+        "tppguard-verifier",
+        &["pki", "init-operator", "--dir", s(&operator), "--json"],
+    );
+    assert_eq!(op["party"], "operator");
+    ok_json(
+        "tppguard-verifier",
+        &[
+            "pki",
+            "init-licence-authority",
+            "--dir",
+            s(&authority),
+            "--json",
+        ],
+    );
+    // Only the two public certificates travel to the verifier.
+    let v = ok_json(
+        "tppguard-verifier",
+        &[
+            "pki",
+            "init-verifier",
+            "--dir",
+            s(&verifier),
+            "--operator-ca",
+            s(&operator.join("operator-ca.pem")),
+            "--licence-ca",
+            s(&authority.join("licence-ca.pem")),
+            "--json",
+        ],
+    );
+    assert_eq!(v["files"].as_array().unwrap().len(), 5, "{v}");
+    assert_eq!(mode(&verifier), 0o700);
+    assert_eq!(mode(&verifier.join("verifier-result.key")), 0o600);
+    // A node the operator certifies verifies under the verifier's trust, and the licence
+    // authority's signer chain does too.
+    let node = tmp.path().join("node");
+    ok_json(
+        "tppguard-agent",
+        &["init", "--dir", s(&node), "--name", "n-1", "--json"],
+    );
+    let chain = node.join("node-chain.pem");
+    ok_json(
+        "tppguard-verifier",
+        &[
+            "pki",
+            "issue-node",
+            "--dir",
+            s(&operator),
+            "--csr",
+            s(&node.join("node.csr")),
+            "--out",
+            s(&chain),
+            "--json",
+        ],
+    );
+    assert!(
+        operator.join("issued.jsonl").exists(),
+        "the operator keeps the record"
+    );
+    let trust = verifier.join("trust.toml");
+    for (extra, file) in [
+        (None, chain),
+        (
+            Some("--licence-signer"),
+            authority.join("licence-signer-chain.pem"),
+        ),
+    ] {
+        let mut args = vec!["pki", "verify-chain", "--trust", s(&trust), "--json"];
+        args.extend(extra);
+        args.push(s(&file));
+        assert_eq!(ok_json("tppguard-verifier", &args)["valid"], true);
+    }
+}
+
+#[test]
+fn init_verifier_refuses_a_missing_malformed_or_leaf_ca_and_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pki = tmp.path().join("pki");
+    ok_json(
+        "tppguard-verifier",
+        &["pki", "init", "--dir", s(&pki), "--json"],
+    );
+    let licence_ca = pki.join("licence-authority/licence-ca.pem");
+    let garbage = tmp.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let empty = tmp.path().join("empty.pem");
+    std::fs::write(&empty, "no PEM here\n").unwrap();
+    let key = pki.join("operator/operator-ca.key");
+    // The signer's chain starts with a leaf: not a CA.
+    let leaf = pki.join("licence-authority/licence-signer-chain.pem");
+    let missing = tmp.path().join("missing.pem");
+    for (bad, expected) in [
+        (&missing, "missing.pem"),
+        (&garbage, "garbage.pem"),
+        (&empty, "holds no PEM CERTIFICATE block"),
+        (&key, "operator-ca.key"),
+        (&leaf, "not a CA"),
+    ] {
+        let dir = tmp.path().join("v");
+        let stderr = fails(
+            "tppguard-verifier",
+            &[
+                "pki",
+                "init-verifier",
+                "--dir",
+                s(&dir),
+                "--operator-ca",
+                s(bad),
+                "--licence-ca",
+                s(&licence_ca),
+            ],
+        );
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(stderr.contains("hint:"), "{stderr}");
+        assert!(!dir.exists(), "nothing written for {}", s(bad));
+    }
 }

@@ -261,6 +261,126 @@ fn push_simulate_is_accepted_and_the_node_is_listed() {
 }
 
 #[test]
+fn push_believes_an_ear_only_under_the_pinned_result_key() {
+    let setup = VerifierSetup::new("127.0.0.1:0");
+    let verifier = setup.start();
+    let pinned = setup
+        .tmp
+        .path()
+        .join("pki/verifier/verifier-result.pub.pem");
+    let push = |key: &Path| {
+        run(
+            "tppguard-agent",
+            &[
+                "push",
+                "--verifier",
+                &verifier.base,
+                "--dir",
+                s(&setup.node),
+                "--simulate",
+                "--site",
+                "fra-1",
+                "--verifier-result-key",
+                s(key),
+            ],
+        )
+    };
+    // The genuine key: believed, no warning about an unverified verdict. The real verifier's
+    // EAR passes every check (profile, typ, this node, this token, the nonce, the time, the
+    // status, the findings' codes as its reasons).
+    let out = push(&pinned);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("verifier: warning for CN=gpu-node-01"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !stderr(&out).contains("no verifier result key"),
+        "{}",
+        stderr(&out)
+    );
+    // Another verifier's key (another `pki init`): not trusted, exit 7, the check named.
+    let other = setup.tmp.path().join("other-pki");
+    crate::support::ok("tppguard-verifier", &["pki", "init", "--dir", s(&other)]);
+    let out = push(&other.join("verifier/verifier-result.pub.pem"));
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not trusted (ear_signature_invalid)") && err.contains("jws_bad_signature"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no verdict printed");
+    // Without a key the verdict is taken, with a warning that says so.
+    let out = run(
+        "tppguard-agent",
+        &[
+            "push",
+            "--verifier",
+            &verifier.base,
+            "--dir",
+            s(&setup.node),
+            "--simulate",
+            "--site",
+            "fra-1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no verifier result key pinned"),
+        "{}",
+        stderr(&out)
+    );
+    // A file that is no key: a usage error (2), naming it.
+    let out = push(&setup.node.join("node.csr"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("node.csr"), "{}", stderr(&out));
+}
+
+#[test]
+fn push_sends_the_bearer_token_and_never_prints_it() {
+    let setup = VerifierSetup::new("127.0.0.1:0");
+    let verifier = setup.start();
+    let tap = Tap::new(&verifier.base);
+    let token = setup.tmp.path().join("node.token");
+    std::fs::write(&token, "tpg_node_itest_secret\n").expect("token file");
+    let out = run(
+        "tppguard-agent",
+        &[
+            "push",
+            "--verifier",
+            &tap.base,
+            "--dir",
+            s(&setup.node),
+            "--simulate",
+            "--site",
+            "fra-1",
+            "--token-file",
+            s(&token),
+            "--log",
+            "trace",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let sent = String::from_utf8_lossy(&tap.sent.lock().expect("record")).into_owned();
+    assert_eq!(
+        sent.matches("authorization: Bearer tpg_node_itest_secret\r\n")
+            .count()
+            + sent
+                .matches("Authorization: Bearer tpg_node_itest_secret\r\n")
+                .count(),
+        2,
+        "the challenge and the attestation both carry it: {sent}"
+    );
+    // Written with mode 0644 by the test: a warning; the token itself never appears, even in
+    // trace logs.
+    let err = stderr(&out);
+    assert!(err.contains("readable by other users"), "{err}");
+    assert!(!err.contains("itest_secret"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("itest_secret"));
+}
+
+#[test]
 fn push_to_a_closed_port_exits_6_with_a_sentence() {
     let setup = VerifierSetup::new("127.0.0.1:0");
     let url = format!("http://127.0.0.1:{}", free_port());

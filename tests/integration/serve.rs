@@ -76,7 +76,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\ntrust = \"pki/trust.toml\"\nlicences_dir = \
+                "listen = \"127.0.0.1:0\"\ntrust = \"pki/verifier/trust.toml\"\nlicences_dir = \
                  \"licences\"\nmax_body_bytes = {MAX_BODY}\nadmin_token_file = \
                  \"admin.token\"\n{extra}"
             ),

@@ -103,7 +103,7 @@ impl Fleet {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{}\"\ntrust = \"pki/trust.toml\"\n\
+                "listen = \"127.0.0.1:{}\"\ntrust = \"pki/verifier/trust.toml\"\n\
                  licences_dir = \"licences\"\n",
                 free_port()
             ),

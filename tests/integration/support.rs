@@ -232,8 +232,9 @@ pub fn jws_payload(token: &str) -> serde_json::Value {
     serde_json::from_slice(&base64url(part)).expect("payload JSON")
 }
 
-/// In `dir`: a node folder (`init --name name`) and a built-in PKI (`pki init`) that issued
-/// its certificate chain, as an operator sets them up. Returns `(node, pki)`.
+/// In `dir`: a node folder (`init --name name`) and a built-in PKI (`pki init`: `pki/operator`,
+/// `pki/licence-authority`, `pki/verifier`) whose operator issued its certificate chain, as an
+/// operator sets them up. Returns `(node, pki)`.
 pub fn node_with_chain(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let (node, pki) = (dir.join("node"), dir.join("pki"));
     ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
@@ -241,19 +242,20 @@ pub fn node_with_chain(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (node, pki)
 }
 
-/// A node folder `node` (`init --name name`) whose certificate the PKI folder `pki` issued,
-/// certifying `site` when given.
+/// A node folder `node` (`init --name name`) whose certificate the operator of the `pki init`
+/// folder `pki` issued (`pki/operator`), certifying `site` when given.
 pub fn issue_node(pki: &Path, node: &Path, name: &str, site: Option<&str>) {
     ok(
         "tppguard-agent",
         &["init", "--dir", s(node), "--name", name],
     );
     let (csr, chain) = (node.join("node.csr"), node.join("node-chain.pem"));
+    let operator = pki.join("operator");
     let mut args = vec![
         "pki",
         "issue-node",
         "--dir",
-        s(pki),
+        s(&operator),
         "--csr",
         s(&csr),
         "--out",
@@ -295,7 +297,7 @@ impl VerifierSetup {
         std::fs::write(
             &config,
             format!(
-                "listen = \"{listen}\"\ntrust = \"pki/trust.toml\"\nlicences_dir = \"licences\"\n"
+                "listen = \"{listen}\"\ntrust = \"pki/verifier/trust.toml\"\nlicences_dir = \"licences\"\n"
             ),
         )
         .expect("config");
@@ -450,7 +452,8 @@ pub fn pem_certs(path: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A CA of a `pki init` folder, as an rcgen issuer.
+/// A CA of a `pki init` folder (`cert`, `key`: paths in it, e.g. `operator/operator-ca.pem`),
+/// as an rcgen issuer.
 pub fn pki_issuer(pki: &Path, cert: &str, key: &str) -> (Issuer<'static, KeyPair>, Vec<u8>) {
     let ca_der = pem_certs(&pki.join(cert)).remove(0);
     let key = KeyPair::from_pem(&std::fs::read_to_string(pki.join(key)).unwrap()).unwrap();
@@ -522,10 +525,20 @@ pub fn post_attestation(base: &str, token: &str) -> (u16, serde_json::Value) {
     (status, serde_json::from_str(&body).unwrap_or_default())
 }
 
-/// `tppguard-verifier licence sign --dir PKI TOML --out OUT`, which must succeed: its output.
+/// `tppguard-verifier licence sign --dir PKI/licence-authority TOML --out OUT` (`pki`: a
+/// `pki init` folder), which must succeed: its output.
 pub fn sign_licence(pki: &Path, toml: &Path, out: &Path) -> std::process::Output {
+    let authority = pki.join("licence-authority");
     ok(
         "tppguard-verifier",
-        &["licence", "sign", "--dir", s(pki), s(toml), "--out", s(out)],
+        &[
+            "licence",
+            "sign",
+            "--dir",
+            s(&authority),
+            s(toml),
+            "--out",
+            s(out),
+        ],
     )
 }

@@ -105,7 +105,7 @@ fn main() {
     let nodes: Vec<Node> = fleet
         .iter()
         .enumerate()
-        .map(|(i, a)| make_node(dir.path(), &pki_dir, i, now, a.claims().clone()))
+        .map(|(i, a)| make_node(dir.path(), &report.operator, i, now, a.claims().clone()))
         .collect();
     println!(
         "{nodes_n} node identities (Ed25519 keys, certificates from one operator CA) in {:.2?}",
@@ -117,7 +117,7 @@ fn main() {
     std::fs::write(&licence_toml, licence_text(nodes_n)).unwrap();
     let signed = Command::new(env!("CARGO_BIN_EXE_tppguard-verifier"))
         .args(["licence", "sign", "--dir"])
-        .arg(&pki_dir)
+        .arg(&report.licence_authority)
         .arg(&licence_toml)
         .arg("--out")
         .arg(licences.join("licence.jws"))
@@ -259,7 +259,7 @@ fn main() {
     );
 }
 
-fn make_node(dir: &Path, pki_dir: &Path, i: usize, now: i64, claims: AttestationClaims) -> Node {
+fn make_node(dir: &Path, operator: &Path, i: usize, now: i64, claims: AttestationClaims) -> Node {
     let name = format!("node-{i:07}");
     let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
     let mut params = CertificateParams::default();
@@ -275,7 +275,7 @@ fn make_node(dir: &Path, pki_dir: &Path, i: usize, now: i64, claims: Attestation
         site: Some(tppguard_proto::site::SiteId::parse("site-0").unwrap()),
         replace: false,
     };
-    pki::issue_node_with(pki_dir, &csr_path, &chain_path, &options, now).unwrap();
+    pki::issue_node_with(operator, &csr_path, &chain_path, &options, now).unwrap();
     let x5c = certs_from_pem(&std::fs::read(&chain_path).unwrap())
         .unwrap()
         .into_iter()

@@ -169,7 +169,7 @@ impl Setup {
         let csr_path = dir.path().join("node.csr");
         std::fs::write(&csr_path, csr).unwrap();
         let chain_path = dir.path().join("node-chain.pem");
-        pki::issue_node(&pki_dir, &csr_path, &chain_path, 30, now).unwrap();
+        pki::issue_node(&report.operator, &csr_path, &chain_path, 30, now).unwrap();
         let x5c: Vec<Vec<u8>> = certs_from_pem(&std::fs::read(&chain_path).unwrap())
             .unwrap()
             .into_iter()

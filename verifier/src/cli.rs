@@ -72,7 +72,7 @@ pub enum Command {
     ///
     /// Example:
     ///
-    ///   tppguard-verifier check --trust pki/trust.toml --licence l.jws \
+    ///   tppguard-verifier check --trust pki/verifier/trust.toml --licence l.jws \
     ///     --rule-set us-eccn-3a090 --rule-set us-gain-ai-act-s3150 \
     ///     --nonce "$NONCE" --ear result.jwt node-01.jws node-02.jws
     ///
@@ -91,7 +91,7 @@ pub enum Command {
     /// Everything is set in one TOML file (example: deploy/verifier.toml; reference:
     /// docs/serve.md). Relative paths in it are read from its folder. Keys:
     ///
-    ///   trust = "pki/trust.toml"       # required: from `pki init`
+    ///   trust = "pki/verifier/trust.toml"  # required: from `pki init-verifier`
     ///   listen = "127.0.0.1:8080"      # default; plain HTTP unless tls_cert and tls_key
     ///   database = "sqlite://..."      # default: tppguard-verifier.db beside the file;
     ///                                  # postgres://... for several replicas
@@ -130,8 +130,8 @@ pub struct ServeArgs {
 /// Flags of `check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The trust file (written by `pki init`): operator roots for attestations, licence-
-    /// authority roots for licences.
+    /// The trust file (written by `pki init-verifier`): operator roots for attestations,
+    /// licence-authority roots for licences.
     #[arg(long, value_name = "TRUST.toml")]
     pub trust: PathBuf,
 
@@ -168,7 +168,7 @@ pub struct CheckArgs {
     pub ear: Option<PathBuf>,
 
     /// The verifier's result-signing key (PKCS#8 PEM) for --ear. Default:
-    /// verifier-result.key in the trust file's folder (`pki init` writes it there).
+    /// verifier-result.key in the trust file's folder (`pki init-verifier` writes it there).
     #[arg(long, value_name = "KEY.pem", requires = "ear")]
     pub ear_key: Option<PathBuf>,
 
@@ -189,7 +189,7 @@ pub struct LicenceArgs {
 #[derive(Debug, Subcommand)]
 pub enum LicenceCommand {
     /// Validate a licence TOML (format: examples/README.md) and sign it as a JWS with the
-    /// licence-signing key of a `pki init` folder.
+    /// licence-signing key of the licence authority's folder.
     ///
     /// The JWS has `typ` tppguard-licence+jwt, the key's algorithm as `alg`, and the signer's
     /// chain (DIR/licence-signer-chain.pem, leaf first) as `x5c`. The output (mode 0644) is
@@ -210,7 +210,9 @@ pub enum LicenceCommand {
 /// Flags of `licence sign`.
 #[derive(Debug, Args)]
 pub struct LicenceSignArgs {
-    /// The folder made by `pki init` (reads licence-signer.key and licence-signer-chain.pem).
+    /// The licence authority's folder (`pki init-licence-authority`, or
+    /// DIR/licence-authority of `pki init`): reads licence-signer.key and
+    /// licence-signer-chain.pem.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
 
@@ -230,7 +232,7 @@ pub struct LicenceSignArgs {
 /// Flags of `licence show`.
 #[derive(Debug, Args)]
 pub struct LicenceShowArgs {
-    /// The trust file (written by `pki init`).
+    /// The trust file (written by `pki init-verifier`).
     #[arg(long, value_name = "TRUST.toml")]
     pub trust: PathBuf,
 
@@ -260,14 +262,35 @@ pub struct PkiArgs {
 /// `pki` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
-    /// Create an operator CA, a licence-authority CA with a licence-signing key, the
-    /// verifier's result-signing key and DIR/trust.toml.
+    /// The one-machine demo: every party's material, each in its own folder under DIR
+    /// (DIR/operator, DIR/licence-authority, DIR/verifier), as init-operator,
+    /// init-licence-authority and init-verifier make them.
     ///
-    /// Roots are ECDSA P-384 (ten years, CA:true pathlen 0, keyCertSign and cRLSign); leaves
-    /// are Ed25519. Private keys (*.key) are PKCS#8 PEM created with mode 0600. Refuses to
-    /// overwrite any existing file.
+    /// In production each party runs its own command on its own machine and hands over only
+    /// public certificates (docs/pki.md). Roots are ECDSA P-384 (ten years, CA:true pathlen 0,
+    /// keyCertSign and cRLSign); leaves are Ed25519. Private keys (*.key) are PKCS#8 PEM
+    /// created with mode 0600, folders 0700. Refuses to overwrite any existing file.
     #[command(after_help = EXIT_CODES)]
     Init(PkiInitArgs),
+
+    /// The operator's folder: the operator CA (operator-ca.pem, operator-ca.key), which issues
+    /// node certificates (`pki issue-node --dir DIR`). Hand operator-ca.pem to the verifier.
+    #[command(after_help = EXIT_CODES)]
+    InitOperator(PkiInitArgs),
+
+    /// The licence authority's folder (vendor, regulator or exporter): the licence CA
+    /// (licence-ca.pem, licence-ca.key) and the licence-signing key and chain
+    /// (licence-signer.key, licence-signer-chain.pem) that `licence sign --dir DIR` uses.
+    /// Hand licence-ca.pem to the verifier.
+    #[command(after_help = EXIT_CODES)]
+    InitLicenceAuthority(PkiInitArgs),
+
+    /// The verifier's folder: copies of the operator's and licence authority's CA
+    /// certificates (public only), the result-signing key pair (verifier-result.key,
+    /// verifier-result.pub.pem: hand the .pub.pem to the agents) and trust.toml naming them.
+    /// `serve` finds verifier-result.key beside trust.toml.
+    #[command(after_help = EXIT_CODES)]
+    InitVerifier(PkiInitVerifierArgs),
 
     /// Issue a node certificate for a CSR (from `tppguard-agent init`) and write the chain:
     /// the leaf, then the operator CA.
@@ -300,10 +323,32 @@ pub struct PkiInitArgs {
     pub json: bool,
 }
 
+/// Flags of `pki init-verifier`.
+#[derive(Debug, Args)]
+pub struct PkiInitVerifierArgs {
+    /// The folder to create (mode 0700) or fill.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The operator CA's certificate (operator-ca.pem from `pki init-operator`).
+    #[arg(long, value_name = "PEM")]
+    pub operator_ca: PathBuf,
+
+    /// The licence authority's CA certificate (licence-ca.pem from `pki
+    /// init-licence-authority`).
+    #[arg(long, value_name = "PEM")]
+    pub licence_ca: PathBuf,
+
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Flags of `pki issue-node`.
 #[derive(Debug, Args)]
 pub struct IssueNodeArgs {
-    /// The folder made by `pki init` (reads operator-ca.pem and operator-ca.key).
+    /// The operator's folder (`pki init-operator`, or DIR/operator of `pki init`): reads
+    /// operator-ca.pem and operator-ca.key, keeps issued.jsonl.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
 
@@ -339,7 +384,7 @@ pub struct IssueNodeArgs {
 /// Flags of `pki verify-chain`.
 #[derive(Debug, Args)]
 pub struct VerifyChainArgs {
-    /// The trust file (written by `pki init`; format in its comments).
+    /// The trust file (written by `pki init-verifier`; format in its comments).
     #[arg(long, value_name = "TRUST.toml")]
     pub trust: PathBuf,
 
@@ -548,6 +593,30 @@ mod tests {
         assert_eq!(a.dir, PathBuf::from("p"));
         assert!(a.json);
         assert!(pki(&["init"]).is_err(), "--dir is required");
+        // One folder per party.
+        assert!(matches!(
+            pki(&["init-operator", "--dir", "o"]),
+            Ok(PkiCommand::InitOperator(_))
+        ));
+        assert!(matches!(
+            pki(&["init-licence-authority", "--dir", "l"]),
+            Ok(PkiCommand::InitLicenceAuthority(_))
+        ));
+        let PkiCommand::InitVerifier(a) = pki(&[
+            "init-verifier",
+            "--dir",
+            "v",
+            "--operator-ca",
+            "o.pem",
+            "--licence-ca",
+            "l.pem",
+        ])
+        .unwrap() else {
+            panic!("not init-verifier")
+        };
+        assert_eq!(a.operator_ca, PathBuf::from("o.pem"));
+        assert_eq!(a.licence_ca, PathBuf::from("l.pem"));
+        assert!(pki(&["init-verifier", "--dir", "v", "--licence-ca", "l.pem"]).is_err());
     }
 
     #[test]

@@ -1,19 +1,20 @@
 //! `tppguard-verifier pki`: a small built-in PKI for trying tppguard, and a chain checker.
 //!
-//! `pki init` makes a folder with two separate roots and the verifier's result key:
+//! Three parties hold keys, each in its own folder (docs/pki.md, "Who keeps what"):
 //!
-//! | file | what |
+//! | party, command | files |
 //! |---|---|
-//! | `operator-ca.pem`, `operator-ca.key` | operator root CA (ECDSA P-384, 10 years, CA:true pathlen 0, keyCertSign + cRLSign): issues node certificates |
-//! | `licence-ca.pem`, `licence-ca.key` | licence-authority root CA (same profile), a separate trust domain |
-//! | `licence-signer-chain.pem`, `licence-signer.key` | licence-signing leaf (Ed25519, 825 days, digitalSignature, EKU [`LICENCE_SIGNING_EKU`]) then the licence CA |
-//! | `verifier-result.key`, `verifier-result.pub.pem` | the verifier's Ed25519 key for signing results (EAR) |
-//! | `trust.toml` | the pinned roots, paths relative to it |
+//! | operator, `pki init-operator` | `operator-ca.pem`, `operator-ca.key`: operator root CA (ECDSA P-384, 10 years, CA:true pathlen 0, keyCertSign + cRLSign), issues node certificates (`pki issue-node`, which keeps `issued.jsonl` here) |
+//! | licence authority, `pki init-licence-authority` | `licence-ca.pem`, `licence-ca.key`: licence-authority root CA (same profile), a separate trust domain; `licence-signer-chain.pem`, `licence-signer.key`: licence-signing leaf (Ed25519, 825 days, digitalSignature, EKU [`LICENCE_SIGNING_EKU`]) then the licence CA |
+//! | verifier, `pki init-verifier` | copies of `operator-ca.pem` and `licence-ca.pem` (public only); `verifier-result.key`, `verifier-result.pub.pem`: the verifier's Ed25519 key for signing results (EAR); `trust.toml`: the pinned roots, paths relative to it |
+//!
+//! `pki init --dir D` is the one-machine demo: the three folders as `D/operator`,
+//! `D/licence-authority` and `D/verifier`, never one folder holding every key.
 //!
 //! Roots are P-384 because they live ten years and only sign certificates; leaves are Ed25519
 //! (JWS `EdDSA`, the attestation default). Private keys are PKCS#8 v1 PEM (RFC 5208; Ed25519
 //! keys the RFC 8410 document OpenSSL 3 and pyca/cryptography read), created with mode 0600
-//! (never chmod-ed after writing); the folder is created 0700.
+//! (never chmod-ed after writing); each folder is created 0700.
 //!
 //! `pki issue-node` keeps the issuance record `issued.jsonl` in the folder (0644, one JSON
 //! object a line, rewritten atomically): one key per subject unless `--replace` rotates it,
@@ -65,6 +66,12 @@ pub const RESULT_KEY: &str = "verifier-result.key";
 pub const RESULT_PUBLIC_KEY: &str = "verifier-result.pub.pem";
 /// The trust file.
 pub const TRUST_TOML: &str = "trust.toml";
+/// `pki init`'s folder for the operator's material.
+pub const OPERATOR_DIR: &str = "operator";
+/// `pki init`'s folder for the licence authority's material.
+pub const LICENCE_AUTHORITY_DIR: &str = "licence-authority";
+/// `pki init`'s folder for the verifier's material.
+pub const VERIFIER_DIR: &str = "verifier";
 /// The issuance record: one JSON object a line, one per certificate `issue-node` issued.
 pub const ISSUED_RECORD: &str = "issued.jsonl";
 /// The largest issuance record read (about 250 bytes a certificate: 200,000 certificates).
@@ -86,20 +93,72 @@ const DAY_SECS: i64 = 86_400;
 pub fn run(args: &PkiArgs, out: &mut dyn Write, now: i64) -> Result<(), Error> {
     match &args.command {
         PkiCommand::Init(a) => init_command(a, out, now),
+        PkiCommand::InitOperator(a) => party_command(&init_operator(&a.dir, now)?, a.json, out),
+        PkiCommand::InitLicenceAuthority(a) => {
+            party_command(&init_licence_authority(&a.dir, now)?, a.json, out)
+        }
+        PkiCommand::InitVerifier(a) => party_command(
+            &init_verifier(&a.dir, &a.operator_ca, &a.licence_ca)?,
+            a.json,
+            out,
+        ),
         PkiCommand::IssueNode(a) => issue_command(a, out, now),
         PkiCommand::VerifyChain(a) => verify_command(a, out, now),
     }
 }
 
-/// What `pki init` wrote.
+/// One party's folder, as `pki init-*` wrote it.
 #[derive(Debug, Serialize)]
-pub struct InitReport {
+pub struct PartyReport {
+    /// Whose: `operator`, `licence-authority` or `verifier`.
+    pub party: &'static str,
     /// The folder.
     pub dir: PathBuf,
     /// Every file written.
     pub files: Vec<PathBuf>,
-    /// The trust file.
+    /// What the party does with it, and what it hands to whom.
+    pub role: &'static str,
+}
+
+/// What `pki init` wrote: the three parties' folders.
+#[derive(Debug, Serialize)]
+pub struct InitReport {
+    /// The folder holding the three.
+    pub dir: PathBuf,
+    /// The operator's folder (`pki issue-node --dir`).
+    pub operator: PathBuf,
+    /// The licence authority's folder (`licence sign --dir`).
+    pub licence_authority: PathBuf,
+    /// The verifier's folder.
+    pub verifier: PathBuf,
+    /// The trust file, in the verifier's folder.
     pub trust: PathBuf,
+    /// Each party's folder and files.
+    pub parties: Vec<PartyReport>,
+}
+
+fn party_command(report: &PartyReport, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, report)?;
+        writeln!(out)?;
+    } else {
+        write_party(report, out)?;
+    }
+    Ok(())
+}
+
+fn write_party(report: &PartyReport, out: &mut dyn Write) -> Result<(), Error> {
+    writeln!(
+        out,
+        "{} ({}): {}",
+        Escaped(&report.dir.display().to_string()),
+        report.party,
+        report.role
+    )?;
+    for f in &report.files {
+        writeln!(out, "  {}", Escaped(&f.display().to_string()))?;
+    }
+    Ok(())
 }
 
 fn init_command(args: &PkiInitArgs, out: &mut dyn Write, now: i64) -> Result<(), Error> {
@@ -107,35 +166,29 @@ fn init_command(args: &PkiInitArgs, out: &mut dyn Write, now: i64) -> Result<(),
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
-    } else {
-        writeln!(out, "created the tppguard PKI in {}:", report.dir.display())?;
-        for f in &report.files {
-            writeln!(out, "  {}", f.display())?;
-        }
-        writeln!(
-            out,
-            "private keys (*.key) are mode 0600: keep them off shared disks.\n\
-             next: on each node run `tppguard-agent init --dir NODE`, then\n  \
-             tppguard-verifier pki issue-node --dir {} --csr NODE/node.csr --out NODE/node-chain.pem",
-            report.dir.display()
-        )?;
+        return Ok(());
     }
+    writeln!(
+        out,
+        "created the tppguard PKI demo in {}, one folder per party (in production each \
+         party makes its own, on its own machine: docs/pki.md):",
+        Escaped(&report.dir.display().to_string())
+    )?;
+    for party in &report.parties {
+        write_party(party, out)?;
+    }
+    writeln!(
+        out,
+        "private keys (*.key) are mode 0600, folders 0700: keep them off shared disks.\n\
+         next: on each node run `tppguard-agent init --dir NODE`, then\n  \
+         tppguard-verifier pki issue-node --dir {} --csr NODE/node.csr --out NODE/node-chain.pem",
+        Escaped(&report.operator.display().to_string())
+    )?;
     Ok(())
 }
 
-/// Creates the PKI folder `dir` at Unix time `now`; refuses if any of its files exists.
-pub fn init(dir: &Path, now: i64) -> Result<InitReport, Error> {
-    let names = [
-        OPERATOR_CA_KEY,
-        OPERATOR_CA_CERT,
-        LICENCE_CA_KEY,
-        LICENCE_CA_CERT,
-        LICENCE_SIGNER_KEY,
-        LICENCE_SIGNER_CHAIN,
-        RESULT_KEY,
-        RESULT_PUBLIC_KEY,
-        TRUST_TOML,
-    ];
+/// Refuses if any of `names` exists in `dir`, then creates `dir` (mode 0700).
+fn new_folder(dir: &Path, names: &[&str]) -> Result<(), Error> {
     for name in names {
         let path = dir.join(name);
         if path.exists() {
@@ -150,12 +203,54 @@ pub fn init(dir: &Path, now: i64) -> Result<InitReport, Error> {
             path: dir.to_owned(),
             action: "create the folder",
             source,
-        })?;
+        })
+}
 
-    let (_, op_key, op_cert) = make_root("tppguard operator CA", now)?;
+/// Writes each `(name, contents, secret)` as a new file in `dir`; the paths written.
+fn put_all(dir: &Path, files: &[(&str, &str, bool)]) -> Result<Vec<PathBuf>, Error> {
+    let mut written = Vec::with_capacity(files.len());
+    for (name, contents, secret) in files {
+        let path = dir.join(name);
+        write_new(&path, contents.as_bytes(), *secret)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The operator's folder `dir` at Unix time `now`: the operator CA. Refuses if any of its
+/// files exists.
+pub fn init_operator(dir: &Path, now: i64) -> Result<PartyReport, Error> {
+    new_folder(dir, &[OPERATOR_CA_KEY, OPERATOR_CA_CERT])?;
+    let (_, key, cert) = make_root("tppguard operator CA", now)?;
+    let files = put_all(
+        dir,
+        &[
+            (OPERATOR_CA_KEY, &key.serialize_pem(), true),
+            (OPERATOR_CA_CERT, &cert.pem(), false),
+        ],
+    )?;
+    Ok(PartyReport {
+        party: OPERATOR_DIR,
+        dir: dir.to_owned(),
+        files,
+        role: "the operator CA: issues node certificates (pki issue-node --dir here); \
+               hand operator-ca.pem to the verifier",
+    })
+}
+
+/// The licence authority's folder `dir` at Unix time `now`: the licence CA and the
+/// licence-signing key and chain. Refuses if any of its files exists.
+pub fn init_licence_authority(dir: &Path, now: i64) -> Result<PartyReport, Error> {
+    new_folder(
+        dir,
+        &[
+            LICENCE_CA_KEY,
+            LICENCE_CA_CERT,
+            LICENCE_SIGNER_KEY,
+            LICENCE_SIGNER_CHAIN,
+        ],
+    )?;
     let (lic_params, lic_key, lic_cert) = make_root("tppguard licence authority CA", now)?;
-
-    // The licence-signing leaf.
     let signer_key = ed25519_key("licence signer key")?;
     let mut signer = leaf_params(now, now.saturating_add(LICENCE_SIGNER_DAYS * DAY_SECS))?;
     signer
@@ -169,33 +264,153 @@ pub fn init(dir: &Path, now: i64) -> Result<InitReport, Error> {
             what: "licence signer certificate",
             source,
         })?;
-
-    let result_key = ed25519_key("verifier result key")?;
-
-    let mut files = Vec::new();
-    let mut put = |name: &str, contents: &str, secret: bool| -> Result<(), Error> {
-        let path = dir.join(name);
-        write_new(&path, contents.as_bytes(), secret)?;
-        files.push(path);
-        Ok(())
-    };
-    put(OPERATOR_CA_KEY, &op_key.serialize_pem(), true)?;
-    put(OPERATOR_CA_CERT, &op_cert.pem(), false)?;
-    put(LICENCE_CA_KEY, &lic_issuer.key().serialize_pem(), true)?;
-    put(LICENCE_CA_CERT, &lic_cert.pem(), false)?;
-    put(LICENCE_SIGNER_KEY, &signer_key.serialize_pem(), true)?;
-    put(
-        LICENCE_SIGNER_CHAIN,
-        &format!("{}{}", signer_cert.pem(), lic_cert.pem()),
-        false,
+    let files = put_all(
+        dir,
+        &[
+            (LICENCE_CA_KEY, &lic_issuer.key().serialize_pem(), true),
+            (LICENCE_CA_CERT, &lic_cert.pem(), false),
+            (LICENCE_SIGNER_KEY, &signer_key.serialize_pem(), true),
+            (
+                LICENCE_SIGNER_CHAIN,
+                &format!("{}{}", signer_cert.pem(), lic_cert.pem()),
+                false,
+            ),
+        ],
     )?;
-    put(RESULT_KEY, &result_key.serialize_pem(), true)?;
-    put(RESULT_PUBLIC_KEY, &result_key.public_key_pem(), false)?;
-    put(TRUST_TOML, &trust_toml(), false)?;
+    Ok(PartyReport {
+        party: LICENCE_AUTHORITY_DIR,
+        dir: dir.to_owned(),
+        files,
+        role: "the licence authority (vendor, regulator or exporter): signs licences \
+               (licence sign --dir here); hand licence-ca.pem to the verifier",
+    })
+}
+
+/// The verifier's folder `dir`: copies of the CA certificates in `operator_ca` and
+/// `licence_ca` (each checked: PEM, every block an X.509 CA certificate usable as a trust
+/// anchor), the result-signing key pair and `trust.toml` naming the copies. Refuses if any
+/// of its files exists; nothing is written when a CA file is refused.
+pub fn init_verifier(
+    dir: &Path,
+    operator_ca: &Path,
+    licence_ca: &Path,
+) -> Result<PartyReport, Error> {
+    let operator_pem = read_ca_certificate(operator_ca)?;
+    let licence_pem = read_ca_certificate(licence_ca)?;
+    new_folder(
+        dir,
+        &[
+            OPERATOR_CA_CERT,
+            LICENCE_CA_CERT,
+            RESULT_KEY,
+            RESULT_PUBLIC_KEY,
+            TRUST_TOML,
+        ],
+    )?;
+    let result_key = ed25519_key("verifier result key")?;
+    let files = put_all(
+        dir,
+        &[
+            (OPERATOR_CA_CERT, &operator_pem, false),
+            (LICENCE_CA_CERT, &licence_pem, false),
+            (RESULT_KEY, &result_key.serialize_pem(), true),
+            (RESULT_PUBLIC_KEY, &result_key.public_key_pem(), false),
+            (TRUST_TOML, &trust_toml(), false),
+        ],
+    )?;
+    Ok(PartyReport {
+        party: VERIFIER_DIR,
+        dir: dir.to_owned(),
+        files,
+        role: "the verifier: trust.toml (public CA certificates only) and the result key \
+               that signs EARs (serve finds it beside trust.toml); hand \
+               verifier-result.pub.pem to the agents (verifier_result_key)",
+    })
+}
+
+/// The CA certificates in the PEM file `path`, re-encoded: refuses a missing file, one that
+/// is not PEM certificates, and a certificate that is not a CA (CA:true) or cannot be a
+/// trust anchor.
+fn read_ca_certificate(path: &Path) -> Result<String, Error> {
+    let bad = |reason: &str| Error::BadCertFile {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let pem = read_text(path, chain::MAX_PEM_FILE_BYTES)?;
+    let ders = chain::certs_from_pem(pem.as_bytes()).map_err(|reason| bad(&reason))?;
+    if ders.is_empty() {
+        return Err(bad("holds no certificate"));
+    }
+    for der in &ders {
+        let cert = match x509_parser::parse_x509_certificate(der) {
+            Ok((_, cert)) => cert,
+            Err(_) => return Err(bad("holds a block that is not a valid X.509 certificate")),
+        };
+        if !cert.is_ca() {
+            return Err(bad(
+                "holds a certificate that is not a CA (basicConstraints CA:true); give the \
+                 CA's own certificate (operator-ca.pem or licence-ca.pem), not a leaf",
+            ));
+        }
+    }
+    TrustAnchors::from_der_roots(&ders, &[]).map_err(|source| Error::ChainRejected {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(ders.iter().map(|der| ca_pem_block(der)).collect())
+}
+
+/// The one-machine demo at Unix time `now`: [`init_operator`], [`init_licence_authority`]
+/// and [`init_verifier`] into `dir/operator`, `dir/licence-authority` and `dir/verifier`.
+/// Refuses if any of their files exists.
+pub fn init(dir: &Path, now: i64) -> Result<InitReport, Error> {
+    let operator_dir = dir.join(OPERATOR_DIR);
+    let licence_dir = dir.join(LICENCE_AUTHORITY_DIR);
+    let verifier_dir = dir.join(VERIFIER_DIR);
+    for (folder, names) in [
+        (&operator_dir, &[OPERATOR_CA_KEY, OPERATOR_CA_CERT][..]),
+        (
+            &licence_dir,
+            &[
+                LICENCE_CA_KEY,
+                LICENCE_CA_CERT,
+                LICENCE_SIGNER_KEY,
+                LICENCE_SIGNER_CHAIN,
+            ][..],
+        ),
+        (
+            &verifier_dir,
+            &[
+                OPERATOR_CA_CERT,
+                LICENCE_CA_CERT,
+                RESULT_KEY,
+                RESULT_PUBLIC_KEY,
+                TRUST_TOML,
+            ][..],
+        ),
+    ] {
+        for name in names {
+            let path = folder.join(name);
+            if path.exists() {
+                return Err(Error::Exists { path });
+            }
+        }
+    }
+    new_folder(dir, &[])?;
+    let operator = init_operator(&operator_dir, now)?;
+    let licence = init_licence_authority(&licence_dir, now)?;
+    let verifier = init_verifier(
+        &verifier_dir,
+        &operator_dir.join(OPERATOR_CA_CERT),
+        &licence_dir.join(LICENCE_CA_CERT),
+    )?;
     Ok(InitReport {
         dir: dir.to_owned(),
-        trust: dir.join(TRUST_TOML),
-        files,
+        trust: verifier_dir.join(TRUST_TOML),
+        operator: operator_dir,
+        licence_authority: licence_dir,
+        verifier: verifier_dir,
+        parties: vec![operator, licence, verifier],
     })
 }
 
