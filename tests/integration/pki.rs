@@ -684,6 +684,29 @@ fn pki_init_gives_each_party_its_own_folder_and_only_its_own_secrets() {
         assert_eq!(copy, std::fs::read_to_string(pki.join(original)).unwrap());
         assert!(!copy.contains("PRIVATE KEY"));
     }
+    // The demo's top folder is no party's: issue-node says which folder to give.
+    let node = tmp.path().join("node");
+    ok_json(
+        "tppguard-agent",
+        &["init", "--dir", s(&node), "--name", "n-1", "--json"],
+    );
+    let stderr = fails(
+        "tppguard-verifier",
+        &[
+            "pki",
+            "issue-node",
+            "--dir",
+            s(&pki),
+            "--csr",
+            s(&node.join("node.csr")),
+            "--out",
+            s(&node.join("node-chain.pem")),
+        ],
+    );
+    assert!(
+        stderr.contains("one folder per party") && stderr.contains("--dir DIR/operator"),
+        "{stderr}"
+    );
     for public in [
         "operator/operator-ca.pem",
         "licence-authority/licence-signer-chain.pem",

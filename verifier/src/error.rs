@@ -270,16 +270,18 @@ impl Error {
                  PEM PKCS#10 request with an Ed25519, P-256 or P-384 key"
                     .to_owned(),
             ),
-            Self::CaUnusable { .. } => {
-                Some("--dir must be a folder made by `tppguard-verifier pki init`".to_owned())
-            }
+            Self::CaUnusable { .. } => Some(
+                "--dir must be the operator's folder (`tppguard-verifier pki \
+                     init-operator`, or DIR/operator of `pki init`)"
+                    .to_owned(),
+            ),
             Self::BadCertFile { .. } => {
                 Some("give a PEM file of CERTIFICATE blocks, leaf first".to_owned())
             }
             Self::Trust(_) => Some(
                 "trust.toml has [operator], [licence_authority] and [vendor] sections, each \
                  with roots = [PEM files] and optional crls = [CRL files], paths relative to \
-                 trust.toml; `tppguard-verifier pki init` writes one"
+                 trust.toml; `tppguard-verifier pki init-verifier` writes one"
                     .to_owned(),
             ),
             Self::ChainRejected { source, .. } => Some(chain_hint(source).to_owned()),
@@ -289,8 +291,9 @@ impl Error {
                     .to_owned(),
             ),
             Self::BadKeyFile { .. } | Self::SignerKeyMismatch { .. } => Some(
-                "--dir must be a folder made by `tppguard-verifier pki init` (or hold a \
-                 licence-signer.key and licence-signer-chain.pem of your licence authority)"
+                "--dir must be the licence authority's folder (`tppguard-verifier pki \
+                 init-licence-authority`, or DIR/licence-authority of `pki init`), or hold a \
+                 licence-signer.key and licence-signer-chain.pem of your licence authority"
                     .to_owned(),
             ),
             Self::Sign(_) => Some("a licence is at most 64 KiB of TOML".to_owned()),
@@ -299,13 +302,13 @@ impl Error {
                 "shipped rule sets: {known}; name one or a rule-set file with --rule-set"
             )),
             Self::EarKeyMissing { .. } => Some(
-                "give the verifier's result key with --ear-key KEY.pem (`pki init` writes \
-                 verifier-result.key beside trust.toml)"
+                "give the verifier's result key with --ear-key KEY.pem (`pki init-verifier` \
+                 writes verifier-result.key beside trust.toml)"
                     .to_owned(),
             ),
             Self::EarKeyUnusable { .. } => Some(
-                "give a PKCS#8 PEM Ed25519, P-256 or P-384 private key (`pki init` writes \
-                 verifier-result.key)"
+                "give a PKCS#8 PEM Ed25519, P-256 or P-384 private key (`pki init-verifier` \
+                 writes verifier-result.key)"
                     .to_owned(),
             ),
             Self::EarSign(_) => Some("this is a bug; please report it".to_owned()),

@@ -569,6 +569,13 @@ pub fn issue_node_with(
 
     let ca_key_path = dir.join(OPERATOR_CA_KEY);
     let ca_cert_path = dir.join(OPERATOR_CA_CERT);
+    if !ca_key_path.exists() && dir.join(OPERATOR_DIR).join(OPERATOR_CA_KEY).exists() {
+        return Err(PkiError::NotThePartyFolder {
+            dir: dir.to_owned(),
+            party: OPERATOR_DIR,
+        }
+        .into());
+    }
     let ca_key_pem = read_text(&ca_key_path, chain::MAX_PEM_FILE_BYTES)?;
     let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| Error::CaUnusable {
         path: ca_key_path.clone(),
@@ -731,6 +738,18 @@ pub enum PkiError {
         /// The subject it is recorded under, escaped.
         other: String,
     },
+    /// `--dir` is a `pki init` folder, not the party's folder inside it.
+    #[error(
+        "{}: this is a `pki init` folder holding one folder per party; the key is in its \
+         {party} folder",
+        .dir.display()
+    )]
+    NotThePartyFolder {
+        /// The folder given.
+        dir: PathBuf,
+        /// The party folder meant.
+        party: &'static str,
+    },
     /// The issuance record cannot be read.
     #[error("{}: line {line}: not an issuance record entry: {reason}", .record.display())]
     BadRecord {
@@ -745,12 +764,13 @@ pub enum PkiError {
 
 impl PkiError {
     /// Every code, in declaration order.
-    pub const CODES: [&'static str; 6] = [
+    pub const CODES: [&'static str; 7] = [
         "empty_subject",
         "bad_subject",
         "csr_key_refused",
         "subject_already_issued",
         "key_already_issued",
+        "not_the_party_folder",
         "bad_issuance_record",
     ];
 
@@ -762,6 +782,7 @@ impl PkiError {
             Self::CsrKeyRefused { .. } => "csr_key_refused",
             Self::SubjectTaken { .. } => "subject_already_issued",
             Self::KeyUnderAnotherSubject { .. } => "key_already_issued",
+            Self::NotThePartyFolder { .. } => "not_the_party_folder",
             Self::BadRecord { .. } => "bad_issuance_record",
         }
     }
@@ -783,6 +804,10 @@ impl PkiError {
             Self::KeyUnderAnotherSubject { .. } => {
                 "issue under the subject recorded for this key, or give the node a fresh key \
                  (`tppguard-agent init --force`)"
+            }
+            Self::NotThePartyFolder { .. } => {
+                "give the operator's folder: --dir DIR/operator (the licence authority's is \
+                 DIR/licence-authority, the verifier's DIR/verifier)"
             }
             Self::BadRecord { .. } => {
                 "issued.jsonl is written only by `pki issue-node`: restore it from a backup"
@@ -1373,6 +1398,10 @@ mod tests {
                 record: "r".into(),
                 node_id: id(1),
                 other: String::new(),
+            },
+            PkiError::NotThePartyFolder {
+                dir: "d".into(),
+                party: OPERATOR_DIR,
             },
             PkiError::BadRecord {
                 record: "r".into(),

@@ -141,8 +141,8 @@ impl Config {
                 path,
                 "trust",
                 "missing".to_owned(),
-                "name the trust file `tppguard-verifier pki init` wrote, e.g. trust = \
-                 \"pki/trust.toml\"",
+                "name the trust file `tppguard-verifier pki init-verifier` wrote, e.g. \
+                 trust = \"pki/verifier/trust.toml\"",
             ));
         };
         let result_key = raw.result_key.map(resolve).unwrap_or_else(|| {
