@@ -66,11 +66,13 @@ fn agent_config_simulating(
     fixture: &str,
 ) -> std::path::PathBuf {
     let path = dir.join("agent.toml");
+    // The verifier's result key pinned (relative to the file): every answer's EAR is checked.
     std::fs::write(
         &path,
         format!(
             "verifier = \"{verifier}\"\ndir = \"{}\"\nsite = \"fra-1\"\ninterval_s = 1\n\
-             backoff_max_s = {backoff_max_s}\nsimulate = \"{fixture}\"\n",
+             backoff_max_s = {backoff_max_s}\nsimulate = \"{fixture}\"\n\
+             verifier_result_key = \"pki/verifier/verifier-result.pub.pem\"\n",
             s(node)
         ),
     )
@@ -452,6 +454,12 @@ fn run_pushes_on_its_interval_and_stops_on_sigterm() {
     assert!(
         !log.contains('\u{1b}'),
         "no colours when not a terminal: {log}"
+    );
+    // The pinned key checked every answer: none refused, no warning about unverified ones.
+    assert!(log.contains("result_key_pinned=true"), "{log}");
+    assert!(
+        !log.contains("not trusted") && !log.contains("no verifier result key"),
+        "{log}"
     );
 }
 
