@@ -171,7 +171,8 @@ impl ClientOptions {
         let result_key = result_key.map(ResultKey::load).transpose()?;
         if result_key.is_none() {
             tracing::warn!(
-                "no verifier result key pinned (--verifier-result-key, verifier_result_key):                  the verifier's verdict is believed without checking its EAR's signature"
+                "no verifier result key pinned (--verifier-result-key, verifier_result_key): the \
+                 verifier's verdict is believed without checking its EAR's signature"
             );
         }
         Ok(Self {
