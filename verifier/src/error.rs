@@ -217,7 +217,7 @@ pub enum Error {
     /// The verifier's database could not be opened or used.
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
-    /// `pki issue-node` refused a request (subject, key or issuance record).
+    /// `pki` refused a request (subject, key, issuance record, a CA file, a folder).
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
     /// The HTTP server could not start or stopped with an error.

@@ -332,11 +332,17 @@ pub fn init_verifier(
 /// is not PEM certificates, and a certificate that is not a CA (CA:true) or cannot be a
 /// trust anchor.
 fn read_ca_certificate(path: &Path) -> Result<String, Error> {
-    let bad = |reason: &str| Error::BadCertFile {
-        path: path.to_owned(),
-        reason: reason.to_owned(),
+    let bad = |reason: &str| -> Error {
+        PkiError::BadCaFile {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        }
+        .into()
     };
-    let pem = read_text(path, chain::MAX_PEM_FILE_BYTES)?;
+    let pem = read_text(path, chain::MAX_PEM_FILE_BYTES).map_err(|e| match e {
+        Error::BadCertFile { reason, .. } => bad(&reason),
+        other => other,
+    })?;
     let ders = chain::certs_from_pem(pem.as_bytes()).map_err(|reason| bad(&reason))?;
     if ders.is_empty() {
         return Err(bad("holds no certificate"));
@@ -738,6 +744,14 @@ pub enum PkiError {
         /// The subject it is recorded under, escaped.
         other: String,
     },
+    /// A CA certificate file given to `pki init-verifier` is not one.
+    #[error("{}: {reason}", .path.display())]
+    BadCaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// `--dir` is a `pki init` folder, not the party's folder inside it.
     #[error(
         "{}: this is a `pki init` folder holding one folder per party; the key is in its \
@@ -764,12 +778,13 @@ pub enum PkiError {
 
 impl PkiError {
     /// Every code, in declaration order.
-    pub const CODES: [&'static str; 7] = [
+    pub const CODES: [&'static str; 8] = [
         "empty_subject",
         "bad_subject",
         "csr_key_refused",
         "subject_already_issued",
         "key_already_issued",
+        "bad_ca_file",
         "not_the_party_folder",
         "bad_issuance_record",
     ];
@@ -782,6 +797,7 @@ impl PkiError {
             Self::CsrKeyRefused { .. } => "csr_key_refused",
             Self::SubjectTaken { .. } => "subject_already_issued",
             Self::KeyUnderAnotherSubject { .. } => "key_already_issued",
+            Self::BadCaFile { .. } => "bad_ca_file",
             Self::NotThePartyFolder { .. } => "not_the_party_folder",
             Self::BadRecord { .. } => "bad_issuance_record",
         }
@@ -804,6 +820,10 @@ impl PkiError {
             Self::KeyUnderAnotherSubject { .. } => {
                 "issue under the subject recorded for this key, or give the node a fresh key \
                  (`tppguard-agent init --force`)"
+            }
+            Self::BadCaFile { .. } => {
+                "give the CA's own certificate: operator-ca.pem from the operator's folder \
+                 (--operator-ca), licence-ca.pem from the licence authority's (--licence-ca)"
             }
             Self::NotThePartyFolder { .. } => {
                 "give the operator's folder: --dir DIR/operator (the licence authority's is \
@@ -1398,6 +1418,10 @@ mod tests {
                 record: "r".into(),
                 node_id: id(1),
                 other: String::new(),
+            },
+            PkiError::BadCaFile {
+                path: "p".into(),
+                reason: String::new(),
             },
             PkiError::NotThePartyFolder {
                 dir: "d".into(),
