@@ -220,6 +220,9 @@ pub enum Error {
     /// `pki issue-node` refused a request (subject, key or issuance record).
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
+    /// A `token` command refused (issue 12).
+    #[error(transparent)]
+    Token(#[from] crate::token::TokenError),
     /// The HTTP server could not start or stopped with an error.
     #[error("serve: {what}: {source}")]
     Serve {
@@ -322,6 +325,7 @@ impl Error {
                     .to_owned(),
             ),
             Self::Pki(e) => Some(e.hint().to_owned()),
+            Self::Token(e) => Some(e.hint().to_owned()),
             Self::Output(_) | Self::Json(_) => None,
         }
     }
