@@ -505,6 +505,30 @@ mod tests {
         assert!(!admits("get", "/v1/unlisted", Role::Admin));
     }
 
+    /// docs/openapi.json asks for a credential exactly where the policy does.
+    #[test]
+    fn openapi_security_follows_the_policy() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(doc["security"][0]["bearer"], serde_json::json!([]));
+        for (method, path, access) in POLICY {
+            let security = &doc["paths"][path][method]["security"];
+            let open = security.as_array().is_some_and(Vec::is_empty);
+            assert_eq!(
+                open,
+                *access == Access::Public,
+                "{method} {path}: {security}"
+            );
+            if let Access::Roles(roles) = access {
+                let text = doc["paths"][path][method]["description"].as_str().unwrap();
+                for r in *roles {
+                    assert!(text.contains(r.as_str()), "{method} {path}: {text}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn token_parts_take_only_the_issued_form() {
         let id = "0123456789abcdef";
