@@ -40,7 +40,7 @@ impl InProcess {
     async fn build(setup: VerifierSetup) -> Self {
         let clock = Arc::new(AtomicI64::new(real_now()));
         let read = Arc::clone(&clock);
-        let injected: Clock = Arc::new(move || Ok(read.load(Ordering::SeqCst)));
+        let injected: Clock = Arc::new(move || Some(read.load(Ordering::SeqCst)));
         let config = Config::load(&setup.config).expect("config");
         let app = tppguard_verifier::serve::build(&config, injected)
             .await

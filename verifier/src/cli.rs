@@ -879,6 +879,64 @@ mod tests {
     }
 
     #[test]
+    fn token_commands_parse_and_check_their_flags() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["tppguard-verifier", "token"].iter().chain(args)).map(|c| match c
+                .command
+            {
+                Command::Token(t) => t.command,
+                other => panic!("not token: {other:?}"),
+            })
+        };
+        let TokenCommand::Issue(a) = parse(&[
+            "issue",
+            "--config",
+            "v.toml",
+            "--role",
+            "vendor",
+            "--name",
+            "acme",
+            "--licence",
+            "L1",
+            "--licence",
+            "L2",
+            "--expires-in-days",
+            "30",
+            "--json",
+        ])
+        .unwrap() else {
+            panic!("not issue");
+        };
+        assert_eq!(a.role, crate::serve::auth::Role::Vendor);
+        assert_eq!(a.licence, ["L1", "L2"]);
+        assert_eq!((a.expires_in_days, a.json, a.out), (Some(30), true, None));
+        for bad in [
+            &["issue", "--config", "v", "--role", "root", "--name", "n"][..],
+            &[
+                "issue",
+                "--config",
+                "v",
+                "--role",
+                "node",
+                "--name",
+                "n",
+                "--expires-in-days",
+                "0",
+            ],
+            &["issue", "--config", "v", "--role", "node"],
+            &["revoke", "--config", "v"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let TokenCommand::Revoke { id, .. } =
+            parse(&["revoke", "--config", "v", "0123456789abcdef"]).unwrap()
+        else {
+            panic!("not revoke");
+        };
+        assert_eq!(id, "0123456789abcdef");
+    }
+
+    #[test]
     fn serve_takes_a_config() {
         let cli =
             Cli::try_parse_from(["tppguard-verifier", "serve", "--config", "v.toml"]).unwrap();

@@ -178,7 +178,7 @@ pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// The service clock's now.
 fn now(s: &AppState) -> ApiResult<i64> {
-    (s.clock)().map_err(ApiError::from)
+    super::read_clock(&s.clock).map_err(ApiError::from)
 }
 
 /// JSON with a trailing newline; key order is the types' field order, so answers are stable.

@@ -394,7 +394,7 @@ pub(crate) async fn authenticate(
                 .into_response();
         }
     };
-    let now = match (s.clock)() {
+    let now = match super::read_clock(&s.clock) {
         Ok(now) => now,
         Err(e) => return ApiError::from(e).into_response(),
     };

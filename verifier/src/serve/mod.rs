@@ -58,12 +58,18 @@ pub(crate) struct AppState {
     clock: Clock,
 }
 
-/// The service's clock: Unix seconds. [`system_clock`] in service; tests inject their own.
-pub type Clock = Arc<dyn Fn() -> Result<i64, Error> + Send + Sync>;
+/// The service's clock: Unix seconds, `None` when it cannot be read (before 1970).
+/// [`system_clock`] in service; tests inject their own.
+pub type Clock = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
 
 /// The system clock.
 pub fn system_clock() -> Clock {
-    Arc::new(crate::unix_now)
+    Arc::new(|| crate::unix_now().ok())
+}
+
+/// `clock`'s now, or the error naming an unreadable clock.
+fn read_clock(clock: &Clock) -> Result<i64, Error> {
+    clock().ok_or(Error::Clock { unix: -1 })
 }
 
 /// The whole service without a socket: the router over its state (the store opened and
@@ -173,7 +179,7 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
 
 /// Builds the service of `config` on `clock` ([`App`]); binds nothing.
 pub async fn build(config: &Config, clock: Clock) -> Result<App, Error> {
-    let now = clock()?;
+    let now = read_clock(&clock)?;
     let trust = TrustAnchors::from_trust_toml(&config.trust)?;
     let result_key = load_result_key(&config.result_key)?;
     let credentials = auth::Credentials::new(config.admin_token()?.as_deref())?;

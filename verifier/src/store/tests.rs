@@ -708,6 +708,36 @@ async fn batch_operations(kind: Kind) {
     assert_eq!(s.licence_count().await.expect("count"), 1);
 }
 
+/// API tokens (migration 4): stored once per id, listed oldest first with their scope and
+/// times (NULL and set), revoked once (the first revocation time stays).
+async fn api_tokens_round_trip(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    let token = |id: &str, at: i64| super::ApiToken {
+        id: id.to_owned(),
+        name: format!("name of {id}"),
+        role: "vendor".to_owned(),
+        licences: vec!["L-1".to_owned(), "L-2".to_owned()],
+        secret_sha256: super::sha256_hex(id.as_bytes()),
+        created_at: at,
+        expires_at: (at > 10).then_some(at + 100),
+        revoked_at: None,
+    };
+    s.add_api_token(&token("b", 20)).await.expect("add b");
+    s.add_api_token(&token("a", 10)).await.expect("add a");
+    assert!(matches!(
+        s.add_api_token(&token("a", 30)).await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+    let listed = s.api_tokens().await.expect("list");
+    assert_eq!(listed, [token("a", 10), token("b", 20)]);
+    let revoked = s.revoke_api_token("b", 40).await.expect("revoke");
+    assert_eq!(revoked.and_then(|t| t.revoked_at), Some(40));
+    let again = s.revoke_api_token("b", 50).await.expect("revoke again");
+    assert_eq!(again.and_then(|t| t.revoked_at), Some(40));
+    assert_eq!(s.revoke_api_token("c", 50).await.expect("unknown"), None);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -741,6 +771,7 @@ on_both_backends!(
     bounds_and_bad_input,
     licence_idempotence,
     durability_without_close,
+    api_tokens_round_trip,
 );
 
 // ---- backend-specific ----
