@@ -278,11 +278,12 @@ impl Credentials {
     }
 
     /// Reloads the tokens from `store` unless they were loaded at this clock second already
-    /// (one caller reloads; the others go on with the tokens they have). A failed reload
+    /// (one caller of a second reloads; the others go on with the tokens they have). A failed reload
     /// keeps the tokens loaded before. Returns whether this call reloaded.
     pub(crate) async fn refresh(&self, store: &Store, now: i64) -> bool {
         let last = self.loaded_at.load(Ordering::Acquire);
-        if now <= last
+        // Any other second than the last reload's (a clock set back too).
+        if now == last
             || self
                 .loaded_at
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
