@@ -20,6 +20,7 @@ mod pki;
 mod push;
 mod schema;
 mod serve;
+mod serve_auth;
 mod serve_fleet;
 mod serve_kill;
 mod serve_time;

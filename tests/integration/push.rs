@@ -72,8 +72,10 @@ fn agent_config_simulating(
         format!(
             "verifier = \"{verifier}\"\ndir = \"{}\"\nsite = \"fra-1\"\ninterval_s = 1\n\
              backoff_max_s = {backoff_max_s}\nsimulate = \"{fixture}\"\n\
-             verifier_result_key = \"pki/verifier/verifier-result.pub.pem\"\n",
-            s(node)
+             verifier_result_key = \"pki/verifier/verifier-result.pub.pem\"\ntoken_file = \"{}\"\n",
+            s(node),
+            // The node token `VerifierSetup::credentials` writes.
+            s(&dir.join("node.token"))
         ),
     )
     .expect("agent config");
@@ -208,6 +210,8 @@ fn push_simulate_is_accepted_and_the_node_is_listed() {
             "--ear",
             s(&ear),
             "--json",
+            "--token-file",
+            s(&verifier.credentials.node_file),
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -249,6 +253,8 @@ fn push_simulate_is_accepted_and_the_node_is_listed() {
             "--simulate",
             "--site",
             "fra-1",
+            "--token-file",
+            s(&verifier.credentials.node_file),
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -467,6 +473,8 @@ fn run_pushes_on_its_interval_and_stops_on_sigterm() {
 fn run_retries_with_backoff_until_the_verifier_comes_up() {
     let port = free_port();
     let setup = VerifierSetup::new(&format!("127.0.0.1:{port}"));
+    // The node token, issued before the verifier first starts.
+    setup.credentials();
     let config = agent_config(
         setup.tmp.path(),
         &format!("http://127.0.0.1:{port}"),

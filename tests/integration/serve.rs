@@ -11,7 +11,8 @@ use std::process::{Child, Stdio};
 use serde_json::Value;
 
 use crate::support::{
-    attest_to, base64url, bin, jws_payload, node_with_chain, run, s, sign_licence, workspace_root,
+    attest_to, base64url, bearer, bin, issue_token, jws_payload, node_with_chain, run, s,
+    sign_licence, workspace_root,
 };
 
 const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -27,6 +28,10 @@ struct Server {
     child: Child,
     base: String,
     http: ureq::Agent,
+    /// `Authorization` values: an operator token's (reads) and a node token's (challenges,
+    /// attestations).
+    operator: String,
+    node_auth: String,
 }
 
 impl Drop for Server {
@@ -82,6 +87,8 @@ impl Server {
             ),
         )
         .expect("config");
+        let operator = bearer(&issue_token(&config, "operator", "test-operator"));
+        let node_auth = bearer(&issue_token(&config, "node", "test-nodes"));
         let mut child = bin("tppguard-verifier")
             .args(["serve", "--config", s(&config)])
             .stdout(Stdio::piped())
@@ -109,6 +116,8 @@ impl Server {
             child,
             base,
             http,
+            operator,
+            node_auth,
         }
     }
 
@@ -137,6 +146,7 @@ impl Server {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
+            .header("Authorization", &self.operator)
             .call()
             .expect("GET");
         Self::answer(resp)
@@ -146,6 +156,7 @@ impl Server {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
+            .header("Authorization", &self.node_auth)
             .header("Content-Type", content_type)
             .send(body)
             .expect("POST");
@@ -156,6 +167,7 @@ impl Server {
         let resp = self
             .http
             .post(format!("{}/v1/challenge", self.base))
+            .header("Authorization", &self.node_auth)
             .send_empty()
             .expect("POST challenge");
         let a = Self::answer(resp);
@@ -441,7 +453,7 @@ fn serve_admin_adds_a_signed_licence() {
     };
     let a = post(None, &licence);
     assert_eq!(a.status, 401);
-    assert_eq!(a.json()["code"], "unauthorized");
+    assert_eq!(a.json()["code"], "unauthenticated");
     let a = post(Some("Bearer wrong-token-wrong-token"), &licence);
     assert_eq!(a.status, 401);
     let bearer = format!("Bearer {ADMIN_TOKEN}");

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    RunningVerifier, VerifierSetup, agent_push, attest_to, challenge, http, path_segment,
+    RunningVerifier, VerifierSetup, agent_push, attest_to, bearer, challenge, http, path_segment,
     post_attestation, sign_licence, workspace_root,
 };
 
-/// `tppguard-agent push --simulate --json` from `node` to `base`: its verdict (exit 0 or 1).
-fn push(base: &str, node: &Path) -> Value {
-    let out = agent_push(base, node);
+/// `tppguard-agent push --simulate --json` from `node` to `v` (with the node token): its
+/// verdict (exit 0 or 1).
+fn push(v: &RunningVerifier, node: &Path) -> Value {
+    let out = agent_push(&v.base, &v.credentials.node_file, node);
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
         "push exits {:?}: {}",
@@ -47,12 +48,12 @@ fn serve_flags_one_gpu_reported_by_two_nodes() {
     let second = setup.add_node("gpu-node-02");
     let verifier = setup.start();
 
-    let first = push(&verifier.base, &setup.node);
+    let first = push(&verifier, &setup.node);
     assert!(
         !codes(&first["findings"]).contains(&"duplicate_device"),
         "{first}"
     );
-    let again = push(&verifier.base, &second);
+    let again = push(&verifier, &second);
     assert!(
         codes(&again["findings"]).contains(&"duplicate_device"),
         "the second node is told: {again}"
@@ -102,7 +103,7 @@ fn serve_marks_a_silent_node_stale_and_still_counts_it() {
     let verifier = setup.start();
 
     let pushed = Instant::now();
-    let answer = push(&verifier.base, &setup.node);
+    let answer = push(&verifier, &setup.node);
     let node = answer["node"].as_str().expect("node").to_owned();
     assert!(
         !codes(&answer["findings"]).contains(&"stale_node"),
@@ -134,7 +135,7 @@ fn serve_marks_a_silent_node_stale_and_still_counts_it() {
     );
 
     // A fresh attestation makes it current again.
-    let answer = push(&verifier.base, &setup.node);
+    let answer = push(&verifier, &setup.node);
     assert!(
         !codes(&answer["findings"]).contains(&"stale_node"),
         "{answer}"
@@ -146,6 +147,7 @@ fn serve_marks_a_silent_node_stale_and_still_counts_it() {
 fn run_metrics(v: &RunningVerifier) -> String {
     let mut resp = http()
         .get(format!("{}/metrics", v.base))
+        .header("Authorization", bearer(&v.credentials.operator))
         .call()
         .expect("GET /metrics");
     resp.body_mut().read_to_string().expect("metrics")
@@ -166,20 +168,21 @@ fn serve_replicas_on_postgres_share_nonces_and_the_fleet() {
     assert_ne!(a.base, b.base);
 
     // A challenge from replica A, answered at replica B.
-    let nonce = challenge(&a.base);
+    let node_token = &a.credentials.node;
+    let nonce = challenge(&a.base, node_token);
     let token = attest(&setup.node, &nonce);
-    let (status, answer) = post_attestation(&b.base, &token);
+    let (status, answer) = post_attestation(&b.base, node_token, &token);
     assert_eq!(status, 200, "{answer}");
     let first = answer["node"].as_str().expect("node").to_owned();
     // The same token again, at either replica: the nonce is spent for both.
     for base in [&a.base, &b.base] {
-        let (status, answer) = post_attestation(base, &token);
+        let (status, answer) = post_attestation(base, node_token, &token);
         assert_eq!(status, 409, "{answer}");
         assert_eq!(answer["code"], "nonce_replayed");
     }
 
     // The second node pushes to A and is told about the GPUs B recorded for the first.
-    let answer = push(&a.base, &second);
+    let answer = push(&a, &second);
     assert!(
         codes(&answer["findings"]).contains(&"duplicate_device"),
         "{answer}"
@@ -214,12 +217,13 @@ fn serve_replicas_on_postgres_share_nonces_and_the_fleet() {
 fn serve_accepts_a_token_sent_many_times_at_once_exactly_once() {
     let setup = VerifierSetup::new("127.0.0.1:0");
     let verifier = setup.start();
-    let token = attest(&setup.node, &challenge(&verifier.base));
+    let node_token = &verifier.credentials.node;
+    let token = attest(&setup.node, &challenge(&verifier.base, node_token));
     // Eight copies at the same moment: whichever batches they land in, one is accepted and
     // every other is a replay of its nonce.
     let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
         let sent: Vec<_> = (0..8)
-            .map(|_| scope.spawn(|| post_attestation(&verifier.base, &token)))
+            .map(|_| scope.spawn(|| post_attestation(&verifier.base, node_token, &token)))
             .collect();
         sent.into_iter()
             .map(|h| h.join().expect("poster"))
@@ -264,11 +268,14 @@ fn serve_replicas_see_each_other_under_concurrent_pushes() {
             .iter()
             .enumerate()
             .map(|(i, node)| {
-                let base = &replicas[i % 2].base;
-                scope.spawn(move || push(base, node))
+                let v = &replicas[i % 2];
+                scope.spawn(move || push(v, node))
             })
             .collect();
-        let hostile = scope.spawn(|| post_attestation(&replicas[0].base, "eyJh\0.e30.e30"));
+        let hostile = scope.spawn(|| {
+            let r = &replicas[0];
+            post_attestation(&r.base, &r.credentials.node, "eyJh\0.e30.e30")
+        });
         let answers: Vec<Value> = pushes
             .into_iter()
             .map(|h| h.join().expect("push"))

@@ -44,8 +44,8 @@ fn setup(database: &str) -> (VerifierSetup, Vec<PathBuf>) {
 
 /// One `push --json` from `node`: the acknowledgement when the verifier answered 200 (exit 0
 /// or 1 with a verdict), else the exit code and stderr.
-fn push(base: &str, node: &std::path::Path) -> Result<Ack, String> {
-    let out = agent_push(base, node);
+fn push(base: &str, token_file: &std::path::Path, node: &std::path::Path) -> Result<Ack, String> {
+    let out = agent_push(base, token_file, node);
     let verdict: Option<Value> = serde_json::from_slice(&out.stdout).ok();
     match (out.status.code(), verdict) {
         (Some(0 | 1), Some(v)) => match (v["node"].as_str(), v["ear"].as_str()) {
@@ -81,6 +81,7 @@ fn kill_mid_stream_keeps_every_acknowledged_attestation(database: &str) {
     let (setup, nodes) = setup(database);
     let mut verifier = setup.start();
     let base = verifier.base.clone();
+    let token_file = verifier.credentials.node_file.clone();
 
     let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
     let acked = Arc::new(AtomicUsize::new(0));
@@ -89,11 +90,16 @@ fn kill_mid_stream_keeps_every_acknowledged_attestation(database: &str) {
         .iter()
         .cloned()
         .map(|node| {
-            let (base, acks, acked, killed) =
-                (base.clone(), acks.clone(), acked.clone(), killed.clone());
+            let (base, token_file, acks, acked, killed) = (
+                base.clone(),
+                token_file.clone(),
+                acks.clone(),
+                acked.clone(),
+                killed.clone(),
+            );
             std::thread::spawn(move || -> Result<(), String> {
                 for _ in 0..MAX_PUSHES {
-                    match push(&base, &node) {
+                    match push(&base, &token_file, &node) {
                         Ok(ack) => {
                             acks.lock().expect("acks").push(ack);
                             acked.fetch_add(1, Ordering::SeqCst);
@@ -184,7 +190,8 @@ fn kill_mid_stream_keeps_every_acknowledged_attestation(database: &str) {
         "{listed:?} vs {ack_nodes:?}"
     );
     // And it takes new attestations on the recovered database.
-    let after = push(&verifier.base, &nodes[0]).expect("a push after the restart");
+    let after = push(&verifier.base, &verifier.credentials.node_file, &nodes[0])
+        .expect("a push after the restart");
     assert!(stored_ears(&verifier, &after.node).contains(&after.ear));
 }
 

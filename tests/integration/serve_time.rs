@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::support::{
-    attest_to, challenge, free_port, http, issue_node, jws_payload, ok, path_segment,
-    post_attestation, resigned, s, sign_licence, workspace_root,
+    attest_to, bearer, challenge, free_port, http, issue_node, issue_token, jws_payload, ok,
+    path_segment, post_attestation, resigned, s, sign_licence, workspace_root,
 };
 
 /// The verifier's clock skew allowance (`MAX_CLOCK_SKEW_S`).
@@ -30,9 +30,13 @@ fn now() -> i64 {
     i64::try_from(since.as_secs()).expect("seconds fit")
 }
 
-/// `GET path` at `base`: the status and the JSON answer.
-fn get(base: &str, path: &str) -> (u16, Value) {
-    let mut resp = http().get(format!("{base}{path}")).call().expect("GET");
+/// `GET path` at `base` with the operator token `operator`: the status and the JSON answer.
+fn get(base: &str, operator: &str, path: &str) -> (u16, Value) {
+    let mut resp = http()
+        .get(format!("{base}{path}"))
+        .header("Authorization", bearer(operator))
+        .call()
+        .expect("GET");
     let status = resp.status().as_u16();
     let body = resp.body_mut().read_to_string().expect("body");
     (status, serde_json::from_str(&body).unwrap_or_default())
@@ -66,6 +70,9 @@ struct Fleet {
     tmp: tempfile::TempDir,
     child: std::process::Child,
     base: String,
+    /// An operator token (reads) and a node token (challenges, attestations).
+    operator: String,
+    node: String,
 }
 
 impl Fleet {
@@ -109,6 +116,8 @@ impl Fleet {
             ),
         )
         .expect("config");
+        let operator = issue_token(&config, "operator", "test-operator");
+        let node = issue_token(&config, "node", "test-nodes");
         let mut child = crate::support::bin("tppguard-verifier")
             .args(["serve", "--config", s(&config)])
             .stdout(std::process::Stdio::piped())
@@ -126,7 +135,16 @@ impl Fleet {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("no listening line: {line:?}"))
             .to_owned();
-        (Self { tmp, child, base }, nodes)
+        (
+            Self {
+                tmp,
+                child,
+                base,
+                operator,
+                node,
+            },
+            nodes,
+        )
     }
 
     /// A copy of the bundled DGX H100 fixture with its own eight GPU identities (`tag`
@@ -152,8 +170,8 @@ impl Fleet {
 
     /// One full exchange from `node`: challenge, attest with `fixture`, post. The answer.
     fn push(&self, node: &Path, fixture: &str) -> (String, Value) {
-        let token = attest(node, fixture, &challenge(&self.base));
-        let (status, answer) = post_attestation(&self.base, &token);
+        let token = attest(node, fixture, &challenge(&self.base, &self.node));
+        let (status, answer) = post_attestation(&self.base, &self.node, &token);
         assert_eq!(status, 200, "{answer}");
         (token, answer)
     }
@@ -183,10 +201,14 @@ fn serve_time_a_token_dated_ahead_does_not_pin_the_node() {
     assert_eq!(answer["token_sha256"], sha256(&first), "{answer}");
 
     // Dated 250 s ahead: inside [issued - 300, received + 300], accepted.
-    let ahead = resigned(node, &attest(node, "dgx-h100", &challenge(base)), |c| {
-        c["iat"] = (now() + 250).into();
-    });
-    let (status, answer) = post_attestation(base, &ahead);
+    let ahead = resigned(
+        node,
+        &attest(node, "dgx-h100", &challenge(base, &fleet.node)),
+        |c| {
+            c["iat"] = (now() + 250).into();
+        },
+    );
+    let (status, answer) = post_attestation(base, &fleet.node, &ahead);
     assert_eq!(status, 200, "{answer}");
     let ear = jws_payload(answer["ear"].as_str().expect("ear"));
     assert_eq!(
@@ -196,8 +218,8 @@ fn serve_time_a_token_dated_ahead_does_not_pin_the_node() {
 
     // The next token, honestly dated, is received later: it is the node's current one, and
     // its EAR appraises it, not the token dated ahead.
-    let later = attest(node, "dgx-h100", &challenge(base));
-    let (status, answer) = post_attestation(base, &later);
+    let later = attest(node, "dgx-h100", &challenge(base, &fleet.node));
+    let (status, answer) = post_attestation(base, &fleet.node, &later);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["token_sha256"], sha256(&later), "{answer}");
     let ear = jws_payload(answer["ear"].as_str().expect("ear"));
@@ -207,15 +229,15 @@ fn serve_time_a_token_dated_ahead_does_not_pin_the_node() {
         "{ear}"
     );
     assert_eq!(appraisal(&ear, &id)["ear.status"], answer["status"]);
-    let (status, current) = get(base, &format!("/v1/nodes/{id}"));
+    let (status, current) = fleet_get(&fleet, &format!("/v1/nodes/{id}"));
     assert_eq!(status, 200, "{current}");
     assert_eq!(current["node"]["token_sha256"], sha256(&later), "{current}");
-    let (_, list) = get(base, "/v1/nodes");
+    let (_, list) = fleet_get(&fleet, "/v1/nodes");
     assert_eq!(list["nodes"].as_array().map(Vec::len), Some(1), "{list}");
     assert_eq!(list["nodes"][0]["token_sha256"], sha256(&later), "{list}");
 
     // The history lists all three, most recent receipt first.
-    let (_, history) = get(base, &format!("/v1/nodes/{id}/history"));
+    let (_, history) = fleet_get(&fleet, &format!("/v1/nodes/{id}/history"));
     let shas: Vec<&str> = history["attestations"]
         .as_array()
         .expect("history")
@@ -255,10 +277,14 @@ fn serve_time_refuses_an_iat_outside_the_challenge_window() {
     ];
     let mut refused = Vec::new();
     for (what, iat, why) in cases {
-        let token = resigned(node, &attest(node, "dgx-h100", &challenge(base)), |c| {
-            c["iat"] = iat.into();
-        });
-        let (status, answer) = post_attestation(base, &token);
+        let token = resigned(
+            node,
+            &attest(node, "dgx-h100", &challenge(base, &fleet.node)),
+            |c| {
+                c["iat"] = iat.into();
+            },
+        );
+        let (status, answer) = post_attestation(base, &fleet.node, &token);
         assert_eq!(status, 422, "{what}: {answer}");
         assert_eq!(answer["code"], "iat_outside_challenge_window", "{what}");
         let sentence = answer["sentence"].as_str().expect("sentence");
@@ -274,9 +300,9 @@ fn serve_time_refuses_an_iat_outside_the_challenge_window() {
     }
 
     // The node's record is still its one accepted token; the refusals are in its history.
-    let (_, current) = get(base, &format!("/v1/nodes/{id}"));
+    let (_, current) = fleet_get(&fleet, &format!("/v1/nodes/{id}"));
     assert_eq!(current["node"]["token_sha256"], sha256(&good), "{current}");
-    let (_, history) = get(base, &format!("/v1/nodes/{id}/history"));
+    let (_, history) = fleet_get(&fleet, &format!("/v1/nodes/{id}/history"));
     let rows = history["attestations"].as_array().expect("history");
     assert_eq!(rows.len(), 4, "{history}");
     for (row, sha) in rows.iter().zip(refused.iter().rev()) {
@@ -312,15 +338,15 @@ fn serve_time_each_ear_appraises_its_own_token() {
                 .status()
                 .expect("cp runs");
             assert!(status.success());
-            attest(&copy, "dgx-h100", &challenge(&base))
+            attest(&copy, "dgx-h100", &challenge(&base, &fleet.node))
         })
         .collect();
     let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
         let handles: Vec<_> = tokens
             .iter()
             .map(|t| {
-                let base = base.clone();
-                scope.spawn(move || post_attestation(&base, t))
+                let (base, node_token) = (base.clone(), &fleet.node);
+                scope.spawn(move || post_attestation(&base, node_token, t))
             })
             .collect();
         handles
@@ -339,10 +365,10 @@ fn serve_time_each_ear_appraises_its_own_token() {
         );
     }
     // The node's record is one of the four: the one recorded last.
-    let (_, current) = get(&base, &format!("/v1/nodes/{id}"));
+    let (_, current) = fleet_get(&fleet, &format!("/v1/nodes/{id}"));
     let current = current["node"]["token_sha256"].as_str().expect("sha");
     assert!(tokens.iter().any(|t| sha256(t) == current), "{current}");
-    let (_, history) = get(&base, &format!("/v1/nodes/{id}/history?limit=1"));
+    let (_, history) = fleet_get(&fleet, &format!("/v1/nodes/{id}/history?limit=1"));
     assert_eq!(history["attestations"][0]["token_sha256"], current);
 }
 
@@ -415,10 +441,14 @@ fn serve_time_one_key_on_two_machines_is_one_node() {
     // later with an honest iat, and is the node's current attestation.
     let ahead = resigned(
         first_machine,
-        &attest(first_machine, "dgx-h100", &challenge(&fleet.base)),
+        &attest(
+            first_machine,
+            "dgx-h100",
+            &challenge(&fleet.base, &fleet.node),
+        ),
         |c| c["iat"] = (now() + 200).into(),
     );
-    let (status, a) = post_attestation(&fleet.base, &ahead);
+    let (status, a) = post_attestation(&fleet.base, &fleet.node, &ahead);
     assert_eq!(status, 200, "{a}");
     let (later, b) = fleet.push(&second_machine, &other_gpus);
     assert_eq!(a["node"], b["node"], "one key, one node");
@@ -448,5 +478,5 @@ fn serve_time_one_key_on_two_machines_is_one_node() {
 }
 
 fn fleet_get(fleet: &Fleet, path: &str) -> (u16, Value) {
-    get(&fleet.base, path)
+    get(&fleet.base, &fleet.operator, path)
 }

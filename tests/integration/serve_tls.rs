@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{RunningVerifier, VerifierSetup, bin, run, s, stderr};
+use crate::support::{RunningVerifier, VerifierSetup, bearer, bin, run, s, stderr};
 
 /// A CA and a server certificate it issued for 127.0.0.1, written to `dir` as `name-ca.pem`,
 /// `name-server.pem` (leaf, then the CA) and `name-server.key` (PKCS#8). Returns the CA file.
@@ -104,6 +104,8 @@ fn push(setup: &VerifierSetup, base: &str, ca: Option<&Path>) -> std::process::O
         "--site",
         "fra-1",
         "--json",
+        "--token-file",
+        s(&setup.credentials().node_file),
     ];
     if let Some(ca) = ca {
         args.extend(["--ca", s(ca)]);
@@ -125,6 +127,7 @@ fn the_agent_pushes_over_https_with_its_ca_file_and_the_node_is_listed() {
 
     let mut resp = https_client(Some(&ca))
         .get(format!("{}/v1/fleet", verifier.base))
+        .header("Authorization", bearer(&verifier.credentials.operator))
         .call()
         .expect("GET /v1/fleet over HTTPS");
     assert_eq!(resp.status().as_u16(), 200);

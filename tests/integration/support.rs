@@ -282,6 +282,44 @@ pub struct VerifierSetup {
     pub tmp: tempfile::TempDir,
     pub node: PathBuf,
     pub config: PathBuf,
+    credentials: OnceLock<Credentials>,
+}
+
+/// Bearer tokens a setup issued with `tppguard-verifier token issue` (issue 12).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// An operator token: reads.
+    pub operator: String,
+    /// A node token: challenges and attestations.
+    pub node: String,
+    /// The node token in a file (mode 0600), for the agent's `--token-file`.
+    pub node_file: PathBuf,
+}
+
+/// `tppguard-verifier token issue --config CONFIG --role ROLE --name NAME`: the token.
+pub fn issue_token(config: &Path, role: &str, name: &str) -> String {
+    let out = ok(
+        "tppguard-verifier",
+        &[
+            "token",
+            "issue",
+            "--config",
+            s(config),
+            "--role",
+            role,
+            "--name",
+            name,
+        ],
+    );
+    String::from_utf8(out.stdout)
+        .expect("UTF-8 token")
+        .trim()
+        .to_owned()
+}
+
+/// `Authorization: Bearer TOKEN`'s value.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
 }
 
 impl VerifierSetup {
@@ -301,7 +339,27 @@ impl VerifierSetup {
             ),
         )
         .expect("config");
-        Self { tmp, node, config }
+        Self {
+            tmp,
+            node,
+            config,
+            credentials: OnceLock::new(),
+        }
+    }
+
+    /// An operator and a node token, issued on first use into the database the
+    /// configuration names then (configure `database` before).
+    pub fn credentials(&self) -> &Credentials {
+        self.credentials.get_or_init(|| {
+            let node_file = self.tmp.path().join("node.token");
+            let node = issue_token(&self.config, "node", "test-nodes");
+            std::fs::write(&node_file, format!("{node}\n")).expect("node token file");
+            Credentials {
+                operator: issue_token(&self.config, "operator", "test-operator"),
+                node,
+                node_file,
+            }
+        })
     }
 
     /// Another node folder (`init --name name`) with a chain from this setup's PKI.
@@ -324,6 +382,7 @@ impl VerifierSetup {
     /// Starts `tppguard-verifier serve` on this setup and waits for its listening line.
     pub fn start(&self) -> RunningVerifier {
         use std::io::BufRead as _;
+        let credentials = self.credentials().clone();
         let mut child = bin("tppguard-verifier")
             .args(["serve", "--config", s(&self.config)])
             .stdout(std::process::Stdio::piped())
@@ -339,7 +398,11 @@ impl VerifierSetup {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("no listening line: {line:?}"))
             .to_owned();
-        RunningVerifier { child, base }
+        RunningVerifier {
+            child,
+            base,
+            credentials,
+        }
     }
 }
 
@@ -348,6 +411,8 @@ pub struct RunningVerifier {
     pub child: std::process::Child,
     /// `http://ADDR`.
     pub base: String,
+    /// The setup's tokens.
+    pub credentials: Credentials,
 }
 
 impl RunningVerifier {
@@ -359,6 +424,7 @@ impl RunningVerifier {
             .into();
         let mut resp = http
             .get(format!("{}{path}", self.base))
+            .header("Authorization", bearer(&self.credentials.operator))
             .call()
             .expect("GET");
         let status = resp.status().as_u16();
@@ -374,15 +440,18 @@ impl Drop for RunningVerifier {
     }
 }
 
-/// `tppguard-agent push --simulate --site fra-1 --json` from `node` to `base`: the finished
-/// process (exit 0 or 1 with a verdict on stdout when the verifier answered 200).
-pub fn agent_push(base: &str, node: &Path) -> std::process::Output {
+/// `tppguard-agent push --simulate --site fra-1 --json --token-file TOKEN_FILE` from `node`
+/// to `base`: the finished process (exit 0 or 1 with a verdict on stdout when the verifier
+/// answered 200).
+pub fn agent_push(base: &str, token_file: &Path, node: &Path) -> std::process::Output {
     run(
         "tppguard-agent",
         &[
             "push",
             "--verifier",
             base,
+            "--token-file",
+            s(token_file),
             "--dir",
             s(node),
             "--simulate",
@@ -500,10 +569,11 @@ pub fn http() -> ureq::Agent {
         .into()
 }
 
-/// `POST /v1/challenge` at `base`: the nonce.
-pub fn challenge(base: &str) -> String {
+/// `POST /v1/challenge` at `base` with the node token `node`: the nonce.
+pub fn challenge(base: &str, node: &str) -> String {
     let mut resp = http()
         .post(format!("{base}/v1/challenge"))
+        .header("Authorization", bearer(node))
         .send_empty()
         .expect("POST challenge");
     assert_eq!(resp.status().as_u16(), 200);
@@ -513,10 +583,12 @@ pub fn challenge(base: &str) -> String {
     v["nonce"].as_str().expect("nonce").to_owned()
 }
 
-/// `POST /v1/attestations` at `base`: the status and the JSON answer.
-pub fn post_attestation(base: &str, token: &str) -> (u16, serde_json::Value) {
+/// `POST /v1/attestations` at `base` with the node token `node`: the status and the JSON
+/// answer.
+pub fn post_attestation(base: &str, node: &str, token: &str) -> (u16, serde_json::Value) {
     let mut resp = http()
         .post(format!("{base}/v1/attestations"))
+        .header("Authorization", bearer(node))
         .header("Content-Type", "application/jose")
         .send(token)
         .expect("POST attestation");

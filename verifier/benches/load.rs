@@ -155,6 +155,25 @@ fn main() {
         ),
     )
     .unwrap();
+    // The nodes' credential (issue 12): one node token, sent with every request.
+    let issued = Command::new(env!("CARGO_BIN_EXE_tppguard-verifier"))
+        .args([
+            "token",
+            "issue",
+            "--role",
+            "node",
+            "--name",
+            "load-bench",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("token issue");
+    assert!(issued.status.success(), "token issue: {issued:?}");
+    let auth = format!(
+        "Bearer {}",
+        String::from_utf8(issued.stdout).unwrap().trim()
+    );
     let mut server = Server::start(&config);
     let base = server.base.clone();
     println!(
@@ -165,7 +184,7 @@ fn main() {
     let nodes = Arc::new(nodes);
 
     // Warm-up: every node attests once, so the fleet holds all of them.
-    let warm = run_phase(&base, &nodes, concurrency, Stop::Count(nodes_n));
+    let warm = run_phase(&base, &auth, &nodes, concurrency, Stop::Count(nodes_n));
     println!(
         "warm-up: {} attestations (one per node) in {:.2?}: {:.0} /s",
         warm.ok,
@@ -177,6 +196,7 @@ fn main() {
     // The measured phase.
     let mut run = run_phase(
         &base,
+        &auth,
         &nodes,
         concurrency,
         Stop::Time(Duration::from_secs(secs)),
@@ -322,7 +342,13 @@ impl Phase {
     }
 }
 
-fn run_phase(base: &str, nodes: &Arc<Vec<Node>>, concurrency: usize, stop: Stop) -> Phase {
+fn run_phase(
+    base: &str,
+    auth: &str,
+    nodes: &Arc<Vec<Node>>,
+    concurrency: usize,
+    stop: Stop,
+) -> Phase {
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let out = Arc::new(Mutex::new(Phase::default()));
@@ -339,7 +365,7 @@ fn run_phase(base: &str, nodes: &Arc<Vec<Node>>, concurrency: usize, stop: Stop)
                 Arc::clone(&done),
                 Arc::clone(&out),
             );
-            let base = base.to_owned();
+            let (base, auth) = (base.to_owned(), auth.to_owned());
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
@@ -358,6 +384,7 @@ fn run_phase(base: &str, nodes: &Arc<Vec<Node>>, concurrency: usize, stop: Stop)
                     let t0 = Instant::now();
                     let mut resp = agent
                         .post(format!("{base}/v1/challenge"))
+                        .header("Authorization", &auth)
                         .send_empty()
                         .expect("challenge request");
                     let body = resp.body_mut().read_to_string().expect("challenge body");
@@ -368,6 +395,7 @@ fn run_phase(base: &str, nodes: &Arc<Vec<Node>>, concurrency: usize, stop: Stop)
                     let t2 = Instant::now();
                     let mut resp = agent
                         .post(format!("{base}/v1/attestations"))
+                        .header("Authorization", &auth)
                         .header("Content-Type", "application/jose")
                         .send(token.as_bytes())
                         .expect("attestation request");

@@ -102,22 +102,139 @@ pub enum Command {
     ///   max_body_bytes = 1048576       # larger requests get 413
     ///   request_timeout_s = 30         # slower requests get 408
     ///   node_rate_per_minute = 30      # more attestations per node get 429
-    ///   admin_token_file = "admin.token"  # enables POST /v1/licences (Bearer token)
+    ///   admin_token_file = "admin.token"  # a static admin token (or `token issue --role admin`)
+    ///   client_auth = "optional"       # HTTPS: nodes may present node-chain.pem instead
     ///   tls_cert = "verifier-tls.pem"  # HTTPS: PEM chain, leaf first (with tls_key)
     ///   tls_key = "verifier-tls.key"   # its PEM private key; agents trust the CA with --ca
     ///
-    /// The node's side:
+    /// Every route but /healthz and /readyz needs a credential (`token issue`). The node's
+    /// side:
     ///
-    ///   NONCE=$(curl -s -X POST http://127.0.0.1:8080/v1/challenge | jq -r .nonce)
+    ///   tppguard-verifier token issue --config verifier.toml --role node --name n1 --out n1.token
+    ///   AUTH="Authorization: Bearer $(cat n1.token)"
+    ///   NONCE=$(curl -s -H "$AUTH" -X POST http://127.0.0.1:8080/v1/challenge | jq -r .nonce)
     ///   tppguard-agent attest --dir NODE --nonce "$NONCE" --out a.jws
-    ///   curl -s -H 'Content-Type: application/jose' --data-binary @a.jws \
+    ///   curl -s -H "$AUTH" -H 'Content-Type: application/jose' --data-binary @a.jws \
     ///     http://127.0.0.1:8080/v1/attestations
     ///
     /// Prints `listening on http://ADDR` (https:// with TLS) once bound (port 0 picks a free
     /// one) and stops cleanly on SIGTERM or ctrl-c. The API is described in docs/openapi.json.
     #[command(after_help = EXIT_CODES, verbatim_doc_comment)]
     Serve(ServeArgs),
+
+    /// Issue, list and revoke the bearer tokens the `serve` API takes.
+    ///
+    /// Every route but /healthz and /readyz needs a credential. A token's role decides its
+    /// routes (docs/serve.md, Roles and credentials):
+    ///
+    ///   node       POST /v1/challenge, POST /v1/attestations
+    ///   operator   every GET read, and /metrics
+    ///   regulator  every GET read (what it sees: the read views' configuration)
+    ///   vendor     every GET read, about its --licence ids only
+    ///   admin      POST /v1/licences, and /metrics
+    ///   metrics    GET /metrics only
+    ///
+    /// Tokens live in the verifier's database; the one --config names. A running verifier
+    /// notices a new or revoked token within a second. Example, a regulator's read access:
+    ///
+    ///   TOKEN=$(tppguard-verifier token issue --config verifier.toml \
+    ///     --role regulator --name bafa --expires-in-days 90)
+    ///   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/v1/fleet
+    ///   tppguard-verifier token list --config verifier.toml
+    ///   tppguard-verifier token revoke --config verifier.toml ID
+    #[command(after_help = EXIT_CODES, verbatim_doc_comment)]
+    Token(TokenArgs),
 }
+
+// Bearer tokens (issue 12): `token issue|list|revoke`.
+
+/// Flags of `token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token and print it, once: `tpg_<id>_<secret>` (the database keeps only the
+    /// SHA-256 of the secret; a lost token cannot be shown again, issue a new one).
+    ///
+    /// Prints the token alone on stdout (for `TOKEN=$(...)`), or writes it to --out (a new
+    /// file, mode 0600) and prints its id.
+    #[command(after_help = EXIT_CODES)]
+    Issue(TokenIssueArgs),
+
+    /// List the tokens: id, role, licences, created, expires, revoked and name (never a
+    /// secret).
+    #[command(after_help = EXIT_CODES)]
+    List {
+        /// The verifier's configuration file (its `database` holds the tokens).
+        #[arg(long, value_name = "VERIFIER.toml")]
+        config: PathBuf,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Revoke a token by its id (`token list`); a running verifier refuses it within a
+    /// second. Revoked tokens stay listed.
+    #[command(after_help = EXIT_CODES)]
+    Revoke {
+        /// The verifier's configuration file (its `database` holds the tokens).
+        #[arg(long, value_name = "VERIFIER.toml")]
+        config: PathBuf,
+        /// The token's id: the 16 hex digits after `tpg_`.
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Print the revoked token as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Flags of `token issue`.
+#[derive(Debug, Args)]
+pub struct TokenIssueArgs {
+    /// The verifier's configuration file (its `database` holds the tokens).
+    #[arg(long, value_name = "VERIFIER.toml")]
+    pub config: PathBuf,
+
+    /// What the token may do: node, operator, regulator, vendor, admin or metrics.
+    #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+    pub role: crate::serve::auth::Role,
+
+    /// Whom it is for (shown by `token list` and in the logs), e.g. bafa-export-control.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+
+    /// For --role vendor (required, repeat for several): a licence id the token may read
+    /// about. Other roles take none.
+    #[arg(long, value_name = "ID")]
+    pub licence: Vec<String>,
+
+    /// Days until the token stops being accepted (1 to 3650; default: never).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub expires_in_days: Option<u32>,
+
+    /// Write the token to this new file (mode 0600) instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Print one JSON object (with the token, unless --out).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_role(text: &str) -> Result<crate::serve::auth::Role, String> {
+    crate::serve::auth::Role::parse(text).ok_or_else(|| {
+        format!("{text:?} is not a role: node, operator, regulator, vendor, admin or metrics")
+    })
+}
+
+// End of bearer tokens.
 
 /// Flags of `serve`.
 #[derive(Debug, Args)]
@@ -828,6 +945,64 @@ mod tests {
         );
         let e = check(&["--trust", "t", "--licence", "l", "--nonce", "abc", "a"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn token_commands_parse_and_check_their_flags() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["tppguard-verifier", "token"].iter().chain(args)).map(|c| match c
+                .command
+            {
+                Command::Token(t) => t.command,
+                other => panic!("not token: {other:?}"),
+            })
+        };
+        let TokenCommand::Issue(a) = parse(&[
+            "issue",
+            "--config",
+            "v.toml",
+            "--role",
+            "vendor",
+            "--name",
+            "acme",
+            "--licence",
+            "L1",
+            "--licence",
+            "L2",
+            "--expires-in-days",
+            "30",
+            "--json",
+        ])
+        .unwrap() else {
+            panic!("not issue");
+        };
+        assert_eq!(a.role, crate::serve::auth::Role::Vendor);
+        assert_eq!(a.licence, ["L1", "L2"]);
+        assert_eq!((a.expires_in_days, a.json, a.out), (Some(30), true, None));
+        for bad in [
+            &["issue", "--config", "v", "--role", "root", "--name", "n"][..],
+            &[
+                "issue",
+                "--config",
+                "v",
+                "--role",
+                "node",
+                "--name",
+                "n",
+                "--expires-in-days",
+                "0",
+            ],
+            &["issue", "--config", "v", "--role", "node"],
+            &["revoke", "--config", "v"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let TokenCommand::Revoke { id, .. } =
+            parse(&["revoke", "--config", "v", "0123456789abcdef"]).unwrap()
+        else {
+            panic!("not revoke");
+        };
+        assert_eq!(id, "0123456789abcdef");
     }
 
     #[test]

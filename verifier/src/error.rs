@@ -220,6 +220,9 @@ pub enum Error {
     /// `pki` refused a request (subject, key, issuance record, a CA file, a folder).
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
+    /// A `token` command refused (issue 12).
+    #[error(transparent)]
+    Token(#[from] crate::token::TokenError),
     /// The HTTP server could not start or stopped with an error.
     #[error("serve: {what}: {source}")]
     Serve {
@@ -325,6 +328,7 @@ impl Error {
                     .to_owned(),
             ),
             Self::Pki(e) => Some(e.hint().to_owned()),
+            Self::Token(e) => Some(e.hint().to_owned()),
             Self::Output(_) | Self::Json(_) => None,
         }
     }

@@ -2,8 +2,8 @@
 //! command line, [`run`] dispatches it; [`classify`] is the `classify` command, [`pki`] the
 //! `pki` commands, [`licence`] the `licence` commands and signed-licence checks, [`chain`]
 //! certificate-chain validation, [`attestation`] attestation-token checks, [`check`] the
-//! `check` command (verify and evaluate a fleet under rule sets), [`ear`] its EAR result and
-//! [`serve`] the HTTP service over [`store`].
+//! `check` command (verify and evaluate a fleet under rule sets), [`ear`] its EAR result,
+//! [`serve`] the HTTP service over [`store`] and [`token`] the bearer tokens it takes.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +19,7 @@ pub mod pki;
 pub mod policy;
 pub mod serve;
 pub mod store;
+pub mod token;
 
 use std::io::Write;
 
@@ -55,6 +56,7 @@ pub fn run(cli: &cli::Cli, out: &mut dyn Write) -> Result<Outcome, Error> {
         cli::Command::Licence(args) => licence::run(args, out, unix_now()?),
         cli::Command::Check(args) => check::run(args, out, unix_now()?),
         cli::Command::Serve(args) => serve::run(args, out).map(|()| Outcome::Clean),
+        cli::Command::Token(args) => token::run(args, out, unix_now()?).map(|()| Outcome::Clean),
     }
 }
 

@@ -1,8 +1,9 @@
 //! The HTTP routes, their handlers and their errors.
 //!
 //! Every error answers `{"code": snake_case, "sentence": "..."}` with a status that says who
-//! must act: 400 a malformed request, 401 no valid credential (unknown nonce, admin token),
-//! 403 an expired nonce, 404 no such resource, 409 a replayed nonce or a certificate subject
+//! must act: 400 a malformed request, 401 no valid credential (`unauthenticated`, see
+//! [`super::auth`]) or an unknown nonce, 403 a role the route does not admit (`forbidden`) or
+//! an expired nonce, 404 no such resource, 409 a replayed nonce or a certificate subject
 //! that names several nodes, 429 a node over
 //! `node_rate_per_minute`, 413 a body over
 //! `max_body_bytes`, 415 a content type other than `application/jose`, 422 a token that does
@@ -19,7 +20,6 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use ring::hmac;
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -79,8 +79,11 @@ const UNVERIFIED_NODE: &str = "unverified";
 /// Default length of a node's history.
 const DEFAULT_HISTORY: usize = 100;
 
-/// The router, with the body limit and the request timeout.
+/// The router, with authentication ([`super::auth::authenticate`], on every route; the
+/// fallback answers 404 to anyone), the body limit and the request timeout.
 pub(super) fn router(state: Shared, max_body_bytes: usize, timeout_s: u64) -> Router {
+    let authenticate =
+        axum::middleware::from_fn_with_state(Arc::clone(&state), super::auth::authenticate);
     Router::new()
         .route(CHALLENGE, post(challenge))
         .route(ATTESTATIONS, post(attest))
@@ -94,6 +97,7 @@ pub(super) fn router(state: Shared, max_body_bytes: usize, timeout_s: u64) -> Ro
         .route(HEALTHZ, get(healthz))
         .route(READYZ, get(readyz))
         .route(METRICS, get(metrics))
+        .route_layer(authenticate)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -172,8 +176,9 @@ impl IntoResponse for ApiError {
 
 pub(super) type ApiResult<T> = Result<T, ApiError>;
 
-fn now() -> ApiResult<i64> {
-    crate::unix_now().map_err(ApiError::from)
+/// The service clock's now.
+fn now(s: &AppState) -> ApiResult<i64> {
+    super::read_clock(&s.clock).map_err(ApiError::from)
 }
 
 /// JSON with a trailing newline; key order is the types' field order, so answers are stable.
@@ -327,7 +332,7 @@ async fn attest(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let token = jose_body(&headers, body)?;
-    let now = now()?;
+    let now = now(&s)?;
     let started = Instant::now();
     let verified = verify_attestation(&token, &s.trust, now, None);
     s.metrics.verification(started.elapsed());
@@ -557,7 +562,7 @@ pub(super) async fn verified_licences(
 
 /// The fleet now: this replica's in-memory fleet, caught up with the database.
 async fn current(s: &Shared) -> ApiResult<FleetVerdict> {
-    let now = now()?;
+    let now = now(s)?;
     s.fleet.refresh(&s.store).await?;
     let basis = s.fleet.basis(&s.trust, now)?;
     let state = Arc::clone(s);
@@ -805,32 +810,14 @@ async fn findings(
     )
 }
 
+/// `POST /v1/licences`: an admin credential (checked by [`super::auth`]) adds a licence.
 async fn add_licence(
     State(s): State<Shared>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let Some((key, tag)) = &s.admin else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "admin_disabled",
-            "adding licences over the API is off: set admin_token_file in the configuration",
-        ));
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if hmac::verify(key, presented.trim().as_bytes(), tag.as_ref()).is_err() {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send the admin token as Authorization: Bearer TOKEN",
-        ));
-    }
     let token = jose_body(&headers, body)?;
-    let now = now()?;
+    let now = now(&s)?;
     let verified = verify_licence(&token, &s.trust, now).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

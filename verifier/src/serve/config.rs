@@ -58,6 +58,8 @@ struct RawConfig {
     admin_token_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    // Authentication (issue 12).
+    client_auth: Option<String>,
 }
 
 /// The server certificate and key for HTTPS, paths resolved (read when `serve` starts).
@@ -94,10 +96,65 @@ pub struct Config {
     pub request_timeout_s: u64,
     /// Attestations one node may post per minute (this replica).
     pub node_rate_per_minute: u32,
-    /// The file holding the bearer token for `POST /v1/licences`; `None`: that endpoint is off.
+    /// A file holding a static admin bearer token (besides `token issue --role admin`).
     pub admin_token_file: Option<PathBuf>,
     /// The certificate and key to serve HTTPS with; `None`: plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Whether HTTPS asks clients for a certificate (a node's, from the operator CA).
+    pub client_auth: ClientAuth,
+}
+
+// Authentication (issue 12): `client_auth`.
+
+/// Whether the HTTPS server asks clients for a certificate (`client_auth`; docs/serve.md,
+/// Roles and credentials). A client certificate that verifies to the operator CA
+/// authenticates its connection as a [`super::auth::Role::Node`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// No client certificates (bearer tokens only).
+    #[default]
+    Off,
+    /// Asked for; a client without one may still use a bearer token.
+    Optional,
+    /// Every client must present a node certificate that verifies at the handshake.
+    Required,
+}
+
+impl ClientAuth {
+    /// The mode `text` names (`off`, `optional`, `required`), if any.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "off" => Some(Self::Off),
+            "optional" => Some(Self::Optional),
+            "required" => Some(Self::Required),
+            _ => None,
+        }
+    }
+}
+
+/// `client_auth` as written, checked: a mode other than `off` needs HTTPS.
+fn client_auth(path: &Path, text: Option<&str>, tls: bool) -> Result<ClientAuth, Error> {
+    let Some(text) = text else {
+        return Ok(ClientAuth::Off);
+    };
+    let mode = ClientAuth::parse(text).ok_or_else(|| {
+        config_err(
+            path,
+            "client_auth",
+            format!("{text:?} is not a mode"),
+            "write client_auth = \"off\", \"optional\" or \"required\"",
+        )
+    })?;
+    if mode != ClientAuth::Off && !tls {
+        return Err(config_err(
+            path,
+            "client_auth",
+            format!("{text:?} needs HTTPS"),
+            "client certificates come with TLS: set tls_cert and tls_key too, or remove \
+             client_auth",
+        ));
+    }
+    Ok(mode)
 }
 
 impl Config {
@@ -110,7 +167,7 @@ impl Config {
             reason: e.message().to_owned() + &span_note(&text, e.span()),
             hint: "keys: listen, database, trust, licences_dir, rule_sets, result_key, \
                    nonce_ttl_s, max_body_bytes, request_timeout_s, node_rate_per_minute, \
-                   admin_token_file, tls_cert, tls_key (docs/serve.md)"
+                   admin_token_file, tls_cert, tls_key, client_auth (docs/serve.md)"
                 .to_owned(),
         })?;
         let base = path
@@ -218,6 +275,7 @@ impl Config {
                 ));
             }
         };
+        let client_auth = client_auth(path, raw.client_auth.as_deref(), tls.is_some())?;
         Ok(Self {
             path: path.to_owned(),
             listen,
@@ -232,6 +290,7 @@ impl Config {
             node_rate_per_minute,
             admin_token_file: raw.admin_token_file.map(resolve),
             tls,
+            client_auth,
         })
     }
 
@@ -368,6 +427,25 @@ mod tests {
                 .ends_with(": tls_cert: missing while tls_key is set"),
             "{e}"
         );
+
+        // client_auth: a mode, and only with HTTPS.
+        let c =
+            load("trust = \"t\"\ntls_cert = \"c\"\ntls_key = \"k\"\nclient_auth = \"optional\"\n")
+                .unwrap();
+        assert_eq!(c.client_auth, ClientAuth::Optional);
+        assert_eq!(
+            load("trust = \"t\"\n").unwrap().client_auth,
+            ClientAuth::Off
+        );
+        let e = load("trust = \"t\"\nclient_auth = \"required\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("client_auth: \"required\" needs HTTPS"),
+            "{e}"
+        );
+        let e = load("trust = \"t\"\ntls_cert = \"c\"\ntls_key = \"k\"\nclient_auth = \"yes\"\n")
+            .unwrap_err();
+        assert!(e.hint().unwrap().contains("\"optional\""), "{e:?}");
 
         // Unknown keys are still refused, and the hint lists the TLS keys.
         let e = load("trust = \"t\"\ntls_certificate = \"c\"\n").unwrap_err();

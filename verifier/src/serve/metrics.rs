@@ -25,6 +25,8 @@ pub struct Metrics {
     tpp_used: Family<Labels, Gauge<f64, AtomicU64>>,
     devices_used: Family<Labels, Gauge>,
     stale_nodes: Gauge,
+    auth_failures: Family<Labels, Counter>,
+    credential_reloads: Counter,
 }
 
 impl Metrics {
@@ -61,8 +63,23 @@ impl Metrics {
             "Nodes whose latest accepted attestation is older than their licence allows",
             stale_nodes.clone(),
         );
+        let auth_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused for their credential, by reason (missing, malformed, \
+             unknown_token, wrong_secret, expired, revoked, certificate_rejected, forbidden)",
+            auth_failures.clone(),
+        );
+        let credential_reloads = Counter::default();
+        registry.register(
+            "credential_reloads",
+            "Reloads of the API tokens from the database (at most one per second)",
+            credential_reloads.clone(),
+        );
         Self {
             registry,
+            auth_failures,
+            credential_reloads,
             attestations,
             latency,
             tpp_used,
@@ -79,6 +96,18 @@ impl Metrics {
                 ("code", code.to_owned()),
             ])
             .inc();
+    }
+
+    /// Counts one request refused for its credential.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// Counts one reload of the API tokens.
+    pub fn credential_reload(&self) {
+        self.credential_reloads.inc();
     }
 
     /// Records one verification's duration.

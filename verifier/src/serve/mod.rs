@@ -23,7 +23,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ring::hmac;
 use ring::rand::SystemRandom;
 use tppguard_proto::identity::NodeId;
 use tppguard_proto::jws::SigningKey;
@@ -51,11 +50,42 @@ pub(crate) struct AppState {
     result_key: SigningKey,
     nonce_ttl_s: i64,
     rng: SystemRandom,
-    /// HMAC key and the admin token's tag under it: presented tokens are compared as HMAC
-    /// tags (`hmac::verify`, constant time), never byte by byte.
-    admin: Option<(hmac::Key, hmac::Tag)>,
     metrics: metrics::Metrics,
     limiter: RateLimiter,
+    /// The credentials requests authenticate with ([`auth`]).
+    credentials: auth::Credentials,
+    /// The clock the handlers and the authentication read.
+    clock: Clock,
+}
+
+/// The service's clock: Unix seconds, `None` when it cannot be read (before 1970).
+/// [`system_clock`] in service; tests inject their own.
+pub type Clock = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| crate::unix_now().ok())
+}
+
+/// `clock`'s now, or the error naming an unreadable clock.
+fn read_clock(clock: &Clock) -> Result<i64, Error> {
+    clock().ok_or(Error::Clock { unix: -1 })
+}
+
+/// The whole service without a socket: the router over its state (the store opened and
+/// migrated, the licences imported, the fleet loaded, the writer task running on the
+/// current tokio runtime), for [`run`] to serve and for tests to call in-process.
+pub struct App {
+    router: axum::Router,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    listen: std::net::SocketAddr,
+}
+
+impl App {
+    /// The router (cheap to clone); every request goes through authentication.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
 }
 
 /// Most nodes the rate limiter tracks; past it, windows that ended are dropped.
@@ -110,24 +140,57 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> Result<(), Error> {
 }
 
 async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
-    let now = crate::unix_now()?;
+    let app = build(&config, system_clock()).await?;
+    let listener = tokio::net::TcpListener::bind(app.listen)
+        .await
+        .map_err(|source| Error::Serve {
+            what: format!("cannot listen on {}", app.listen),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| Error::Serve {
+        what: "cannot read the bound address".to_owned(),
+        source,
+    })?;
+    let scheme = if app.tls.is_some() { "https" } else { "http" };
+    writeln!(out, "listening on {scheme}://{bound}")?;
+    out.flush()?;
+    let served = match app.tls {
+        Some(tls) => {
+            let service = app
+                .router
+                .into_make_service_with_connect_info::<tls::PeerCertificates>();
+            axum::serve(tls::TlsListener::new(listener, tls), service)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+        None => {
+            axum::serve(listener, app.router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+    };
+    served.map_err(|source| Error::Serve {
+        what: "the server stopped".to_owned(),
+        source,
+    })?;
+    writeln!(out, "stopped")?;
+    Ok(())
+}
+
+/// Builds the service of `config` on `clock` ([`App`]); binds nothing.
+pub async fn build(config: &Config, clock: Clock) -> Result<App, Error> {
+    let now = read_clock(&clock)?;
     let trust = TrustAnchors::from_trust_toml(&config.trust)?;
     let result_key = load_result_key(&config.result_key)?;
-    let admin = match config.admin_token()? {
-        Some(token) => {
-            let rng = SystemRandom::new();
-            let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).map_err(|_| Error::Serve {
-                what: "cannot draw a random key".to_owned(),
-                source: std::io::Error::other("the system random source failed"),
-            })?;
-            let tag = hmac::sign(&key, &token);
-            Some((key, tag))
-        }
-        None => None,
-    };
+    let credentials = auth::Credentials::new(config.admin_token()?.as_deref())?;
     // Certificate and key are read before anything else starts, so a bad file stops the start.
     let tls = match &config.tls {
-        Some(files) => Some(tls::server_config(&config.path, files)?),
+        Some(files) => Some(tls::server_config(
+            &config.path,
+            files,
+            config.client_auth,
+            &trust,
+        )?),
         None => None,
     };
     let store = Store::open(&config.database).await?;
@@ -163,6 +226,8 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
         nodes = fleet.node_count(),
         "fleet loaded"
     );
+    // The tokens issued before the start are known from the first request.
+    credentials.refresh(&store, now).await;
     let (queue, jobs) = tokio::sync::mpsc::channel(ingest::QUEUE);
     let state = Arc::new(AppState {
         store,
@@ -172,44 +237,19 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
         result_key,
         nonce_ttl_s: i64::try_from(config.nonce_ttl_s).unwrap_or(i64::MAX),
         rng: SystemRandom::new(),
-        admin,
         metrics: metrics::Metrics::new(),
         limiter: RateLimiter::new(config.node_rate_per_minute),
+        credentials,
+        clock,
     });
     // The writer holds the state until the runtime stops; it ends with the process.
     tokio::spawn(ingest::run(Arc::clone(&state), jobs));
-    let app = api::router(state, config.max_body_bytes, config.request_timeout_s);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Serve {
-            what: format!("cannot listen on {}", config.listen),
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| Error::Serve {
-        what: "cannot read the bound address".to_owned(),
-        source,
-    })?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    writeln!(out, "listening on {scheme}://{bound}")?;
-    out.flush()?;
-    let served = match tls {
-        Some(tls) => {
-            axum::serve(tls::TlsListener::new(listener, tls), app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-        }
-    };
-    served.map_err(|source| Error::Serve {
-        what: "the server stopped".to_owned(),
-        source,
-    })?;
-    writeln!(out, "stopped")?;
-    Ok(())
+    let router = api::router(state, config.max_body_bytes, config.request_timeout_s);
+    Ok(App {
+        router,
+        tls,
+        listen: config.listen,
+    })
 }
 
 /// Verifies every `*.jws` of `dir` (sorted by name) and stores it; one that does not verify

@@ -1,6 +1,14 @@
 //! HTTPS for `serve`: loading `tls_cert` and `tls_key` into a rustls server configuration
-//! ([`server_config`]: ring provider, TLS 1.3, no client certificates), and [`TlsListener`],
-//! the axum [`Listener`] that hands axum finished TLS streams.
+//! ([`server_config`]: ring provider, TLS 1.3, client certificates as `client_auth` says),
+//! and [`TlsListener`], the axum [`Listener`] that hands axum finished TLS streams, each
+//! with the client's certificate chain ([`PeerCertificates`]).
+//!
+//! Client certificates (mutual TLS, `client_auth`): `off` asks for none; `optional` asks, and
+//! takes whatever chain the client proves it holds the key of (the handshake signature is
+//! checked here), leaving the chain's judgement to the request's authentication (a chain
+//! that does not verify to the operator CA gets 401 there); `required` refuses, at the
+//! handshake, a client without a chain that verifies as a node certificate
+//! ([`TrustAnchors::verify_node`], the operator roots and CRLs of trust.toml).
 //!
 //! The listener owns the TCP socket, the handshakes in progress and the queue of finished
 //! ones. Every accepted TCP connection gets its own task for the handshake, under
@@ -24,7 +32,14 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
-use super::config::TlsFiles;
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use super::config::{ClientAuth, TlsFiles};
+use crate::chain::TrustAnchors;
 use crate::error::Error;
 
 /// Longest a TLS handshake may take before the connection is dropped.
@@ -47,8 +62,14 @@ const KEY_HINT: &str = "give the leaf certificate's PEM private key: PKCS#8 (BEG
 
 /// Reads `files` and builds the server configuration: TLS 1.3 only (every client of this
 /// service speaks it; fixing the version keeps the build's features from changing it), HTTP/1.1
-/// offered by ALPN. Errors are [`Error::Config`] naming the file at fault.
-pub fn server_config(config: &Path, files: &TlsFiles) -> Result<Arc<ServerConfig>, Error> {
+/// offered by ALPN, client certificates as `client_auth` says (checked against `trust`).
+/// Errors are [`Error::Config`] naming the file at fault.
+pub fn server_config(
+    config: &Path,
+    files: &TlsFiles,
+    client_auth: ClientAuth,
+    trust: &TrustAnchors,
+) -> Result<Arc<ServerConfig>, Error> {
     let err = |key: &'static str, reason: String, hint: &str| Error::Config {
         path: config.to_owned(),
         key,
@@ -86,7 +107,7 @@ pub fn server_config(config: &Path, files: &TlsFiles) -> Result<Arc<ServerConfig
     })?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| {
             err(
@@ -94,8 +115,17 @@ pub fn server_config(config: &Path, files: &TlsFiles) -> Result<Arc<ServerConfig
                 format!("the TLS library refused TLS 1.3 ({e})"),
                 "this is a bug; please report it",
             )
-        })?
-        .with_no_client_auth();
+        })?;
+    let builder = match client_auth {
+        ClientAuth::Off => builder.with_no_client_auth(),
+        ClientAuth::Optional | ClientAuth::Required => {
+            builder.with_client_cert_verifier(Arc::new(NodeCertVerifier {
+                trust: trust.clone(),
+                required: client_auth == ClientAuth::Required,
+                algorithms: provider.signature_verification_algorithms,
+            }))
+        }
+    };
     let mut server = builder.with_single_cert(certs, key).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => err(
             "tls_key",
@@ -142,6 +172,99 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(bytes)
+}
+
+/// Checks client certificates for `client_auth` (see the module documentation).
+#[derive(Debug)]
+struct NodeCertVerifier {
+    trust: TrustAnchors,
+    /// `required`: a chain must verify as a node's at the handshake.
+    required: bool,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for NodeCertVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // No hints: a node presents the one certificate it has.
+        &[]
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.required
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if self.required {
+            let chain: Vec<Vec<u8>> = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.as_ref().to_vec())
+                .collect();
+            let at = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+            self.trust.verify_node(&chain, at).map_err(|e| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+                    rustls::OtherError(Arc::new(e)),
+                ))
+            })?;
+        }
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The certificate chain a TLS client presented (leaf first, DER; empty when none), handed
+/// to every request of its connection as `ConnectInfo` for authentication.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(Arc<Vec<Vec<u8>>>);
+
+impl PeerCertificates {
+    /// No certificate was presented.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The chain, leaf first.
+    pub fn chain(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for PeerCertificates {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        let chain = stream
+            .io()
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|certs| certs.iter().map(|c| c.as_ref().to_vec()).collect())
+            .unwrap_or_default();
+        Self(Arc::new(chain))
+    }
 }
 
 /// A finished handshake and the peer's address.
@@ -305,7 +428,12 @@ mod tests {
     }
 
     fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, Error> {
-        server_config(Path::new("verifier.toml"), files)
+        server_config(
+            Path::new("verifier.toml"),
+            files,
+            ClientAuth::Off,
+            &TrustAnchors::default(),
+        )
     }
 
     /// The key, the reason and the hint of a configuration error.

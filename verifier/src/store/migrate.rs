@@ -37,6 +37,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_node_is_its_key.sql"),
         postgres: include_str!("../../migrations/postgres/0003_node_is_its_key.sql"),
     },
+    Migration {
+        version: 4,
+        name: "api tokens",
+        sqlite: include_str!("../../migrations/sqlite/0004_api_tokens.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_api_tokens.sql"),
+    },
 ];
 
 /// Arbitrary constant naming the migration lock among PostgreSQL advisory locks.

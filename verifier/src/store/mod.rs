@@ -23,6 +23,7 @@ mod migrate;
 pub mod pg_harness;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -34,6 +35,7 @@ use tppguard_proto::identity::NodeId;
 use tppguard_proto::site::SiteId;
 
 pub use error::{StoreError, redact_url};
+pub use tokens::{ApiToken, MAX_API_TOKENS};
 
 /// Nonces shorter than this are refused (DESIGN.md: at least 32 random bytes).
 pub const MIN_NONCE_LEN: usize = 32;

@@ -106,8 +106,14 @@ async fn migrations_idempotent(kind: Kind) {
     // Two verifiers starting together on an empty database: each migration applies once.
     let (a, b) = tokio::join!(Store::open(&db.url), Store::open(&db.url));
     let (a, b) = (a.expect("open a"), b.expect("open b"));
-    assert_eq!(a.schema_version().await.expect("version"), 3);
-    assert_eq!(b.schema_version().await.expect("version"), 3);
+    assert_eq!(
+        a.schema_version().await.expect("version"),
+        super::migrate::latest_version()
+    );
+    assert_eq!(
+        b.schema_version().await.expect("version"),
+        super::migrate::latest_version()
+    );
     assert_eq!(
         a.backend(),
         match kind {
@@ -119,7 +125,10 @@ async fn migrations_idempotent(kind: Kind) {
     drop((a, b));
     // Opening again changes nothing and keeps the data.
     let c = open(&db).await;
-    assert_eq!(c.schema_version().await.expect("version"), 3);
+    assert_eq!(
+        c.schema_version().await.expect("version"),
+        super::migrate::latest_version()
+    );
     c.ping().await.expect("ping");
     assert_eq!(
         c.consume_nonce(&nonce(1), 15).await.expect("use"),
@@ -131,7 +140,7 @@ async fn migrations_idempotent(kind: Kind) {
         .expect("count");
     assert_eq!(
         rows.try_get::<i64, _>("n").expect("n"),
-        3,
+        super::migrate::latest_version(),
         "each migration once"
     );
 }
@@ -699,6 +708,36 @@ async fn batch_operations(kind: Kind) {
     assert_eq!(s.licence_count().await.expect("count"), 1);
 }
 
+/// API tokens (migration 4): stored once per id, listed oldest first with their scope and
+/// times (NULL and set), revoked once (the first revocation time stays).
+async fn api_tokens_round_trip(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    let token = |id: &str, at: i64| super::ApiToken {
+        id: id.to_owned(),
+        name: format!("name of {id}"),
+        role: "vendor".to_owned(),
+        licences: vec!["L-1".to_owned(), "L-2".to_owned()],
+        secret_sha256: super::sha256_hex(id.as_bytes()),
+        created_at: at,
+        expires_at: (at > 10).then_some(at + 100),
+        revoked_at: None,
+    };
+    s.add_api_token(&token("b", 20)).await.expect("add b");
+    s.add_api_token(&token("a", 10)).await.expect("add a");
+    assert!(matches!(
+        s.add_api_token(&token("a", 30)).await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+    let listed = s.api_tokens().await.expect("list");
+    assert_eq!(listed, [token("a", 10), token("b", 20)]);
+    let revoked = s.revoke_api_token("b", 40).await.expect("revoke");
+    assert_eq!(revoked.and_then(|t| t.revoked_at), Some(40));
+    let again = s.revoke_api_token("b", 50).await.expect("revoke again");
+    assert_eq!(again.and_then(|t| t.revoked_at), Some(40));
+    assert_eq!(s.revoke_api_token("c", 50).await.expect("unknown"), None);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -732,6 +771,7 @@ on_both_backends!(
     bounds_and_bad_input,
     licence_idempotence,
     durability_without_close,
+    api_tokens_round_trip,
 );
 
 // ---- backend-specific ----
@@ -804,12 +844,18 @@ async fn store_open_errors_name_the_database_and_the_fix() {
 async fn sqlite_schema_from_a_newer_verifier_is_refused() {
     let db = fresh(Kind::Sqlite).await;
     let s = open(&db).await;
-    sqlx::query("INSERT INTO schema_version (version, name) VALUES (4, 'future')")
+    let future = super::migrate::latest_version() + 1;
+    sqlx::query("INSERT INTO schema_version (version, name) VALUES ($1, 'future')")
+        .bind(future)
         .execute(&s.pool)
         .await
         .expect("insert");
     s.close().await;
     let err = Store::open(&db.url).await.expect_err("newer schema");
     assert!(matches!(err, StoreError::Schema { .. }), "{err}");
-    assert!(err.to_string().contains("schema version 4"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("schema version {future}")),
+        "{err}"
+    );
 }
