@@ -290,6 +290,8 @@ fn push_believes_an_ear_only_under_the_pinned_result_key() {
                 "fra-1",
                 "--verifier-result-key",
                 s(key),
+                "--token-file",
+                s(&verifier.credentials.node_file),
             ],
         )
     };
@@ -331,6 +333,8 @@ fn push_believes_an_ear_only_under_the_pinned_result_key() {
             "--simulate",
             "--site",
             "fra-1",
+            "--token-file",
+            s(&verifier.credentials.node_file),
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -350,8 +354,11 @@ fn push_sends_the_bearer_token_and_never_prints_it() {
     let setup = VerifierSetup::new("127.0.0.1:0");
     let verifier = setup.start();
     let tap = Tap::new(&verifier.base);
-    let token = setup.tmp.path().join("node.token");
-    std::fs::write(&token, "tpg_node_itest_secret\n").expect("token file");
+    // The real node token, rewritten world-readable to draw the warning.
+    let token = verifier.credentials.node_file.clone();
+    let secret = verifier.credentials.node.clone();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("token file mode");
     let out = run(
         "tppguard-agent",
         &[
@@ -372,10 +379,10 @@ fn push_sends_the_bearer_token_and_never_prints_it() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let sent = String::from_utf8_lossy(&tap.sent.lock().expect("record")).into_owned();
     assert_eq!(
-        sent.matches("authorization: Bearer tpg_node_itest_secret\r\n")
+        sent.matches(&format!("authorization: Bearer {secret}\r\n"))
             .count()
             + sent
-                .matches("Authorization: Bearer tpg_node_itest_secret\r\n")
+                .matches(&format!("Authorization: Bearer {secret}\r\n"))
                 .count(),
         2,
         "the challenge and the attestation both carry it: {sent}"
@@ -384,8 +391,8 @@ fn push_sends_the_bearer_token_and_never_prints_it() {
     // trace logs.
     let err = stderr(&out);
     assert!(err.contains("readable by other users"), "{err}");
-    assert!(!err.contains("itest_secret"), "{err}");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("itest_secret"));
+    assert!(!err.contains(&secret), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&secret));
 }
 
 #[test]
