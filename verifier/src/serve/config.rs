@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tppguard_proto::jws::MAX_JWS_BYTES;
 
+use super::view::Redact;
 use crate::error::Error;
 use crate::pki::RESULT_KEY;
 
@@ -58,6 +59,15 @@ struct RawConfig {
     admin_token_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    // Issue 12, reads: what a regulator's reads redact.
+    regulator: Option<RawRegulator>,
+}
+
+/// `[regulator]` as written (issue 12, reads).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegulator {
+    redact: Option<Vec<String>>,
 }
 
 /// The server certificate and key for HTTPS, paths resolved (read when `serve` starts).
@@ -98,6 +108,8 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// The certificate and key to serve HTTPS with; `None`: plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// What a regulator's reads redact (`[regulator] redact`; default serials and UUIDs).
+    pub regulator_redact: Vec<Redact>,
 }
 
 impl Config {
@@ -110,7 +122,7 @@ impl Config {
             reason: e.message().to_owned() + &span_note(&text, e.span()),
             hint: "keys: listen, database, trust, licences_dir, rule_sets, result_key, \
                    nonce_ttl_s, max_body_bytes, request_timeout_s, node_rate_per_minute, \
-                   admin_token_file, tls_cert, tls_key (docs/serve.md)"
+                   admin_token_file, tls_cert, tls_key, [regulator] redact (docs/serve.md)"
                 .to_owned(),
         })?;
         let base = path
@@ -232,6 +244,7 @@ impl Config {
             node_rate_per_minute,
             admin_token_file: raw.admin_token_file.map(resolve),
             tls,
+            regulator_redact: regulator_redact(path, raw.regulator)?,
         })
     }
 
@@ -263,6 +276,30 @@ impl Config {
         }
         Ok(Some(token.as_bytes().to_vec()))
     }
+}
+
+/// `[regulator] redact`, checked (issue 12, reads): names from [`Redact::ALL`], each once;
+/// [`Redact::DEFAULT`] when not given.
+fn regulator_redact(path: &Path, raw: Option<RawRegulator>) -> Result<Vec<Redact>, Error> {
+    let Some(names) = raw.and_then(|r| r.redact) else {
+        return Ok(Redact::DEFAULT.to_vec());
+    };
+    let mut redact = Vec::with_capacity(names.len());
+    for name in &names {
+        let Some(r) = Redact::parse(name) else {
+            return Err(config_err(
+                path,
+                "regulator.redact",
+                format!("{name:?} is not something a regulator's reads can redact"),
+                "list any of \"serials\", \"uuids\", \"subjects\" (default [\"serials\", \
+                 \"uuids\"]; [] redacts nothing)",
+            ));
+        };
+        if !redact.contains(&r) {
+            redact.push(r);
+        }
+    }
+    Ok(redact)
 }
 
 fn read_small(path: &Path) -> Result<String, String> {
@@ -373,5 +410,27 @@ mod tests {
         let e = load("trust = \"t\"\ntls_certificate = \"c\"\n").unwrap_err();
         assert!(e.to_string().contains("tls_certificate"), "{e}");
         assert!(e.hint().unwrap().contains("tls_cert, tls_key"), "{e:?}");
+    }
+
+    // Issue 12, reads: `[regulator] redact`.
+    #[test]
+    fn regulator_redactions_default_to_serials_and_uuids() {
+        assert_eq!(
+            load("trust = \"t\"\n").unwrap().regulator_redact,
+            Redact::DEFAULT
+        );
+        let c = load(
+            "trust = \"t\"\n[regulator]\nredact = [\"subjects\", \"serials\", \"subjects\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.regulator_redact, [Redact::Subjects, Redact::Serials]);
+        let none = load("trust = \"t\"\n[regulator]\nredact = []\n").unwrap();
+        assert!(none.regulator_redact.is_empty());
+        let e = load("trust = \"t\"\n[regulator]\nredact = [\"names\"]\n").unwrap_err();
+        assert!(
+            e.to_string().contains("regulator.redact") && e.to_string().contains("\"names\""),
+            "{e}"
+        );
+        assert!(e.hint().unwrap().contains("\"subjects\""), "{e:?}");
     }
 }

@@ -17,7 +17,9 @@ pub mod config;
 mod fleet;
 mod ingest;
 mod metrics;
+mod reads;
 mod tls;
+pub mod view;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,6 +58,8 @@ pub(crate) struct AppState {
     admin: Option<(hmac::Key, hmac::Tag)>,
     metrics: metrics::Metrics,
     limiter: RateLimiter,
+    /// What a regulator's reads redact (`[regulator] redact`), under a key drawn at start.
+    redactor: view::Redactor,
 }
 
 /// Most nodes the rate limiter tracks; past it, windows that ended are dropped.
@@ -175,6 +179,7 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
         admin,
         metrics: metrics::Metrics::new(),
         limiter: RateLimiter::new(config.node_rate_per_minute),
+        redactor: view::Redactor::new(&config.regulator_redact, random_key()?),
     });
     // The writer holds the state until the runtime stops; it ends with the process.
     tokio::spawn(ingest::run(Arc::clone(&state), jobs));
@@ -210,6 +215,14 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
     })?;
     writeln!(out, "stopped")?;
     Ok(())
+}
+
+/// A fresh HMAC-SHA256 key from the system's random source.
+fn random_key() -> Result<hmac::Key, Error> {
+    hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new()).map_err(|_| Error::Serve {
+        what: "cannot draw a random key".to_owned(),
+        source: std::io::Error::other("the system random source failed"),
+    })
 }
 
 /// Verifies every `*.jws` of `dir` (sorted by name) and stores it; one that does not verify
