@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tppguard_proto::identity::NodeId;
 
 use super::AppState;
@@ -335,7 +335,7 @@ pub(super) async fn node(
     let Some(n) = node_of(verdict, id).filter(|n| view.sees_node(n)) else {
         return Err(unknown_node(&node));
     };
-    let findings: Vec<Value> = verdict
+    let findings: Vec<view::ShownFinding<'_>> = verdict
         .finding_index()
         .for_node(n)
         .into_iter()
@@ -526,7 +526,7 @@ pub(super) async fn findings(
         .filter(|f| view.sees_finding(verdict, f))
         .collect();
     let (shown, next) = page(&all, finding_key, q.after.as_deref(), limit)?;
-    let list: Vec<Value> = shown
+    let list: Vec<view::ShownFinding<'_>> = shown
         .into_iter()
         .map(|f| view.finding(verdict, f, true))
         .collect();

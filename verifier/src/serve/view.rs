@@ -266,25 +266,38 @@ impl<'a> View<'a> {
         Cow::Owned(shown)
     }
 
-    /// A finding (serialized, with the subject of the node it names when `with_subject`) as
-    /// this view shows it: redacted values are replaced in its sentence and figures too.
-    pub(crate) fn finding(&self, verdict: &FleetVerdict, f: &Finding, with_subject: bool) -> Value {
-        let mut value = serde_json::to_value(f).unwrap_or(Value::Null);
+    /// A finding (with the subject of the node it names when `with_subject`) as this view
+    /// shows it: redacted values are replaced in its sentence and figures too.
+    pub(crate) fn finding<'v>(
+        &self,
+        verdict: &'v FleetVerdict,
+        f: &'v Finding,
+        with_subject: bool,
+    ) -> ShownFinding<'v> {
         let named = named_nodes(verdict, f);
-        if with_subject
-            && let (Value::Object(map), Some(Some(n))) = (&mut value, named.first())
-            && f.node.is_some()
-        {
-            map.insert("subject".to_owned(), Value::String(n.subject.clone()));
+        let subject = f
+            .node
+            .as_ref()
+            .and(named.first().copied().flatten())
+            .filter(|_| with_subject)
+            .map(|n| n.subject.as_str());
+        let Some(r) = self.redactor else {
+            return ShownFinding::Plain {
+                finding: f,
+                subject,
+            };
+        };
+        let plain = ShownFinding::Plain {
+            finding: f,
+            subject,
+        };
+        let mut value = serde_json::to_value(&plain).unwrap_or(Value::Null);
+        let mut secrets = Vec::new();
+        for n in named.into_iter().flatten() {
+            r.secrets_of(n, &mut secrets);
         }
-        if let Some(r) = self.redactor {
-            let mut secrets = Vec::new();
-            for n in named.into_iter().flatten() {
-                r.secrets_of(n, &mut secrets);
-            }
-            replace_in(&mut value, &secrets);
-        }
-        value
+        replace_in(&mut value, &secrets);
+        ShownFinding::Redacted(value)
     }
 
     /// The fleet's verdict as this view sees it: a scoped view's is the worst of its
@@ -322,6 +335,20 @@ impl<'a> View<'a> {
     pub(crate) fn nodes<'v>(&self, verdict: &'v FleetVerdict) -> Vec<&'v NodeVerdict> {
         verdict.nodes.iter().filter(|n| self.sees_node(n)).collect()
     }
+}
+
+/// A finding as a read answers it: the policy's finding and, when it names a node, that
+/// node's certificate subject (for display); redacted, as JSON with the values replaced.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum ShownFinding<'v> {
+    Plain {
+        #[serde(flatten)]
+        finding: &'v Finding,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subject: Option<&'v str>,
+    },
+    Redacted(Value),
 }
 
 /// The findings by severity.
@@ -424,7 +451,7 @@ pub(crate) struct Full<'v> {
     pub(crate) nodes: Vec<Cow<'v, NodeVerdict>>,
     pub(crate) licences: Vec<&'v LicenceUsage>,
     pub(crate) countries: &'v [CountryUsage],
-    pub(crate) findings: Vec<Value>,
+    pub(crate) findings: Vec<ShownFinding<'v>>,
 }
 
 /// The whole verdict as `view` sees it (for a view that sees everything, serialize the
@@ -554,7 +581,7 @@ mod tests {
             .iter()
             .find(|f| f.code == "duplicate_device")
             .expect("a duplicate finding");
-        let text = view.finding(&v, finding, true).to_string();
+        let text = serde_json::to_string(&view.finding(&v, finding, true)).unwrap();
         let raw = serde_json::to_string(finding).unwrap();
         let gpu = &nth(&v, 0).gpus[0];
         let (serial, uuid) = (gpu.serial.as_deref().unwrap(), gpu.uuid.as_deref().unwrap());
