@@ -87,8 +87,7 @@ fn main() {
     let now = unix_now();
     let pki_dir = dir.path().join("pki");
     let report = pki::init(&pki_dir, now).unwrap();
-    let (licences, fleet, rule_set, _) =
-        bench_support::synthetic_fleet(nodes_n + ingest_n, 8, 1);
+    let (licences, fleet, rule_set, _) = bench_support::synthetic_fleet(nodes_n + ingest_n, 8, 1);
 
     // The licence: room for every GPU at `site-0`.
     let licences_dir = dir.path().join("licences");
@@ -108,7 +107,11 @@ fn main() {
         .arg(licences_dir.join("licence.jws"))
         .output()
         .unwrap();
-    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
 
     // The seeded fleet, straight into the database.
     let database = format!("sqlite://{}", dir.path().join("verifier.db").display());
@@ -332,7 +335,11 @@ fn make_node(dir: &Path, pki_dir: &Path, i: usize, now: i64, claims: Attestation
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, &name);
     let csr_path = dir.join("node.csr");
-    std::fs::write(&csr_path, params.serialize_request(&key).unwrap().pem().unwrap()).unwrap();
+    std::fs::write(
+        &csr_path,
+        params.serialize_request(&key).unwrap().pem().unwrap(),
+    )
+    .unwrap();
     let chain_path = dir.join("node-chain.pem");
     let options = pki::IssueOptions {
         days: 30,

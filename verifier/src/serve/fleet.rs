@@ -150,6 +150,8 @@ impl Snapshot {
 /// licence set and its arrivals (node, token SHA-256).
 struct Evaluated {
     generation: u64,
+    /// The fleet version the memory reflected.
+    version: Option<i64>,
     set: Arc<LicenceSet>,
     arrivals: HashMap<NodeId, [u8; 32]>,
 }
@@ -189,6 +191,36 @@ impl FleetState {
         if seen >= Some(version) {
             return Ok(());
         }
+        self.catch_up(store, seen, version).await
+    }
+
+    /// [`Self::refresh`] for a read: the same, except while this replica's writer is between
+    /// its batch's commit and [`Self::committed`] (the database one version ahead, the writer's
+    /// evaluation pending): the batch is left to the writer, which takes it in with its
+    /// verdict a moment later, and the read is served the fleet as it was just before. Its
+    /// client was not answered yet, so no client can have seen it.
+    pub(crate) async fn refresh_for_read(&self, store: &Store) -> ApiResult<()> {
+        let version = store.fleet_version().await?;
+        let seen = self.read().version;
+        if seen >= Some(version) {
+            return Ok(());
+        }
+        let writer_pending = self
+            .evaluated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|e| {
+                e.version == seen && seen.map(|v| v.saturating_add(1)) == Some(version)
+            });
+        if writer_pending {
+            return Ok(());
+        }
+        self.catch_up(store, seen, version).await
+    }
+
+    /// Reads what batches after `seen` changed, up to `version`.
+    async fn catch_up(&self, store: &Store, seen: Option<i64>, version: i64) -> ApiResult<()> {
         let pointers = store.latest_pointers(seen).await?;
         let unseen: Vec<i64> = {
             let inner = self.read();
@@ -421,6 +453,7 @@ impl FleetState {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(Evaluated {
                 generation: inner.generation,
+                version: inner.version,
                 set: Arc::clone(&basis.set),
                 arrivals: arriving,
             });
@@ -696,5 +729,33 @@ mod tests {
         }
         assert_eq!(evaluations.load(Ordering::Relaxed), 1);
         assert!(got.iter().all(|s| Arc::ptr_eq(s, &got[0])));
+    }
+
+    #[tokio::test]
+    async fn a_read_leaves_the_writers_commit_to_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("v.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let (licences, mut attestations, rule_set) = fleet(2);
+        let arriving = attestations.pop().unwrap();
+        let (fleet, basis) = state(attestations, &licences, rule_set);
+        let v0 = store.fleet_version().await.unwrap();
+        fleet.write().version = Some(v0);
+        // The writer evaluated its batch; the batch commits (version + 1).
+        let _ = fleet.evaluate(&basis, &[&arriving]);
+        store.begin_batch().await.unwrap().commit().await.unwrap();
+        fleet.refresh_for_read(&store).await.unwrap();
+        assert_eq!(fleet.read().version, Some(v0), "left to the writer");
+        // Another write after it: the read catches up with both.
+        store.begin_batch().await.unwrap().commit().await.unwrap();
+        let before = fleet.read().generation;
+        fleet.refresh_for_read(&store).await.unwrap();
+        assert_eq!(fleet.read().version, Some(v0 + 2));
+        assert_ne!(fleet.read().generation, before, "a write it did not make");
+        // The writer's own refresh never waits for itself.
+        let _ = fleet.evaluate(&basis, &[&arriving]);
+        store.begin_batch().await.unwrap().commit().await.unwrap();
+        fleet.refresh(&store).await.unwrap();
+        assert_eq!(fleet.read().version, Some(v0 + 3));
     }
 }

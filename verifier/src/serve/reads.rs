@@ -69,7 +69,7 @@ pub(super) fn with_subjects<'a>(
 /// The fleet's verdict now: the one held when it still holds, else one evaluation shared by
 /// every reader waiting for it.
 pub(super) async fn current(s: &Shared) -> ApiResult<Arc<Snapshot>> {
-    s.fleet.refresh(&s.store).await?;
+    s.fleet.refresh_for_read(&s.store).await?;
     if let Some(snapshot) = s.fleet.cached(now()?) {
         return Ok(snapshot);
     }
