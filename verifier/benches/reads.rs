@@ -19,7 +19,6 @@
 #![expect(
     clippy::expect_used,
     clippy::unwrap_used,
-    clippy::panic,
     reason = "a benchmark: a failed setup step is a bug to stop on"
 )]
 
