@@ -563,6 +563,10 @@ pub(super) async fn metrics(State(s): State<Shared>) -> ApiResult<Response> {
 }
 
 #[cfg(test)]
+#[path = "reads_http_tests.rs"]
+mod http_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
