@@ -46,6 +46,10 @@ use crate::policy::{
 };
 use crate::store::{Store, StoredAttestation, StoredLicence};
 
+/// Longest a read leaves a batch to the writer that evaluated it ([`FleetState::refresh_for_read`]):
+/// far more than a commit takes.
+const WRITER_PENDING_AT_MOST: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A node's latest accepted attestation and its row id.
 struct Latest {
     id: i64,
@@ -152,6 +156,8 @@ struct Evaluated {
     generation: u64,
     /// The fleet version the memory reflected.
     version: Option<i64>,
+    /// When the evaluation ended.
+    ended: std::time::Instant,
     set: Arc<LicenceSet>,
     arrivals: HashMap<NodeId, [u8; 32]>,
 }
@@ -196,9 +202,10 @@ impl FleetState {
 
     /// [`Self::refresh`] for a read: the same, except while this replica's writer is between
     /// its batch's commit and [`Self::committed`] (the database one version ahead, the writer's
-    /// evaluation pending): the batch is left to the writer, which takes it in with its
-    /// verdict a moment later, and the read is served the fleet as it was just before. Its
-    /// client was not answered yet, so no client can have seen it.
+    /// evaluation pending, for at most [`WRITER_PENDING_AT_MOST`]: a batch whose commit failed
+    /// never calls it): the batch is left to the writer, which takes it in with its verdict a
+    /// moment later, and the read is served the fleet as it was just before. Its clients were
+    /// not answered yet, so no client can have seen it.
     pub(crate) async fn refresh_for_read(&self, store: &Store) -> ApiResult<()> {
         let version = store.fleet_version().await?;
         let seen = self.read().version;
@@ -211,7 +218,9 @@ impl FleetState {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .is_some_and(|e| {
-                e.version == seen && seen.map(|v| v.saturating_add(1)) == Some(version)
+                e.version == seen
+                    && seen.map(|v| v.saturating_add(1)) == Some(version)
+                    && e.ended.elapsed() < WRITER_PENDING_AT_MOST
             });
         if writer_pending {
             return Ok(());
@@ -454,6 +463,7 @@ impl FleetState {
                 .unwrap_or_else(PoisonError::into_inner) = Some(Evaluated {
                 generation: inner.generation,
                 version: inner.version,
+                ended: std::time::Instant::now(),
                 set: Arc::clone(&basis.set),
                 arrivals: arriving,
             });
