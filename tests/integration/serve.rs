@@ -276,7 +276,7 @@ fn serve_challenge_attest_and_read_the_fleet_back() {
     assert_eq!(a.status, 409, "{}", a.body);
     assert_eq!(a.json()["code"], "nonce_replayed");
 
-    let fleet = server.get("/v1/fleet").json();
+    let fleet = server.get("/v1/fleet?view=full").json();
     assert_eq!(fleet["rule_set"], "us-eccn-3a090");
     assert_eq!(fleet["nodes"][0]["node"], node.as_str());
     assert!(fleet["at"].as_i64().is_some());

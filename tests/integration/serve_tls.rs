@@ -126,7 +126,7 @@ fn the_agent_pushes_over_https_with_its_ca_file_and_the_node_is_listed() {
     );
 
     let mut resp = https_client(Some(&ca))
-        .get(format!("{}/v1/fleet", verifier.base))
+        .get(format!("{}/v1/fleet?view=full", verifier.base))
         .header("Authorization", bearer(&verifier.credentials.operator))
         .call()
         .expect("GET /v1/fleet over HTTPS");

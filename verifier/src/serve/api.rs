@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ring::rand::SecureRandom;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 use tppguard_proto::claims::Nonce;
@@ -31,14 +31,13 @@ use tokio::sync::oneshot;
 
 use super::AppState;
 use super::ingest::{self, Job, Submission};
+use super::reads;
+pub(super) use super::reads::{NodeFinding, node_of, with_subjects};
 use crate::attestation::verify_attestation;
 use crate::ear::EarStatus;
 use crate::licence::verify_licence;
-use crate::policy::{
-    Finding, FleetVerdict, MAX_CLOCK_SKEW_S, NodeVerdict, Severity, VerifiedAttestation,
-    VerifiedLicence,
-};
-use crate::store::{MAX_HISTORY, NewAttestation, NonceUse, Outcome, Store, StoreError};
+use crate::policy::{MAX_CLOCK_SKEW_S, VerifiedAttestation, VerifiedLicence};
+use crate::store::{NewAttestation, NonceUse, Outcome, Store, StoreError};
 
 type Shared = Arc<AppState>;
 
@@ -76,8 +75,6 @@ pub const ROUTES: &[(&str, &str)] = &[
 const JOSE: &str = "application/jose";
 /// The node recorded for an attestation whose signer could not be established.
 const UNVERIFIED_NODE: &str = "unverified";
-/// Default length of a node's history.
-const DEFAULT_HISTORY: usize = 100;
 
 /// The router, with authentication ([`super::auth::authenticate`], on every route; the
 /// fallback answers 404 to anyone), the body limit and the request timeout.
@@ -87,16 +84,16 @@ pub(super) fn router(state: Shared, max_body_bytes: usize, timeout_s: u64) -> Ro
     Router::new()
         .route(CHALLENGE, post(challenge))
         .route(ATTESTATIONS, post(attest))
-        .route(FLEET, get(fleet))
-        .route(NODES, get(nodes))
-        .route(NODE, get(node))
-        .route(NODE_HISTORY, get(node_history))
-        .route(LICENCES, get(licences).post(add_licence))
-        .route(FINDINGS, get(findings))
-        .route(COUNTRIES, get(countries))
+        .route(FLEET, get(reads::fleet))
+        .route(NODES, get(reads::nodes))
+        .route(NODE, get(reads::node))
+        .route(NODE_HISTORY, get(reads::node_history))
+        .route(LICENCES, get(reads::licences).post(add_licence))
+        .route(FINDINGS, get(reads::findings))
+        .route(COUNTRIES, get(reads::countries))
         .route(HEALTHZ, get(healthz))
         .route(READYZ, get(readyz))
-        .route(METRICS, get(metrics))
+        .route(METRICS, get(reads::metrics))
         .route_layer(authenticate)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -177,12 +174,12 @@ impl IntoResponse for ApiError {
 pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// The service clock's now.
-fn now(s: &AppState) -> ApiResult<i64> {
+pub(super) fn now(s: &AppState) -> ApiResult<i64> {
     super::read_clock(&s.clock).map_err(ApiError::from)
 }
 
 /// JSON with a trailing newline; key order is the types' field order, so answers are stable.
-fn json_response<T: Serialize>(status: StatusCode, value: &T) -> ApiResult<Response> {
+pub(super) fn json_response<T: Serialize>(status: StatusCode, value: &T) -> ApiResult<Response> {
     let mut body = serde_json::to_vec_pretty(value).map_err(|e| ApiError::internal(&e))?;
     body.push(b'\n');
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
@@ -286,44 +283,6 @@ struct AttestAnswer {
     /// SHA-256 of the token this answer (and its EAR) appraises.
     token_sha256: String,
     findings: Vec<NodeFinding>,
-}
-
-/// A finding as the API answers it: the policy's finding and, when it names a node (by id),
-/// that node's certificate subject, for display.
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct NodeFinding {
-    #[serde(flatten)]
-    finding: Finding,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<String>,
-}
-
-/// `findings` with the subjects of the nodes they name, from `verdict`.
-pub(super) fn with_subjects<'a>(
-    verdict: &FleetVerdict,
-    findings: impl IntoIterator<Item = &'a Finding>,
-) -> Vec<NodeFinding> {
-    findings
-        .into_iter()
-        .map(|f| NodeFinding {
-            subject: f
-                .node
-                .as_deref()
-                .and_then(NodeId::from_hex)
-                .and_then(|id| node_of(verdict, id))
-                .map(|n| n.subject.clone()),
-            finding: f.clone(),
-        })
-        .collect()
-}
-
-/// The node `id` of `verdict` (its nodes are in node id order).
-pub(super) fn node_of(verdict: &FleetVerdict, id: NodeId) -> Option<&NodeVerdict> {
-    verdict
-        .nodes
-        .binary_search_by(|n| n.node.cmp(&id))
-        .ok()
-        .and_then(|i| verdict.nodes.get(i))
 }
 
 async fn attest(
@@ -560,256 +519,6 @@ pub(super) async fn verified_licences(
         .collect())
 }
 
-/// The fleet now: this replica's in-memory fleet, caught up with the database.
-async fn current(s: &Shared) -> ApiResult<FleetVerdict> {
-    let now = now(s)?;
-    s.fleet.refresh(&s.store).await?;
-    let basis = s.fleet.basis(&s.trust, now)?;
-    let state = Arc::clone(s);
-    let verdict = tokio::task::spawn_blocking(move || state.fleet.evaluate(&basis, &[]))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    s.metrics.usage(&verdict);
-    Ok(verdict)
-}
-
-async fn fleet(State(s): State<Shared>) -> ApiResult<Response> {
-    json_response(StatusCode::OK, &current(&s).await?)
-}
-
-#[derive(Serialize)]
-struct NodeSummary<'a> {
-    node: NodeId,
-    subject: &'a str,
-    token_sha256: &'a str,
-    licence: Option<&'a str>,
-    iat: i64,
-    age_s: u64,
-    stale: bool,
-    severity: Severity,
-    devices_counted: u64,
-    tpp_counted: tppguard_proto::units::Tpp,
-    gpus: usize,
-}
-
-impl<'a> From<&'a NodeVerdict> for NodeSummary<'a> {
-    fn from(n: &'a NodeVerdict) -> Self {
-        Self {
-            node: n.node,
-            subject: &n.subject,
-            token_sha256: &n.token_sha256,
-            licence: n.licence.as_deref(),
-            iat: n.iat,
-            age_s: n.age_s,
-            stale: n.stale,
-            severity: n.severity,
-            devices_counted: n.devices_counted,
-            tpp_counted: n.tpp_counted,
-            gpus: n.gpus.len(),
-        }
-    }
-}
-
-async fn nodes(State(s): State<Shared>) -> ApiResult<Response> {
-    let verdict = current(&s).await?;
-    let list: Vec<NodeSummary<'_>> = verdict.nodes.iter().map(NodeSummary::from).collect();
-    json_response(
-        StatusCode::OK,
-        &json!({"at": verdict.at, "rule_set": verdict.rule_set, "nodes": list}),
-    )
-}
-
-fn unknown_node(node: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "node_unknown",
-        format!(
-            "no node {:?} is known: name a node by its id (64 hex digits, GET /v1/nodes) or by a \
-             certificate subject only one node has",
-            node
-        ),
-    )
-}
-
-/// The node `text` names: its node id (64 hex digits), or a certificate subject that exactly
-/// one node of the fleet has. A subject shared by several nodes (machines whose certificates
-/// share a subject are distinct nodes) is ambiguous: 409 with their ids.
-async fn resolve_node(s: &Shared, text: &str) -> ApiResult<NodeId> {
-    if let Some(id) = NodeId::from_hex(text) {
-        return Ok(id);
-    }
-    if text.is_empty() || text.len() > crate::store::MAX_SUBJECT_LEN {
-        return Err(unknown_node(text));
-    }
-    s.fleet.refresh(&s.store).await?;
-    match s.fleet.nodes_with_subject(text).as_slice() {
-        [] => Err(unknown_node(text)),
-        [id] => Ok(*id),
-        ids => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "node_ambiguous",
-            format!(
-                "{} nodes have the certificate subject {:?}: name one by its node id ({})",
-                ids.len(),
-                text,
-                ids.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
-    }
-}
-
-async fn node(State(s): State<Shared>, Path(node): Path<String>) -> ApiResult<Response> {
-    let id = resolve_node(&s, &node).await?;
-    let verdict = current(&s).await?;
-    let Some(n) = node_of(&verdict, id) else {
-        return Err(unknown_node(&node));
-    };
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "at": verdict.at,
-            "rule_set": verdict.rule_set,
-            "node": n,
-            "findings": with_subjects(&verdict, verdict.finding_index().for_node(n)),
-        }),
-    )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HistoryQuery {
-    limit: Option<usize>,
-}
-
-#[derive(Serialize)]
-struct HistoryEntry<'a> {
-    id: i64,
-    subject: &'a str,
-    iat: i64,
-    received_at: i64,
-    token_sha256: &'a str,
-    outcome: &'static str,
-    reason: &'a str,
-    sentence: &'a str,
-    ear: Option<&'a str>,
-}
-
-fn bad_query(e: &QueryRejection) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "bad_query",
-        format!("the query string is not understood: {}", e.body_text()),
-    )
-}
-
-async fn node_history(
-    State(s): State<Shared>,
-    Path(node): Path<String>,
-    query: Result<Query<HistoryQuery>, QueryRejection>,
-) -> ApiResult<Response> {
-    let Query(q) = query.map_err(|e| bad_query(&e))?;
-    let limit = q.limit.unwrap_or(DEFAULT_HISTORY);
-    if !(1..=MAX_HISTORY).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("limit must be 1 to {MAX_HISTORY}"),
-        ));
-    }
-    let id = resolve_node(&s, &node).await?;
-    let rows = s.store.node_history(&id, limit).await?;
-    if rows.is_empty() {
-        return Err(unknown_node(&node));
-    }
-    let entries: Vec<HistoryEntry<'_>> = rows
-        .iter()
-        .map(|a| HistoryEntry {
-            id: a.id,
-            subject: &a.subject,
-            iat: a.iat,
-            received_at: a.received_at,
-            token_sha256: &a.token_sha256,
-            outcome: a.outcome.as_str(),
-            reason: &a.reason,
-            sentence: &a.sentence,
-            ear: a.ear.as_deref(),
-        })
-        .collect();
-    json_response(
-        StatusCode::OK,
-        &json!({"node": id, "attestations": entries}),
-    )
-}
-
-async fn licences(State(s): State<Shared>) -> ApiResult<Response> {
-    let verdict = current(&s).await?;
-    json_response(
-        StatusCode::OK,
-        &json!({"at": verdict.at, "rule_set": verdict.rule_set, "licences": verdict.licences}),
-    )
-}
-
-async fn countries(State(s): State<Shared>) -> ApiResult<Response> {
-    let verdict = current(&s).await?;
-    json_response(
-        StatusCode::OK,
-        &json!({"at": verdict.at, "rule_set": verdict.rule_set, "countries": verdict.countries}),
-    )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FindingsQuery {
-    severity: Option<String>,
-    code: Option<String>,
-    node: Option<String>,
-    licence: Option<String>,
-}
-
-async fn findings(
-    State(s): State<Shared>,
-    query: Result<Query<FindingsQuery>, QueryRejection>,
-) -> ApiResult<Response> {
-    let Query(q) = query.map_err(|e| bad_query(&e))?;
-    if let Some(sev) = &q.severity
-        && !["info", "warning", "unproven", "violation"].contains(&sev.as_str())
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("severity {sev:?} is not info, warning, unproven or violation"),
-        ));
-    }
-    let node = match q.node.as_deref() {
-        Some(text) => Some(resolve_node(&s, text).await?.to_string()),
-        None => None,
-    };
-    let verdict = current(&s).await?;
-    let list: Vec<&Finding> = verdict
-        .findings
-        .iter()
-        .filter(|f| q.severity.as_deref().is_none_or(|v| f.severity.code() == v))
-        .filter(|f| q.code.as_deref().is_none_or(|v| f.code == v))
-        .filter(|f| node.as_deref().is_none_or(|v| f.node.as_deref() == Some(v)))
-        .filter(|f| {
-            q.licence
-                .as_deref()
-                .is_none_or(|v| f.licence.as_deref() == Some(v))
-        })
-        .collect();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "at": verdict.at,
-            "rule_set": verdict.rule_set,
-            "findings": with_subjects(&verdict, list),
-        }),
-    )
-}
-
 /// `POST /v1/licences`: an admin credential (checked by [`super::auth`]) adds a licence.
 async fn add_licence(
     State(s): State<Shared>,
@@ -851,21 +560,6 @@ async fn readyz(State(s): State<Shared>) -> ApiResult<Response> {
     }
     s.store.ping().await?;
     Ok((StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response())
-}
-
-async fn metrics(State(s): State<Shared>) -> ApiResult<Response> {
-    // Refresh the usage gauges; a failing evaluation still serves the counters.
-    let _ = current(&s).await;
-    let text = s.metrics.encode().map_err(|e| ApiError::internal(&e))?;
-    Ok((
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
 }
 
 #[cfg(test)]

@@ -26,7 +26,6 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ring::hmac;
-use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -262,12 +261,7 @@ pub(crate) struct Credentials {
 impl Credentials {
     /// Empty credentials (loaded at the first request), with `admin_file`'s token if given.
     pub(crate) fn new(admin_file: Option<&[u8]>) -> Result<Self, crate::Error> {
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new()).map_err(|_| {
-            crate::Error::Serve {
-                what: "cannot draw a random key".to_owned(),
-                source: std::io::Error::other("the system random source failed"),
-            }
-        })?;
+        let key = super::random_key()?;
         let admin_file = admin_file.map(|token| hmac::sign(&key, token));
         Ok(Self {
             key,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tppguard_proto::jws::MAX_JWS_BYTES;
 
+use super::view::Redact;
 use crate::error::Error;
 use crate::pki::RESULT_KEY;
 
@@ -60,6 +61,15 @@ struct RawConfig {
     tls_key: Option<PathBuf>,
     // Authentication (issue 12).
     client_auth: Option<String>,
+    // Issue 12, reads: what a regulator's reads redact.
+    regulator: Option<RawRegulator>,
+}
+
+/// `[regulator]` as written (issue 12, reads).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegulator {
+    redact: Option<Vec<String>>,
 }
 
 /// The server certificate and key for HTTPS, paths resolved (read when `serve` starts).
@@ -100,6 +110,8 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// The certificate and key to serve HTTPS with; `None`: plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// What a regulator's reads redact (`[regulator] redact`; default serials and UUIDs).
+    pub regulator_redact: Vec<Redact>,
     /// Whether HTTPS asks clients for a certificate (a node's, from the operator CA).
     pub client_auth: ClientAuth,
 }
@@ -167,7 +179,8 @@ impl Config {
             reason: e.message().to_owned() + &span_note(&text, e.span()),
             hint: "keys: listen, database, trust, licences_dir, rule_sets, result_key, \
                    nonce_ttl_s, max_body_bytes, request_timeout_s, node_rate_per_minute, \
-                   admin_token_file, tls_cert, tls_key, client_auth (docs/serve.md)"
+                   admin_token_file, tls_cert, tls_key, client_auth, [regulator] redact \
+                   (docs/serve.md)"
                 .to_owned(),
         })?;
         let base = path
@@ -291,6 +304,7 @@ impl Config {
             admin_token_file: raw.admin_token_file.map(resolve),
             tls,
             client_auth,
+            regulator_redact: regulator_redact(path, raw.regulator)?,
         })
     }
 
@@ -322,6 +336,30 @@ impl Config {
         }
         Ok(Some(token.as_bytes().to_vec()))
     }
+}
+
+/// `[regulator] redact`, checked (issue 12, reads): names from [`Redact::ALL`], each once;
+/// [`Redact::DEFAULT`] when not given.
+fn regulator_redact(path: &Path, raw: Option<RawRegulator>) -> Result<Vec<Redact>, Error> {
+    let Some(names) = raw.and_then(|r| r.redact) else {
+        return Ok(Redact::DEFAULT.to_vec());
+    };
+    let mut redact = Vec::with_capacity(names.len());
+    for name in &names {
+        let Some(r) = Redact::parse(name) else {
+            return Err(config_err(
+                path,
+                "regulator.redact",
+                format!("{name:?} is not something a regulator's reads can redact"),
+                "list any of \"serials\", \"uuids\", \"subjects\" (default [\"serials\", \
+                 \"uuids\"]; [] redacts nothing)",
+            ));
+        };
+        if !redact.contains(&r) {
+            redact.push(r);
+        }
+    }
+    Ok(redact)
 }
 
 fn read_small(path: &Path) -> Result<String, String> {
@@ -451,5 +489,27 @@ mod tests {
         let e = load("trust = \"t\"\ntls_certificate = \"c\"\n").unwrap_err();
         assert!(e.to_string().contains("tls_certificate"), "{e}");
         assert!(e.hint().unwrap().contains("tls_cert, tls_key"), "{e:?}");
+    }
+
+    // Issue 12, reads: `[regulator] redact`.
+    #[test]
+    fn regulator_redactions_default_to_serials_and_uuids() {
+        assert_eq!(
+            load("trust = \"t\"\n").unwrap().regulator_redact,
+            Redact::DEFAULT
+        );
+        let c = load(
+            "trust = \"t\"\n[regulator]\nredact = [\"subjects\", \"serials\", \"subjects\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.regulator_redact, [Redact::Subjects, Redact::Serials]);
+        let none = load("trust = \"t\"\n[regulator]\nredact = []\n").unwrap();
+        assert!(none.regulator_redact.is_empty());
+        let e = load("trust = \"t\"\n[regulator]\nredact = [\"names\"]\n").unwrap_err();
+        assert!(
+            e.to_string().contains("regulator.redact") && e.to_string().contains("\"names\""),
+            "{e}"
+        );
+        assert!(e.hint().unwrap().contains("\"subjects\""), "{e:?}");
     }
 }

@@ -10,7 +10,17 @@
 //! the rows it has not seen, and reloads the licences when their count changed (they are only
 //! ever added). The licences are verified again, and the rule set
 //! chosen again, at most once per second ([`Basis`]): a licence or a certificate that expires
-//! stops counting within a second.
+//! stops counting within a second; a check that finds the same licences keeps the same
+//! [`LicenceSet`] id.
+//!
+//! Reads are served from one verdict held in memory ([`Snapshot`]), computed once per state
+//! of the fleet: it is kept while the memory's generation (moved by every change taken in: an
+//! attestation, reloaded licences, or any write to the database this replica did not make
+//! itself, such as another replica's batch, a licence, a revocation or a retirement) and the
+//! licence set are unchanged, and until its next change instant ([`next_change`]: the first
+//! instant at which the same inputs evaluate differently by time alone). Readers that find it
+//! out of date share one evaluation ([`FleetState::computing`]); the writer offers the verdict
+//! its batch evaluated ([`FleetState::committed`]), so under ingest reads rarely evaluate.
 //!
 //! Nodes are kept by node id (their key). Which of two attestations of a node is the latest
 //! is decided as the store decides it: the one recorded later (greater row id; batches commit
@@ -18,19 +28,27 @@
 //! replicas), never the node's own `iat`. Memory and database agree whatever order replicas'
 //! writes are seen in.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tppguard_proto::claims::AttestationClaims;
 use tppguard_proto::identity::NodeId;
+use tppguard_proto::licence::DEFAULT_MAX_ATTESTATION_AGE_SECONDS;
 use tppguard_proto::ruleset::RuleSet;
 
 use super::api::{ApiError, ApiResult};
 use crate::chain::TrustAnchors;
 use crate::check::rule_sets;
 use crate::licence::verify_licence;
-use crate::policy::{FleetVerdict, VerifiedAttestation, VerifiedLicence, evaluate};
+use crate::policy::{
+    FleetVerdict, MAX_CLOCK_SKEW_S, NodeVerdict, VerifiedAttestation, VerifiedLicence, evaluate,
+};
 use crate::store::{Store, StoredAttestation, StoredLicence};
+
+/// Longest a read leaves a batch to the writer that evaluated it ([`FleetState::refresh_for_read`]):
+/// far more than a commit takes.
+const WRITER_PENDING_AT_MOST: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A node's latest accepted attestation and its row id.
 struct Latest {
@@ -46,16 +64,102 @@ struct Inner {
     /// The stored licence tokens, and how many the database held when they were read.
     licences: Vec<StoredLicence>,
     licence_count: Option<u64>,
+    /// Moves with every change this memory takes in (see the module documentation).
+    generation: u64,
+    /// Moves whenever `licences` are reloaded.
+    licence_generation: u64,
 }
 
-/// What an evaluation needs besides the attestations, valid for one second.
+impl Inner {
+    /// Takes in an accepted attestation recorded as row `id`, unless the node's current one
+    /// was recorded later; whether it did.
+    fn apply(&mut self, id: i64, attestation: VerifiedAttestation) -> bool {
+        let changed = match self.nodes.get_mut(&attestation.node_id()) {
+            Some(cur) if cur.id >= id => false,
+            Some(cur) => {
+                *cur = Latest { id, attestation };
+                true
+            }
+            None => {
+                self.nodes
+                    .insert(attestation.node_id(), Latest { id, attestation });
+                true
+            }
+        };
+        if changed {
+            self.generation = self.generation.wrapping_add(1);
+        }
+        changed
+    }
+}
+
+/// The licences that verified and the rule set, at `checked_at`.
+pub(crate) struct LicenceSet {
+    /// Two sets with one id hold the same licences and rule set.
+    id: u64,
+    licence_generation: u64,
+    checked_at: i64,
+    /// SHA-256 of the tokens that verified, in stored order.
+    tokens: Vec<String>,
+    licences: Vec<VerifiedLicence>,
+    rule_set: RuleSet,
+}
+
+/// What an evaluation needs besides the attestations: the instant and the licence set.
 pub(crate) struct Basis {
     at: i64,
-    licence_count: Option<u64>,
-    /// The stored licences that verify at `at`.
-    pub(crate) licences: Vec<VerifiedLicence>,
-    /// The rule set evaluated: the first configured, or the first the licences name.
-    pub(crate) rule_set: RuleSet,
+    set: Arc<LicenceSet>,
+}
+
+/// One evaluation of the whole fleet, served to every read while it holds.
+pub(crate) struct Snapshot {
+    pub(crate) verdict: FleetVerdict,
+    generation: u64,
+    set: u64,
+    /// The first instant at which the verdict may change by time alone; `None`: never.
+    pub(crate) next_change: Option<i64>,
+    /// The summary's counts for views of the whole fleet, made at the first such read.
+    counts: std::sync::OnceLock<super::view::Counts>,
+}
+
+impl Snapshot {
+    fn new(verdict: FleetVerdict, generation: u64, set: &LicenceSet) -> Self {
+        let next_change = next_change(&verdict, &set.licences);
+        Self {
+            verdict,
+            generation,
+            set: set.id,
+            next_change,
+            counts: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether it is the verdict of memory `generation` under licence set `set` at `now`.
+    fn holds(&self, generation: u64, set: u64, now: i64) -> bool {
+        self.generation == generation
+            && self.set == set
+            && self.verdict.at <= now
+            && self.next_change.is_none_or(|t| now < t)
+    }
+
+    /// The counts of a view of the whole fleet (they do not depend on redactions).
+    pub(crate) fn whole_fleet_counts(&self) -> super::view::Counts {
+        *self
+            .counts
+            .get_or_init(|| super::view::counts(&self.verdict, &super::view::View::all()))
+    }
+}
+
+/// The writer's last evaluation with arrivals: the memory generation it started from, its
+/// licence set and its arrivals (node, token SHA-256).
+struct Evaluated {
+    generation: u64,
+    /// The fleet version the memory reflected.
+    version: Option<i64>,
+    /// When the evaluation ended.
+    ended: std::time::Instant,
+    set: Arc<LicenceSet>,
+    arrivals: HashMap<NodeId, [u8; 32]>,
 }
 
 /// The in-memory fleet of one replica.
@@ -63,7 +167,12 @@ pub(crate) struct FleetState {
     /// `rule_sets` from the configuration (files); empty: the licences name them.
     rule_sets: Vec<String>,
     inner: RwLock<Inner>,
-    basis: Mutex<Option<Arc<Basis>>>,
+    basis: Mutex<Option<Arc<LicenceSet>>>,
+    next_set_id: AtomicU64,
+    snapshot: Mutex<Option<Arc<Snapshot>>>,
+    evaluated: Mutex<Option<Evaluated>>,
+    /// Held by the one reader evaluating the fleet; the others wait for its verdict.
+    pub(crate) computing: tokio::sync::Mutex<()>,
 }
 
 impl FleetState {
@@ -72,17 +181,55 @@ impl FleetState {
             rule_sets,
             inner: RwLock::default(),
             basis: Mutex::default(),
+            next_set_id: AtomicU64::new(1),
+            snapshot: Mutex::default(),
+            evaluated: Mutex::default(),
+            computing: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Catches up with the database: other replicas' attestations and new licences. One
-    /// single-row read when nothing changed since the last look.
+    /// Catches up with the database: other replicas' attestations, new licences, and any
+    /// write this replica did not make (which moves the generation). One single-row read when
+    /// nothing changed since the last look.
     pub(crate) async fn refresh(&self, store: &Store) -> ApiResult<()> {
         let version = store.fleet_version().await?;
         let seen = self.read().version;
         if seen >= Some(version) {
             return Ok(());
         }
+        self.catch_up(store, seen, version).await
+    }
+
+    /// [`Self::refresh`] for a read: the same, except while this replica's writer is between
+    /// its batch's commit and [`Self::committed`] (the database one version ahead, the writer's
+    /// evaluation pending, for at most [`WRITER_PENDING_AT_MOST`]: a batch whose commit failed
+    /// never calls it): the batch is left to the writer, which takes it in with its verdict a
+    /// moment later, and the read is served the fleet as it was just before. Its clients were
+    /// not answered yet, so no client can have seen it.
+    pub(crate) async fn refresh_for_read(&self, store: &Store) -> ApiResult<()> {
+        let version = store.fleet_version().await?;
+        let seen = self.read().version;
+        if seen >= Some(version) {
+            return Ok(());
+        }
+        let writer_pending = self
+            .evaluated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|e| {
+                e.version == seen
+                    && seen.map(|v| v.saturating_add(1)) == Some(version)
+                    && e.ended.elapsed() < WRITER_PENDING_AT_MOST
+            });
+        if writer_pending {
+            return Ok(());
+        }
+        self.catch_up(store, seen, version).await
+    }
+
+    /// Reads what batches after `seen` changed, up to `version`.
+    async fn catch_up(&self, store: &Store, seen: Option<i64>, version: i64) -> ApiResult<()> {
         let pointers = store.latest_pointers(seen).await?;
         let unseen: Vec<i64> = {
             let inner = self.read();
@@ -98,8 +245,9 @@ impl FleetState {
                 .iter()
                 .map(|row| Ok((row.id, from_stored(row)?)))
                 .collect::<ApiResult<Vec<_>>>()?;
+            let mut inner = self.write();
             for (id, attestation) in parsed {
-                self.apply(id, attestation);
+                inner.apply(id, attestation);
             }
         }
         let count = store.licence_count().await?;
@@ -109,20 +257,54 @@ impl FleetState {
             let mut inner = self.write();
             inner.licence_count = Some(u64::try_from(licences.len()).unwrap_or(u64::MAX));
             inner.licences = licences;
+            inner.licence_generation = inner.licence_generation.wrapping_add(1);
         }
         // Everything up to `version` is now in memory (what was read is at least as new).
         let mut inner = self.write();
-        inner.version = inner.version.max(Some(version));
+        if inner.version < Some(version) {
+            inner.version = Some(version);
+            inner.generation = inner.generation.wrapping_add(1);
+        }
         Ok(())
     }
 
-    /// After this replica committed a batch that moved the fleet version to `version`, with
-    /// its accepted attestations already applied: when the memory reflected the version just
-    /// before, it now reflects `version`, and the next refresh has nothing to read.
-    pub(crate) fn committed(&self, version: i64) {
+    /// After this replica committed a batch that moved the fleet version to `version`: takes
+    /// in its `accepted` attestations (row id, attestation); when the memory reflected the
+    /// version just before, it now reflects `version`, and the next refresh has nothing to
+    /// read. `verdict`, the batch's evaluation with its arrivals, is kept for reads when it is
+    /// exactly the fleet now held (the arrivals it evaluated are the attestations taken in,
+    /// from the memory it evaluated).
+    pub(crate) fn committed(
+        &self,
+        version: i64,
+        accepted: Vec<(i64, VerifiedAttestation)>,
+        verdict: Option<FleetVerdict>,
+    ) {
         let mut inner = self.write();
+        let before = inner.generation;
+        let mut taken: HashMap<NodeId, [u8; 32]> = HashMap::with_capacity(accepted.len());
+        for (id, attestation) in accepted {
+            let (node, sha) = (attestation.node_id(), *attestation.token_sha256());
+            if inner.apply(id, attestation) {
+                taken.insert(node, sha);
+            }
+        }
         if inner.version == Some(version.saturating_sub(1)) {
             inner.version = Some(version);
+        }
+        let evaluated = self
+            .evaluated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let (Some(verdict), Some(e)) = (verdict, evaluated)
+            && e.generation == before
+            && e.arrivals == taken
+        {
+            // Published while the memory is locked: no reader sees the new generation
+            // without its verdict.
+            let snapshot = Snapshot::new(verdict, inner.generation, &e.set);
+            self.install(Arc::new(snapshot));
         }
     }
 
@@ -136,80 +318,117 @@ impl FleetState {
 
     /// How many nodes the fleet holds.
     pub(crate) fn node_count(&self) -> usize {
-        self.inner
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .nodes
-            .len()
+        self.read().nodes.len()
     }
 
-    /// Takes in an accepted attestation recorded as row `id`, unless the node's current one
-    /// was recorded later.
-    pub(crate) fn apply(&self, id: i64, attestation: VerifiedAttestation) {
-        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        match inner.nodes.get_mut(&attestation.node_id()) {
-            Some(cur) if cur.id >= id => {}
-            Some(cur) => *cur = Latest { id, attestation },
-            None => {
-                inner
-                    .nodes
-                    .insert(attestation.node_id(), Latest { id, attestation });
-            }
-        }
-    }
-
-    /// The node ids of the nodes held whose certificate subject is `subject` (display names
-    /// are not unique: several machines may share one).
-    pub(crate) fn nodes_with_subject(&self, subject: &str) -> Vec<NodeId> {
-        let mut ids: Vec<NodeId> = self
-            .read()
-            .nodes
-            .iter()
-            .filter(|(_, l)| l.attestation.node_subject() == subject)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort_unstable();
-        ids
-    }
-
-    /// The licences and rule set at `at` (computed at most once per second and licence set).
+    /// The licences and rule set at `at` (verified at most once per second and licence set).
     pub(crate) fn basis(&self, trust: &TrustAnchors, at: i64) -> ApiResult<Arc<Basis>> {
-        let (tokens, licence_count) = {
-            let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-            let mut cache = self.basis.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(b) = cache.as_ref()
-                && b.at == at
-                && b.licence_count == inner.licence_count
+        let (tokens, licence_generation) = {
+            let inner = self.read();
+            let cache = self.basis.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(set) = cache.as_ref()
+                && set.checked_at == at
+                && set.licence_generation == inner.licence_generation
             {
-                return Ok(Arc::clone(b));
+                return Ok(Arc::new(Basis {
+                    at,
+                    set: Arc::clone(set),
+                }));
             }
-            *cache = None;
             (
                 inner
                     .licences
                     .iter()
-                    .map(|l| l.token.clone())
+                    .map(|l| (l.token_sha256.clone(), l.token.clone()))
                     .collect::<Vec<_>>(),
-                inner.licence_count,
+                inner.licence_generation,
             )
         };
-        let licences: Vec<VerifiedLicence> = tokens
-            .iter()
-            .filter_map(|t| verify_licence(t, trust, at).ok())
-            .collect();
+        let (shas, licences): (Vec<String>, Vec<VerifiedLicence>) = tokens
+            .into_iter()
+            .filter_map(|(sha, t)| verify_licence(&t, trust, at).ok().map(|v| (sha, v)))
+            .unzip();
         let mut sets = rule_sets(&self.rule_sets, &licences)?;
         if sets.is_empty() {
             return Err(ApiError::internal(&"no rule set to evaluate"));
         }
         let rule_set = sets.swap_remove(0);
-        let basis = Arc::new(Basis {
-            at,
-            licence_count,
+        let mut cache = self.basis.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = match cache.as_ref() {
+            Some(old)
+                if old.tokens == shas
+                    && old.rule_set.id == rule_set.id
+                    && old.rule_set.version == rule_set.version =>
+            {
+                old.id
+            }
+            _ => self.next_set_id.fetch_add(1, Ordering::Relaxed),
+        };
+        let set = Arc::new(LicenceSet {
+            id,
+            licence_generation,
+            checked_at: at,
+            tokens: shas,
             licences,
             rule_set,
         });
-        *self.basis.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&basis));
-        Ok(basis)
+        *cache = Some(Arc::clone(&set));
+        Ok(Arc::new(Basis { at, set }))
+    }
+
+    /// The verdict held, when it is the fleet's at `now`: nothing changed since, and the
+    /// licences were checked this second (call [`Self::basis`] first to check them).
+    pub(crate) fn cached(&self, now: i64) -> Option<Arc<Snapshot>> {
+        let (generation, licence_generation) = {
+            let inner = self.read();
+            (inner.generation, inner.licence_generation)
+        };
+        let set = self
+            .basis
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|s| s.checked_at == now && s.licence_generation == licence_generation)
+            .map(|s| s.id)?;
+        self.latest()
+            .filter(|snapshot| snapshot.holds(generation, set, now))
+    }
+
+    /// The last verdict computed, whatever its age (for the metrics' gauges).
+    pub(crate) fn latest(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps `snapshot` for reads unless a newer one is held.
+    fn install(&self, snapshot: Arc<Snapshot>) {
+        let mut slot = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+        let newer_held = slot.as_ref().is_some_and(|held| {
+            (held.generation, held.verdict.at) > (snapshot.generation, snapshot.verdict.at)
+        });
+        if !newer_held {
+            *slot = Some(snapshot);
+        }
+    }
+
+    /// Evaluates the fleet held under `basis` and keeps the verdict for reads. CPU work:
+    /// call it off the async workers, holding [`Self::computing`].
+    pub(crate) fn compute(&self, basis: &Basis) -> Arc<Snapshot> {
+        let (verdict, generation) = {
+            let inner = self.read();
+            let verdict = evaluate(
+                &basis.set.licences,
+                &basis.set.rule_set,
+                inner.nodes.values().map(|l| &l.attestation),
+                basis.at,
+            );
+            (verdict, inner.generation)
+        };
+        let snapshot = Arc::new(Snapshot::new(verdict, generation, &basis.set));
+        self.install(Arc::clone(&snapshot));
+        snapshot
     }
 
     /// The verdict at `basis.at` on the fleet held, with `arrivals` taken in: an arrival
@@ -221,20 +440,87 @@ impl FleetState {
         basis: &Basis,
         arrivals: &[&VerifiedAttestation],
     ) -> FleetVerdict {
-        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        let arriving: HashSet<NodeId> = arrivals.iter().map(|a| a.node_id()).collect();
-        evaluate(
-            &basis.licences,
-            &basis.rule_set,
+        let inner = self.read();
+        let arriving: HashMap<NodeId, [u8; 32]> = arrivals
+            .iter()
+            .map(|a| (a.node_id(), *a.token_sha256()))
+            .collect();
+        let verdict = evaluate(
+            &basis.set.licences,
+            &basis.set.rule_set,
             inner
                 .nodes
                 .iter()
-                .filter(|(id, _)| !arriving.contains(id))
+                .filter(|(id, _)| !arriving.contains_key(id))
                 .map(|(_, l)| &l.attestation)
                 .chain(arrivals.iter().map(|a| &**a)),
             basis.at,
-        )
+        );
+        if !arriving.is_empty() {
+            *self
+                .evaluated
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Evaluated {
+                generation: inner.generation,
+                version: inner.version,
+                ended: std::time::Instant::now(),
+                set: Arc::clone(&basis.set),
+                arrivals: arriving,
+            });
+        }
+        verdict
     }
+}
+
+/// The first instant after `verdict.at` at which evaluating the same attestations under the
+/// same `licences` may answer differently by time alone, `None` when no such instant comes:
+/// a licence's validity starting (`valid_from`) or ending (`valid_until`, exclusive), a node
+/// turning stale (its age, from receipt or else `iat`, passing the `max_attestation_age` of
+/// its licence, or the default without one), an attestation dated in the future ceasing to be
+/// (one without a receipt time only). Licence-signer certificates, roots and CRLs are checked
+/// again every second ([`FleetState::basis`]).
+pub(crate) fn next_change(verdict: &FleetVerdict, licences: &[VerifiedLicence]) -> Option<i64> {
+    let at = verdict.at;
+    let mut max_age: HashMap<&str, u64> = HashMap::with_capacity(licences.len());
+    let mut first: Option<i64> = None;
+    let mut consider = |t: i64| {
+        if t > at && first.is_none_or(|f| t < f) {
+            first = Some(t);
+        }
+    };
+    for v in licences {
+        let l = v.licence();
+        consider(l.valid_from());
+        consider(l.valid_until());
+        let age = max_age.entry(l.id()).or_insert(u64::MAX);
+        *age = (*age).min(l.max_attestation_age_s());
+    }
+    for n in &verdict.nodes {
+        if n.received_at.is_none() {
+            consider(n.iat.saturating_sub(MAX_CLOCK_SKEW_S));
+        }
+        if n.stale {
+            continue;
+        }
+        let limit = n
+            .licence
+            .as_deref()
+            .and_then(|l| max_age.get(l))
+            .copied()
+            .unwrap_or(DEFAULT_MAX_ATTESTATION_AGE_SECONDS);
+        if let Some(t) = stale_from(n, limit) {
+            consider(t);
+        }
+    }
+    first
+}
+
+/// The first instant at which `node` is stale under `max_age_s`: its age passes it.
+fn stale_from(node: &NodeVerdict, max_age_s: u64) -> Option<i64> {
+    let since = node.received_at.unwrap_or(node.iat);
+    since
+        .checked_add(i64::try_from(max_age_s).ok()?)?
+        .checked_add(1)
 }
 
 /// A stored accepted attestation as the policy takes it: the claims recorded when it was
@@ -275,4 +561,211 @@ pub(crate) fn stored_token_identity(
         .ok()
         .and_then(|t| t.header().x5c.first().cloned())?;
     crate::chain::stored_leaf_facts(&leaf).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::bench_support::{self, AT};
+
+    const DAY: i64 = 86_400;
+
+    /// `n` nodes under licence SYN-DE-0000 (max age 24 h), node `i` received at `AT - 60 * i`.
+    fn fleet(n: usize) -> (Vec<VerifiedLicence>, Vec<VerifiedAttestation>, RuleSet) {
+        let (licences, attestations, rule_set, _) = bench_support::synthetic_fleet(n, 1, 1);
+        let received = attestations
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| a.received_at_time(AT - 60 * i64::try_from(i).unwrap()))
+            .collect();
+        (licences, received, rule_set)
+    }
+
+    #[test]
+    fn the_next_change_is_the_first_node_to_turn_stale() {
+        let (licences, attestations, rule_set) = fleet(3);
+        let verdict = evaluate(&licences, &rule_set, &attestations, AT);
+        assert!(verdict.nodes.iter().all(|n| !n.stale));
+        // The oldest node (received 120 s before AT) is stale once its age passes 24 h.
+        let t = next_change(&verdict, &licences).unwrap();
+        assert_eq!(t, AT - 120 + DAY + 1);
+        let just_before = evaluate(&licences, &rule_set, &attestations, t - 1);
+        assert!(just_before.nodes.iter().all(|n| !n.stale));
+        assert_eq!(next_change(&just_before, &licences), Some(t));
+        let at_it = evaluate(&licences, &rule_set, &attestations, t);
+        assert_eq!(at_it.nodes.iter().filter(|n| n.stale).count(), 1);
+        // Stale nodes stay stale: the next change is the next node's.
+        assert_eq!(next_change(&at_it, &licences), Some(AT - 60 + DAY + 1));
+    }
+
+    #[test]
+    fn the_next_change_is_a_licence_validity_bound_when_sooner() {
+        let (licences, attestations, rule_set) = fleet(1);
+        let until = licences[0].licence().valid_until();
+        // Evaluated late enough that the node is stale: only the licence's end remains.
+        let late = until - 10;
+        let verdict = evaluate(&licences, &rule_set, &attestations, late);
+        assert!(verdict.nodes[0].stale);
+        assert_eq!(next_change(&verdict, &licences), Some(until));
+        let after = evaluate(&licences, &rule_set, &attestations, until);
+        assert_eq!(
+            next_change(&after, &licences),
+            None,
+            "nothing changes by time any more"
+        );
+        // Before the licence starts, its start comes first.
+        let from = licences[0].licence().valid_from();
+        let early = evaluate(&licences, &rule_set, &[], from - 5);
+        assert_eq!(next_change(&early, &licences), Some(from));
+        // Without a licence, nodes turn stale after the default age.
+        let bare = evaluate(&[], &rule_set, &attestations, AT);
+        assert_eq!(
+            next_change(&bare, &[]),
+            Some(AT + i64::try_from(DEFAULT_MAX_ATTESTATION_AGE_SECONDS).unwrap() + 1)
+        );
+    }
+
+    /// A fleet state holding `attestations` (row ids 1..), its basis built from `licences`.
+    fn state(
+        attestations: Vec<VerifiedAttestation>,
+        licences: &[VerifiedLicence],
+        rule_set: RuleSet,
+    ) -> (FleetState, Arc<Basis>) {
+        let fleet = FleetState::new(Vec::new());
+        {
+            let mut inner = fleet.write();
+            for (i, a) in attestations.into_iter().enumerate() {
+                inner.apply(i64::try_from(i).unwrap() + 1, a);
+            }
+        }
+        let set = Arc::new(LicenceSet {
+            id: 7,
+            licence_generation: 0,
+            checked_at: AT,
+            tokens: Vec::new(),
+            licences: licences.to_vec(),
+            rule_set,
+        });
+        *fleet.basis.lock().unwrap() = Some(Arc::clone(&set));
+        (fleet, Arc::new(Basis { at: AT, set }))
+    }
+
+    #[test]
+    fn a_verdict_is_served_until_the_fleet_changes_or_its_next_change_passes() {
+        let (licences, mut attestations, rule_set) = fleet(3);
+        let last = attestations.pop().unwrap();
+        let (fleet, basis) = state(attestations, &licences, rule_set);
+        assert!(fleet.cached(AT).is_none(), "nothing evaluated yet");
+        let first = fleet.compute(&basis);
+        assert_eq!(first.verdict.nodes.len(), 2);
+        let held = fleet.cached(AT).expect("held");
+        assert!(Arc::ptr_eq(&held, &first));
+        // A later second needs the licences checked again first.
+        assert!(fleet.cached(AT + 1).is_none());
+        // Past its next change instant it is not served, whatever the licences.
+        let t = first.next_change.unwrap();
+        assert!(!first.holds(first.generation, 7, t) && first.holds(first.generation, 7, t - 1));
+        // A new attestation moves the generation: not served any more.
+        fleet.write().apply(10, last);
+        assert!(fleet.cached(AT).is_none());
+        let second = fleet.compute(&basis);
+        assert_eq!(second.verdict.nodes.len(), 3);
+        assert!(Arc::ptr_eq(&fleet.cached(AT).unwrap(), &second));
+        // An older evaluation finishing late never replaces a newer one.
+        fleet.install(Arc::clone(&first));
+        assert!(Arc::ptr_eq(&fleet.latest().unwrap(), &second));
+    }
+
+    #[test]
+    fn the_writers_verdict_is_kept_only_when_it_is_the_fleet_held() {
+        let (licences, mut attestations, rule_set) = fleet(3);
+        let third = attestations.pop().unwrap();
+        let second = attestations.pop().unwrap();
+        let (fleet, basis) = state(attestations, &licences, rule_set);
+        fleet.write().version = Some(4);
+        // The batch evaluates with the third node arriving and commits it: kept.
+        let verdict = fleet.evaluate(&basis, &[&third]);
+        fleet.committed(5, vec![(20, third.clone())], Some(verdict));
+        let held = fleet.cached(AT).expect("the batch's verdict is held");
+        assert_eq!(held.verdict.nodes.len(), 2);
+        assert_eq!(fleet.read().version, Some(5));
+        // A batch whose arrival was not recorded (a duplicate) leaves nothing to serve.
+        let verdict = fleet.evaluate(&basis, &[&second]);
+        fleet.committed(6, Vec::new(), Some(verdict));
+        assert!(fleet.latest().is_some_and(|s| s.verdict.nodes.len() == 2));
+        assert!(
+            Arc::ptr_eq(&fleet.cached(AT).unwrap(), &held),
+            "nothing changed"
+        );
+        // A verdict made before another change is refused too.
+        let verdict = fleet.evaluate(&basis, &[&second]);
+        fleet.write().generation += 1;
+        fleet.committed(7, vec![(21, second)], Some(verdict));
+        assert!(fleet.cached(AT).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readers_waiting_share_one_evaluation() {
+        let (licences, attestations, rule_set) = fleet(50);
+        let (fleet, basis) = state(attestations, &licences, rule_set);
+        let fleet = Arc::new(fleet);
+        let evaluations = Arc::new(AtomicU64::new(0));
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let (fleet, basis, evaluations) = (
+                    Arc::clone(&fleet),
+                    Arc::clone(&basis),
+                    Arc::clone(&evaluations),
+                );
+                tokio::spawn(async move {
+                    if let Some(s) = fleet.cached(AT) {
+                        return s;
+                    }
+                    let _one = fleet.computing.lock().await;
+                    if let Some(s) = fleet.cached(AT) {
+                        return s;
+                    }
+                    evaluations.fetch_add(1, Ordering::Relaxed);
+                    let f = Arc::clone(&fleet);
+                    tokio::task::spawn_blocking(move || f.compute(&basis))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for r in readers {
+            got.push(r.await.unwrap());
+        }
+        assert_eq!(evaluations.load(Ordering::Relaxed), 1);
+        assert!(got.iter().all(|s| Arc::ptr_eq(s, &got[0])));
+    }
+
+    #[tokio::test]
+    async fn a_read_leaves_the_writers_commit_to_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("v.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let (licences, mut attestations, rule_set) = fleet(2);
+        let arriving = attestations.pop().unwrap();
+        let (fleet, basis) = state(attestations, &licences, rule_set);
+        let v0 = store.fleet_version().await.unwrap();
+        fleet.write().version = Some(v0);
+        // The writer evaluated its batch; the batch commits (version + 1).
+        let _ = fleet.evaluate(&basis, &[&arriving]);
+        store.begin_batch().await.unwrap().commit().await.unwrap();
+        fleet.refresh_for_read(&store).await.unwrap();
+        assert_eq!(fleet.read().version, Some(v0), "left to the writer");
+        // Another write after it: the read catches up with both.
+        store.begin_batch().await.unwrap().commit().await.unwrap();
+        let before = fleet.read().generation;
+        fleet.refresh_for_read(&store).await.unwrap();
+        assert_eq!(fleet.read().version, Some(v0 + 2));
+        assert_ne!(fleet.read().generation, before, "a write it did not make");
+        // The writer's own refresh never waits for itself.
+        let _ = fleet.evaluate(&basis, &[&arriving]);
+        store.begin_batch().await.unwrap().commit().await.unwrap();
+        fleet.refresh(&store).await.unwrap();
+        assert_eq!(fleet.read().version, Some(v0 + 3));
+    }
 }

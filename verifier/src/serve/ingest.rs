@@ -228,10 +228,11 @@ async fn process(s: &Arc<AppState>, batch: Vec<Job>, now: i64) {
         }
     };
     let accepted = staged.accepted.len();
-    for (id, attestation) in staged.accepted {
-        s.fleet.apply(id, attestation);
+    if let Some(verdict) = &staged.verdict {
+        s.metrics.usage(verdict);
     }
-    s.fleet.committed(version);
+    s.fleet
+        .committed(version, staged.accepted, staged.verdict.take());
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     tracing::debug!(
         jobs,
@@ -242,9 +243,6 @@ async fn process(s: &Arc<AppState>, batch: Vec<Job>, now: i64) {
         took_ms = ms(started.elapsed()),
         "batch committed"
     );
-    if let Some(verdict) = &staged.verdict {
-        s.metrics.usage(verdict);
-    }
     for answer in staged.answers {
         if let Answer::Attest {
             counted: Some((outcome, code)),

@@ -17,7 +17,9 @@ pub mod config;
 mod fleet;
 mod ingest;
 mod metrics;
+mod reads;
 mod tls;
+pub mod view;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,8 @@ pub(crate) struct AppState {
     rng: SystemRandom,
     metrics: metrics::Metrics,
     limiter: RateLimiter,
+    /// What a regulator's reads redact (`[regulator] redact`), under a key drawn at start.
+    redactor: view::Redactor,
     /// The credentials requests authenticate with ([`auth`]).
     credentials: auth::Credentials,
     /// The clock the handlers and the authentication read.
@@ -241,6 +245,7 @@ pub async fn build(config: &Config, clock: Clock) -> Result<App, Error> {
         limiter: RateLimiter::new(config.node_rate_per_minute),
         credentials,
         clock,
+        redactor: view::Redactor::new(&config.regulator_redact, random_key()?),
     });
     // The writer holds the state until the runtime stops; it ends with the process.
     tokio::spawn(ingest::run(Arc::clone(&state), jobs));
@@ -249,6 +254,16 @@ pub async fn build(config: &Config, clock: Clock) -> Result<App, Error> {
         router,
         tls,
         listen: config.listen,
+    })
+}
+
+/// A fresh HMAC-SHA256 key from the system's random source.
+pub(crate) fn random_key() -> Result<ring::hmac::Key, Error> {
+    ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &SystemRandom::new()).map_err(|_| {
+        Error::Serve {
+            what: "cannot draw a random key".to_owned(),
+            source: std::io::Error::other("the system random source failed"),
+        }
     })
 }
 

@@ -58,7 +58,7 @@ pub const MAX_LICENCE_ID_LEN: usize = 256;
 /// Most attestations [`Store::node_history`] returns.
 pub const MAX_HISTORY: usize = 1000;
 /// Most nodes [`Store::latest_accepted`] returns; more is an error, never a silent cut.
-pub const MAX_NODES: usize = 100_000;
+pub const MAX_NODES: usize = 250_000;
 /// Most licences [`Store::licences`] returns; more is an error, never a silent cut.
 pub const MAX_LICENCES: usize = 10_000;
 
@@ -189,6 +189,30 @@ pub struct StoredAttestation {
     pub token_sha256: String,
     /// The claims, JSON text.
     pub claims_json: String,
+    /// The judgement.
+    pub outcome: Outcome,
+    /// Reason code.
+    pub reason: String,
+    /// Human sentence.
+    pub sentence: String,
+    /// The EAR, if any.
+    pub ear: Option<String>,
+}
+
+/// One attestation of a node's history ([`Store::node_history`]): what a history shows,
+/// without the token and claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Row id.
+    pub id: i64,
+    /// The node's certificate subject, for display.
+    pub subject: String,
+    /// The token's `iat`.
+    pub iat: i64,
+    /// When it was received.
+    pub received_at: i64,
+    /// SHA-256 of the token's bytes, lower-case hex.
+    pub token_sha256: String,
     /// The judgement.
     pub outcome: Outcome,
     /// Reason code.
@@ -541,29 +565,51 @@ impl Store {
     }
 
     /// A node's attestations, accepted and rejected, most recently recorded first, at most
-    /// `limit` (itself at most [`MAX_HISTORY`]).
+    /// `limit` (itself at most [`MAX_HISTORY`]): the columns a history shows, never the tokens
+    /// or claims.
     pub async fn node_history(
         &self,
         node: &NodeId,
         limit: usize,
-    ) -> Result<Vec<StoredAttestation>, StoreError> {
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
         if limit > MAX_HISTORY {
             return Err(StoreError::InvalidInput {
                 what: "history limit",
                 reason: format!("{limit} is more than the most the store returns, {MAX_HISTORY}"),
             });
         }
-        let sql = format!(
-            "SELECT {ATTESTATION_COLUMNS} FROM attestations a WHERE a.node_id = $1 \
-             ORDER BY a.id DESC LIMIT $2"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(node.to_string())
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(self.query_err("reading a node's history"))?;
-        rows.iter().map(|r| self.attestation(r)).collect()
+        let rows = sqlx::query(
+            "SELECT a.id, a.subject, a.iat, a.received_at, a.token_sha256, a.outcome, a.reason, \
+             a.sentence, a.ear FROM attestations a WHERE a.node_id = $1 \
+             ORDER BY a.id DESC LIMIT $2",
+        )
+        .bind(node.to_string())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_err("reading a node's history"))?;
+        let err = self.query_err("reading a node's history");
+        rows.iter()
+            .map(|r| {
+                let text = |c: &'static str| r.try_get::<String, _>(c).map_err(&err);
+                let int = |c: &'static str| r.try_get::<i64, _>(c).map_err(&err);
+                let outcome = text("outcome")?;
+                let Some(outcome) = Outcome::parse(&outcome) else {
+                    return Err(self.corrupt("attestation", format!("outcome {outcome:?}")));
+                };
+                Ok(HistoryEntry {
+                    id: int("id")?,
+                    subject: text("subject")?,
+                    iat: int("iat")?,
+                    received_at: int("received_at")?,
+                    token_sha256: text("token_sha256")?,
+                    outcome,
+                    reason: text("reason")?,
+                    sentence: text("sentence")?,
+                    ear: r.try_get::<Option<String>, _>("ear").map_err(&err)?,
+                })
+            })
+            .collect()
     }
 
     /// How many attestations are recorded, by outcome.
