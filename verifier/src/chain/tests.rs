@@ -788,6 +788,12 @@ fn a_pinned_roots_path_length_limits_the_intermediates() {
         }
     );
     assert_eq!(e.code(), "root_path_len_exceeded");
+    // More certificates than pathlen 0 can use (leaf and root): refused before parsing.
+    let junk = vec![vec![0u8; 10]; 3];
+    assert_eq!(
+        verify_node_chain(&junk, &operator_trust(&root0), NOW, &[]).unwrap_err(),
+        ChainError::ChainTooLong { len: 3, max: 2 }
+    );
     // pathlen 1: one intermediate passes.
     let root1 = constrained(1);
     let mid = intermediate(&PKCS_ED25519, &root1, "intermediate", 2);

@@ -1,6 +1,6 @@
 //! Prometheus metrics (prometheus-client, OpenMetrics text): attestations by outcome and
 //! reason code, verification latency, TPP used per licence and stale nodes (both set from the
-//! latest evaluation).
+//! latest evaluation), bytes of rejected attestations, and requests refused at a limit.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub struct Metrics {
     tpp_used: Family<Labels, Gauge<f64, AtomicU64>>,
     devices_used: Family<Labels, Gauge>,
     stale_nodes: Gauge,
+    rejected_bytes: Counter,
+    refused: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -61,8 +63,24 @@ impl Metrics {
             "Nodes whose latest accepted attestation is older than their licence allows",
             stale_nodes.clone(),
         );
+        let rejected_bytes = Counter::default();
+        registry.register(
+            "rejected_bytes",
+            "Bytes of attestation bodies read and rejected (a record keeps only a hash and a \
+             short prefix of each)",
+            rejected_bytes.clone(),
+        );
+        let refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "refused",
+            "Requests refused at a limit, by code (overloaded, challenge_rate_limited, \
+             too_many_outstanding_challenges)",
+            refused.clone(),
+        );
         Self {
             registry,
+            rejected_bytes,
+            refused,
             attestations,
             latency,
             tpp_used,
@@ -78,6 +96,19 @@ impl Metrics {
                 ("outcome", outcome.to_owned()),
                 ("code", code.to_owned()),
             ])
+            .inc();
+    }
+
+    /// Counts the bytes of one rejected attestation body.
+    pub fn rejected_bytes(&self, bytes: usize) {
+        self.rejected_bytes
+            .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one request refused at a limit.
+    pub fn refused(&self, code: &'static str) {
+        self.refused
+            .get_or_create(&vec![("code", code.to_owned())])
             .inc();
     }
 

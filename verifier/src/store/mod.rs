@@ -152,8 +152,12 @@ pub struct NewAttestation {
     pub iat: i64,
     /// When the verifier received it (Unix seconds).
     pub received_at: i64,
-    /// The JWS compact token as received.
+    /// The JWS compact token as received; for a rejection, only its first bytes (the
+    /// verifier's choice: `serve` keeps a short escaped prefix).
     pub token: String,
+    /// SHA-256 of the whole token, lower-case hex, when `token` holds only part of it; `None`:
+    /// the SHA-256 of `token`. The row's key either way (one row per token).
+    pub token_sha256: Option<String>,
     /// The verified claims, JSON text (checked to parse).
     pub claims_json: String,
     /// The verifier's judgement.
@@ -187,6 +191,32 @@ pub struct StoredAttestation {
     pub token_sha256: String,
     /// The claims, JSON text.
     pub claims_json: String,
+    /// The judgement.
+    pub outcome: Outcome,
+    /// Reason code.
+    pub reason: String,
+    /// Human sentence.
+    pub sentence: String,
+    /// The EAR, if any.
+    pub ear: Option<String>,
+}
+
+/// One entry of a node's history ([`Store::node_history`]): a recorded attestation without
+/// its token and claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// Row id (receipt order).
+    pub id: i64,
+    /// The node (its key), when the signer was established.
+    pub node_id: Option<NodeId>,
+    /// The node's certificate subject, for display.
+    pub subject: String,
+    /// The token's `iat`.
+    pub iat: i64,
+    /// When it was received.
+    pub received_at: i64,
+    /// SHA-256 of the whole token, lower-case hex.
+    pub token_sha256: String,
     /// The judgement.
     pub outcome: Outcome,
     /// Reason code.
@@ -539,29 +569,57 @@ impl Store {
     }
 
     /// A node's attestations, accepted and rejected, most recently recorded first, at most
-    /// `limit` (itself at most [`MAX_HISTORY`]).
+    /// `limit` (itself at most [`MAX_HISTORY`]): the columns a history shows, never the tokens
+    /// or claims (a request for a long history must not load them).
     pub async fn node_history(
         &self,
         node: &NodeId,
         limit: usize,
-    ) -> Result<Vec<StoredAttestation>, StoreError> {
+    ) -> Result<Vec<HistoryRow>, StoreError> {
         if limit > MAX_HISTORY {
             return Err(StoreError::InvalidInput {
                 what: "history limit",
                 reason: format!("{limit} is more than the most the store returns, {MAX_HISTORY}"),
             });
         }
-        let sql = format!(
-            "SELECT {ATTESTATION_COLUMNS} FROM attestations a WHERE a.node_id = $1 \
-             ORDER BY a.id DESC LIMIT $2"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(node.to_string())
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(self.query_err("reading a node's history"))?;
-        rows.iter().map(|r| self.attestation(r)).collect()
+        let rows = sqlx::query(
+            "SELECT a.id, a.node_id, a.subject, a.iat, a.received_at, a.token_sha256, \
+             a.outcome, a.reason, a.sentence, a.ear FROM attestations a WHERE a.node_id = $1 \
+             ORDER BY a.id DESC LIMIT $2",
+        )
+        .bind(node.to_string())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_err("reading a node's history"))?;
+        rows.iter().map(|r| self.history_row(r)).collect()
+    }
+
+    fn history_row(&self, r: &AnyRow) -> Result<HistoryRow, StoreError> {
+        let err = self.query_err("reading a node's history");
+        let text = |c: &'static str| r.try_get::<String, _>(c).map_err(&err);
+        let int = |c: &'static str| r.try_get::<i64, _>(c).map_err(&err);
+        let outcome = text("outcome")?;
+        let Some(outcome) = Outcome::parse(&outcome) else {
+            return Err(self.corrupt("attestation", format!("outcome {outcome:?}")));
+        };
+        let node_id = r
+            .try_get::<Option<String>, _>("node_id")
+            .map_err(&err)?
+            .map(|n| self.node_id(&n))
+            .transpose()?;
+        Ok(HistoryRow {
+            id: int("id")?,
+            node_id,
+            subject: text("subject")?,
+            iat: int("iat")?,
+            received_at: int("received_at")?,
+            token_sha256: text("token_sha256")?,
+            outcome,
+            reason: text("reason")?,
+            sentence: text("sentence")?,
+            ear: r.try_get::<Option<String>, _>("ear").map_err(&err)?,
+        })
     }
 
     /// How many attestations are recorded, by outcome.
@@ -1017,7 +1075,11 @@ impl WriteBatch<'_> {
             rows.iter().map(|a| validate(a).map(|()| None)).collect();
         let shas: Vec<String> = rows
             .iter()
-            .map(|a| sha256_hex(a.token.as_bytes()))
+            .map(|a| {
+                a.token_sha256
+                    .clone()
+                    .unwrap_or_else(|| sha256_hex(a.token.as_bytes()))
+            })
             .collect();
         let valid: Vec<usize> = (0..rows.len())
             .filter(|&i| answers.get(i).is_some_and(Result::is_ok))
@@ -1149,6 +1211,14 @@ fn validate(a: &NewAttestation) -> Result<(), StoreError> {
     }
     check_len("subject", &a.subject, 1, MAX_SUBJECT_LEN)?;
     check_len("attestation token", &a.token, 1, MAX_TOKEN_LEN)?;
+    if let Some(sha) = &a.token_sha256
+        && !(sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    {
+        return Err(StoreError::InvalidInput {
+            what: "token SHA-256",
+            reason: "not 64 lower-case hex digits".to_owned(),
+        });
+    }
     check_len("claims JSON", &a.claims_json, 2, MAX_CLAIMS_LEN)?;
     check_len("reason code", &a.reason, 1, MAX_REASON_LEN)?;
     check_len("sentence", &a.sentence, 0, MAX_SENTENCE_LEN)?;

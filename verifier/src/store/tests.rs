@@ -75,6 +75,7 @@ fn att(node: &str, iat: i64, token: &str, outcome: Outcome) -> NewAttestation {
         iat,
         received_at: iat + 1,
         token: token.to_owned(),
+        token_sha256: None,
         claims_json: format!(r#"{{"iss":"{node}","iat":{iat}}}"#),
         outcome,
         reason: match outcome {
@@ -585,9 +586,9 @@ async fn durability_without_close(kind: Kind) {
         .await
         .expect("history")
         .into_iter()
-        .map(|a| a.token)
+        .map(|a| a.token_sha256)
         .collect();
-    assert_eq!(names, BTreeSet::from(["durable".to_owned()]));
+    assert_eq!(names, BTreeSet::from([sha256_hex(b"durable")]));
 }
 
 /// One write batch: many nonces issued and spent, many attestations recorded, per-row
