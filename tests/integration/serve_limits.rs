@@ -376,6 +376,43 @@ fn requests_past_max_in_flight_are_answered_overloaded() {
     assert_eq!(attest(&setup, base).status, 200, "the node is served");
 }
 
+/// With `max_concurrent_verifications = 1`, 8 clients posting bodies that fail verification
+/// all at once are each answered (422, or 503 `overloaded` when the one slot stayed busy past
+/// the short wait), and a node posting among them is accepted.
+#[test]
+fn verifications_are_bounded_and_a_node_is_served_among_a_flood() {
+    let (setup, running) = started(
+        "max_concurrent_verifications = 1
+node_rate_per_minute = 6000",
+    );
+    let base = running.base.clone();
+    let nonce = nonce(&base);
+    let good = token(&setup, &nonce);
+    let flood: Vec<_> = (0..8)
+        .map(|t| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                (0..8)
+                    .map(|i| {
+                        let a = post_token(&base, &format!("eyJ{t}.{i}.{}", "x".repeat(60_000)));
+                        (a.status, a.code().to_owned())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let a = post_token(&base, &good);
+    assert_eq!(a.status, 200, "the node is served: {}", a.body);
+    for answers in flood {
+        for (status, code) in answers.join().expect("flood thread") {
+            assert!(
+                status == 422 || (status, code.as_str()) == (503, "overloaded"),
+                "{status} {code}"
+            );
+        }
+    }
+}
+
 /// `token` with its header's `x5c` replaced by `x5c`, signed again with the node's key.
 fn with_x5c(node: &Path, token: &str, x5c: Vec<Vec<u8>>) -> String {
     let pem = std::fs::read_to_string(node.join("node.key")).expect("node.key");

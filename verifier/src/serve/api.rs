@@ -375,16 +375,9 @@ async fn attest(
     let now = now()?;
     // Signature and chain checks run off the async workers, at most
     // `max_concurrent_verifications` at once; past it, a short wait, then 503.
-    let Ok(Ok(slot)) = tokio::time::timeout(
-        limits::VERIFICATION_WAIT,
-        Arc::clone(&s.verifications).acquire_owned(),
-    )
-    .await
-    else {
-        let e = limits::overloaded("max_concurrent_verifications");
-        s.metrics.refused(e.code());
-        return Err(e);
-    };
+    let slot = limits::verification_slot(&s.verifications)
+        .await
+        .inspect_err(|e| s.metrics.refused(e.code()))?;
     let state = Arc::clone(&s);
     let (token, verified) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();

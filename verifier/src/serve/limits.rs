@@ -183,6 +183,18 @@ pub(crate) fn overloaded(what: &str) -> ApiError {
     .with_retry_after(OVERLOADED_RETRY_S)
 }
 
+/// A slot to run one signature and chain check (`max_concurrent_verifications`), waiting at
+/// most [`VERIFICATION_WAIT`]; then 503 `overloaded`.
+pub(crate) async fn verification_slot(
+    slots: &Arc<Semaphore>,
+) -> Result<OwnedSemaphorePermit, ApiError> {
+    match tokio::time::timeout(VERIFICATION_WAIT, Arc::clone(slots).acquire_owned()).await {
+        Ok(Ok(slot)) => Ok(slot),
+        // Elapsed, or the semaphore closed (it never is).
+        Ok(Err(_)) | Err(_) => Err(overloaded("max_concurrent_verifications")),
+    }
+}
+
 /// Middleware: at most the semaphore's permits of requests in flight; past it, 503
 /// `overloaded` at once (never queued: a queue would only hold the flood longer).
 pub(crate) async fn in_flight(
@@ -215,6 +227,24 @@ mod tests {
         assert!(l.allow(a, 120), "a new minute");
         assert_eq!(next_minute_s(119), 1);
         assert_eq!(next_minute_s(120), 60);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn verifications_wait_briefly_for_a_slot_then_are_refused() {
+        let slots = Arc::new(Semaphore::new(1));
+        let busy = verification_slot(&slots).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let e = verification_slot(&slots).await.unwrap_err();
+        assert_eq!((e.code(), e.retry_after_s()), ("overloaded", Some(1)));
+        assert_eq!(started.elapsed(), VERIFICATION_WAIT);
+        // A slot freed while waiting is taken.
+        let waiting = tokio::spawn({
+            let slots = Arc::clone(&slots);
+            async move { verification_slot(&slots).await.map(drop) }
+        });
+        tokio::time::sleep(VERIFICATION_WAIT / 2).await;
+        drop(busy);
+        assert!(waiting.await.unwrap().is_ok());
     }
 
     #[test]
