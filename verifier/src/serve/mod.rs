@@ -81,10 +81,10 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> Result<(), Error> {
             what: "cannot start the async runtime".to_owned(),
             source,
         })?;
-    let grace = config.limits.shutdown_grace;
     let served = runtime.block_on(serve(config, out));
-    // Blocking work still running (a signature check) gets the grace, never more.
-    runtime.shutdown_timeout(grace);
+    // A signature check still running on a blocking thread gets a second, never more: the
+    // connections already had `shutdown_grace_s`.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     served
 }
 

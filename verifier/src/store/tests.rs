@@ -700,6 +700,36 @@ async fn batch_operations(kind: Kind) {
     assert_eq!(s.licence_count().await.expect("count"), 1);
 }
 
+/// A rejection kept as a prefix is keyed by the SHA-256 of the whole token it was cut from:
+/// the same token again is not recorded twice, a malformed hash is refused, and the history
+/// names the whole token's hash.
+async fn prefix_rows_keyed_by_the_whole_token(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    let whole = "x".repeat(10_000);
+    let mut row = att("node-a", 100, "xxxx...(truncated)", Outcome::Rejected);
+    row.token_sha256 = Some(sha256_hex(whole.as_bytes()));
+    assert!(s.record_attestation(&row).await.expect("record") > 0);
+    let mut b = s.begin_batch().await.expect("batch");
+    assert_eq!(
+        b.record(&row).await.expect("again"),
+        None,
+        "one row per token"
+    );
+    row.token_sha256 = Some("ABC".to_owned());
+    assert!(matches!(
+        b.record(&row).await,
+        Err(StoreError::InvalidInput {
+            what: "token SHA-256",
+            ..
+        })
+    ));
+    drop(b);
+    let history = s.node_history(&nid("node-a"), 10).await.expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].token_sha256, sha256_hex(whole.as_bytes()));
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -733,6 +763,7 @@ on_both_backends!(
     bounds_and_bad_input,
     licence_idempotence,
     durability_without_close,
+    prefix_rows_keyed_by_the_whole_token,
 );
 
 // ---- backend-specific ----
