@@ -58,7 +58,7 @@ pub const MAX_SHUTDOWN_GRACE_S: u64 = 600;
 /// Challenges one client may ask for per minute, when `challenge_rate_per_minute` is not given.
 pub const DEFAULT_CHALLENGE_RATE_PER_MINUTE: u32 = 120;
 /// The largest `challenge_rate_per_minute`.
-pub const MAX_CHALLENGE_RATE_PER_MINUTE: u32 = 60_000;
+pub const MAX_CHALLENGE_RATE_PER_MINUTE: u32 = 10_000_000;
 /// Unanswered, unexpired challenges at once, when `max_outstanding_challenges` is not given.
 pub const DEFAULT_MAX_OUTSTANDING_CHALLENGES: usize = 100_000;
 /// The largest `max_outstanding_challenges`.
