@@ -202,12 +202,9 @@ pub(crate) async fn in_flight(
     request: Request,
     next: Next,
 ) -> Response {
-    match Arc::clone(&slots).try_acquire_owned() {
-        Ok(permit) => {
-            let response = next.run(request).await;
-            drop::<OwnedSemaphorePermit>(permit);
-            response
-        }
+    match slots.try_acquire() {
+        // The permit is held until the answer is made.
+        Ok(_permit) => next.run(request).await,
         Err(_) => overloaded("max_in_flight").into_response(),
     }
 }
