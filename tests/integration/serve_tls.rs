@@ -14,7 +14,7 @@ use crate::support::{RunningVerifier, VerifierSetup, bearer, bin, run, s, stderr
 
 /// A CA and a server certificate it issued for 127.0.0.1, written to `dir` as `name-ca.pem`,
 /// `name-server.pem` (leaf, then the CA) and `name-server.key` (PKCS#8). Returns the CA file.
-fn server_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn server_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = rcgen::KeyPair::generate().expect("CA key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("CA params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

@@ -149,6 +149,7 @@ fn main() {
         format!(
             "trust = \"{}\"\nlisten = \"127.0.0.1:0\"\ndatabase = \"{database}\"\n\
              rule_sets = [\"us-eccn-3a090\"]\nnode_rate_per_minute = 6000\n\
+             challenge_rate_per_minute = 10000000\n\
              licences_dir = \"{}\"\n",
             report.trust.display(),
             licences.display()

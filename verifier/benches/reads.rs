@@ -280,6 +280,7 @@ fn seed(database: &str, fleet: &[VerifiedAttestation], now: i64) {
                         iat: now,
                         received_at: now,
                         token: format!("seeded.{}.token", a.node_subject()),
+                        token_sha256: None,
                         claims_json: String::from_utf8(claims.to_json().unwrap()).unwrap(),
                         outcome: Outcome::Accepted,
                         reason: "accepted".to_owned(),

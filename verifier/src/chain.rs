@@ -99,8 +99,12 @@ pub enum ChainError {
     /// The chain is empty.
     #[error("the chain holds no certificate")]
     Empty,
-    /// The chain holds more certificates than allowed.
-    #[error("the chain holds {len} certificates, more than the {max} allowed")]
+    /// The chain holds more certificates than the pinned roots can use (their path-length
+    /// constraints) or than [`MAX_CHAIN_CERTS`].
+    #[error(
+        "the chain holds {len} certificates, more than the {max} the pinned roots allow (send \
+         the leaf and the intermediates up to a pinned root)"
+    )]
     ChainTooLong {
         /// Certificates given.
         len: usize,
@@ -665,6 +669,24 @@ impl Roots {
         self.anchors.len()
     }
 
+    /// The most certificates a chain ending at one of these roots can use: the leaf, the
+    /// intermediates a root's path-length constraint admits, and the root itself (a sender
+    /// may include it); [`MAX_CHAIN_CERTS`] for an unconstrained root or none pinned. A longer
+    /// `x5c` is refused before any parsing or signature check, so it cannot buy path-building
+    /// work.
+    fn longest_chain(&self) -> usize {
+        self.facts
+            .iter()
+            .map(|f| {
+                f.path_len.map_or(MAX_CHAIN_CERTS, |n| {
+                    usize::try_from(n).map_or(MAX_CHAIN_CERTS, |n| n.saturating_add(2))
+                })
+            })
+            .max()
+            .unwrap_or(MAX_CHAIN_CERTS)
+            .min(MAX_CHAIN_CERTS)
+    }
+
     /// The facts of `anchor`, which must be one of this domain's anchors (by address).
     fn facts_of(&self, anchor: &TrustAnchor<'_>) -> Option<RootFacts> {
         let index = self
@@ -1004,11 +1026,12 @@ fn verify(
     crls: &[CrlDer],
     role: Role,
 ) -> Result<(VerifiedLeaf, RootFacts), ChainError> {
-    // Limits first, before any parsing.
-    if chain_der.len() > MAX_CHAIN_CERTS {
+    // Limits first, before any parsing: no longer than the pinned roots can use.
+    let longest = roots.longest_chain();
+    if chain_der.len() > longest {
         return Err(ChainError::ChainTooLong {
             len: chain_der.len(),
-            max: MAX_CHAIN_CERTS,
+            max: longest,
         });
     }
     for (index, cert) in chain_der.iter().enumerate() {

@@ -788,6 +788,12 @@ fn a_pinned_roots_path_length_limits_the_intermediates() {
         }
     );
     assert_eq!(e.code(), "root_path_len_exceeded");
+    // More certificates than pathlen 0 can use (leaf and root): refused before parsing.
+    let junk = vec![vec![0u8; 10]; 3];
+    assert_eq!(
+        verify_node_chain(&junk, &operator_trust(&root0), NOW, &[]).unwrap_err(),
+        ChainError::ChainTooLong { len: 3, max: 2 }
+    );
     // pathlen 1: one intermediate passes.
     let root1 = constrained(1);
     let mid = intermediate(&PKCS_ED25519, &root1, "intermediate", 2);
@@ -810,4 +816,67 @@ fn a_remembered_chain_is_not_reused_past_its_roots_expiry() {
         trust.verify_node(&chain, NOW + 11 * DAY),
         Err(ChainError::RootExpired { .. })
     ));
+}
+
+/// The x5c an attacker crafts to buy path-building work: a leaf and seven CAs that all carry
+/// the pinned root's name, each key signing the next CA, so at every step webpki checks the
+/// signature of every candidate that bears the name (the pinned root and each CA not yet on
+/// the path). Against a pathlen-0 root (what `pki init` makes) it is refused by its length,
+/// before any parsing or signature check; an unconstrained root still admits the longest
+/// chain. Run with `--nocapture` for the cost of each (issue 12).
+#[test]
+fn a_crafted_x5c_is_refused_before_path_building() {
+    let window = (NOW - 365 * DAY, NOW + 365 * DAY);
+    let crafted = |pinned: &Ca| {
+        let keys: Vec<KeyPair> = (0..MAX_CHAIN_CERTS)
+            .map(|_| KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap())
+            .collect();
+        let named = ca_params("bounded root", 1);
+        let issuer = |i: usize| Issuer::from_params(&named, &keys[i % keys.len()]);
+        let mut chain = vec![leaf_params(9).signed_by(&keys[0], &issuer(1)).unwrap()];
+        for (i, key) in keys.iter().enumerate().skip(1) {
+            let ca = ca_params("bounded root", i as u64 + 1);
+            chain.push(ca.signed_by(key, &issuer(i + 1)).unwrap());
+        }
+        let chain: Vec<Vec<u8>> = chain.iter().map(|c| c.der().to_vec()).collect();
+        (chain, operator_trust(pinned))
+    };
+    let timed = |chain: &[Vec<u8>], trust: &TrustAnchors| {
+        let started = std::time::Instant::now();
+        let mut last = None;
+        for _ in 0..5 {
+            last = Some(verify_node_chain(chain, trust, NOW, &[]).unwrap_err());
+        }
+        (last.unwrap(), started.elapsed() / 5)
+    };
+
+    let constrained = root_with(
+        window.0,
+        window.1,
+        IsCa::Ca(BasicConstraints::Constrained(0)),
+    );
+    let (chain, trust) = crafted(&constrained);
+    let (refused, after) = timed(&chain, &trust);
+    assert_eq!(
+        refused,
+        ChainError::ChainTooLong {
+            len: MAX_CHAIN_CERTS,
+            max: 2
+        }
+    );
+    assert_eq!(refused.code(), "chain_too_long");
+
+    let open = root_with(
+        window.0,
+        window.1,
+        IsCa::Ca(BasicConstraints::Unconstrained),
+    );
+    let (chain, trust) = crafted(&open);
+    let (searched, before) = timed(&chain, &trust);
+    assert_ne!(searched.code(), "chain_too_long", "{searched:?}");
+    eprintln!(
+        "crafted x5c of {MAX_CHAIN_CERTS} certificates: {before:?} per check when the roots \
+         admit it ({}), {after:?} refused by length",
+        searched.code()
+    );
 }

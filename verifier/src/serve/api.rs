@@ -4,11 +4,11 @@
 //! must act: 400 a malformed request, 401 no valid credential (`unauthenticated`, see
 //! [`super::auth`]) or an unknown nonce, 403 a role the route does not admit (`forbidden`) or
 //! an expired nonce, 404 no such resource, 409 a replayed nonce or a certificate subject
-//! that names several nodes, 429 a node over
-//! `node_rate_per_minute`, 413 a body over
+//! that names several nodes, 429 a node over `node_rate_per_minute` or a client over
+//! `challenge_rate_per_minute` (with `Retry-After`), 413 a body over
 //! `max_body_bytes`, 415 a content type other than `application/jose`, 422 a token that does
-//! not verify, 500 the verifier's own fault, 503 the database unreachable, 408 a request over
-//! `request_timeout_s`.
+//! not verify, 500 the verifier's own fault, 503 the database unreachable or the verifier at a
+//! limit of its own (`overloaded`, with `Retry-After`), 408 a request over `request_timeout_s`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,7 +30,9 @@ use tppguard_proto::identity::NodeId;
 use tokio::sync::oneshot;
 
 use super::AppState;
+use super::auth::Principal;
 use super::ingest::{self, Job, Submission};
+use super::limits;
 use super::reads;
 pub(super) use super::reads::{NodeFinding, node_of, with_subjects};
 use crate::attestation::verify_attestation;
@@ -101,6 +103,10 @@ pub(super) fn router(state: Shared, max_body_bytes: usize, timeout_s: u64) -> Ro
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(timeout_s),
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.in_flight),
+            limits::in_flight,
+        ))
         .with_state(state)
 }
 
@@ -110,6 +116,8 @@ pub(super) struct ApiError {
     status: StatusCode,
     code: &'static str,
     sentence: String,
+    /// Seconds for a `Retry-After` header (429 and 503 answers of a limit).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -118,7 +126,25 @@ impl ApiError {
             status,
             code,
             sentence: sentence.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same answer, telling the client to retry after `seconds`.
+    pub(super) fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The stable reason code.
+    pub(super) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The `Retry-After` seconds, if any.
+    #[cfg(test)]
+    pub(super) fn retry_after_s(&self) -> Option<u64> {
+        self.retry_after
     }
 
     pub(super) fn internal(e: &dyn std::fmt::Display) -> Self {
@@ -163,11 +189,17 @@ impl From<crate::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             axum::Json(json!({"code": self.code, "sentence": self.sentence})),
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -238,11 +270,25 @@ struct ChallengeAnswer {
     expires_at: i64,
 }
 
-async fn challenge(State(s): State<Shared>) -> ApiResult<Response> {
+async fn challenge(
+    State(s): State<Shared>,
+    Extension(principal): Extension<Principal>,
+    peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
+) -> ApiResult<Response> {
     let mut bytes = [0u8; 32];
     s.rng
         .fill(&mut bytes)
         .map_err(|_| ApiError::internal(&"the system random source failed"))?;
+    // Counted before anything is stored: a refused challenge costs no write.
+    let now = now(&s)?;
+    let client = limits::client_of(&principal, peer.as_ref().map(|Extension(p)| p));
+    if let Err(e) = s
+        .challenges
+        .admit(client, bytes, now, now.saturating_add(s.nonce_ttl_s))
+    {
+        s.metrics.refused(e.code());
+        return Err(e);
+    }
     let (reply, answer) = oneshot::channel();
     ingest::submit(
         &s.queue,
@@ -290,11 +336,24 @@ async fn attest(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let token = jose_body(&headers, body)?;
+    let token =
+        jose_body(&headers, body).inspect_err(|e| s.metrics.attestation("rejected", e.code))?;
     let now = now(&s)?;
-    let started = Instant::now();
-    let verified = verify_attestation(&token, &s.trust, now, None);
-    s.metrics.verification(started.elapsed());
+    // Signature and chain checks run off the async workers, at most
+    // `max_concurrent_verifications` at once; past it, a short wait, then 503.
+    let slot = limits::verification_slot(&s.verifications)
+        .await
+        .inspect_err(|e| s.metrics.refused(e.code()))?;
+    let state = Arc::clone(&s);
+    let (token, verified) = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let verified = verify_attestation(&token, &state.trust, now, None);
+        state.metrics.verification(started.elapsed());
+        drop(slot);
+        (token, verified)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
     let verified = match verified {
         // The verifier's clock orders a node's attestations, never the node's `iat`.
         Ok(v) => v.received_at_time(now),
@@ -307,16 +366,6 @@ async fn attest(
             return Err(reject(&s, &token, None, now, rejection).await);
         }
     };
-    if !s.limiter.allow(verified.node_id(), now) {
-        // Not recorded: a flood must not fill the database.
-        s.metrics.attestation("rejected", "rate_limited");
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "this node sent more attestations this minute than the verifier's \
-             node_rate_per_minute allows: retry next minute",
-        ));
-    }
     let node = verified.node_id();
     let subject = verified.node_subject().to_owned();
     let token_sha256 = crate::store::sha256_hex(token.as_bytes());
@@ -358,6 +407,21 @@ impl Rejection {
     pub(super) fn error(&self) -> ApiError {
         ApiError::new(self.status, self.code, self.sentence.clone())
     }
+}
+
+/// The answer to a node over `node_rate_per_minute`. Only attestations whose nonce was fresh
+/// count ([`ingest`]): replaying a node's old tokens cannot lock it out.
+pub(super) fn rate_limited(now: i64) -> ApiError {
+    let wait = limits::next_minute_s(now);
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "this node sent more attestations this minute than the verifier's \
+             node_rate_per_minute allows: retry in {wait} s with a new challenge"
+        ),
+    )
+    .with_retry_after(wait)
 }
 
 /// The rejection for a nonce that was not fresh; `None` for a fresh one.
@@ -422,33 +486,18 @@ pub(super) fn iat_rejection(iat: i64, issued_at: i64, received_at: i64) -> Optio
     })
 }
 
-/// The record of a rejected attestation (its node when the signature verified).
+/// Bytes of a rejected token its record keeps (escaped); the whole token is named by its SHA-256.
+pub(super) const REJECTED_PREFIX_BYTES: usize = 256;
+
+/// The record of a rejected attestation (its node when the signature verified): the token's
+/// SHA-256, its first bytes (at most [`REJECTED_PREFIX_BYTES`], escaped) and the reason, never
+/// the whole token, so a flood of large bodies cannot fill the database.
 pub(super) fn rejected_record(
     token: &str,
     verified: Option<&VerifiedAttestation>,
     now: i64,
     r: &Rejection,
 ) -> NewAttestation {
-    // A compact JWS is base64url and dots; anything else is kept escaped, so what an attacker
-    // sends (NUL, control characters) is recorded readably and fits every backend.
-    let jws_alphabet = token
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    let token = if jws_alphabet {
-        token.to_owned()
-    } else {
-        // Escaping can lengthen it: keep what fits the store, marked as cut.
-        const CUT: &str = "...(truncated)";
-        let mut escaped = String::new();
-        for c in token.escape_debug() {
-            if escaped.len() + c.len_utf8() + CUT.len() > crate::store::MAX_TOKEN_LEN {
-                escaped.push_str(CUT);
-                break;
-            }
-            escaped.push(c);
-        }
-        escaped
-    };
     NewAttestation {
         node_id: verified.map(VerifiedAttestation::node_id),
         subject: verified
@@ -457,13 +506,30 @@ pub(super) fn rejected_record(
         certified_site: verified.and_then(|v| v.certified_site().cloned()),
         iat: verified.map_or(0, |v| v.claims().iat),
         received_at: now,
-        token,
+        token: rejected_prefix(token),
+        token_sha256: Some(crate::store::sha256_hex(token.as_bytes())),
         claims_json: "{}".to_owned(),
         outcome: Outcome::Rejected,
         reason: r.code.to_owned(),
         sentence: r.sentence.clone(),
         ear: None,
     }
+}
+
+/// The first bytes of `token` as its record keeps them: a compact JWS (base64url and dots)
+/// as sent, anything else escaped, so what an attacker sends (NUL, control characters) is
+/// recorded readably and fits every backend; marked when cut.
+fn rejected_prefix(token: &str) -> String {
+    const CUT: &str = "...(truncated)";
+    let mut kept = String::with_capacity(REJECTED_PREFIX_BYTES + CUT.len());
+    for c in token.escape_debug() {
+        if kept.len() + c.len_utf8() > REJECTED_PREFIX_BYTES {
+            kept.push_str(CUT);
+            break;
+        }
+        kept.push(c);
+    }
+    kept
 }
 
 /// Records an attestation rejected before its nonce was looked at and gives the answer.
@@ -474,9 +540,9 @@ async fn reject(
     now: i64,
     r: Rejection,
 ) -> ApiError {
-    // An empty or oversized token is not recorded (the store bounds what it keeps); the same
-    // token sent again is already recorded.
-    if !token.is_empty() && token.len() <= crate::store::MAX_TOKEN_LEN {
+    // An empty token is not recorded; the same token sent again is already recorded.
+    s.metrics.rejected_bytes(token.len());
+    if !token.is_empty() {
         let record = Box::new(rejected_record(token, verified, now, &r));
         let (reply, answer) = oneshot::channel();
         if let Err(e) = ingest::submit(&s.queue, Job::Rejected { record, reply }).await {
@@ -624,6 +690,33 @@ mod tests {
         // No overflow at the extremes of i64.
         assert!(iat_rejection(i64::MIN, i64::MIN, i64::MAX).is_none());
         assert!(iat_rejection(i64::MAX, 0, 0).is_some());
+    }
+
+    #[test]
+    fn rejected_records_keep_a_hash_and_a_short_escaped_prefix() {
+        let r = Rejection {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "jws_malformed",
+            sentence: "no".to_owned(),
+        };
+        let big = "a\u{0}".repeat(512 << 10);
+        let rec = rejected_record(&big, None, 7, &r);
+        assert!(
+            rec.token.len() <= REJECTED_PREFIX_BYTES + 16,
+            "{}",
+            rec.token.len()
+        );
+        assert!(rec.token.starts_with("a\\0a\\0") && rec.token.ends_with("(truncated)"));
+        assert_eq!(
+            rec.token_sha256.as_deref(),
+            Some(crate::store::sha256_hex(big.as_bytes()).as_str())
+        );
+        assert_eq!(
+            (rec.reason.as_str(), rec.outcome),
+            ("jws_malformed", Outcome::Rejected)
+        );
+        let small = rejected_record("eyJ.e30.sig", None, 7, &r);
+        assert_eq!(small.token, "eyJ.e30.sig", "a short JWS is kept as sent");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tppguard_proto::jws::MAX_JWS_BYTES;
@@ -32,6 +33,38 @@ pub const MAX_REQUEST_TIMEOUT_S: u64 = 600;
 pub const DEFAULT_NODE_RATE_PER_MINUTE: u32 = 30;
 /// The largest `node_rate_per_minute`.
 pub const MAX_NODE_RATE_PER_MINUTE: u32 = 6000;
+// Limits (issue 12; docs/serve.md, Limits): defaults and bounds of the keys below.
+/// Connections served at once, when `max_connections` is not given.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The largest `max_connections` (`LimitNOFILE` in deploy/systemd must stay above it).
+pub const MAX_MAX_CONNECTIONS: usize = 65_536;
+/// Seconds a TLS handshake may take, when `handshake_timeout_s` is not given.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_S: u64 = 10;
+/// Seconds for a request's head, when `header_read_timeout_s` is not given.
+pub const DEFAULT_HEADER_READ_TIMEOUT_S: u64 = 10;
+/// Seconds a connection may sit idle, when `idle_timeout_s` is not given.
+pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 5;
+/// The longest `handshake_timeout_s`, `header_read_timeout_s` and `idle_timeout_s`.
+pub const MAX_CONNECTION_TIMEOUT_S: u64 = 300;
+/// Requests handled at once, when `max_in_flight` is not given.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
+/// The largest `max_in_flight`.
+pub const MAX_MAX_IN_FLIGHT: usize = 65_536;
+/// The largest `max_concurrent_verifications` (its default is the number of CPUs).
+pub const MAX_MAX_CONCURRENT_VERIFICATIONS: usize = 1024;
+/// Seconds in-flight requests get to finish at shutdown, when `shutdown_grace_s` is not given.
+pub const DEFAULT_SHUTDOWN_GRACE_S: u64 = 20;
+/// The longest `shutdown_grace_s`.
+pub const MAX_SHUTDOWN_GRACE_S: u64 = 600;
+/// Challenges one client may ask for per minute, when `challenge_rate_per_minute` is not given.
+pub const DEFAULT_CHALLENGE_RATE_PER_MINUTE: u32 = 120;
+/// The largest `challenge_rate_per_minute`.
+pub const MAX_CHALLENGE_RATE_PER_MINUTE: u32 = 10_000_000;
+/// Unanswered, unexpired challenges at once, when `max_outstanding_challenges` is not given.
+pub const DEFAULT_MAX_OUTSTANDING_CHALLENGES: usize = 100_000;
+/// The largest `max_outstanding_challenges`.
+pub const MAX_MAX_OUTSTANDING_CHALLENGES: usize = 10_000_000;
+
 /// Largest configuration or admin-token file read.
 const MAX_FILE_BYTES: u64 = 64 << 10;
 /// Shortest admin token accepted.
@@ -61,6 +94,16 @@ struct RawConfig {
     tls_key: Option<PathBuf>,
     // Authentication (issue 12).
     client_auth: Option<String>,
+    // Limits (issue 12).
+    max_connections: Option<usize>,
+    handshake_timeout_s: Option<u64>,
+    header_read_timeout_s: Option<u64>,
+    idle_timeout_s: Option<u64>,
+    max_in_flight: Option<usize>,
+    max_concurrent_verifications: Option<usize>,
+    shutdown_grace_s: Option<u64>,
+    challenge_rate_per_minute: Option<u32>,
+    max_outstanding_challenges: Option<usize>,
     // Issue 12, reads: what a regulator's reads redact.
     regulator: Option<RawRegulator>,
 }
@@ -114,6 +157,33 @@ pub struct Config {
     pub regulator_redact: Vec<Redact>,
     /// Whether HTTPS asks clients for a certificate (a node's, from the operator CA).
     pub client_auth: ClientAuth,
+    /// What one client, and all of them together, may take (docs/serve.md, Limits).
+    pub limits: Limits,
+}
+
+/// The service's limits (docs/serve.md, Limits): each is one configuration key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; past it, new ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Longest TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Longest wait for a request's whole head, from the connection's start (after TLS) or the
+    /// previous answer.
+    pub header_read_timeout: Duration,
+    /// Longest time nothing moves while the verifier waits on the client (no request in
+    /// flight).
+    pub idle_timeout: Duration,
+    /// Requests handled at once; past it, 503 `overloaded`.
+    pub max_in_flight: usize,
+    /// Attestation signature and chain checks run at once (off the async workers).
+    pub max_concurrent_verifications: usize,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+    /// Challenges one client may ask for per minute (this replica).
+    pub challenge_rate_per_minute: u32,
+    /// Challenges issued, not yet answered and not expired, at once (this replica).
+    pub max_outstanding_challenges: usize,
 }
 
 // Authentication (issue 12): `client_auth`.
@@ -179,10 +249,13 @@ impl Config {
             reason: e.message().to_owned() + &span_note(&text, e.span()),
             hint: "keys: listen, database, trust, licences_dir, rule_sets, result_key, \
                    nonce_ttl_s, max_body_bytes, request_timeout_s, node_rate_per_minute, \
-                   admin_token_file, tls_cert, tls_key, client_auth, [regulator] redact \
-                   (docs/serve.md)"
+                   admin_token_file, tls_cert, tls_key, client_auth, max_connections, \
+                   handshake_timeout_s, header_read_timeout_s, idle_timeout_s, max_in_flight, \
+                   max_concurrent_verifications, shutdown_grace_s, challenge_rate_per_minute, \
+                   max_outstanding_challenges, [regulator] redact (docs/serve.md)"
                 .to_owned(),
         })?;
+        let limits = Limits::check(path, &raw)?;
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -305,6 +378,7 @@ impl Config {
             tls,
             client_auth,
             regulator_redact: regulator_redact(path, raw.regulator)?,
+            limits,
         })
     }
 
@@ -360,6 +434,129 @@ fn regulator_redact(path: &Path, raw: Option<RawRegulator>) -> Result<Vec<Redact
         }
     }
     Ok(redact)
+}
+
+impl Limits {
+    /// The limits `raw` gives, each checked against its range.
+    fn check(path: &Path, raw: &RawConfig) -> Result<Self, Error> {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let secs = |key, value: Option<u64>, default, max| {
+            in_range(
+                path,
+                key,
+                value.unwrap_or(default),
+                1,
+                max,
+                default,
+                "seconds",
+            )
+            .map(Duration::from_secs)
+        };
+        let handshake_timeout = secs(
+            "handshake_timeout_s",
+            raw.handshake_timeout_s,
+            DEFAULT_HANDSHAKE_TIMEOUT_S,
+            MAX_CONNECTION_TIMEOUT_S,
+        )?;
+        let header_read_timeout = secs(
+            "header_read_timeout_s",
+            raw.header_read_timeout_s,
+            DEFAULT_HEADER_READ_TIMEOUT_S,
+            MAX_CONNECTION_TIMEOUT_S,
+        )?;
+        let idle_timeout = secs(
+            "idle_timeout_s",
+            raw.idle_timeout_s,
+            DEFAULT_IDLE_TIMEOUT_S,
+            MAX_CONNECTION_TIMEOUT_S,
+        )?;
+        let shutdown_grace = secs(
+            "shutdown_grace_s",
+            raw.shutdown_grace_s,
+            DEFAULT_SHUTDOWN_GRACE_S,
+            MAX_SHUTDOWN_GRACE_S,
+        )?;
+        let count = |key, value: Option<usize>, default: usize, max: usize, unit| {
+            let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+            in_range(
+                path,
+                key,
+                as_u64(value.unwrap_or(default)),
+                1,
+                as_u64(max),
+                as_u64(default),
+                unit,
+            )
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        };
+        Ok(Self {
+            max_connections: count(
+                "max_connections",
+                raw.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
+                MAX_MAX_CONNECTIONS,
+                "connections",
+            )?,
+            handshake_timeout,
+            header_read_timeout,
+            idle_timeout,
+            max_in_flight: count(
+                "max_in_flight",
+                raw.max_in_flight,
+                DEFAULT_MAX_IN_FLIGHT,
+                MAX_MAX_IN_FLIGHT,
+                "requests",
+            )?,
+            max_concurrent_verifications: count(
+                "max_concurrent_verifications",
+                raw.max_concurrent_verifications,
+                cpus.min(MAX_MAX_CONCURRENT_VERIFICATIONS),
+                MAX_MAX_CONCURRENT_VERIFICATIONS,
+                "verifications (default: the number of CPUs)",
+            )?,
+            shutdown_grace,
+            challenge_rate_per_minute: u32::try_from(in_range(
+                path,
+                "challenge_rate_per_minute",
+                raw.challenge_rate_per_minute
+                    .unwrap_or(DEFAULT_CHALLENGE_RATE_PER_MINUTE)
+                    .into(),
+                1,
+                MAX_CHALLENGE_RATE_PER_MINUTE.into(),
+                DEFAULT_CHALLENGE_RATE_PER_MINUTE.into(),
+                "challenges per client per minute",
+            )?)
+            .unwrap_or(MAX_CHALLENGE_RATE_PER_MINUTE),
+            max_outstanding_challenges: count(
+                "max_outstanding_challenges",
+                raw.max_outstanding_challenges,
+                DEFAULT_MAX_OUTSTANDING_CHALLENGES,
+                MAX_MAX_OUTSTANDING_CHALLENGES,
+                "challenges",
+            )?,
+        })
+    }
+}
+
+/// `value`, or the range error naming `key`, its bounds and default.
+fn in_range(
+    path: &Path,
+    key: &'static str,
+    value: u64,
+    min: u64,
+    max: u64,
+    default: u64,
+    unit: &str,
+) -> Result<u64, Error> {
+    if (min..=max).contains(&value) {
+        return Ok(value);
+    }
+    Err(config_err(
+        path,
+        key,
+        format!("{value} is out of range"),
+        &format!("give {min} to {max} {unit} (default {default}; docs/serve.md, Limits)"),
+    ))
 }
 
 fn read_small(path: &Path) -> Result<String, String> {
@@ -434,6 +631,55 @@ mod tests {
         assert!(e.to_string().contains("node_rate_per_minute"), "{e}");
         let e = load("trust = \"t\"\nmax_body_bytes = 99999999\n").unwrap_err();
         assert!(e.to_string().contains("max_body_bytes"), "{e}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_ranges() {
+        let l = load("trust = \"t\"\n").unwrap().limits;
+        assert_eq!(l.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(
+            l.header_read_timeout.as_secs(),
+            DEFAULT_HEADER_READ_TIMEOUT_S
+        );
+        assert_eq!(l.idle_timeout.as_secs(), DEFAULT_IDLE_TIMEOUT_S);
+        assert_eq!(l.shutdown_grace.as_secs(), DEFAULT_SHUTDOWN_GRACE_S);
+        assert!(l.max_concurrent_verifications >= 1);
+        let l = load(
+            "trust = \"t\"\nmax_connections = 7\nidle_timeout_s = 2\n\
+             max_concurrent_verifications = 3\nchallenge_rate_per_minute = 9\n",
+        )
+        .unwrap()
+        .limits;
+        assert_eq!(
+            (
+                l.max_connections,
+                l.idle_timeout.as_secs(),
+                l.max_concurrent_verifications,
+                l.challenge_rate_per_minute
+            ),
+            (7, 2, 3, 9)
+        );
+        for key in [
+            "max_connections",
+            "handshake_timeout_s",
+            "header_read_timeout_s",
+            "idle_timeout_s",
+            "max_in_flight",
+            "max_concurrent_verifications",
+            "shutdown_grace_s",
+            "challenge_rate_per_minute",
+            "max_outstanding_challenges",
+        ] {
+            let e = load(&format!("trust = \"t\"\n{key} = 0\n")).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!(": {key}: 0 is out of range")),
+                "{e}"
+            );
+            assert!(e.hint().unwrap().contains("Limits"), "{e:?}");
+            let e = load(&format!("trust = \"t\"\n{key} = 99999999\n")).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
     }
 
     #[test]

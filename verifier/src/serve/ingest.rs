@@ -11,7 +11,9 @@
 //!    ([`FleetState::refresh`]);
 //! 2. in one transaction, stores the new challenge nonces, spends the nonces the attestations
 //!    answer (a replayed, unknown or expired nonce, or an `iat` outside the challenge's window,
-//!    turns the attestation into a rejection) and records the rejections;
+//!    turns the attestation into a rejection) and records the rejections; only then does an
+//!    attestation count against its node's `node_rate_per_minute` (so replaying a node's old
+//!    tokens never locks it out), and one over it is answered 429, unrecorded;
 //! 3. evaluates the fleet with the batch's accepted attestations taken in, under the licences
 //!    and rule set of this second, and signs each one's EAR: it appraises that very token
 //!    (named by its SHA-256), never an older or later one of the same node;
@@ -36,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::AppState;
 use super::api::{
     ApiError, ApiResult, NodeFinding, Rejection, iat_rejection, node_of, nonce_rejection,
-    rejected_record, with_subjects,
+    rate_limited, rejected_record, with_subjects,
 };
 use crate::ear::{EarClaims, EarStatus};
 use crate::policy::{FleetVerdict, VerifiedAttestation};
@@ -324,6 +326,8 @@ async fn stage(
     let mut refused: Vec<(Submission, Rejection)> = Vec::new();
     let mut refused_records = Vec::new();
     for (sub, used) in subs.into_iter().zip(spent) {
+        // Answered, whatever the answer: no longer outstanding.
+        s.challenges.answered(&sub.nonce);
         // A fresh nonce says when its challenge was issued: the token must be dated between
         // then and its receipt (each less or plus clock skew).
         let rejection = nonce_rejection(used.outcome).or_else(|| {
@@ -332,8 +336,18 @@ async fn stage(
             })
         });
         match rejection {
+            // Only a fresh answer counts against the node's rate; over it, not recorded (a
+            // flood must not fill the database).
+            None if !s.limiter.allow(sub.verified.node_id(), now) => {
+                staged.answers.push(Answer::Attest {
+                    reply: sub.reply,
+                    result: Err(rate_limited(now)),
+                    counted: Some(("rejected", "rate_limited")),
+                });
+            }
             None => fresh.push(sub),
             Some(r) => {
+                s.metrics.rejected_bytes(sub.token.len());
                 refused_records.push(rejected_record(&sub.token, Some(&sub.verified), now, &r));
                 refused.push((sub, r));
             }
@@ -526,6 +540,7 @@ async fn accept(
             iat: sub.verified.claims().iat,
             received_at: sub.received_at,
             token: sub.token,
+            token_sha256: None,
             claims_json: sub.claims_json,
             outcome: Outcome::Accepted,
             reason: "accepted".to_owned(),

@@ -1,6 +1,6 @@
 //! Prometheus metrics (prometheus-client, OpenMetrics text): attestations by outcome and
 //! reason code, verification latency, TPP used per licence and stale nodes (both set from the
-//! latest evaluation).
+//! latest evaluation), bytes of rejected attestations, and requests refused at a limit.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -27,6 +27,8 @@ pub struct Metrics {
     stale_nodes: Gauge,
     auth_failures: Family<Labels, Counter>,
     credential_reloads: Counter,
+    rejected_bytes: Counter,
+    refused: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -76,10 +78,26 @@ impl Metrics {
             "Reloads of the API tokens from the database (at most one per second)",
             credential_reloads.clone(),
         );
+        let rejected_bytes = Counter::default();
+        registry.register(
+            "rejected_bytes",
+            "Bytes of attestation bodies read and rejected (a record keeps only a hash and a \
+             short prefix of each)",
+            rejected_bytes.clone(),
+        );
+        let refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "refused",
+            "Requests refused at a limit, by code (overloaded, challenge_rate_limited, \
+             too_many_outstanding_challenges)",
+            refused.clone(),
+        );
         Self {
             registry,
             auth_failures,
             credential_reloads,
+            rejected_bytes,
+            refused,
             attestations,
             latency,
             tpp_used,
@@ -108,6 +126,19 @@ impl Metrics {
     /// Counts one reload of the API tokens.
     pub fn credential_reload(&self) {
         self.credential_reloads.inc();
+    }
+
+    /// Counts the bytes of one rejected attestation body.
+    pub fn rejected_bytes(&self, bytes: usize) {
+        self.rejected_bytes
+            .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one request refused at a limit.
+    pub fn refused(&self, code: &'static str) {
+        self.refused
+            .get_or_create(&vec![("code", code.to_owned())])
+            .inc();
     }
 
     /// Records one verification's duration.

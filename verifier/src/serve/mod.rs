@@ -2,8 +2,10 @@
 //!
 //! Start-up: read the configuration ([`config`]), pin trust.toml, load the result key, open
 //! the database ([`crate::store`]), verify and import every `*.jws` licence of `licences_dir`,
-//! check the rule sets load, bind, print `listening on http://ADDR` and serve until SIGTERM or
-//! ctrl-c (in-flight requests finish; new connections are refused).
+//! check the rule sets load, bind, print `listening on http://ADDR` and serve ([`conn`], under
+//! the limits of [`config::Limits`]) until SIGTERM or ctrl-c: new connections are refused,
+//! in-flight requests finish within `shutdown_grace_s`, and whatever is still open then is
+//! dropped.
 //!
 //! Writes (challenges, attestations, rejections) go through one writer task that commits them
 //! in batches ([`ingest`]); the fleet is evaluated from memory ([`fleet`]), caught up with the
@@ -14,8 +16,10 @@
 mod api;
 pub mod auth;
 pub mod config;
+mod conn;
 mod fleet;
 mod ingest;
+mod limits;
 mod metrics;
 mod reads;
 mod tls;
@@ -53,7 +57,15 @@ pub(crate) struct AppState {
     nonce_ttl_s: i64,
     rng: SystemRandom,
     metrics: metrics::Metrics,
-    limiter: RateLimiter,
+    /// Attestations per node per minute (fixed windows, this replica); counted only for
+    /// attestations whose nonce was fresh ([`ingest`]).
+    limiter: limits::RateLimiter<NodeId>,
+    /// Challenges per client and outstanding challenges.
+    challenges: limits::Challenges,
+    /// One permit per signature and chain check running (`max_concurrent_verifications`).
+    verifications: Arc<tokio::sync::Semaphore>,
+    /// One permit per request in flight (`max_in_flight`).
+    in_flight: Arc<tokio::sync::Semaphore>,
     /// What a regulator's reads redact (`[regulator] redact`), under a key drawn at start.
     redactor: view::Redactor,
     /// The credentials requests authenticate with ([`auth`]).
@@ -92,43 +104,6 @@ impl App {
     }
 }
 
-/// Most nodes the rate limiter tracks; past it, windows that ended are dropped.
-const MAX_TRACKED_NODES: usize = 100_000;
-
-/// Per-node (per key: machines sharing a certificate subject are counted apart) fixed
-/// one-minute windows, in this process (each replica limits on its own).
-pub(crate) struct RateLimiter {
-    per_minute: u32,
-    windows: std::sync::Mutex<std::collections::HashMap<NodeId, (i64, u32)>>,
-}
-
-impl RateLimiter {
-    fn new(per_minute: u32) -> Self {
-        Self {
-            per_minute,
-            windows: std::sync::Mutex::default(),
-        }
-    }
-
-    /// Counts one attestation from `node` at `now`; `false` when over the limit.
-    pub(crate) fn allow(&self, node: NodeId, now: i64) -> bool {
-        let minute = now.div_euclid(60);
-        let mut windows = match self.windows.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if windows.len() >= MAX_TRACKED_NODES && !windows.contains_key(&node) {
-            windows.retain(|_, (m, _)| *m == minute);
-        }
-        let entry = windows.entry(node).or_insert((minute, 0));
-        if entry.0 != minute {
-            *entry = (minute, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-        entry.1 <= self.per_minute
-    }
-}
-
 /// Runs `serve` until a shutdown signal.
 pub fn run(args: &ServeArgs, out: &mut dyn Write) -> Result<(), Error> {
     init_logging();
@@ -140,7 +115,11 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> Result<(), Error> {
             what: "cannot start the async runtime".to_owned(),
             source,
         })?;
-    runtime.block_on(serve(config, out))
+    let served = runtime.block_on(serve(config, out));
+    // A signature check still running on a blocking thread gets a second, never more: the
+    // connections already had `shutdown_grace_s`.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
@@ -158,25 +137,21 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
     let scheme = if app.tls.is_some() { "https" } else { "http" };
     writeln!(out, "listening on {scheme}://{bound}")?;
     out.flush()?;
-    let served = match app.tls {
+    let limits = &config.limits;
+    let stopped = match app.tls {
         Some(tls) => {
-            let service = app
-                .router
-                .into_make_service_with_connect_info::<tls::PeerCertificates>();
-            axum::serve(tls::TlsListener::new(listener, tls), service)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
+            let listener = tls::TlsListener::new(listener, tls)
+                .with_handshake_timeout(limits.handshake_timeout);
+            conn::serve(listener, app.router, limits, shutdown_signal()).await
         }
-        None => {
-            axum::serve(listener, app.router)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-        }
+        None => conn::serve(listener, app.router, limits, shutdown_signal()).await,
     };
-    served.map_err(|source| Error::Serve {
-        what: "the server stopped".to_owned(),
-        source,
-    })?;
+    tracing::info!(
+        open = stopped.open,
+        dropped = stopped.dropped,
+        grace_s = limits.shutdown_grace.as_secs(),
+        "stopped accepting; connections finished or dropped"
+    );
     writeln!(out, "stopped")?;
     Ok(())
 }
@@ -242,7 +217,15 @@ pub async fn build(config: &Config, clock: Clock) -> Result<App, Error> {
         nonce_ttl_s: i64::try_from(config.nonce_ttl_s).unwrap_or(i64::MAX),
         rng: SystemRandom::new(),
         metrics: metrics::Metrics::new(),
-        limiter: RateLimiter::new(config.node_rate_per_minute),
+        limiter: limits::RateLimiter::new(config.node_rate_per_minute),
+        challenges: limits::Challenges::new(
+            config.limits.challenge_rate_per_minute,
+            config.limits.max_outstanding_challenges,
+        ),
+        verifications: Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_concurrent_verifications,
+        )),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
         credentials,
         clock,
         redactor: view::Redactor::new(&config.regulator_redact, random_key()?),
@@ -336,20 +319,5 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_limiter_counts_per_node_per_minute() {
-        let l = RateLimiter::new(2);
-        let (a, b) = (NodeId::from_bytes([1; 32]), NodeId::from_bytes([2; 32]));
-        assert!(l.allow(a, 60) && l.allow(a, 61));
-        assert!(!l.allow(a, 119), "third in the minute");
-        assert!(l.allow(b, 119), "another node");
-        assert!(l.allow(a, 120), "a new minute");
     }
 }

@@ -14,7 +14,7 @@ use tppguard_proto::jws::{self, Header};
 use tppguard_proto::licence::Licence;
 
 use super::super::auth::{Principal, Role};
-use super::super::{AppState, RateLimiter, fleet, metrics, view};
+use super::super::{AppState, fleet, limits, metrics, view};
 use crate::chain::{TrustAnchors, certs_from_pem};
 use crate::check::load_result_key;
 use crate::licence::LICENCE_TYP;
@@ -69,6 +69,7 @@ async fn state(dir: &std::path::Path) -> Arc<AppState> {
                 iat: now,
                 received_at: now,
                 token: format!("token of {}", a.node_subject()),
+                token_sha256: None,
                 claims_json: String::from_utf8(claims.to_json().unwrap()).unwrap(),
                 outcome: Outcome::Accepted,
                 reason: "accepted".to_owned(),
@@ -95,7 +96,10 @@ async fn state(dir: &std::path::Path) -> Arc<AppState> {
         credentials: crate::serve::auth::Credentials::new(None).unwrap(),
         clock: crate::serve::system_clock(),
         metrics: metrics::Metrics::new(),
-        limiter: RateLimiter::new(30),
+        limiter: limits::RateLimiter::new(30),
+        challenges: limits::Challenges::new(120, 1000),
+        verifications: Arc::new(tokio::sync::Semaphore::new(2)),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(64)),
         redactor: view::Redactor::new(&view::Redact::DEFAULT, key),
     })
 }

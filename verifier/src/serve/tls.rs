@@ -254,16 +254,22 @@ impl PeerCertificates {
     }
 }
 
-impl Connected<IncomingStream<'_, TlsListener>> for PeerCertificates {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+impl PeerCertificates {
+    /// The chain the client of `stream` presented at its handshake.
+    pub(super) fn of(stream: &TlsStream<TcpStream>) -> Self {
         let chain = stream
-            .io()
             .get_ref()
             .1
             .peer_certificates()
             .map(|certs| certs.iter().map(|c| c.as_ref().to_vec()).collect())
             .unwrap_or_default();
         Self(Arc::new(chain))
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for PeerCertificates {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        Self::of(stream.io())
     }
 }
 
@@ -279,6 +285,8 @@ pub struct TlsListener {
     /// Cloned into every handshake task; kept here so the channel never closes.
     ready_tx: mpsc::Sender<Ready>,
     ready_rx: mpsc::Receiver<Ready>,
+    /// Longest handshake (`handshake_timeout_s`; default [`HANDSHAKE_TIMEOUT`]).
+    handshake_timeout: Duration,
 }
 
 impl TlsListener {
@@ -291,7 +299,14 @@ impl TlsListener {
             slots: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
             ready_tx,
             ready_rx,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         }
+    }
+
+    /// Handshakes time out after `timeout` instead of [`HANDSHAKE_TIMEOUT`].
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
     }
 }
 
@@ -306,6 +321,7 @@ impl Listener for TlsListener {
             slots,
             ready_tx,
             ready_rx,
+            handshake_timeout,
         } = self;
         loop {
             // Both branches are cancel-safe: axum drops this future at shutdown, and a
@@ -319,7 +335,8 @@ impl Listener for TlsListener {
                     }
                 }
                 (stream, peer, slot) = accept_tcp(tcp, slots) => {
-                    tokio::spawn(handshake(acceptor.clone(), stream, peer, slot, ready_tx.clone()));
+                    let ready = ready_tx.clone();
+                    tokio::spawn(handshake(acceptor.clone(), stream, peer, slot, ready, *handshake_timeout));
                 }
             }
         }
@@ -370,11 +387,12 @@ async fn handshake(
     peer: SocketAddr,
     slot: OwnedSemaphorePermit,
     ready: mpsc::Sender<Ready>,
+    timeout: Duration,
 ) {
     // Held until the stream is queued, so the slots also bound finished streams waiting for
     // room in the queue.
     let _slot = slot;
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
             // An error means the listener is gone (shutting down): the connection closes.
             let _ = ready.send((tls, peer)).await;
@@ -382,7 +400,7 @@ async fn handshake(
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(
             %peer,
-            timeout_s = HANDSHAKE_TIMEOUT.as_secs(),
+            timeout_s = timeout.as_secs(),
             "TLS handshake timed out"
         ),
     }

@@ -154,8 +154,12 @@ pub struct NewAttestation {
     pub iat: i64,
     /// When the verifier received it (Unix seconds).
     pub received_at: i64,
-    /// The JWS compact token as received.
+    /// The JWS compact token as received; for a rejection, only its first bytes (the
+    /// verifier's choice: `serve` keeps a short escaped prefix).
     pub token: String,
+    /// SHA-256 of the whole token, lower-case hex, when `token` holds only part of it; `None`:
+    /// the SHA-256 of `token`. The row's key either way (one row per token).
+    pub token_sha256: Option<String>,
     /// The verified claims, JSON text (checked to parse).
     pub claims_json: String,
     /// The verifier's judgement.
@@ -1065,7 +1069,11 @@ impl WriteBatch<'_> {
             rows.iter().map(|a| validate(a).map(|()| None)).collect();
         let shas: Vec<String> = rows
             .iter()
-            .map(|a| sha256_hex(a.token.as_bytes()))
+            .map(|a| {
+                a.token_sha256
+                    .clone()
+                    .unwrap_or_else(|| sha256_hex(a.token.as_bytes()))
+            })
             .collect();
         let valid: Vec<usize> = (0..rows.len())
             .filter(|&i| answers.get(i).is_some_and(Result::is_ok))
@@ -1197,6 +1205,14 @@ fn validate(a: &NewAttestation) -> Result<(), StoreError> {
     }
     check_len("subject", &a.subject, 1, MAX_SUBJECT_LEN)?;
     check_len("attestation token", &a.token, 1, MAX_TOKEN_LEN)?;
+    if let Some(sha) = &a.token_sha256
+        && !(sha.len() == 64 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    {
+        return Err(StoreError::InvalidInput {
+            what: "token SHA-256",
+            reason: "not 64 lower-case hex digits".to_owned(),
+        });
+    }
     check_len("claims JSON", &a.claims_json, 2, MAX_CLAIMS_LEN)?;
     check_len("reason code", &a.reason, 1, MAX_REASON_LEN)?;
     check_len("sentence", &a.sentence, 0, MAX_SENTENCE_LEN)?;

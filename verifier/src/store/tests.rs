@@ -75,6 +75,7 @@ fn att(node: &str, iat: i64, token: &str, outcome: Outcome) -> NewAttestation {
         iat,
         received_at: iat + 1,
         token: token.to_owned(),
+        token_sha256: None,
         claims_json: format!(r#"{{"iss":"{node}","iat":{iat}}}"#),
         outcome,
         reason: match outcome {
@@ -737,6 +738,36 @@ async fn api_tokens_round_trip(kind: Kind) {
     assert_eq!(s.revoke_api_token("c", 50).await.expect("unknown"), None);
 }
 
+/// A rejection kept as a prefix is keyed by the SHA-256 of the whole token it was cut from:
+/// the same token again is not recorded twice, a malformed hash is refused, and the history
+/// names the whole token's hash.
+async fn prefix_rows_keyed_by_the_whole_token(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    let whole = "x".repeat(10_000);
+    let mut row = att("node-a", 100, "xxxx...(truncated)", Outcome::Rejected);
+    row.token_sha256 = Some(sha256_hex(whole.as_bytes()));
+    assert!(s.record_attestation(&row).await.expect("record") > 0);
+    let mut b = s.begin_batch().await.expect("batch");
+    assert_eq!(
+        b.record(&row).await.expect("again"),
+        None,
+        "one row per token"
+    );
+    row.token_sha256 = Some("ABC".to_owned());
+    assert!(matches!(
+        b.record(&row).await,
+        Err(StoreError::InvalidInput {
+            what: "token SHA-256",
+            ..
+        })
+    ));
+    drop(b);
+    let history = s.node_history(&nid("node-a"), 10).await.expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].token_sha256, sha256_hex(whole.as_bytes()));
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -771,6 +802,7 @@ on_both_backends!(
     licence_idempotence,
     durability_without_close,
     api_tokens_round_trip,
+    prefix_rows_keyed_by_the_whole_token,
 );
 
 // ---- backend-specific ----
