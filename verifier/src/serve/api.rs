@@ -36,9 +36,8 @@ use crate::ear::EarStatus;
 use crate::licence::verify_licence;
 use crate::policy::{
     Finding, FleetVerdict, MAX_CLOCK_SKEW_S, NodeVerdict, Severity, VerifiedAttestation,
-    VerifiedLicence,
 };
-use crate::store::{MAX_HISTORY, NewAttestation, NonceUse, Outcome, Store, StoreError};
+use crate::store::{MAX_HISTORY, NewAttestation, NonceUse, Outcome, StoreError};
 
 type Shared = Arc<AppState>;
 
@@ -70,6 +69,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", HEALTHZ),
     ("get", READYZ),
     ("get", METRICS),
+    // Lifecycle (issue 12): super::admin.
+    ("post", super::admin::LICENCE_REVOCATION),
+    ("post", super::admin::LICENCE_RETIREMENT),
+    ("post", super::admin::NODE_RETIREMENT),
+    ("get", super::admin::LIFECYCLE),
 ];
 
 /// The content type of a compact JWS (RFC 7515 section 9.2.1).
@@ -94,6 +98,7 @@ pub(super) fn router(state: Shared, max_body_bytes: usize, timeout_s: u64) -> Ro
         .route(HEALTHZ, get(healthz))
         .route(READYZ, get(readyz))
         .route(METRICS, get(metrics))
+        .merge(super::admin::routes(&state))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -177,7 +182,7 @@ fn now() -> ApiResult<i64> {
 }
 
 /// JSON with a trailing newline; key order is the types' field order, so answers are stable.
-fn json_response<T: Serialize>(status: StatusCode, value: &T) -> ApiResult<Response> {
+pub(super) fn json_response<T: Serialize>(status: StatusCode, value: &T) -> ApiResult<Response> {
     let mut body = serde_json::to_vec_pretty(value).map_err(|e| ApiError::internal(&e))?;
     body.push(b'\n');
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
@@ -192,7 +197,10 @@ async fn not_found() -> ApiError {
 }
 
 /// The body of a `application/jose` request, as text.
-fn jose_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<String> {
+pub(super) fn jose_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<String> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -329,7 +337,7 @@ async fn attest(
     let token = jose_body(&headers, body)?;
     let now = now()?;
     let started = Instant::now();
-    let verified = verify_attestation(&token, &s.trust, now, None);
+    let verified = verify_attestation(&token, &s.trust(), now, None);
     s.metrics.verification(started.elapsed());
     let verified = match verified {
         // The verifier's clock orders a node's attestations, never the node's `iat`.
@@ -354,6 +362,20 @@ async fn attest(
         ));
     }
     let node = verified.node_id();
+    // Lifecycle (issue 12): a retired node is not taken back by attesting again.
+    if let Some(r) = s.fleet.lifecycle.node_retirement(node) {
+        let rejection = Rejection {
+            status: StatusCode::CONFLICT,
+            code: "node_retired",
+            sentence: format!(
+                "this node was retired at {} by {}: its attestations no longer count; a \
+                 machine returning to service needs a new node key (`init`) and certificate",
+                crate::licence::format_rfc3339(r.retired_at),
+                tppguard_proto::text::escape(&r.retired_by)
+            ),
+        };
+        return Err(reject(&s, &token, Some(&verified), now, rejection).await);
+    }
     let subject = verified.node_subject().to_owned();
     let token_sha256 = crate::store::sha256_hex(token.as_bytes());
     let nonce = hex_bytes(verified.claims().eat_nonce.as_str());
@@ -541,25 +563,11 @@ pub(super) fn hex_bytes(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// The stored licences that verify at `now`, for evaluation.
-pub(super) async fn verified_licences(
-    store: &Store,
-    trust: &crate::chain::TrustAnchors,
-    now: i64,
-) -> Result<Vec<VerifiedLicence>, StoreError> {
-    Ok(store
-        .licences()
-        .await?
-        .iter()
-        .filter_map(|l| verify_licence(&l.token, trust, now).ok())
-        .collect())
-}
-
 /// The fleet now: this replica's in-memory fleet, caught up with the database.
 async fn current(s: &Shared) -> ApiResult<FleetVerdict> {
     let now = now()?;
     s.fleet.refresh(&s.store).await?;
-    let basis = s.fleet.basis(&s.trust, now)?;
+    let basis = s.fleet.basis(&s.trust(), now)?;
     let state = Arc::clone(s);
     let verdict = tokio::task::spawn_blocking(move || state.fleet.evaluate(&basis, &[]))
         .await
@@ -614,7 +622,7 @@ async fn nodes(State(s): State<Shared>) -> ApiResult<Response> {
     )
 }
 
-fn unknown_node(node: &str) -> ApiError {
+pub(super) fn unknown_node(node: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "node_unknown",
@@ -629,7 +637,7 @@ fn unknown_node(node: &str) -> ApiError {
 /// The node `text` names: its node id (64 hex digits), or a certificate subject that exactly
 /// one node of the fleet has. A subject shared by several nodes (machines whose certificates
 /// share a subject are distinct nodes) is ambiguous: 409 with their ids.
-async fn resolve_node(s: &Shared, text: &str) -> ApiResult<NodeId> {
+pub(super) async fn resolve_node(s: &Shared, text: &str) -> ApiResult<NodeId> {
     if let Some(id) = NodeId::from_hex(text) {
         return Ok(id);
     }
@@ -831,13 +839,28 @@ async fn add_licence(
     }
     let token = jose_body(&headers, body)?;
     let now = now()?;
-    let verified = verify_licence(&token, &s.trust, now).map_err(|e| {
+    let verified = verify_licence(&token, &s.trust(), now).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             e.code(),
             format!("the licence is rejected: {e}"),
         )
     })?;
+    // Lifecycle (issue 12): a licence the verifier could never evaluate is never stored.
+    if !s
+        .fleet
+        .lifecycle
+        .rule_set_loadable(verified.licence().rule_set())
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "licence_rule_set_unknown",
+            format!(
+                "the licence is rejected: {}",
+                super::lifecycle::unknown_rule_set(verified.licence().rule_set())
+            ),
+        ));
+    }
     let id = verified.licence().id().to_owned();
     let new = s.store.add_licence(&id, &token, now).await?;
     json_response(

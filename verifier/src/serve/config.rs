@@ -31,6 +31,10 @@ pub const MAX_REQUEST_TIMEOUT_S: u64 = 600;
 pub const DEFAULT_NODE_RATE_PER_MINUTE: u32 = 30;
 /// The largest `node_rate_per_minute`.
 pub const MAX_NODE_RATE_PER_MINUTE: u32 = 6000;
+/// Seconds between CRL reloads, when `crl_reload_s` is not given (lifecycle, issue 12).
+pub const DEFAULT_CRL_RELOAD_S: u64 = 300;
+/// The longest `crl_reload_s`.
+pub const MAX_CRL_RELOAD_S: u64 = 86_400;
 /// Largest configuration or admin-token file read.
 const MAX_FILE_BYTES: u64 = 64 << 10;
 /// Shortest admin token accepted.
@@ -58,6 +62,7 @@ struct RawConfig {
     admin_token_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    crl_reload_s: Option<u64>,
 }
 
 /// The server certificate and key for HTTPS, paths resolved (read when `serve` starts).
@@ -98,6 +103,8 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// The certificate and key to serve HTTPS with; `None`: plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Seconds between reloads of trust.toml's CRLs while serving; 0: only on SIGHUP.
+    pub crl_reload_s: u64,
 }
 
 impl Config {
@@ -110,7 +117,7 @@ impl Config {
             reason: e.message().to_owned() + &span_note(&text, e.span()),
             hint: "keys: listen, database, trust, licences_dir, rule_sets, result_key, \
                    nonce_ttl_s, max_body_bytes, request_timeout_s, node_rate_per_minute, \
-                   admin_token_file, tls_cert, tls_key (docs/serve.md)"
+                   admin_token_file, tls_cert, tls_key, crl_reload_s (docs/serve.md)"
                 .to_owned(),
         })?;
         let base = path
@@ -198,6 +205,19 @@ impl Config {
                 ),
             ));
         }
+        // Lifecycle (issue 12): CRLs reloaded while serving.
+        let crl_reload_s = raw.crl_reload_s.unwrap_or(DEFAULT_CRL_RELOAD_S);
+        if crl_reload_s > MAX_CRL_RELOAD_S {
+            return Err(config_err(
+                path,
+                "crl_reload_s",
+                format!("{crl_reload_s} is out of range"),
+                &format!(
+                    "give 0 (reload only on SIGHUP) to {MAX_CRL_RELOAD_S} seconds (default \
+                     {DEFAULT_CRL_RELOAD_S})"
+                ),
+            ));
+        }
         let tls = match (raw.tls_cert.map(resolve), raw.tls_key.map(resolve)) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -232,6 +252,7 @@ impl Config {
             node_rate_per_minute,
             admin_token_file: raw.admin_token_file.map(resolve),
             tls,
+            crl_reload_s,
         })
     }
 
@@ -337,6 +358,22 @@ mod tests {
         assert!(e.to_string().contains("node_rate_per_minute"), "{e}");
         let e = load("trust = \"t\"\nmax_body_bytes = 99999999\n").unwrap_err();
         assert!(e.to_string().contains("max_body_bytes"), "{e}");
+    }
+
+    #[test]
+    fn crl_reload_s_is_checked() {
+        assert_eq!(
+            load("trust = \"t\"\n").unwrap().crl_reload_s,
+            DEFAULT_CRL_RELOAD_S
+        );
+        assert_eq!(
+            load("trust = \"t\"\ncrl_reload_s = 0\n")
+                .unwrap()
+                .crl_reload_s,
+            0
+        );
+        let e = load("trust = \"t\"\ncrl_reload_s = 86401\n").unwrap_err();
+        assert!(e.to_string().contains("crl_reload_s"), "{e}");
     }
 
     #[test]

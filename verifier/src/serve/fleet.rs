@@ -28,8 +28,8 @@ use tppguard_proto::ruleset::RuleSet;
 use super::api::{ApiError, ApiResult};
 use crate::chain::TrustAnchors;
 use crate::check::rule_sets;
-use crate::licence::verify_licence;
-use crate::policy::{FleetVerdict, VerifiedAttestation, VerifiedLicence, evaluate};
+use crate::policy::lifecycle::Lifecycle;
+use crate::policy::{Finding, FleetVerdict, VerifiedAttestation, VerifiedLicence, evaluate_with};
 use crate::store::{Store, StoredAttestation, StoredLicence};
 
 /// A node's latest accepted attestation and its row id.
@@ -43,7 +43,8 @@ struct Inner {
     /// The fleet version this memory reflects at least (see [`Store::fleet_version`]).
     version: Option<i64>,
     nodes: HashMap<NodeId, Latest>,
-    /// The stored licence tokens, and how many the database held when they were read.
+    /// The stored licence tokens, and the lifecycle count ([`Store::lifecycle_count`]: licences
+    /// and lifecycle records) when they were read.
     licences: Vec<StoredLicence>,
     licence_count: Option<u64>,
 }
@@ -52,7 +53,12 @@ struct Inner {
 pub(crate) struct Basis {
     at: i64,
     licence_count: Option<u64>,
-    /// The stored licences that verify at `at`.
+    /// [`super::lifecycle::LifecycleState::generation`] when computed.
+    lifecycle_generation: u64,
+    /// Stage 0's input, and its findings (lifecycle, issue 12).
+    lifecycle: Lifecycle,
+    lifecycle_findings: Vec<Finding>,
+    /// The stored licences that verify at `at` and count (neither revoked nor retired).
     pub(crate) licences: Vec<VerifiedLicence>,
     /// The rule set evaluated: the first configured, or the first the licences name.
     pub(crate) rule_set: RuleSet,
@@ -64,11 +70,14 @@ pub(crate) struct FleetState {
     rule_sets: Vec<String>,
     inner: RwLock<Inner>,
     basis: Mutex<Option<Arc<Basis>>>,
+    /// Revocations, retirements, revoked nodes, unusable rows (lifecycle, issue 12).
+    pub(crate) lifecycle: super::lifecycle::LifecycleState,
 }
 
 impl FleetState {
     pub(crate) fn new(rule_sets: Vec<String>) -> Self {
         Self {
+            lifecycle: super::lifecycle::LifecycleState::new(rule_sets.clone()),
             rule_sets,
             inner: RwLock::default(),
             basis: Mutex::default(),
@@ -94,20 +103,22 @@ impl FleetState {
         };
         if !unseen.is_empty() {
             let rows = store.attestations_by_id(&unseen).await?;
-            let parsed = rows
-                .iter()
-                .map(|row| Ok((row.id, from_stored(row)?)))
-                .collect::<ApiResult<Vec<_>>>()?;
-            for (id, attestation) in parsed {
-                self.apply(id, attestation);
+            // A row that does not read back is left out and reported, never a 500.
+            for row in &rows {
+                match from_stored(row) {
+                    Ok(attestation) => self.apply(row.id, attestation),
+                    Err(e) => self.lifecycle.row_unusable(row, e.sentence()),
+                }
             }
+            self.lifecycle.check_rows(&rows);
         }
-        let count = store.licence_count().await?;
+        let count = store.lifecycle_count().await?;
         let known = self.read().licence_count;
         if known != Some(count) {
             let licences = store.licences().await?;
+            self.lifecycle.reload(store).await?;
             let mut inner = self.write();
-            inner.licence_count = Some(u64::try_from(licences.len()).unwrap_or(u64::MAX));
+            inner.licence_count = Some(count);
             inner.licences = licences;
         }
         // Everything up to `version` is now in memory (what was read is at least as new).
@@ -146,6 +157,7 @@ impl FleetState {
     /// Takes in an accepted attestation recorded as row `id`, unless the node's current one
     /// was recorded later.
     pub(crate) fn apply(&self, id: i64, attestation: VerifiedAttestation) {
+        self.lifecycle.arrived(attestation.node_id());
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         match inner.nodes.get_mut(&attestation.node_id()) {
             Some(cur) if cur.id >= id => {}
@@ -174,29 +186,22 @@ impl FleetState {
 
     /// The licences and rule set at `at` (computed at most once per second and licence set).
     pub(crate) fn basis(&self, trust: &TrustAnchors, at: i64) -> ApiResult<Arc<Basis>> {
-        let (tokens, licence_count) = {
+        let lifecycle_generation = self.lifecycle.generation();
+        let (stored, licence_count) = {
             let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
             let mut cache = self.basis.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(b) = cache.as_ref()
                 && b.at == at
                 && b.licence_count == inner.licence_count
+                && b.lifecycle_generation == lifecycle_generation
             {
                 return Ok(Arc::clone(b));
             }
             *cache = None;
-            (
-                inner
-                    .licences
-                    .iter()
-                    .map(|l| l.token.clone())
-                    .collect::<Vec<_>>(),
-                inner.licence_count,
-            )
+            (inner.licences.clone(), inner.licence_count)
         };
-        let licences: Vec<VerifiedLicence> = tokens
-            .iter()
-            .filter_map(|t| verify_licence(t, trust, at).ok())
-            .collect();
+        let (lifecycle, licences, lifecycle_findings) =
+            self.lifecycle.basis_inputs(&stored, trust, at);
         let mut sets = rule_sets(&self.rule_sets, &licences)?;
         if sets.is_empty() {
             return Err(ApiError::internal(&"no rule set to evaluate"));
@@ -205,6 +210,9 @@ impl FleetState {
         let basis = Arc::new(Basis {
             at,
             licence_count,
+            lifecycle_generation,
+            lifecycle,
+            lifecycle_findings,
             licences,
             rule_set,
         });
@@ -223,16 +231,17 @@ impl FleetState {
     ) -> FleetVerdict {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         let arriving: HashSet<NodeId> = arrivals.iter().map(|a| a.node_id()).collect();
-        evaluate(
+        evaluate_with(
             &basis.licences,
             &basis.rule_set,
             inner
                 .nodes
                 .iter()
-                .filter(|(id, _)| !arriving.contains(id))
+                .filter(|(id, _)| !arriving.contains(id) && basis.lifecycle.counts(**id))
                 .map(|(_, l)| &l.attestation)
                 .chain(arrivals.iter().map(|a| &**a)),
             basis.at,
+            basis.lifecycle_findings.clone(),
         )
     }
 }

@@ -11,11 +11,13 @@
 //! database agree. The routes are [`ROUTES`]; `docs/openapi.json` describes them and a test
 //! keeps the two in step.
 
+mod admin;
 mod api;
 pub mod auth;
 pub mod config;
 mod fleet;
 mod ingest;
+mod lifecycle;
 mod metrics;
 mod tls;
 
@@ -29,7 +31,7 @@ use tppguard_proto::identity::NodeId;
 use tppguard_proto::jws::SigningKey;
 
 use crate::chain::TrustAnchors;
-use crate::check::{load_result_key, rule_sets};
+use crate::check::load_result_key;
 use crate::cli::ServeArgs;
 use crate::error::Error;
 use crate::licence::verify_licence;
@@ -44,7 +46,8 @@ use config::Config;
 /// What the handlers share.
 pub(crate) struct AppState {
     store: Store,
-    trust: TrustAnchors,
+    /// trust.toml's anchors; the CRLs are reloaded while serving ([`lifecycle`]).
+    trust: lifecycle::TrustHolder,
     fleet: fleet::FleetState,
     /// The writer's queue ([`ingest`]).
     queue: tokio::sync::mpsc::Sender<ingest::Job>,
@@ -56,6 +59,13 @@ pub(crate) struct AppState {
     admin: Option<(hmac::Key, hmac::Tag)>,
     metrics: metrics::Metrics,
     limiter: RateLimiter,
+}
+
+impl AppState {
+    /// The trust anchors in use (the CRLs as last reloaded).
+    pub(crate) fn trust(&self) -> Arc<TrustAnchors> {
+        self.trust.get()
+    }
 }
 
 /// Most nodes the rate limiter tracks; past it, windows that ended are dropped.
@@ -142,17 +152,17 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
             "the nodes' latest attestations are now kept by node id (schema 3)"
         );
     }
-    if let Some(dir) = &config.licences_dir {
-        import_licences(&store, &trust, dir, &config.path, now).await?;
-    }
     let fleet = fleet::FleetState::new(config.rule_sets.clone());
+    if let Some(dir) = &config.licences_dir {
+        import_licences(&store, &trust, &fleet, dir, &config.path, now).await?;
+        lifecycle::import_revocations(&store, &trust, dir, now).await?;
+    }
+    fleet.lifecycle.set_crls(&trust);
     let loaded = fleet.refresh(&store).await;
-    // The rule sets must load now, not at the first request.
+    // The rule sets must load now, not at the first request; a stored row that cannot be
+    // used is a finding, never a reason to stop.
     let loaded = loaded.and_then(|()| fleet.basis(&trust, now).map(|_| ()));
     if let Err(e) = loaded {
-        // The stored licences verify one by one to name the one at fault.
-        let stored = api::verified_licences(&store, &trust, now).await?;
-        rule_sets(&config.rule_sets, &stored)?;
         return Err(Error::Serve {
             what: "cannot load the fleet from the database".to_owned(),
             source: std::io::Error::other(e.sentence().to_owned()),
@@ -166,7 +176,7 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
     let (queue, jobs) = tokio::sync::mpsc::channel(ingest::QUEUE);
     let state = Arc::new(AppState {
         store,
-        trust,
+        trust: lifecycle::TrustHolder::new(&config.trust, trust),
         fleet,
         queue,
         result_key,
@@ -178,6 +188,10 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
     });
     // The writer holds the state until the runtime stops; it ends with the process.
     tokio::spawn(ingest::run(Arc::clone(&state), jobs));
+    tokio::spawn(lifecycle::reload_loop(
+        Arc::clone(&state),
+        config.crl_reload_s,
+    ));
     let app = api::router(state, config.max_body_bytes, config.request_timeout_s);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -212,11 +226,13 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
-/// Verifies every `*.jws` of `dir` (sorted by name) and stores it; one that does not verify
-/// stops the start, naming the file.
+/// Verifies every `*.jws` of `dir` (sorted by name; `*.revocation.jws` aside, see
+/// [`lifecycle::import_revocations`]) and stores it; one that does not verify, or names a rule
+/// set this verifier cannot load, stops the start, naming the file.
 async fn import_licences(
     store: &Store,
     trust: &TrustAnchors,
+    fleet: &fleet::FleetState,
     dir: &Path,
     config: &Path,
     now: i64,
@@ -231,6 +247,7 @@ async fn import_licences(
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "jws"))
+        .filter(|p| !lifecycle::is_revocation_file(p))
         .collect();
     files.sort();
     for file in files {
@@ -241,6 +258,21 @@ async fn import_licences(
                 path: file.clone(),
                 source,
             })?;
+        let rule_set = verified.licence().rule_set();
+        if !fleet.lifecycle.rule_set_loadable(rule_set) {
+            return Err(Error::Config {
+                path: config.to_owned(),
+                key: "licences_dir",
+                reason: format!(
+                    "{}: {}",
+                    file.display(),
+                    lifecycle::unknown_rule_set(rule_set)
+                ),
+                hint: "sign the licence again naming a shipped rule set, or add its rule set \
+                       file to rule_sets"
+                    .to_owned(),
+            });
+        }
         store
             .add_licence(verified.licence().id(), &token, now)
             .await?;

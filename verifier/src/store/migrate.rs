@@ -37,6 +37,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_node_is_its_key.sql"),
         postgres: include_str!("../../migrations/postgres/0003_node_is_its_key.sql"),
     },
+    // 0004 is reserved for another change of issue 12.
+    Migration {
+        version: 5,
+        name: "lifecycle",
+        sqlite: include_str!("../../migrations/sqlite/0005_lifecycle.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_lifecycle.sql"),
+    },
 ];
 
 /// Arbitrary constant naming the migration lock among PostgreSQL advisory locks.
