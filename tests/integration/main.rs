@@ -22,6 +22,7 @@ mod schema;
 mod serve;
 mod serve_fleet;
 mod serve_kill;
+mod serve_lifecycle;
 mod serve_time;
 mod serve_tls;
 mod support;

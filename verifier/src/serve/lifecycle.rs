@@ -361,10 +361,19 @@ pub(crate) async fn reload_crls(state: &AppState) {
     }
 }
 
-/// Reloads the CRLs every `every_s` seconds (0: never on a timer) and on SIGHUP, until the
-/// process ends.
-pub(crate) async fn reload_loop(state: Arc<AppState>, every_s: u64) {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+/// The SIGHUP stream, installed before `serve` says it listens (a SIGHUP before it would end
+/// the process); `None` when no handler can be installed.
+pub(crate) fn hangups() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+/// Reloads the CRLs every `every_s` seconds (0: never on a timer) and at each of `hup`
+/// (SIGHUP), until the process ends.
+pub(crate) async fn reload_loop(
+    state: Arc<AppState>,
+    every_s: u64,
+    mut hup: Option<tokio::signal::unix::Signal>,
+) {
     let period = std::time::Duration::from_secs(every_s.max(1));
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {

@@ -191,6 +191,7 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
     tokio::spawn(lifecycle::reload_loop(
         Arc::clone(&state),
         config.crl_reload_s,
+        lifecycle::hangups(),
     ));
     let app = api::router(state, config.max_body_bytes, config.request_timeout_s);
     let listener = tokio::net::TcpListener::bind(config.listen)
