@@ -2,8 +2,8 @@
 //!
 //! Every error answers `{"code": snake_case, "sentence": "..."}` with a status that says who
 //! must act: 400 a malformed request, 401 no valid credential (unknown nonce, admin token),
-//! 403 an expired nonce, 404 no such resource, 409 a replayed nonce or a certificate subject
-//! that names several nodes, 429 a node over
+//! 403 an expired nonce, 404 no such resource, 409 a replayed nonce, a certificate subject
+//! that names several nodes or a retired node, 429 a node over
 //! `node_rate_per_minute`, 413 a body over
 //! `max_body_bytes`, 415 a content type other than `application/jose`, 422 a token that does
 //! not verify, 500 the verifier's own fault, 503 the database unreachable, 408 a request over

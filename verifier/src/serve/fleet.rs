@@ -7,8 +7,9 @@
 //! nothing to read (the usual case for a single verifier, whose own commits move the version
 //! it already holds, [`FleetState::committed`]). Otherwise it reads the latest pointers (node
 //! and row id) that batches moved since the version it holds (all of them at start), fetches
-//! the rows it has not seen, and reloads the licences when their count changed (they are only
-//! ever added). The licences are verified again, and the rule set
+//! the rows it has not seen, and reloads the licences and the lifecycle records when their count
+//! changed (both are only ever added; [`super::lifecycle`]). A row that does not read back is
+//! left out and reported, never an error for every request. The licences are verified again, and the rule set
 //! chosen again, at most once per second ([`Basis`]): a licence or a certificate that expires
 //! stops counting within a second.
 //!

@@ -1,9 +1,11 @@
 //! `tppguard-verifier serve`: the verifier as an HTTP service (axum on tokio).
 //!
 //! Start-up: read the configuration ([`config`]), pin trust.toml, load the result key, open
-//! the database ([`crate::store`]), verify and import every `*.jws` licence of `licences_dir`,
-//! check the rule sets load, bind, print `listening on http://ADDR` and serve until SIGTERM or
-//! ctrl-c (in-flight requests finish; new connections are refused).
+//! the database ([`crate::store`]), verify and import every `*.jws` licence and
+//! `*.revocation.jws` licence revocation of `licences_dir`, check the rule sets load, bind,
+//! print `listening on http://ADDR` and serve until SIGTERM or ctrl-c (in-flight requests
+//! finish; new connections are refused). trust.toml's CRLs are reloaded while serving, on a
+//! timer and on SIGHUP ([`lifecycle`]); revocations and retirements are [`admin`] routes.
 //!
 //! Writes (challenges, attestations, rejections) go through one writer task that commits them
 //! in batches ([`ingest`]); the fleet is evaluated from memory ([`fleet`]), caught up with the

@@ -292,18 +292,29 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{Kind, fresh, open};
+    use super::super::{NewAttestation, Outcome};
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("v.db").display());
-        let store = Store::open(&url).await.unwrap();
-        (dir, store)
+    fn accepted(node: NodeId, token: &str) -> NewAttestation {
+        NewAttestation {
+            node_id: Some(node),
+            subject: "CN=n".to_owned(),
+            certified_site: None,
+            iat: 1,
+            received_at: 2,
+            token: token.to_owned(),
+            claims_json: "{}".to_owned(),
+            outcome: Outcome::Accepted,
+            reason: "ok".to_owned(),
+            sentence: "accepted".to_owned(),
+            ear: None,
+        }
     }
 
-    #[tokio::test]
-    async fn records_are_kept_once_and_move_the_fleet_version() {
-        let (_dir, s) = store().await;
+    async fn records_are_kept_once_and_move_the_fleet_version(kind: Kind) {
+        let db = fresh(kind).await;
+        let s = open(&db).await;
         let v0 = s.fleet_version().await.unwrap();
         let c0 = s.lifecycle_count().await.unwrap();
         let revocation = LicenceRevocationRecord {
@@ -341,6 +352,12 @@ mod tests {
         assert!(!s.retire_node(&node).await.unwrap());
         assert!(s.fleet_version().await.unwrap() >= v0 + 3);
         assert_eq!(s.lifecycle_count().await.unwrap(), c0 + 3);
+        s.add_licence("LIC-3", "x.y.z", 1).await.unwrap();
+        assert_eq!(
+            s.lifecycle_count().await.unwrap(),
+            c0 + 4,
+            "licences count too"
+        );
         let records = s.lifecycle_records().await.unwrap();
         assert_eq!(records.revocations, [revocation]);
         assert_eq!(records.licence_retirements, [retirement]);
@@ -350,9 +367,9 @@ mod tests {
         assert_eq!(s.bump_fleet_version().await.unwrap(), v + 1);
     }
 
-    #[tokio::test]
-    async fn bad_input_is_refused_and_a_bad_row_is_reported() {
-        let (_dir, s) = store().await;
+    async fn bad_input_is_refused_and_a_bad_row_is_reported(kind: Kind) {
+        let db = fresh(kind).await;
+        let s = open(&db).await;
         let empty_reason = LicenceRetirement {
             licence_id: "LIC-1".to_owned(),
             reason: String::new(),
@@ -373,5 +390,73 @@ mod tests {
         let records = s.lifecycle_records().await.unwrap();
         assert!(records.node_retirements.is_empty());
         assert_eq!(records.unreadable.len(), 1, "{:?}", records.unreadable);
+    }
+
+    async fn latest_tokens_come_a_page_at_a_time(kind: Kind) {
+        let db = fresh(kind).await;
+        let s = open(&db).await;
+        let nodes: Vec<NodeId> = (1..=3u8).map(|b| NodeId::from_bytes([b; 32])).collect();
+        for (i, n) in nodes.iter().enumerate() {
+            s.record_attestation(&accepted(*n, &format!("old-{i}")))
+                .await
+                .unwrap();
+            s.record_attestation(&accepted(*n, &format!("new-{i}")))
+                .await
+                .unwrap();
+        }
+        let first = s.latest_tokens_page(None, 2).await.unwrap();
+        assert_eq!(
+            first,
+            [
+                (nodes[0], "new-0".to_owned()),
+                (nodes[1], "new-1".to_owned())
+            ]
+        );
+        let rest = s.latest_tokens_page(Some(nodes[1]), 2).await.unwrap();
+        assert_eq!(rest, [(nodes[2], "new-2".to_owned())]);
+        assert!(
+            s.latest_tokens_page(Some(nodes[2]), 2)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    mod sqlite {
+        use super::*;
+
+        #[tokio::test]
+        async fn records() {
+            records_are_kept_once_and_move_the_fleet_version(Kind::Sqlite).await;
+        }
+
+        #[tokio::test]
+        async fn bad_rows() {
+            bad_input_is_refused_and_a_bad_row_is_reported(Kind::Sqlite).await;
+        }
+
+        #[tokio::test]
+        async fn latest_tokens() {
+            latest_tokens_come_a_page_at_a_time(Kind::Sqlite).await;
+        }
+    }
+
+    mod postgres {
+        use super::*;
+
+        #[tokio::test]
+        async fn records() {
+            records_are_kept_once_and_move_the_fleet_version(Kind::Postgres).await;
+        }
+
+        #[tokio::test]
+        async fn bad_rows() {
+            bad_input_is_refused_and_a_bad_row_is_reported(Kind::Postgres).await;
+        }
+
+        #[tokio::test]
+        async fn latest_tokens() {
+            latest_tokens_come_a_page_at_a_time(Kind::Postgres).await;
+        }
     }
 }

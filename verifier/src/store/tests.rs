@@ -10,18 +10,18 @@ use super::pg_harness;
 use super::*;
 
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Sqlite,
     Postgres,
 }
 
 /// A fresh, empty database; a SQLite one lives as long as this value.
-struct TestDb {
+pub(super) struct TestDb {
     url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
-async fn fresh(kind: Kind) -> TestDb {
+pub(super) async fn fresh(kind: Kind) -> TestDb {
     match kind {
         Kind::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -51,7 +51,7 @@ async fn fresh(kind: Kind) -> TestDb {
     }
 }
 
-async fn open(db: &TestDb) -> Store {
+pub(super) async fn open(db: &TestDb) -> Store {
     Store::open(&db.url).await.expect("open store")
 }
 
