@@ -4,8 +4,9 @@
 //! so every replica, and every cached verdict, sees it at once.
 //!
 //! The writes need the `admin` role: each handler takes the request's [`Principal`] to record
-//! who acted. Until the role table admits routes, [`admin_token_principal`] makes that
-//! principal from the admin bearer token (`admin_token_file`).
+//! who acted. [`require_admin`] admits a principal an authentication layer put on the request
+//! when its role is `admin` (403 `forbidden` otherwise); with none, it makes the principal
+//! `admin` from the admin bearer token (`admin_token_file`).
 
 use std::sync::Arc;
 
@@ -50,18 +51,25 @@ pub(super) fn routes(state: &Shared) -> Router<Shared> {
         .route(NODE_RETIREMENT, post(retire_node))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(state),
-            admin_token_principal,
+            require_admin,
         ));
     Router::new().route(LIFECYCLE, get(lifecycle)).merge(writes)
 }
 
-/// Admits a request that presents the admin token (`Authorization: Bearer TOKEN`) as the
-/// principal `admin` of role [`Role::Admin`].
-async fn admin_token_principal(
-    State(s): State<Shared>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Admits a request whose principal has [`Role::Admin`]; a request without one that presents
+/// the admin token (`Authorization: Bearer TOKEN`) as the principal `admin`.
+async fn require_admin(State(s): State<Shared>, mut request: Request, next: Next) -> Response {
+    if let Some(principal) = request.extensions().get::<Principal>() {
+        if principal.role != Role::Admin {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "revocations and retirements need a credential of role admin",
+            )
+            .into_response();
+        }
+        return next.run(request).await;
+    }
     let Some((key, tag)) = &s.admin else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
@@ -334,4 +342,168 @@ async fn lifecycle(State(s): State<Shared>) -> ApiResult<Response> {
             "revoked_nodes": revoked_nodes,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+    use tppguard_proto::jws::{self, Header};
+    use tppguard_proto::licence::Licence;
+
+    use super::*;
+    use crate::chain::TrustAnchors;
+    use crate::store::Store;
+
+    const LICENCE: &str = "EXAMPLE-DE-2026-0142";
+
+    /// A verifier's state over a fresh `pki init` and SQLite store holding the example
+    /// licence (no admin token: only a principal put on the request is admitted).
+    async fn state(dir: &std::path::Path) -> (Shared, std::path::PathBuf) {
+        let now = crate::unix_now().unwrap();
+        let pki = dir.join("pki");
+        crate::pki::init(&pki, now).unwrap();
+        let trust_path = pki.join("trust.toml");
+        let trust = TrustAnchors::from_trust_toml(&trust_path).unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.join("v.db").display()))
+            .await
+            .unwrap();
+        let signer = crate::licence::load_signer(&pki).unwrap();
+        let licence =
+            Licence::from_toml_str(include_str!("../../../examples/licence.toml")).unwrap();
+        let header = Header::new(signer.key.alg())
+            .with_typ(crate::licence::LICENCE_TYP)
+            .with_x5c(signer.x5c.clone());
+        let token = jws::sign(&header, &licence.to_json().unwrap(), &signer.key).unwrap();
+        store.add_licence(LICENCE, &token, now).await.unwrap();
+        let (queue, _jobs) = tokio::sync::mpsc::channel(1);
+        let state = Arc::new(AppState {
+            store,
+            trust: super::super::lifecycle::TrustHolder::new(&trust_path, trust),
+            fleet: super::super::fleet::FleetState::new(Vec::new()),
+            queue,
+            result_key: crate::check::load_result_key(&pki.join(crate::pki::RESULT_KEY)).unwrap(),
+            nonce_ttl_s: 300,
+            rng: ring::rand::SystemRandom::new(),
+            admin: None,
+            metrics: super::super::metrics::Metrics::new(),
+            limiter: super::super::RateLimiter::new(30),
+        });
+        (state, pki)
+    }
+
+    /// `routes` with `principal` put on every request, as an authentication layer does.
+    fn app(state: &Shared, principal: Option<Principal>) -> Router {
+        let app = routes(state).with_state(Arc::clone(state));
+        match principal {
+            Some(p) => app.layer(Extension(p)),
+            None => app,
+        }
+    }
+
+    fn principal(name: &str, role: Role) -> Option<Principal> {
+        Some(Principal {
+            name: name.to_owned(),
+            role,
+            licences: Vec::new(),
+        })
+    }
+
+    async fn call(app: Router, path: &str, content_type: &str, body: String) -> (u16, Value) {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    use serde_json::Value;
+
+    #[tokio::test]
+    async fn an_admin_principal_acts_and_is_recorded_and_other_roles_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, pki) = state(dir.path()).await;
+        let retire = format!("/v1/licences/{LICENCE}/retirement");
+        let body = json!({"reason": "superseded"}).to_string();
+        // No principal and no admin token: administration is off.
+        let (status, answer) = call(app(&s, None), &retire, "application/json", body.clone()).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (404, Some("admin_disabled"))
+        );
+        // A principal of another role: refused, nothing recorded.
+        for role in [
+            Role::Operator,
+            Role::Regulator,
+            Role::Vendor,
+            Role::Node,
+            Role::Metrics,
+        ] {
+            let (status, answer) = call(
+                app(&s, principal("bob", role)),
+                &retire,
+                "application/json",
+                body.clone(),
+            )
+            .await;
+            assert_eq!(
+                (status, answer["code"].as_str()),
+                (403, Some("forbidden")),
+                "{role:?}"
+            );
+        }
+        assert!(
+            s.store
+                .lifecycle_records()
+                .await
+                .unwrap()
+                .licence_retirements
+                .is_empty()
+        );
+
+        // An admin: the revocation and the retirement are recorded under its name.
+        let alice = principal("alice", Role::Admin);
+        let mut out = Vec::new();
+        crate::licence::run(
+            &crate::cli::LicenceArgs {
+                command: crate::cli::LicenceCommand::Revoke(crate::cli::LicenceRevokeArgs {
+                    dir: pki,
+                    licence: LICENCE.to_owned(),
+                    reason: "terms breached".to_owned(),
+                    at: None,
+                    out: None,
+                }),
+            },
+            &mut out,
+            crate::unix_now().unwrap(),
+        )
+        .unwrap();
+        let token = String::from_utf8(out).unwrap().trim().to_owned();
+        let revoke = format!("/v1/licences/{LICENCE}/revocation");
+        let (status, answer) =
+            call(app(&s, alice.clone()), &revoke, "application/jose", token).await;
+        assert_eq!(status, 201, "{answer}");
+        assert_eq!(answer["recorded_by"], "alice");
+        let (status, _) = call(app(&s, alice.clone()), &retire, "application/json", body).await;
+        assert_eq!(status, 201);
+        let records = s.store.lifecycle_records().await.unwrap();
+        assert_eq!(records.revocations[0].recorded_by, "alice");
+        assert_eq!(records.licence_retirements[0].retired_by, "alice");
+
+        // Effective at once: the licence no longer counts, with both findings.
+        let now = crate::unix_now().unwrap();
+        let basis = s.fleet.basis(&s.trust(), now).unwrap();
+        assert!(basis.licences.is_empty());
+        let verdict = s.fleet.evaluate(&basis, &[]);
+        let codes: Vec<&str> = verdict.findings.iter().map(|f| f.code).collect();
+        assert!(
+            codes.contains(&"licence_revoked") && codes.contains(&"licence_retired"),
+            "{codes:?}"
+        );
+    }
 }
