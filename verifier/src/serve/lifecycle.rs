@@ -11,7 +11,8 @@
 //!
 //! CRLs: trust.toml is read again every `crl_reload_s` seconds and on SIGHUP; its CRLs replace
 //! the ones in use (its roots stay those pinned at start). A file that does not load keeps the
-//! CRLs in use, with a warning. A changed set of revoked certificates moves the fleet version.
+//! CRLs in use, with a warning. Changed CRLs move the fleet version (a licence signer's
+//! revocation changes the verdict as a node's does).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -332,8 +333,8 @@ pub(crate) fn unknown_rule_set(rule_set: &str) -> String {
     )
 }
 
-/// Reloads the CRLs of trust.toml; when the operator CRLs' revoked set changed, checks the
-/// fleet again and moves the fleet version. Failures are logged; the CRLs in use stay.
+/// Reloads the CRLs of trust.toml; when they changed, checks the fleet again and moves the
+/// fleet version. Failures are logged; the CRLs in use stay.
 pub(crate) async fn reload_crls(state: &AppState) {
     let trust = match state.trust.reload() {
         Ok(Some(trust)) => trust,
@@ -345,12 +346,13 @@ pub(crate) async fn reload_crls(state: &AppState) {
     };
     let checked = state.fleet.lifecycle.recheck(&state.store, &trust).await;
     match checked {
-        Ok(changed) => {
+        Ok(nodes_changed) => {
             tracing::info!(
                 revoked_nodes = state.fleet.lifecycle.revoked_nodes().len(),
+                nodes_changed,
                 "CRLs reloaded"
             );
-            if changed && let Err(e) = state.store.bump_fleet_version().await {
+            if let Err(e) = state.store.bump_fleet_version().await {
                 tracing::warn!(error = %e, "the fleet version did not move after a CRL reload");
             }
         }
