@@ -7,11 +7,11 @@
 //! nothing to read (the usual case for a single verifier, whose own commits move the version
 //! it already holds, [`FleetState::committed`]). Otherwise it reads the latest pointers (node
 //! and row id) that batches moved since the version it holds (all of them at start), fetches
-//! the rows it has not seen, and reloads the licences and the lifecycle records when their count
-//! changed (both are only ever added; [`super::lifecycle`]). A row that does not read back is
-//! left out and reported, never an error for every request. The licences are verified again, and the rule set
-//! chosen again, at most once per second ([`Basis`]): a licence or a certificate that expires
-//! stops counting within a second.
+//! the rows it has not seen, and reloads the licences and the lifecycle records when their
+//! count changed (both are only ever added; [`super::lifecycle`]). A row that does not read
+//! back is left out and reported, never an error for every request. The licences are verified
+//! again, and the rule set chosen again, at most once per second ([`Basis`]): a licence or a
+//! certificate that expires stops counting within a second.
 //!
 //! Nodes are kept by node id (their key). Which of two attestations of a node is the latest
 //! is decided as the store decides it: the one recorded later (greater row id; batches commit
