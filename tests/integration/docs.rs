@@ -5,13 +5,14 @@
 use tppguard_proto::claims::ClaimsError;
 use tppguard_proto::jws::JwsError;
 use tppguard_proto::licence::LicenceError;
+use tppguard_proto::licence::revocation::RevocationError;
 use tppguard_verifier::attestation::AttestationError;
 use tppguard_verifier::chain::ChainError;
 use tppguard_verifier::licence::LicenceVerifyError;
 use tppguard_verifier::policy::Reason;
 
 /// Every code list, named as the failure message should name it.
-fn code_lists() -> [(&'static str, &'static [&'static str]); 7] {
+fn code_lists() -> [(&'static str, &'static [&'static str]); 8] {
     [
         ("Reason::CODES", &Reason::CODES),
         ("AttestationError::CODES", &AttestationError::CODES),
@@ -20,6 +21,7 @@ fn code_lists() -> [(&'static str, &'static [&'static str]); 7] {
         ("ChainError::CODES", ChainError::CODES),
         ("ClaimsError::CODES", &ClaimsError::CODES),
         ("LicenceError::CODES", &LicenceError::CODES),
+        ("RevocationError::CODES", &RevocationError::CODES),
     ]
 }
 

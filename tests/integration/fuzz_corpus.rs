@@ -24,13 +24,21 @@ mod issued_checks;
 mod leaf_checks;
 #[path = "../../fuzz/src/site_checks.rs"]
 mod site_checks;
+// Lifecycle (issue 12): the licence revocation payload.
+#[path = "../../fuzz/src/revocation_checks.rs"]
+mod revocation_checks;
 
 /// Writes the generated corpora again.
 const REGENERATE: &str = "TPPGUARD_UPDATE_CORPUS=1 cargo test -p tppguard-tests --test integration \
                           fuzz_corpus::generated_corpora_are_current";
 
 /// The targets whose seeds [`generated`] makes.
-const GENERATED: [&str; 3] = ["issued_record", "leaf_facts", "site_and_text"];
+const GENERATED: [&str; 4] = [
+    "issued_record",
+    "leaf_facts",
+    "site_and_text",
+    "licence_revocation",
+];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -190,6 +198,7 @@ fn generated(target: &str) -> Vec<(String, Vec<u8>)> {
         "issued_record" => issued_record_seeds(),
         "leaf_facts" => leaf_facts_seeds(),
         "site_and_text" => site_and_text_seeds(),
+        "licence_revocation" => licence_revocation_seeds(),
         other => panic!("no generator for {other}"),
     }
 }
@@ -476,5 +485,70 @@ fn site_and_text_seeds() -> Vec<(String, Vec<u8>)> {
         .into_iter()
         .enumerate()
         .map(|(i, text)| (format!("{i:02}"), text.into_bytes()))
+        .collect()
+}
+
+#[test]
+fn licence_revocation_corpus() {
+    for (name, bytes) in corpus("licence_revocation") {
+        let accepted = revocation_checks::check_licence_revocation(&bytes);
+        if name.starts_with("ok-") {
+            assert!(accepted, "{name} is rejected");
+        } else if name.starts_with("broken-") {
+            assert!(!accepted, "{name} is accepted");
+        }
+    }
+}
+
+/// Revocation payloads `licence revoke` signs, and each way to break one.
+fn licence_revocation_seeds() -> Vec<(String, Vec<u8>)> {
+    let ok = |id: &str, reason: &str, at: i64| {
+        json!({"licence_id": id, "reason": reason, "revoked_at": at}).to_string()
+    };
+    let seeds: Vec<(&str, String)> = vec![
+        (
+            "ok-plain",
+            ok(
+                "EXAMPLE-DE-2026-0142",
+                "export terms breached",
+                1_767_225_600,
+            ),
+        ),
+        ("ok-id-alphabet", ok("a-b_c.d:e/f", "r", 0)),
+        ("ok-max-time", ok("L", "r", 253_402_300_799)),
+        ("ok-unicode-reason", ok("L", &"é".repeat(1024), 1)),
+        ("ok-bidi-reason", ok("L", "terms \u{202e}desrever", 1)),
+        ("ok-padded-reason", ok("L", "  spaced  ", 1)),
+        ("broken-empty", String::new()),
+        ("broken-array", "[]".to_owned()),
+        (
+            "broken-missing-reason",
+            json!({"licence_id": "L", "revoked_at": 1}).to_string(),
+        ),
+        (
+            "broken-extra-key",
+            json!({"licence_id": "L", "reason": "r", "revoked_at": 1, "x": 1}).to_string(),
+        ),
+        (
+            "broken-duplicate-key",
+            r#"{"licence_id":"L","reason":"r","reason":"s","revoked_at":1}"#.to_owned(),
+        ),
+        ("broken-id-space", ok("a b", "r", 1)),
+        ("broken-id-long", ok(&"x".repeat(65), "r", 1)),
+        ("broken-reason-blank", ok("L", "   ", 1)),
+        ("broken-reason-escape", ok("L", "a\u{1b}[2Jb", 1)),
+        ("broken-reason-newline", ok("L", "a\nb", 1)),
+        ("broken-reason-long", ok("L", &"e".repeat(1025), 1)),
+        ("broken-time-negative", ok("L", "r", -1)),
+        ("broken-time-after-9999", ok("L", "r", 253_402_300_800)),
+        (
+            "broken-time-float",
+            r#"{"licence_id":"L","reason":"r","revoked_at":1.5}"#.to_owned(),
+        ),
+        ("broken-too-large", " ".repeat(8 * 1024 + 1)),
+    ];
+    seeds
+        .into_iter()
+        .map(|(name, text)| (format!("{name}.json"), text.into_bytes()))
         .collect()
 }

@@ -23,6 +23,7 @@ mod serve;
 mod serve_auth;
 mod serve_fleet;
 mod serve_kill;
+mod serve_lifecycle;
 mod serve_limits;
 mod serve_reads;
 mod serve_time;

@@ -906,6 +906,19 @@ impl TrustAnchors {
         Ok(leaf)
     }
 
+    /// These roots with `other`'s CRLs and a cache of their own (no chain remembered under
+    /// the old CRLs is reused): how `serve` takes CRLs reloaded from trust.toml.
+    pub fn with_crls_of(&self, other: &TrustAnchors) -> Self {
+        Self {
+            operator: self.operator.clone(),
+            operator_crls: other.operator_crls.clone(),
+            licence_authority: self.licence_authority.clone(),
+            licence_authority_crls: other.licence_authority_crls.clone(),
+            vendor: self.vendor.clone(),
+            cache: Arc::default(),
+        }
+    }
+
     /// The operator CRLs (`[operator] crls`).
     pub fn operator_crls(&self) -> &[CrlDer] {
         &self.operator_crls
@@ -1311,6 +1324,67 @@ fn check_leaf(der: &[u8], role: Role, chain_len: usize) -> Result<VerifiedLeaf, 
         not_after: cert.validity().not_after.timestamp(),
         chain_len,
     })
+}
+
+/// The certificates a set of CRLs revokes, by (issuer name, serial number) as DER bytes: how
+/// the attestations already accepted are checked again when the CRLs change, without building
+/// any chain (`serve`'s CRL reload). The CRLs are those pinned in trust.toml, already parsed
+/// when loaded ([`TrustAnchors::from_trust_toml`]); chain validation checks their signatures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevokedSet(std::collections::HashSet<(Vec<u8>, Vec<u8>)>);
+
+/// A revoked certificate found in a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedCert {
+    /// Its subject, RFC 4514 style.
+    pub subject: String,
+    /// Its serial number, lower-case hex with colons.
+    pub serial: String,
+}
+
+impl RevokedSet {
+    /// Every entry of `crls` (a CRL that does not parse contributes nothing: it was checked
+    /// when loaded).
+    pub fn from_crls(crls: &[CrlDer]) -> Self {
+        let mut set = std::collections::HashSet::new();
+        for der in crls {
+            let Ok((_, crl)) = x509_parser::parse_x509_crl(der) else {
+                continue;
+            };
+            let issuer = crl.issuer().as_raw().to_vec();
+            for entry in crl.iter_revoked_certificates() {
+                set.insert((issuer.clone(), entry.raw_serial().to_vec()));
+            }
+        }
+        Self(set)
+    }
+
+    /// Whether nothing is revoked.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many certificates are revoked.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The first certificate of `x5c` (DER, leaf first) this set revokes; `None` when none
+    /// is (a certificate that does not parse is not judged here: it was verified when its
+    /// attestation was accepted).
+    pub fn revoked_in(&self, x5c: &[Vec<u8>]) -> Option<RevokedCert> {
+        if self.0.is_empty() {
+            return None;
+        }
+        x5c.iter().find_map(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+            let key = (cert.issuer().as_raw().to_vec(), cert.raw_serial().to_vec());
+            self.0.contains(&key).then(|| RevokedCert {
+                subject: cert.subject().to_string(),
+                serial: cert.raw_serial_as_string(),
+            })
+        })
+    }
 }
 
 #[cfg(test)]

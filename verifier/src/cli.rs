@@ -322,6 +322,38 @@ pub enum LicenceCommand {
     /// unreadable file), with the reason code in the message.
     #[command(after_help = EXIT_CODES)]
     Show(LicenceShowArgs),
+    // Lifecycle (issue 12): `licence revoke`.
+    /// Sign a revocation of licence --licence with the licence-signing key of a `pki init`
+    /// folder: a compact JWS (`typ` tppguard-licence-revocation+jwt, `x5c` the signer's
+    /// chain) carrying the licence id, the reason and the instant. Offline; submit it with
+    /// POST /v1/licences/{id}/revocation or put it in the verifier's licences_dir as
+    /// *.revocation.jws. A revocation is permanent.
+    #[command(after_help = EXIT_CODES)]
+    Revoke(LicenceRevokeArgs),
+}
+
+/// Flags of `licence revoke`.
+#[derive(Debug, Args)]
+pub struct LicenceRevokeArgs {
+    /// The folder made by `pki init` (reads licence-signer.key and licence-signer-chain.pem).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The id of the licence to revoke.
+    #[arg(long, value_name = "ID")]
+    pub licence: String,
+
+    /// Why (one line, at most 1024 characters); shown in every verdict.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+
+    /// The instant of revocation: RFC 3339 with an offset or Unix seconds (default: now).
+    #[arg(long, value_name = "RFC3339|UNIX", value_parser = parse_at)]
+    pub at: Option<i64>,
+
+    /// Where to write the signed revocation (default: standard output).
+    #[arg(long, value_name = "R.revocation.jws")]
+    pub out: Option<PathBuf>,
 }
 
 /// Flags of `licence sign`.

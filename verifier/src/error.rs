@@ -131,6 +131,13 @@ pub enum Error {
         #[source]
         source: LicenceError,
     },
+    /// `licence revoke` was given a revocation that is not valid (lifecycle, issue 12).
+    #[error("invalid revocation ({}): {source}", source.code())]
+    InvalidRevocation {
+        /// Why.
+        #[source]
+        source: tppguard_proto::licence::revocation::RevocationError,
+    },
     /// A private-key file is not a usable PKCS#8 PEM key.
     #[error("{}: {reason}", path.display())]
     BadKeyFile {
@@ -329,6 +336,11 @@ impl Error {
             ),
             Self::Pki(e) => Some(e.hint().to_owned()),
             Self::Token(e) => Some(e.hint().to_owned()),
+            Self::InvalidRevocation { .. } => Some(
+                "--licence is the licence id (64 ASCII letters, digits and `-_.:/` at most) and \
+                 --reason one line of at most 1024 characters"
+                    .to_owned(),
+            ),
             Self::Output(_) | Self::Json(_) => None,
         }
     }

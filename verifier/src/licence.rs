@@ -16,6 +16,9 @@ use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
 use tppguard_proto::jws::{self, Alg, Header, JwsError, SigningKey, VerifyingKey};
+use tppguard_proto::licence::revocation::{
+    LICENCE_REVOCATION_TYP, LicenceRevocation, RevocationError,
+};
 use tppguard_proto::licence::{CountryCode, Licence, LicenceError, MAX_LICENCE_BYTES, Validity};
 use tppguard_proto::spec::h100_equivalents;
 use tppguard_proto::text::{Escaped, escape};
@@ -28,6 +31,7 @@ use crate::error::Error;
 use crate::pki::{LICENCE_SIGNER_CHAIN, LICENCE_SIGNER_KEY};
 use crate::policy::VerifiedLicence;
 
+mod revoke;
 #[cfg(test)]
 mod tests;
 
@@ -60,6 +64,46 @@ fn verify_licence_parts(
     Ok((licence, leaf))
 }
 
+/// A licence revocation whose signature chains to the licence authority.
+#[derive(Debug, Clone)]
+pub struct VerifiedRevocation {
+    revocation: LicenceRevocation,
+    signer_subject: String,
+}
+
+impl VerifiedRevocation {
+    /// The revocation.
+    pub fn revocation(&self) -> &LicenceRevocation {
+        &self.revocation
+    }
+
+    /// The subject of the certificate that signed it.
+    pub fn signer_subject(&self) -> &str {
+        &self.signer_subject
+    }
+}
+
+/// Verifies a signed licence revocation (`typ` [`LICENCE_REVOCATION_TYP`]) at Unix time
+/// `at_unix` exactly as [`verify_licence`] verifies a licence: the chain to a pinned
+/// licence-authority root with that domain's CRLs, `alg` against the leaf key, the signature,
+/// then the payload ([`LicenceRevocation::from_json`]).
+pub fn verify_licence_revocation(
+    token: &str,
+    trust: &TrustAnchors,
+    at_unix: i64,
+) -> Result<VerifiedRevocation, LicenceVerifyError> {
+    let (verified, leaf) = verify_signed(token, LICENCE_REVOCATION_TYP, |x5c| {
+        trust
+            .verify_licence_signer(x5c, at_unix)
+            .map(|v| v.leaf().clone())
+    })?;
+    let revocation = LicenceRevocation::from_json(verified.payload())?;
+    Ok(VerifiedRevocation {
+        revocation,
+        signer_subject: leaf.subject().to_owned(),
+    })
+}
+
 /// Why a signed licence was rejected.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -68,7 +112,7 @@ pub enum LicenceVerifyError {
     #[error("licence token rejected ({})", .0.code())]
     Jws(#[from] JwsError),
     /// The header's `typ` is not [`LICENCE_TYP`].
-    #[error("the header `typ` is {}, not {LICENCE_TYP:?}", typ.as_deref().map_or_else(|| "missing".to_owned(), |t| format!("{t:?}")))]
+    #[error("the header `typ` is {}, not the one expected ({LICENCE_TYP:?} for a licence, {LICENCE_REVOCATION_TYP:?} for a revocation)", typ.as_deref().map_or_else(|| "missing".to_owned(), |t| format!("{t:?}")))]
     WrongTyp {
         /// The `typ` given, if any (at most 64 characters of it).
         typ: Option<String>,
@@ -90,6 +134,9 @@ pub enum LicenceVerifyError {
     /// The signed payload is not a valid licence.
     #[error("the signed licence is invalid ({})", .0.code())]
     Licence(#[from] LicenceError),
+    /// The signed payload is not a valid licence revocation.
+    #[error("the signed revocation is invalid: {0}")]
+    Revocation(#[from] RevocationError),
 }
 
 impl LicenceVerifyError {
@@ -107,6 +154,7 @@ impl LicenceVerifyError {
             Self::Chain(e) => e.code(),
             Self::KeyDoesNotMatchX5c { .. } => "key_does_not_match_x5c",
             Self::Licence(e) => e.code(),
+            Self::Revocation(e) => e.code(),
         }
     }
 
@@ -119,6 +167,7 @@ impl LicenceVerifyError {
                  root: {e}"
             ),
             Self::Licence(e) => format!("the signed licence is invalid: {e}"),
+            Self::Revocation(e) => format!("the signed revocation is invalid: {e}"),
             Self::WrongTyp { .. } | Self::MissingX5c | Self::KeyDoesNotMatchX5c { .. } => {
                 format!("the licence is rejected: {self}")
             }
@@ -145,6 +194,7 @@ pub fn run(args: &LicenceArgs, out: &mut dyn Write, now: i64) -> Result<Outcome,
     match &args.command {
         LicenceCommand::Sign(a) => sign_command(a, out).map(|()| Outcome::Clean),
         LicenceCommand::Show(a) => show_command(a, out, now),
+        LicenceCommand::Revoke(a) => revoke::run(a, out, now).map(|()| Outcome::Clean),
     }
 }
 
@@ -213,39 +263,11 @@ fn sign_command(args: &LicenceSignArgs, out: &mut dyn Write) -> Result<(), Error
         source,
     })?;
 
-    let key_path = args.dir.join(LICENCE_SIGNER_KEY);
-    let key_pem = chain::read_bounded(&key_path, chain::MAX_PEM_FILE_BYTES)?;
-    let bad_key = |reason: String| Error::BadKeyFile {
-        path: key_path.clone(),
-        reason,
-    };
-    let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| bad_key(format!("not a PEM PKCS#8 private key ({e})")))?;
-    let key =
-        SigningKey::from_pkcs8_any(pkcs8.secret_pkcs8_der()).map_err(|e| bad_key(e.to_string()))?;
-
-    let chain_path = args.dir.join(LICENCE_SIGNER_CHAIN);
-    let chain_pem = chain::read_bounded(&chain_path, chain::MAX_PEM_FILE_BYTES)?;
-    let bad_chain = |reason: String| Error::BadCertFile {
-        path: chain_path.clone(),
-        reason,
-    };
-    let x5c: Vec<Vec<u8>> = chain::certs_from_pem(&chain_pem)
-        .map_err(bad_chain)?
-        .iter()
-        .map(|c| c.to_vec())
-        .collect();
-    let leaf = x5c.first().map(Vec::as_slice).unwrap_or_default();
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
-        .map_err(|_| bad_chain("the first certificate is not valid X.509".to_owned()))?;
-    // The key must be the leaf's, or every verifier would reject the licence.
-    if VerifyingKey::from_spki_der(cert.public_key().raw).ok() != Some(key.verifying_key()) {
-        return Err(Error::SignerKeyMismatch {
-            key: key_path,
-            chain: chain_path,
-        });
-    }
-    let signer = cert.subject().to_string();
+    let Signer {
+        key,
+        x5c,
+        subject: signer,
+    } = load_signer(&args.dir)?;
 
     let payload = licence.to_json()?;
     let header = Header::new(key.alg())
@@ -284,6 +306,53 @@ fn sign_command(args: &LicenceSignArgs, out: &mut dyn Write) -> Result<(), Error
         )?;
     }
     Ok(())
+}
+
+/// The licence signer of a `pki init` folder: its key and chain, checked to match.
+pub(crate) struct Signer {
+    pub(crate) key: SigningKey,
+    /// The chain, DER, leaf first (the JWS `x5c`).
+    pub(crate) x5c: Vec<Vec<u8>>,
+    /// The leaf's subject.
+    pub(crate) subject: String,
+}
+
+/// Reads `licence-signer.key` and `licence-signer-chain.pem` of `dir`.
+pub(crate) fn load_signer(dir: &Path) -> Result<Signer, Error> {
+    let key_path = dir.join(LICENCE_SIGNER_KEY);
+    let key_pem = chain::read_bounded(&key_path, chain::MAX_PEM_FILE_BYTES)?;
+    let bad_key = |reason: String| Error::BadKeyFile {
+        path: key_path.clone(),
+        reason,
+    };
+    let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| bad_key(format!("not a PEM PKCS#8 private key ({e})")))?;
+    let key =
+        SigningKey::from_pkcs8_any(pkcs8.secret_pkcs8_der()).map_err(|e| bad_key(e.to_string()))?;
+
+    let chain_path = dir.join(LICENCE_SIGNER_CHAIN);
+    let chain_pem = chain::read_bounded(&chain_path, chain::MAX_PEM_FILE_BYTES)?;
+    let bad_chain = |reason: String| Error::BadCertFile {
+        path: chain_path.clone(),
+        reason,
+    };
+    let x5c: Vec<Vec<u8>> = chain::certs_from_pem(&chain_pem)
+        .map_err(bad_chain)?
+        .iter()
+        .map(|c| c.to_vec())
+        .collect();
+    let leaf = x5c.first().map(Vec::as_slice).unwrap_or_default();
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|_| bad_chain("the first certificate is not valid X.509".to_owned()))?;
+    // The key must be the leaf's, or every verifier would reject what it signs.
+    if VerifyingKey::from_spki_der(cert.public_key().raw).ok() != Some(key.verifying_key()) {
+        return Err(Error::SignerKeyMismatch {
+            key: key_path,
+            chain: chain_path,
+        });
+    }
+    let subject = cert.subject().to_string();
+    Ok(Signer { key, x5c, subject })
 }
 
 /// The JSON of `licence show`.

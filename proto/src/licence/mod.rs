@@ -8,6 +8,7 @@
 #![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
 
 mod country;
+pub mod revocation;
 mod time;
 
 use std::collections::BTreeSet;

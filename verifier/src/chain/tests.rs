@@ -352,6 +352,34 @@ fn crl(ca: &Ca, revoked: &[u64], next_update: i64) -> CrlDer {
 }
 
 #[test]
+fn revoked_set_finds_a_revoked_certificate_of_a_chain() {
+    let root = root(&PKCS_ECDSA_P384_SHA384, "root");
+    let inter = intermediate(&PKCS_ED25519, &root, "intermediate", 7);
+    let chain = [
+        leaf(&PKCS_ED25519, &leaf_params(42), &inter),
+        inter.der.clone(),
+    ];
+    assert_eq!(RevokedSet::from_crls(&[]).revoked_in(&chain), None);
+    // The same serial under another issuer is another certificate.
+    let by_root = RevokedSet::from_crls(&[crl(&root, &[42], NOW + DAY)]);
+    assert_eq!(by_root.len(), 1);
+    assert_eq!(by_root.revoked_in(&chain), None);
+    let leaf_revoked = RevokedSet::from_crls(&[crl(&inter, &[41, 42], NOW + DAY)]);
+    let found = leaf_revoked.revoked_in(&chain).unwrap();
+    assert_eq!(found.subject, "CN=gpu-node-01");
+    assert_eq!(found.serial, "2a");
+    // A revoked intermediate revokes every node under it.
+    let inter_revoked = RevokedSet::from_crls(&[crl(&root, &[7], NOW + DAY)]);
+    assert_eq!(
+        inter_revoked.revoked_in(&chain).unwrap().subject,
+        "CN=intermediate"
+    );
+    // Junk in place of a CRL or a certificate contributes nothing.
+    assert!(RevokedSet::from_crls(&[CrlDer::from(vec![0x30, 0x00])]).is_empty());
+    assert_eq!(leaf_revoked.revoked_in(&[vec![0x30, 0x00]]), None);
+}
+
+#[test]
 fn revoked_via_crl() {
     let root = root(&PKCS_ECDSA_P384_SHA384, "root");
     let trust = operator_trust(&root);

@@ -14,6 +14,8 @@
 //!
 //! Each stage is a pure function with its own tests:
 //!
+//! 0. [`lifecycle`] (before [`evaluate_with`]): revoked and retired licences, retired nodes
+//!    and nodes whose certificate a CRL revokes are left out, with findings.
 //! 1. [`latest`]: the latest evidence per node. A node is its key ([`NodeId`]); its current
 //!    attestation is the one the verifier received last, else the newest by `iat` not dated
 //!    ahead of the evaluation instant.
@@ -58,6 +60,7 @@ mod findings;
 mod gpu;
 mod identity;
 mod latest;
+pub mod lifecycle;
 mod node;
 mod reason;
 mod tally;
@@ -722,9 +725,22 @@ pub fn evaluate<'a>(
     attestations: impl IntoIterator<Item = &'a VerifiedAttestation>,
     at_unix: i64,
 ) -> FleetVerdict {
+    evaluate_with(licences, rule_set, attestations, at_unix, Vec::new())
+}
+
+/// [`evaluate`], with the findings of stage 0 ([`lifecycle::Lifecycle::apply`], whose
+/// filtered licences and attestations are the ones given) in the verdict.
+pub fn evaluate_with<'a>(
+    licences: &[VerifiedLicence],
+    rule_set: &RuleSet,
+    attestations: impl IntoIterator<Item = &'a VerifiedAttestation>,
+    at_unix: i64,
+    earlier: Vec<Finding>,
+) -> FleetVerdict {
     let lics = sorted_licences(licences);
     let nodes = latest::select(attestations, at_unix);
     let mut findings = findings::Findings::new(nodes.len(), lics.len());
+    findings.list.extend(earlier);
 
     identity::check(&nodes, &mut findings);
     let sites = assign::Sites::new(&lics);

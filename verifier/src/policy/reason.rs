@@ -416,11 +416,56 @@ pub enum Reason {
         /// The current site.
         to: String,
     },
+    /// The licence authority revoked the licence (a signed revocation): it no longer counts.
+    LicenceRevoked {
+        /// The authority's reason (outside text).
+        reason: String,
+        /// When the authority revoked it, Unix seconds.
+        revoked_at: i64,
+        /// Whether the verifier holds the licence itself (a revocation may arrive first).
+        held: bool,
+    },
+    /// An administrator retired the licence: it no longer counts.
+    LicenceRetired {
+        /// Why.
+        reason: String,
+        /// When, Unix seconds.
+        retired_at: i64,
+        /// Who (a credential's name).
+        retired_by: String,
+    },
+    /// An administrator retired the node: its GPUs no longer count; its history is kept.
+    NodeRetired {
+        /// Its certificate subject when retired.
+        subject: String,
+        /// Why.
+        reason: String,
+        /// When, Unix seconds.
+        retired_at: i64,
+        /// Who (a credential's name).
+        retired_by: String,
+    },
+    /// A CRL revokes a certificate of the node's chain: its latest attestation no longer
+    /// counts.
+    NodeCertificateRevoked {
+        /// The revoked certificate's subject.
+        certificate: String,
+        /// Its serial number, lower-case hex with colons.
+        serial: String,
+    },
+    /// A stored record (a licence, an attestation, a lifecycle row) cannot be used: it is
+    /// left out of the evaluation instead of stopping the verifier.
+    StoredRecordUnusable {
+        /// Which record.
+        record: String,
+        /// Why.
+        problem: String,
+    },
 }
 
 impl Reason {
     /// Every code, in declaration order (documentation and the uniqueness test).
-    pub const CODES: [&'static str; 30] = [
+    pub const CODES: [&'static str; 35] = [
         "model_not_allowed",
         "eccn_not_allowed",
         "device_tpp_above_cap",
@@ -451,6 +496,11 @@ impl Reason {
         "site_claim_mismatch",
         "site_not_certified",
         "node_site_changed",
+        "licence_revoked",
+        "licence_retired",
+        "node_retired",
+        "node_certificate_revoked",
+        "stored_record_unusable",
     ];
 
     /// The stable snake_case reason code.
@@ -486,6 +536,11 @@ impl Reason {
             Self::SiteClaimMismatch { .. } => "site_claim_mismatch",
             Self::SiteNotCertified { .. } => "site_not_certified",
             Self::NodeSiteChanged { .. } => "node_site_changed",
+            Self::LicenceRevoked { .. } => "licence_revoked",
+            Self::LicenceRetired { .. } => "licence_retired",
+            Self::NodeRetired { .. } => "node_retired",
+            Self::NodeCertificateRevoked { .. } => "node_certificate_revoked",
+            Self::StoredRecordUnusable { .. } => "stored_record_unusable",
         }
     }
 
@@ -527,7 +582,9 @@ impl Reason {
             | Self::SimulatedInventory { .. }
             | Self::GpuWithoutIdentity { .. }
             | Self::NodeKeyOnSeveralMachines { .. }
-            | Self::SiteNotCertified { .. } => Severity::Unproven,
+            | Self::SiteNotCertified { .. }
+            | Self::NodeCertificateRevoked { .. } => Severity::Unproven,
+            Self::NodeRetired { .. } => Severity::Info,
             Self::GpuLost { .. }
             | Self::LicenceRuleSetMismatch { .. }
             | Self::AgentClassificationMismatch { .. }
@@ -536,7 +593,10 @@ impl Reason {
             | Self::MeasuredTierDowngraded { .. }
             | Self::HardwareTierUnverified { .. }
             | Self::SubjectWithSeveralKeys { .. }
-            | Self::NodeSiteChanged { .. } => Severity::Warning,
+            | Self::NodeSiteChanged { .. }
+            | Self::LicenceRevoked { .. }
+            | Self::LicenceRetired { .. }
+            | Self::StoredRecordUnusable { .. } => Severity::Warning,
         }
     }
 
@@ -575,8 +635,76 @@ impl Reason {
             Self::EvidenceTierTooLow { .. }
             | Self::MeasuredTierDowngraded { .. }
             | Self::HardwareTierUnverified { .. } => Self::evidence_sentence,
+            Self::LicenceRevoked { .. }
+            | Self::LicenceRetired { .. }
+            | Self::NodeRetired { .. }
+            | Self::NodeCertificateRevoked { .. }
+            | Self::StoredRecordUnusable { .. } => Self::lifecycle_sentence,
         };
         family(self).unwrap_or_default()
+    }
+
+    /// Lifecycle: revocations, retirements, records left out. Outside text (reasons, names,
+    /// subjects) is escaped.
+    fn lifecycle_sentence(&self) -> Option<String> {
+        use tppguard_proto::text::escape;
+        let at = crate::licence::format_rfc3339;
+        let sentence = match self {
+            Self::LicenceRevoked {
+                reason,
+                revoked_at,
+                held,
+            } => format!(
+                "the licence authority revoked this licence at {} (\"{}\"): {}",
+                at(*revoked_at),
+                escape(reason),
+                if *held {
+                    "it no longer counts, and nodes at its sites are unlicensed; re-uploading \
+                     it does not revive it"
+                } else {
+                    "the verifier does not hold this licence; if it is uploaded, it will not count"
+                }
+            ),
+            Self::LicenceRetired {
+                reason,
+                retired_at,
+                retired_by,
+            } => format!(
+                "{} retired this licence at {} (\"{}\"): it no longer counts",
+                escape(retired_by),
+                at(*retired_at),
+                escape(reason)
+            ),
+            Self::NodeRetired {
+                subject,
+                reason,
+                retired_at,
+                retired_by,
+            } => format!(
+                "{} retired node {} at {} (\"{}\"): its GPUs no longer count; its history is kept",
+                escape(retired_by),
+                escape(subject),
+                at(*retired_at),
+                escape(reason)
+            ),
+            Self::NodeCertificateRevoked {
+                certificate,
+                serial,
+            } => format!(
+                "a CRL revokes certificate {} (serial {}) of this node's chain: its attestations \
+                 no longer count; issue it a new certificate, or retire the node",
+                escape(certificate),
+                escape(serial)
+            ),
+            Self::StoredRecordUnusable { record, problem } => format!(
+                "stored {} cannot be used ({}): it is left out of the evaluation; replace or \
+                 retire it",
+                escape(record),
+                escape(problem)
+            ),
+            _ => return None,
+        };
+        Some(sentence)
     }
 
     /// The sentence of a reason about the licence's own conditions (its model and ECCN lists,
@@ -1178,6 +1306,35 @@ mod tests {
                 from: text("fra-1"),
                 to: text("ber-1"),
             },
+            Reason::LicenceRevoked {
+                reason: text("terms \u{1b}[31mbreached"),
+                revoked_at: 1_767_225_600,
+                held: true,
+            },
+            Reason::LicenceRevoked {
+                reason: text("terms breached"),
+                revoked_at: 1_767_225_600,
+                held: false,
+            },
+            Reason::LicenceRetired {
+                reason: text("superseded"),
+                retired_at: 1_767_225_600,
+                retired_by: text("admin"),
+            },
+            Reason::NodeRetired {
+                subject: text("CN=gpu-node-01"),
+                reason: text("decommissioned"),
+                retired_at: 1_767_225_600,
+                retired_by: text("admin"),
+            },
+            Reason::NodeCertificateRevoked {
+                certificate: text("CN=gpu-node-01"),
+                serial: text("01:02"),
+            },
+            Reason::StoredRecordUnusable {
+                record: text("licence LIC-1"),
+                problem: text("it names rule set \"x\", which this verifier cannot load"),
+            },
         ]
     }
 
@@ -1371,6 +1528,30 @@ mod tests {
         (
             "node_site_changed",
             r#"the node moved from site fra-1 to site ber-1 since its previous attestation"#,
+        ),
+        (
+            "licence_revoked",
+            r#"the licence authority revoked this licence at 2026-01-01T00:00:00Z ("terms \u{1b}[31mbreached"): it no longer counts, and nodes at its sites are unlicensed; re-uploading it does not revive it"#,
+        ),
+        (
+            "licence_revoked",
+            r#"the licence authority revoked this licence at 2026-01-01T00:00:00Z ("terms breached"): the verifier does not hold this licence; if it is uploaded, it will not count"#,
+        ),
+        (
+            "licence_retired",
+            r#"admin retired this licence at 2026-01-01T00:00:00Z ("superseded"): it no longer counts"#,
+        ),
+        (
+            "node_retired",
+            r#"admin retired node CN=gpu-node-01 at 2026-01-01T00:00:00Z ("decommissioned"): its GPUs no longer count; its history is kept"#,
+        ),
+        (
+            "node_certificate_revoked",
+            r#"a CRL revokes certificate CN=gpu-node-01 (serial 01:02) of this node's chain: its attestations no longer count; issue it a new certificate, or retire the node"#,
+        ),
+        (
+            "stored_record_unusable",
+            r#"stored licence LIC-1 cannot be used (it names rule set "x", which this verifier cannot load): it is left out of the evaluation; replace or retire it"#,
         ),
     ];
 

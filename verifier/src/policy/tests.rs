@@ -892,6 +892,30 @@ fn every_reason() -> Vec<Reason> {
             from: "fra-1".to_owned(),
             to: "ber-1".to_owned(),
         },
+        Reason::LicenceRevoked {
+            reason: "r".to_owned(),
+            revoked_at: 0,
+            held: true,
+        },
+        Reason::LicenceRetired {
+            reason: "r".to_owned(),
+            retired_at: 0,
+            retired_by: "a".to_owned(),
+        },
+        Reason::NodeRetired {
+            subject: "CN=a".to_owned(),
+            reason: "r".to_owned(),
+            retired_at: 0,
+            retired_by: "a".to_owned(),
+        },
+        Reason::NodeCertificateRevoked {
+            certificate: "CN=a".to_owned(),
+            serial: "01".to_owned(),
+        },
+        Reason::StoredRecordUnusable {
+            record: "licence L".to_owned(),
+            problem: "p".to_owned(),
+        },
     ]
 }
 

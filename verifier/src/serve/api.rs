@@ -3,9 +3,9 @@
 //! Every error answers `{"code": snake_case, "sentence": "..."}` with a status that says who
 //! must act: 400 a malformed request, 401 no valid credential (`unauthenticated`, see
 //! [`super::auth`]) or an unknown nonce, 403 a role the route does not admit (`forbidden`) or
-//! an expired nonce, 404 no such resource, 409 a replayed nonce or a certificate subject
-//! that names several nodes, 429 a node over `node_rate_per_minute` or a client over
-//! `challenge_rate_per_minute` (with `Retry-After`), 413 a body over
+//! an expired nonce, 404 no such resource, 409 a replayed nonce, a certificate subject that
+//! names several nodes or a retired node, 429 a node over `node_rate_per_minute` or a client
+//! over `challenge_rate_per_minute` (with `Retry-After`), 413 a body over
 //! `max_body_bytes`, 415 a content type other than `application/jose`, 422 a token that does
 //! not verify, 500 the verifier's own fault, 503 the database unreachable or the verifier at a
 //! limit of its own (`overloaded`, with `Retry-After`), 408 a request over `request_timeout_s`.
@@ -38,8 +38,8 @@ pub(super) use super::reads::{NodeFinding, node_of, with_subjects};
 use crate::attestation::verify_attestation;
 use crate::ear::EarStatus;
 use crate::licence::verify_licence;
-use crate::policy::{MAX_CLOCK_SKEW_S, VerifiedAttestation, VerifiedLicence};
-use crate::store::{NewAttestation, NonceUse, Outcome, Store, StoreError};
+use crate::policy::{MAX_CLOCK_SKEW_S, VerifiedAttestation};
+use crate::store::{NewAttestation, NonceUse, Outcome, StoreError};
 
 type Shared = Arc<AppState>;
 
@@ -71,6 +71,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", HEALTHZ),
     ("get", READYZ),
     ("get", METRICS),
+    // Lifecycle (issue 12): super::admin.
+    ("post", super::admin::LICENCE_REVOCATION),
+    ("post", super::admin::LICENCE_RETIREMENT),
+    ("post", super::admin::NODE_RETIREMENT),
+    ("get", super::admin::LIFECYCLE),
 ];
 
 /// The content type of a compact JWS (RFC 7515 section 9.2.1).
@@ -96,6 +101,7 @@ pub(super) fn router(state: Shared, max_body_bytes: usize, timeout_s: u64) -> Ro
         .route(HEALTHZ, get(healthz))
         .route(READYZ, get(readyz))
         .route(METRICS, get(reads::metrics))
+        .merge(super::admin::routes())
         .route_layer(authenticate)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -226,7 +232,10 @@ async fn not_found() -> ApiError {
 }
 
 /// The body of a `application/jose` request, as text.
-fn jose_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<String> {
+pub(super) fn jose_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<String> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -347,7 +356,7 @@ async fn attest(
     let state = Arc::clone(&s);
     let (token, verified) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let verified = verify_attestation(&token, &state.trust, now, None);
+        let verified = verify_attestation(&token, &state.trust(), now, None);
         state.metrics.verification(started.elapsed());
         drop(slot);
         (token, verified)
@@ -367,6 +376,20 @@ async fn attest(
         }
     };
     let node = verified.node_id();
+    // Lifecycle (issue 12): a retired node is not taken back by attesting again.
+    if let Some(r) = s.fleet.lifecycle.node_retirement(node) {
+        let rejection = Rejection {
+            status: StatusCode::CONFLICT,
+            code: "node_retired",
+            sentence: format!(
+                "this node was retired at {} by {}: its attestations no longer count; a \
+                 machine returning to service needs a new node key (`init`) and certificate",
+                crate::licence::format_rfc3339(r.retired_at),
+                tppguard_proto::text::escape(&r.retired_by)
+            ),
+        };
+        return Err(reject(&s, &token, Some(&verified), now, rejection).await);
+    }
     let subject = verified.node_subject().to_owned();
     let token_sha256 = crate::store::sha256_hex(token.as_bytes());
     let nonce = hex_bytes(verified.claims().eat_nonce.as_str());
@@ -571,20 +594,6 @@ pub(super) fn hex_bytes(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// The stored licences that verify at `now`, for evaluation.
-pub(super) async fn verified_licences(
-    store: &Store,
-    trust: &crate::chain::TrustAnchors,
-    now: i64,
-) -> Result<Vec<VerifiedLicence>, StoreError> {
-    Ok(store
-        .licences()
-        .await?
-        .iter()
-        .filter_map(|l| verify_licence(&l.token, trust, now).ok())
-        .collect())
-}
-
 /// `POST /v1/licences`: an admin credential (checked by [`super::auth`]) adds a licence.
 async fn add_licence(
     State(s): State<Shared>,
@@ -593,13 +602,28 @@ async fn add_licence(
 ) -> ApiResult<Response> {
     let token = jose_body(&headers, body)?;
     let now = now(&s)?;
-    let verified = verify_licence(&token, &s.trust, now).map_err(|e| {
+    let verified = verify_licence(&token, &s.trust(), now).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             e.code(),
             format!("the licence is rejected: {e}"),
         )
     })?;
+    // Lifecycle (issue 12): a licence the verifier could never evaluate is never stored.
+    if !s
+        .fleet
+        .lifecycle
+        .rule_set_loadable(verified.licence().rule_set())
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "licence_rule_set_unknown",
+            format!(
+                "the licence is rejected: {}",
+                super::lifecycle::unknown_rule_set(verified.licence().rule_set())
+            ),
+        ));
+    }
     let id = verified.licence().id().to_owned();
     let new = s.store.add_licence(&id, &token, now).await?;
     json_response(

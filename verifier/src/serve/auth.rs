@@ -109,6 +109,8 @@ pub enum Access {
 const NODES: Access = Access::Roles(&[Role::Node]);
 const READERS: Access = Access::Roles(&[Role::Operator, Role::Regulator, Role::Vendor]);
 const ADMINS: Access = Access::Roles(&[Role::Admin]);
+/// The lifecycle records name every licensee's licences and nodes: not for a vendor.
+const AUDITORS: Access = Access::Roles(&[Role::Operator, Role::Regulator, Role::Admin]);
 const SCRAPERS: Access = Access::Roles(&[Role::Metrics, Role::Operator, Role::Admin]);
 
 /// Every route's access, as (method, path, access): one row per route of
@@ -123,6 +125,10 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("get", "/v1/nodes/{node}/history", READERS),
     ("get", "/v1/licences", READERS),
     ("post", "/v1/licences", ADMINS),
+    ("post", "/v1/licences/{id}/revocation", ADMINS),
+    ("post", "/v1/licences/{id}/retirement", ADMINS),
+    ("post", "/v1/nodes/{node}/retirement", ADMINS),
+    ("get", "/v1/lifecycle", AUDITORS),
     ("get", "/v1/findings", READERS),
     ("get", "/v1/countries", READERS),
     ("get", "/healthz", Access::Public),
@@ -455,7 +461,7 @@ async fn principal(
     }
     let chain = peer.filter(|c| !c.is_empty()).ok_or(Failure::Missing)?;
     let leaf = s
-        .trust
+        .trust()
         .verify_node(chain.chain(), now)
         .map_err(|_| Failure::Certificate)?;
     Ok(Principal {

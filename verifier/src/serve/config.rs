@@ -65,6 +65,11 @@ pub const DEFAULT_MAX_OUTSTANDING_CHALLENGES: usize = 100_000;
 /// The largest `max_outstanding_challenges`.
 pub const MAX_MAX_OUTSTANDING_CHALLENGES: usize = 10_000_000;
 
+/// Seconds between CRL reloads, when `crl_reload_s` is not given (lifecycle, issue 12).
+pub const DEFAULT_CRL_RELOAD_S: u64 = 300;
+/// The longest `crl_reload_s`.
+pub const MAX_CRL_RELOAD_S: u64 = 86_400;
+
 /// Largest configuration or admin-token file read.
 const MAX_FILE_BYTES: u64 = 64 << 10;
 /// Shortest admin token accepted.
@@ -104,6 +109,8 @@ struct RawConfig {
     shutdown_grace_s: Option<u64>,
     challenge_rate_per_minute: Option<u32>,
     max_outstanding_challenges: Option<usize>,
+    // Lifecycle (issue 12).
+    crl_reload_s: Option<u64>,
     // Issue 12, reads: what a regulator's reads redact.
     regulator: Option<RawRegulator>,
 }
@@ -159,6 +166,8 @@ pub struct Config {
     pub client_auth: ClientAuth,
     /// What one client, and all of them together, may take (docs/serve.md, Limits).
     pub limits: Limits,
+    /// Seconds between reloads of trust.toml's CRLs while serving; 0: only on SIGHUP.
+    pub crl_reload_s: u64,
 }
 
 /// The service's limits (docs/serve.md, Limits): each is one configuration key.
@@ -252,7 +261,7 @@ impl Config {
                    admin_token_file, tls_cert, tls_key, client_auth, max_connections, \
                    handshake_timeout_s, header_read_timeout_s, idle_timeout_s, max_in_flight, \
                    max_concurrent_verifications, shutdown_grace_s, challenge_rate_per_minute, \
-                   max_outstanding_challenges, [regulator] redact (docs/serve.md)"
+                   max_outstanding_challenges, crl_reload_s, [regulator] redact (docs/serve.md)"
                 .to_owned(),
         })?;
         let limits = Limits::check(path, &raw)?;
@@ -341,6 +350,19 @@ impl Config {
                 ),
             ));
         }
+        // Lifecycle (issue 12): CRLs reloaded while serving.
+        let crl_reload_s = raw.crl_reload_s.unwrap_or(DEFAULT_CRL_RELOAD_S);
+        if crl_reload_s > MAX_CRL_RELOAD_S {
+            return Err(config_err(
+                path,
+                "crl_reload_s",
+                format!("{crl_reload_s} is out of range"),
+                &format!(
+                    "give 0 (reload only on SIGHUP) to {MAX_CRL_RELOAD_S} seconds (default \
+                     {DEFAULT_CRL_RELOAD_S})"
+                ),
+            ));
+        }
         let tls = match (raw.tls_cert.map(resolve), raw.tls_key.map(resolve)) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -379,6 +401,7 @@ impl Config {
             client_auth,
             regulator_redact: regulator_redact(path, raw.regulator)?,
             limits,
+            crl_reload_s,
         })
     }
 
@@ -680,6 +703,22 @@ mod tests {
             let e = load(&format!("trust = \"t\"\n{key} = 99999999\n")).unwrap_err();
             assert!(e.to_string().contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn crl_reload_s_is_checked() {
+        assert_eq!(
+            load("trust = \"t\"\n").unwrap().crl_reload_s,
+            DEFAULT_CRL_RELOAD_S
+        );
+        assert_eq!(
+            load("trust = \"t\"\ncrl_reload_s = 0\n")
+                .unwrap()
+                .crl_reload_s,
+            0
+        );
+        let e = load("trust = \"t\"\ncrl_reload_s = 86401\n").unwrap_err();
+        assert!(e.to_string().contains("crl_reload_s"), "{e}");
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! nothing to read (the usual case for a single verifier, whose own commits move the version
 //! it already holds, [`FleetState::committed`]). Otherwise it reads the latest pointers (node
 //! and row id) that batches moved since the version it holds (all of them at start), fetches
-//! the rows it has not seen, and reloads the licences when their count changed (they are only
-//! ever added). The licences are verified again, and the rule set
+//! the rows it has not seen, and reloads the licences and the lifecycle records when their
+//! count changed (both are only ever added; [`super::lifecycle`]). A row that does not read
+//! back is left out and reported, never an error for every request. The licences are verified again, and the rule set
 //! chosen again, at most once per second ([`Basis`]): a licence or a certificate that expires
 //! stops counting within a second; a check that finds the same licences keeps the same
 //! [`LicenceSet`] id.
@@ -40,9 +41,10 @@ use tppguard_proto::ruleset::RuleSet;
 use super::api::{ApiError, ApiResult};
 use crate::chain::TrustAnchors;
 use crate::check::rule_sets;
-use crate::licence::verify_licence;
+use crate::policy::lifecycle::Lifecycle;
 use crate::policy::{
-    FleetVerdict, MAX_CLOCK_SKEW_S, NodeVerdict, VerifiedAttestation, VerifiedLicence, evaluate,
+    Finding, FleetVerdict, MAX_CLOCK_SKEW_S, NodeVerdict, VerifiedAttestation, VerifiedLicence,
+    evaluate_with,
 };
 use crate::store::{Store, StoredAttestation, StoredLicence};
 
@@ -61,7 +63,8 @@ struct Inner {
     /// The fleet version this memory reflects at least (see [`Store::fleet_version`]).
     version: Option<i64>,
     nodes: HashMap<NodeId, Latest>,
-    /// The stored licence tokens, and how many the database held when they were read.
+    /// The stored licence tokens, and the lifecycle count ([`Store::lifecycle_count`]: licences
+    /// and lifecycle records) when they were read.
     licences: Vec<StoredLicence>,
     licence_count: Option<u64>,
     /// Moves with every change this memory takes in (see the module documentation).
@@ -98,8 +101,14 @@ pub(crate) struct LicenceSet {
     /// Two sets with one id hold the same licences and rule set.
     id: u64,
     licence_generation: u64,
+    /// [`super::lifecycle::LifecycleState::generation`] when checked.
+    lifecycle_generation: u64,
+    /// Stage 0's input (revocations, retirements, revoked nodes), and its findings.
+    lifecycle: Lifecycle,
+    lifecycle_findings: Vec<Finding>,
     checked_at: i64,
-    /// SHA-256 of the tokens that verified, in stored order.
+    /// The ids of the licences that verified and count (neither revoked nor retired), in
+    /// stored order.
     tokens: Vec<String>,
     licences: Vec<VerifiedLicence>,
     rule_set: RuleSet,
@@ -173,11 +182,22 @@ pub(crate) struct FleetState {
     evaluated: Mutex<Option<Evaluated>>,
     /// Held by the one reader evaluating the fleet; the others wait for its verdict.
     pub(crate) computing: tokio::sync::Mutex<()>,
+    /// Revocations, retirements, revoked nodes, unusable rows (lifecycle, issue 12).
+    pub(crate) lifecycle: super::lifecycle::LifecycleState,
+}
+
+#[cfg(test)]
+impl Basis {
+    /// The licences that verify and count (neither revoked nor retired).
+    pub(crate) fn licences(&self) -> &[VerifiedLicence] {
+        &self.set.licences
+    }
 }
 
 impl FleetState {
     pub(crate) fn new(rule_sets: Vec<String>) -> Self {
         Self {
+            lifecycle: super::lifecycle::LifecycleState::new(rule_sets.clone()),
             rule_sets,
             inner: RwLock::default(),
             basis: Mutex::default(),
@@ -241,21 +261,30 @@ impl FleetState {
         };
         if !unseen.is_empty() {
             let rows = store.attestations_by_id(&unseen).await?;
-            let parsed = rows
-                .iter()
-                .map(|row| Ok((row.id, from_stored(row)?)))
-                .collect::<ApiResult<Vec<_>>>()?;
+            // A row that does not read back is left out and reported, never a 500.
+            let mut parsed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                match from_stored(row) {
+                    Ok(attestation) => parsed.push((row.id, attestation)),
+                    Err(e) => self.lifecycle.row_unusable(row, e.sentence()),
+                }
+            }
+            for (_, attestation) in &parsed {
+                self.lifecycle.arrived(attestation.node_id());
+            }
             let mut inner = self.write();
             for (id, attestation) in parsed {
                 inner.apply(id, attestation);
             }
+            self.lifecycle.check_rows(&rows);
         }
-        let count = store.licence_count().await?;
+        let count = store.lifecycle_count().await?;
         let known = self.read().licence_count;
         if known != Some(count) {
             let licences = store.licences().await?;
+            self.lifecycle.reload(store).await?;
             let mut inner = self.write();
-            inner.licence_count = Some(u64::try_from(licences.len()).unwrap_or(u64::MAX));
+            inner.licence_count = Some(count);
             inner.licences = licences;
             inner.licence_generation = inner.licence_generation.wrapping_add(1);
         }
@@ -280,6 +309,9 @@ impl FleetState {
         accepted: Vec<(i64, VerifiedAttestation)>,
         verdict: Option<FleetVerdict>,
     ) {
+        for (_, attestation) in &accepted {
+            self.lifecycle.arrived(attestation.node_id());
+        }
         let mut inner = self.write();
         let before = inner.generation;
         let mut taken: HashMap<NodeId, [u8; 32]> = HashMap::with_capacity(accepted.len());
@@ -321,33 +353,32 @@ impl FleetState {
         self.read().nodes.len()
     }
 
-    /// The licences and rule set at `at` (verified at most once per second and licence set).
+    /// The licences and rule set at `at` (verified at most once per second, licence set and
+    /// lifecycle state).
     pub(crate) fn basis(&self, trust: &TrustAnchors, at: i64) -> ApiResult<Arc<Basis>> {
-        let (tokens, licence_generation) = {
+        let lifecycle_generation = self.lifecycle.generation();
+        let (stored, licence_generation) = {
             let inner = self.read();
             let cache = self.basis.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(set) = cache.as_ref()
                 && set.checked_at == at
                 && set.licence_generation == inner.licence_generation
+                && set.lifecycle_generation == lifecycle_generation
             {
                 return Ok(Arc::new(Basis {
                     at,
                     set: Arc::clone(set),
                 }));
             }
-            (
-                inner
-                    .licences
-                    .iter()
-                    .map(|l| (l.token_sha256.clone(), l.token.clone()))
-                    .collect::<Vec<_>>(),
-                inner.licence_generation,
-            )
+            (inner.licences.clone(), inner.licence_generation)
         };
-        let (shas, licences): (Vec<String>, Vec<VerifiedLicence>) = tokens
-            .into_iter()
-            .filter_map(|(sha, t)| verify_licence(&t, trust, at).ok().map(|v| (sha, v)))
-            .unzip();
+        let (lifecycle, licences, lifecycle_findings) =
+            self.lifecycle.basis_inputs(&stored, trust, at);
+        // The store keeps one token per licence id: the ids that count name the set.
+        let ids: Vec<String> = licences
+            .iter()
+            .map(|l| l.licence().id().to_owned())
+            .collect();
         let mut sets = rule_sets(&self.rule_sets, &licences)?;
         if sets.is_empty() {
             return Err(ApiError::internal(&"no rule set to evaluate"));
@@ -356,7 +387,8 @@ impl FleetState {
         let mut cache = self.basis.lock().unwrap_or_else(PoisonError::into_inner);
         let id = match cache.as_ref() {
             Some(old)
-                if old.tokens == shas
+                if old.tokens == ids
+                    && old.lifecycle_generation == lifecycle_generation
                     && old.rule_set.id == rule_set.id
                     && old.rule_set.version == rule_set.version =>
             {
@@ -367,8 +399,11 @@ impl FleetState {
         let set = Arc::new(LicenceSet {
             id,
             licence_generation,
+            lifecycle_generation,
+            lifecycle,
+            lifecycle_findings,
             checked_at: at,
-            tokens: shas,
+            tokens: ids,
             licences,
             rule_set,
         });
@@ -379,6 +414,7 @@ impl FleetState {
     /// The verdict held, when it is the fleet's at `now`: nothing changed since, and the
     /// licences were checked this second (call [`Self::basis`] first to check them).
     pub(crate) fn cached(&self, now: i64) -> Option<Arc<Snapshot>> {
+        let lifecycle_generation = self.lifecycle.generation();
         let (generation, licence_generation) = {
             let inner = self.read();
             (inner.generation, inner.licence_generation)
@@ -388,7 +424,11 @@ impl FleetState {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .filter(|s| s.checked_at == now && s.licence_generation == licence_generation)
+            .filter(|s| {
+                s.checked_at == now
+                    && s.licence_generation == licence_generation
+                    && s.lifecycle_generation == lifecycle_generation
+            })
             .map(|s| s.id)?;
         self.latest()
             .filter(|snapshot| snapshot.holds(generation, set, now))
@@ -418,11 +458,16 @@ impl FleetState {
     pub(crate) fn compute(&self, basis: &Basis) -> Arc<Snapshot> {
         let (verdict, generation) = {
             let inner = self.read();
-            let verdict = evaluate(
+            let verdict = evaluate_with(
                 &basis.set.licences,
                 &basis.set.rule_set,
-                inner.nodes.values().map(|l| &l.attestation),
+                inner
+                    .nodes
+                    .iter()
+                    .filter(|(id, _)| basis.set.lifecycle.counts(**id))
+                    .map(|(_, l)| &l.attestation),
                 basis.at,
+                basis.set.lifecycle_findings.clone(),
             );
             (verdict, inner.generation)
         };
@@ -445,16 +490,17 @@ impl FleetState {
             .iter()
             .map(|a| (a.node_id(), *a.token_sha256()))
             .collect();
-        let verdict = evaluate(
+        let verdict = evaluate_with(
             &basis.set.licences,
             &basis.set.rule_set,
             inner
                 .nodes
                 .iter()
-                .filter(|(id, _)| !arriving.contains_key(id))
+                .filter(|(id, _)| !arriving.contains_key(id) && basis.set.lifecycle.counts(**id))
                 .map(|(_, l)| &l.attestation)
                 .chain(arrivals.iter().map(|a| &**a)),
             basis.at,
+            basis.set.lifecycle_findings.clone(),
         );
         if !arriving.is_empty() {
             *self
@@ -567,6 +613,7 @@ pub(crate) fn stored_token_identity(
 mod tests {
     use super::*;
     use crate::policy::bench_support::{self, AT};
+    use crate::policy::evaluate;
 
     const DAY: i64 = 86_400;
 
@@ -641,6 +688,9 @@ mod tests {
         let set = Arc::new(LicenceSet {
             id: 7,
             licence_generation: 0,
+            lifecycle_generation: fleet.lifecycle.generation(),
+            lifecycle: Lifecycle::default(),
+            lifecycle_findings: Vec::new(),
             checked_at: AT,
             tokens: Vec::new(),
             licences: licences.to_vec(),

@@ -446,7 +446,7 @@ async fn accept(
 ) -> ApiResult<()> {
     // Evaluate the fleet as it will be with the batch, off the async workers.
     let evaluating = std::time::Instant::now();
-    let basis = match s.fleet.basis(&s.trust, now) {
+    let basis = match s.fleet.basis(&s.trust(), now) {
         Ok(b) => b,
         Err(e) => {
             for sub in fresh {

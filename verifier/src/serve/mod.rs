@@ -1,11 +1,13 @@
 //! `tppguard-verifier serve`: the verifier as an HTTP service (axum on tokio).
 //!
 //! Start-up: read the configuration ([`config`]), pin trust.toml, load the result key, open
-//! the database ([`crate::store`]), verify and import every `*.jws` licence of `licences_dir`,
-//! check the rule sets load, bind, print `listening on http://ADDR` and serve ([`conn`], under
-//! the limits of [`config::Limits`]) until SIGTERM or ctrl-c: new connections are refused,
-//! in-flight requests finish within `shutdown_grace_s`, and whatever is still open then is
-//! dropped.
+//! the database ([`crate::store`]), verify and import every `*.jws` licence and
+//! `*.revocation.jws` licence revocation of `licences_dir`, check the rule sets load, bind,
+//! print `listening on http://ADDR` and serve ([`conn`], under the limits of
+//! [`config::Limits`]) until SIGTERM or ctrl-c: new connections are refused, in-flight
+//! requests finish within `shutdown_grace_s`, and whatever is still open then is dropped.
+//! trust.toml's CRLs are reloaded while serving, on a timer and on SIGHUP ([`lifecycle`]);
+//! revocations and retirements are [`admin`] routes.
 //!
 //! Writes (challenges, attestations, rejections) go through one writer task that commits them
 //! in batches ([`ingest`]); the fleet is evaluated from memory ([`fleet`]), caught up with the
@@ -13,12 +15,14 @@
 //! database agree. The routes are [`ROUTES`]; `docs/openapi.json` describes them and a test
 //! keeps the two in step.
 
+mod admin;
 mod api;
 pub mod auth;
 pub mod config;
 mod conn;
 mod fleet;
 mod ingest;
+mod lifecycle;
 mod limits;
 mod metrics;
 mod reads;
@@ -34,7 +38,7 @@ use tppguard_proto::identity::NodeId;
 use tppguard_proto::jws::SigningKey;
 
 use crate::chain::TrustAnchors;
-use crate::check::{load_result_key, rule_sets};
+use crate::check::load_result_key;
 use crate::cli::ServeArgs;
 use crate::error::Error;
 use crate::licence::verify_licence;
@@ -49,7 +53,8 @@ use config::Config;
 /// What the handlers share.
 pub(crate) struct AppState {
     store: Store,
-    trust: TrustAnchors,
+    /// trust.toml's anchors; the CRLs are reloaded while serving ([`lifecycle`]).
+    trust: lifecycle::TrustHolder,
     fleet: fleet::FleetState,
     /// The writer's queue ([`ingest`]).
     queue: tokio::sync::mpsc::Sender<ingest::Job>,
@@ -72,6 +77,13 @@ pub(crate) struct AppState {
     credentials: auth::Credentials,
     /// The clock the handlers and the authentication read.
     clock: Clock,
+}
+
+impl AppState {
+    /// The trust anchors in use (the CRLs as last reloaded).
+    pub(crate) fn trust(&self) -> Arc<TrustAnchors> {
+        self.trust.get()
+    }
 }
 
 /// The service's clock: Unix seconds, `None` when it cannot be read (before 1970).
@@ -158,6 +170,26 @@ async fn serve(config: Config, out: &mut dyn Write) -> Result<(), Error> {
 
 /// Builds the service of `config` on `clock` ([`App`]); binds nothing.
 pub async fn build(config: &Config, clock: Clock) -> Result<App, Error> {
+    let (state, tls) = build_state(config, clock).await?;
+    let router = api::router(state, config.max_body_bytes, config.request_timeout_s);
+    Ok(App {
+        router,
+        tls,
+        listen: config.listen,
+    })
+}
+
+/// The shared state of [`build`] (its tasks started) and the TLS configuration.
+async fn build_state(
+    config: &Config,
+    clock: Clock,
+) -> Result<
+    (
+        Arc<AppState>,
+        Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    ),
+    Error,
+> {
     let now = read_clock(&clock)?;
     let trust = TrustAnchors::from_trust_toml(&config.trust)?;
     let result_key = load_result_key(&config.result_key)?;
@@ -184,17 +216,17 @@ pub async fn build(config: &Config, clock: Clock) -> Result<App, Error> {
             "the nodes' latest attestations are now kept by node id (schema 3)"
         );
     }
-    if let Some(dir) = &config.licences_dir {
-        import_licences(&store, &trust, dir, &config.path, now).await?;
-    }
     let fleet = fleet::FleetState::new(config.rule_sets.clone());
+    if let Some(dir) = &config.licences_dir {
+        import_licences(&store, &trust, &fleet, dir, &config.path, now).await?;
+        lifecycle::import_revocations(&store, &trust, dir, now).await?;
+    }
+    fleet.lifecycle.set_crls(&trust);
     let loaded = fleet.refresh(&store).await;
-    // The rule sets must load now, not at the first request.
+    // The rule sets must load now, not at the first request; a stored row that cannot be
+    // used is a finding, never a reason to stop.
     let loaded = loaded.and_then(|()| fleet.basis(&trust, now).map(|_| ()));
     if let Err(e) = loaded {
-        // The stored licences verify one by one to name the one at fault.
-        let stored = api::verified_licences(&store, &trust, now).await?;
-        rule_sets(&config.rule_sets, &stored)?;
         return Err(Error::Serve {
             what: "cannot load the fleet from the database".to_owned(),
             source: std::io::Error::other(e.sentence().to_owned()),
@@ -210,7 +242,7 @@ pub async fn build(config: &Config, clock: Clock) -> Result<App, Error> {
     let (queue, jobs) = tokio::sync::mpsc::channel(ingest::QUEUE);
     let state = Arc::new(AppState {
         store,
-        trust,
+        trust: lifecycle::TrustHolder::new(&config.trust, trust),
         fleet,
         queue,
         result_key,
@@ -232,12 +264,28 @@ pub async fn build(config: &Config, clock: Clock) -> Result<App, Error> {
     });
     // The writer holds the state until the runtime stops; it ends with the process.
     tokio::spawn(ingest::run(Arc::clone(&state), jobs));
-    let router = api::router(state, config.max_body_bytes, config.request_timeout_s);
-    Ok(App {
-        router,
-        tls,
-        listen: config.listen,
-    })
+    tokio::spawn(lifecycle::reload_loop(
+        Arc::clone(&state),
+        config.crl_reload_s,
+        lifecycle::hangups(),
+    ));
+    Ok((state, tls))
+}
+
+/// The state of a verifier over `dir/pki` (from `pki init`) and a SQLite database in `dir`,
+/// its writer running, for handler tests that need no router.
+#[cfg(test)]
+pub(crate) async fn test_state(dir: &Path) -> Arc<AppState> {
+    #![expect(clippy::unwrap_used, reason = "test set-up")]
+    let config = dir.join("verifier.toml");
+    std::fs::write(
+        &config,
+        "trust = \"pki/verifier/trust.toml\"\ndatabase = \"sqlite://v.db\"\n",
+    )
+    .unwrap();
+    let mut config = Config::load(&config).unwrap();
+    config.database = format!("sqlite://{}", dir.join("v.db").display());
+    build_state(&config, system_clock()).await.unwrap().0
 }
 
 /// A fresh HMAC-SHA256 key from the system's random source.
@@ -250,11 +298,13 @@ pub(crate) fn random_key() -> Result<ring::hmac::Key, Error> {
     })
 }
 
-/// Verifies every `*.jws` of `dir` (sorted by name) and stores it; one that does not verify
-/// stops the start, naming the file.
+/// Verifies every `*.jws` of `dir` (sorted by name; `*.revocation.jws` aside, see
+/// [`lifecycle::import_revocations`]) and stores it; one that does not verify, or names a rule
+/// set this verifier cannot load, stops the start, naming the file.
 async fn import_licences(
     store: &Store,
     trust: &TrustAnchors,
+    fleet: &fleet::FleetState,
     dir: &Path,
     config: &Path,
     now: i64,
@@ -269,6 +319,7 @@ async fn import_licences(
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "jws"))
+        .filter(|p| !lifecycle::is_revocation_file(p))
         .collect();
     files.sort();
     for file in files {
@@ -279,6 +330,21 @@ async fn import_licences(
                 path: file.clone(),
                 source,
             })?;
+        let rule_set = verified.licence().rule_set();
+        if !fleet.lifecycle.rule_set_loadable(rule_set) {
+            return Err(Error::Config {
+                path: config.to_owned(),
+                key: "licences_dir",
+                reason: format!(
+                    "{}: {}",
+                    file.display(),
+                    lifecycle::unknown_rule_set(rule_set)
+                ),
+                hint: "sign the licence again naming a shipped rule set, or add its rule set \
+                       file to rule_sets"
+                    .to_owned(),
+            });
+        }
         store
             .add_licence(verified.licence().id(), &token, now)
             .await?;

@@ -76,7 +76,7 @@ pub(super) async fn current(s: &Shared) -> ApiResult<Arc<Snapshot>> {
     let _one = s.fleet.computing.lock().await;
     // The time is read again: another reader may have evaluated while this one waited.
     let now = now(s)?;
-    let basis = s.fleet.basis(&s.trust, now)?;
+    let basis = s.fleet.basis(&s.trust(), now)?;
     if let Some(snapshot) = s.fleet.cached(now) {
         return Ok(snapshot);
     }
@@ -267,7 +267,7 @@ pub(super) async fn nodes(
     )
 }
 
-fn unknown_node(node: &str) -> ApiError {
+pub(super) fn unknown_node(node: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "node_unknown",
@@ -285,7 +285,11 @@ fn unknown_node(node: &str) -> ApiError {
 /// A node the view does not see is unknown; a view that redacts subjects names nodes by id
 /// only; a view of the whole fleet may name a node id the verdict does not hold (a node with
 /// only rejected attestations, for its history).
-fn resolve_node(verdict: &FleetVerdict, view: &View<'_>, text: &str) -> ApiResult<NodeId> {
+pub(super) fn resolve_node(
+    verdict: &FleetVerdict,
+    view: &View<'_>,
+    text: &str,
+) -> ApiResult<NodeId> {
     if let Some(id) = NodeId::from_hex(text) {
         let seen = view.is_whole_fleet() || node_of(verdict, id).is_some_and(|n| view.sees_node(n));
         return if seen {

@@ -87,7 +87,7 @@ async fn state(dir: &std::path::Path) -> Arc<AppState> {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"test redaction key");
     Arc::new(AppState {
         store,
-        trust,
+        trust: super::super::lifecycle::TrustHolder::new(&report.trust, trust),
         fleet,
         queue,
         result_key: load_result_key(&report.trust.with_file_name(crate::pki::RESULT_KEY)).unwrap(),

@@ -43,6 +43,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0004_api_tokens.sql"),
         postgres: include_str!("../../migrations/postgres/0004_api_tokens.sql"),
     },
+    Migration {
+        version: 5,
+        name: "lifecycle",
+        sqlite: include_str!("../../migrations/sqlite/0005_lifecycle.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_lifecycle.sql"),
+    },
 ];
 
 /// Arbitrary constant naming the migration lock among PostgreSQL advisory locks.

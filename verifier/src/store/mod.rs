@@ -17,6 +17,7 @@
 //! them durable (one WAL sync on SQLite) is shared.
 
 mod error;
+mod lifecycle;
 mod migrate;
 #[cfg(any(test, feature = "pg-harness"))]
 #[doc(hidden)]
@@ -35,6 +36,9 @@ use tppguard_proto::identity::NodeId;
 use tppguard_proto::site::SiteId;
 
 pub use error::{StoreError, redact_url};
+pub use lifecycle::{
+    LicenceRetirement, LicenceRevocationRecord, LifecycleRecords, MAX_ACTOR_LEN, NodeRetirement,
+};
 pub use tokens::{ApiToken, MAX_API_TOKENS};
 
 /// Nonces shorter than this are refused (DESIGN.md: at least 32 random bytes).

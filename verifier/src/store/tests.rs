@@ -10,18 +10,18 @@ use super::pg_harness;
 use super::*;
 
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(super) enum Kind {
     Sqlite,
     Postgres,
 }
 
 /// A fresh, empty database; a SQLite one lives as long as this value.
-struct TestDb {
+pub(super) struct TestDb {
     url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
-async fn fresh(kind: Kind) -> TestDb {
+pub(super) async fn fresh(kind: Kind) -> TestDb {
     match kind {
         Kind::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -51,7 +51,7 @@ async fn fresh(kind: Kind) -> TestDb {
     }
 }
 
-async fn open(db: &TestDb) -> Store {
+pub(super) async fn open(db: &TestDb) -> Store {
     Store::open(&db.url).await.expect("open store")
 }
 
@@ -109,11 +109,11 @@ async fn migrations_idempotent(kind: Kind) {
     let (a, b) = (a.expect("open a"), b.expect("open b"));
     assert_eq!(
         a.schema_version().await.expect("version"),
-        super::migrate::latest_version()
+        migrate::latest_version()
     );
     assert_eq!(
         b.schema_version().await.expect("version"),
-        super::migrate::latest_version()
+        migrate::latest_version()
     );
     assert_eq!(
         a.backend(),
@@ -128,7 +128,7 @@ async fn migrations_idempotent(kind: Kind) {
     let c = open(&db).await;
     assert_eq!(
         c.schema_version().await.expect("version"),
-        super::migrate::latest_version()
+        migrate::latest_version()
     );
     c.ping().await.expect("ping");
     assert_eq!(
@@ -141,7 +141,7 @@ async fn migrations_idempotent(kind: Kind) {
         .expect("count");
     assert_eq!(
         rows.try_get::<i64, _>("n").expect("n"),
-        super::migrate::latest_version(),
+        i64::try_from(migrate::MIGRATIONS.len()).unwrap(),
         "each migration once"
     );
 }
@@ -875,7 +875,7 @@ async fn store_open_errors_name_the_database_and_the_fix() {
 async fn sqlite_schema_from_a_newer_verifier_is_refused() {
     let db = fresh(Kind::Sqlite).await;
     let s = open(&db).await;
-    let future = super::migrate::latest_version() + 1;
+    let future = migrate::latest_version() + 1;
     sqlx::query("INSERT INTO schema_version (version, name) VALUES ($1, 'future')")
         .bind(future)
         .execute(&s.pool)
