@@ -88,10 +88,6 @@ fn reason(body: Result<axum::Json<RetireBody>, JsonRejection>) -> ApiResult<Stri
     Ok(reason.to_owned())
 }
 
-fn now() -> ApiResult<i64> {
-    crate::unix_now().map_err(ApiError::from)
-}
-
 /// Makes a write visible to this replica's next read.
 async fn caught_up(s: &Shared) -> ApiResult<()> {
     s.fleet.refresh(&s.store).await
@@ -105,7 +101,7 @@ async fn revoke_licence(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let token = api::jose_body(&headers, body)?;
-    let now = now()?;
+    let now = api::now(&s)?;
     let verified = verify_licence_revocation(&token, &s.trust(), now).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -173,7 +169,7 @@ async fn retire_licence(
     let record = LicenceRetirement {
         licence_id: id,
         reason,
-        retired_at: now()?,
+        retired_at: api::now(&s)?,
         retired_by: principal.name.clone(),
     };
     let new = s.store.retire_licence(&record).await?;
@@ -210,7 +206,7 @@ async fn retire_node(
         node_id: id,
         subject: latest.subject,
         reason,
-        retired_at: now()?,
+        retired_at: api::now(&s)?,
         retired_by: principal.name.clone(),
     };
     let new = s.store.retire_node(&record).await?;

@@ -117,7 +117,8 @@ pub(crate) async fn run(state: Arc<AppState>, mut queue: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
-        let Ok(now) = crate::unix_now() else {
+        // The service clock (injected in tests), as the handlers read it.
+        let Some(now) = (state.clock)() else {
             fail_all(
                 batch,
                 &ApiError::internal(&"the system clock is before 1970"),

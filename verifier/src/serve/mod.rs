@@ -276,7 +276,6 @@ async fn build_state(
 /// its writer running, for handler tests that need no router.
 #[cfg(test)]
 pub(crate) async fn test_state(dir: &Path) -> Arc<AppState> {
-    #![expect(clippy::unwrap_used, reason = "test set-up")]
     let config = dir.join("verifier.toml");
     std::fs::write(
         &config,
