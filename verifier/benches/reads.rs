@@ -84,8 +84,7 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let now = unix_now();
-    let pki_dir = dir.path().join("pki");
-    let report = pki::init(&pki_dir, now).unwrap();
+    let report = pki::init(&dir.path().join("pki"), now).unwrap();
     let (licences, fleet, rule_set, _) = bench_support::synthetic_fleet(nodes_n + ingest_n, 8, 1);
 
     // The licence: room for every GPU at `site-0`.
@@ -100,7 +99,7 @@ fn main() {
     .unwrap();
     let signed = Command::new(env!("CARGO_BIN_EXE_tppguard-verifier"))
         .args(["licence", "sign", "--dir"])
-        .arg(&pki_dir)
+        .arg(&report.licence_authority)
         .arg(&toml)
         .arg("--out")
         .arg(licences_dir.join("licence.jws"))
@@ -123,7 +122,7 @@ fn main() {
     let ingest: Vec<Node> = fleet[nodes_n..]
         .iter()
         .enumerate()
-        .map(|(i, a)| make_node(dir.path(), &pki_dir, i, now, a.claims().clone()))
+        .map(|(i, a)| make_node(dir.path(), &report.operator, i, now, a.claims().clone()))
         .collect();
     let ingest = Arc::new(ingest);
 
@@ -133,12 +132,18 @@ fn main() {
         format!(
             "trust = \"{}\"\nlisten = \"127.0.0.1:0\"\ndatabase = \"{database}\"\n\
              rule_sets = [\"us-eccn-3a090\"]\nnode_rate_per_minute = 6000\n\
+             challenge_rate_per_minute = 10000000\n\
              licences_dir = \"{}\"\n",
             report.trust.display(),
             licences_dir.display()
         ),
     )
     .unwrap();
+    // The credentials (issue 12): the readers' operator token and the writers' node token.
+    let _ = CREDENTIALS.set((
+        issue_token(&config, "operator"),
+        issue_token(&config, "node"),
+    ));
     let mut server = Server::start(&config);
     let base = server.base.clone();
     let agent = client();
@@ -249,9 +254,39 @@ fn client() -> ureq::Agent {
         .into()
 }
 
+/// `Authorization` values: (operator, node).
+static CREDENTIALS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+/// `tppguard-verifier token issue --role ROLE`: the `Authorization` header value.
+fn issue_token(config: &Path, role: &str) -> String {
+    let issued = Command::new(env!("CARGO_BIN_EXE_tppguard-verifier"))
+        .args([
+            "token",
+            "issue",
+            "--role",
+            role,
+            "--name",
+            "reads-bench",
+            "--config",
+        ])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(issued.status.success(), "token issue: {issued:?}");
+    format!(
+        "Bearer {}",
+        String::from_utf8(issued.stdout).unwrap().trim()
+    )
+}
+
+fn credentials() -> &'static (String, String) {
+    CREDENTIALS.get().unwrap()
+}
+
 fn get_summary(agent: &ureq::Agent, base: &str) -> serde_json::Value {
     let mut resp = agent
         .get(format!("{base}/v1/fleet"))
+        .header("Authorization", &credentials().0)
         .call()
         .expect("GET /v1/fleet");
     let body = resp.body_mut().read_to_string().expect("body");
@@ -312,6 +347,7 @@ fn write_loop(
         let node = &nodes[next.fetch_add(1, Ordering::Relaxed) % nodes.len()];
         let mut resp = agent
             .post(format!("{base}/v1/challenge"))
+            .header("Authorization", &credentials().1)
             .send_empty()
             .expect("challenge");
         let body = resp.body_mut().read_to_string().expect("challenge body");
@@ -319,6 +355,7 @@ fn write_loop(
         let nonce = Nonce::parse(v["nonce"].as_str().expect("nonce")).expect("nonce");
         let resp = agent
             .post(format!("{base}/v1/attestations"))
+            .header("Authorization", &credentials().1)
             .header("Content-Type", "application/jose")
             .send(node.attest(nonce).as_bytes())
             .expect("attestation");
