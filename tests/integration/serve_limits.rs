@@ -378,6 +378,60 @@ fn a_flood_of_large_garbage_bodies_grows_the_database_by_a_bounded_amount() {
         .expect("rejected_bytes_total");
     assert!(counted >= N * BODY as u64, "{counted}");
     assert_eq!(attest(&setup, base).status, 200, "the node is still served");
+
+    // A stranger without a credential is refused before its body is read or anything is
+    // recorded: the rejected rows stay as they were.
+    let rows_before = rejected_rows(setup.tmp.path());
+    for i in 0..N {
+        let mut body = format!("stranger-{i}-");
+        body.push_str(&"A".repeat(BODY - body.len()));
+        let sent = agent()
+            .post(format!("{base}/v1/attestations"))
+            .header("Content-Type", "application/jose")
+            .send(body.as_bytes());
+        // The 401 is answered without reading the body, and the connection closed: the
+        // client sees the answer, or a broken pipe while it is still sending.
+        match sent {
+            Ok(resp) => {
+                let a = answer(resp);
+                assert_eq!((a.status, a.code()), (401, "unauthenticated"), "{}", a.body);
+            }
+            Err(ureq::Error::Io(e)) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ),
+                "{e}"
+            ),
+            Err(e) => panic!("POST without a credential: {e}"),
+        }
+    }
+    assert_eq!(rejected_rows(setup.tmp.path()), rows_before);
+    assert_eq!(attest(&setup, base).status, 200, "the node is still served");
+}
+
+/// Rejected attestation rows in the verifier's SQLite database (`sqlite3` reads it while the
+/// verifier runs: WAL readers do not block).
+fn rejected_rows(dir: &Path) -> u64 {
+    let db = dir.join("tppguard-verifier.db");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             print(c.execute(\"SELECT COUNT(*) FROM attestations WHERE outcome = 'rejected'\").fetchone()[0])",
+        ])
+        .arg(&db)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a count")
 }
 
 /// One client asking for challenges past `challenge_rate_per_minute` gets 429 with a time to
