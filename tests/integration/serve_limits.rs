@@ -641,3 +641,34 @@ fn an_x5c_longer_than_the_roots_allow_is_refused_before_chain_building() {
     let a = post_token(base, &good);
     assert_eq!(a.status, 200, "the node is served: {}", a.body);
 }
+
+/// A node credential sending garbage at line rate: every body is answered 422, but only
+/// `challenge_rate_per_minute` rejections a minute are recorded for that credential and
+/// address; the rest are counted and not written. The node's own attestation still passes.
+#[test]
+fn rejections_recorded_per_client_are_bounded() {
+    let (setup, running) = started("challenge_rate_per_minute = 4\nnode_rate_per_minute = 6000");
+    let base = &running.base;
+    let before = rejected_rows(setup.tmp.path());
+    for i in 0..10 {
+        let a = post_token(base, &format!("eyJnot.a.token-{i}"));
+        assert_eq!(a.status, 422, "{}", a.body);
+    }
+    let recorded = rejected_rows(setup.tmp.path()) - before;
+    // The minute may turn during the loop: at most two windows' worth.
+    assert!(
+        (4..=8).contains(&recorded),
+        "{recorded} rejections recorded"
+    );
+    let metrics = get_at(base, "/metrics");
+    assert!(
+        metrics
+            .text
+            .contains("tppguard_verifier_refused_total{code=\"rejection_not_recorded\"}"),
+        "{}",
+        metrics.text
+    );
+    let nonce = nonce(base);
+    let a = post_token(base, &token(&setup, &nonce));
+    assert_eq!(a.status, 200, "the node is served: {}", a.body);
+}

@@ -342,9 +342,12 @@ struct AttestAnswer {
 
 async fn attest(
     State(s): State<Shared>,
+    Extension(principal): Extension<Principal>,
+    peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let client = limits::client_of(&principal, peer.as_ref().map(|Extension(p)| p));
     let token =
         jose_body(&headers, body).inspect_err(|e| s.metrics.attestation("rejected", e.code))?;
     let now = now(&s)?;
@@ -372,7 +375,7 @@ async fn attest(
                 code: e.code(),
                 sentence: e.sentence(),
             };
-            return Err(reject(&s, &token, None, now, rejection).await);
+            return Err(reject(&s, client, &token, None, now, rejection).await);
         }
     };
     let node = verified.node_id();
@@ -388,7 +391,7 @@ async fn attest(
                 tppguard_proto::text::escape(&r.retired_by)
             ),
         };
-        return Err(reject(&s, &token, Some(&verified), now, rejection).await);
+        return Err(reject(&s, client, &token, Some(&verified), now, rejection).await);
     }
     let subject = verified.node_subject().to_owned();
     let token_sha256 = crate::store::sha256_hex(token.as_bytes());
@@ -558,14 +561,22 @@ fn rejected_prefix(token: &str) -> String {
 /// Records an attestation rejected before its nonce was looked at and gives the answer.
 async fn reject(
     s: &AppState,
+    client: limits::Client,
     token: &str,
     verified: Option<&VerifiedAttestation>,
     now: i64,
     r: Rejection,
 ) -> ApiError {
-    // An empty token is not recorded; the same token sent again is already recorded.
+    // An empty token is not recorded; the same token sent again is already recorded. A client
+    // (credential and address) has at most `challenge_rate_per_minute` rejections recorded a
+    // minute: past it they are answered and counted, never written, so a node credential
+    // cannot grow the database at line rate.
     s.metrics.rejected_bytes(token.len());
-    if !token.is_empty() {
+    let recorded = s.rejections.allow(client, now);
+    if !recorded {
+        s.metrics.refused("rejection_not_recorded");
+    }
+    if recorded && !token.is_empty() {
         let record = Box::new(rejected_record(token, verified, now, &r));
         let (reply, answer) = oneshot::channel();
         if let Err(e) = ingest::submit(&s.queue, Job::Rejected { record, reply }).await {

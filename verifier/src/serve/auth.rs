@@ -138,6 +138,8 @@ pub const POLICY: &[(&str, &str, Access)] = &[
 
 /// The access row of `method` (lower case) and `path` (as routed, `{node}` and all).
 pub fn access(method: &str, path: &str) -> Option<Access> {
+    // axum answers HEAD with a GET route's handler (without the body): the same access.
+    let method = if method == "head" { "get" } else { method };
     POLICY
         .iter()
         .find(|(m, p, _)| *m == method && *p == path)
@@ -291,7 +293,7 @@ impl Credentials {
         {
             return false;
         }
-        match store.api_tokens().await {
+        match store.usable_api_tokens(now).await {
             Ok(rows) => {
                 let loaded = self.cache(&rows);
                 let mut tokens = match self.tokens.write() {
@@ -411,7 +413,8 @@ pub(crate) async fn authenticate(
         Ok(p) => p,
         Err(failure) => {
             s.metrics.auth_failure(failure.reason());
-            tracing::info!(%method, %path, reason = failure.reason(), "request not authenticated");
+            // At debug: a stranger's flood must not become a log flood; the metric counts it.
+            tracing::debug!(%method, %path, reason = failure.reason(), "request not authenticated");
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
@@ -504,6 +507,11 @@ mod tests {
         assert!(!admits("get", "/v1/fleet", Role::Metrics));
         assert!(admits("get", "/healthz", Role::Metrics));
         assert!(!admits("get", "/v1/unlisted", Role::Admin));
+        // HEAD is a GET without the body: the same access, no more.
+        assert!(admits("head", "/healthz", Role::Metrics));
+        assert!(admits("head", "/v1/fleet", Role::Regulator));
+        assert!(!admits("head", "/v1/fleet", Role::Node));
+        assert!(!admits("head", "/v1/challenge", Role::Node));
     }
 
     /// docs/openapi.json asks for a credential exactly where the policy does.

@@ -67,6 +67,8 @@ pub(crate) struct AppState {
     limiter: limits::RateLimiter<NodeId>,
     /// Challenges per client and outstanding challenges.
     challenges: limits::Challenges,
+    /// Rejected attestations recorded per client per minute (`challenge_rate_per_minute`).
+    rejections: limits::RateLimiter<limits::Client>,
     /// One permit per signature and chain check running (`max_concurrent_verifications`).
     verifications: Arc<tokio::sync::Semaphore>,
     /// One permit per request in flight (`max_in_flight`).
@@ -254,6 +256,7 @@ async fn build_state(
             config.limits.challenge_rate_per_minute,
             config.limits.max_outstanding_challenges,
         ),
+        rejections: limits::RateLimiter::new(config.limits.challenge_rate_per_minute),
         verifications: Arc::new(tokio::sync::Semaphore::new(
             config.limits.max_concurrent_verifications,
         )),

@@ -98,6 +98,7 @@ async fn state(dir: &std::path::Path) -> Arc<AppState> {
         metrics: metrics::Metrics::new(),
         limiter: limits::RateLimiter::new(30),
         challenges: limits::Challenges::new(120, 1000),
+        rejections: limits::RateLimiter::new(120),
         verifications: Arc::new(tokio::sync::Semaphore::new(2)),
         in_flight: Arc::new(tokio::sync::Semaphore::new(64)),
         redactor: view::Redactor::new(&view::Redact::DEFAULT, key),

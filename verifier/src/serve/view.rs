@@ -83,8 +83,13 @@ impl Redactor {
         self.redact.contains(&what)
     }
 
-    /// The stand-in for `value` (a `what`): the same value gives the same stand-in.
+    /// The stand-in for `value` (a `what`): the same value gives the same stand-in; a GPU
+    /// serial or UUID in any ASCII case is the same value (the policy compares them so).
     fn token(&self, what: Redact, value: &str) -> String {
+        let value = match what {
+            Redact::Subjects => value.to_owned(),
+            Redact::Serials | Redact::Uuids => value.to_ascii_lowercase(),
+        };
         let mut input = Vec::with_capacity(value.len().saturating_add(9));
         input.extend_from_slice(what.name().as_bytes());
         input.push(0);
@@ -102,20 +107,30 @@ impl Redactor {
         }
     }
 
-    /// The values of `node` to hide, each with its stand-in.
+    /// The values of `node` to hide, each with its stand-in. The policy compares GPU serials
+    /// and UUIDs without regard to ASCII case and writes them lower-cased in its findings
+    /// (duplicates), so each is hidden in every case it may appear in, under one stand-in.
     fn secrets_of(&self, node: &NodeVerdict, out: &mut Vec<(String, String)>) {
-        let mut push = |what: Redact, v: &str| {
+        let mut push = |what: Redact, v: &str, token: &str| {
             if self.redacts(what) && !v.is_empty() && !out.iter().any(|(s, _)| s == v) {
-                out.push((v.to_owned(), self.token(what, v)));
+                out.push((v.to_owned(), token.to_owned()));
             }
         };
-        push(Redact::Subjects, &node.subject);
+        push(
+            Redact::Subjects,
+            &node.subject,
+            &self.token(Redact::Subjects, &node.subject),
+        );
         for g in &node.gpus {
-            if let Some(s) = &g.serial {
-                push(Redact::Serials, s);
-            }
-            if let Some(u) = &g.uuid {
-                push(Redact::Uuids, u);
+            for (what, value) in [(Redact::Serials, &g.serial), (Redact::Uuids, &g.uuid)] {
+                let Some(v) = value else { continue };
+                if !self.redacts(what) {
+                    continue;
+                }
+                let token = self.token(what, v);
+                for form in [v.clone(), v.to_ascii_lowercase(), v.to_ascii_uppercase()] {
+                    push(what, &form, &token);
+                }
             }
         }
     }
@@ -560,9 +575,14 @@ mod tests {
         for secret in serials(&v) {
             assert!(!full.contains(&secret), "{secret} leaks: {full}");
         }
+        // In any ASCII case: the policy writes a duplicated GPU's UUID lower-cased.
+        let full_lower = full.to_ascii_lowercase();
         for n in &v.nodes {
             for g in &n.gpus {
-                assert!(!full.contains(g.uuid.as_deref().unwrap()), "uuid leaks");
+                let uuid = g.uuid.as_deref().unwrap().to_ascii_lowercase();
+                assert!(!full_lower.contains(&uuid), "uuid {uuid} leaks: {full}");
+                let serial = g.serial.as_deref().unwrap().to_ascii_lowercase();
+                assert!(!full_lower.contains(&serial), "serial {serial} leaks");
             }
             assert!(
                 full.contains(&n.subject),
@@ -586,7 +606,12 @@ mod tests {
         let gpu = &nth(&v, 0).gpus[0];
         let (serial, uuid) = (gpu.serial.as_deref().unwrap(), gpu.uuid.as_deref().unwrap());
         assert!(raw.contains(serial) || raw.contains(uuid), "{raw}");
-        assert!(!text.contains(serial) && !text.contains(uuid), "{text}");
+        let lower = text.to_ascii_lowercase();
+        assert!(
+            !lower.contains(&serial.to_ascii_lowercase())
+                && !lower.contains(&uuid.to_ascii_lowercase()),
+            "{text}"
+        );
         assert!(text.contains(&dup) || text.contains("redacted-"), "{text}");
         // Counts are the operator's.
         assert_eq!(counts(&v, &view), counts(&v, &View::all()));

@@ -92,6 +92,35 @@ impl Store {
         rows.iter().map(|r| self.api_token(r)).collect()
     }
 
+    /// The tokens a request may still present at `now` (neither revoked nor expired), oldest
+    /// first, for the service's cache: a row that does not read back is left out with a
+    /// warning, never a reason to keep a stale cache (a token revoked later must stop working).
+    pub async fn usable_api_tokens(&self, now: i64) -> Result<Vec<ApiToken>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM api_tokens WHERE revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $1) ORDER BY created_at, id LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(limit_plus_one(MAX_API_TOKENS))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.query_err("reading API tokens"))?;
+        if rows.len() > MAX_API_TOKENS {
+            return Err(self.too_many("usable API tokens", MAX_API_TOKENS));
+        }
+        Ok(rows
+            .iter()
+            .filter_map(|r| match self.api_token(r) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a stored API token is unreadable; it is not accepted");
+                    None
+                }
+            })
+            .collect())
+    }
+
     /// Marks token `id` revoked at `at`: `Ok(None)` when no such token exists, otherwise the
     /// token as stored afterwards (a token revoked before keeps its first revocation time).
     pub async fn revoke_api_token(
