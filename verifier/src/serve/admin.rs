@@ -229,8 +229,16 @@ async fn retire_node(
 
 /// Every lifecycle record (revocations with their signed tokens, so an auditor can verify
 /// them again), and the nodes the CRLs in use revoke.
-async fn lifecycle(State(s): State<Shared>) -> ApiResult<Response> {
+async fn lifecycle(
+    State(s): State<Shared>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Response> {
     caught_up(&s).await?;
+    // A regulator sees node subjects through its redactions; the others as recorded.
+    let subject = |v: &str| match principal.role {
+        super::auth::Role::Regulator => s.redactor.subject(v),
+        _ => v.to_owned(),
+    };
     let r = s.fleet.lifecycle.records();
     let revocations: Vec<_> = r
         .revocations
@@ -264,7 +272,7 @@ async fn lifecycle(State(s): State<Shared>) -> ApiResult<Response> {
         .map(|v| {
             json!({
                 "node": v.node_id,
-                "subject": v.subject,
+                "subject": subject(&v.subject),
                 "reason": v.reason,
                 "retired_at": v.retired_at,
                 "retired_by": v.retired_by,
@@ -277,7 +285,7 @@ async fn lifecycle(State(s): State<Shared>) -> ApiResult<Response> {
         .revoked_nodes()
         .into_iter()
         .map(|(node, cert)| {
-            json!({"node": node, "certificate": cert.subject, "serial": cert.serial})
+            json!({"node": node, "certificate": subject(&cert.subject), "serial": cert.serial})
         })
         .collect();
     api::json_response(

@@ -293,7 +293,7 @@ impl Credentials {
         {
             return false;
         }
-        match store.usable_api_tokens(now).await {
+        match store.recent_api_tokens(now).await {
             Ok(rows) => {
                 let loaded = self.cache(&rows);
                 let mut tokens = match self.tokens.write() {

@@ -408,9 +408,19 @@ pub(super) async fn node_history(
             token_sha256: &a.token_sha256,
             outcome: a.outcome.as_str(),
             reason: &a.reason,
-            sentence: held.map_or(Cow::Borrowed(a.sentence.as_str()), |n| {
-                view.text_about(&a.sentence, n)
-            }),
+            sentence: match held {
+                Some(n) => view.text_about(&a.sentence, n),
+                // A node out of the verdict (retired, revoked, only rejected): its own
+                // subject is what the row's sentence may name.
+                None => {
+                    let shown = view.subject(&a.subject);
+                    if shown.as_ref() == a.subject.as_str() || a.subject.is_empty() {
+                        Cow::Borrowed(a.sentence.as_str())
+                    } else {
+                        Cow::Owned(a.sentence.replace(a.subject.as_str(), shown.as_ref()))
+                    }
+                }
+            },
             ear: a.ear.as_deref(),
         })
         .collect();

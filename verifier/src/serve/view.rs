@@ -99,6 +99,12 @@ impl Redactor {
         format!("redacted-{}", crate::policy::hex(short))
     }
 
+    /// A certificate subject as a regulator may see it: its stand-in when subjects are
+    /// redacted (lifecycle records name nodes that are no longer in the verdict).
+    pub(crate) fn subject(&self, subject: &str) -> String {
+        self.value(Redact::Subjects, subject)
+    }
+
     fn value(&self, what: Redact, value: &str) -> String {
         if self.redacts(what) {
             self.token(what, value)
@@ -310,6 +316,18 @@ impl<'a> View<'a> {
         let mut secrets = Vec::new();
         for n in named.into_iter().flatten() {
             r.secrets_of(n, &mut secrets);
+        }
+        // A retired or revoked node is not in the verdict: the subject its lifecycle finding
+        // carries (`subject`, `certificate`) is hidden from the figures themselves.
+        if r.redacts(Redact::Subjects) {
+            for key in ["subject", "certificate"] {
+                if let Some(Value::String(s)) = value.get("figures").and_then(|f| f.get(key))
+                    && !s.is_empty()
+                    && !secrets.iter().any(|(v, _)| v == s)
+                {
+                    secrets.push((s.clone(), r.token(Redact::Subjects, s)));
+                }
+            }
         }
         replace_in(&mut value, &secrets);
         ShownFinding::Redacted(value)
@@ -636,6 +654,39 @@ mod tests {
             view.text_about(&sentence, nth(&v, 1)),
             format!("about {}", shown.subject)
         );
+    }
+
+    /// A retired or revoked node is not in the verdict; its lifecycle finding still names its
+    /// subject, which a regulator with subjects redacted does not see.
+    #[test]
+    fn a_regulator_does_not_see_the_subjects_of_nodes_out_of_the_verdict() {
+        let v = fleet();
+        let r = redactor(&Redact::ALL);
+        let p = principal(Role::Regulator, &[]);
+        let view = View::of(&p, &r);
+        let mut lc = crate::policy::lifecycle::Lifecycle::default();
+        let (gone, revoked) = (
+            NodeId::from_bytes([0xee; 32]),
+            NodeId::from_bytes([0xdd; 32]),
+        );
+        lc.retire_node(gone, "CN=secret-node", "decommissioned", 10, "ops");
+        lc.certificate_revoked(revoked, "CN=stolen-node", "0a:0b");
+        let (_, findings) = lc.apply(Vec::new());
+        assert_eq!(findings.len(), 2);
+        for f in &findings {
+            let raw = serde_json::to_string(f).unwrap();
+            let shown = serde_json::to_string(&view.finding(&v, f, true)).unwrap();
+            assert!(raw.contains("-node"), "{raw}");
+            assert!(
+                !shown.contains("CN=secret-node") && !shown.contains("CN=stolen-node"),
+                "{shown}"
+            );
+            assert!(shown.contains("redacted-"), "{shown}");
+        }
+        // The operator sees them as recorded.
+        let all = View::all();
+        let shown = serde_json::to_string(&all.finding(&v, &findings[0], true)).unwrap();
+        assert!(shown.contains("CN=secret-node"), "{shown}");
     }
 
     #[test]

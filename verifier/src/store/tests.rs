@@ -736,20 +736,32 @@ async fn api_tokens_round_trip(kind: Kind) {
     let again = s.revoke_api_token("b", 50).await.expect("revoke again");
     assert_eq!(again.and_then(|t| t.revoked_at), Some(40));
     assert_eq!(s.revoke_api_token("c", 50).await.expect("unknown"), None);
-    // The service's cache: neither revoked (b) nor expired; "a" never expires.
+    // The service's cache: usable tokens, and those revoked (b, at 40) or expired (d, at
+    // 120) within `RECENT_S`; "a" never expires.
     s.add_api_token(&token("d", 20)).await.expect("add d");
     let ids = |ts: Vec<super::ApiToken>| ts.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let recent = super::tokens::RECENT_S;
     assert_eq!(
-        ids(s.usable_api_tokens(60).await.expect("usable")),
+        ids(s.recent_api_tokens(60).await.expect("recent")),
+        ["a", "b", "d"]
+    );
+    assert_eq!(
+        ids(s.recent_api_tokens(40 + recent).await.expect("recent")),
         ["a", "d"]
     );
-    assert_eq!(ids(s.usable_api_tokens(120).await.expect("usable")), ["a"]);
+    assert_eq!(
+        ids(s.recent_api_tokens(120 + recent).await.expect("recent")),
+        ["a"]
+    );
     // A row that does not read back is left out; the others still load.
     sqlx::query("UPDATE api_tokens SET licences = 'not json' WHERE id = 'a'")
         .execute(&s.pool)
         .await
         .expect("corrupt a row");
-    assert_eq!(ids(s.usable_api_tokens(60).await.expect("usable")), ["d"]);
+    assert_eq!(
+        ids(s.recent_api_tokens(60).await.expect("recent")),
+        ["b", "d"]
+    );
 }
 
 /// A rejection kept as a prefix is keyed by the SHA-256 of the whole token it was cut from:

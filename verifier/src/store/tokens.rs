@@ -9,6 +9,9 @@ use super::{Store, StoreError, check_len, limit_plus_one};
 
 /// Most API tokens [`Store::api_tokens`] returns; more is an error, never a silent cut.
 pub const MAX_API_TOKENS: usize = 10_000;
+/// How long a revoked or expired token stays in the service's cache (90 days), so that
+/// presenting it is answered with why it is refused.
+pub const RECENT_S: i64 = 90 * 86_400;
 /// Longest token id stored.
 const MAX_ID_LEN: usize = 64;
 /// Longest token name stored.
@@ -92,22 +95,24 @@ impl Store {
         rows.iter().map(|r| self.api_token(r)).collect()
     }
 
-    /// The tokens a request may still present at `now` (neither revoked nor expired), oldest
-    /// first, for the service's cache: a row that does not read back is left out with a
-    /// warning, never a reason to keep a stale cache (a token revoked later must stop working).
-    pub async fn usable_api_tokens(&self, now: i64) -> Result<Vec<ApiToken>, StoreError> {
+    /// The tokens the service's cache holds at `now`, oldest first: those still usable, and
+    /// those revoked or expired less than [`RECENT_S`] ago (so a refusal can say why); older
+    /// ones are left out, so they never count towards [`MAX_API_TOKENS`]. A row that does not
+    /// read back is left out with a warning, never a reason to keep a stale cache (a token
+    /// revoked later must stop working).
+    pub async fn recent_api_tokens(&self, now: i64) -> Result<Vec<ApiToken>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM api_tokens WHERE revoked_at IS NULL \
+            "SELECT {COLUMNS} FROM api_tokens WHERE (revoked_at IS NULL OR revoked_at > $1) \
              AND (expires_at IS NULL OR expires_at > $1) ORDER BY created_at, id LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
+            .bind(now.saturating_sub(RECENT_S))
             .bind(limit_plus_one(MAX_API_TOKENS))
             .fetch_all(&self.pool)
             .await
             .map_err(self.query_err("reading API tokens"))?;
         if rows.len() > MAX_API_TOKENS {
-            return Err(self.too_many("usable API tokens", MAX_API_TOKENS));
+            return Err(self.too_many("recent API tokens", MAX_API_TOKENS));
         }
         Ok(rows
             .iter()
