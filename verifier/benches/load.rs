@@ -30,61 +30,21 @@
     reason = "a benchmark: a failed setup step is a bug to stop on"
 )]
 
-use std::io::{BufRead as _, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ED25519};
-use tppguard_proto::claims::{ATTESTATION_TYP, AttestationClaims, Nonce};
-use tppguard_proto::jws::{self, Alg, Header, SigningKey};
+use tppguard_proto::claims::Nonce;
 use tppguard_verifier::attestation::verify_attestation;
-use tppguard_verifier::chain::{TrustAnchors, certs_from_pem};
+use tppguard_verifier::chain::TrustAnchors;
 use tppguard_verifier::pki;
+
+use common::{Node, Server, bearer_token, env_or, make_node, unix_now};
 use tppguard_verifier::policy::{bench_support, evaluate};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn unix_now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
-
-/// One simulated node: its subject, signing key, certificate chain and claim set (its own
-/// eight GPU identities, at the licence's site).
-struct Node {
-    name: String,
-    key: SigningKey,
-    x5c: Vec<Vec<u8>>,
-    claims: AttestationClaims,
-}
-
-impl Node {
-    /// A signed attestation answering `nonce`.
-    fn attest(&self, nonce: Nonce) -> String {
-        let mut claims = self.claims.clone();
-        claims.iss.clone_from(&self.name);
-        claims.iat = unix_now();
-        claims.eat_nonce = nonce;
-        let payload = claims.to_json().unwrap();
-        let header = Header::new(Alg::EdDSA)
-            .with_typ(ATTESTATION_TYP)
-            .with_x5c(self.x5c.clone());
-        jws::sign(&header, &payload, &self.key).unwrap()
-    }
-}
 
 fn main() {
     let nodes_n: usize = env_or("LOAD_NODES", 1000);
@@ -105,7 +65,15 @@ fn main() {
     let nodes: Vec<Node> = fleet
         .iter()
         .enumerate()
-        .map(|(i, a)| make_node(dir.path(), &report.operator, i, now, a.claims().clone()))
+        .map(|(i, a)| {
+            make_node(
+                dir.path(),
+                &report.operator,
+                format!("node-{i:07}"),
+                now,
+                a.claims().clone(),
+            )
+        })
         .collect();
     println!(
         "{nodes_n} node identities (Ed25519 keys, certificates from one operator CA) in {:.2?}",
@@ -157,24 +125,7 @@ fn main() {
     )
     .unwrap();
     // The nodes' credential (issue 12): one node token, sent with every request.
-    let issued = Command::new(env!("CARGO_BIN_EXE_tppguard-verifier"))
-        .args([
-            "token",
-            "issue",
-            "--role",
-            "node",
-            "--name",
-            "load-bench",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .expect("token issue");
-    assert!(issued.status.success(), "token issue: {issued:?}");
-    let auth = format!(
-        "Bearer {}",
-        String::from_utf8(issued.stdout).unwrap().trim()
-    );
+    let auth = bearer_token(&config, "node", "load-bench");
     let mut server = Server::start(&config);
     let base = server.base.clone();
     println!(
@@ -278,37 +229,6 @@ fn main() {
             format!("missed ({:.1}% of it)", run.rate() / 40.0)
         }
     );
-}
-
-fn make_node(dir: &Path, operator: &Path, i: usize, now: i64, claims: AttestationClaims) -> Node {
-    let name = format!("node-{i:07}");
-    let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, &name);
-    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
-    let csr_path = dir.join("node.csr");
-    std::fs::write(&csr_path, csr).unwrap();
-    let chain_path = dir.join("node-chain.pem");
-    // The operator CA certifies the site the node claims, as `pki issue-node --site` does.
-    let options = pki::IssueOptions {
-        days: 30,
-        site: Some(tppguard_proto::site::SiteId::parse("site-0").unwrap()),
-        replace: false,
-    };
-    pki::issue_node_with(operator, &csr_path, &chain_path, &options, now).unwrap();
-    let x5c = certs_from_pem(&std::fs::read(&chain_path).unwrap())
-        .unwrap()
-        .into_iter()
-        .map(|c| c.to_vec())
-        .collect();
-    let key = SigningKey::from_pkcs8(Alg::EdDSA, &key.serialize_der()).unwrap();
-    Node {
-        name,
-        key,
-        x5c,
-        claims,
-    }
 }
 
 /// A licence covering every node at `site-0` (where `synthetic_fleet` puts them with one
@@ -450,64 +370,6 @@ fn percentiles(lat: &[Duration]) -> (Duration, Duration) {
     v.sort();
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (at(0.50), at(0.99))
-}
-
-/// The verifier process; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// The process's resident set (VmRSS), KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tppguard-verifier"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tppguard-verifier serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("the verifier exited before listening")
-                .unwrap();
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.trim().to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, base }
-    }
-
-    fn stop(&mut self) {
-        // SIGTERM: the verifier drains and exits 0.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A throwaway PostgreSQL cluster in a folder of the temporary directory, stopped on drop.

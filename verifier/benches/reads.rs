@@ -22,58 +22,19 @@
     reason = "a benchmark: a failed setup step is a bug to stop on"
 )]
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ED25519};
-use tppguard_proto::claims::{ATTESTATION_TYP, AttestationClaims, Nonce};
-use tppguard_proto::jws::{self, Alg, Header, SigningKey};
-use tppguard_verifier::chain::certs_from_pem;
+use tppguard_proto::claims::Nonce;
 use tppguard_verifier::pki;
+
+use common::{Node, Server, bearer_token, env_or, make_node, unix_now};
 use tppguard_verifier::policy::{VerifiedAttestation, bench_support, evaluate};
 use tppguard_verifier::store::{NewAttestation, Outcome, Store};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn unix_now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
-
-/// A node with a real key and certificate, for the ingest stream.
-struct Node {
-    name: String,
-    key: SigningKey,
-    x5c: Vec<Vec<u8>>,
-    claims: AttestationClaims,
-}
-
-impl Node {
-    fn attest(&self, nonce: Nonce) -> String {
-        let mut claims = self.claims.clone();
-        claims.iss.clone_from(&self.name);
-        claims.iat = unix_now();
-        claims.eat_nonce = nonce;
-        let header = Header::new(Alg::EdDSA)
-            .with_typ(ATTESTATION_TYP)
-            .with_x5c(self.x5c.clone());
-        jws::sign(&header, &claims.to_json().unwrap(), &self.key).unwrap()
-    }
-}
 
 fn main() {
     let nodes_n: usize = env_or("READS_NODES", 125_000);
@@ -122,7 +83,15 @@ fn main() {
     let ingest: Vec<Node> = fleet[nodes_n..]
         .iter()
         .enumerate()
-        .map(|(i, a)| make_node(dir.path(), &report.operator, i, now, a.claims().clone()))
+        .map(|(i, a)| {
+            make_node(
+                dir.path(),
+                &report.operator,
+                format!("ingest-{i:05}"),
+                now,
+                a.claims().clone(),
+            )
+        })
         .collect();
     let ingest = Arc::new(ingest);
 
@@ -141,8 +110,8 @@ fn main() {
     .unwrap();
     // The credentials (issue 12): the readers' operator token and the writers' node token.
     let _ = CREDENTIALS.set((
-        issue_token(&config, "operator"),
-        issue_token(&config, "node"),
+        bearer_token(&config, "operator", "reads-bench"),
+        bearer_token(&config, "node", "reads-bench"),
     ));
     let mut server = Server::start(&config);
     let base = server.base.clone();
@@ -257,28 +226,6 @@ fn client() -> ureq::Agent {
 /// `Authorization` values: (operator, node).
 static CREDENTIALS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
 
-/// `tppguard-verifier token issue --role ROLE`: the `Authorization` header value.
-fn issue_token(config: &Path, role: &str) -> String {
-    let issued = Command::new(env!("CARGO_BIN_EXE_tppguard-verifier"))
-        .args([
-            "token",
-            "issue",
-            "--role",
-            role,
-            "--name",
-            "reads-bench",
-            "--config",
-        ])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(issued.status.success(), "token issue: {issued:?}");
-    format!(
-        "Bearer {}",
-        String::from_utf8(issued.stdout).unwrap().trim()
-    )
-}
-
 fn credentials() -> &'static (String, String) {
     CREDENTIALS.get().unwrap()
 }
@@ -362,86 +309,5 @@ fn write_loop(
         if resp.status().as_u16() == 200 {
             accepted.fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-fn make_node(dir: &Path, pki_dir: &Path, i: usize, now: i64, claims: AttestationClaims) -> Node {
-    let name = format!("ingest-{i:05}");
-    let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, &name);
-    let csr_path = dir.join("node.csr");
-    std::fs::write(
-        &csr_path,
-        params.serialize_request(&key).unwrap().pem().unwrap(),
-    )
-    .unwrap();
-    let chain_path = dir.join("node-chain.pem");
-    let options = pki::IssueOptions {
-        days: 30,
-        site: Some(tppguard_proto::site::SiteId::parse("site-0").unwrap()),
-        replace: false,
-    };
-    pki::issue_node_with(pki_dir, &csr_path, &chain_path, &options, now).unwrap();
-    let x5c = certs_from_pem(&std::fs::read(&chain_path).unwrap())
-        .unwrap()
-        .into_iter()
-        .map(|c| c.to_vec())
-        .collect();
-    Node {
-        name,
-        key: SigningKey::from_pkcs8(Alg::EdDSA, &key.serialize_der()).unwrap(),
-        x5c,
-        claims,
-    }
-}
-
-/// The verifier process; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tppguard-verifier"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tppguard-verifier serve");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = loop {
-            let line = lines.next().expect("the verifier exited early").unwrap();
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, base }
-    }
-
-    /// The process's resident set (VmRSS), KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
