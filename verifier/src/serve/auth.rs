@@ -213,6 +213,8 @@ pub(crate) enum Failure {
     Revoked,
     /// A client certificate that does not chain to the operator CA.
     Certificate,
+    /// Every verification slot stayed busy: the certificate could not be checked now.
+    Overloaded,
 }
 
 impl Failure {
@@ -226,6 +228,7 @@ impl Failure {
             Self::Expired => "expired",
             Self::Revoked => "revoked",
             Self::Certificate => "certificate_rejected",
+            Self::Overloaded => "overloaded",
         }
     }
 
@@ -249,6 +252,9 @@ impl Failure {
             Self::Certificate => {
                 "the client certificate does not chain to the operator CA pinned in \
                  trust.toml: present the node's certificate (node-chain.pem)"
+            }
+            Self::Overloaded => {
+                "the verifier is at its max_concurrent_verifications limit: retry in a second"
             }
         }
     }
@@ -411,6 +417,10 @@ pub(crate) async fn authenticate(
         .map(|c| c.0.clone());
     let principal = match principal(&s, authorization, peer, now).await {
         Ok(p) => p,
+        Err(Failure::Overloaded) => {
+            s.metrics.refused("overloaded");
+            return super::limits::overloaded("max_concurrent_verifications").into_response();
+        }
         Err(failure) => {
             s.metrics.auth_failure(failure.reason());
             // At debug: a stranger's flood must not become a log flood; the metric counts it.
@@ -463,10 +473,20 @@ async fn principal(
         return s.credentials.check(token.trim(), now);
     }
     let chain = peer.filter(|c| !c.is_empty()).ok_or(Failure::Missing)?;
-    let leaf = s
-        .trust()
-        .verify_node(chain.chain(), now)
-        .map_err(|_| Failure::Certificate)?;
+    // Path validation is CPU work a stranger's certificate can ask for on every request: off
+    // the async workers and within `max_concurrent_verifications`, as attestations' checks.
+    let slot = super::limits::verification_slot(&s.verifications)
+        .await
+        .map_err(|_| Failure::Overloaded)?;
+    let trust = s.trust();
+    let verified = tokio::task::spawn_blocking(move || {
+        let verified = trust.verify_node(chain.chain(), now);
+        drop(slot);
+        verified
+    })
+    .await
+    .map_err(|_| Failure::Overloaded)?;
+    let leaf = verified.map_err(|_| Failure::Certificate)?;
     Ok(Principal {
         name: leaf.leaf().subject().to_owned(),
         role: Role::Node,

@@ -72,12 +72,14 @@ pub(crate) fn next_minute_s(now: i64) -> u64 {
 /// Who a challenge is counted against: the authenticated credential (a token's name, or a
 /// node certificate's subject) from one peer address. A fleet sharing one node token is
 /// counted machine by machine; a credential stolen and used from one address is held to one
-/// client's rate.
+/// client's rate. An IPv6 peer counts by its /64 (one host usually holds a whole /64, so
+/// counting single addresses would give it billions of budgets); an IPv4-mapped IPv6 address
+/// counts as its IPv4 address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Client {
     /// The principal's name.
     credential: String,
-    /// The TCP peer's address; `None` for in-process calls of the router.
+    /// The TCP peer's address (IPv6: its /64); `None` for in-process calls of the router.
     peer: Option<IpAddr>,
 }
 
@@ -85,7 +87,22 @@ pub(crate) struct Client {
 pub(crate) fn client_of(principal: &Principal, peer: Option<&ConnectInfo<SocketAddr>>) -> Client {
     Client {
         credential: principal.name.clone(),
-        peer: peer.map(|ConnectInfo(addr)| addr.ip()),
+        peer: peer.map(|ConnectInfo(addr)| network_of(addr.ip())),
+    }
+}
+
+/// The network a peer address is counted as: IPv4 as is, IPv6 by its /64.
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(octets))
+            }
+        },
     }
 }
 
@@ -248,6 +265,33 @@ mod tests {
         tokio::time::sleep(VERIFICATION_WAIT / 2).await;
         drop(busy);
         assert!(waiting.await.unwrap().is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_as_its_slash_64() {
+        let p = Principal {
+            name: "fleet".to_owned(),
+            role: crate::serve::auth::Role::Node,
+            licences: Vec::new(),
+        };
+        let at = |ip: &str| {
+            let addr: SocketAddr = format!("{ip}:443").parse().unwrap();
+            client_of(&p, Some(&ConnectInfo(addr)))
+        };
+        assert_eq!(at("[2001:db8:1:2::1]"), at("[2001:db8:1:2:ffff::9]"));
+        assert_ne!(at("[2001:db8:1:2::1]"), at("[2001:db8:1:3::1]"));
+        assert_eq!(at("[::ffff:192.0.2.7]"), at("192.0.2.7"));
+        assert_ne!(at("192.0.2.7"), at("192.0.2.8"));
+        // Spread over a /64, a flood is one client: past its rate, refused.
+        let c = Challenges::new(3, 1000);
+        for i in 0..3u8 {
+            c.admit(at(&format!("[2001:db8::{i}]")), [i; 32], 1000, 1300)
+                .unwrap();
+        }
+        let e = c
+            .admit(at("[2001:db8::ff]"), [9; 32], 1000, 1300)
+            .unwrap_err();
+        assert_eq!(e.code(), "challenge_rate_limited");
     }
 
     #[test]
