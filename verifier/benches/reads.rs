@@ -34,7 +34,7 @@ use tppguard_verifier::pki;
 
 use common::{Node, Server, bearer_token, env_or, make_node, unix_now};
 use tppguard_verifier::policy::{VerifiedAttestation, bench_support, evaluate};
-use tppguard_verifier::store::{NewAttestation, Outcome, Store};
+use tppguard_verifier::store::{NewAttestation, Store};
 
 fn main() {
     let nodes_n: usize = env_or("READS_NODES", 125_000);
@@ -253,21 +253,14 @@ fn seed(database: &str, fleet: &[VerifiedAttestation], now: i64) {
             let rows: Vec<NewAttestation> = chunk
                 .iter()
                 .map(|a| {
+                    let token = format!("seeded.{}.token", a.node_subject());
+                    // Received now, and signed now as far as the claims say.
                     let mut claims = a.claims().clone();
                     claims.iat = now;
+                    let claims = String::from_utf8(claims.to_json().unwrap()).unwrap();
                     NewAttestation {
-                        node_id: Some(a.node_id()),
-                        subject: a.node_subject().to_owned(),
-                        certified_site: a.certified_site().cloned(),
                         iat: now,
-                        received_at: now,
-                        token: format!("seeded.{}.token", a.node_subject()),
-                        token_sha256: None,
-                        claims_json: String::from_utf8(claims.to_json().unwrap()).unwrap(),
-                        outcome: Outcome::Accepted,
-                        reason: "accepted".to_owned(),
-                        sentence: "the attestation verified".to_owned(),
-                        ear: None,
+                        ..NewAttestation::accepted(a, token, claims, now, None)
                     }
                 })
                 .collect();

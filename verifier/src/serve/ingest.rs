@@ -42,7 +42,7 @@ use super::api::{
 };
 use crate::ear::{EarClaims, EarStatus};
 use crate::policy::{FleetVerdict, VerifiedAttestation};
-use crate::store::{NewAttestation, Outcome, WriteBatch};
+use crate::store::{NewAttestation, WriteBatch};
 use tppguard_proto::identity::NodeId;
 
 /// Most jobs in one batch.
@@ -534,20 +534,13 @@ async fn accept(
                 continue;
             }
         };
-        records.push(NewAttestation {
-            node_id: Some(node_id),
-            subject: sub.verified.node_subject().to_owned(),
-            certified_site: sub.verified.certified_site().cloned(),
-            iat: sub.verified.claims().iat,
-            received_at: sub.received_at,
-            token: sub.token,
-            token_sha256: None,
-            claims_json: sub.claims_json,
-            outcome: Outcome::Accepted,
-            reason: "accepted".to_owned(),
-            sentence: "the attestation verified".to_owned(),
-            ear: Some(signed.clone()),
-        });
+        records.push(NewAttestation::accepted(
+            &sub.verified,
+            sub.token,
+            sub.claims_json,
+            sub.received_at,
+            Some(signed.clone()),
+        ));
         let findings = node_of(verdict, node_id)
             .map(|n| with_subjects(verdict, index.for_node(n)))
             .unwrap_or_default();

@@ -19,7 +19,7 @@ use crate::chain::{TrustAnchors, certs_from_pem};
 use crate::check::load_result_key;
 use crate::licence::LICENCE_TYP;
 use crate::policy::bench_support;
-use crate::store::{NewAttestation, Outcome, Store};
+use crate::store::{NewAttestation, Store};
 
 /// The state of a verifier holding the three nodes, at `now`.
 async fn state(dir: &std::path::Path) -> Arc<AppState> {
@@ -60,21 +60,14 @@ async fn state(dir: &std::path::Path) -> Arc<AppState> {
     let rows: Vec<NewAttestation> = attestations
         .iter()
         .map(|a| {
+            let token = format!("token of {}", a.node_subject());
+            // Received now, and signed now as far as the claims say.
             let mut claims = a.claims().clone();
             claims.iat = now;
+            let claims = String::from_utf8(claims.to_json().unwrap()).unwrap();
             NewAttestation {
-                node_id: Some(a.node_id()),
-                subject: a.node_subject().to_owned(),
-                certified_site: a.certified_site().cloned(),
                 iat: now,
-                received_at: now,
-                token: format!("token of {}", a.node_subject()),
-                token_sha256: None,
-                claims_json: String::from_utf8(claims.to_json().unwrap()).unwrap(),
-                outcome: Outcome::Accepted,
-                reason: "accepted".to_owned(),
-                sentence: "the attestation verified".to_owned(),
-                ear: None,
+                ..NewAttestation::accepted(a, token, claims, now, None)
             }
         })
         .collect();

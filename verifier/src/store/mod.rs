@@ -176,6 +176,34 @@ pub struct NewAttestation {
     pub ear: Option<String>,
 }
 
+impl NewAttestation {
+    /// The row of an accepted attestation: `verified` (its node, subject, certified site and
+    /// `iat`), received as `token` at `received_at`, its claims as `claims_json`, with the EAR
+    /// issued for it. What the writer records, and what tests and benches seed.
+    pub fn accepted(
+        verified: &crate::policy::VerifiedAttestation,
+        token: String,
+        claims_json: String,
+        received_at: i64,
+        ear: Option<String>,
+    ) -> Self {
+        Self {
+            node_id: Some(verified.node_id()),
+            subject: verified.node_subject().to_owned(),
+            certified_site: verified.certified_site().cloned(),
+            iat: verified.claims().iat,
+            received_at,
+            token,
+            token_sha256: None,
+            claims_json,
+            outcome: Outcome::Accepted,
+            reason: "accepted".to_owned(),
+            sentence: "the attestation verified".to_owned(),
+            ear,
+        }
+    }
+}
+
 /// A recorded attestation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAttestation {
