@@ -618,6 +618,7 @@ fn submod(g: &crate::report::ReportGpu) -> GpuSubmod {
             eccn: c.eccn.clone(),
         },
         measurement: None,
+        gpu_evidence: None,
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod claims;
 pub mod classify;
 pub mod evidence;
+pub mod gpu_evidence;
 pub mod identity;
 pub mod jws;
 pub mod licence;

@@ -369,6 +369,28 @@ impl Nonce {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The nonce's bytes (its hex was checked when it was made).
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0
+            .as_bytes()
+            .chunks_exact(2)
+            .map(|pair| match pair {
+                [hi, lo] => (hex_digit(*hi) << 4) | hex_digit(*lo),
+                _ => 0,
+            })
+            .collect()
+    }
+}
+
+/// The value of a lower-case hex digit; 0 for any other byte (never reached: a [`Nonce`]
+/// holds only checked hex).
+fn hex_digit(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => 0,
+    }
 }
 
 impl fmt::Debug for Nonce {
@@ -513,6 +535,11 @@ pub struct GpuSubmod {
     /// The latest throughput measurement of this GPU, when the agent has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measurement: Option<measurement::Measurement>,
+    /// The GPU's own signed evidence (SPDM measurement report and device certificate chain),
+    /// when it is in a confidential-computing mode: the node's word until the verifier checks
+    /// it (`docs/gpu-evidence.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_evidence: Option<crate::gpu_evidence::GpuEvidence>,
 }
 
 /// PCI identity (inventory `gpus[].pci`).
