@@ -8,6 +8,12 @@
 //! GPU is given ([`gpu_nonce`]), and the SPDM parser ([`spdm`], [`opaque`]). Checking the
 //! chain, the signature and the facts is the verifier's; nothing here reads a clock or a file.
 
+pub mod encode;
+pub mod opaque;
+pub mod spdm;
+#[cfg(test)]
+mod tests;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ring::digest;
