@@ -30,6 +30,9 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P384_SHA384, PublicKeyData,
 };
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
+use tppguard_proto::gpu_evidence::GpuEvidence;
+use tppguard_proto::gpu_evidence::encode::{ReportBuilder, sign_p384};
 
 /// OID arcs of the TCG DICE TcbInfo extension (2.23.133.5.4.1), which Hopper leaves carry in
 /// NVIDIA's legacy form.
@@ -334,6 +337,40 @@ impl TestDevice {
     /// The FWID form of the leaf.
     pub fn form(&self) -> FwidForm {
         self.form
+    }
+
+    /// A report shaped like the real H100 sample ([`ReportBuilder::hopper_like`]) with this
+    /// device's FWID, answering `nonce`, for the `driver` and `vbios` versions: set fields
+    /// of it and sign it with [`Self::sign`].
+    pub fn report_builder(&self, nonce: [u8; 32], driver: &str, vbios: &str) -> ReportBuilder {
+        let mut builder = ReportBuilder::hopper_like(driver, vbios, &self.fwid);
+        builder.request_nonce = nonce;
+        builder.responder_nonce = random::<32>();
+        builder
+    }
+
+    /// `builder`'s report signed with the leaf key: request || response || signature.
+    pub fn sign(&self, builder: &ReportBuilder) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &self.leaf_pkcs8, &rng)
+                .expect("the leaf key rcgen generated");
+        sign_p384(&builder.unsigned_bytes(), &key, &rng).expect("P-384 signing")
+    }
+
+    /// A signed report answering `nonce`, for the `driver` and `vbios` versions.
+    pub fn sign_report(&self, nonce: [u8; 32], driver: &str, vbios: &str) -> Vec<u8> {
+        self.sign(&self.report_builder(nonce, driver, vbios))
+    }
+
+    /// The evidence item NVIDIA's tools exchange: arch `HOPPER`, this device's chain and a
+    /// signed report answering `nonce`.
+    pub fn evidence(&self, nonce: [u8; 32], driver: &str, vbios: &str) -> GpuEvidence {
+        GpuEvidence::from_parts(
+            "HOPPER",
+            self.chain_pem().as_bytes(),
+            &self.sign_report(nonce, driver, vbios),
+        )
     }
 }
 
