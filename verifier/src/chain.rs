@@ -799,7 +799,10 @@ struct VendorDomain {
     /// DER or PEM CRL files, relative to trust.toml: accepted, as before this section had
     /// GPU keys, for the shipment signers, whose checks do not exist yet.
     #[serde(default)]
-    #[expect(dead_code, reason = "accepted for the shipment-signer domain, not checked yet")]
+    #[expect(
+        dead_code,
+        reason = "accepted for the shipment-signer domain, not checked yet"
+    )]
     crls: Vec<PathBuf>,
     /// PEM files of GPU device-identity roots (NVIDIA Device Identity CA), relative to
     /// trust.toml: they validate GPU evidence and nothing else.
@@ -924,16 +927,16 @@ impl TrustAnchors {
             vendor: roots("vendor.roots", &file.vendor.roots)?,
             gpu_device: roots("vendor.device_roots", &file.vendor.device_roots)?,
             reference_values: match &file.vendor.reference_values {
-                Some(dir) => Some(Arc::new(ReferenceValues::load_dir(&base.join(dir)).map_err(
-                    |e| {
+                Some(dir) => Some(Arc::new(
+                    ReferenceValues::load_dir(&base.join(dir)).map_err(|e| {
                         entry_error(
                             path,
                             "vendor.reference_values",
                             dir,
                             format!("not a usable RIM folder ({}): {e}", e.code()),
                         )
-                    },
-                )?)),
+                    })?,
+                )),
                 None => None,
             },
             cache: Arc::default(),
@@ -943,7 +946,10 @@ impl TrustAnchors {
     /// These anchors with `device_roots` added to the GPU device-identity roots (tests,
     /// embedders, the CLI's `--root`); each must be a CA with a sound key. The new value has
     /// a cache of its own.
-    pub fn with_device_roots(self, device_roots: &[CertificateDer<'_>]) -> Result<Self, ChainError> {
+    pub fn with_device_roots(
+        self,
+        device_roots: &[CertificateDer<'_>],
+    ) -> Result<Self, ChainError> {
         let mut gpu_device = self.gpu_device;
         for cert in device_roots {
             gpu_device.push(cert)?;

@@ -69,7 +69,11 @@ pub fn verify_gpu_evidence(
     };
     let Some((report_bytes, chain_der)) = decode(evidence, &mut checks) else {
         for name in CheckName::ALL.iter().skip(1) {
-            checks.skip(*name, "evidence_undecodable", "the evidence could not be decoded");
+            checks.skip(
+                *name,
+                "evidence_undecodable",
+                "the evidence could not be decoded",
+            );
         }
         out.checks = checks.0;
         return out;
@@ -525,22 +529,34 @@ fn check_model(
     let arch = chip.architecture;
     let mut problems = Vec::new();
     if !evidence.arch.eq_ignore_ascii_case(arch) {
-        problems.push(("arch_mismatch", format!("the evidence says arch {}", escape(&evidence.arch))));
+        problems.push((
+            "arch_mismatch",
+            format!("the evidence says arch {}", escape(&evidence.arch)),
+        ));
     }
     if let Some(info) = chip_info.and_then(chips::chip_of_common_name)
         && !info.eq_ignore_ascii_case(chip.name)
     {
-        problems.push(("chip_info_mismatch", format!("the report's chip info says {}", escape(info))));
+        problems.push((
+            "chip_info_mismatch",
+            format!("the report's chip info says {}", escape(info)),
+        ));
     }
     if let Some(claimed) = expected.architecture
         && !claimed.eq_ignore_ascii_case(arch)
     {
-        problems.push(("architecture_mismatch", format!("the inventory says {}", escape(claimed))));
+        problems.push((
+            "architecture_mismatch",
+            format!("the inventory says {}", escape(claimed)),
+        ));
     }
     if let Some(model) = expected.model
         && !chip.admits_model(model)
     {
-        problems.push(("model_mismatch", format!("the inventory's model is {}", escape(model))));
+        problems.push((
+            "model_mismatch",
+            format!("the inventory's model is {}", escape(model)),
+        ));
     }
     match problems.first() {
         None => checks.pass(
@@ -548,8 +564,13 @@ fn check_model(
             format!(
                 "the leaf certifies chip {} ({arch}), consistent with the evidence's arch{}{}",
                 chip.name,
-                expected.architecture.map_or(String::new(), |a| format!(", the inventory's {}", escape(a))),
-                expected.model.map_or(String::new(), |m| format!(" and model {}", escape(m)))
+                expected.architecture.map_or(String::new(), |a| format!(
+                    ", the inventory's {}",
+                    escape(a)
+                )),
+                expected
+                    .model
+                    .map_or(String::new(), |m| format!(" and model {}", escape(m)))
             ),
         ),
         Some((code, _)) => checks.fail(
@@ -558,7 +579,11 @@ fn check_model(
             format!(
                 "the leaf certifies chip {} ({arch}), but {}",
                 chip.name,
-                problems.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join("; ")
+                problems
+                    .iter()
+                    .map(|(_, s)| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         ),
     }

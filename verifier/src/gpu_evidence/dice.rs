@@ -156,7 +156,10 @@ fn tcb_info_extension(value: &[u8]) -> Result<(DiceForm, Vec<Vec<u8>>), DiceErro
             return Err(malformed(TCB_WORDS, "the legacy form has three elements"));
         };
         if !is_universal(spki, Tag::Sequence) {
-            return Err(malformed(TCB_WORDS, "the legacy form's key is not a SEQUENCE"));
+            return Err(malformed(
+                TCB_WORDS,
+                "the legacy form's key is not a SEQUENCE",
+            ));
         }
         return Ok((
             DiceForm::NvidiaLegacy,

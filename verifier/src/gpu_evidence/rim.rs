@@ -134,7 +134,10 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
         .collect()
 }
 
@@ -189,12 +192,20 @@ impl Rim {
             .map_err(|_| invalid(file, "a Resource index is too large"))?;
         let count = number("alternatives")?;
         if count > MAX_RIM_MEASUREMENTS {
-            return Err(invalid(file, format!("index {index}: too many alternatives")));
+            return Err(invalid(
+                file,
+                format!("index {index}: too many alternatives"),
+            ));
         }
         let active = match node.attribute("active") {
             Some(v) if v.eq_ignore_ascii_case("true") => true,
             Some(v) if v.eq_ignore_ascii_case("false") => false,
-            _ => return Err(invalid(file, format!("index {index}: active is not True or False"))),
+            _ => {
+                return Err(invalid(
+                    file,
+                    format!("index {index}: active is not True or False"),
+                ));
+            }
         };
         let mut alternatives = Vec::with_capacity(count);
         for i in 0..count {
@@ -202,7 +213,9 @@ impl Rim {
             let hash = node
                 .attribute((HASH_NAMESPACE, name.as_str()))
                 .and_then(unhex)
-                .ok_or_else(|| invalid(file, format!("index {index}: {name} is missing or not hex")))?;
+                .ok_or_else(|| {
+                    invalid(file, format!("index {index}: {name} is missing or not hex"))
+                })?;
             alternatives.push(hash);
         }
         Ok((
@@ -231,10 +244,9 @@ impl ReferenceValues {
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(read_err(dir))? {
             let path = entry.map_err(read_err(dir))?.path();
-            let is_rim = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("xml") || e.eq_ignore_ascii_case("swidtag"));
+            let is_rim = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                e.eq_ignore_ascii_case("xml") || e.eq_ignore_ascii_case("swidtag")
+            });
             if is_rim && path.is_file() {
                 if files.len() >= MAX_RIM_FILES {
                     return Err(RimError::TooMany {
@@ -400,7 +412,9 @@ pub fn check_measurements(
         (
             Outcome::Passed,
             "passed",
-            format!("{compared} active reference measurements of the {which} match the report{skipped}; {UNSIGNED}"),
+            format!(
+                "{compared} active reference measurements of the {which} match the report{skipped}; {UNSIGNED}"
+            ),
         )
     } else {
         (
