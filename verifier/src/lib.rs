@@ -14,6 +14,7 @@ pub mod classify;
 pub mod cli;
 pub mod ear;
 pub mod error;
+pub mod gpu_evidence;
 pub mod licence;
 pub mod pki;
 pub mod policy;
