@@ -333,6 +333,12 @@ pub struct AttestArgs {
     /// Print a summary of what was signed as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// How long each NVML confidential-computing call (a GPU's certificate chain or signed
+    /// report) is waited for before it is tried again (3 attempts in all), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub nvml_call_timeout_ms: u64,
 }
 
 #[cfg(test)]
