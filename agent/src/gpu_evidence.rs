@@ -322,7 +322,7 @@ fn call_gpu<T, F>(
     call: &'static str,
     policy: CallPolicy,
     f: F,
-) -> Result<T, Missing>
+) -> Result<T, Failed>
 where
     T: Send + 'static,
     F: Fn(&nvml_wrapper::Nvml, &nvml_wrapper::Device<'_>) -> Result<T, CcCallError>
@@ -345,8 +345,45 @@ where
             Err(e) if e.may_pass() && attempt < attempts => {
                 tracing::debug!(gpu = index, call, attempt, error = ?e, "retrying an NVML call");
             }
-            Err(e) => return Err(e.into_missing(call, policy, attempt)),
+            Err(error) => {
+                return Err(Failed {
+                    call,
+                    error,
+                    attempts: attempt,
+                    policy,
+                });
+            }
         }
+    }
+}
+
+/// A call that failed for good.
+#[derive(Debug)]
+struct Failed {
+    call: &'static str,
+    error: CallError,
+    attempts: u32,
+    policy: CallPolicy,
+}
+
+impl Failed {
+    fn into_missing(self) -> Missing {
+        self.error
+            .into_missing(self.call, self.policy, self.attempts)
+    }
+
+    /// NVML's own name for the error (`NotSupported`), when NVML answered one.
+    fn nvml_error(&self) -> Option<String> {
+        match &self.error {
+            CallError::Call(CcCallError::Nvml(e)) => Some(format!("{e:?}")),
+            _ => None,
+        }
+    }
+}
+
+impl From<Failed> for Missing {
+    fn from(f: Failed) -> Self {
+        f.into_missing()
     }
 }
 
@@ -513,6 +550,225 @@ pub fn summary(claims: &AttestationClaims) -> Vec<SummaryLine> {
             reason: s.absent.get("gpu_evidence").map(|a| a.detail.clone()),
         })
         .collect()
+}
+
+/// The schema of `tppguard-agent gpu-evidence --json`.
+pub const PROBE_SCHEMA: &str = "tppguard-gpu-evidence-probe/v1";
+
+/// One evidence call's outcome in a [`Probe`].
+#[derive(Debug, Clone, Serialize)]
+pub struct CallOutcome {
+    /// The NVML function.
+    pub call: &'static str,
+    /// The call gave bytes.
+    pub ok: bool,
+    /// How many (a chain's trailing NULs trimmed).
+    pub bytes: Option<usize>,
+    /// NVML's error, by nvml-wrapper's name for it (`NotSupported`), when NVML answered one.
+    pub nvml_error: Option<String>,
+    /// The reason code, as `absent.gpu_evidence` would give it.
+    pub code: Option<&'static str>,
+    /// The reason's text.
+    pub detail: Option<String>,
+}
+
+impl CallOutcome {
+    fn of(call: &'static str, result: Result<usize, Failed>) -> Self {
+        match result {
+            Ok(bytes) => Self {
+                call,
+                ok: true,
+                bytes: Some(bytes),
+                nvml_error: None,
+                code: None,
+                detail: None,
+            },
+            Err(failed) => {
+                let nvml_error = failed.nvml_error();
+                let missing = failed.into_missing();
+                Self {
+                    call,
+                    ok: false,
+                    bytes: None,
+                    nvml_error,
+                    code: Some(missing.code()),
+                    detail: Some(missing.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// One GPU in a [`Probe`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeGpu {
+    /// NVML index.
+    pub index: u32,
+    /// NVML's name.
+    pub name: Option<String>,
+    /// NVML's architecture.
+    pub architecture: Option<String>,
+    /// The nonce the report call was given, hex.
+    pub nonce: String,
+    /// `nvmlDeviceGetConfComputeGpuCertificate`.
+    pub certificate: CallOutcome,
+    /// `nvmlDeviceGetConfComputeGpuAttestationReport`.
+    pub report: CallOutcome,
+    /// The report written as hex (request || response), as NVIDIA's tools write it.
+    pub report_file: Option<std::path::PathBuf>,
+    /// The attestation certificate chain written as PEM.
+    pub chain_file: Option<std::path::PathBuf>,
+}
+
+/// What `tppguard-agent gpu-evidence` found: the node's CC state and, for every readable GPU,
+/// what the two evidence calls answer, asked whatever the CC state (a diagnosis, not an
+/// attestation: nothing is signed).
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// Always [`PROBE_SCHEMA`].
+    pub schema: &'static str,
+    /// The NVML library that answered.
+    pub library: String,
+    /// The library is tppguard's fake.
+    pub simulated: bool,
+    /// The driver version.
+    pub driver_version: Option<String>,
+    /// CC settings and ready state, as the inventory reads them.
+    pub confidential_computing: Option<crate::inventory::ConfidentialComputing>,
+    /// Why the CC state is (partly) absent.
+    pub confidential_computing_absent: BTreeMap<&'static str, crate::inventory::Absence>,
+    /// Whether `attest` asks the GPUs for evidence (CC mode or protected PCIe on).
+    pub attest_collects: bool,
+    /// Why not (`code: text`), when it does not.
+    pub attest_collects_not_because: Option<String>,
+    /// The GPUs.
+    pub gpus: Vec<ProbeGpu>,
+}
+
+/// Asks every readable GPU for its chain and a report for `nonce` (the same nonce for all:
+/// no challenge or node binds it), writing both to `out_dir` when given and both calls
+/// answered.
+pub fn probe(
+    session: &Arc<Session>,
+    report: &Report,
+    nonce: [u8; 32],
+    out_dir: Option<&std::path::Path>,
+    policy: CallPolicy,
+) -> std::io::Result<Probe> {
+    let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let mut gpus = Vec::new();
+    for g in report.gpus.iter().filter(|g| g.gpu.status == GpuStatus::Ok) {
+        let index = g.gpu.index;
+        let chain = call_gpu(
+            session,
+            index,
+            CERTIFICATE_CALL,
+            policy,
+            raw::gpu_attestation_cert_chain,
+        )
+        .map(trim_nuls);
+        let signed = call_gpu(session, index, REPORT_CALL, policy, move |nvml, device| {
+            raw::gpu_attestation_report(nvml, device, nonce)
+        });
+        let (mut report_file, mut chain_file) = (None, None);
+        if let (Some(dir), Ok(chain), Ok(signed)) = (out_dir, &chain, &signed) {
+            let r = dir.join(format!("gpu{index}-report.hex"));
+            let hex: String = signed.iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::write(&r, format!("{hex}\n"))?;
+            let c = dir.join(format!("gpu{index}-chain.pem"));
+            std::fs::write(&c, chain)?;
+            (report_file, chain_file) = (Some(r), Some(c));
+        }
+        gpus.push(ProbeGpu {
+            index,
+            name: g.gpu.name.clone(),
+            architecture: g.gpu.architecture.clone(),
+            nonce: hex.clone(),
+            certificate: CallOutcome::of(CERTIFICATE_CALL, chain.map(|c| c.len())),
+            report: CallOutcome::of(REPORT_CALL, signed.map(|r| r.len())),
+            report_file,
+            chain_file,
+        });
+    }
+    let d = &report.driver;
+    Ok(Probe {
+        schema: PROBE_SCHEMA,
+        library: report.source.library.clone(),
+        simulated: report.source.simulated,
+        driver_version: d.driver_version.clone(),
+        confidential_computing: d.confidential_computing,
+        confidential_computing_absent: d
+            .absent
+            .iter()
+            .filter(|(k, _)| k.starts_with("confidential_computing"))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect(),
+        attest_collects: cc_ready(report).is_ok(),
+        attest_collects_not_because: cc_ready(report).err().map(|m| format!("{}: {m}", m.code())),
+        gpus,
+    })
+}
+
+impl Probe {
+    /// Whether every readable GPU answered both calls.
+    pub fn complete(&self) -> bool {
+        !self.gpus.is_empty() && self.gpus.iter().all(|g| g.certificate.ok && g.report.ok)
+    }
+
+    /// The human form (outside text escaped).
+    pub fn render(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        use tppguard_proto::text::Escaped;
+        let yes_no = |b: bool| if b { "on" } else { "off" };
+        match &self.confidential_computing {
+            Some(cc) => writeln!(
+                out,
+                "confidential computing: CC mode {}, dev tools {}, multi-GPU protected PCIe {}, \
+                 GPUs ready {}",
+                yes_no(cc.enabled),
+                yes_no(cc.dev_tools_mode),
+                yes_no(cc.multi_gpu_protected_pcie),
+                cc.gpus_ready
+                    .map_or("not reported", |r| if r { "yes" } else { "no" }),
+            )?,
+            None => writeln!(out, "confidential computing: not reported")?,
+        }
+        for (field, a) in &self.confidential_computing_absent {
+            writeln!(
+                out,
+                "  {field}: {} ({})",
+                a.reason.code(),
+                Escaped(&a.detail)
+            )?;
+        }
+        match &self.attest_collects_not_because {
+            None => writeln!(out, "attest collects GPU evidence")?,
+            Some(why) => writeln!(out, "attest collects no GPU evidence: {}", Escaped(why))?,
+        }
+        for g in &self.gpus {
+            writeln!(
+                out,
+                "GPU {} {} ({})",
+                g.index,
+                Escaped(g.name.as_deref().unwrap_or("-")),
+                Escaped(g.architecture.as_deref().unwrap_or("architecture unknown")),
+            )?;
+            for c in [&g.certificate, &g.report] {
+                match (c.bytes, &c.detail) {
+                    (Some(n), _) => writeln!(out, "  {}: {n} bytes", c.call)?,
+                    (None, detail) => writeln!(
+                        out,
+                        "  {}: {}",
+                        c.call,
+                        Escaped(detail.as_deref().unwrap_or("failed"))
+                    )?,
+                }
+            }
+            for file in [&g.report_file, &g.chain_file].into_iter().flatten() {
+                writeln!(out, "  wrote {}", Escaped(&file.display().to_string()))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

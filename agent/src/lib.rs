@@ -124,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(output) => demo_command(&output),
         Command::Init(args) => init_command(&args),
         Command::Attest(args) => attest_command(&args),
+        Command::GpuEvidence(args) => gpu_evidence_command(&args),
         Command::Measure(args) => measure_command(&args),
         Command::Push(args) => push::push_command(&args),
         Command::Run(args) => run::run_command(&args),
@@ -612,6 +613,52 @@ fn attest_command(args: &AttestArgs) -> anyhow::Result<ExitCode> {
         write_evidence_lines(&mut out, &summary.gpu_evidence)?;
     }
     Ok(ExitCode::from(if report.complete() {
+        EXIT_OK
+    } else {
+        EXIT_DEGRADED
+    }))
+}
+
+fn gpu_evidence_command(args: &cli::GpuEvidenceArgs) -> anyhow::Result<ExitCode> {
+    let nonce: [u8; 32] = match &args.nonce {
+        Some(hex) => tppguard_proto::claims::Nonce::parse(hex)
+            .ok()
+            .and_then(|n| <[u8; 32]>::try_from(n.bytes()).ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--nonce {}: not 64 hex digits (32 bytes); give 64 lower-case hex \
+                     digits, or leave it out for a random one",
+                    Escaped(hex)
+                )
+            })?,
+        None => {
+            let mut n = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut n)
+                .map_err(|_| anyhow::anyhow!("the system's random generator failed"))?;
+            n
+        }
+    };
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!("creating --out-dir {}", Escaped(&dir.display().to_string()))
+        })?;
+    }
+    let session = std::sync::Arc::new(open_session(&args.source)?);
+    let report = take_inventory(&session)?;
+    let policy = gpu_evidence::CallPolicy {
+        timeout: std::time::Duration::from_millis(args.nvml_call_timeout_ms),
+        ..gpu_evidence::CallPolicy::default()
+    };
+    let probe = gpu_evidence::probe(&session, &report, nonce, args.out_dir.as_deref(), policy)
+        .context("writing the evidence files")?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &probe)?;
+        writeln!(out)?;
+    } else {
+        probe.render(&mut out)?;
+    }
+    Ok(ExitCode::from(if probe.complete() {
         EXIT_OK
     } else {
         EXIT_DEGRADED

@@ -394,3 +394,43 @@ fn a_driver_without_the_cc_functions_is_too_old() {
     }
     assert_ne!(summary["evidence_tier"], "hardware");
 }
+
+#[test]
+fn the_gpu_evidence_command_says_what_nvml_answers_and_writes_nvidias_files() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (report_hex, chain_pem) = real_h100_sample(&workspace_root()).expect("sample");
+    let gpu0 = GpuCc::fixed(chain_pem.clone(), report_hex.clone());
+    // CC off: `attest` would not ask, the diagnosis asks all the same.
+    let json = with_conf_compute(&dgx_h100(), CcSettings::OFF, &[Some(gpu0)]).expect("fixture");
+    let driver = driver(&json, None);
+    let out_dir = tmp.path().join("evidence");
+    let nonce = "00".repeat(32);
+    let out = bin("tppguard-agent")
+        .args(["gpu-evidence", "--json", "--nonce", &nonce, "--nvml-lib"])
+        .arg(driver.lib_path())
+        .arg("--out-dir")
+        .arg(&out_dir)
+        .output()
+        .expect("agent runs");
+    assert_eq!(out.status.code(), Some(1), "GPUs 1-7 gave nothing");
+    let probe: Value = serde_json::from_slice(&out.stdout).expect("probe JSON");
+    assert_eq!(probe["schema"], "tppguard-gpu-evidence-probe/v1");
+    assert_eq!(probe["attest_collects"], false);
+    assert!(
+        probe["attest_collects_not_because"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("cc_off: "))
+    );
+    let gpu0 = &probe["gpus"][0];
+    assert_eq!(gpu0["nonce"], nonce.as_str());
+    assert_eq!(gpu0["certificate"]["ok"], true);
+    assert_eq!(gpu0["report"]["bytes"], 4117);
+    let written = std::fs::read_to_string(out_dir.join("gpu0-report.hex")).expect("report file");
+    assert_eq!(written.trim(), report_hex.to_lowercase());
+    let chain = std::fs::read_to_string(out_dir.join("gpu0-chain.pem")).expect("chain file");
+    assert_eq!(chain, chain_pem);
+    let gpu1 = &probe["gpus"][1];
+    assert_eq!(gpu1["certificate"]["nvml_error"], "NotSupported");
+    assert_eq!(gpu1["report"]["code"], "not_supported");
+    assert!(!out_dir.join("gpu1-report.hex").exists());
+}
