@@ -1115,7 +1115,8 @@ mod tests {
                          "power_usage_mw": 612345, "throttle_reasons": 12 },
           "compute_processes": [ { "pid": 4242, "used_gpu_memory_bytes": 4831838208 },
                                  { "pid": 4243 } ],
-          "benchmark": { "dense_tops": { "fp16": 712.4, "fp8": 1286.3 } } },
+          "benchmark": { "dense_tops": { "fp16": 712.4, "fp8": 1286.3 } },
+          "conf_compute": { "cert_chain_pem": "PEM\n", "report": { "fixed_hex": "11e0ff" } } },
         { "lost": true, "telemetry": { "sm_clock_mhz": 1980 }, "compute_processes": [] },
         { "name": "bare", "compute_processes": [] }
       ]
@@ -1271,6 +1272,7 @@ mod tests {
 
         telemetry_calls(gpu, lost, handle_at(2), mig);
         compute_processes(gpu, lost, handle_at(2), mig);
+        conf_compute_calls(gpu, lost, handle_at(2), mig);
 
         // Reference counting: a second init needs no fixture lookup, two shutdowns end it.
         assert_eq!(nvmlInit_v2(), SUCCESS);
@@ -1366,6 +1368,63 @@ mod tests {
                 INVALID_ARGUMENT
             );
         }
+    }
+
+    /// The two CC evidence calls: the chain and report written with their sizes, the caller's
+    /// nonce kept, NOT_SUPPORTED without `conf_compute` or on a MIG handle.
+    fn conf_compute_calls(gpu: NvmlDevice, lost: NvmlDevice, bare: NvmlDevice, mig: NvmlDevice) {
+        let mut cert = Box::new(NvmlConfComputeGpuCertificate {
+            cert_chain_size: 9,
+            attestation_cert_chain_size: 9,
+            cert_chain: [1; 4096],
+            attestation_cert_chain: [1; ATTESTATION_CERT_CHAIN_SIZE],
+        });
+        let mut report = Box::new(NvmlConfComputeGpuAttestationReport {
+            is_cec_attestation_report_present: 9,
+            attestation_report_size: 9,
+            cec_attestation_report_size: 9,
+            nonce: [7; 32],
+            attestation_report: [1; ATTESTATION_REPORT_SIZE],
+            cec_attestation_report: [1; 4096],
+        });
+        // SAFETY: the out-pointers are valid boxed structs, or null (which must be refused).
+        unsafe {
+            assert_eq!(
+                nvmlDeviceGetConfComputeGpuCertificate(gpu, &mut *cert),
+                SUCCESS
+            );
+            assert_eq!(
+                nvmlDeviceGetConfComputeGpuAttestationReport(gpu, &mut *report),
+                SUCCESS
+            );
+            for device in [bare, mig] {
+                assert_eq!(
+                    nvmlDeviceGetConfComputeGpuCertificate(device, &mut *cert),
+                    NOT_SUPPORTED
+                );
+                assert_eq!(
+                    nvmlDeviceGetConfComputeGpuAttestationReport(device, &mut *report),
+                    NOT_SUPPORTED
+                );
+            }
+            assert_eq!(
+                nvmlDeviceGetConfComputeGpuCertificate(lost, &mut *cert),
+                GPU_IS_LOST
+            );
+            assert_eq!(
+                nvmlDeviceGetConfComputeGpuAttestationReport(gpu, std::ptr::null_mut()),
+                INVALID_ARGUMENT
+            );
+        }
+        assert_eq!(
+            (cert.cert_chain_size, cert.attestation_cert_chain_size),
+            (0, 4)
+        );
+        assert_eq!(&cert.attestation_cert_chain[..5], b"PEM\n\0");
+        assert_eq!(report.attestation_report_size, 3);
+        assert_eq!(&report.attestation_report[..4], &[0x11, 0xe0, 0xff, 0]);
+        assert_eq!(report.nonce, [7; 32], "the caller's nonce is kept");
+        assert_eq!(report.is_cec_attestation_report_present, 0);
     }
 
     /// `nvmlDeviceGetComputeRunningProcesses_v3`'s count-then-fill protocol, as nvml-wrapper
