@@ -325,7 +325,7 @@ pub const ATTESTATION_REPORT_SIZE: usize = 8192;
 /// Bytes from hex (either case); `None` unless every pair is hex.
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     text.as_bytes()
