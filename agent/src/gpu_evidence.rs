@@ -12,14 +12,15 @@
 //! [`CallPolicy::attempts`] times (`MAX_RETRY_COUNT`, 3) when the failure may pass: the wait
 //! ran out, or NVML said `Timeout`, `Unknown`, `IrqIssue` or `InUse`. Any other answer is final
 //! (`NotSupported`, `NoPermission`, a missing function, a lost GPU, an out-of-range size). A
-//! hung driver call leaves its worker behind and the agent goes on; a panic on a worker is an
-//! error of that call, never the agent's end.
+//! hung driver call leaves its worker behind and the agent goes on (at most [`MAX_WORKERS`]
+//! at once); a panic on a worker is an error of that call, never the agent's end.
 //!
 //! What NVML returns is passed on as it is (trailing NUL padding of the chain trimmed): the
 //! verifier judges it. The tier the agent claims is only a request the verifier re-derives.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -287,6 +288,34 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
+/// How many workers may be running at once. A driver that hangs every call would otherwise
+/// leave workers behind without end in `run`, round after round; past this, no new call is
+/// started until some of them return.
+const MAX_WORKERS: usize = 64;
+
+/// Workers running now (hung ones included).
+static WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a running worker until dropped (on the worker, whatever way it ends).
+struct WorkerSlot;
+
+impl WorkerSlot {
+    fn take() -> Option<Self> {
+        WORKERS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_WORKERS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self)
+    }
+}
+
+impl Drop for WorkerSlot {
+    fn drop(&mut self) {
+        WORKERS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Runs `f` on a worker thread and waits at most `timeout` for it. A worker still running
 /// then is left behind (it holds its own reference to the session); a panic on it is this
 /// call's error.
@@ -294,10 +323,17 @@ fn on_worker<T: Send + 'static>(
     timeout: Duration,
     f: impl FnOnce() -> Result<T, CcCallError> + Send + 'static,
 ) -> Result<T, CallError> {
+    let slot = WorkerSlot::take().ok_or_else(|| {
+        CallError::Worker(format!(
+            "{MAX_WORKERS} earlier NVML calls have not returned (the driver hangs): no new \
+             call is started until they do; check `nvidia-smi` and the kernel log"
+        ))
+    })?;
     let (tx, rx) = mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("nvml-cc".to_owned())
         .spawn(move || {
+            let _slot = slot;
             let result = catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_text(p.as_ref()));
             if tx.send(result).is_err() {
                 tracing::debug!("an NVML call answered after the agent stopped waiting");
