@@ -12,7 +12,7 @@
 //! [`CallPolicy::attempts`] times (`MAX_RETRY_COUNT`, 3) when the failure may pass: the wait
 //! ran out, or NVML said `Timeout`, `Unknown`, `IrqIssue` or `InUse`. Any other answer is final
 //! (`NotSupported`, `NoPermission`, a missing function, a lost GPU, an out-of-range size). A
-//! hung driver call leaves its worker behind and the agent goes on (at most [`MAX_WORKERS`]
+//! hung driver call leaves its worker behind and the agent goes on (at most 64
 //! at once); a panic on a worker is an error of that call, never the agent's end.
 //!
 //! What NVML returns is passed on as it is (trailing NUL padding of the chain trimmed): the
