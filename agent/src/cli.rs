@@ -54,8 +54,11 @@ pub enum Command {
     ///
     /// Takes the same inventory as `inventory`, puts it in an attestation claim set (EAT
     /// profile tag:tppguard.dev,2026:attestation/v1; one submod per GPU with its latest
-    /// measurement from NODE/measurements.json (`measure --dir`); evidence tier `measured`
-    /// when every GPU has one consistent with its spec, else `declared`) with the verifier's
+    /// measurement from NODE/measurements.json (`measure --dir`) and, with confidential
+    /// computing on, its own signed report and certificate chain (`gpu_evidence`, for a nonce
+    /// derived from the challenge, the node key and the GPU index); evidence tier `hardware`
+    /// when every readable GPU carries evidence, else `measured` when every GPU has a
+    /// measurement consistent with its spec, else `declared`) with the verifier's
     /// --nonce, and signs it as a compact JWS with the node
     /// key (NODE/node.key), carrying the node's certificate chain (NODE/node-chain.pem, from
     /// `tppguard-verifier pki issue-node`) in the `x5c` header. See docs/attestation.md.
