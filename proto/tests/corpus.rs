@@ -68,6 +68,7 @@ fn corpus_dirs_match_fuzz_targets() {
             "ruleset_toml",
             "signed_token",
             "site_and_text",
+            "spdm_report",
             "spec_lookup"
         ]
     );

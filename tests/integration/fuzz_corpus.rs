@@ -27,17 +27,21 @@ mod site_checks;
 // Lifecycle (issue 12): the licence revocation payload.
 #[path = "../../fuzz/src/revocation_checks.rs"]
 mod revocation_checks;
+// GPU evidence (issue 13): NVIDIA's SPDM attestation report.
+#[path = "../../fuzz/src/spdm_checks.rs"]
+mod spdm_checks;
 
 /// Writes the generated corpora again.
 const REGENERATE: &str = "TPPGUARD_UPDATE_CORPUS=1 cargo test -p tppguard-tests --test integration \
                           fuzz_corpus::generated_corpora_are_current";
 
 /// The targets whose seeds [`generated`] makes.
-const GENERATED: [&str; 4] = [
+const GENERATED: [&str; 5] = [
     "issued_record",
     "leaf_facts",
     "site_and_text",
     "licence_revocation",
+    "spdm_report",
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -199,6 +203,7 @@ fn generated(target: &str) -> Vec<(String, Vec<u8>)> {
         "leaf_facts" => leaf_facts_seeds(),
         "site_and_text" => site_and_text_seeds(),
         "licence_revocation" => licence_revocation_seeds(),
+        "spdm_report" => spdm_report_seeds(),
         other => panic!("no generator for {other}"),
     }
 }
@@ -550,5 +555,117 @@ fn licence_revocation_seeds() -> Vec<(String, Vec<u8>)> {
     seeds
         .into_iter()
         .map(|(name, text)| (format!("{name}.json"), text.into_bytes()))
+        .collect()
+}
+
+#[test]
+fn spdm_report_corpus() {
+    let files = corpus("spdm_report");
+    assert!(files.len() >= 10);
+    for (name, bytes) in &files {
+        let accepted = spdm_checks::check_spdm_report(bytes);
+        if name.starts_with("ok-") {
+            assert!(accepted, "{name} is rejected");
+        } else if name.starts_with("broken-") {
+            assert!(!accepted, "{name} is accepted");
+        }
+    }
+}
+
+/// GPU attestation reports: the real H100 sample, reports the writer makes (Hopper-like, with
+/// Blackwell's extra opaque fields, an unknown opaque id, SPDM 1.2, no blocks), and each way to
+/// break one. Signatures are fixed bytes: the parser reads their length only, and the seeds
+/// must be the same on every run.
+fn spdm_report_seeds() -> Vec<(String, Vec<u8>)> {
+    use tppguard_proto::gpu_evidence::encode::ReportBuilder;
+    use tppguard_proto::gpu_evidence::opaque::OpaqueField;
+
+    let hex = include_str!("../fixtures/nvidia-cc/hopperAttestationReport.txt").trim();
+    let sample: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let signed = |builder: &ReportBuilder| {
+        let mut bytes = builder.unsigned_bytes();
+        bytes.extend((0u8..96).map(|i| i.wrapping_mul(7)));
+        bytes
+    };
+    let mut hopper = ReportBuilder::hopper_like("570.133.20", "96.00.AB.00.02", &[0x5a; 48]);
+    hopper.request_nonce = [0x11; 32];
+    hopper.responder_nonce = [0x22; 32];
+    let field = |id: u16, value: &[u8]| OpaqueField {
+        id,
+        value: value.to_vec(),
+    };
+    let with = |change: &dyn Fn(&mut ReportBuilder)| {
+        let mut builder = hopper.clone();
+        change(&mut builder);
+        signed(&builder)
+    };
+    let patched = |bytes: &[u8], at: usize, value: u8| {
+        let mut bytes = bytes.to_vec();
+        bytes[at] = value;
+        bytes
+    };
+    let hopper_bytes = signed(&hopper);
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("ok-hopper-sample", sample.clone()),
+        ("ok-hopper-like", hopper_bytes.clone()),
+        (
+            "ok-blackwell-fields",
+            with(&|b| {
+                b.opaque.push(field(34, &1u32.to_le_bytes()));
+                b.opaque.push(field(35, b"GB100\0"));
+                b.opaque.push(field(36, &2u32.to_le_bytes()));
+            }),
+        ),
+        (
+            "ok-unknown-opaque-id",
+            with(&|b| b.opaque.insert(3, field(0x1234, &[1, 2, 3]))),
+        ),
+        ("ok-spdm-1-2", with(&|b| b.version = 0x12)),
+        (
+            "ok-no-blocks-no-opaque",
+            with(&|b| {
+                b.blocks.clear();
+                b.opaque.clear();
+            }),
+        ),
+        ("broken-empty", Vec::new()),
+        ("broken-truncated", sample[..sample.len() / 2].to_vec()),
+        (
+            "broken-short-signature",
+            sample[..sample.len() - 1].to_vec(),
+        ),
+        ("broken-trailing-byte", [&sample[..], &[0]].concat()),
+        ("broken-wrong-version", patched(&sample, 0, 0x10)),
+        ("broken-version-mismatch", patched(&sample, 37, 0x12)),
+        ("broken-wrong-code", patched(&sample, 38, 0x61)),
+        ("broken-unsigned-request", patched(&sample, 2, 0x00)),
+        ("broken-block-count", patched(&sample, 41, 65)),
+        ("broken-record-length", patched(&sample, 42, 0xc1)),
+        ("broken-dmtf-size", patched(&sample, 45 + 5, 0x2f)),
+        (
+            "broken-opaque-overrun",
+            patched(&sample, 45 + 3520 + 32, 0xff),
+        ),
+        (
+            "broken-duplicate-opaque-id",
+            with(&|b| b.opaque.push(field(21, &[0xaa]))),
+        ),
+        ("broken-vbios-length", with(&|b| b.opaque[0].value.push(0))),
+        ("broken-counts-length", with(&|b| b.opaque[9].value.push(0))),
+        (
+            "broken-driver-not-ascii",
+            with(&|b| b.opaque[7].value[0] = 0xff),
+        ),
+        (
+            "broken-duplicate-block-index",
+            with(&|b| b.blocks[1].index = 1),
+        ),
+    ];
+    seeds
+        .into_iter()
+        .map(|(name, bytes)| (format!("{name}.bin"), bytes))
         .collect()
 }
