@@ -19,6 +19,14 @@
 //! [`LICENCE_SIGNING_EKU`] (licence signers). Any operator PKI (step-ca, Vault, an enterprise
 //! CA) can therefore issue node certificates without tppguard's private OIDs.
 //!
+//! GPU device-identity chains (`[vendor] device_roots`, [`TrustAnchors::verify_gpu_device`])
+//! are a fourth role with their own roots: such a root validates GPU evidence and nothing
+//! else, and no other root validates GPU evidence. A GPU leaf must hold a P-384 key, must not
+//! be a CA and must have digitalSignature; any EKU, or none (NVIDIA's leaves carry none), is
+//! accepted. webpki refuses any critical extension it does not know, so a GPU leaf whose TCG
+//! DICE extensions were critical would be refused (`unknown_critical_extension`); NVIDIA's are
+//! not critical.
+//!
 //! No function here reads the clock: the validation time is an argument.
 
 use std::cell::RefCell;
@@ -49,6 +57,8 @@ use x509_parser::oid_registry::{
 
 mod cache;
 use cache::ChainCache;
+
+use crate::gpu_evidence::rim::ReferenceValues;
 
 /// The most certificates a chain may hold (leaf included), checked before parsing.
 pub const MAX_CHAIN_CERTS: usize = 8;
@@ -455,6 +465,9 @@ pub struct VerifiedLeaf {
     not_before: i64,
     not_after: i64,
     chain_len: usize,
+    /// GPU device chains only: the certificate that issued the leaf in the verified path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<DeviceCertificate>,
 }
 
 fn base64_standard<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -531,11 +544,62 @@ impl VerifiedLicenceSigner {
     }
 }
 
+/// A GPU device chain that verified to a pinned `[vendor] device_roots` root: only
+/// [`TrustAnchors::verify_gpu_device`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct VerifiedGpuDeviceChain(VerifiedLeaf);
+
+impl VerifiedGpuDeviceChain {
+    /// The leaf's facts (the attestation key's certificate, "GSP FMC LF" on NVIDIA GPUs).
+    pub fn leaf(&self) -> &VerifiedLeaf {
+        &self.0
+    }
+
+    /// The certificate that issued the leaf in the path webpki verified: the per-device
+    /// certificate ("GSP BROM" on NVIDIA GPUs); `None` when the leaf was issued by the pinned
+    /// root itself.
+    pub fn device_certificate(&self) -> Option<&DeviceCertificate> {
+        self.0.issuer.as_ref()
+    }
+}
+
+/// The certificate that issued a GPU leaf, as verified in its path: the GPU's stable hardware
+/// identity (the leaf's own key embeds the firmware id and changes with firmware).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceCertificate {
+    /// Lower-case hex SHA-256 of its SubjectPublicKeyInfo (DER).
+    pub spki_sha256_hex: String,
+    /// Its subject's serialNumber attribute (NVIDIA: the chip's ECID), escaped.
+    pub serial_number: Option<String>,
+    /// Its subject, RFC 4514 style.
+    pub subject: String,
+}
+
+impl DeviceCertificate {
+    fn read(der: &[u8]) -> Result<Self, ChainError> {
+        let cert = parse(der)?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, cert.public_key().raw);
+        let serial_number = cert
+            .subject()
+            .iter_by_oid(&x509_parser::oid_registry::OID_X509_SERIALNUMBER)
+            .next()
+            .and_then(|attr| attr.as_str().ok())
+            .map(|text| escape(text).into_owned());
+        Ok(Self {
+            spki_sha256_hex: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+            serial_number,
+            subject: cert.subject().to_string(),
+        })
+    }
+}
+
 /// Which role a chain is checked for.
 #[derive(Debug, Clone, Copy)]
 enum Role {
     Node,
     LicenceSigner,
+    GpuDevice,
 }
 
 impl Role {
@@ -544,18 +608,22 @@ impl Role {
         match self {
             Self::Node => 1,
             Self::LicenceSigner => 2,
+            Self::GpuDevice => 3,
         }
     }
-    fn accepted_ekus(self) -> &'static [&'static [u8]] {
+    /// The purposes an EKU must list; `None`: any EKU, or none, is accepted (GPU leaves).
+    fn accepted_ekus(self) -> Option<&'static [&'static [u8]]> {
         match self {
-            Self::Node => &[CLIENT_AUTH_EKU, NODE_ATTESTATION_EKU],
-            Self::LicenceSigner => &[CODE_SIGNING_EKU, LICENCE_SIGNING_EKU],
+            Self::Node => Some(&[CLIENT_AUTH_EKU, NODE_ATTESTATION_EKU]),
+            Self::LicenceSigner => Some(&[CODE_SIGNING_EKU, LICENCE_SIGNING_EKU]),
+            Self::GpuDevice => None,
         }
     }
     fn eku_words(self) -> &'static str {
         match self {
             Self::Node => "clientAuth or tppguard node attestation",
             Self::LicenceSigner => "codeSigning or tppguard licence signing",
+            Self::GpuDevice => "any purpose",
         }
     }
 }
@@ -567,16 +635,14 @@ struct EkuPolicy(Role);
 
 impl ExtendedKeyUsageValidator for EkuPolicy {
     fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        let Some(accepted) = self.0.accepted_ekus() else {
+            return Ok(());
+        };
         let mut empty = true;
         for id in iter {
             empty = false;
             let id = id?;
-            if self
-                .0
-                .accepted_ekus()
-                .iter()
-                .any(|oid| KeyPurposeId::new(oid) == id)
-            {
+            if accepted.iter().any(|oid| KeyPurposeId::new(oid) == id) {
                 return Ok(());
             }
         }
@@ -586,7 +652,7 @@ impl ExtendedKeyUsageValidator for EkuPolicy {
         Err(webpki::Error::RequiredEkuNotFoundContext(
             RequiredEkuNotFoundContext {
                 required: KeyUsage::required_if_present(match self.0 {
-                    Role::Node => NODE_ATTESTATION_EKU,
+                    Role::Node | Role::GpuDevice => NODE_ATTESTATION_EKU,
                     Role::LicenceSigner => LICENCE_SIGNING_EKU,
                 }),
                 present: Vec::new(),
@@ -697,7 +763,7 @@ impl Roots {
     }
 }
 
-/// The pinned roots and CRLs of the three trust domains, from `trust.toml`.
+/// The pinned roots and CRLs of the trust domains, from `trust.toml`.
 #[derive(Debug, Clone, Default)]
 pub struct TrustAnchors {
     operator: Roots,
@@ -705,6 +771,10 @@ pub struct TrustAnchors {
     licence_authority: Roots,
     licence_authority_crls: Vec<CrlDer>,
     vendor: Roots,
+    /// `[vendor] device_roots`: GPU device-identity roots, for GPU evidence only.
+    gpu_device: Roots,
+    /// `[vendor] reference_values`: the RIMs of that folder, read when trust.toml is loaded.
+    reference_values: Option<Arc<ReferenceValues>>,
     /// Chains verified against these anchors and CRLs; clones share it.
     cache: Arc<ChainCache>,
 }
@@ -716,7 +786,31 @@ struct TrustFile {
     operator: Domain,
     licence_authority: Domain,
     #[serde(default)]
-    vendor: Domain,
+    vendor: VendorDomain,
+}
+
+/// The `[vendor]` section: shipment-signer roots, and the GPU evidence keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VendorDomain {
+    /// PEM files of pinned shipment-signer roots, relative to trust.toml.
+    #[serde(default)]
+    roots: Vec<PathBuf>,
+    /// DER or PEM CRL files, relative to trust.toml: accepted, as before this section had
+    /// GPU keys, for the shipment signers, whose checks do not exist yet.
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for the shipment-signer domain, not checked yet"
+    )]
+    crls: Vec<PathBuf>,
+    /// PEM files of GPU device-identity roots (NVIDIA Device Identity CA), relative to
+    /// trust.toml: they validate GPU evidence and nothing else.
+    #[serde(default)]
+    device_roots: Vec<PathBuf>,
+    /// A folder of reference-value files (NVIDIA RIMs, `*.xml`), relative to trust.toml.
+    #[serde(default)]
+    reference_values: Option<PathBuf>,
 }
 
 /// One trust domain's section.
@@ -831,8 +925,71 @@ impl TrustAnchors {
             licence_authority: roots("licence_authority.roots", &file.licence_authority.roots)?,
             licence_authority_crls: crls("licence_authority.crls", &file.licence_authority.crls)?,
             vendor: roots("vendor.roots", &file.vendor.roots)?,
+            gpu_device: roots("vendor.device_roots", &file.vendor.device_roots)?,
+            reference_values: match &file.vendor.reference_values {
+                Some(dir) => Some(Arc::new(
+                    ReferenceValues::load_dir(&base.join(dir)).map_err(|e| {
+                        entry_error(
+                            path,
+                            "vendor.reference_values",
+                            dir,
+                            format!("not a usable RIM folder ({}): {e}", e.code()),
+                        )
+                    })?,
+                )),
+                None => None,
+            },
             cache: Arc::default(),
         })
+    }
+
+    /// These anchors with `device_roots` added to the GPU device-identity roots (tests,
+    /// embedders, the CLI's `--root`); each must be a CA with a sound key. The new value has
+    /// a cache of its own.
+    pub fn with_device_roots(
+        self,
+        device_roots: &[CertificateDer<'_>],
+    ) -> Result<Self, ChainError> {
+        let mut gpu_device = self.gpu_device;
+        for cert in device_roots {
+            gpu_device.push(cert)?;
+        }
+        Ok(Self {
+            gpu_device,
+            cache: Arc::default(),
+            ..self
+        })
+    }
+
+    /// These anchors with `rims` as the reference values (the CLI's `--rims`, tests).
+    pub fn with_reference_values(self, rims: ReferenceValues) -> Self {
+        Self {
+            reference_values: Some(Arc::new(rims)),
+            ..self
+        }
+    }
+
+    /// The reference values (RIMs) of `[vendor] reference_values`, if configured.
+    pub fn reference_values(&self) -> Option<&ReferenceValues> {
+        self.reference_values.as_deref()
+    }
+
+    /// How many GPU device-identity roots `[vendor] device_roots` pins.
+    pub fn device_roots_count(&self) -> usize {
+        self.gpu_device.len()
+    }
+
+    /// Verifies a GPU device certificate chain (DER, leaf first, as the GPU sends it) against
+    /// the pinned `[vendor] device_roots` at `at_unix`, remembering a success as
+    /// [`Self::verify_node`] does. A root the GPU sends is never trusted: the path must end at
+    /// a pinned root. No CRL is consulted (none is configured for this domain).
+    pub fn verify_gpu_device(
+        &self,
+        chain_der: &[Vec<u8>],
+        at_unix: i64,
+    ) -> Result<VerifiedGpuDeviceChain, ChainError> {
+        self.verify_remembered(chain_der, at_unix, Role::GpuDevice)
+            .map(VerifiedGpuDeviceChain)
     }
 
     /// Anchors built from DER root certificates (for tests and embedders); each must be a CA
@@ -889,9 +1046,10 @@ impl TrustAnchors {
         at_unix: i64,
         role: Role,
     ) -> Result<VerifiedLeaf, ChainError> {
-        let (anchors, crls) = match role {
+        let (anchors, crls): (_, &[CrlDer]) = match role {
             Role::Node => (&self.operator, &self.operator_crls),
             Role::LicenceSigner => (&self.licence_authority, &self.licence_authority_crls),
+            Role::GpuDevice => (&self.gpu_device, &[]),
         };
         let key = ChainCache::key(role, chain_der);
         if let Some(leaf) = self.cache.get(&key, at_unix) {
@@ -915,6 +1073,8 @@ impl TrustAnchors {
             licence_authority: self.licence_authority.clone(),
             licence_authority_crls: other.licence_authority_crls.clone(),
             vendor: self.vendor.clone(),
+            gpu_device: self.gpu_device.clone(),
+            reference_values: self.reference_values.clone(),
             cache: Arc::default(),
         }
     }
@@ -1106,6 +1266,8 @@ fn verify(
     // The first such refusal is kept: it is the error when no path is left.
     let root_refusal: RefCell<Option<ChainError>> = RefCell::new(None);
     let used_root: RefCell<Option<RootFacts>> = RefCell::new(None);
+    // The leaf's issuer in the accepted path (a GPU's device certificate).
+    let leaf_issuer: RefCell<Option<Vec<u8>>> = RefCell::new(None);
     let check_root = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
         let facts = roots
             .facts_of(path.anchor())
@@ -1113,6 +1275,11 @@ fn verify(
         match facts.admits(at_unix, path.intermediate_certificates().count()) {
             Ok(()) => {
                 used_root.replace(Some(facts));
+                leaf_issuer.replace(
+                    path.intermediate_certificates()
+                        .next()
+                        .map(|cert| cert.der().to_vec()),
+                );
                 Ok(())
             }
             Err(refused) => {
@@ -1134,7 +1301,14 @@ fn verify(
     .map_err(|e| root_refusal.take().unwrap_or_else(|| refine(e)))?;
     let root = used_root.take().ok_or(ChainError::UnknownIssuer)?;
 
-    Ok((check_leaf(leaf_der, role, chain_der.len())?, root))
+    let mut leaf = check_leaf(leaf_der, role, chain_der.len())?;
+    if matches!(role, Role::GpuDevice) {
+        leaf.issuer = leaf_issuer
+            .take()
+            .map(|der| DeviceCertificate::read(&der))
+            .transpose()?;
+    }
+    Ok((leaf, root))
 }
 
 /// Refuses a weak Ed25519 key in `cert`, at position `index` of its chain; other keys pass.
@@ -1264,12 +1438,14 @@ fn check_leaf(der: &[u8], role: Role, chain_len: usize) -> Result<VerifiedLeaf, 
         Some(ku) if ku.value.digital_signature() => {}
         _ => return Err(ChainError::MissingDigitalSignature),
     }
-    if let Some(eku) = cert.extended_key_usage().map_err(bad_ext)? {
+    if let Some(accepted) = role.accepted_ekus()
+        && let Some(eku) = cert.extended_key_usage().map_err(bad_ext)?
+    {
         let eku = eku.value;
-        let accepted = role.accepted_ekus();
         let standard = match role {
             Role::Node => eku.client_auth,
             Role::LicenceSigner => eku.code_signing,
+            Role::GpuDevice => true,
         };
         let private = eku
             .other
@@ -1305,6 +1481,11 @@ fn check_leaf(der: &[u8], role: Role, chain_len: usize) -> Result<VerifiedLeaf, 
             oid: alg.algorithm.to_id_string(),
         });
     };
+    if matches!(role, Role::GpuDevice) && key_algorithm != KeyAlgorithm::P384 {
+        return Err(ChainError::UnsupportedKeyAlgorithm {
+            oid: format!("{key_algorithm} (a GPU attestation key must be P-384)"),
+        });
+    }
     let certified_site = certified_site(&cert)?;
     let key = VerifyingKey::from_spki_der(spki.raw).map_err(|e| match e {
         JwsError::WeakPublicKey { problem } => ChainError::WeakPublicKey { index: 0, problem },
@@ -1323,6 +1504,7 @@ fn check_leaf(der: &[u8], role: Role, chain_len: usize) -> Result<VerifiedLeaf, 
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
         chain_len,
+        issuer: None,
     })
 }
 

@@ -150,6 +150,7 @@ mod tests {
             not_before: 0,
             not_after: 100,
             chain_len: 2,
+            issuer: None,
         }
     }
 

@@ -144,11 +144,31 @@ impl TestRoot {
     /// A root and intermediate whose certificates, and those of the devices they issue, are
     /// valid over `validity`.
     pub fn with_validity(chip: &str, validity: Validity) -> Arc<Self> {
+        Self::build(
+            chip,
+            validity,
+            "tppguard TEST Device Identity CA",
+            "tppguard TEST",
+        )
+    }
+
+    /// A root with the very name of NVIDIA's Device Identity CA (`CN=NVIDIA Device Identity
+    /// CA, O=NVIDIA`) but a key of its own: what an impostor GPU would send.
+    pub fn impersonating_nvidia(chip: &str) -> Arc<Self> {
+        Self::build(
+            chip,
+            Validity::default(),
+            "NVIDIA Device Identity CA",
+            "NVIDIA",
+        )
+    }
+
+    fn build(chip: &str, validity: Validity, root_cn: &str, root_o: &str) -> Arc<Self> {
         let root_key = p384_key();
         let root_params = ca_params(
             dn(&[
-                (DnType::CommonName, "tppguard TEST Device Identity CA"),
-                (DnType::OrganizationName, "tppguard TEST"),
+                (DnType::CommonName, root_cn),
+                (DnType::OrganizationName, root_o),
             ]),
             validity,
         );
