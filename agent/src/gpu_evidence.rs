@@ -644,6 +644,8 @@ pub struct ProbeGpu {
     pub name: Option<String>,
     /// NVML's architecture.
     pub architecture: Option<String>,
+    /// NVML's VBIOS version (the signed report carries it too).
+    pub vbios_version: Option<String>,
     /// The nonce the report call was given, hex.
     pub nonce: String,
     /// `nvmlDeviceGetConfComputeGpuCertificate`.
@@ -719,6 +721,7 @@ pub fn probe(
             index,
             name: g.gpu.name.clone(),
             architecture: g.gpu.architecture.clone(),
+            vbios_version: g.gpu.vbios_version.clone(),
             nonce: hex.clone(),
             certificate: CallOutcome::of(CERTIFICATE_CALL, chain.map(|c| c.len())),
             report: CallOutcome::of(REPORT_CALL, signed.map(|r| r.len())),

@@ -185,6 +185,58 @@ fn cc_on_every_gpu_signs_its_own_nonce_bound_to_challenge_node_and_index() {
         16,
         "every GPU and challenge gets its own nonce"
     );
+
+    // The verifier's analyst command, the test root pinned, takes GPU 3's evidence from the
+    // last attestation (challenge B) for that challenge's nonce, and not for challenge A's.
+    let (_, claims) = attest(&node, &driver.lib_path(), NONCE_B, &[]);
+    let root = driver.dir.path().join("device-root.pem");
+    let nonce_at = |c: &str| {
+        let challenge = Nonce::parse(c).expect("nonce");
+        tppguard_tests::gpu_evidence::hex(&gpu_nonce(&challenge, &node_id, 3))
+    };
+    let evidence = evidence_of(&claims, 3);
+    let (code, out) = verify(tmp.path(), &evidence, &nonce_at(NONCE_B), &root);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = verify(tmp.path(), &evidence, &nonce_at(NONCE_A), &root);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("nonce"), "{out}");
+}
+
+/// `tppguard-verifier gpu-evidence verify` on `evidence` written as NVIDIA's tools write it,
+/// for `nonce_hex`, with `root` pinned and the fixture's versions: exit code and output.
+fn verify(
+    dir: &Path,
+    evidence: &GpuEvidence,
+    nonce_hex: &str,
+    root: &Path,
+) -> (Option<i32>, String) {
+    let report = dir.join("report.hex");
+    let chain = dir.join("chain.pem");
+    let bytes = evidence.report_bytes().expect("report");
+    std::fs::write(&report, tppguard_tests::gpu_evidence::hex(&bytes)).expect("report file");
+    std::fs::write(&chain, evidence.chain_pem().expect("chain")).expect("chain file");
+    let out = bin("tppguard-verifier")
+        .args(["gpu-evidence", "verify", "--json", "--nonce", nonce_hex])
+        .args([
+            "--driver-version",
+            "550.90.07",
+            "--vbios-version",
+            "96.00.9F.00.01",
+        ])
+        .arg("--report")
+        .arg(&report)
+        .arg("--chain")
+        .arg(&chain)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .expect("verifier runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
 }
 
 #[test]
