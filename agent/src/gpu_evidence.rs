@@ -848,6 +848,94 @@ mod tests {
         assert_eq!(on_worker(Duration::from_secs(5), || Ok(7)).unwrap(), 7);
     }
 
+    /// The claims of the simulated `fixture`, one GPU of which is lost in `fault-gpu-lost`.
+    fn claims_of(fixture: &str) -> (AttestationClaims, Vec<(u32, bool)>) {
+        use crate::nvml::LibrarySource;
+        let driver = crate::simulate::SimulatedDriver::install(fixture).unwrap();
+        let session = Session::open(LibrarySource::Simulated(driver)).unwrap();
+        let gpus = crate::inventory::collect(&session.nvml).unwrap();
+        let report = Report::new(&session, crate::host::Host::read(), gpus).unwrap();
+        let readable = report
+            .gpus
+            .iter()
+            .map(|g| (g.gpu.index, g.gpu.status == GpuStatus::Ok))
+            .collect();
+        let context = crate::sign::ClaimsContext {
+            iss: "n".into(),
+            iat: 1_790_000_000,
+            nonce: Nonce::parse(&"ab".repeat(32)).unwrap(),
+            site: None,
+            measurements: BTreeMap::new(),
+        };
+        (crate::sign::claims_from_report(&report, context), readable)
+    }
+
+    fn evidence() -> GpuEvidence {
+        GpuEvidence::from_parts("HOPPER", b"PEM", b"report")
+    }
+
+    #[test]
+    fn hardware_is_claimed_only_when_every_readable_gpu_carries_evidence() {
+        let (claims, readable) = claims_of("fault-gpu-lost");
+        assert!(
+            readable.iter().any(|(_, ok)| !ok),
+            "the fixture has a lost GPU"
+        );
+        let all_readable = |claims: &mut AttestationClaims| {
+            Collected {
+                gpus: readable
+                    .iter()
+                    .map(|(i, ok)| {
+                        let r = if *ok {
+                            Ok(evidence())
+                        } else {
+                            Err(Missing::GpuNotReadable { status: "lost" })
+                        };
+                        (*i, r)
+                    })
+                    .collect(),
+            }
+            .apply(claims);
+        };
+        let mut with_all = claims.clone();
+        all_readable(&mut with_all);
+        assert_eq!(with_all.evidence_tier, EvidenceTier::Hardware);
+        let lost = readable.iter().find(|(_, ok)| !ok).unwrap().0;
+        let absent = &with_all.submods[&claims::submod_name(lost)].absent["gpu_evidence"];
+        assert_eq!(absent.reason, claims::AbsentReason::GpuLost);
+        assert!(
+            absent.detail.starts_with("gpu_not_readable: "),
+            "{}",
+            absent.detail
+        );
+
+        let mut one_short = claims.clone();
+        let first_ok = readable.iter().find(|(_, ok)| *ok).unwrap().0;
+        Collected {
+            gpus: readable
+                .iter()
+                .map(|(i, _)| {
+                    let r = if *i == first_ok {
+                        Err(Missing::CcOff)
+                    } else {
+                        Ok(evidence())
+                    };
+                    (*i, r)
+                })
+                .collect(),
+        }
+        .apply(&mut one_short);
+        assert_eq!(one_short.evidence_tier, claims.evidence_tier);
+        assert_ne!(one_short.evidence_tier, EvidenceTier::Hardware);
+
+        let mut none = claims.clone();
+        Collected::default().apply(&mut none);
+        assert_eq!(
+            none.evidence_tier, claims.evidence_tier,
+            "nothing collected"
+        );
+    }
+
     #[test]
     fn reasons_have_codes_and_claims_absences() {
         let timed_out = CallError::TimedOut.into_missing(REPORT_CALL, CallPolicy::default(), 3);
