@@ -791,14 +791,14 @@ impl Probe {
                 Escaped(g.name.as_deref().unwrap_or("-")),
                 Escaped(g.architecture.as_deref().unwrap_or("architecture unknown")),
             )?;
-            for c in [&g.certificate, &g.report] {
+            for (what, c) in [("certificate chain", &g.certificate), ("report", &g.report)] {
                 match (c.bytes, &c.detail) {
-                    (Some(n), _) => writeln!(out, "  {}: {n} bytes", c.call)?,
+                    (Some(n), _) => writeln!(out, "  {what}: {n} bytes")?,
                     (None, detail) => writeln!(
                         out,
-                        "  {}: {}",
-                        c.call,
-                        Escaped(detail.as_deref().unwrap_or("failed"))
+                        "  {what}: {} {}",
+                        c.nvml_error.as_deref().or(c.code).unwrap_or("failed"),
+                        Escaped(detail.as_deref().unwrap_or(""))
                     )?,
                 }
             }
