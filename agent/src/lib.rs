@@ -652,11 +652,18 @@ fn gpu_evidence_command(args: &cli::GpuEvidenceArgs) -> anyhow::Result<ExitCode>
     let probe = gpu_evidence::probe(&session, &report, nonce, args.out_dir.as_deref(), policy)
         .context("writing the evidence files")?;
     let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &probe)?;
-        writeln!(out)?;
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut out, &probe)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
     } else {
-        probe.render(&mut out)?;
+        probe.render(&mut out)
+    };
+    if let Err(e) = written {
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e).context("writing the GPU evidence");
+        }
     }
     Ok(ExitCode::from(if probe.complete() {
         EXIT_OK
