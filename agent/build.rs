@@ -35,9 +35,12 @@ fn main() -> Result<()> {
 }
 
 fn build_fake_nvml(root: &Path, out_dir: &Path) -> Result<PathBuf> {
+    // The fake writes signed reports with proto's `gpu_evidence::encode`.
     for watched in [
         "tests/fake-nvml/src",
         "tests/fake-nvml/Cargo.toml",
+        "proto/src",
+        "proto/Cargo.toml",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());

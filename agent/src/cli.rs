@@ -54,13 +54,27 @@ pub enum Command {
     ///
     /// Takes the same inventory as `inventory`, puts it in an attestation claim set (EAT
     /// profile tag:tppguard.dev,2026:attestation/v1; one submod per GPU with its latest
-    /// measurement from NODE/measurements.json (`measure --dir`); evidence tier `measured`
-    /// when every GPU has one consistent with its spec, else `declared`) with the verifier's
+    /// measurement from NODE/measurements.json (`measure --dir`) and, with confidential
+    /// computing on, its own signed report and certificate chain (`gpu_evidence`, for a nonce
+    /// derived from the challenge, the node key and the GPU index); evidence tier `hardware`
+    /// when every readable GPU carries evidence, else `measured` when every GPU has a
+    /// measurement consistent with its spec, else `declared`) with the verifier's
     /// --nonce, and signs it as a compact JWS with the node
     /// key (NODE/node.key), carrying the node's certificate chain (NODE/node-chain.pem, from
     /// `tppguard-verifier pki issue-node`) in the `x5c` header. See docs/attestation.md.
     #[command(after_long_help = ATTEST_EXIT_CODES)]
     Attest(AttestArgs),
+
+    /// Ask each GPU for its hardware evidence, whatever the CC state, and say what NVML answers.
+    ///
+    /// A diagnosis, nothing is signed: shows the node's confidential-computing settings and,
+    /// per GPU, what nvmlDeviceGetConfComputeGpuCertificate and
+    /// nvmlDeviceGetConfComputeGpuAttestationReport answer (bytes, or NVML's error), each call
+    /// with the timeout and retries `attest` uses. With --out-dir, the report (hex) and the
+    /// chain (PEM) of each GPU that answered are written as NVIDIA's tools write them, for
+    /// `tppguard-verifier gpu-evidence verify`. See docs/gpu-evidence.md.
+    #[command(after_long_help = GPU_EVIDENCE_EXIT_CODES)]
+    GpuEvidence(GpuEvidenceArgs),
 
     /// Measure each GPU's dense GEMM throughput, per precision, and compare it with the spec.
     ///
@@ -331,6 +345,45 @@ pub struct AttestArgs {
     pub out: Option<PathBuf>,
 
     /// Print a summary of what was signed as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// How long each NVML confidential-computing call (a GPU's certificate chain or signed
+    /// report) is waited for before it is tried again (3 attempts in all), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub nvml_call_timeout_ms: u64,
+}
+
+/// The exit codes of `gpu-evidence`, shown at the end of its `--help`.
+pub const GPU_EVIDENCE_EXIT_CODES: &str = "\
+Exit codes:
+  0  every readable GPU gave its certificate chain and a report
+  1  a GPU gave no evidence (the output says what NVML answered), or there is no GPU
+  2  the command could not run
+  3  no NVIDIA driver found
+  4  the driver is installed but NVML could not start";
+
+/// `gpu-evidence`'s arguments.
+#[derive(Debug, Args)]
+pub struct GpuEvidenceArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// The nonce given to every GPU: 64 hex digits (32 bytes). Default: random.
+    #[arg(long, value_name = "HEX")]
+    pub nonce: Option<String>,
+
+    /// Write each GPU's report (gpuN-report.hex) and chain (gpuN-chain.pem) into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// How long each call is waited for before it is tried again (3 attempts), in ms.
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub nvml_call_timeout_ms: u64,
+
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -6,14 +6,15 @@
 //! line and calls [`run`].
 //!
 //! `unsafe` is denied crate-wide. The exceptions are the two FFI corners, each a private module
-//! of safe functions with a `SAFETY` comment per call: [`nvml::raw`] (the two NVML calls
-//! nvml-wrapper does not wrap) and `measure::cuda::ffi` (cudarc's cuBLAS, cuBLASLt and driver
+//! of safe functions with a `SAFETY` comment per call: [`nvml::raw`] (the NVML calls
+//! nvml-wrapper does not wrap or wraps unsafely for a hostile driver) and `measure::cuda::ffi` (cudarc's cuBLAS, cuBLASLt and driver
 //! calls, which cudarc declares `unsafe`).
 #![deny(unsafe_code)]
 
 pub mod bearer;
 pub mod cli;
 pub mod ear;
+pub mod gpu_evidence;
 pub mod host;
 pub mod identity;
 pub mod inventory;
@@ -123,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(output) => demo_command(&output),
         Command::Init(args) => init_command(&args),
         Command::Attest(args) => attest_command(&args),
+        Command::GpuEvidence(args) => gpu_evidence_command(&args),
         Command::Measure(args) => measure_command(&args),
         Command::Push(args) => push::push_command(&args),
         Command::Run(args) => run::run_command(&args),
@@ -399,7 +401,7 @@ fn inventory_command(args: &InventoryArgs) -> anyhow::Result<ExitCode> {
     if args.source.simulate.as_deref() == Some("list") {
         return list_fixtures(&args.output);
     }
-    let report = take_inventory(open_session(&args.source)?)?;
+    let report = take_inventory(&open_session(&args.source)?)?;
     print_inventory(&report, &args.output)
 }
 
@@ -417,7 +419,7 @@ fn demo_command(output: &OutputArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    print_inventory(&take_inventory(session)?, output)
+    print_inventory(&take_inventory(&session)?, output)
 }
 
 /// Opens NVML where `--simulate` / `--nvml-lib` say: a bundled or file fixture, a library
@@ -434,10 +436,10 @@ pub(crate) fn open_session(source: &SourceArgs) -> anyhow::Result<Session> {
 }
 
 /// The inventory pipeline every command shares: NVML's GPUs, the host, classified.
-fn take_inventory(session: Session) -> anyhow::Result<Report> {
+fn take_inventory(session: &Session) -> anyhow::Result<Report> {
     let gpus = inventory::collect(&session.nvml)?;
     let host = host::Host::read();
-    Report::new(&session, host, gpus).context("classifying the GPUs")
+    Report::new(session, host, gpus).context("classifying the GPUs")
 }
 
 fn print_inventory(report: &Report, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -475,7 +477,8 @@ pub struct Attested {
 }
 
 /// Takes this node's inventory (from `source`) and signs it as an attestation answering the
-/// verifier's challenge `nonce` (hex), with NODE/measurements.json's measurements: what
+/// verifier's challenge `nonce` (hex), with NODE/measurements.json's measurements and each
+/// GPU's hardware evidence (NVML calls as [`gpu_evidence::CallPolicy::default`]): what
 /// `attest`, `push` and `run` share. Arguments and credentials are checked before the driver
 /// is touched.
 pub fn attest_token(
@@ -483,6 +486,23 @@ pub fn attest_token(
     source: &SourceArgs,
     nonce: &str,
     site: Option<&str>,
+) -> anyhow::Result<Attested> {
+    attest_token_with(
+        dir,
+        source,
+        nonce,
+        site,
+        gpu_evidence::CallPolicy::default(),
+    )
+}
+
+/// [`attest_token`] with the timeout and attempts of the GPU evidence calls.
+pub fn attest_token_with(
+    dir: &std::path::Path,
+    source: &SourceArgs,
+    nonce: &str,
+    site: Option<&str>,
+    calls: gpu_evidence::CallPolicy,
 ) -> anyhow::Result<Attested> {
     // The hint goes on its own line after the causes, so the message is rendered here.
     let rendered = |e: sign::SignError| anyhow::anyhow!(e.render());
@@ -492,7 +512,16 @@ pub fn attest_token(
     let credentials = sign::NodeCredentials::load(dir).map_err(rendered)?;
     let iat = sign::now().map_err(rendered)?;
 
-    let report = take_inventory(open_session(source)?)?;
+    // Shared with the evidence calls' worker threads, which a hung driver may keep.
+    let session = std::sync::Arc::new(open_session(source)?);
+    let report = take_inventory(&session)?;
+    let evidence = gpu_evidence::collect(
+        &session,
+        &report,
+        &nonce,
+        credentials.node_id().as_ref(),
+        calls,
+    );
     let iss = match credentials.common_name() {
         Some(cn) => cn.to_owned(),
         None => report
@@ -501,7 +530,7 @@ pub fn attest_token(
             .clone()
             .ok_or_else(|| rendered(sign::SignError::NoIssuer))?,
     };
-    let claims = sign::claims_from_report(
+    let mut claims = sign::claims_from_report(
         &report,
         sign::ClaimsContext {
             iss,
@@ -511,6 +540,7 @@ pub fn attest_token(
             measurements: measure::run::Cache::load(dir)?.gpus,
         },
     );
+    evidence.apply(&mut claims);
     let token = credentials.sign(&claims).map_err(rendered)?;
     Ok(Attested {
         token,
@@ -527,7 +557,16 @@ fn attest_command(args: &AttestArgs) -> anyhow::Result<ExitCode> {
         claims,
         report,
         credentials,
-    } = attest_token(&args.dir, &args.source, &args.nonce, args.site.as_deref())?;
+    } = attest_token_with(
+        &args.dir,
+        &args.source,
+        &args.nonce,
+        args.site.as_deref(),
+        gpu_evidence::CallPolicy {
+            timeout: std::time::Duration::from_millis(args.nvml_call_timeout_ms),
+            ..gpu_evidence::CallPolicy::default()
+        },
+    )?;
     let out_path = args
         .out
         .clone()
@@ -571,12 +610,105 @@ fn attest_command(args: &AttestArgs) -> anyhow::Result<ExitCode> {
                 ""
             },
         )?;
+        write_evidence_lines(&mut out, &summary.gpu_evidence)?;
     }
     Ok(ExitCode::from(if report.complete() {
         EXIT_OK
     } else {
         EXIT_DEGRADED
     }))
+}
+
+fn gpu_evidence_command(args: &cli::GpuEvidenceArgs) -> anyhow::Result<ExitCode> {
+    let nonce: [u8; 32] = match &args.nonce {
+        Some(hex) => tppguard_proto::claims::Nonce::parse(hex)
+            .ok()
+            .and_then(|n| <[u8; 32]>::try_from(n.bytes()).ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--nonce {}: not 64 hex digits (32 bytes); give 64 lower-case hex \
+                     digits, or leave it out for a random one",
+                    Escaped(hex)
+                )
+            })?,
+        None => {
+            let mut n = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut n)
+                .map_err(|_| anyhow::anyhow!("the system's random generator failed"))?;
+            n
+        }
+    };
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!("creating --out-dir {}", Escaped(&dir.display().to_string()))
+        })?;
+    }
+    let session = std::sync::Arc::new(open_session(&args.source)?);
+    let report = take_inventory(&session)?;
+    let policy = gpu_evidence::CallPolicy {
+        timeout: std::time::Duration::from_millis(args.nvml_call_timeout_ms),
+        ..gpu_evidence::CallPolicy::default()
+    };
+    let probe = gpu_evidence::probe(&session, &report, nonce, args.out_dir.as_deref(), policy)
+        .context("writing the evidence files")?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut out, &probe)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        probe.render(&mut out)
+    };
+    if let Err(e) = written {
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e).context("writing the GPU evidence");
+        }
+    }
+    Ok(ExitCode::from(if probe.complete() {
+        EXIT_OK
+    } else {
+        EXIT_DEGRADED
+    }))
+}
+
+/// `attest`'s GPU evidence lines: the GPUs that carry evidence, then those without, grouped
+/// by reason (escaped: NVML's words are outside text).
+fn write_evidence_lines(
+    out: &mut impl Write,
+    lines: &[gpu_evidence::SummaryLine],
+) -> std::io::Result<()> {
+    let list = |indexes: &[u32]| {
+        indexes
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let attached: Vec<u32> = lines
+        .iter()
+        .filter(|l| l.attached)
+        .map(|l| l.index)
+        .collect();
+    if !attached.is_empty() {
+        writeln!(out, "  GPU evidence attached: GPU {}", list(&attached))?;
+    }
+    let mut missing: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+    for l in lines.iter().filter(|l| !l.attached) {
+        missing
+            .entry(l.reason.as_deref().unwrap_or("no reason recorded"))
+            .or_default()
+            .push(l.index);
+    }
+    for (reason, indexes) in missing {
+        writeln!(
+            out,
+            "  GPU evidence none: GPU {}: {}",
+            list(&indexes),
+            Escaped(reason)
+        )?;
+    }
+    Ok(())
 }
 
 fn list_fixtures(output: &OutputArgs) -> anyhow::Result<ExitCode> {

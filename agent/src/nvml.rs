@@ -170,7 +170,9 @@ fn init(lib: &OsStr) -> Result<Nvml, NvmlError> {
     Nvml::builder().lib_path(lib).init()
 }
 
-/// NVML calls that nvml-wrapper does not wrap, and the look-up of the fake libraries' mark.
+/// NVML calls that nvml-wrapper does not wrap (or wraps with a slice that panics on a
+/// driver's out-of-range size: the confidential-computing evidence calls), and the look-up of
+/// the fake libraries' mark.
 /// This is the agent's FFI corner for NVML (the CUDA backend has its own).
 #[allow(unsafe_code)]
 pub mod raw {
@@ -219,6 +221,94 @@ pub mod raw {
         // for one `c_uint`, the signature NVML documents for this function.
         nvml_try(unsafe { sym(device.handle(), &mut id) })?;
         Ok(id)
+    }
+
+    /// Why a confidential-computing call gave no bytes.
+    #[derive(Debug, thiserror::Error)]
+    pub enum CcCallError {
+        /// NVML answered an error (or lacks the function).
+        #[error(transparent)]
+        Nvml(#[from] NvmlError),
+        /// The driver said it wrote more bytes than the buffer holds: nvml-wrapper would slice
+        /// past the buffer and panic, so these calls are made here with the size checked.
+        #[error("NVML said it wrote {size} bytes of {what} into a {buffer}-byte buffer")]
+        SizeOutOfRange {
+            /// What was asked.
+            what: &'static str,
+            /// The size the driver wrote.
+            size: u32,
+            /// The buffer's size.
+            buffer: usize,
+        },
+    }
+
+    /// The first `size` bytes of `buf`, refused when `size` is past its end.
+    fn sized(what: &'static str, buf: &[u8], size: u32) -> Result<Vec<u8>, CcCallError> {
+        usize::try_from(size)
+            .ok()
+            .and_then(|n| buf.get(..n))
+            .map(<[u8]>::to_vec)
+            .ok_or(CcCallError::SizeOutOfRange {
+                what,
+                size,
+                buffer: buf.len(),
+            })
+    }
+
+    /// `nvmlDeviceGetConfComputeGpuAttestationReport` for `nonce`: the report (SPDM
+    /// GET_MEASUREMENTS request || MEASUREMENTS response) exactly as sized by the driver.
+    pub fn gpu_attestation_report(
+        nvml: &Nvml,
+        device: &Device<'_>,
+        nonce: [u8; 32],
+    ) -> Result<Vec<u8>, CcCallError> {
+        use nvml_wrapper_sys::bindings::nvmlConfComputeGpuAttestationReport_t;
+        let sym = nvml_sym(
+            nvml.lib()
+                .nvmlDeviceGetConfComputeGpuAttestationReport
+                .as_ref(),
+        )?;
+        let mut report = Box::new(nvmlConfComputeGpuAttestationReport_t {
+            isCecAttestationReportPresent: 0,
+            attestationReportSize: 0,
+            cecAttestationReportSize: 0,
+            nonce,
+            attestationReport: [0; 8192],
+            cecAttestationReport: [0; 4096],
+        });
+        // SAFETY: a live handle of this initialised `Nvml` (as in `gpu_instance_id`) and a
+        // valid, exclusively borrowed `nvmlConfComputeGpuAttestationReport_t` (the layout of
+        // nvml-wrapper-sys's bindings), the signature NVML documents for this function.
+        nvml_try(unsafe { sym(device.handle(), &mut *report) })?;
+        sized(
+            "attestation report",
+            &report.attestationReport,
+            report.attestationReportSize,
+        )
+    }
+
+    /// `nvmlDeviceGetConfComputeGpuCertificate`: the attestation certificate chain (PEM, leaf
+    /// first) as sized by the driver.
+    pub fn gpu_attestation_cert_chain(
+        nvml: &Nvml,
+        device: &Device<'_>,
+    ) -> Result<Vec<u8>, CcCallError> {
+        use nvml_wrapper_sys::bindings::nvmlConfComputeGpuCertificate_t;
+        let sym = nvml_sym(nvml.lib().nvmlDeviceGetConfComputeGpuCertificate.as_ref())?;
+        let mut cert = Box::new(nvmlConfComputeGpuCertificate_t {
+            certChainSize: 0,
+            attestationCertChainSize: 0,
+            certChain: [0; 4096],
+            attestationCertChain: [0; 5120],
+        });
+        // SAFETY: a live handle and a valid, exclusively borrowed
+        // `nvmlConfComputeGpuCertificate_t`, as above.
+        nvml_try(unsafe { sym(device.handle(), &mut *cert) })?;
+        sized(
+            "attestation certificate chain",
+            &cert.attestationCertChain,
+            cert.attestationCertChainSize,
+        )
     }
 
     /// `nvmlDeviceGetComputeInstanceId` for a MIG device handle.

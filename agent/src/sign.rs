@@ -699,6 +699,8 @@ pub struct AttestSummary {
     pub simulated: bool,
     /// The simulated fixture, when simulated.
     pub fixture: Option<String>,
+    /// Per GPU: whether its submod carries hardware evidence, or why not.
+    pub gpu_evidence: Vec<crate::gpu_evidence::SummaryLine>,
 }
 
 impl AttestSummary {
@@ -724,6 +726,7 @@ impl AttestSummary {
             evidence_tier: claims.evidence_tier,
             simulated: claims.simulated,
             fixture: report.source.fixture.clone(),
+            gpu_evidence: crate::gpu_evidence::summary(claims),
         }
     }
 }

@@ -99,7 +99,7 @@ fn issue_and_verify(key_type: &str, expected_alg: &str) {
         .iter()
         .map(|p| p["files"].as_array().unwrap().len())
         .sum();
-    assert_eq!(files, 11, "{init}");
+    assert_eq!(files, 12, "{init}");
     assert_eq!(init["trust"], s(&pki.join("verifier/trust.toml")), "{init}");
     for folder in ["", "operator", "licence-authority", "verifier"] {
         assert_eq!(mode(&pki.join(folder)), 0o700, "{folder}");
@@ -116,6 +116,14 @@ fn issue_and_verify(key_type: &str, expected_alg: &str) {
     assert!(trust_text.contains("[operator]\nroots = [\"operator-ca.pem\"]"));
     assert!(trust_text.contains("[licence_authority]\nroots = [\"licence-ca.pem\"]"));
     assert!(trust_text.contains("[vendor]\nroots = []"));
+    assert!(trust_text.contains("\ndevice_roots = [\"nvidia-device-identity-ca.pem\"]\n"));
+    assert_eq!(
+        std::fs::read(pki.join("verifier/nvidia-device-identity-ca.pem")).unwrap(),
+        std::fs::read(
+            crate::support::workspace_root().join("verifier/data/nvidia-device-identity-ca.pem")
+        )
+        .unwrap()
+    );
 
     ok_json(
         "tppguard-agent",
@@ -660,6 +668,7 @@ fn pki_init_gives_each_party_its_own_folder_and_only_its_own_secrets() {
         files_under(&pki.join("verifier")),
         [
             "licence-ca.pem",
+            "nvidia-device-identity-ca.pem",
             "operator-ca.pem",
             "trust.toml",
             "verifier-result.key",
@@ -755,7 +764,7 @@ fn the_parties_make_their_folders_apart_and_the_verifier_trusts_them() {
             "--json",
         ],
     );
-    assert_eq!(v["files"].as_array().unwrap().len(), 5, "{v}");
+    assert_eq!(v["files"].as_array().unwrap().len(), 6, "{v}");
     assert_eq!(mode(&verifier), 0o700);
     assert_eq!(mode(&verifier.join("verifier-result.key")), 0o600);
     // A node the operator certifies verifies under the verifier's trust, and the licence

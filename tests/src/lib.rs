@@ -7,12 +7,16 @@
 //!   `tests/fixtures/nvidia-smi/<stem>.xml` ([`smi`]);
 //! - `<name>.json` from each recipe `tests/fixtures/nvml/recipes/<name>.toml` and the public
 //!   figures in `tests/fixtures/nvml/recipes/accelerators.csv` ([`recipe`]).
+//!
+//! Fixtures with confidential-computing evidence hold keys made by each test, so they are
+//! made at test time from those, in temporary folders ([`gpu_evidence`]).
 #![forbid(unsafe_code)]
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub mod csv;
+pub mod gpu_evidence;
 pub mod model;
 pub mod recipe;
 pub mod smi;

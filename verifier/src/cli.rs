@@ -144,6 +144,17 @@ pub enum Command {
     ///   tppguard-verifier token revoke --config verifier.toml ID
     #[command(after_help = EXIT_CODES, verbatim_doc_comment)]
     Token(TokenArgs),
+
+    /// Verify one GPU's own signed evidence (NVIDIA SPDM measurement report and device
+    /// certificate chain), or print the nonce a GPU is given.
+    ///
+    /// `gpu-evidence verify` runs the checks an attestation's GPU evidence gets, on the
+    /// files NVIDIA's tools write (docs/gpu-evidence.md); `gpu-evidence nonce` reproduces the
+    /// nonce that binds a GPU's report to a challenge, a node key and a GPU index.
+    ///
+    /// Exit code 0: verified; 1: a check failed; 2: could not run.
+    #[command(after_help = EXIT_CODES)]
+    GpuEvidence(crate::gpu_evidence::cli::GpuEvidenceArgs),
 }
 
 // Bearer tokens (issue 12): `token issue|list|revoke`.

@@ -230,6 +230,9 @@ pub enum Error {
     /// A `token` command refused (issue 12).
     #[error(transparent)]
     Token(#[from] crate::token::TokenError),
+    /// `gpu-evidence` could not run (issue 13).
+    #[error(transparent)]
+    GpuEvidence(#[from] crate::gpu_evidence::cli::GpuEvidenceCliError),
     /// The HTTP server could not start or stopped with an error.
     #[error("serve: {what}: {source}")]
     Serve {
@@ -336,6 +339,7 @@ impl Error {
             ),
             Self::Pki(e) => Some(e.hint().to_owned()),
             Self::Token(e) => Some(e.hint().to_owned()),
+            Self::GpuEvidence(e) => Some(e.hint().to_owned()),
             Self::InvalidRevocation { .. } => Some(
                 "--licence is the licence id (64 ASCII letters, digits and `-_.:/` at most) and \
                  --reason one line of at most 1024 characters"

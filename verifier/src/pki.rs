@@ -6,7 +6,7 @@
 //! |---|---|
 //! | operator, `pki init-operator` | `operator-ca.pem`, `operator-ca.key`: operator root CA (ECDSA P-384, 10 years, CA:true pathlen 0, keyCertSign + cRLSign), issues node certificates (`pki issue-node`, which keeps `issued.jsonl` here) |
 //! | licence authority, `pki init-licence-authority` | `licence-ca.pem`, `licence-ca.key`: licence-authority root CA (same profile), a separate trust domain; `licence-signer-chain.pem`, `licence-signer.key`: licence-signing leaf (Ed25519, 825 days, digitalSignature, EKU [`LICENCE_SIGNING_EKU`]) then the licence CA |
-//! | verifier, `pki init-verifier` | copies of `operator-ca.pem` and `licence-ca.pem` (public only); `verifier-result.key`, `verifier-result.pub.pem`: the verifier's Ed25519 key for signing results (EAR); `trust.toml`: the pinned roots, paths relative to it |
+//! | verifier, `pki init-verifier` | copies of `operator-ca.pem` and `licence-ca.pem` (public only); `verifier-result.key`, `verifier-result.pub.pem`: the verifier's Ed25519 key for signing results (EAR); `nvidia-device-identity-ca.pem`: the NVIDIA Device Identity CA shipped in the binary, pinned under `[vendor] device_roots` (GPU evidence only); `trust.toml`: the pinned roots, paths relative to it |
 //!
 //! `pki init --dir D` is the one-machine demo: the three folders as `D/operator`,
 //! `D/licence-authority` and `D/verifier`, never one folder holding every key.
@@ -66,6 +66,9 @@ pub const RESULT_KEY: &str = "verifier-result.key";
 pub const RESULT_PUBLIC_KEY: &str = "verifier-result.pub.pem";
 /// The trust file.
 pub const TRUST_TOML: &str = "trust.toml";
+/// The NVIDIA Device Identity CA, copied into the verifier's folder by `pki init-verifier`
+/// and pinned under `[vendor] device_roots` (GPU evidence only).
+pub const NVIDIA_DEVICE_ROOT: &str = "nvidia-device-identity-ca.pem";
 /// `pki init`'s folder for the operator's material.
 pub const OPERATOR_DIR: &str = "operator";
 /// `pki init`'s folder for the licence authority's material.
@@ -304,10 +307,14 @@ pub fn init_verifier(
             LICENCE_CA_CERT,
             RESULT_KEY,
             RESULT_PUBLIC_KEY,
+            NVIDIA_DEVICE_ROOT,
             TRUST_TOML,
         ],
     )?;
     let result_key = ed25519_key("verifier result key")?;
+    let nvidia_root =
+        String::from_utf8_lossy(crate::gpu_evidence::cli::NVIDIA_DEVICE_IDENTITY_CA_PEM)
+            .into_owned();
     let files = put_all(
         dir,
         &[
@@ -315,6 +322,7 @@ pub fn init_verifier(
             (LICENCE_CA_CERT, &licence_pem, false),
             (RESULT_KEY, &result_key.serialize_pem(), true),
             (RESULT_PUBLIC_KEY, &result_key.public_key_pem(), false),
+            (NVIDIA_DEVICE_ROOT, &nvidia_root, false),
             (TRUST_TOML, &trust_toml(), false),
         ],
     )?;
@@ -391,6 +399,7 @@ pub fn init(dir: &Path, now: i64) -> Result<InitReport, Error> {
                 LICENCE_CA_CERT,
                 RESULT_KEY,
                 RESULT_PUBLIC_KEY,
+                NVIDIA_DEVICE_ROOT,
                 TRUST_TOML,
             ][..],
         ),
@@ -434,7 +443,11 @@ fn trust_toml() -> String {
          crls = []\n\
          \n\
          [vendor]\n\
-         roots = []\n"
+         roots = []\n\
+         # GPU device-identity roots (NVIDIA's, shipped with tppguard): they verify GPU evidence\n\
+         # only, never a signer of anything else (docs/gpu-evidence.md).\n\
+         device_roots = [\"{NVIDIA_DEVICE_ROOT}\"]\n\
+         # reference_values = \"rims\"  # optional: a folder of NVIDIA RIMs (XML signatures not verified)\n"
     )
 }
 

@@ -15,10 +15,10 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::fixture::{
-    ARGUMENT_VERSION_MISMATCH, Code, Fixture, INSUFFICIENT_SIZE, INVALID_ARGUMENT, ListAnswer,
-    NOT_FOUND, NOT_SUPPORTED, Node, SUCCESS, Slot, Target, UNINITIALIZED, UNKNOWN,
-    architecture_value, brand_value, current_clock, error_code, error_text, fits, legacy_bus_id,
-    list_answer, max_clock, present, temperature,
+    ARGUMENT_VERSION_MISMATCH, ATTESTATION_CERT_CHAIN_SIZE, ATTESTATION_REPORT_SIZE, Code, Fixture,
+    INSUFFICIENT_SIZE, INVALID_ARGUMENT, ListAnswer, NOT_FOUND, NOT_SUPPORTED, Node, SUCCESS, Slot,
+    Target, UNINITIALIZED, UNKNOWN, architecture_value, brand_value, current_clock, error_code,
+    error_text, fits, legacy_bus_id, list_answer, max_clock, present, temperature,
 };
 
 /// The environment variable naming the fixture file.
@@ -103,6 +103,30 @@ pub struct NvmlProcessInfo {
     pub compute_instance_id: c_uint,
 }
 
+/// `nvmlConfComputeGpuCertificate_t`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NvmlConfComputeGpuCertificate {
+    pub cert_chain_size: c_uint,
+    pub attestation_cert_chain_size: c_uint,
+    pub cert_chain: [u8; 4096],
+    pub attestation_cert_chain: [u8; ATTESTATION_CERT_CHAIN_SIZE],
+}
+
+/// `nvmlConfComputeGpuAttestationReport_t`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NvmlConfComputeGpuAttestationReport {
+    pub is_cec_attestation_report_present: c_uint,
+    pub attestation_report_size: c_uint,
+    pub cec_attestation_report_size: c_uint,
+    pub nonce: [u8; 32],
+    pub attestation_report: [u8; ATTESTATION_REPORT_SIZE],
+    pub cec_attestation_report: [u8; 4096],
+}
+
+const _: () = assert!(size_of::<NvmlConfComputeGpuCertificate>() == 9224);
+const _: () = assert!(size_of::<NvmlConfComputeGpuAttestationReport>() == 12332);
 const _: () = assert!(size_of::<NvmlPciInfo>() == 68);
 const _: () = assert!(size_of::<NvmlProcessInfo>() == 24);
 const _: () = assert!(size_of::<NvmlMemoryV2>() == 40);
@@ -974,6 +998,104 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses_v3(
     )
 }
 
+/// Sleeps for the GPU's `conf_compute.delay_ms`, if any, with the library's lock released so
+/// that other calls still answer, as a driver stuck on one GPU does.
+fn conf_compute_delay(device: NvmlDevice) {
+    let delay = guarded_value(|| {
+        let state = lock();
+        let node = state.node.as_deref()?;
+        let slot = slot(node, device)?;
+        let Slot::Gpu { index } = slot else {
+            return None;
+        };
+        node.fixture
+            .devices
+            .get(index)?
+            .conf_compute
+            .as_ref()?
+            .delay_ms
+    });
+    if let Some(ms) = delay {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// [`guarded`] for a value: a panic gives `None`.
+fn guarded_value<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(f)).ok().flatten()
+}
+
+/// Copies `bytes` into the start of `buf`, refusing what does not fit.
+fn fill(buf: &mut [u8], bytes: &[u8]) -> Result<c_uint, Code> {
+    let dst = buf.get_mut(..bytes.len()).ok_or(UNKNOWN)?;
+    dst.copy_from_slice(bytes);
+    c_uint::try_from(bytes.len()).map_err(|_| UNKNOWN)
+}
+
+// Not exported by the `old-driver` build, as by drivers older than the function.
+#[cfg_attr(not(feature = "old-driver"), unsafe(no_mangle))]
+pub unsafe extern "C" fn nvmlDeviceGetConfComputeGpuCertificate(
+    device: NvmlDevice,
+    gpuCert: *mut NvmlConfComputeGpuCertificate,
+) -> Code {
+    conf_compute_delay(device);
+    device_call(
+        device,
+        "nvmlDeviceGetConfComputeGpuCertificate",
+        gpuCert,
+        |_, t| {
+            let cc = present(gpu_only(t, |d| d.conf_compute.as_ref()))?;
+            let mut value = NvmlConfComputeGpuCertificate {
+                cert_chain_size: 0,
+                attestation_cert_chain_size: 0,
+                cert_chain: [0; 4096],
+                attestation_cert_chain: [0; ATTESTATION_CERT_CHAIN_SIZE],
+            };
+            value.attestation_cert_chain_size = fill(
+                &mut value.attestation_cert_chain,
+                cc.cert_chain_pem.as_bytes(),
+            )?;
+            // SAFETY: NVML's contract: the pointer is valid for an
+            // `nvmlConfComputeGpuCertificate_t` (non-null was checked by `device_call`).
+            unsafe { put(gpuCert, value) }
+        },
+    )
+}
+
+// Not exported by the `old-driver` build, as by drivers older than the function.
+#[cfg_attr(not(feature = "old-driver"), unsafe(no_mangle))]
+pub unsafe extern "C" fn nvmlDeviceGetConfComputeGpuAttestationReport(
+    device: NvmlDevice,
+    gpuAtstReport: *mut NvmlConfComputeGpuAttestationReport,
+) -> Code {
+    conf_compute_delay(device);
+    device_call(
+        device,
+        "nvmlDeviceGetConfComputeGpuAttestationReport",
+        gpuAtstReport,
+        |_, t| {
+            let cc = present(gpu_only(t, |d| d.conf_compute.as_ref()))?;
+            // SAFETY: `gpuAtstReport` is non-null (checked by `device_call`) and NVML's
+            // contract makes it point to an `nvmlConfComputeGpuAttestationReport_t`, whose
+            // `nonce` the caller filled.
+            let nonce = unsafe { (&raw const (*gpuAtstReport).nonce).read_unaligned() };
+            let report = cc.report(nonce)?;
+            let mut value = NvmlConfComputeGpuAttestationReport {
+                is_cec_attestation_report_present: 0,
+                attestation_report_size: 0,
+                cec_attestation_report_size: 0,
+                nonce,
+                attestation_report: [0; ATTESTATION_REPORT_SIZE],
+                cec_attestation_report: [0; 4096],
+            };
+            let size = fill(&mut value.attestation_report, &report)?;
+            value.attestation_report_size = cc.report_size_override.unwrap_or(size);
+            // SAFETY: as above, the pointer is valid for the whole struct.
+            unsafe { put(gpuAtstReport, value) }
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -993,7 +1115,8 @@ mod tests {
                          "power_usage_mw": 612345, "throttle_reasons": 12 },
           "compute_processes": [ { "pid": 4242, "used_gpu_memory_bytes": 4831838208 },
                                  { "pid": 4243 } ],
-          "benchmark": { "dense_tops": { "fp16": 712.4, "fp8": 1286.3 } } },
+          "benchmark": { "dense_tops": { "fp16": 712.4, "fp8": 1286.3 } },
+          "conf_compute": { "cert_chain_pem": "PEM\n", "report": { "fixed_hex": "11e0ff" } } },
         { "lost": true, "telemetry": { "sm_clock_mhz": 1980 }, "compute_processes": [] },
         { "name": "bare", "compute_processes": [] }
       ]
@@ -1149,6 +1272,7 @@ mod tests {
 
         telemetry_calls(gpu, lost, handle_at(2), mig);
         compute_processes(gpu, lost, handle_at(2), mig);
+        conf_compute_calls(gpu, lost, handle_at(2), mig);
 
         // Reference counting: a second init needs no fixture lookup, two shutdowns end it.
         assert_eq!(nvmlInit_v2(), SUCCESS);
@@ -1244,6 +1368,63 @@ mod tests {
                 INVALID_ARGUMENT
             );
         }
+    }
+
+    /// The two CC evidence calls: the chain and report written with their sizes, the caller's
+    /// nonce kept, NOT_SUPPORTED without `conf_compute` or on a MIG handle.
+    fn conf_compute_calls(gpu: NvmlDevice, lost: NvmlDevice, bare: NvmlDevice, mig: NvmlDevice) {
+        let mut cert = Box::new(NvmlConfComputeGpuCertificate {
+            cert_chain_size: 9,
+            attestation_cert_chain_size: 9,
+            cert_chain: [1; 4096],
+            attestation_cert_chain: [1; ATTESTATION_CERT_CHAIN_SIZE],
+        });
+        let mut report = Box::new(NvmlConfComputeGpuAttestationReport {
+            is_cec_attestation_report_present: 9,
+            attestation_report_size: 9,
+            cec_attestation_report_size: 9,
+            nonce: [7; 32],
+            attestation_report: [1; ATTESTATION_REPORT_SIZE],
+            cec_attestation_report: [1; 4096],
+        });
+        // SAFETY: the out-pointers are valid boxed structs, or null (which must be refused).
+        unsafe {
+            assert_eq!(
+                nvmlDeviceGetConfComputeGpuCertificate(gpu, &mut *cert),
+                SUCCESS
+            );
+            assert_eq!(
+                nvmlDeviceGetConfComputeGpuAttestationReport(gpu, &mut *report),
+                SUCCESS
+            );
+            for device in [bare, mig] {
+                assert_eq!(
+                    nvmlDeviceGetConfComputeGpuCertificate(device, &mut *cert),
+                    NOT_SUPPORTED
+                );
+                assert_eq!(
+                    nvmlDeviceGetConfComputeGpuAttestationReport(device, &mut *report),
+                    NOT_SUPPORTED
+                );
+            }
+            assert_eq!(
+                nvmlDeviceGetConfComputeGpuCertificate(lost, &mut *cert),
+                GPU_IS_LOST
+            );
+            assert_eq!(
+                nvmlDeviceGetConfComputeGpuAttestationReport(gpu, std::ptr::null_mut()),
+                INVALID_ARGUMENT
+            );
+        }
+        assert_eq!(
+            (cert.cert_chain_size, cert.attestation_cert_chain_size),
+            (0, 4)
+        );
+        assert_eq!(&cert.attestation_cert_chain[..5], b"PEM\n\0");
+        assert_eq!(report.attestation_report_size, 3);
+        assert_eq!(&report.attestation_report[..4], &[0x11, 0xe0, 0xff, 0]);
+        assert_eq!(report.nonce, [7; 32], "the caller's nonce is kept");
+        assert_eq!(report.is_cec_attestation_report_present, 0);
     }
 
     /// `nvmlDeviceGetComputeRunningProcesses_v3`'s count-then-fill protocol, as nvml-wrapper

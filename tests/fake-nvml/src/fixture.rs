@@ -197,6 +197,8 @@ pub const DEVICE_SYMBOLS: &[&str] = &[
     "nvmlDeviceGetCurrentClocksThrottleReasons",
     "nvmlDeviceGetCurrentClocksEventReasons",
     "nvmlDeviceGetComputeRunningProcesses_v3",
+    "nvmlDeviceGetConfComputeGpuCertificate",
+    "nvmlDeviceGetConfComputeGpuAttestationReport",
 ];
 
 /// Every `nvmlClocksThrottleReason*` / `nvmlClocksEventReason*` bit NVML defines: GPU idle 0x1,
@@ -264,10 +266,162 @@ pub struct Device {
     /// Read by the agent's simulated benchmark backend, never by the fake: parsed and checked
     /// here only so that a fixture with a malformed one is refused at init.
     pub benchmark: Option<Benchmark>,
+    /// The GPU's confidential-computing evidence: what the certificate and attestation-report
+    /// calls answer (absent: NOT_SUPPORTED).
+    pub conf_compute: Option<GpuConfCompute>,
     #[serde(default)]
     pub lost: bool,
     #[serde(default)]
     pub errors: BTreeMap<String, String>,
+}
+
+/// `devices[].conf_compute`: one GPU's evidence. A forced error on either call goes in the
+/// device's `errors` map, as for every other symbol.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuConfCompute {
+    /// The attestation certificate chain, PEM, leaf first (`attestationCertChain`).
+    pub cert_chain_pem: String,
+    /// How the attestation report is made.
+    pub report: ReportSource,
+    /// Both calls sleep this long before answering (outside the library's lock), as a hung
+    /// driver does.
+    pub delay_ms: Option<u64>,
+    /// Written as `attestationReportSize` instead of the report's length: a hostile or buggy
+    /// driver's size, possibly past the 8192-byte buffer (the bytes written stay in it).
+    pub report_size_override: Option<u32>,
+}
+
+/// `conf_compute.report`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum ReportSource {
+    /// These bytes (hex) whatever nonce is asked: a real report, whose nonce is fixed.
+    FixedHex(String),
+    /// A fresh report for the nonce asked, shaped like the real H100 sample and signed with
+    /// this key.
+    Signed(SignedReport),
+}
+
+/// `conf_compute.report.signed`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedReport {
+    /// The device's leaf key: PKCS#8, ECDSA P-384, standard base64.
+    pub key_pkcs8_b64: String,
+    /// Opaque field 3 (driver version).
+    pub driver_version: String,
+    /// Opaque field 6, in NVML's text form ("96.00.9F.00.01").
+    pub vbios_version: String,
+    /// Opaque field 20 (FWID), 48 bytes as hex: the leaf certificate's.
+    pub fwid_hex: String,
+}
+
+/// `NVML_GPU_ATTESTATION_CERT_CHAIN_SIZE`.
+pub const ATTESTATION_CERT_CHAIN_SIZE: usize = 5120;
+/// `NVML_CC_GPU_ATTESTATION_REPORT_SIZE`.
+pub const ATTESTATION_REPORT_SIZE: usize = 8192;
+
+/// Bytes from hex (either case); `None` unless every pair is hex.
+pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+        })
+        .collect()
+}
+
+impl SignedReport {
+    fn key(&self) -> Result<ring::signature::EcdsaKeyPair, String> {
+        use base64::Engine as _;
+        let pkcs8 = base64::engine::general_purpose::STANDARD
+            .decode(self.key_pkcs8_b64.trim())
+            .map_err(|e| format!("key_pkcs8_b64 is not base64: {e}"))?;
+        ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            &pkcs8,
+            &ring::rand::SystemRandom::new(),
+        )
+        .map_err(|e| format!("key_pkcs8_b64 is not a P-384 PKCS#8 key: {e}"))
+    }
+
+    fn fwid(&self) -> Result<[u8; 48], String> {
+        decode_hex(&self.fwid_hex)
+            .and_then(|b| <[u8; 48]>::try_from(b).ok())
+            .ok_or_else(|| format!("fwid_hex {:?} is not 48 bytes of hex", self.fwid_hex))
+    }
+}
+
+impl GpuConfCompute {
+    fn validate(&self, at: &str) -> Result<(), String> {
+        if self.cert_chain_pem.len() > ATTESTATION_CERT_CHAIN_SIZE {
+            return Err(format!(
+                "{at}.cert_chain_pem is {} bytes, more than NVML's {ATTESTATION_CERT_CHAIN_SIZE}",
+                self.cert_chain_pem.len()
+            ));
+        }
+        match &self.report {
+            ReportSource::FixedHex(hex) => {
+                let bytes =
+                    decode_hex(hex).ok_or_else(|| format!("{at}.report.fixed_hex is not hex"))?;
+                if bytes.len() > ATTESTATION_REPORT_SIZE {
+                    return Err(format!(
+                        "{at}.report.fixed_hex is {} bytes, more than NVML's \
+                         {ATTESTATION_REPORT_SIZE}",
+                        bytes.len()
+                    ));
+                }
+            }
+            ReportSource::Signed(signed) => {
+                signed
+                    .key()
+                    .map_err(|e| format!("{at}.report.signed.{e}"))?;
+                signed
+                    .fwid()
+                    .map_err(|e| format!("{at}.report.signed.{e}"))?;
+                check_string(
+                    &format!("{at}.report.signed.driver_version"),
+                    Some(&signed.driver_version),
+                    80,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The report for the caller's `nonce`: the fixed bytes, or a fresh signed one.
+    pub fn report(&self, nonce: [u8; 32]) -> Result<Vec<u8>, Code> {
+        match &self.report {
+            ReportSource::FixedHex(hex) => decode_hex(hex).ok_or(UNKNOWN),
+            ReportSource::Signed(signed) => {
+                let key = signed.key().map_err(|_| UNKNOWN)?;
+                let fwid = signed.fwid().map_err(|_| UNKNOWN)?;
+                let mut builder = tppguard_proto::gpu_evidence::encode::ReportBuilder::hopper_like(
+                    &signed.driver_version,
+                    &signed.vbios_version,
+                    &fwid,
+                );
+                builder.request_nonce = nonce;
+                let rng = ring::rand::SystemRandom::new();
+                let mut responder_nonce = [0u8; 32];
+                ring::rand::SecureRandom::fill(&rng, &mut responder_nonce).map_err(|_| UNKNOWN)?;
+                builder.responder_nonce = responder_nonce;
+                tppguard_proto::gpu_evidence::encode::sign_p384(
+                    &builder.unsigned_bytes(),
+                    &key,
+                    &rng,
+                )
+                .map_err(|_| UNKNOWN)
+            }
+        }
+    }
 }
 
 /// `pci`.
@@ -527,6 +681,9 @@ impl Device {
             if let Some(w) = pids.windows(2).find(|w| w[0] == w[1]) {
                 return Err(format!("{at}.compute_processes lists pid {} twice", w[0]));
             }
+        }
+        if let Some(cc) = &self.conf_compute {
+            cc.validate(&format!("{at}.conf_compute"))?;
         }
         if let Some(b) = &self.benchmark {
             for (precision, tops) in &b.dense_tops {

@@ -388,8 +388,9 @@ pub fn check_measurements(
             continue;
         }
         compared += 1;
-        let block = u8::try_from(index + 1)
-            .ok()
+        let block = index
+            .checked_add(1)
+            .and_then(|i| u8::try_from(i).ok())
             .and_then(|i| report.measurement(i));
         let matches = block.is_some_and(|b| {
             b.value.len() == reference.size && reference.alternatives.iter().any(|a| *a == b.value)
