@@ -34,6 +34,10 @@ pub struct GpuEvidenceArgs {
 
 /// `gpu-evidence` subcommands.
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process: the size of a command line does not matter"
+)]
 pub enum GpuEvidenceCommand {
     /// Verify one GPU's signed measurement report and certificate chain.
     ///
@@ -242,7 +246,7 @@ pub fn report_bytes(path: &Path, file: &[u8]) -> Result<Vec<u8>, GpuEvidenceCliE
         path: path.to_owned(),
         reason,
     };
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(not_hex("an odd number of hex digits"));
     }
     digits
