@@ -259,7 +259,7 @@ pub enum FeatureFlag {
 }
 
 /// Why opaque data could not be parsed. Offsets count from the start of the opaque data.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpaqueError {
     /// A TLV header or value runs past the end of the opaque data.

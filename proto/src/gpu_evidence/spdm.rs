@@ -89,7 +89,7 @@ pub struct MeasurementResponse {
 
 /// Why a report could not be parsed. Offsets count from the start of the report (the
 /// request's first byte).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpdmError {
     /// A field runs past the end of the report.
@@ -326,7 +326,10 @@ impl<'a> Report<'a> {
         &self.response
     }
 
-    /// The bytes the signature covers: request || response less the signature.
+    /// The bytes the signature covers: request || response less the signature (DSP0274's
+    /// transcript L2). SPDM 1.1 signs these bytes directly (ECDSA P-384 with SHA-384 over
+    /// them); 1.2 signs a digest of them behind its signing prefix, which a verifier of a 1.2
+    /// report must add.
     pub fn signed_bytes(&self) -> &'a [u8] {
         self.bytes.get(..self.signed_len).unwrap_or_default()
     }
