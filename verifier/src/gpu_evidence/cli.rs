@@ -55,8 +55,9 @@ pub enum GpuEvidenceCommand {
     ///     --at 2024-06-01T00:00:00Z --driver-version 550.90.07 \
     ///     --vbios-version 96.00.9F.00.01 --model "NVIDIA H100 80GB HBM3"
     ///
-    /// Exit code 0: verified; 1: a check failed (or a required one did not run); 2: could
-    /// not run (an unreadable file, a report that is not hex or binary, a bad flag).
+    /// Exit code 0: verified (versions not given are reported as not compared); 1: a check
+    /// failed, or a required one could not run; 2: could not run at all (an unreadable file,
+    /// a text report that is not hex, a bad flag).
     #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
 

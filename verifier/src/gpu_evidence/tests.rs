@@ -2,7 +2,7 @@ use rustls_pki_types::CertificateDer;
 use tppguard_proto::gpu_evidence::GpuEvidence;
 use tppguard_proto::gpu_evidence::opaque::OpaqueId;
 
-use super::test_device::{FwidForm, TestDevice, TestRoot};
+use super::test_device::{FwidForm, Quirks, TestDevice, TestRoot};
 use super::*;
 use crate::chain::{ChainError, TrustAnchors, certs_from_pem};
 
@@ -659,4 +659,71 @@ fn test_device_reports_parse_and_carry_the_fwid() {
     let ev = dev.evidence([7; 32], DRIVER, VBIOS);
     assert_eq!(ev.arch, "HOPPER");
     assert_eq!(ev.chain_pem().unwrap(), dev.chain_pem().as_bytes());
+}
+
+#[test]
+fn gpu_leaves_must_be_p384_and_their_dice_extension_is_refused_by_webpki_when_critical() {
+    let root = TestRoot::new("GH100");
+    let good = root.device(FwidForm::NvidiaLegacy);
+    let nonce = [8; 32];
+    let report = good.sign_report(nonce, DRIVER, VBIOS);
+    let p256 = root.device_with(
+        FwidForm::NvidiaLegacy,
+        Quirks {
+            leaf_p256: true,
+            ..Quirks::default()
+        },
+    );
+    let ev = GpuEvidence::from_parts("HOPPER", p256.chain_pem().as_bytes(), &report);
+    let out = verify_gpu_evidence(&ev, &trust_of(good.root_der()), &expected(nonce), AT_2024);
+    assert_fails(&out, CheckName::CertChain, "unsupported_key_algorithm");
+    // rustls-webpki refuses critical extensions it does not know: NVIDIA's are not critical.
+    let critical = root.device_with(
+        FwidForm::TcgTcbInfo,
+        Quirks {
+            critical_fwid: true,
+            ..Quirks::default()
+        },
+    );
+    let out = verify_gpu_evidence(
+        &critical.evidence(nonce, DRIVER, VBIOS),
+        &trust_of(good.root_der()),
+        &expected(nonce),
+        AT_2024,
+    );
+    assert_fails(&out, CheckName::CertChain, "unknown_critical_extension");
+}
+
+#[test]
+fn verified_gpu_chains_are_remembered_under_their_own_role() {
+    let dev = TestDevice::new("GH100", FwidForm::NvidiaLegacy);
+    let root = CertificateDer::from(dev.root_der());
+    let trust = TrustAnchors::from_der_roots(std::slice::from_ref(&root), &[])
+        .unwrap()
+        .with_device_roots(std::slice::from_ref(&root))
+        .unwrap();
+    assert_eq!(trust.remembered_chains(), 0);
+    for nonce in [[1; 32], [2; 32]] {
+        let out = verify_gpu_evidence(
+            &dev.evidence(nonce, DRIVER, VBIOS),
+            &trust,
+            &expected(nonce),
+            AT_2024,
+        );
+        assert!(out.verified());
+        assert_eq!(trust.remembered_chains(), 1);
+    }
+    // The same bytes as a node chain (this test pins the root for both) are judged afresh
+    // under the node role: a second entry, never the GPU one reused.
+    assert!(trust.verify_node(&dev.chain_der(), AT_2024).is_ok());
+    assert_eq!(trust.remembered_chains(), 2);
+    let remembered = trust.verify_gpu_device(&dev.chain_der(), AT_2024).unwrap();
+    assert_eq!(
+        remembered
+            .device_certificate()
+            .unwrap()
+            .serial_number
+            .as_deref(),
+        Some(dev.ecid())
+    );
 }
