@@ -128,7 +128,8 @@ pub fn verify_gpu_evidence(
             checks.skip(
                 CheckName::Signature,
                 "chain_unverified",
-                "the certificate chain did not verify, so the leaf's key is not trusted",
+                "the certificate chain did not verify at the verification time, so the leaf's \
+                 key is not trusted",
             );
             false
         }
