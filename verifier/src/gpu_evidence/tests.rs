@@ -6,6 +6,8 @@ use super::test_device::{FwidForm, Quirks, TestDevice, TestRoot};
 use super::*;
 use crate::chain::{ChainError, TrustAnchors, certs_from_pem};
 
+#[path = "dice_tests.rs"]
+mod dice_tests;
 #[path = "rim_tests.rs"]
 mod rim_tests;
 
@@ -610,19 +612,6 @@ fn hostile_evidence_fails_named_checks_without_panicking() {
 }
 
 #[test]
-fn dice_extensions_that_are_malformed_are_named() {
-    use super::dice::{DiceError, leaf_fwids};
-    // A certificate without any DICE extension.
-    let certs = certs_from_pem(CHAIN_PEM.as_bytes()).unwrap();
-    let (_, brom) = x509_parser::parse_x509_certificate(&certs[1]).unwrap();
-    assert_eq!(leaf_fwids(&brom).unwrap_err(), DiceError::NoExtension);
-    let (_, leaf) = x509_parser::parse_x509_certificate(&certs[0]).unwrap();
-    let (form, fwids) = leaf_fwids(&leaf).unwrap();
-    assert_eq!(form, super::dice::DiceForm::NvidiaLegacy);
-    assert_eq!(fwids, vec![unhex(SAMPLE_FWID)]);
-}
-
-#[test]
 fn test_devices_chain_like_nvidia_and_their_keys_load_in_ring() {
     for form in [
         FwidForm::NvidiaLegacy,
@@ -726,124 +715,4 @@ fn verified_gpu_chains_are_remembered_under_their_own_role() {
             .as_deref(),
         Some(dev.ecid())
     );
-}
-
-/// A self-signed certificate carrying `content` as its extension `arcs`.
-fn cert_with_extension(arcs: &[u64], content: Vec<u8>) -> Vec<u8> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-    let mut params = rcgen::CertificateParams::default();
-    params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(arcs, content)];
-    params.self_signed(&key).unwrap().der().to_vec()
-}
-
-#[test]
-fn hostile_dice_extensions_are_refused_with_their_reason() {
-    use super::dice::{DiceError, DiceForm, leaf_fwids};
-    use super::test_device::{MULTI_TCB_INFO_ARCS, SHA384_OID_DER, TCB_INFO_ARCS, der_tlv};
-    let fwid = |alg: &[u8], digest: &[u8]| der_tlv(0x30, &[alg, &der_tlv(0x04, digest)].concat());
-    let sha256_oid = [
-        0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
-    ];
-    let good = fwid(SHA384_OID_DER, &[7; 48]);
-    let cases: Vec<(&[u64], Vec<u8>, &str)> = vec![
-        (TCB_INFO_ARCS, vec![0xff, 0x00], "fwid_extension_malformed"),
-        (TCB_INFO_ARCS, vec![], "fwid_extension_malformed"),
-        (
-            TCB_INFO_ARCS,
-            [der_tlv(0x30, &[]), vec![0]].concat(),
-            "fwid_extension_malformed",
-        ),
-        (
-            TCB_INFO_ARCS,
-            der_tlv(0x04, &[1, 2]),
-            "fwid_extension_malformed",
-        ),
-        // Legacy form with two elements, and with a key that is not a SEQUENCE.
-        (
-            TCB_INFO_ARCS,
-            der_tlv(0x30, &[der_tlv(0x02, &[1]), good.clone()].concat()),
-            "fwid_extension_malformed",
-        ),
-        (
-            TCB_INFO_ARCS,
-            der_tlv(
-                0x30,
-                &[der_tlv(0x02, &[1]), der_tlv(0x04, &[0]), good.clone()].concat(),
-            ),
-            "fwid_extension_malformed",
-        ),
-        // TcbInfo: a field that is not context-tagged; fwids [6] primitive.
-        (
-            TCB_INFO_ARCS,
-            der_tlv(0x30, &der_tlv(0x0c, b"x")),
-            "fwid_extension_malformed",
-        ),
-        (
-            TCB_INFO_ARCS,
-            der_tlv(0x30, &der_tlv(0x86, &good)),
-            "fwid_extension_malformed",
-        ),
-        // A SHA-384 FWID of 47 bytes; an FWID of three elements.
-        (
-            TCB_INFO_ARCS,
-            der_tlv(0x30, &der_tlv(0xa6, &fwid(SHA384_OID_DER, &[7; 47]))),
-            "fwid_extension_malformed",
-        ),
-        (
-            TCB_INFO_ARCS,
-            der_tlv(
-                0x30,
-                &der_tlv(
-                    0xa6,
-                    &der_tlv(
-                        0x30,
-                        &[SHA384_OID_DER, &der_tlv(0x04, &[1]), &der_tlv(0x04, &[1])].concat(),
-                    ),
-                ),
-            ),
-            "fwid_extension_malformed",
-        ),
-        // Only a SHA-256 FWID; no fwids at all.
-        (
-            TCB_INFO_ARCS,
-            der_tlv(0x30, &der_tlv(0xa6, &fwid(&sha256_oid, &[7; 32]))),
-            "leaf_without_sha384_fwid",
-        ),
-        (
-            TCB_INFO_ARCS,
-            der_tlv(0x30, &der_tlv(0x80, b"NVIDIA")),
-            "leaf_without_sha384_fwid",
-        ),
-        // MultiTcbInfo whose element is not a SEQUENCE; an empty one.
-        (
-            MULTI_TCB_INFO_ARCS,
-            der_tlv(0x30, &der_tlv(0x04, &[1])),
-            "fwid_extension_malformed",
-        ),
-        (
-            MULTI_TCB_INFO_ARCS,
-            der_tlv(0x30, &[]),
-            "leaf_without_sha384_fwid",
-        ),
-    ];
-    for (i, (arcs, content, code)) in cases.into_iter().enumerate() {
-        let der = cert_with_extension(arcs, content);
-        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-        let e = leaf_fwids(&cert).unwrap_err();
-        assert_eq!(e.code(), code, "case {i}: {e}");
-    }
-    // Deep nesting is bounded by the certificate's size, and a good TcbInfo reads.
-    let der = cert_with_extension(TCB_INFO_ARCS, der_tlv(0x30, &der_tlv(0xa6, &good)));
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-    assert_eq!(
-        leaf_fwids(&cert).unwrap(),
-        (DiceForm::TcbInfo, vec![vec![7; 48]])
-    );
-    let nested = (0..200).fold(good, |inner, _| der_tlv(0x30, &inner));
-    let der = cert_with_extension(MULTI_TCB_INFO_ARCS, nested);
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-    assert!(matches!(
-        leaf_fwids(&cert),
-        Err(DiceError::Malformed { .. })
-    ));
 }
