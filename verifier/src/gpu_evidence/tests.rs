@@ -239,8 +239,10 @@ fn a_verification_time_before_the_certificates_fails_cert_validity() {
         "{}",
         check.code
     );
-    // The chain itself is sound: judged at an instant inside every validity.
+    // The chain itself is sound: judged at an instant inside every validity. No identity
+    // comes from a chain not valid at the verification time.
     assert_check(&report, CheckName::CertChain, Outcome::Passed, "passed");
+    assert!(report.hardware_id.is_none() && report.ecid.is_none());
     assert!(!report.verified());
     // After 9999 nothing is valid either; before 1970 is refused.
     let late = verify_sample(&sample_report(), &sample_expected(), 253_402_300_800 + 1);
