@@ -219,3 +219,33 @@ fn hostile_rims_are_refused_with_the_file_named() {
         "rim_unreadable"
     );
 }
+
+#[test]
+fn several_vbios_rims_of_one_version_are_told_apart_by_nvidias_file_prefix() {
+    let dev = TestDevice::new("GH100", FwidForm::NvidiaLegacy);
+    let builder = dev.report_builder([9; 32], DRIVER, VBIOS);
+    let good = rims_for(&builder, &[]);
+    let bad = rims_for(&builder, &[40]);
+    let driver = good.rims()[0].clone();
+    let mut ours = good.rims()[1].clone();
+    let mut other = bad.rims()[1].clone();
+    // hopper_like: project 1010, project SKU 0200, chip SKU 882.
+    ours.file = "1010_0200_882_96009F0001_PROD.swidtag".to_owned();
+    other.file = "1010_0205_862_96009F0001_PROD.swidtag".to_owned();
+    let rims = ReferenceValues::from_rims(vec![driver.clone(), other.clone(), ours.clone()]);
+    let out = verify_with_rims(&dev, &builder, Some(rims));
+    assert_check(&out, CheckName::Measurements, Outcome::Passed, "passed");
+    // Without a prefix that decides, none is chosen.
+    ours.file = "a.xml".to_owned();
+    other.file = "b.xml".to_owned();
+    let rims = ReferenceValues::from_rims(vec![driver, other, ours]);
+    let out = verify_with_rims(&dev, &builder, Some(rims));
+    assert_check(
+        &out,
+        CheckName::Measurements,
+        Outcome::NotChecked,
+        "no_rim_for_version",
+    );
+    let sentence = &out.check(CheckName::Measurements).unwrap().sentence;
+    assert!(sentence.contains("several for VBIOS"), "{sentence}");
+}
