@@ -3,7 +3,8 @@
 //! `pki` commands, [`licence`] the `licence` commands and signed-licence checks, [`chain`]
 //! certificate-chain validation, [`attestation`] attestation-token checks, [`check`] the
 //! `check` command (verify and evaluate a fleet under rule sets), [`ear`] its EAR result,
-//! [`serve`] the HTTP service over [`store`] and [`token`] the bearer tokens it takes.
+//! [`serve`] the HTTP service over [`store`] and [`token`] the bearer tokens it takes;
+//! [`gpu_evidence`] checks a GPU's own signed report (and is the `gpu-evidence` command).
 
 #![forbid(unsafe_code)]
 

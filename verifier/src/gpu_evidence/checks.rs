@@ -128,39 +128,19 @@ pub fn verify_gpu_evidence(
             checks.skip(
                 CheckName::Signature,
                 "chain_unverified",
-                "the certificate chain did not verify, so the leaf's key is not trusted",
+                "the certificate chain did not verify at the verification time, so the leaf's \
+                 key is not trusted",
             );
             false
         }
     };
-    let report = report.filter(|_| signed);
-    let Some(report) = report else {
-        let why = "the report's signature was not verified, so its contents are not evidence";
-        for name in [
-            CheckName::Nonce,
-            CheckName::Fwid,
-            CheckName::DriverVersion,
-            CheckName::VbiosVersion,
-        ] {
-            checks.skip(name, "signature_unverified", why);
+    let (report, leaf) = match (report.filter(|_| signed), leaf) {
+        (Some(report), Some(leaf)) => (report, leaf),
+        (_, leaf) => {
+            skip_unsigned(evidence, leaf.as_ref(), expected, &mut checks);
+            out.checks = checks.0;
+            return out;
         }
-        match &leaf {
-            Some(leaf) => check_model(evidence, leaf, None, expected, &mut checks),
-            None => checks.skip(
-                CheckName::Model,
-                "chain_unverified",
-                "the certificate chain did not verify",
-            ),
-        }
-        checks.skip(CheckName::Measurements, "signature_unverified", why);
-        check_ocsp(&mut checks);
-        out.checks = checks.0;
-        return out;
-    };
-    // A verified signature implies a verified leaf.
-    let Some(leaf) = leaf else {
-        out.checks = checks.0;
-        return out;
     };
 
     check_nonce(&report, expected, &mut checks);
@@ -192,6 +172,35 @@ pub fn verify_gpu_evidence(
     out.facts = Some(facts(&report, &leaf));
     out.checks = checks.0;
     out
+}
+
+/// The checks of a report whose signature did not verify: its contents are not read; the
+/// model is judged from the verified leaf alone, if there is one.
+fn skip_unsigned(
+    evidence: &GpuEvidence,
+    leaf: Option<&X509Certificate<'_>>,
+    expected: &Expected<'_>,
+    checks: &mut Checks,
+) {
+    let why = "the report's signature was not verified, so its contents are not evidence";
+    for name in [
+        CheckName::Nonce,
+        CheckName::Fwid,
+        CheckName::DriverVersion,
+        CheckName::VbiosVersion,
+    ] {
+        checks.skip(name, "signature_unverified", why);
+    }
+    match leaf {
+        Some(leaf) => check_model(evidence, leaf, None, expected, checks),
+        None => checks.skip(
+            CheckName::Model,
+            "chain_unverified",
+            "the certificate chain did not verify at the verification time",
+        ),
+    }
+    checks.skip(CheckName::Measurements, "signature_unverified", why);
+    check_ocsp(checks);
 }
 
 /// `evidence_decoded`: the report bytes and the chain's DER certificates.

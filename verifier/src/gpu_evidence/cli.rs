@@ -34,6 +34,10 @@ pub struct GpuEvidenceArgs {
 
 /// `gpu-evidence` subcommands.
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per process: the size of a command line does not matter"
+)]
 pub enum GpuEvidenceCommand {
     /// Verify one GPU's signed measurement report and certificate chain.
     ///
@@ -51,8 +55,9 @@ pub enum GpuEvidenceCommand {
     ///     --at 2024-06-01T00:00:00Z --driver-version 550.90.07 \
     ///     --vbios-version 96.00.9F.00.01 --model "NVIDIA H100 80GB HBM3"
     ///
-    /// Exit code 0: verified; 1: a check failed (or a required one did not run); 2: could
-    /// not run (an unreadable file, a report that is not hex or binary, a bad flag).
+    /// Exit code 0: verified (versions not given are reported as not compared); 1: a check
+    /// failed, or a required one could not run; 2: could not run at all (an unreadable file,
+    /// a text report that is not hex, a bad flag).
     #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
 
@@ -242,7 +247,7 @@ pub fn report_bytes(path: &Path, file: &[u8]) -> Result<Vec<u8>, GpuEvidenceCliE
         path: path.to_owned(),
         reason,
     };
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(not_hex("an odd number of hex digits"));
     }
     digits

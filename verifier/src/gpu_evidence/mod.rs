@@ -212,7 +212,8 @@ pub struct GpuEvidenceReport {
     pub checks: Vec<Check>,
     /// Lower-case hex SHA-256 of the SubjectPublicKeyInfo of the certificate that issued the
     /// leaf in the verified path (NVIDIA's per-device "GSP BROM" certificate): the GPU's stable
-    /// hardware identity. Set only when `cert_chain` passed.
+    /// hardware identity. Set only when `cert_chain` and `cert_validity`
+    /// passed (the chain verified at the verification time).
     pub hardware_id: Option<String>,
     /// That certificate's subject serialNumber (NVIDIA: the chip's ECID), escaped.
     pub ecid: Option<String>,

@@ -129,7 +129,7 @@ fn invalid(file: &str, detail: impl Into<String>) -> RimError {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -393,7 +393,7 @@ pub fn check_measurements(
             .and_then(|i| u8::try_from(i).ok())
             .and_then(|i| report.measurement(i));
         let matches = block.is_some_and(|b| {
-            b.value.len() == reference.size && reference.alternatives.iter().any(|a| *a == b.value)
+            b.value.len() == reference.size && reference.alternatives.contains(&b.value)
         });
         if !matches {
             mismatched.push(index.to_string());

@@ -57,6 +57,16 @@ pub enum FwidForm {
     TcgMultiTcbInfo,
 }
 
+/// Departures from NVIDIA's leaf shape, for hostile tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quirks {
+    /// Mark the FWID extension critical.
+    pub critical_fwid: bool,
+    /// Give the leaf a P-256 key (its reports cannot then be signed: [`TestDevice::sign`]
+    /// needs P-384).
+    pub leaf_p256: bool,
+}
+
 /// The validity the certificates of a [`TestRoot`] get: from 1 January of `from_year` to 31
 /// December of `until_year`, both UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +220,12 @@ impl TestRoot {
 
     /// A new device under this root, its leaf carrying the FWID in `form`.
     pub fn device(self: &Arc<Self>, form: FwidForm) -> TestDevice {
-        TestDevice::issue(Arc::clone(self), form)
+        TestDevice::issue(Arc::clone(self), form, Quirks::default())
+    }
+
+    /// A new device whose leaf departs from NVIDIA's shape as `quirks` says (hostile tests).
+    pub fn device_with(self: &Arc<Self>, form: FwidForm, quirks: Quirks) -> TestDevice {
+        TestDevice::issue(Arc::clone(self), form, quirks)
     }
 }
 
@@ -247,7 +262,7 @@ impl TestDevice {
         self.root.device(form)
     }
 
-    fn issue(root: Arc<TestRoot>, form: FwidForm) -> Self {
+    fn issue(root: Arc<TestRoot>, form: FwidForm, quirks: Quirks) -> Self {
         let chip = root.chip.clone();
         let ecid = upper_hex(&random::<9>());
         let brom_key = p384_key();
@@ -266,7 +281,11 @@ impl TestDevice {
         let brom = Issuer::new(brom_params, brom_key);
 
         let fwid = random::<48>();
-        let leaf_key = p384_key();
+        let leaf_key = if quirks.leaf_p256 {
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key generation")
+        } else {
+            p384_key()
+        };
         let leaf_pkcs8 = leaf_key.serialize_der();
         let mut leaf = CertificateParams::default();
         leaf.distinguished_name = dn(&[
@@ -283,7 +302,9 @@ impl TestDevice {
         leaf.not_before = rcgen::date_time_ymd(root.validity.from_year, 1, 1);
         leaf.not_after = rcgen::date_time_ymd(root.validity.until_year, 12, 31);
         leaf.use_authority_key_identifier_extension = true;
-        leaf.custom_extensions = vec![fwid_extension(form, &chip, &brom_spki, &fwid)];
+        let mut extension = fwid_extension(form, &chip, &brom_spki, &fwid);
+        extension.set_criticality(quirks.critical_fwid);
+        leaf.custom_extensions = vec![extension];
         let leaf_pem = leaf
             .signed_by(&leaf_key, &brom)
             .expect("leaf certificate")

@@ -1,11 +1,15 @@
 use rustls_pki_types::CertificateDer;
 use tppguard_proto::gpu_evidence::GpuEvidence;
-use tppguard_proto::gpu_evidence::opaque::{OpaqueField, OpaqueId};
+use tppguard_proto::gpu_evidence::opaque::OpaqueId;
 
-use super::rim::{ReferenceValues, Rim};
-use super::test_device::{FwidForm, TestDevice, TestRoot};
+use super::test_device::{FwidForm, Quirks, TestDevice, TestRoot};
 use super::*;
 use crate::chain::{ChainError, TrustAnchors, certs_from_pem};
+
+#[path = "dice_tests.rs"]
+mod dice_tests;
+#[path = "rim_tests.rs"]
+mod rim_tests;
 
 const REPORT_HEX: &str =
     include_str!("../../../tests/fixtures/nvidia-cc/hopperAttestationReport.txt");
@@ -235,8 +239,10 @@ fn a_verification_time_before_the_certificates_fails_cert_validity() {
         "{}",
         check.code
     );
-    // The chain itself is sound: judged at an instant inside every validity.
+    // The chain itself is sound: judged at an instant inside every validity. No identity
+    // comes from a chain not valid at the verification time.
     assert_check(&report, CheckName::CertChain, Outcome::Passed, "passed");
+    assert!(report.hardware_id.is_none() && report.ecid.is_none());
     assert!(!report.verified());
     // After 9999 nothing is valid either; before 1970 is refused.
     let late = verify_sample(&sample_report(), &sample_expected(), 253_402_300_800 + 1);
@@ -383,7 +389,7 @@ fn trust_toml_device_roots_and_reference_values_load_and_unknown_keys_are_refuse
     std::fs::create_dir(dir.path().join("rims")).unwrap();
     std::fs::write(
         dir.path().join("rims/driver.xml"),
-        rim_xml(DRIVER, &[(0, true, vec![[0u8; 48].to_vec()])]),
+        rim_tests::rim_xml(DRIVER, &[(0, true, vec![[0u8; 48].to_vec()])]),
     )
     .unwrap();
     let toml = dir.path().join("trust.toml");
@@ -607,235 +613,6 @@ fn hostile_evidence_fails_named_checks_without_panicking() {
     assert_fails(&out, CheckName::Model, "arch_mismatch");
 }
 
-/// A RIM as NVIDIA writes them (generated here: no XML file in the repository).
-fn rim_xml(version: &str, resources: &[(u32, bool, Vec<Vec<u8>>)]) -> String {
-    let mut xml = format!(
-        "<SoftwareIdentity xmlns=\"http://standards.iso.org/iso/19770/-2/2015/schema.xsd\" \
-         xmlns:ns0=\"http://standards.iso.org/iso/19770/-2/2015/schema.xsd\" \
-         xmlns:ns2=\"http://www.w3.org/2001/04/xmlenc#sha384\" name=\"GH100\" version=\"1.0\">\n\
-         <ns0:Meta colloquialVersion=\"{version}\" product=\"GH100\"/>\n<ns0:Payload>\n"
-    );
-    for (index, active, hashes) in resources {
-        let mut attrs = String::new();
-        for (i, h) in hashes.iter().enumerate() {
-            let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
-            attrs.push_str(&format!(" ns2:Hash{i}=\"{hex}\""));
-        }
-        xml.push_str(&format!(
-            "<ns0:Resource type=\"Measurement\" index=\"{index}\" active=\"{}\" alternatives=\"{}\"{attrs} size=\"48\"/>\n",
-            if *active { "True" } else { "False" },
-            hashes.len()
-        ));
-    }
-    xml.push_str("</ns0:Payload>\n</SoftwareIdentity>\n");
-    xml
-}
-
-/// The block values a hopper-like report carries, by SPDM index.
-fn block_value(
-    builder: &tppguard_proto::gpu_evidence::encode::ReportBuilder,
-    spdm_index: u8,
-) -> Vec<u8> {
-    builder
-        .blocks
-        .iter()
-        .find(|b| b.index == spdm_index)
-        .unwrap()
-        .value
-        .clone()
-}
-
-fn rims_for(
-    builder: &tppguard_proto::gpu_evidence::encode::ReportBuilder,
-    bad: &[u32],
-) -> ReferenceValues {
-    // Driver RIM: indices 0..=31 active; VBIOS RIM: 32..=63 active (two alternatives each).
-    let value = |i: u32| {
-        let mut v = block_value(builder, u8::try_from(i + 1).unwrap());
-        if bad.contains(&i) {
-            v[0] ^= 1;
-        }
-        v
-    };
-    let driver: Vec<_> = (0..64).map(|i| (i, i < 32, vec![value(i)])).collect();
-    let vbios: Vec<_> = (0..64)
-        .map(|i| (i, i >= 32, vec![vec![0xee; 48], value(i)]))
-        .collect();
-    ReferenceValues::from_rims(vec![
-        Rim::parse("driver.xml", &rim_xml(DRIVER, &driver)).unwrap(),
-        Rim::parse("1010_0200_882_96009F0001_PROD.xml", &rim_xml(VBIOS, &vbios)).unwrap(),
-    ])
-}
-
-fn verify_with_rims(
-    dev: &TestDevice,
-    builder: &tppguard_proto::gpu_evidence::encode::ReportBuilder,
-    rims: Option<ReferenceValues>,
-) -> GpuEvidenceReport {
-    let mut trust = trust_of(dev.root_der());
-    if let Some(rims) = rims {
-        trust = trust.with_reference_values(rims);
-    }
-    let ev = GpuEvidence::from_parts("HOPPER", dev.chain_pem().as_bytes(), &dev.sign(builder));
-    verify_gpu_evidence(&ev, &trust, &expected(builder.request_nonce), AT_2024)
-}
-
-#[test]
-fn measurements_match_the_rims_of_the_reported_versions() {
-    let dev = TestDevice::new("GH100", FwidForm::NvidiaLegacy);
-    let builder = dev.report_builder([6; 32], DRIVER, VBIOS);
-    let out = verify_with_rims(&dev, &builder, Some(rims_for(&builder, &[])));
-    assert_check(&out, CheckName::Measurements, Outcome::Passed, "passed");
-    assert!(out.verified());
-    let sentence = &out.check(CheckName::Measurements).unwrap().sentence;
-    assert!(sentence.contains("not verified"), "{sentence}");
-
-    let out = verify_with_rims(&dev, &builder, Some(rims_for(&builder, &[3, 40])));
-    assert_fails(&out, CheckName::Measurements, "measurement_mismatch");
-    let sentence = &out.check(CheckName::Measurements).unwrap().sentence;
-    assert!(sentence.contains("3, 40"), "{sentence}");
-
-    let out = verify_with_rims(&dev, &builder, None);
-    assert_check(
-        &out,
-        CheckName::Measurements,
-        Outcome::NotChecked,
-        "no_reference_values",
-    );
-    // RIMs of other versions only.
-    let other = dev.report_builder([6; 32], "560.1.1", VBIOS);
-    let out = verify_with_rims(&dev, &other, Some(rims_for(&builder, &[])));
-    assert_check(
-        &out,
-        CheckName::Measurements,
-        Outcome::NotChecked,
-        "no_rim_for_version",
-    );
-    // Two RIMs active at one index.
-    let conflict = ReferenceValues::from_rims(vec![
-        Rim::parse(
-            "d.xml",
-            &rim_xml(DRIVER, &[(1, true, vec![block_value(&builder, 2)])]),
-        )
-        .unwrap(),
-        Rim::parse(
-            "v.xml",
-            &rim_xml(VBIOS, &[(1, true, vec![block_value(&builder, 2)])]),
-        )
-        .unwrap(),
-    ]);
-    let out = verify_with_rims(&dev, &builder, Some(conflict));
-    assert_fails(&out, CheckName::Measurements, "rim_index_conflict");
-}
-
-#[test]
-fn index_35_is_skipped_only_when_the_report_says_nvdec0_is_disabled() {
-    let dev = TestDevice::new("GH100", FwidForm::NvidiaLegacy);
-    let mut builder = dev.report_builder([7; 32], DRIVER, VBIOS);
-    let rims = || rims_for(&builder.clone(), &[35]);
-    // hopper_like says NVDEC0 disabled (0x55), as the real sample does.
-    let out = verify_with_rims(&dev, &builder, Some(rims()));
-    assert_check(&out, CheckName::Measurements, Outcome::Passed, "passed");
-    assert!(
-        out.check(CheckName::Measurements)
-            .unwrap()
-            .sentence
-            .contains("index 35 skipped")
-    );
-    let bad = rims();
-    for field in &mut builder.opaque {
-        if field.id == OpaqueId::Nvdec0Status.as_u16() {
-            field.value = vec![0xAA];
-        }
-    }
-    let out = verify_with_rims(&dev, &builder, Some(bad.clone()));
-    assert_fails(&out, CheckName::Measurements, "measurement_mismatch");
-    assert!(
-        out.check(CheckName::Measurements)
-            .unwrap()
-            .sentence
-            .contains("index(es) 35 ")
-    );
-    // No NVDEC0 field at all: compared too.
-    builder
-        .opaque
-        .retain(|f: &OpaqueField| f.id != OpaqueId::Nvdec0Status.as_u16());
-    let out = verify_with_rims(&dev, &builder, Some(bad));
-    assert_fails(&out, CheckName::Measurements, "measurement_mismatch");
-}
-
-#[test]
-fn hostile_rims_are_refused_with_the_file_named() {
-    for (xml, what) in [
-        ("not xml", "not XML"),
-        (
-            "<!DOCTYPE x [<!ENTITY a \"aaaa\">]><SoftwareIdentity/>",
-            "not XML",
-        ),
-        ("<Other/>", "SoftwareIdentity"),
-        (
-            "<SoftwareIdentity><Payload/></SoftwareIdentity>",
-            "colloquialVersion",
-        ),
-        (
-            "<SoftwareIdentity><Meta colloquialVersion=\"1\"/></SoftwareIdentity>",
-            "Payload",
-        ),
-    ] {
-        let e = Rim::parse("x\u{1b}.xml", xml).unwrap_err();
-        assert_eq!(e.code(), "rim_invalid");
-        let text = e.to_string();
-        assert!(text.contains(what) && !text.contains('\u{1b}'), "{text}");
-    }
-    let bad_hash = rim_xml(DRIVER, &[(0, true, vec![vec![1; 48]])])
-        .replace("ns2:Hash0=\"01", "ns2:Hash0=\"zz");
-    assert!(Rim::parse("h.xml", &bad_hash).is_err());
-    let twice = rim_xml(
-        DRIVER,
-        &[(0, true, vec![vec![1; 48]]), (0, false, vec![vec![1; 48]])],
-    );
-    assert!(
-        Rim::parse("t.xml", &twice)
-            .unwrap_err()
-            .to_string()
-            .contains("twice")
-    );
-    let many_alternatives = rim_xml(DRIVER, &[(0, true, vec![vec![1; 48]])])
-        .replace("alternatives=\"1\"", "alternatives=\"99999999\"");
-    assert!(Rim::parse("m.xml", &many_alternatives).is_err());
-    // A folder: files read by name, other extensions ignored, an oversized file refused.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.xml"), rim_xml(DRIVER, &[])).unwrap();
-    std::fs::write(dir.path().join("b.swidtag"), rim_xml(VBIOS, &[])).unwrap();
-    std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
-    let refs = ReferenceValues::load_dir(dir.path()).unwrap();
-    assert_eq!(refs.rims().len(), 2);
-    std::fs::write(dir.path().join("c.xml"), vec![b' '; 1024 * 1024 + 1]).unwrap();
-    assert_eq!(
-        ReferenceValues::load_dir(dir.path()).unwrap_err().code(),
-        "rim_too_large"
-    );
-    assert_eq!(
-        ReferenceValues::load_dir(&dir.path().join("missing"))
-            .unwrap_err()
-            .code(),
-        "rim_unreadable"
-    );
-}
-
-#[test]
-fn dice_extensions_that_are_malformed_are_named() {
-    use super::dice::{DiceError, leaf_fwids};
-    // A certificate without any DICE extension.
-    let certs = certs_from_pem(CHAIN_PEM.as_bytes()).unwrap();
-    let (_, brom) = x509_parser::parse_x509_certificate(&certs[1]).unwrap();
-    assert_eq!(leaf_fwids(&brom).unwrap_err(), DiceError::NoExtension);
-    let (_, leaf) = x509_parser::parse_x509_certificate(&certs[0]).unwrap();
-    let (form, fwids) = leaf_fwids(&leaf).unwrap();
-    assert_eq!(form, super::dice::DiceForm::NvidiaLegacy);
-    assert_eq!(fwids, vec![unhex(SAMPLE_FWID)]);
-}
-
 #[test]
 fn test_devices_chain_like_nvidia_and_their_keys_load_in_ring() {
     for form in [
@@ -873,4 +650,71 @@ fn test_device_reports_parse_and_carry_the_fwid() {
     let ev = dev.evidence([7; 32], DRIVER, VBIOS);
     assert_eq!(ev.arch, "HOPPER");
     assert_eq!(ev.chain_pem().unwrap(), dev.chain_pem().as_bytes());
+}
+
+#[test]
+fn gpu_leaves_must_be_p384_and_their_dice_extension_is_refused_by_webpki_when_critical() {
+    let root = TestRoot::new("GH100");
+    let good = root.device(FwidForm::NvidiaLegacy);
+    let nonce = [8; 32];
+    let report = good.sign_report(nonce, DRIVER, VBIOS);
+    let p256 = root.device_with(
+        FwidForm::NvidiaLegacy,
+        Quirks {
+            leaf_p256: true,
+            ..Quirks::default()
+        },
+    );
+    let ev = GpuEvidence::from_parts("HOPPER", p256.chain_pem().as_bytes(), &report);
+    let out = verify_gpu_evidence(&ev, &trust_of(good.root_der()), &expected(nonce), AT_2024);
+    assert_fails(&out, CheckName::CertChain, "unsupported_key_algorithm");
+    // rustls-webpki refuses critical extensions it does not know: NVIDIA's are not critical.
+    let critical = root.device_with(
+        FwidForm::TcgTcbInfo,
+        Quirks {
+            critical_fwid: true,
+            ..Quirks::default()
+        },
+    );
+    let out = verify_gpu_evidence(
+        &critical.evidence(nonce, DRIVER, VBIOS),
+        &trust_of(good.root_der()),
+        &expected(nonce),
+        AT_2024,
+    );
+    assert_fails(&out, CheckName::CertChain, "unknown_critical_extension");
+}
+
+#[test]
+fn verified_gpu_chains_are_remembered_under_their_own_role() {
+    let dev = TestDevice::new("GH100", FwidForm::NvidiaLegacy);
+    let root = CertificateDer::from(dev.root_der());
+    let trust = TrustAnchors::from_der_roots(std::slice::from_ref(&root), &[])
+        .unwrap()
+        .with_device_roots(std::slice::from_ref(&root))
+        .unwrap();
+    assert_eq!(trust.remembered_chains(), 0);
+    for nonce in [[1; 32], [2; 32]] {
+        let out = verify_gpu_evidence(
+            &dev.evidence(nonce, DRIVER, VBIOS),
+            &trust,
+            &expected(nonce),
+            AT_2024,
+        );
+        assert!(out.verified());
+        assert_eq!(trust.remembered_chains(), 1);
+    }
+    // The same bytes as a node chain (this test pins the root for both) are judged afresh
+    // under the node role: a second entry, never the GPU one reused.
+    assert!(trust.verify_node(&dev.chain_der(), AT_2024).is_ok());
+    assert_eq!(trust.remembered_chains(), 2);
+    let remembered = trust.verify_gpu_device(&dev.chain_der(), AT_2024).unwrap();
+    assert_eq!(
+        remembered
+            .device_certificate()
+            .unwrap()
+            .serial_number
+            .as_deref(),
+        Some(dev.ecid())
+    );
 }
