@@ -668,6 +668,7 @@ fn serve_starts_over_bad_stored_rows_and_reports_them() {
                 reason: "ok".to_owned(),
                 sentence: "accepted".to_owned(),
                 ear: None,
+                gpu_evidence_json: None,
             })
             .await
             .expect("attestation row");

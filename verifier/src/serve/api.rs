@@ -539,6 +539,7 @@ pub(super) fn rejected_record(
         reason: r.code.to_owned(),
         sentence: r.sentence.clone(),
         ear: None,
+        gpu_evidence_json: None,
     }
 }
 

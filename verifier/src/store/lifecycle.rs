@@ -310,6 +310,7 @@ mod tests {
             reason: "ok".to_owned(),
             sentence: "accepted".to_owned(),
             ear: None,
+            gpu_evidence_json: None,
         }
     }
 

@@ -49,6 +49,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_lifecycle.sql"),
         postgres: include_str!("../../migrations/postgres/0005_lifecycle.sql"),
     },
+    Migration {
+        version: 6,
+        name: "gpu evidence",
+        sqlite: include_str!("../../migrations/sqlite/0006_gpu_evidence.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_gpu_evidence.sql"),
+    },
 ];
 
 /// Arbitrary constant naming the migration lock among PostgreSQL advisory locks.

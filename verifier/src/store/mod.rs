@@ -53,6 +53,8 @@ pub const MAX_TOKEN_LEN: usize = 1 << 20;
 pub const MAX_CLAIMS_LEN: usize = 1 << 20;
 /// Longest EAR token stored (bytes).
 pub const MAX_EAR_LEN: usize = 256 << 10;
+/// The longest GPU evidence facts (JSON) stored: a few KiB per GPU, 256 GPUs at most.
+pub const MAX_GPU_EVIDENCE_LEN: usize = 1 << 20;
 /// Longest reason code stored.
 pub const MAX_REASON_LEN: usize = 128;
 /// Longest human sentence stored.
@@ -174,6 +176,9 @@ pub struct NewAttestation {
     pub sentence: String,
     /// The EAR issued for it, if any.
     pub ear: Option<String>,
+    /// What the verifier established from the GPUs' own evidence (JSON text of
+    /// [`crate::policy::GpuEvidenceFacts`]); `None` when no GPU carried evidence.
+    pub gpu_evidence_json: Option<String>,
 }
 
 impl NewAttestation {
@@ -200,6 +205,10 @@ impl NewAttestation {
             reason: "accepted".to_owned(),
             sentence: "the attestation verified".to_owned(),
             ear,
+            // Plain data: serializing it cannot fail, and a map with no entry is no column.
+            gpu_evidence_json: (!verified.gpu_evidence().is_empty())
+                .then(|| serde_json::to_string(verified.gpu_evidence()).ok())
+                .flatten(),
         }
     }
 }
@@ -233,6 +242,8 @@ pub struct StoredAttestation {
     pub sentence: String,
     /// The EAR, if any.
     pub ear: Option<String>,
+    /// What the verifier established from the GPUs' own evidence, JSON text, if any.
+    pub gpu_evidence_json: Option<String>,
 }
 
 /// One attestation of a node's history ([`Store::node_history`]): what a history shows,
@@ -300,7 +311,7 @@ pub struct Store {
 }
 
 const ATTESTATION_COLUMNS: &str = "a.id, a.node_id, a.subject, a.certified_site, a.iat, a.received_at, a.token, a.token_sha256, \
-     a.claims_json, a.outcome, a.reason, a.sentence, a.ear";
+     a.claims_json, a.outcome, a.reason, a.sentence, a.ear, a.gpu_evidence_json";
 
 impl Store {
     /// Opens (SQLite: creates if missing) the database at `url` and applies pending migrations.
@@ -877,6 +888,9 @@ impl Store {
             reason: text("reason")?,
             sentence: text("sentence")?,
             ear: r.try_get::<Option<String>, _>("ear").map_err(&err)?,
+            gpu_evidence_json: r
+                .try_get::<Option<String>, _>("gpu_evidence_json")
+                .map_err(&err)?,
         })
     }
 
@@ -1114,9 +1128,10 @@ impl WriteBatch<'_> {
         for chunk in valid.chunks(ROW_CHUNK) {
             let sql = format!(
                 "INSERT INTO attestations (node_id, subject, certified_site, iat, received_at, \
-                 token, token_sha256, claims_json, outcome, reason, sentence, ear) VALUES {} \
+                 token, token_sha256, claims_json, outcome, reason, sentence, ear, \
+                 gpu_evidence_json) VALUES {} \
                  ON CONFLICT (token_sha256) DO NOTHING RETURNING id, token_sha256",
-                values(chunk.len(), 12, 0)
+                values(chunk.len(), 13, 0)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for &i in chunk {
@@ -1135,7 +1150,8 @@ impl WriteBatch<'_> {
                     .bind(a.outcome.as_str())
                     .bind(a.reason.as_str())
                     .bind(a.sentence.as_str())
-                    .bind(a.ear.as_deref());
+                    .bind(a.ear.as_deref())
+                    .bind(a.gpu_evidence_json.as_deref());
             }
             for row in query.fetch_all(&mut *self.tx).await.map_err(&err)? {
                 ids.insert(
@@ -1250,6 +1266,9 @@ fn validate(a: &NewAttestation) -> Result<(), StoreError> {
     check_len("sentence", &a.sentence, 0, MAX_SENTENCE_LEN)?;
     if let Some(ear) = &a.ear {
         check_len("EAR", ear, 1, MAX_EAR_LEN)?;
+    }
+    if let Some(facts) = &a.gpu_evidence_json {
+        check_len("GPU evidence facts", facts, 2, MAX_GPU_EVIDENCE_LEN)?;
     }
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&a.claims_json) {
         return Err(StoreError::InvalidInput {

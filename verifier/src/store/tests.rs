@@ -84,6 +84,7 @@ fn att(node: &str, iat: i64, token: &str, outcome: Outcome) -> NewAttestation {
         },
         sentence: "test".to_owned(),
         ear: (outcome == Outcome::Accepted).then(|| format!("ear-{token}")),
+        gpu_evidence_json: None,
     }
 }
 
@@ -794,6 +795,37 @@ async fn prefix_rows_keyed_by_the_whole_token(kind: Kind) {
     assert_eq!(history[0].token_sha256, sha256_hex(whole.as_bytes()));
 }
 
+/// Issue 13: what the verifier established from GPU evidence is kept with the row and read
+/// back as written; a row without it reads back without it; an oversized one is refused.
+async fn gpu_evidence_facts_round_trip(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    let facts = r#"{"gpu0":{"checks":[],"hardware_id":"ab","ecid":null,"facts":null}}"#;
+    let with = NewAttestation {
+        gpu_evidence_json: Some(facts.to_owned()),
+        ..att("node-a", 100, "with-evidence", Outcome::Accepted)
+    };
+    s.record_attestation(&with).await.expect("record");
+    s.record_attestation(&att("node-b", 100, "without", Outcome::Accepted))
+        .await
+        .expect("record");
+    let latest = s.latest_accepted().await.expect("latest");
+    let by_subject = |name: &str| {
+        latest
+            .iter()
+            .find(|a| a.subject == name)
+            .and_then(|a| a.gpu_evidence_json.clone())
+    };
+    assert_eq!(by_subject("node-a").as_deref(), Some(facts));
+    assert_eq!(by_subject("node-b"), None);
+    let huge = NewAttestation {
+        gpu_evidence_json: Some(format!("\"{}\"", "x".repeat(MAX_GPU_EVIDENCE_LEN))),
+        ..att("node-c", 100, "huge", Outcome::Accepted)
+    };
+    let err = s.record_attestation(&huge).await.expect_err("too large");
+    assert!(err.to_string().contains("GPU evidence facts"), "{err}");
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -829,6 +861,7 @@ on_both_backends!(
     durability_without_close,
     api_tokens_round_trip,
     prefix_rows_keyed_by_the_whole_token,
+    gpu_evidence_facts_round_trip,
 );
 
 // ---- backend-specific ----
