@@ -6,7 +6,8 @@
 //! checks is fixed: size and shape ([`jws::decode`], bounded), `typ`, `x5c` present, the chain
 //! ([`TrustAnchors::verify_node`], with the operator CRLs, remembering verified chains), the
 //! header's `alg` against the leaf's key (no algorithm confusion: the key decides, never the
-//! header), the signature, the claims, and the nonce. Every rejection is an [`AttestationError`] value with a stable code; nothing here
+//! header), the signature, the claims, and the nonce; then each GPU's own evidence is checked
+//! against the derived GPU nonce (never a rejection: a fact for the policy). Every rejection is an [`AttestationError`] value with a stable code; nothing here
 //! panics on outside input or reads the clock. Freshness (the age of `iat` against a licence's
 //! `max_attestation_age`) is the policy's check, not this module's.
 
@@ -14,8 +15,12 @@ use ring::digest;
 use tppguard_proto::claims::{ATTESTATION_TYP, AttestationClaims, ClaimsError, Nonce};
 use tppguard_proto::jws::{self, Alg, JwsError, Verified};
 
+use tppguard_proto::gpu_evidence::gpu_nonce;
+use tppguard_proto::identity::NodeId;
+
 use crate::chain::{ChainError, KeyAlgorithm, TrustAnchors, VerifiedLeaf};
-use crate::policy::VerifiedAttestation;
+use crate::gpu_evidence::{Expected, InventoryRule, verify_gpu_evidence};
+use crate::policy::{GpuEvidenceFacts, VerifiedAttestation};
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -43,7 +48,38 @@ pub fn verify_attestation(
     }
     let mut token_sha256 = [0u8; 32];
     token_sha256.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
-    Ok(VerifiedAttestation::new(claims, &leaf, token_sha256))
+    let facts = gpu_evidence_facts(&claims, &leaf.node_id(), trust, at_unix);
+    Ok(VerifiedAttestation::new(claims, &leaf, token_sha256).with_gpu_evidence(facts))
+}
+
+/// Checks the evidence each GPU carries, bound to this attestation: the nonce its report must
+/// answer is derived from the claims' `eat_nonce` (the verifier's challenge, once checked),
+/// the node's key and the submod's index ([`gpu_nonce`]), and the signed versions must be the
+/// ones the inventory states. A failed check never rejects the attestation: it is a fact the
+/// policy weighs (the GPU does not back the `hardware` tier).
+pub(crate) fn gpu_evidence_facts(
+    claims: &AttestationClaims,
+    node: &NodeId,
+    trust: &TrustAnchors,
+    at_unix: i64,
+) -> GpuEvidenceFacts {
+    claims
+        .submods
+        .iter()
+        .filter_map(|(name, gpu)| {
+            let evidence = gpu.gpu_evidence.as_ref()?;
+            let expected = Expected {
+                nonce: gpu_nonce(&claims.eat_nonce, node, gpu.index),
+                driver_version: claims.driver.driver_version.as_deref(),
+                vbios_version: gpu.vbios_version.as_deref(),
+                architecture: gpu.architecture.as_deref(),
+                model: gpu.name.as_deref(),
+                inventory: InventoryRule::Required,
+            };
+            let report = verify_gpu_evidence(evidence, trust, &expected, at_unix);
+            Some((name.clone(), report))
+        })
+        .collect()
 }
 
 /// Why an attestation was rejected.

@@ -349,6 +349,58 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// One line per GPU that carried its own evidence, under its node: its tier, its hardware
+/// identity when verified, and each named check's outcome (the failed ones with their code).
+/// Nodes without evidence are left out, and so is the section when none has any.
+fn write_gpu_evidence(v: &FleetVerdict, out: &mut dyn Write) -> Result<(), Error> {
+    let mut nodes = v
+        .nodes
+        .iter()
+        .filter(|n| n.gpus.iter().any(|g| g.gpu_evidence.is_some()))
+        .peekable();
+    if nodes.peek().is_none() {
+        return Ok(());
+    }
+    writeln!(out, "  gpu evidence:")?;
+    for n in nodes {
+        writeln!(
+            out,
+            "    node {} (evidence {})",
+            Escaped(&n.subject),
+            n.effective_evidence_tier
+        )?;
+        for g in &n.gpus {
+            let Some(report) = g.gpu_evidence.as_deref() else {
+                continue;
+            };
+            let checks: Vec<String> = report
+                .checks
+                .iter()
+                .map(|c| match c.outcome {
+                    crate::gpu_evidence::Outcome::Failed => {
+                        format!("{} FAILED ({})", c.name.as_str(), Escaped(&c.code))
+                    }
+                    other => format!("{} {}", c.name.as_str(), other.as_str()),
+                })
+                .collect();
+            let id = report
+                .hardware_id
+                .as_deref()
+                .filter(|_| report.verified())
+                .map(|h| format!(", hardware id {}", h.get(..16).unwrap_or(h)))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "      {} {}{id}: {}",
+                g.submod,
+                g.evidence_tier,
+                checks.join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// One line per measured GPU, under its node: the measured rates against spec and the measured
 /// TPP. Nodes without a measured GPU are left out, and so is the section when none has one.
 fn write_measured(v: &FleetVerdict, out: &mut dyn Write) -> Result<(), Error> {
@@ -565,6 +617,7 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
             )?;
         }
         write_measured(v, out)?;
+        write_gpu_evidence(v, out)?;
         let subjects: std::collections::HashMap<String, &str> = v
             .nodes
             .iter()
@@ -671,6 +724,8 @@ mod tests {
             counted: true,
             tpp_from: Some(TppSource::Spec),
             measured: measured.map(Box::new),
+            evidence_tier: EvidenceTier::Declared,
+            gpu_evidence: None,
         }
     }
 

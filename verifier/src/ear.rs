@@ -8,8 +8,10 @@
 //! invent them. Each appraisal adds two claims of its own (unregistered extensions, named
 //! under `tppguard.` as the draft allows): `tppguard.reasons`, the reason codes behind its
 //! status, and `tppguard.token-sha256`, the SHA-256 (lower-case hex) of the attestation token
-//! appraised, so a relying party can tell which evidence the status is about. The appraisals
-//! are keyed by node id (the SHA-256 of the node certificate's SubjectPublicKeyInfo).
+//! appraised, so a relying party can tell which evidence the status is about; and
+//! `tppguard.gpus`, each GPU's own evidence tier and the named checks of its own evidence
+//! (signed SPDM report and device chain), so a relying party sees which GPUs are rooted in
+//! hardware and why the others are not. The appraisals are keyed by node id (the SHA-256 of the node certificate's SubjectPublicKeyInfo).
 //!
 //! [`status_of`] is the one mapping from a finding's [`Severity`] to an EAR status.
 
@@ -20,8 +22,11 @@ use serde::Serialize;
 use tppguard_proto::claims::Nonce;
 use tppguard_proto::jws::{self, Header, SigningKey};
 
+use tppguard_proto::evidence::EvidenceTier;
+
 use crate::error::Error;
-use crate::policy::{Finding, FindingIndex, FleetVerdict, NodeVerdict, Severity};
+use crate::gpu_evidence::{CheckName, Outcome};
+use crate::policy::{Finding, FindingIndex, FleetVerdict, GpuVerdict, NodeVerdict, Severity};
 
 /// The EAR profile (draft-ietf-rats-ear).
 pub const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
@@ -93,6 +98,57 @@ pub struct Appraisal {
         skip_serializing_if = "Option::is_none"
     )]
     pub token_sha256: Option<String>,
+    /// Each GPU of the node (by submod name): the tier the verifier derived for it and, when
+    /// it carried its own evidence, each named check's outcome (absent for a rejection).
+    #[serde(rename = "tppguard.gpus", skip_serializing_if = "BTreeMap::is_empty")]
+    pub gpus: BTreeMap<String, GpuAppraisal>,
+}
+
+/// One GPU of an appraised node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GpuAppraisal {
+    /// The GPU's own evidence tier, as the verifier derived it.
+    pub tier: EvidenceTier,
+    /// Its hardware identity (SHA-256 of its device certificate's key), when its evidence
+    /// verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardware_id: Option<String>,
+    /// Each check of its evidence, in check order, with its outcome and reason code.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckAppraisal>,
+}
+
+/// One named check of a GPU's evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckAppraisal {
+    /// The check (`signature`, `nonce`, ...).
+    pub name: CheckName,
+    /// `passed`, `failed` or `not_checked`.
+    pub outcome: Outcome,
+    /// Its reason code.
+    pub code: String,
+}
+
+impl GpuAppraisal {
+    fn of(gpu: &GpuVerdict) -> Self {
+        let report = gpu.gpu_evidence.as_deref();
+        Self {
+            tier: gpu.evidence_tier,
+            hardware_id: report
+                .filter(|r| r.verified())
+                .and_then(|r| r.hardware_id.clone()),
+            checks: report.map_or_else(Vec::new, |r| {
+                r.checks
+                    .iter()
+                    .map(|c| CheckAppraisal {
+                        name: c.name,
+                        outcome: c.outcome,
+                        code: c.code.clone(),
+                    })
+                    .collect()
+            }),
+        }
+    }
 }
 
 impl Appraisal {
@@ -111,6 +167,11 @@ impl Appraisal {
             status,
             reasons,
             token_sha256: Some(node.token_sha256.clone()),
+            gpus: node
+                .gpus
+                .iter()
+                .map(|g| (g.submod.to_string(), GpuAppraisal::of(g)))
+                .collect(),
         }
     }
 }
@@ -173,6 +234,7 @@ impl EarClaims {
                     status: REJECTED_STATUS,
                     reasons: Vec::new(),
                     token_sha256: None,
+                    gpus: BTreeMap::new(),
                 });
             if !appraisal.reasons.iter().any(|c| c == r.code) {
                 appraisal.reasons.push(r.code.to_owned());

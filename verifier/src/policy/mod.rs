@@ -86,6 +86,7 @@ use tppguard_proto::units::{Tops, Tpp};
 pub use reason::{Reason, Severity, SpecRatio, TppSource};
 
 use crate::chain::VerifiedLeaf;
+use crate::gpu_evidence::GpuEvidenceReport;
 
 /// How far an attestation's `iat` may lie after the evaluation instant before it is
 /// `attestation_from_future`, seconds.
@@ -107,7 +108,15 @@ pub struct VerifiedAttestation {
     certified_site: Option<SiteId>,
     received_at: Option<i64>,
     token_sha256: [u8; 32],
+    gpu_evidence: GpuEvidenceFacts,
 }
+
+/// What the verifier established from the GPUs' own evidence when it verified an attestation:
+/// per submod name (`gpu0`), the report of [`verify_gpu_evidence`] for the evidence that submod
+/// carried. A submod without evidence has no entry.
+///
+/// [`verify_gpu_evidence`]: crate::gpu_evidence::verify_gpu_evidence
+pub type GpuEvidenceFacts = std::collections::BTreeMap<String, GpuEvidenceReport>;
 
 impl VerifiedAttestation {
     /// Wraps checked claims with the facts of the node's verified certificate and the token's
@@ -124,6 +133,7 @@ impl VerifiedAttestation {
             certified_site: leaf.certified_site().cloned(),
             received_at: None,
             token_sha256,
+            gpu_evidence: GpuEvidenceFacts::new(),
         }
     }
 
@@ -147,7 +157,17 @@ impl VerifiedAttestation {
             certified_site,
             received_at,
             token_sha256,
+            gpu_evidence: GpuEvidenceFacts::new(),
         }
+    }
+
+    /// The same attestation with what the verifier established from its GPUs' evidence: set
+    /// by the attestation verifier once it checked that evidence, and by `serve` from the
+    /// facts it recorded then.
+    #[must_use]
+    pub(crate) fn with_gpu_evidence(mut self, facts: GpuEvidenceFacts) -> Self {
+        self.gpu_evidence = facts;
+        self
     }
 
     /// The same attestation, received by the verifier at `received_at` (Unix seconds, the
@@ -187,6 +207,20 @@ impl VerifiedAttestation {
     /// SHA-256 of the compact JWS.
     pub fn token_sha256(&self) -> &[u8; 32] {
         &self.token_sha256
+    }
+
+    /// What the verifier established from each GPU's own evidence, by submod name.
+    pub fn gpu_evidence(&self) -> &GpuEvidenceFacts {
+        &self.gpu_evidence
+    }
+
+    /// The hardware identity of GPU `submod`: its device certificate's key hash, only when
+    /// its evidence verified (bound to this attestation); `None` otherwise.
+    pub fn verified_hardware_id(&self, submod: &str) -> Option<&str> {
+        self.gpu_evidence
+            .get(submod)
+            .filter(|r| r.verified())
+            .and_then(|r| r.hardware_id.as_deref())
     }
 }
 
@@ -461,6 +495,14 @@ pub struct GpuVerdict {
     pub tpp_from: Option<TppSource>,
     /// The GPU's measurement against the spec table, when it carries one.
     pub measured: Option<Box<GpuMeasurement>>,
+    /// The GPU's own tier, derived by the verifier: `hardware` when its evidence verified,
+    /// `measured` when a real measurement consistent with its spec backs it, else
+    /// `declared`.
+    pub evidence_tier: EvidenceTier,
+    /// What the attestation verifier made of the GPU's own evidence (its named checks, its
+    /// hardware identity, the facts of its signed report), when it carried any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_evidence: Option<Box<GpuEvidenceReport>>,
 }
 
 /// What the verifier made of a GPU's measurement.

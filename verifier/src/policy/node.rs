@@ -4,10 +4,14 @@
 //! The tier is the verifier's, never the claim's: `declared` always; `measured` only when
 //! every GPU of the node carries a real (never simulated) measurement consistent with its
 //! spec (`consistent` or `below_spec`), and the inventory is not simulated; `hardware` only
-//! from verified hardware evidence, of which no format exists yet, so a claimed `hardware`
-//! is `hardware_tier_unverified`. A tier below the licence's minimum leaves the licence
-//! `unproven`, as do stale, simulated or future-dated evidence, GPUs without identity and
-//! parts whose TPP the verifier cannot establish.
+//! when every GPU carries its own evidence (signed SPDM report and device chain) that the
+//! attestation verifier verified and bound to this attestation
+//! ([`VerifiedAttestation::gpu_evidence`](super::VerifiedAttestation::gpu_evidence)), and the
+//! inventory is not simulated. A claimed `hardware` not backed so is
+//! `hardware_tier_unverified`, and each GPU whose evidence failed is `gpu_evidence_failed`.
+//! Each GPU's verdict carries its own tier and its evidence's named checks. A tier below the
+//! licence's minimum leaves the licence `unproven`, as do stale, simulated or future-dated
+//! evidence, GPUs without identity and parts whose TPP the verifier cannot establish.
 
 use std::collections::HashSet;
 
@@ -30,8 +34,8 @@ use super::gpu::{
 };
 use super::latest::Current;
 use super::{
-    GpuVerdict, MAX_CLOCK_SKEW_S, MeasurementStatus, NodeVerdict, Reason, Severity, TppSource,
-    VerifiedLicence, hex,
+    GpuEvidenceReport, GpuVerdict, MAX_CLOCK_SKEW_S, MeasurementStatus, NodeVerdict, Reason,
+    Severity, TppSource, VerifiedLicence, hex,
 };
 
 /// What every node's evaluation shares.
@@ -117,23 +121,58 @@ impl TierGaps {
     }
 }
 
+/// Which GPUs of a node do not back the `hardware` tier.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct HardwareGaps {
+    pub(super) gpus: u64,
+    pub(super) without_evidence: u64,
+    pub(super) failed: u64,
+}
+
+impl HardwareGaps {
+    /// Adds a GPU by its evidence: `None` none, else whether it verified.
+    pub(super) fn add(&mut self, evidence: Option<bool>) {
+        self.gpus = self.gpus.saturating_add(1);
+        match evidence {
+            None => self.without_evidence = self.without_evidence.saturating_add(1),
+            Some(false) => self.failed = self.failed.saturating_add(1),
+            Some(true) => {}
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.gpus > 0 && self.without_evidence == 0 && self.failed == 0
+    }
+}
+
 /// The tier the verifier derives, and the finding when the claim asked for more.
 pub(super) fn derive_tier(
     claimed: EvidenceTier,
     simulated_inventory: bool,
     gaps: TierGaps,
+    hardware: HardwareGaps,
 ) -> (EvidenceTier, Option<Reason>) {
     let mut gaps = gaps;
     if simulated_inventory {
         gaps.simulated = gaps.gpus;
     }
-    let derived = if gaps.is_empty() {
+    let derived = if hardware.is_empty() && !simulated_inventory {
+        EvidenceTier::Hardware
+    } else if gaps.is_empty() {
         EvidenceTier::Measured
     } else {
         EvidenceTier::Declared
     };
     let finding = match claimed {
-        EvidenceTier::Hardware => Some(Reason::HardwareTierUnverified { effective: derived }),
+        EvidenceTier::Hardware if derived < EvidenceTier::Hardware => {
+            Some(Reason::HardwareTierUnverified {
+                effective: derived,
+                gpus: hardware.gpus,
+                without_evidence: hardware.without_evidence,
+                failed: hardware.failed,
+            })
+        }
+        EvidenceTier::Hardware => None,
         EvidenceTier::Measured if derived < EvidenceTier::Measured => {
             Some(Reason::MeasuredTierDowngraded {
                 claimed,
@@ -204,6 +243,8 @@ struct GpuOutcome {
     /// Counted elsewhere as a duplicate.
     duplicate: bool,
     measurement: Option<(MeasurementStatus, MeasurementMethod)>,
+    /// Its own evidence: `None` none, else whether it verified.
+    hardware: Option<bool>,
 }
 
 /// Where a GPU sits, for its findings.
@@ -215,6 +256,10 @@ struct At<'r> {
     nref: NodeRef,
     iat: i64,
     tolerances: MeasurementTolerances,
+    /// What the attestation verifier made of the GPU's own evidence, if it carried any.
+    evidence: Option<&'r GpuEvidenceReport>,
+    /// Whether the inventory is simulated (then no GPU backs a tier above `declared`).
+    simulated: bool,
 }
 
 fn evaluate_gpu<'a>(
@@ -332,6 +377,11 @@ fn evaluate_gpu<'a>(
     let measurement = checked
         .as_ref()
         .map(|c| (c.verdict.status, c.verdict.method));
+    let hardware = at.evidence.map(GpuEvidenceReport::verified);
+    if let Some(report) = at.evidence.filter(|r| !r.verified()) {
+        findings.push(evidence_failed(report), lref, nref, at_gpu);
+    }
+    let evidence_tier = gpu_tier(hardware, measurement, at.simulated);
     Some(GpuOutcome {
         verdict: GpuVerdict {
             submod: submod_name,
@@ -351,11 +401,52 @@ fn evaluate_gpu<'a>(
             counted,
             tpp_from,
             measured: checked.map(|c| Box::new(c.verdict)),
+            evidence_tier,
+            gpu_evidence: at.evidence.map(|r| Box::new(r.clone())),
         },
         counted,
         duplicate,
         measurement,
+        hardware,
     })
+}
+
+/// One GPU's own tier: `hardware` when its evidence verified, `measured` when a real
+/// measurement backs it, else `declared`; never above `declared` for a simulated inventory.
+fn gpu_tier(
+    hardware: Option<bool>,
+    measurement: Option<(MeasurementStatus, MeasurementMethod)>,
+    simulated: bool,
+) -> EvidenceTier {
+    match (simulated, hardware, measurement) {
+        (true, _, _) => EvidenceTier::Declared,
+        (false, Some(true), _) => EvidenceTier::Hardware,
+        (false, _, Some((status, method)))
+            if status.backs_measured_tier() && method != MeasurementMethod::Simulated =>
+        {
+            EvidenceTier::Measured
+        }
+        _ => EvidenceTier::Declared,
+    }
+}
+
+/// The `gpu_evidence_failed` finding of a report that did not verify.
+fn evidence_failed(report: &GpuEvidenceReport) -> Reason {
+    let failed: Vec<&crate::gpu_evidence::Check> = report
+        .checks
+        .iter()
+        .filter(|c| c.outcome == crate::gpu_evidence::Outcome::Failed)
+        .collect();
+    Reason::GpuEvidenceFailed {
+        failed: failed.iter().map(|c| c.name.as_str().to_owned()).collect(),
+        first_code: failed
+            .first()
+            .map_or_else(|| "not_verified".to_owned(), |c| c.code.clone()),
+        detail: failed.first().map_or_else(
+            || "a check the hardware tier needs was not run".to_owned(),
+            |c| c.sentence.clone(),
+        ),
+    }
 }
 
 /// Evaluates node `n` (named `name`) under its assignment.
@@ -384,6 +475,7 @@ pub(super) fn evaluate_node<'a>(
         ..Tally::default()
     };
     let mut gaps = TierGaps::default();
+    let mut hardware = HardwareGaps::default();
     let mut without_identity: u64 = 0;
     let mut controlled_here = false;
     let mut gpus = Vec::with_capacity(claims.submods.len());
@@ -396,16 +488,21 @@ pub(super) fn evaluate_node<'a>(
             nref,
             iat: claims.iat,
             tolerances,
+            evidence: a.gpu_evidence().get(submod.as_str()),
+            simulated: claims.simulated,
         };
         let Some(o) = evaluate_gpu(ctx, deriver, gpu, &at, findings) else {
             continue;
         };
-        if GpuIdentity::of(gpu.uuid.as_deref()).is_none() {
+        if GpuIdentity::of(gpu.uuid.as_deref()).is_none()
+            && a.verified_hardware_id(submod).is_none()
+        {
             without_identity = without_identity.saturating_add(1);
         }
         controlled_here |= o.verdict.controlled;
         if !o.duplicate {
             gaps.add(o.measurement.map(|m| m.0), o.measurement.map(|m| m.1));
+            hardware.add(o.hardware);
         }
         if o.counted {
             tally.devices = tally.devices.saturating_add(1);
@@ -428,7 +525,8 @@ pub(super) fn evaluate_node<'a>(
         findings.push(reason, lref, nref, None);
     }
 
-    let (effective, tier_finding) = derive_tier(claims.evidence_tier, claims.simulated, gaps);
+    let (effective, tier_finding) =
+        derive_tier(claims.evidence_tier, claims.simulated, gaps, hardware);
     if let Some(reason) = tier_finding {
         findings.push(reason, lref, nref, None);
     }
@@ -495,11 +593,11 @@ mod tests {
     fn measured_only_from_real_consistent_measurements_of_every_gpu() {
         let all = gaps(8, |_| {});
         assert_eq!(
-            derive_tier(EvidenceTier::Measured, false, all).0,
+            derive_tier(EvidenceTier::Measured, false, all, HardwareGaps::default()).0,
             EvidenceTier::Measured
         );
         assert_eq!(
-            derive_tier(EvidenceTier::Declared, false, all).0,
+            derive_tier(EvidenceTier::Declared, false, all, HardwareGaps::default()).0,
             EvidenceTier::Measured
         );
         let simulated = gaps(7, |g| {
@@ -508,7 +606,12 @@ mod tests {
                 Some(MeasurementMethod::Simulated),
             );
         });
-        let (tier, finding) = derive_tier(EvidenceTier::Measured, false, simulated);
+        let (tier, finding) = derive_tier(
+            EvidenceTier::Measured,
+            false,
+            simulated,
+            HardwareGaps::default(),
+        );
         assert_eq!(tier, EvidenceTier::Declared);
         assert!(matches!(
             finding,
@@ -516,28 +619,127 @@ mod tests {
         ));
         let one_missing = gaps(7, |g| g.add(None, None));
         assert_eq!(
-            derive_tier(EvidenceTier::Measured, false, one_missing).0,
+            derive_tier(
+                EvidenceTier::Measured,
+                false,
+                one_missing,
+                HardwareGaps::default()
+            )
+            .0,
             EvidenceTier::Declared
         );
         assert_eq!(
-            derive_tier(EvidenceTier::Measured, true, all).0,
+            derive_tier(EvidenceTier::Measured, true, all, HardwareGaps::default()).0,
             EvidenceTier::Declared
         );
         assert_eq!(
-            derive_tier(EvidenceTier::Measured, false, TierGaps::default()).0,
+            derive_tier(
+                EvidenceTier::Measured,
+                false,
+                TierGaps::default(),
+                HardwareGaps::default()
+            )
+            .0,
             EvidenceTier::Declared
         );
     }
 
+    fn hardware(verified: u64, failed: u64, without: u64) -> HardwareGaps {
+        let mut h = HardwareGaps::default();
+        for _ in 0..verified {
+            h.add(Some(true));
+        }
+        for _ in 0..failed {
+            h.add(Some(false));
+        }
+        for _ in 0..without {
+            h.add(None);
+        }
+        h
+    }
+
+    #[test]
+    fn hardware_only_when_every_gpu_has_verified_evidence() {
+        let all = hardware(8, 0, 0);
+        // Verified evidence of every GPU backs hardware, whatever was claimed or measured.
+        for claimed in EvidenceTier::ALL {
+            let (tier, finding) = derive_tier(claimed, false, TierGaps::default(), all);
+            assert_eq!(tier, EvidenceTier::Hardware);
+            assert_eq!(finding, None, "{claimed}");
+        }
+        // One GPU without evidence, or with evidence that failed: not hardware.
+        let (tier, finding) = derive_tier(
+            EvidenceTier::Hardware,
+            false,
+            gaps(8, |_| {}),
+            hardware(7, 0, 1),
+        );
+        assert_eq!(tier, EvidenceTier::Measured);
+        assert_eq!(
+            finding,
+            Some(Reason::HardwareTierUnverified {
+                effective: EvidenceTier::Measured,
+                gpus: 8,
+                without_evidence: 1,
+                failed: 0,
+            })
+        );
+        let (tier, finding) = derive_tier(
+            EvidenceTier::Hardware,
+            false,
+            TierGaps::default(),
+            hardware(7, 1, 0),
+        );
+        assert_eq!(tier, EvidenceTier::Declared);
+        assert!(matches!(
+            finding,
+            Some(Reason::HardwareTierUnverified { failed: 1, .. })
+        ));
+        // A simulated inventory never reaches hardware, verified evidence or not.
+        let (tier, _) = derive_tier(EvidenceTier::Hardware, true, gaps(8, |_| {}), all);
+        assert_eq!(tier, EvidenceTier::Declared);
+        // No GPU at all backs nothing.
+        let (tier, _) = derive_tier(
+            EvidenceTier::Hardware,
+            false,
+            TierGaps::default(),
+            HardwareGaps::default(),
+        );
+        assert_eq!(tier, EvidenceTier::Declared);
+    }
+
+    #[test]
+    fn each_gpu_has_its_own_tier() {
+        let real = Some((MeasurementStatus::Consistent, MeasurementMethod::CudaGemm));
+        let fake = Some((MeasurementStatus::Consistent, MeasurementMethod::Simulated));
+        assert_eq!(gpu_tier(Some(true), None, false), EvidenceTier::Hardware);
+        assert_eq!(gpu_tier(Some(false), real, false), EvidenceTier::Measured);
+        assert_eq!(gpu_tier(None, fake, false), EvidenceTier::Declared);
+        assert_eq!(gpu_tier(None, None, false), EvidenceTier::Declared);
+        assert_eq!(gpu_tier(Some(true), real, true), EvidenceTier::Declared);
+        let exceeding = Some((MeasurementStatus::ExceedsSpec, MeasurementMethod::CudaGemm));
+        assert_eq!(gpu_tier(None, exceeding, false), EvidenceTier::Declared);
+    }
+
     #[test]
     fn a_claimed_hardware_tier_is_never_taken() {
-        let (tier, finding) = derive_tier(EvidenceTier::Hardware, false, gaps(8, |_| {}));
+        let (tier, finding) = derive_tier(
+            EvidenceTier::Hardware,
+            false,
+            gaps(8, |_| {}),
+            HardwareGaps::default(),
+        );
         assert_eq!(tier, EvidenceTier::Measured);
         assert!(matches!(
             finding,
             Some(Reason::HardwareTierUnverified { .. })
         ));
-        let (tier, _) = derive_tier(EvidenceTier::Hardware, false, TierGaps::default());
+        let (tier, _) = derive_tier(
+            EvidenceTier::Hardware,
+            false,
+            TierGaps::default(),
+            HardwareGaps::default(),
+        );
         assert_eq!(tier, EvidenceTier::Declared);
     }
 

@@ -154,8 +154,13 @@ pub enum Reason {
     },
     /// The same (UUID, serial) appears in more than one place in the current attestations.
     DuplicateDevice {
-        /// The GPU's UUID.
+        /// The GPU's UUID (normalised; `unknown` when a duplicate found by hardware identity
+        /// has none).
         uuid: String,
+        /// The GPU's hardware identity (SHA-256 of its device certificate's key), when the
+        /// duplicate was found by it: the same GPU signed evidence in several places.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hardware_id: Option<String>,
         /// The GPU's serial, when reported.
         serial: Option<String>,
         /// Every place it appears, `node/submod`, sorted.
@@ -378,6 +383,22 @@ pub enum Reason {
     HardwareTierUnverified {
         /// The tier it is evaluated at.
         effective: EvidenceTier,
+        /// GPUs of the node (duplicates counted elsewhere left out).
+        gpus: u64,
+        /// GPUs that carry no evidence of their own.
+        without_evidence: u64,
+        /// GPUs whose evidence did not verify (`gpu_evidence_failed`).
+        failed: u64,
+    },
+    /// A GPU's own evidence (its signed SPDM report and device certificate chain) did not
+    /// verify: the GPU does not back the `hardware` tier. The checks say why.
+    GpuEvidenceFailed {
+        /// The checks that failed, by name, in check order.
+        failed: Vec<String>,
+        /// The first failed check's reason code.
+        first_code: String,
+        /// The first failed check's sentence.
+        detail: String,
     },
     /// GPUs reported without a UUID: nothing identifies them, so a duplicate or a move
     /// cannot be seen.
@@ -465,7 +486,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every code, in declaration order (documentation and the uniqueness test).
-    pub const CODES: [&'static str; 35] = [
+    pub const CODES: [&'static str; 36] = [
         "model_not_allowed",
         "eccn_not_allowed",
         "device_tpp_above_cap",
@@ -490,6 +511,7 @@ impl Reason {
         "unlisted_device",
         "measured_tier_downgraded",
         "hardware_tier_unverified",
+        "gpu_evidence_failed",
         "gpu_without_identity",
         "subject_with_several_keys",
         "node_key_on_several_machines",
@@ -530,6 +552,7 @@ impl Reason {
             Self::UnlistedDevice { .. } => "unlisted_device",
             Self::MeasuredTierDowngraded { .. } => "measured_tier_downgraded",
             Self::HardwareTierUnverified { .. } => "hardware_tier_unverified",
+            Self::GpuEvidenceFailed { .. } => "gpu_evidence_failed",
             Self::GpuWithoutIdentity { .. } => "gpu_without_identity",
             Self::SubjectWithSeveralKeys { .. } => "subject_with_several_keys",
             Self::NodeKeyOnSeveralMachines { .. } => "node_key_on_several_machines",
@@ -592,6 +615,7 @@ impl Reason {
             | Self::BelowSpec { .. }
             | Self::MeasuredTierDowngraded { .. }
             | Self::HardwareTierUnverified { .. }
+            | Self::GpuEvidenceFailed { .. }
             | Self::SubjectWithSeveralKeys { .. }
             | Self::NodeSiteChanged { .. }
             | Self::LicenceRevoked { .. }
@@ -634,7 +658,8 @@ impl Reason {
             | Self::UnlistedDevice { .. } => Self::device_sentence,
             Self::EvidenceTierTooLow { .. }
             | Self::MeasuredTierDowngraded { .. }
-            | Self::HardwareTierUnverified { .. } => Self::evidence_sentence,
+            | Self::HardwareTierUnverified { .. }
+            | Self::GpuEvidenceFailed { .. } => Self::evidence_sentence,
             Self::LicenceRevoked { .. }
             | Self::LicenceRetired { .. }
             | Self::NodeRetired { .. }
@@ -790,15 +815,20 @@ impl Reason {
         let sentence = match self {
             Self::DuplicateDevice {
                 uuid,
+                hardware_id,
                 serial,
                 seen_in,
                 counted_in,
                 counted_against,
                 across_licences_or_sites,
             } => format!(
-                "GPU {uuid} (serial {}) appears in {} places ({}); it counts once, in \
+                "GPU {uuid} (serial {}{}) appears in {} places ({}); it counts once, in \
                  {counted_in}{}{}",
                 serial.as_deref().unwrap_or("unknown"),
+                hardware_id
+                    .as_deref()
+                    .map(|h| format!(", hardware identity {h}"))
+                    .unwrap_or_default(),
                 seen_in.len(),
                 seen_in.join(", "),
                 counted_against
@@ -1054,9 +1084,27 @@ impl Reason {
                     )
                 }
             }
-            Self::HardwareTierUnverified { effective } => format!(
-                "the node claims evidence tier hardware, but no verified hardware evidence \
-                 backs it: it is evaluated as {effective}"
+            Self::HardwareTierUnverified {
+                effective,
+                gpus,
+                without_evidence,
+                failed,
+            } => format!(
+                "the node claims evidence tier hardware, but of its {gpus} GPUs \
+                 {without_evidence} carry no evidence of their own and {failed} carry evidence \
+                 that did not verify: it is evaluated as {effective}; put every GPU in \
+                 confidential-computing or protected-PCIe mode and see gpu_evidence_failed"
+            ),
+            Self::GpuEvidenceFailed {
+                failed,
+                first_code,
+                detail,
+            } => format!(
+                "the GPU's own evidence did not verify ({} failed; first: {}, {}): it does \
+                 not back the hardware tier",
+                failed.join(", "),
+                tppguard_proto::text::escape(first_code),
+                tppguard_proto::text::escape(detail)
             ),
             _ => return None,
         };
@@ -1161,6 +1209,7 @@ mod tests {
             },
             Reason::DuplicateDevice {
                 uuid: text("GPU-1"),
+                hardware_id: None,
                 serial: Some(text("1650123456789")),
                 seen_in: vec![text("a/gpu0"), text("b/gpu3")],
                 counted_in: text("a/gpu0"),
@@ -1169,6 +1218,7 @@ mod tests {
             },
             Reason::DuplicateDevice {
                 uuid: text("GPU-2"),
+                hardware_id: Some(text("ab12")),
                 serial: None,
                 seen_in: vec![],
                 counted_in: text("a/gpu1"),
@@ -1285,6 +1335,14 @@ mod tests {
             downgraded([0, 0, 0, 0, 2, 8]),
             Reason::HardwareTierUnverified {
                 effective: EvidenceTier::Measured,
+                gpus: 8,
+                without_evidence: 7,
+                failed: 1,
+            },
+            Reason::GpuEvidenceFailed {
+                failed: vec![text("nonce"), text("signature")],
+                first_code: text("nonce_mismatch"),
+                detail: text("the report answers another nonce"),
             },
             Reason::GpuWithoutIdentity { gpus: 2 },
             Reason::SubjectWithSeveralKeys {
@@ -1395,7 +1453,7 @@ mod tests {
         ),
         (
             "duplicate_device",
-            r#"GPU GPU-2 (serial unknown) appears in 0 places (); it counts once, in a/gpu1"#,
+            r#"GPU GPU-2 (serial unknown, hardware identity ab12) appears in 0 places (); it counts once, in a/gpu1"#,
         ),
         (
             "stale_node",
@@ -1499,7 +1557,11 @@ mod tests {
         ),
         (
             "hardware_tier_unverified",
-            r#"the node claims evidence tier hardware, but no verified hardware evidence backs it: it is evaluated as measured"#,
+            r#"the node claims evidence tier hardware, but of its 8 GPUs 7 carry no evidence of their own and 1 carry evidence that did not verify: it is evaluated as measured; put every GPU in confidential-computing or protected-PCIe mode and see gpu_evidence_failed"#,
+        ),
+        (
+            "gpu_evidence_failed",
+            r#"the GPU's own evidence did not verify (nonce, signature failed; first: nonce_mismatch, the report answers another nonce): it does not back the hardware tier"#,
         ),
         (
             "gpu_without_identity",

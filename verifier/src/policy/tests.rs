@@ -764,6 +764,7 @@ fn every_reason() -> Vec<Reason> {
         },
         Reason::DuplicateDevice {
             uuid: "GPU-1".to_owned(),
+            hardware_id: None,
             serial: None,
             seen_in: vec![],
             counted_in: "a/gpu0".to_owned(),
@@ -874,6 +875,14 @@ fn every_reason() -> Vec<Reason> {
         },
         Reason::HardwareTierUnverified {
             effective: EvidenceTier::Measured,
+            gpus: 1,
+            without_evidence: 1,
+            failed: 0,
+        },
+        Reason::GpuEvidenceFailed {
+            failed: vec!["nonce".to_owned()],
+            first_code: "nonce_mismatch".to_owned(),
+            detail: "x".to_owned(),
         },
         Reason::GpuWithoutIdentity { gpus: 1 },
         Reason::SubjectWithSeveralKeys {
@@ -2059,4 +2068,271 @@ fn a_claimed_hardware_tier_is_only_a_request() {
     );
     assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Measured);
     assert_eq!(v.verdict, Verdict::Unproven);
+}
+
+/// Issue 13: the `hardware` tier from each GPU's own evidence, bound to the attestation.
+mod hardware {
+    use std::sync::Arc;
+
+    use tppguard_proto::claims::Nonce;
+    use tppguard_proto::gpu_evidence::gpu_nonce;
+
+    use super::*;
+    use crate::attestation::gpu_evidence_facts;
+    use crate::chain::TrustAnchors;
+    use crate::gpu_evidence::test_device::{FwidForm, TestDevice, TestRoot};
+
+    const DRIVER: &str = "550.90.07";
+    const VBIOS: &str = "96.00.9F.00.01";
+
+    fn hardware_licence() -> VerifiedLicence {
+        licence_with(
+            r#"min_evidence_tier = "declared""#,
+            r#"min_evidence_tier = "hardware""#,
+        )
+    }
+
+    fn devices(root: &Arc<TestRoot>, n: usize) -> Vec<TestDevice> {
+        (0..n)
+            .map(|_| root.device(FwidForm::NvidiaLegacy))
+            .collect()
+    }
+
+    fn refs(devices: &[TestDevice]) -> Vec<&TestDevice> {
+        devices.iter().collect()
+    }
+
+    fn trust(root: &TestRoot) -> TrustAnchors {
+        TrustAnchors::default()
+            .with_device_roots(&[root.root_der().into()])
+            .unwrap()
+    }
+
+    /// `node`'s attestation whose GPU `i` carries evidence signed by `devices[i]` over the
+    /// nonce `nonce_of(i)` gives, checked by the attestation verifier's own binding code.
+    fn attested(
+        node: &str,
+        gpus: &[Gpu<'_>],
+        devices: &[&TestDevice],
+        trust: &TrustAnchors,
+        nonce_of: impl Fn(&NodeId, u32) -> [u8; 32],
+    ) -> VerifiedAttestation {
+        let mut a = attestation(node, AT, "hardware", gpus);
+        let node_id = a.node_id();
+        for (i, device) in devices.iter().enumerate() {
+            let name = format!("gpu{i}");
+            let index = u32::try_from(i).unwrap();
+            let submod = a.claims.submods.get_mut(&name).unwrap();
+            submod.gpu_evidence = Some(device.evidence(nonce_of(&node_id, index), DRIVER, VBIOS));
+        }
+        let facts = gpu_evidence_facts(&a.claims, &node_id, trust, AT);
+        a.with_gpu_evidence(facts)
+    }
+
+    fn bound(node: &NodeId, index: u32) -> [u8; 32] {
+        gpu_nonce(&Nonce::parse(NONCE).unwrap(), node, index)
+    }
+
+    #[test]
+    fn every_gpu_verified_makes_a_hardware_node_compliant() {
+        let root = TestRoot::new("GH100");
+        let trust = trust(&root);
+        let a = attested(
+            "node-1",
+            &dgx("node-1"),
+            &refs(&devices(&root, 8)),
+            &trust,
+            bound,
+        );
+        let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
+        assert_eq!(codes(&v), Vec::<&str>::new());
+        assert_eq!(v.verdict, Verdict::Compliant);
+        let n = &v.nodes[0];
+        assert_eq!(n.effective_evidence_tier, EvidenceTier::Hardware);
+        for g in &n.gpus {
+            assert_eq!(g.evidence_tier, EvidenceTier::Hardware);
+            let report = g.gpu_evidence.as_deref().unwrap();
+            assert!(report.verified(), "{report:?}");
+            assert_eq!(report.hardware_id.as_deref().map(str::len), Some(64));
+        }
+        // The verdict names each check of each GPU.
+        let json = serde_json::to_string(&v).unwrap();
+        for check in ["cert_chain", "signature", "nonce", "fwid", "driver_version"] {
+            assert!(json.contains(&format!("\"{check}\"")), "{check}");
+        }
+    }
+
+    #[test]
+    fn one_gpu_without_evidence_leaves_a_hardware_licence_unproven() {
+        let root = TestRoot::new("GH100");
+        let trust = trust(&root);
+        let a = attested(
+            "node-1",
+            &dgx("node-1"),
+            &refs(&devices(&root, 7)),
+            &trust,
+            bound,
+        );
+        let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
+        assert_eq!(
+            codes(&v),
+            ["evidence_tier_too_low", "hardware_tier_unverified"]
+        );
+        assert_eq!(v.verdict, Verdict::Unproven);
+        let n = &v.nodes[0];
+        assert_eq!(n.gpus[7].evidence_tier, EvidenceTier::Declared);
+        assert!(n.gpus[7].gpu_evidence.is_none());
+        assert_eq!(n.gpus[0].evidence_tier, EvidenceTier::Hardware);
+        let f = v
+            .findings
+            .iter()
+            .find(|f| f.code == "hardware_tier_unverified");
+        assert!(matches!(
+            f.map(|f| &f.figures),
+            Some(Reason::HardwareTierUnverified {
+                gpus: 8,
+                without_evidence: 1,
+                failed: 0,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_report_for_another_challenge_node_or_gpu_fails_its_nonce() {
+        let root = TestRoot::new("GH100");
+        let trust = trust(&root);
+        let other_node = NodeId::from_spki_der(b"node-2");
+        let stale = Nonce::parse(&"ab".repeat(32)).unwrap();
+        type NonceOf = Box<dyn Fn(&NodeId, u32) -> [u8; 32]>;
+        let cases: [(&str, NonceOf); 3] = [
+            (
+                "another node's",
+                Box::new(move |_, i| gpu_nonce(&Nonce::parse(NONCE).unwrap(), &other_node, i)),
+            ),
+            (
+                "another challenge's",
+                Box::new(move |n, i| gpu_nonce(&stale, n, i)),
+            ),
+            ("another GPU's", Box::new(|n, i| bound(n, i ^ 1))),
+        ];
+        for (what, nonce_of) in cases {
+            let a = attested(
+                "node-1",
+                &dgx("node-1"),
+                &refs(&devices(&root, 8)),
+                &trust,
+                nonce_of,
+            );
+            let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
+            assert_eq!(v.verdict, Verdict::Unproven, "{what}");
+            let failed: Vec<&Finding> = v
+                .findings
+                .iter()
+                .filter(|f| f.code == "gpu_evidence_failed")
+                .collect();
+            assert_eq!(failed.len(), 8, "{what}");
+            assert!(
+                matches!(&failed[0].figures, Reason::GpuEvidenceFailed { failed, first_code, .. }
+                    if failed == &["nonce"] && first_code == "nonce_mismatch"),
+                "{what}: {:?}",
+                failed[0].figures
+            );
+            assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Declared);
+        }
+    }
+
+    #[test]
+    fn one_gpu_in_two_nodes_is_a_duplicate_by_its_hardware_identity() {
+        let root = TestRoot::new("GH100");
+        let trust = trust(&root);
+        let shared = root.device(FwidForm::NvidiaLegacy);
+        let (own_1, own_2) = (devices(&root, 7), devices(&root, 7));
+        let mut one = refs(&own_1);
+        one.push(&shared);
+        let mut two = refs(&own_2);
+        two.push(&shared);
+        // Each node reports its own UUIDs: only the hardware identity is shared.
+        let a = attested("node-1", &dgx("node-1"), &one, &trust, bound);
+        let b = attested("node-2", &dgx("node-2"), &two, &trust, bound);
+        let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a, b], AT);
+        let dup: Vec<&Finding> = v
+            .findings
+            .iter()
+            .filter(|f| f.code == "duplicate_device")
+            .collect();
+        assert_eq!(dup.len(), 1, "{:?}", codes(&v));
+        assert!(matches!(
+            &dup[0].figures,
+            Reason::DuplicateDevice { hardware_id: Some(h), .. } if h.len() == 64
+        ));
+        assert_eq!(v.licences[0].devices.used, 15);
+    }
+
+    /// A node reporting another node's UUIDs, without evidence, cannot take its GPUs over:
+    /// they count where their own evidence verified, whichever node id sorts first.
+    #[test]
+    fn a_node_copying_uuids_does_not_take_over_gpus_that_signed_elsewhere() {
+        let root = TestRoot::new("GH100");
+        let trust = trust(&root);
+        for (honest, copier) in [("node-a", "node-z"), ("node-z", "node-a")] {
+            let own = devices(&root, 8);
+            let a = attested(honest, &dgx(honest), &refs(&own), &trust, bound);
+            let b = attestation(copier, AT, "hardware", &dgx(honest));
+            let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a, b], AT);
+            let h = node_named(&v, honest);
+            assert_eq!(
+                h.effective_evidence_tier,
+                EvidenceTier::Hardware,
+                "{honest}"
+            );
+            assert!(h.gpus.iter().all(|g| g.counted), "{honest}");
+            assert!(node_named(&v, copier).gpus.iter().all(|g| !g.counted));
+            assert_eq!(v.licences[0].devices.used, 8);
+        }
+    }
+
+    #[test]
+    fn a_simulated_inventory_never_reaches_hardware() {
+        let root = TestRoot::new("GH100");
+        let trust = trust(&root);
+        let mut a = attested(
+            "node-1",
+            &dgx("node-1"),
+            &refs(&devices(&root, 8)),
+            &trust,
+            bound,
+        );
+        a.claims.simulated = true;
+        let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
+        assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Declared);
+        assert!(
+            v.nodes[0]
+                .gpus
+                .iter()
+                .all(|g| g.evidence_tier == EvidenceTier::Declared)
+        );
+        assert_ne!(v.verdict, Verdict::Compliant);
+    }
+
+    #[test]
+    fn evidence_under_a_root_not_pinned_is_not_hardware() {
+        let root = TestRoot::new("GH100");
+        let pinned = TestRoot::new("GH100");
+        let a = attested(
+            "node-1",
+            &dgx("node-1"),
+            &refs(&devices(&root, 8)),
+            &trust(&pinned),
+            bound,
+        );
+        let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
+        assert_eq!(v.verdict, Verdict::Unproven);
+        let report = v.nodes[0].gpus[0].gpu_evidence.as_deref().unwrap();
+        assert_eq!(
+            report.outcome(crate::gpu_evidence::CheckName::CertChain),
+            Some(crate::gpu_evidence::Outcome::Failed)
+        );
+        assert!(report.hardware_id.is_none());
+    }
 }

@@ -448,8 +448,8 @@ fn regulator_redact(path: &Path, raw: Option<RawRegulator>) -> Result<Vec<Redact
                 path,
                 "regulator.redact",
                 format!("{name:?} is not something a regulator's reads can redact"),
-                "list any of \"serials\", \"uuids\", \"subjects\" (default [\"serials\", \
-                 \"uuids\"]; [] redacts nothing)",
+                "list any of \"serials\", \"uuids\", \"subjects\", \"hardware_ids\" (default \
+                 [\"serials\", \"uuids\", \"hardware_ids\"]; [] redacts nothing)",
             ));
         };
         if !redact.contains(&r) {

@@ -43,8 +43,8 @@ use crate::chain::TrustAnchors;
 use crate::check::rule_sets;
 use crate::policy::lifecycle::Lifecycle;
 use crate::policy::{
-    Finding, FleetVerdict, MAX_CLOCK_SKEW_S, NodeVerdict, VerifiedAttestation, VerifiedLicence,
-    evaluate_with,
+    Finding, FleetVerdict, GpuEvidenceFacts, MAX_CLOCK_SKEW_S, NodeVerdict, VerifiedAttestation,
+    VerifiedLicence, evaluate_with,
 };
 use crate::store::{Store, StoredAttestation, StoredLicence};
 
@@ -571,8 +571,9 @@ fn stale_from(node: &NodeVerdict, max_age_s: u64) -> Option<i64> {
 
 /// A stored accepted attestation as the policy takes it: the claims recorded when it was
 /// verified, its node id and certified site as the verifier derived them from the verified
-/// chain then (the columns, not the token's certificate again: a replica catching up with
-/// 100,000 nodes parses no certificate), its receipt time and token hash.
+/// chain then, and what it established from the GPUs' own evidence then (the columns, not the
+/// token's certificates and reports again: a replica catching up with 100,000 nodes parses no
+/// certificate and checks no signature), its receipt time and token hash.
 fn from_stored(a: &StoredAttestation) -> ApiResult<VerifiedAttestation> {
     let corrupt = |what: &str| {
         ApiError::internal(&format!(
@@ -588,6 +589,11 @@ fn from_stored(a: &StoredAttestation) -> ApiResult<VerifiedAttestation> {
     let sha: [u8; 32] = super::api::hex_bytes(&a.token_sha256)
         .try_into()
         .map_err(|_| corrupt("token_sha256 is not 32 bytes of hex"))?;
+    let gpu_evidence = match &a.gpu_evidence_json {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| corrupt(&format!("GPU evidence facts do not read back ({e})")))?,
+        None => GpuEvidenceFacts::new(),
+    };
     Ok(VerifiedAttestation::from_stored(
         claims,
         node_id,
@@ -595,7 +601,8 @@ fn from_stored(a: &StoredAttestation) -> ApiResult<VerifiedAttestation> {
         a.certified_site.clone(),
         Some(a.received_at),
         sha,
-    ))
+    )
+    .with_gpu_evidence(gpu_evidence))
 }
 
 /// The node id and certified site of a stored token, from its certificate (x5c leaf): how

@@ -41,13 +41,21 @@ pub enum Redact {
     Uuids,
     /// Node certificate subjects (then a regulator names nodes by node id only).
     Subjects,
+    /// GPU hardware identities from verified evidence (`hardware_id`, the device key's hash,
+    /// and `ecid`, the chip's id): as identifying as a serial.
+    HardwareIds,
 }
 
 impl Redact {
     /// Every value, as the configuration spells it.
-    pub const ALL: [Self; 3] = [Self::Serials, Self::Uuids, Self::Subjects];
+    pub const ALL: [Self; 4] = [
+        Self::Serials,
+        Self::Uuids,
+        Self::Subjects,
+        Self::HardwareIds,
+    ];
     /// What a regulator does not see when `[regulator] redact` is not given.
-    pub const DEFAULT: [Self; 2] = [Self::Serials, Self::Uuids];
+    pub const DEFAULT: [Self; 3] = [Self::Serials, Self::Uuids, Self::HardwareIds];
 
     /// The configuration's spelling.
     pub const fn name(self) -> &'static str {
@@ -55,6 +63,7 @@ impl Redact {
             Self::Serials => "serials",
             Self::Uuids => "uuids",
             Self::Subjects => "subjects",
+            Self::HardwareIds => "hardware_ids",
         }
     }
 
@@ -88,7 +97,7 @@ impl Redactor {
     fn token(&self, what: Redact, value: &str) -> String {
         let value = match what {
             Redact::Subjects => value.to_owned(),
-            Redact::Serials | Redact::Uuids => value.to_ascii_lowercase(),
+            Redact::Serials | Redact::Uuids | Redact::HardwareIds => value.to_ascii_lowercase(),
         };
         let mut input = Vec::with_capacity(value.len().saturating_add(9));
         input.extend_from_slice(what.name().as_bytes());
@@ -128,7 +137,16 @@ impl Redactor {
             &self.token(Redact::Subjects, &node.subject),
         );
         for g in &node.gpus {
-            for (what, value) in [(Redact::Serials, &g.serial), (Redact::Uuids, &g.uuid)] {
+            let evidence = g.gpu_evidence.as_deref();
+            for (what, value) in [
+                (Redact::Serials, g.serial.as_ref()),
+                (Redact::Uuids, g.uuid.as_ref()),
+                (
+                    Redact::HardwareIds,
+                    evidence.and_then(|e| e.hardware_id.as_ref()),
+                ),
+                (Redact::HardwareIds, evidence.and_then(|e| e.ecid.as_ref())),
+            ] {
                 let Some(v) = value else { continue };
                 if !self.redacts(what) {
                     continue;
@@ -283,6 +301,13 @@ impl<'a> View<'a> {
         for g in &mut shown.gpus {
             g.serial = g.serial.as_deref().map(|s| r.value(Redact::Serials, s));
             g.uuid = g.uuid.as_deref().map(|u| r.value(Redact::Uuids, u));
+            if let Some(e) = g.gpu_evidence.as_deref_mut() {
+                e.hardware_id = e
+                    .hardware_id
+                    .as_deref()
+                    .map(|h| r.value(Redact::HardwareIds, h));
+                e.ecid = e.ecid.as_deref().map(|h| r.value(Redact::HardwareIds, h));
+            }
         }
         Cow::Owned(shown)
     }
@@ -561,6 +586,50 @@ mod tests {
             .iter()
             .flat_map(|n| n.gpus.iter().filter_map(|g| g.serial.clone()))
             .collect()
+    }
+
+    /// Issue 13: a GPU's hardware identity and ECID from verified evidence are as
+    /// identifying as a serial: a regulator sees stand-ins for them, in the GPU and in a
+    /// duplicate finding naming them, and an operator sees them.
+    #[test]
+    fn a_regulator_sees_stand_ins_for_hardware_identities() {
+        use crate::gpu_evidence::GpuEvidenceReport;
+        let mut v = fleet();
+        let hardware_id = "ab".repeat(32);
+        let ecid = "41431D480FE5E87274";
+        v.nodes[0].gpus[0].gpu_evidence = Some(Box::new(GpuEvidenceReport {
+            checks: Vec::new(),
+            hardware_id: Some(hardware_id.clone()),
+            ecid: Some(ecid.to_owned()),
+            facts: None,
+        }));
+        let node = v.nodes[0].node;
+        v.findings.push(crate::policy::Finding {
+            code: "duplicate_device",
+            severity: Severity::Warning,
+            sentence: format!("GPU unknown (hardware identity {hardware_id}) appears twice"),
+            node: Some(node.to_string()),
+            gpu: Some("gpu0".to_owned()),
+            licence: None,
+            figures: crate::policy::Reason::GpuWithoutIdentity { gpus: 1 },
+            also_about: Vec::new(),
+        });
+        let r = redactor(&Redact::DEFAULT);
+        let regulator = principal(Role::Regulator, &[]);
+        let full_text = serde_json::to_string(&full(&v, &View::of(&regulator, &r))).unwrap();
+        assert!(!full_text.contains(&hardware_id), "{full_text}");
+        assert!(
+            !full_text
+                .to_ascii_lowercase()
+                .contains(&ecid.to_ascii_lowercase())
+        );
+        let shown = View::of(&regulator, &r).node(&v.nodes[0]).into_owned();
+        let e = shown.gpus[0].gpu_evidence.as_deref().unwrap();
+        assert!(e.hardware_id.as_deref().unwrap().starts_with("redacted-"));
+        assert!(e.ecid.as_deref().unwrap().starts_with("redacted-"));
+        let operator = principal(Role::Operator, &[]);
+        let plain = serde_json::to_string(&full(&v, &View::of(&operator, &r))).unwrap();
+        assert!(plain.contains(&hardware_id) && plain.contains(ecid));
     }
 
     #[test]
