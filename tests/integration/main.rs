@@ -23,6 +23,7 @@ mod schema;
 mod serve;
 mod serve_auth;
 mod serve_fleet;
+mod serve_gpu_evidence;
 mod serve_kill;
 mod serve_lifecycle;
 mod serve_limits;
