@@ -11,6 +11,8 @@
 //! panics on outside input or reads the clock. Freshness (the age of `iat` against a licence's
 //! `max_attestation_age`) is the policy's check, not this module's.
 
+use std::sync::Arc;
+
 use ring::digest;
 use tppguard_proto::claims::{ATTESTATION_TYP, AttestationClaims, ClaimsError, Nonce};
 use tppguard_proto::jws::{self, Alg, JwsError, Verified};
@@ -19,7 +21,10 @@ use tppguard_proto::gpu_evidence::gpu_nonce;
 use tppguard_proto::identity::NodeId;
 
 use crate::chain::{ChainError, KeyAlgorithm, TrustAnchors, VerifiedLeaf};
-use crate::gpu_evidence::{Expected, InventoryRule, verify_gpu_evidence};
+use crate::gpu_evidence::{
+    Expected, GpuEvidenceReport, InventoryRule, MAX_GPU_EVIDENCE_PER_ATTESTATION,
+    verify_gpu_evidence,
+};
 use crate::policy::{GpuEvidenceFacts, VerifiedAttestation};
 
 #[cfg(test)]
@@ -66,8 +71,18 @@ pub(crate) fn gpu_evidence_facts(
     claims
         .submods
         .iter()
-        .filter_map(|(name, gpu)| {
+        .filter(|(_, gpu)| gpu.gpu_evidence.is_some())
+        .enumerate()
+        .filter_map(|(n, (name, gpu))| {
             let evidence = gpu.gpu_evidence.as_ref()?;
+            if n >= MAX_GPU_EVIDENCE_PER_ATTESTATION {
+                let sentence = format!(
+                    "the attestation carries evidence for more than \
+                     {MAX_GPU_EVIDENCE_PER_ATTESTATION} GPUs; the verifier checks that many"
+                );
+                let refused = GpuEvidenceReport::refused("too_many_gpu_evidence", &sentence);
+                return Some((name.clone(), Arc::new(refused)));
+            }
             let expected = Expected {
                 nonce: gpu_nonce(&claims.eat_nonce, node, gpu.index),
                 driver_version: claims.driver.driver_version.as_deref(),
@@ -77,7 +92,7 @@ pub(crate) fn gpu_evidence_facts(
                 inventory: InventoryRule::Required,
             };
             let report = verify_gpu_evidence(evidence, trust, &expected, at_unix);
-            Some((name.clone(), report))
+            Some((name.clone(), Arc::new(report)))
         })
         .collect()
 }

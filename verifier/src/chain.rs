@@ -56,7 +56,7 @@ use x509_parser::oid_registry::{
 };
 
 mod cache;
-use cache::ChainCache;
+use cache::{Caches, ChainCache};
 
 use crate::gpu_evidence::rim::ReferenceValues;
 
@@ -775,8 +775,9 @@ pub struct TrustAnchors {
     gpu_device: Roots,
     /// `[vendor] reference_values`: the RIMs of that folder, read when trust.toml is loaded.
     reference_values: Option<Arc<ReferenceValues>>,
-    /// Chains verified against these anchors and CRLs; clones share it.
-    cache: Arc<ChainCache>,
+    /// Chains verified against these anchors and CRLs (GPU device chains apart); clones share
+    /// them.
+    cache: Arc<Caches>,
 }
 
 /// `trust.toml`, as written.
@@ -1052,14 +1053,15 @@ impl TrustAnchors {
             Role::GpuDevice => (&self.gpu_device, &[]),
         };
         let key = ChainCache::key(role, chain_der);
-        if let Some(leaf) = self.cache.get(&key, at_unix) {
+        let cache = self.cache.of(role);
+        if let Some(leaf) = cache.get(&key, at_unix) {
             return Ok(leaf);
         }
         let (leaf, root) = verify(chain_der, anchors, at_unix, crls, role)?;
         if let Some((from, until)) = validity_window(chain_der, crls) {
             // The root's own validity bounds the window too.
             let (from, until) = (from.max(root.not_before), until.min(root.not_after));
-            self.cache.insert(key, leaf.clone(), from, until);
+            cache.insert(key, leaf.clone(), from, until);
         }
         Ok(leaf)
     }

@@ -25,7 +25,7 @@ use tppguard_proto::jws::{self, Header, SigningKey};
 use tppguard_proto::evidence::EvidenceTier;
 
 use crate::error::Error;
-use crate::gpu_evidence::{CheckName, Outcome};
+use crate::gpu_evidence::Outcome;
 use crate::policy::{Finding, FindingIndex, FleetVerdict, GpuVerdict, NodeVerdict, Severity};
 
 /// The EAR profile (draft-ietf-rats-ear).
@@ -99,54 +99,43 @@ pub struct Appraisal {
     )]
     pub token_sha256: Option<String>,
     /// Each GPU of the node (by submod name): the tier the verifier derived for it and, when
-    /// it carried its own evidence, each named check's outcome (absent for a rejection).
+    /// it carried its own evidence, each named check's outcome and the codes of those that did
+    /// not pass (absent for a rejection).
     #[serde(rename = "tppguard.gpus", skip_serializing_if = "BTreeMap::is_empty")]
     pub gpus: BTreeMap<String, GpuAppraisal>,
 }
 
-/// One GPU of an appraised node.
+/// One GPU of an appraised node. Compact, since an EAR carries every GPU of a node: the tier,
+/// each check's outcome by name, and the reason code of each check that did not pass. No
+/// hardware identity: an EAR is signed and shown whole (a node's history), so it carries
+/// nothing a regulator's view must redact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GpuAppraisal {
     /// The GPU's own evidence tier, as the verifier derived it.
     pub tier: EvidenceTier,
-    /// Its hardware identity (SHA-256 of its device certificate's key), when its evidence
-    /// verified.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hardware_id: Option<String>,
-    /// Each check of its evidence, in check order, with its outcome and reason code.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<CheckAppraisal>,
-}
-
-/// One named check of a GPU's evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CheckAppraisal {
-    /// The check (`signature`, `nonce`, ...).
-    pub name: CheckName,
-    /// `passed`, `failed` or `not_checked`.
-    pub outcome: Outcome,
-    /// Its reason code.
-    pub code: String,
+    /// Each check of its evidence by name, with its outcome (`passed`, `failed`,
+    /// `not_checked`); absent when the GPU carried no evidence.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<&'static str, Outcome>,
+    /// The reason code of each check that did not pass, by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub codes: BTreeMap<&'static str, String>,
 }
 
 impl GpuAppraisal {
     fn of(gpu: &GpuVerdict) -> Self {
-        let report = gpu.gpu_evidence.as_deref();
+        let checks = gpu.gpu_evidence.as_deref().map_or(&[][..], |r| &r.checks);
         Self {
             tier: gpu.evidence_tier,
-            hardware_id: report
-                .filter(|r| r.verified())
-                .and_then(|r| r.hardware_id.clone()),
-            checks: report.map_or_else(Vec::new, |r| {
-                r.checks
-                    .iter()
-                    .map(|c| CheckAppraisal {
-                        name: c.name,
-                        outcome: c.outcome,
-                        code: c.code.clone(),
-                    })
-                    .collect()
-            }),
+            checks: checks
+                .iter()
+                .map(|c| (c.name.as_str(), c.outcome))
+                .collect(),
+            codes: checks
+                .iter()
+                .filter(|c| c.outcome != Outcome::Passed)
+                .map(|c| (c.name.as_str(), c.code.clone()))
+                .collect(),
         }
     }
 }

@@ -25,6 +25,43 @@ use super::{Role, VerifiedLeaf};
 /// bytes, so a full cache stays in the tens of megabytes.
 pub(super) const CAPACITY: usize = 65_536;
 
+/// GPU device chains remembered at most, in a cache of their own: a hardware-tier fleet has
+/// one device chain per GPU, eight per node, and they must not evict the node chains every
+/// attestation needs. 131,072 chains (16,384 eight-GPU nodes) of well under a kilobyte each.
+pub(super) const GPU_CAPACITY: usize = 131_072;
+
+/// The caches of one set of trust anchors: node and licence-signer chains in one, GPU device
+/// chains in the other.
+#[derive(Debug)]
+pub(super) struct Caches {
+    signers: ChainCache,
+    gpus: ChainCache,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Self {
+            signers: ChainCache::default(),
+            gpus: ChainCache::with_capacity(GPU_CAPACITY),
+        }
+    }
+}
+
+impl Caches {
+    /// The cache chains of `role` are remembered in.
+    pub(super) fn of(&self, role: Role) -> &ChainCache {
+        match role {
+            Role::Node | Role::LicenceSigner => &self.signers,
+            Role::GpuDevice => &self.gpus,
+        }
+    }
+
+    /// Chains remembered, in both.
+    pub(super) fn len(&self) -> usize {
+        self.signers.len().saturating_add(self.gpus.len())
+    }
+}
+
 /// The SHA-256 of a role and a chain's exact bytes.
 pub(super) type Key = [u8; 32];
 
@@ -152,6 +189,29 @@ mod tests {
             chain_len: 2,
             issuer: None,
         }
+    }
+
+    /// A hardware-tier fleet's GPU chains fill their own cache, never the node chains'.
+    #[test]
+    fn gpu_chains_cannot_evict_node_chains() {
+        let caches = Caches::default();
+        assert!(std::ptr::eq(
+            caches.of(Role::Node),
+            caches.of(Role::LicenceSigner)
+        ));
+        assert!(!std::ptr::eq(
+            caches.of(Role::Node),
+            caches.of(Role::GpuDevice)
+        ));
+        assert_eq!(caches.of(Role::GpuDevice).capacity, GPU_CAPACITY);
+        let node = ChainCache::key(Role::Node, &[vec![1]]);
+        caches.of(Role::Node).insert(node, leaf("node"), 0, 100);
+        for i in 0..=u32::try_from(CAPACITY).unwrap() {
+            let gpu = ChainCache::key(Role::GpuDevice, &[i.to_be_bytes().to_vec()]);
+            caches.of(Role::GpuDevice).insert(gpu, leaf("gpu"), 0, 100);
+        }
+        assert!(caches.of(Role::Node).get(&node, 50).is_some());
+        assert_eq!(caches.len(), CAPACITY + 2);
     }
 
     #[test]

@@ -24,6 +24,16 @@ mod tests;
 
 pub use checks::verify_gpu_evidence;
 
+/// The most certificates a GPU's chain may hold, checked before any path building: NVIDIA's
+/// chains are leaf, device (GSP BROM), provisioner, identity CA and root, and nvtrust refuses
+/// longer ones too. A longer chain could only buy path-building work.
+pub const MAX_GPU_CHAIN_CERTS: usize = 5;
+
+/// The most GPUs of one attestation whose evidence is checked: each costs a P-384 signature
+/// check (and a chain validation the first time), so a node cannot make one request cost
+/// hundreds. Evidence beyond it is refused, named, and backs nothing.
+pub const MAX_GPU_EVIDENCE_PER_ATTESTATION: usize = 64;
+
 /// Whether the inventory must state the driver and VBIOS versions the report is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InventoryRule {
@@ -222,6 +232,37 @@ pub struct GpuEvidenceReport {
 }
 
 impl GpuEvidenceReport {
+    /// The report of evidence refused before any check ran: `evidence_decoded` failed with
+    /// `code` and `sentence`, every other check not checked.
+    pub fn refused(code: &str, sentence: &str) -> Self {
+        let checks = CheckName::ALL
+            .iter()
+            .map(|&name| {
+                if name == CheckName::EvidenceDecoded {
+                    Check {
+                        name,
+                        outcome: Outcome::Failed,
+                        code: code.to_owned(),
+                        sentence: sentence.to_owned(),
+                    }
+                } else {
+                    Check {
+                        name,
+                        outcome: Outcome::NotChecked,
+                        code: "evidence_refused".to_owned(),
+                        sentence: "the evidence was refused before this check".to_owned(),
+                    }
+                }
+            })
+            .collect();
+        Self {
+            checks,
+            hardware_id: None,
+            ecid: None,
+            facts: None,
+        }
+    }
+
     /// True iff no check failed and every check of [`CheckName::REQUIRED`] passed (`model`,
     /// `measurements` and `ocsp` may be `not_checked`).
     pub fn verified(&self) -> bool {

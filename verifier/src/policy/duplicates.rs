@@ -8,7 +8,8 @@
 //! identity repeated is a duplicate; when both repeat over the same places, one finding names
 //! both. A GPU with neither has no identity; the node stage makes its node unproven. A place
 //! whose GPU's evidence verified is where a duplicate counts, before any licence order: a node
-//! copying another's UUIDs cannot take its GPUs over. Each repeated
+//! copying another's UUIDs cannot take its GPUs over, and the finding is then the copier's
+//! (its licence, its node), not the honest node's. Each repeated
 //! identity counts once, against the stricter licence (smaller `max_aggregate_tpp`, then
 //! smaller licence id; an assigned node before an unassigned one; then node and GPU order),
 //! and `duplicate_device` names every place; across licences or sites it is a violation
@@ -250,10 +251,25 @@ pub(super) fn find(
             across_licences_or_sites: across,
         };
         let severity = reason.severity();
+        // When the counted place's GPU signed verified evidence, the places that did not are
+        // the ones that lie: the finding is theirs (their licence, node and severity), never
+        // the honest node's. Otherwise it is the counted place's, and every place's severity.
+        let liar = (!strictness(&counted).0)
+            .then(|| {
+                places
+                    .iter()
+                    .copied()
+                    .filter(|p| strictness(p).0)
+                    .min_by_key(|p| strictness(p))
+            })
+            .flatten();
+        let about = liar.unwrap_or(counted);
         let mut others: Vec<NodeId> = Vec::new();
-        for &(n, _) in places {
-            findings.raise_node(n, severity);
-            if n != counted.0
+        for &(n, g) in places {
+            if liar.is_none() || strictness(&(n, g)).0 {
+                findings.raise_node(n, severity);
+            }
+            if n != about.0
                 && let Some(c) = nodes.get(n)
             {
                 others.push(c.attestation.node_id);
@@ -261,10 +277,12 @@ pub(super) fn find(
         }
         others.sort_unstable();
         others.dedup();
-        let nref = nodes
-            .get(counted.0)
-            .map(|c| (counted.0, c.attestation.node_id));
-        findings.push(reason, lic, nref, Some(submod_of(counted)));
+        let nref = nodes.get(about.0).map(|c| (about.0, c.attestation.node_id));
+        let lic = match liar {
+            Some(l) => licence_of(l.0).and_then(|i| lics.get(i).map(|v| (i, v.licence.id()))),
+            None => lic,
+        };
+        findings.push(reason, lic, nref, Some(submod_of(about)));
         if let Some(f) = findings.last_mut() {
             f.also_about = others.into_iter().map(|id| id.to_string()).collect();
         }

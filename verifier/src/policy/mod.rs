@@ -116,7 +116,7 @@ pub struct VerifiedAttestation {
 /// carried. A submod without evidence has no entry.
 ///
 /// [`verify_gpu_evidence`]: crate::gpu_evidence::verify_gpu_evidence
-pub type GpuEvidenceFacts = std::collections::BTreeMap<String, GpuEvidenceReport>;
+pub type GpuEvidenceFacts = std::collections::BTreeMap<String, Arc<GpuEvidenceReport>>;
 
 impl VerifiedAttestation {
     /// Wraps checked claims with the facts of the node's verified certificate and the token's
@@ -501,8 +501,9 @@ pub struct GpuVerdict {
     pub evidence_tier: EvidenceTier,
     /// What the attestation verifier made of the GPU's own evidence (its named checks, its
     /// hardware identity, the facts of its signed report), when it carried any.
+    /// Shared with the attestation's facts: a fleet's verdict does not copy every report.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub gpu_evidence: Option<Box<GpuEvidenceReport>>,
+    pub gpu_evidence: Option<Arc<GpuEvidenceReport>>,
 }
 
 /// What the verifier made of a GPU's measurement.

@@ -145,6 +145,33 @@ impl HardwareGaps {
     }
 }
 
+/// The submods whose verified hardware identity also signs for another submod of the same
+/// attestation (root asked one GPU for several GPUs' reports), each identity reported once as
+/// `gpu_evidence_reused`: none of them backs the hardware tier.
+fn reused_hardware<'a>(
+    a: &'a super::VerifiedAttestation,
+    findings: &mut Findings,
+    lref: Ref<'_>,
+    nref: NodeRef,
+) -> HashSet<&'a str> {
+    let mut by_id: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for name in a.gpu_evidence().keys() {
+        if let Some(id) = a.verified_hardware_id(name) {
+            by_id.entry(id).or_default().push(name.as_str());
+        }
+    }
+    let mut reused = HashSet::new();
+    for (id, submods) in by_id.into_iter().filter(|(_, s)| s.len() > 1) {
+        let reason = Reason::GpuEvidenceReused {
+            hardware_id: id.to_owned(),
+            submods: submods.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        findings.push(reason, lref, nref, submods.first().copied());
+        reused.extend(submods);
+    }
+    reused
+}
+
 /// The tier the verifier derives, and the finding when the claim asked for more.
 pub(super) fn derive_tier(
     claimed: EvidenceTier,
@@ -156,7 +183,7 @@ pub(super) fn derive_tier(
     if simulated_inventory {
         gaps.simulated = gaps.gpus;
     }
-    let derived = if hardware.is_empty() && !simulated_inventory {
+    let derived = if hardware.is_empty() && gaps.is_empty() {
         EvidenceTier::Hardware
     } else if gaps.is_empty() {
         EvidenceTier::Measured
@@ -257,9 +284,12 @@ struct At<'r> {
     iat: i64,
     tolerances: MeasurementTolerances,
     /// What the attestation verifier made of the GPU's own evidence, if it carried any.
-    evidence: Option<&'r GpuEvidenceReport>,
+    evidence: Option<&'r std::sync::Arc<GpuEvidenceReport>>,
     /// Whether the inventory is simulated (then no GPU backs a tier above `declared`).
     simulated: bool,
+    /// Whether the GPU's verified hardware identity signs for another submod of this
+    /// attestation too (`gpu_evidence_reused`, reported once per node).
+    reused: bool,
 }
 
 fn evaluate_gpu<'a>(
@@ -377,10 +407,13 @@ fn evaluate_gpu<'a>(
     let measurement = checked
         .as_ref()
         .map(|c| (c.verdict.status, c.verdict.method));
-    let hardware = at.evidence.map(GpuEvidenceReport::verified);
-    if let Some(report) = at.evidence.filter(|r| !r.verified()) {
-        findings.push(evidence_failed(report), lref, nref, at_gpu);
-    }
+    let hardware = at.evidence.map(|report| {
+        let problem = evidence_problem(report, d.spec, at.reused);
+        if let Some(reason) = problem.clone().filter(|_| !at.reused) {
+            findings.push(reason, lref, nref, at_gpu);
+        }
+        problem.is_none()
+    });
     let evidence_tier = gpu_tier(hardware, measurement, at.simulated);
     Some(GpuOutcome {
         verdict: GpuVerdict {
@@ -402,7 +435,7 @@ fn evaluate_gpu<'a>(
             tpp_from,
             measured: checked.map(|c| Box::new(c.verdict)),
             evidence_tier,
-            gpu_evidence: at.evidence.map(|r| Box::new(r.clone())),
+            gpu_evidence: at.evidence.cloned(),
         },
         counted,
         duplicate,
@@ -411,22 +444,59 @@ fn evaluate_gpu<'a>(
     })
 }
 
-/// One GPU's own tier: `hardware` when its evidence verified, `measured` when a real
-/// measurement backs it, else `declared`; never above `declared` for a simulated inventory.
+/// One GPU's own tier: `measured` when a real measurement consistent with its spec backs it,
+/// `hardware` when its own evidence verified too (the tiers nest: `hardware` is `measured`
+/// plus the GPU's signed report, so a licence asking for `measured` never takes a GPU that
+/// was not measured), else `declared`; never above `declared` for a simulated inventory.
 fn gpu_tier(
     hardware: Option<bool>,
     measurement: Option<(MeasurementStatus, MeasurementMethod)>,
     simulated: bool,
 ) -> EvidenceTier {
-    match (simulated, hardware, measurement) {
-        (true, _, _) => EvidenceTier::Declared,
-        (false, Some(true), _) => EvidenceTier::Hardware,
-        (false, _, Some((status, method)))
-            if status.backs_measured_tier() && method != MeasurementMethod::Simulated =>
-        {
-            EvidenceTier::Measured
-        }
-        _ => EvidenceTier::Declared,
+    let measured = measurement.is_some_and(|(status, method)| {
+        status.backs_measured_tier() && method != MeasurementMethod::Simulated
+    });
+    match (simulated, measured, hardware) {
+        (true, _, _) | (false, false, _) => EvidenceTier::Declared,
+        (false, true, Some(true)) => EvidenceTier::Hardware,
+        (false, true, _) => EvidenceTier::Measured,
+    }
+}
+
+/// Why a GPU's evidence does not back the hardware tier, as its finding; `None` when it does.
+/// It must have verified, name the chip of the spec-table part the inventory's PCI id and name
+/// select (a GH100 cannot be counted as an AD102 part), and sign for this submod alone.
+fn evidence_problem(
+    report: &GpuEvidenceReport,
+    spec: Option<&spec::AcceleratorSpec>,
+    reused: bool,
+) -> Option<Reason> {
+    if !report.verified() {
+        return Some(evidence_failed(report));
+    }
+    if reused {
+        return Some(Reason::GpuEvidenceFailed {
+            failed: vec!["reused".to_owned()],
+            first_code: "gpu_evidence_reused".to_owned(),
+            detail: "the same GPU signed for another submod of this attestation".to_owned(),
+        });
+    }
+    let chip = report.facts.as_ref().and_then(|f| f.chip.as_deref());
+    match (spec, chip) {
+        (Some(s), Some(c)) if s.die.eq_ignore_ascii_case(c) => None,
+        (s, c) => Some(Reason::GpuEvidenceFailed {
+            failed: vec!["spec_chip".to_owned()],
+            first_code: "spec_chip_mismatch".to_owned(),
+            detail: format!(
+                "the GPU's certificate names chip {}, but the inventory's PCI id and name \
+                 select {} in the spec table",
+                c.unwrap_or("none"),
+                s.map_or_else(
+                    || "no part".to_owned(),
+                    |s| format!("{} (chip {})", s.model, s.die)
+                )
+            ),
+        }),
     }
 }
 
@@ -474,6 +544,7 @@ pub(super) fn evaluate_node<'a>(
         stale_nodes: u64::from(stale),
         ..Tally::default()
     };
+    let reused = reused_hardware(a, findings, lref, nref);
     let mut gaps = TierGaps::default();
     let mut hardware = HardwareGaps::default();
     let mut without_identity: u64 = 0;
@@ -490,6 +561,7 @@ pub(super) fn evaluate_node<'a>(
             tolerances,
             evidence: a.gpu_evidence().get(submod.as_str()),
             simulated: claims.simulated,
+            reused: reused.contains(submod.as_str()),
         };
         let Some(o) = evaluate_gpu(ctx, deriver, gpu, &at, findings) else {
             continue;
@@ -661,12 +733,28 @@ mod tests {
     #[test]
     fn hardware_only_when_every_gpu_has_verified_evidence() {
         let all = hardware(8, 0, 0);
-        // Verified evidence of every GPU backs hardware, whatever was claimed or measured.
+        // Verified evidence of every measured GPU backs hardware, whatever was claimed.
         for claimed in EvidenceTier::ALL {
-            let (tier, finding) = derive_tier(claimed, false, TierGaps::default(), all);
+            let (tier, finding) = derive_tier(claimed, false, gaps(8, |_| {}), all);
             assert_eq!(tier, EvidenceTier::Hardware);
             assert_eq!(finding, None, "{claimed}");
         }
+        // The tiers nest: verified evidence without the measured tier is not hardware.
+        let (tier, finding) = derive_tier(
+            EvidenceTier::Hardware,
+            false,
+            gaps(7, |g| g.add(None, None)),
+            all,
+        );
+        assert_eq!(tier, EvidenceTier::Declared);
+        assert!(matches!(
+            finding,
+            Some(Reason::HardwareTierUnverified {
+                failed: 0,
+                without_evidence: 0,
+                ..
+            })
+        ));
         // One GPU without evidence, or with evidence that failed: not hardware.
         let (tier, finding) = derive_tier(
             EvidenceTier::Hardware,
@@ -712,7 +800,10 @@ mod tests {
     fn each_gpu_has_its_own_tier() {
         let real = Some((MeasurementStatus::Consistent, MeasurementMethod::CudaGemm));
         let fake = Some((MeasurementStatus::Consistent, MeasurementMethod::Simulated));
-        assert_eq!(gpu_tier(Some(true), None, false), EvidenceTier::Hardware);
+        assert_eq!(gpu_tier(Some(true), real, false), EvidenceTier::Hardware);
+        // Verified evidence alone, without a real measurement, is not hardware.
+        assert_eq!(gpu_tier(Some(true), None, false), EvidenceTier::Declared);
+        assert_eq!(gpu_tier(Some(true), fake, false), EvidenceTier::Declared);
         assert_eq!(gpu_tier(Some(false), real, false), EvidenceTier::Measured);
         assert_eq!(gpu_tier(None, fake, false), EvidenceTier::Declared);
         assert_eq!(gpu_tier(None, None, false), EvidenceTier::Declared);

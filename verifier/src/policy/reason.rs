@@ -400,6 +400,15 @@ pub enum Reason {
         /// The first failed check's sentence.
         detail: String,
     },
+    /// One GPU (one verified hardware identity) signed the reports of several submods of one
+    /// attestation: root asked the same GPU for several GPUs' evidence. None of them backs
+    /// the hardware tier.
+    GpuEvidenceReused {
+        /// The GPU's hardware identity.
+        hardware_id: String,
+        /// The submods it signed for.
+        submods: Vec<String>,
+    },
     /// GPUs reported without a UUID: nothing identifies them, so a duplicate or a move
     /// cannot be seen.
     GpuWithoutIdentity {
@@ -486,7 +495,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every code, in declaration order (documentation and the uniqueness test).
-    pub const CODES: [&'static str; 36] = [
+    pub const CODES: [&'static str; 37] = [
         "model_not_allowed",
         "eccn_not_allowed",
         "device_tpp_above_cap",
@@ -512,6 +521,7 @@ impl Reason {
         "measured_tier_downgraded",
         "hardware_tier_unverified",
         "gpu_evidence_failed",
+        "gpu_evidence_reused",
         "gpu_without_identity",
         "subject_with_several_keys",
         "node_key_on_several_machines",
@@ -553,6 +563,7 @@ impl Reason {
             Self::MeasuredTierDowngraded { .. } => "measured_tier_downgraded",
             Self::HardwareTierUnverified { .. } => "hardware_tier_unverified",
             Self::GpuEvidenceFailed { .. } => "gpu_evidence_failed",
+            Self::GpuEvidenceReused { .. } => "gpu_evidence_reused",
             Self::GpuWithoutIdentity { .. } => "gpu_without_identity",
             Self::SubjectWithSeveralKeys { .. } => "subject_with_several_keys",
             Self::NodeKeyOnSeveralMachines { .. } => "node_key_on_several_machines",
@@ -579,6 +590,7 @@ impl Reason {
             | Self::DeviceCountAboveCap { .. }
             | Self::CountryAllocationExceeded { .. }
             | Self::SiteClaimMismatch { .. }
+            | Self::GpuEvidenceReused { .. }
             | Self::ExceedsSpec { .. } => Severity::Violation,
             Self::DuplicateDevice {
                 across_licences_or_sites,
@@ -659,7 +671,8 @@ impl Reason {
             Self::EvidenceTierTooLow { .. }
             | Self::MeasuredTierDowngraded { .. }
             | Self::HardwareTierUnverified { .. }
-            | Self::GpuEvidenceFailed { .. } => Self::evidence_sentence,
+            | Self::GpuEvidenceFailed { .. }
+            | Self::GpuEvidenceReused { .. } => Self::evidence_sentence,
             Self::LicenceRevoked { .. }
             | Self::LicenceRetired { .. }
             | Self::NodeRetired { .. }
@@ -1106,6 +1119,16 @@ impl Reason {
                 tppguard_proto::text::escape(first_code),
                 tppguard_proto::text::escape(detail)
             ),
+            Self::GpuEvidenceReused {
+                hardware_id,
+                submods,
+            } => format!(
+                "one GPU (hardware identity {hardware_id}) signed the evidence of {} submods \
+                 ({}): a GPU answers for itself only, so none of them backs the hardware tier; \
+                 the node reports GPUs that did not sign",
+                submods.len(),
+                submods.join(", ")
+            ),
             _ => return None,
         };
         Some(sentence)
@@ -1344,6 +1367,10 @@ mod tests {
                 first_code: text("nonce_mismatch"),
                 detail: text("the report answers another nonce"),
             },
+            Reason::GpuEvidenceReused {
+                hardware_id: text("ab12"),
+                submods: vec![text("gpu0"), text("gpu1")],
+            },
             Reason::GpuWithoutIdentity { gpus: 2 },
             Reason::SubjectWithSeveralKeys {
                 subject: text("CN=gpu \"node\" 01"),
@@ -1562,6 +1589,10 @@ mod tests {
         (
             "gpu_evidence_failed",
             r#"the GPU's own evidence did not verify (nonce, signature failed; first: nonce_mismatch, the report answers another nonce): it does not back the hardware tier"#,
+        ),
+        (
+            "gpu_evidence_reused",
+            r#"one GPU (hardware identity ab12) signed the evidence of 2 submods (gpu0, gpu1): a GPU answers for itself only, so none of them backs the hardware tier; the node reports GPUs that did not sign"#,
         ),
         (
             "gpu_without_identity",

@@ -884,6 +884,10 @@ fn every_reason() -> Vec<Reason> {
             first_code: "nonce_mismatch".to_owned(),
             detail: "x".to_owned(),
         },
+        Reason::GpuEvidenceReused {
+            hardware_id: "ab".to_owned(),
+            submods: vec!["gpu0".to_owned(), "gpu1".to_owned()],
+        },
         Reason::GpuWithoutIdentity { gpus: 1 },
         Reason::SubjectWithSeveralKeys {
             subject: "CN=a".to_owned(),
@@ -2139,7 +2143,7 @@ mod hardware {
         let trust = trust(&root);
         let a = attested(
             "node-1",
-            &dgx("node-1"),
+            &measured_dgx("node-1"),
             &refs(&devices(&root, 8)),
             &trust,
             bound,
@@ -2168,7 +2172,7 @@ mod hardware {
         let trust = trust(&root);
         let a = attested(
             "node-1",
-            &dgx("node-1"),
+            &measured_dgx("node-1"),
             &refs(&devices(&root, 7)),
             &trust,
             bound,
@@ -2180,7 +2184,7 @@ mod hardware {
         );
         assert_eq!(v.verdict, Verdict::Unproven);
         let n = &v.nodes[0];
-        assert_eq!(n.gpus[7].evidence_tier, EvidenceTier::Declared);
+        assert_eq!(n.gpus[7].evidence_tier, EvidenceTier::Measured);
         assert!(n.gpus[7].gpu_evidence.is_none());
         assert_eq!(n.gpus[0].evidence_tier, EvidenceTier::Hardware);
         let f = v
@@ -2219,7 +2223,7 @@ mod hardware {
         for (what, nonce_of) in cases {
             let a = attested(
                 "node-1",
-                &dgx("node-1"),
+                &measured_dgx("node-1"),
                 &refs(&devices(&root, 8)),
                 &trust,
                 nonce_of,
@@ -2238,7 +2242,7 @@ mod hardware {
                 "{what}: {:?}",
                 failed[0].figures
             );
-            assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Declared);
+            assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Measured);
         }
     }
 
@@ -2253,8 +2257,8 @@ mod hardware {
         let mut two = refs(&own_2);
         two.push(&shared);
         // Each node reports its own UUIDs: only the hardware identity is shared.
-        let a = attested("node-1", &dgx("node-1"), &one, &trust, bound);
-        let b = attested("node-2", &dgx("node-2"), &two, &trust, bound);
+        let a = attested("node-1", &measured_dgx("node-1"), &one, &trust, bound);
+        let b = attested("node-2", &measured_dgx("node-2"), &two, &trust, bound);
         let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a, b], AT);
         let dup: Vec<&Finding> = v
             .findings
@@ -2277,8 +2281,8 @@ mod hardware {
         let trust = trust(&root);
         for (honest, copier) in [("node-a", "node-z"), ("node-z", "node-a")] {
             let own = devices(&root, 8);
-            let a = attested(honest, &dgx(honest), &refs(&own), &trust, bound);
-            let b = attestation(copier, AT, "hardware", &dgx(honest));
+            let a = attested(honest, &measured_dgx(honest), &refs(&own), &trust, bound);
+            let b = attestation(copier, AT, "hardware", &measured_dgx(honest));
             let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a, b], AT);
             let h = node_named(&v, honest);
             assert_eq!(
@@ -2298,7 +2302,7 @@ mod hardware {
         let trust = trust(&root);
         let mut a = attested(
             "node-1",
-            &dgx("node-1"),
+            &measured_dgx("node-1"),
             &refs(&devices(&root, 8)),
             &trust,
             bound,
@@ -2321,7 +2325,7 @@ mod hardware {
         let pinned = TestRoot::new("GH100");
         let a = attested(
             "node-1",
-            &dgx("node-1"),
+            &measured_dgx("node-1"),
             &refs(&devices(&root, 8)),
             &trust(&pinned),
             bound,
@@ -2334,5 +2338,151 @@ mod hardware {
             Some(crate::gpu_evidence::Outcome::Failed)
         );
         assert!(report.hardware_id.is_none());
+    }
+
+    /// The tiers nest: verified evidence without a real measurement is not `hardware`, so a
+    /// licence asking for `measured` never takes an unmeasured GPU.
+    #[test]
+    fn hardware_needs_the_measured_tier_too() {
+        let root = TestRoot::new("GH100");
+        let trust = trust(&root);
+        let a = attested(
+            "node-1",
+            &dgx("node-1"),
+            &refs(&devices(&root, 8)),
+            &trust,
+            bound,
+        );
+        let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
+        assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Declared);
+        assert!(
+            v.nodes[0]
+                .gpus
+                .iter()
+                .all(|g| g.evidence_tier == EvidenceTier::Declared)
+        );
+        assert!(
+            v.nodes[0]
+                .gpus
+                .iter()
+                .all(|g| g.gpu_evidence.as_ref().is_some_and(|r| r.verified()))
+        );
+        assert_eq!(v.verdict, Verdict::Unproven);
+    }
+
+    /// Root asks one GPU for the reports of two submods: each verifies on its own, but one
+    /// hardware identity signing for two GPUs is a violation and backs nothing.
+    #[test]
+    fn one_gpu_signing_for_two_submods_is_a_violation() {
+        let root = TestRoot::new("GH100");
+        let trust = trust(&root);
+        let own = devices(&root, 7);
+        let mut signers = refs(&own);
+        signers.push(&own[0]);
+        let a = attested("node-1", &measured_dgx("node-1"), &signers, &trust, bound);
+        let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
+        assert_eq!(v.verdict, Verdict::NotCompliant, "{:?}", codes(&v));
+        let reused: Vec<&Finding> = v
+            .findings
+            .iter()
+            .filter(|f| f.code == "gpu_evidence_reused")
+            .collect();
+        assert_eq!(reused.len(), 1);
+        assert!(
+            matches!(&reused[0].figures, Reason::GpuEvidenceReused { submods, .. }
+            if submods == &["gpu0", "gpu7"])
+        );
+        let n = &v.nodes[0];
+        assert_ne!(n.effective_evidence_tier, EvidenceTier::Hardware);
+        assert_ne!(n.gpus[0].evidence_tier, EvidenceTier::Hardware);
+        assert_ne!(n.gpus[7].evidence_tier, EvidenceTier::Hardware);
+        assert_eq!(n.gpus[1].evidence_tier, EvidenceTier::Hardware);
+    }
+
+    /// A GH100's verified report on a GPU whose PCI id selects another chip's part (an A100,
+    /// GA100) backs nothing: the spec-table part must be of the chip the GPU's certificate
+    /// names.
+    #[test]
+    fn a_report_of_another_chip_than_the_spec_part_backs_nothing() {
+        let root = TestRoot::new("GH100");
+        let trust = trust(&root);
+        // The name and architecture are an H100's, as the GPU's certificate says; the PCI id
+        // an A100's, which the spec table looks up first.
+        let gpus: Vec<Gpu<'static>> = (0..8)
+            .map(|i| Gpu {
+                device_id: "0x20b2",
+                ..h100("node-1", i)
+            })
+            .collect();
+        let a = attested("node-1", &gpus, &refs(&devices(&root, 8)), &trust, bound);
+        let v = evaluate(&[open_licence()], &eccn_rules(), &[a], AT);
+        let mismatch = v
+            .findings
+            .iter()
+            .filter(|f| {
+                matches!(&f.figures, Reason::GpuEvidenceFailed { first_code, .. }
+                if first_code == "spec_chip_mismatch")
+            })
+            .count();
+        assert_eq!(mismatch, 8, "{:?}", codes(&v));
+        assert!(
+            v.nodes[0]
+                .gpus
+                .iter()
+                .all(|g| g.evidence_tier != EvidenceTier::Hardware)
+        );
+    }
+
+    /// The duplicate finding of copied UUIDs is the copier's: its licence and node, never the
+    /// honest node whose GPUs signed.
+    #[test]
+    fn a_duplicate_of_copied_uuids_is_charged_to_the_copier() {
+        let root = TestRoot::new("GH100");
+        let trust = trust(&root);
+        let own = devices(&root, 8);
+        let honest = attested(
+            "node-a",
+            &measured_dgx("node-a"),
+            &refs(&own),
+            &trust,
+            bound,
+        );
+        let copier = attestation("node-z", AT, "hardware", &measured_dgx("node-a"));
+        let v = evaluate(&[hardware_licence()], &eccn_rules(), &[honest, copier], AT);
+        let dup: Vec<&Finding> = v
+            .findings
+            .iter()
+            .filter(|f| f.code == "duplicate_device")
+            .collect();
+        assert_eq!(dup.len(), 8);
+        assert!(
+            dup.iter()
+                .all(|f| f.node.as_deref() == Some(id("node-z").as_str()))
+        );
+        assert_eq!(node_named(&v, "node-a").severity, Severity::Info);
+    }
+
+    /// A node cannot make one attestation cost hundreds of signature checks: evidence beyond
+    /// the per-attestation bound is refused, named, and backs nothing.
+    #[test]
+    fn evidence_beyond_the_bound_is_refused_unchecked() {
+        let root = TestRoot::new("GH100");
+        let trust = trust(&root);
+        let device = root.device(FwidForm::NvidiaLegacy);
+        let n = crate::gpu_evidence::MAX_GPU_EVIDENCE_PER_ATTESTATION + 1;
+        let gpus: Vec<Gpu<'static>> = (0..n).map(|i| h100("node-1", i)).collect();
+        let signers: Vec<&TestDevice> = (0..n).map(|_| &device).collect();
+        let a = attested("node-1", &gpus, &signers, &trust, bound);
+        let refused: Vec<&str> = a
+            .gpu_evidence()
+            .iter()
+            .filter(|(_, r)| {
+                r.check(crate::gpu_evidence::CheckName::EvidenceDecoded)
+                    .is_some_and(|c| c.code == "too_many_gpu_evidence")
+            })
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(a.gpu_evidence().len(), n);
     }
 }

@@ -301,7 +301,7 @@ impl<'a> View<'a> {
         for g in &mut shown.gpus {
             g.serial = g.serial.as_deref().map(|s| r.value(Redact::Serials, s));
             g.uuid = g.uuid.as_deref().map(|u| r.value(Redact::Uuids, u));
-            if let Some(e) = g.gpu_evidence.as_deref_mut() {
+            if let Some(e) = g.gpu_evidence.as_mut().map(std::sync::Arc::make_mut) {
                 e.hardware_id = e
                     .hardware_id
                     .as_deref()
@@ -597,7 +597,7 @@ mod tests {
         let mut v = fleet();
         let hardware_id = "ab".repeat(32);
         let ecid = "41431D480FE5E87274";
-        v.nodes[0].gpus[0].gpu_evidence = Some(Box::new(GpuEvidenceReport {
+        v.nodes[0].gpus[0].gpu_evidence = Some(std::sync::Arc::new(GpuEvidenceReport {
             checks: Vec::new(),
             hardware_id: Some(hardware_id.clone()),
             ecid: Some(ecid.to_owned()),
