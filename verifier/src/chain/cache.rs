@@ -206,9 +206,13 @@ mod tests {
         assert_eq!(caches.of(Role::GpuDevice).capacity, GPU_CAPACITY);
         let node = ChainCache::key(Role::Node, &[vec![1]]);
         caches.of(Role::Node).insert(node, leaf("node"), 0, 100);
+        // One leaf, cloned: making a key per entry would dominate a debug build's time.
+        let gpu_leaf = leaf("gpu");
         for i in 0..=u32::try_from(CAPACITY).unwrap() {
             let gpu = ChainCache::key(Role::GpuDevice, &[i.to_be_bytes().to_vec()]);
-            caches.of(Role::GpuDevice).insert(gpu, leaf("gpu"), 0, 100);
+            caches
+                .of(Role::GpuDevice)
+                .insert(gpu, gpu_leaf.clone(), 0, 100);
         }
         assert!(caches.of(Role::Node).get(&node, 50).is_some());
         assert_eq!(caches.len(), CAPACITY + 2);
