@@ -18,38 +18,19 @@ use tppguard_tests::gpu_evidence::{CcSettings, GpuCc, real_h100_sample, with_con
 use tppguard_verifier::gpu_evidence::test_device::{FwidForm, TestDevice, TestRoot};
 
 use crate::support::{
-    FakeDriver, bin, fixtures_dir, jws_payload, ok, old_driver_fake_nvml_lib, s, workspace_root,
+    FakeDriver, bin, fixtures_dir, jws_payload, node_with_chain, ok, old_driver_fake_nvml_lib,
+    pem_certs, s, workspace_root,
 };
 
 const NONCE_A: &str = "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf";
 const NONCE_B: &str = "0f0e0d0c0b0a090807060504030201000f0e0d0c0b0a09080706050403020100";
 
-/// A node folder with a certificate from a fresh built-in PKI, and its node id.
+/// A node folder with a certificate from a fresh built-in PKI, and its node id (the SHA-256 of
+/// its certificate's key, as the verifier derives it).
 fn node(dir: &Path) -> (PathBuf, NodeId) {
-    let (node, pki) = (dir.join("node"), dir.join("pki"));
-    ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
-    let init = ok(
-        "tppguard-agent",
-        &["init", "--dir", s(&node), "--name", "gpu-node-cc", "--json"],
-    );
-    let init: Value = serde_json::from_slice(&init.stdout).expect("init --json");
-    let node_id = NodeId::from_hex(init["node_id"].as_str().expect("node_id")).expect("hex id");
-    let operator = pki.join("operator");
-    let chain = node.join("node-chain.pem");
-    let csr = node.join("node.csr");
-    ok(
-        "tppguard-verifier",
-        &[
-            "pki",
-            "issue-node",
-            "--dir",
-            s(&operator),
-            "--csr",
-            s(&csr),
-            "--out",
-            s(&chain),
-        ],
-    );
+    let (node, _pki) = node_with_chain(dir, "gpu-node-cc");
+    let leaf = pem_certs(&node.join("node-chain.pem")).remove(0);
+    let (node_id, _) = tppguard_verifier::chain::stored_leaf_facts(&leaf).expect("node leaf");
     (node, node_id)
 }
 

@@ -2137,17 +2137,22 @@ mod hardware {
         gpu_nonce(&Nonce::parse(NONCE).unwrap(), node, index)
     }
 
+    /// A measured DGX `node` whose first `signed` GPUs carry verified evidence for it.
+    fn measured_node_signing(node: &str, signed: usize) -> VerifiedAttestation {
+        let root = TestRoot::new("GH100");
+        let signers = devices(&root, signed);
+        attested(
+            node,
+            &measured_dgx(node),
+            &refs(&signers),
+            &trust(&root),
+            bound,
+        )
+    }
+
     #[test]
     fn every_gpu_verified_makes_a_hardware_node_compliant() {
-        let root = TestRoot::new("GH100");
-        let trust = trust(&root);
-        let a = attested(
-            "node-1",
-            &measured_dgx("node-1"),
-            &refs(&devices(&root, 8)),
-            &trust,
-            bound,
-        );
+        let a = measured_node_signing("node-1", 8);
         let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
         assert_eq!(codes(&v), Vec::<&str>::new());
         assert_eq!(v.verdict, Verdict::Compliant);
@@ -2168,15 +2173,7 @@ mod hardware {
 
     #[test]
     fn one_gpu_without_evidence_leaves_a_hardware_licence_unproven() {
-        let root = TestRoot::new("GH100");
-        let trust = trust(&root);
-        let a = attested(
-            "node-1",
-            &measured_dgx("node-1"),
-            &refs(&devices(&root, 7)),
-            &trust,
-            bound,
-        );
+        let a = measured_node_signing("node-1", 7);
         let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
         assert_eq!(
             codes(&v),
