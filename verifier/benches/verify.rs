@@ -1,6 +1,7 @@
-//! `cargo bench -p tppguard-verifier --bench verify`: attestation verification throughput on
-//! one thread, against ring's raw Ed25519 verification of the same signing input, and (c)
-//! licence evaluation of a 125,000-node fleet. No harness: figures are printed, not judged.
+//! `cargo bench -p tppguard-verifier --features test-device --bench verify`: attestation
+//! verification throughput on one thread, against ring's raw Ed25519 verification of the same
+//! signing input, and (c) licence evaluation of a 125,000-node fleet. No harness: figures are
+//! printed, not judged.
 //!
 //! The PKI is the verifier's own (`pki::init`, `pki::issue_node`, in a temporary folder), the
 //! node key Ed25519, the claim set an 8-GPU H100 node's, signed with proto's JWS: the tokens

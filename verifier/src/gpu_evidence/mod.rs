@@ -16,6 +16,9 @@ pub mod chips;
 pub mod cli;
 pub mod dice;
 pub mod rim;
+// Test GPUs: only in the verifier's own tests and where a test or bench crate asks for them
+// (feature `test-device`), never in a release build.
+#[cfg(any(test, feature = "test-device"))]
 #[doc(hidden)]
 pub mod test_device;
 
