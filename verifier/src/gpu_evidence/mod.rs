@@ -135,18 +135,9 @@ impl CheckName {
         Self::Ocsp,
     ];
 
-    /// The checks that must pass for a GPU's evidence to count as verified.
-    pub const REQUIRED: [CheckName; 9] = [
-        Self::EvidenceDecoded,
-        Self::ReportParsed,
-        Self::CertChain,
-        Self::CertValidity,
-        Self::Signature,
-        Self::Nonce,
-        Self::Fwid,
-        Self::DriverVersion,
-        Self::VbiosVersion,
-    ];
+    /// The checks that must pass for a GPU's evidence to count as verified: every check of
+    /// [`Self::ALL`] before `model` (the last three may be `not_checked`).
+    pub const REQUIRED: &'static [CheckName] = Self::ALL.as_slice().split_at(9).0;
 
     /// The snake_case name, as in JSON.
     pub fn as_str(self) -> &'static str {

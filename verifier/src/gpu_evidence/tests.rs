@@ -95,7 +95,7 @@ fn verify_sample(report: &[u8], expected: &Expected<'_>, at: i64) -> GpuEvidence
 #[test]
 fn the_real_h100_sample_verifies_with_the_pinned_nvidia_root() {
     let report = verify_sample(&sample_report(), &sample_expected(), AT_2024);
-    for name in CheckName::REQUIRED {
+    for &name in CheckName::REQUIRED {
         assert_check(&report, name, Outcome::Passed, "passed");
     }
     assert_check(&report, CheckName::Model, Outcome::Passed, "passed");

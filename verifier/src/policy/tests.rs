@@ -2137,17 +2137,22 @@ mod hardware {
         gpu_nonce(&Nonce::parse(NONCE).unwrap(), node, index)
     }
 
-    /// A measured DGX `node` whose first `signed` GPUs carry verified evidence for it.
-    fn measured_node_signing(node: &str, signed: usize) -> VerifiedAttestation {
+    /// `node` reporting `gpus`, whose first `signed` carry evidence from fresh devices under a
+    /// pinned test root, each signed over the nonce `nonce_of` gives.
+    fn signing(
+        node: &str,
+        gpus: &[Gpu<'_>],
+        signed: usize,
+        nonce_of: impl Fn(&NodeId, u32) -> [u8; 32],
+    ) -> VerifiedAttestation {
         let root = TestRoot::new("GH100");
         let signers = devices(&root, signed);
-        attested(
-            node,
-            &measured_dgx(node),
-            &refs(&signers),
-            &trust(&root),
-            bound,
-        )
+        attested(node, gpus, &refs(&signers), &trust(&root), nonce_of)
+    }
+
+    /// A measured DGX `node` whose first `signed` GPUs carry verified evidence for it.
+    fn measured_node_signing(node: &str, signed: usize) -> VerifiedAttestation {
+        signing(node, &measured_dgx(node), signed, bound)
     }
 
     #[test]
@@ -2201,8 +2206,6 @@ mod hardware {
 
     #[test]
     fn a_report_for_another_challenge_node_or_gpu_fails_its_nonce() {
-        let root = TestRoot::new("GH100");
-        let trust = trust(&root);
         let other_node = NodeId::from_spki_der(b"node-2");
         let stale = Nonce::parse(&"ab".repeat(32)).unwrap();
         type NonceOf = Box<dyn Fn(&NodeId, u32) -> [u8; 32]>;
@@ -2218,13 +2221,7 @@ mod hardware {
             ("another GPU's", Box::new(|n, i| bound(n, i ^ 1))),
         ];
         for (what, nonce_of) in cases {
-            let a = attested(
-                "node-1",
-                &measured_dgx("node-1"),
-                &refs(&devices(&root, 8)),
-                &trust,
-                nonce_of,
-            );
+            let a = signing("node-1", &measured_dgx("node-1"), 8, nonce_of);
             let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
             assert_eq!(v.verdict, Verdict::Unproven, "{what}");
             let failed: Vec<&Finding> = v
@@ -2295,15 +2292,7 @@ mod hardware {
 
     #[test]
     fn a_simulated_inventory_never_reaches_hardware() {
-        let root = TestRoot::new("GH100");
-        let trust = trust(&root);
-        let mut a = attested(
-            "node-1",
-            &measured_dgx("node-1"),
-            &refs(&devices(&root, 8)),
-            &trust,
-            bound,
-        );
+        let mut a = measured_node_signing("node-1", 8);
         a.claims.simulated = true;
         let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
         assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Declared);
@@ -2341,15 +2330,7 @@ mod hardware {
     /// licence asking for `measured` never takes an unmeasured GPU.
     #[test]
     fn hardware_needs_the_measured_tier_too() {
-        let root = TestRoot::new("GH100");
-        let trust = trust(&root);
-        let a = attested(
-            "node-1",
-            &dgx("node-1"),
-            &refs(&devices(&root, 8)),
-            &trust,
-            bound,
-        );
+        let a = signing("node-1", &dgx("node-1"), 8, bound);
         let v = evaluate(&[hardware_licence()], &eccn_rules(), &[a], AT);
         assert_eq!(v.nodes[0].effective_evidence_tier, EvidenceTier::Declared);
         assert!(
@@ -2401,8 +2382,6 @@ mod hardware {
     /// names.
     #[test]
     fn a_report_of_another_chip_than_the_spec_part_backs_nothing() {
-        let root = TestRoot::new("GH100");
-        let trust = trust(&root);
         // The name and architecture are an H100's, as the GPU's certificate says; the PCI id
         // an A100's, which the spec table looks up first.
         let gpus: Vec<Gpu<'static>> = (0..8)
@@ -2411,7 +2390,7 @@ mod hardware {
                 ..h100("node-1", i)
             })
             .collect();
-        let a = attested("node-1", &gpus, &refs(&devices(&root, 8)), &trust, bound);
+        let a = signing("node-1", &gpus, 8, bound);
         let v = evaluate(&[open_licence()], &eccn_rules(), &[a], AT);
         let mismatch = v
             .findings
