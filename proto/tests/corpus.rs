@@ -82,7 +82,9 @@ fn ruleset_toml_corpus() {
     for file in [
         "us-eccn-3a090.toml",
         "us-gain-ai-act-s3150.toml",
+        "us-ai-overwatch-act-hr6875.toml",
         "us-china-review-2026-01.toml",
+        "us-ai-diffusion-2025.toml",
     ] {
         let seed = fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))

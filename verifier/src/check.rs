@@ -735,6 +735,9 @@ mod tests {
             rule_set: "us-eccn-3a090".to_owned(),
             rule_set_version: "1".to_owned(),
             rule_set_status: RuleSetStatus::InForce,
+            posture: tppguard_proto::ruleset::shipped_rule_set("us-eccn-3a090")
+                .unwrap()
+                .posture(),
             verdict: crate::policy::Verdict::Compliant,
             nodes: vec![NodeVerdict {
                 node: tppguard_proto::identity::NodeId::from_spki_der(b"node-1"),

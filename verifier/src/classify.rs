@@ -145,7 +145,8 @@ pub fn load_rule_sets(args: &[String]) -> Result<Vec<RuleSet>, Error> {
         .collect()
 }
 
-/// Reads a rule-set file, reading at most one byte past the size limit.
+/// Reads a rule-set file, reading at most one byte past the size limit; a file reusing a
+/// shipped id is refused unless it declares `variant_of` ([`RuleSet::from_file_toml_str`]).
 fn read_rule_set(path: &Path) -> Result<RuleSet, Error> {
     let read_error = |source| Error::ReadRuleSet {
         path: PathBuf::from(path),
@@ -159,7 +160,7 @@ fn read_rule_set(path: &Path) -> Result<RuleSet, Error> {
     file.take(limit)
         .read_to_string(&mut text)
         .map_err(read_error)?;
-    RuleSet::from_toml_str(&text).map_err(|source: RuleSetError| Error::InvalidRuleSet {
+    RuleSet::from_file_toml_str(&text).map_err(|source: RuleSetError| Error::InvalidRuleSet {
         path: PathBuf::from(path),
         source,
     })

@@ -350,6 +350,9 @@ mod tests {
             rule_set: "us-eccn-3a090".to_owned(),
             rule_set_version: "1".to_owned(),
             rule_set_status: tppguard_proto::ruleset::RuleSetStatus::InForce,
+            posture: tppguard_proto::ruleset::shipped_rule_set("us-eccn-3a090")
+                .unwrap()
+                .posture(),
             verdict: crate::policy::Verdict::Compliant,
             nodes: Vec::new(),
             licences: Vec::new(),

@@ -19,6 +19,7 @@ pub mod gpu_evidence;
 pub mod licence;
 pub mod pki;
 pub mod policy;
+pub mod scenario;
 pub mod serve;
 pub mod store;
 pub mod token;

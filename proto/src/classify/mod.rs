@@ -12,8 +12,12 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 
 use crate::ruleset::{Conditions, INDETERMINATE, Range, RuleSet, RuleSetStatus};
+
+mod need;
+
 use crate::tpp::{self, ComputeFigures, Precision, TppBasis};
 use crate::units::{Bandwidth, PerformanceDensity, Tpp};
+pub use need::{NeedDetermination, Party, licence_need};
 
 /// Why a classification is indeterminate. Codes are stable; new ones are added, never renamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -137,6 +141,10 @@ pub struct Classification {
     pub interconnect_bandwidth: Option<Bandwidth>,
     /// Whether the device is designed or marketed for datacenters.
     pub datacenter: bool,
+    /// Whether the deciding clause is marked `confirmed = false` in the rule set (a bill's
+    /// prong not yet read in its text): the outcome then rests on an unconfirmed reading.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unconfirmed: bool,
 }
 
 /// The classification of a node (a computer) from its devices' classifications.
@@ -462,6 +470,18 @@ pub fn classify_device(figures: &ComputeFigures, rule_set: &RuleSet) -> Classifi
             }
         },
     );
+    let unconfirmed = decision.decided_by == DecidedBy::Clause
+        && decision.clause.as_deref().is_some_and(|id| {
+            rule_set
+                .classes
+                .iter()
+                .flat_map(|c| &c.clauses)
+                .any(|k| k.id == id && !k.confirmed)
+        });
+    let mut sentence = decision.sentence;
+    if unconfirmed {
+        sentence.push_str("; this clause is not confirmed from the legal text");
+    }
     Classification {
         rule_set: rule_set.id.clone(),
         rule_set_version: rule_set.version.clone(),
@@ -470,13 +490,14 @@ pub fn classify_device(figures: &ComputeFigures, rule_set: &RuleSet) -> Classifi
         decided_by: decision.decided_by,
         clause: decision.clause,
         reason: decision.reason,
-        sentence: decision.sentence,
+        sentence,
         tpp: derived.tpp(),
         tpp_basis: derived.basis.map(|b| b.precision),
         performance_density: derived.density,
         dram_bandwidth: figures.dram_bandwidth,
         interconnect_bandwidth: figures.interconnect_bandwidth,
         datacenter: figures.datacenter,
+        unconfirmed,
     }
 }
 

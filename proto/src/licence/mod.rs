@@ -582,6 +582,40 @@ impl Licence {
     pub fn allows_device_tpp(&self, tpp: Tpp) -> bool {
         self.max_tpp_per_device.is_none_or(|cap| tpp <= cap)
     }
+
+    /// A copy with one cap changed: a what-if scenario's change, never a signed licence.
+    #[must_use]
+    pub fn with_cap(&self, cap: CapChange) -> Self {
+        let mut copy = self.clone();
+        match cap {
+            CapChange::MaxDevices(n) => copy.max_devices = n,
+            CapChange::MaxAggregateTpp(t) => copy.max_aggregate_tpp = t,
+            CapChange::MaxTppPerDevice(t) => copy.max_tpp_per_device = Some(t),
+        }
+        copy
+    }
+}
+
+/// One licence cap a what-if scenario changes ([`Licence::with_cap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapChange {
+    /// `max_devices`.
+    MaxDevices(u32),
+    /// `max_aggregate_tpp`.
+    MaxAggregateTpp(Tpp),
+    /// `max_tpp_per_device`.
+    MaxTppPerDevice(Tpp),
+}
+
+impl CapChange {
+    /// The licence key it changes, as in the licence TOML.
+    pub const fn key(&self) -> &'static str {
+        match self {
+            Self::MaxDevices(_) => "max_devices",
+            Self::MaxAggregateTpp(_) => "max_aggregate_tpp",
+            Self::MaxTppPerDevice(_) => "max_tpp_per_device",
+        }
+    }
 }
 
 /// Whether `allowed` (`3A090`) is `eccn` or a parent paragraph of it (`3A090.a`).

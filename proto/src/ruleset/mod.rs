@@ -19,6 +19,12 @@ use serde::{Deserialize, Serialize};
 use crate::licence::CountryCode;
 use crate::units::{Bandwidth, PerformanceDensity, Tpp};
 
+mod licensing;
+mod variant;
+
+pub use licensing::{LicenceNeed, Licensing, LicensingRule, PartyConditions};
+pub use variant::{RuleSetOrigin, RuleSetPosture};
+
 /// Largest rule-set file accepted, checked before parsing.
 pub const MAX_RULE_SET_BYTES: usize = 64 * 1024;
 
@@ -41,7 +47,7 @@ pub const DEFAULT_MEASUREMENT_MAX_AGE_DAYS: u32 = 30;
 pub const MAX_MEASUREMENT_MAX_AGE_DAYS: u32 = 3650;
 
 /// The shipped rule-set files, embedded at compile time: (file name, contents).
-const SHIPPED: [(&str, &str); 4] = [
+const SHIPPED: [(&str, &str); 5] = [
     (
         "us-eccn-3a090.toml",
         include_str!("../../../rules/us-eccn-3a090.toml"),
@@ -49,6 +55,10 @@ const SHIPPED: [(&str, &str); 4] = [
     (
         "us-gain-ai-act-s3150.toml",
         include_str!("../../../rules/us-gain-ai-act-s3150.toml"),
+    ),
+    (
+        "us-ai-overwatch-act-hr6875.toml",
+        include_str!("../../../rules/us-ai-overwatch-act-hr6875.toml"),
     ),
     (
         "us-china-review-2026-01.toml",
@@ -157,6 +167,20 @@ pub struct Clause {
     pub text: String,
     /// The conditions, all of which must hold.
     pub when: Conditions,
+    /// Whether the clause is confirmed from the legal text (`confirmed = false`: reported in
+    /// the press or a summary, not yet read in the text). An outcome decided by an
+    /// unconfirmed clause says so.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub confirmed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// A carve-out checked before the classes: when it holds, the outcome is `outcome`.
@@ -395,6 +419,20 @@ pub struct RuleSet {
     /// defaults (10 % above, 50 % below).
     #[serde(default)]
     pub measurement: MeasurementTolerances,
+    /// Where a licence is needed for the items it controls; absent: the rule set does not
+    /// say (the need is `undetermined` for every controlled item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licensing: Option<Licensing>,
+    /// The shipped rule set this file modifies (a what-if copy); it is then never shown
+    /// with that rule set's status alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant_of: Option<String>,
+    /// Where it came from; set by the loader, never read from the file.
+    #[serde(skip_deserializing, default)]
+    pub origin: RuleSetOrigin,
+    /// Changes a what-if scenario made, in words; never read from the file.
+    #[serde(skip_deserializing, default, skip_serializing_if = "Vec::is_empty")]
+    pub modifications: Vec<String>,
 }
 
 /// Why a rule-set file was rejected.
@@ -543,6 +581,45 @@ pub enum RuleSetError {
     EmptyAllocationPeriod {
         /// The group.
         name: String,
+    },
+    /// A `[licensing]` rule is malformed.
+    #[error("licensing rule {id:?}: {problem}")]
+    BadLicensingRule {
+        /// The rule id (`otherwise` for the table itself).
+        id: String,
+        /// What is wrong, with the fix.
+        problem: String,
+    },
+    /// A user's file reuses a shipped rule set's id with other content.
+    #[error(
+        "rule set id {id:?} is a shipped rule set's, but this file's content differs from it; \
+         give the file a new `id`, or declare `variant_of = \"{id}\"` so every report shows it \
+         as a modified copy"
+    )]
+    ShippedIdReused {
+        /// The id.
+        id: String,
+    },
+    /// `variant_of` names no shipped rule set.
+    #[error("`variant_of` {variant_of:?} names no shipped rule set (shipped: {known})")]
+    UnknownVariantOf {
+        /// The value.
+        variant_of: String,
+        /// The shipped ids, comma-separated.
+        known: String,
+    },
+    /// A scenario names a country group the rule set does not have.
+    #[error(
+        "rule set {rule_set} has no country group {group:?} (groups: {known}); name one of \
+         its groups, or evaluate a rule set that has it (`--rule-set`)"
+    )]
+    UnknownCountryGroup {
+        /// The rule set.
+        rule_set: String,
+        /// The group asked for.
+        group: String,
+        /// Its groups, comma-separated (empty when it has none).
+        known: String,
     },
     /// No shipped rule set has this id.
     #[error("no shipped rule set has id {id:?} (shipped: {known})")]
@@ -702,7 +779,15 @@ impl RuleSet {
             check_outcome("node.map", node_outcome)?;
         }
         self.measurement.check()?;
-        self.validate_country_groups()
+        self.validate_country_groups()?;
+        self.validate_licensing()?;
+        if self.variant_of.as_deref().is_some_and(str::is_empty) {
+            return Err(RuleSetError::UnknownVariantOf {
+                variant_of: String::new(),
+                known: String::new(),
+            });
+        }
+        Ok(())
     }
 
     fn validate_country_groups(&self) -> Result<(), RuleSetError> {
@@ -834,10 +919,12 @@ pub fn all_shipped_rule_sets() -> Result<Vec<RuleSet>, RuleSetError> {
     SHIPPED
         .iter()
         .map(|(file, text)| {
-            RuleSet::from_toml_str(text).map_err(|e| RuleSetError::Shipped {
+            let mut rule_set = RuleSet::from_toml_str(text).map_err(|e| RuleSetError::Shipped {
                 file,
                 source: Box::new(e),
-            })
+            })?;
+            rule_set.origin = RuleSetOrigin::Shipped;
+            Ok(rule_set)
         })
         .collect()
 }

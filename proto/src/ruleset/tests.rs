@@ -15,6 +15,7 @@ fn shipped_rule_sets_parse_with_their_status() {
         [
             ("us-eccn-3a090", RuleSetStatus::InForce),
             ("us-gain-ai-act-s3150", RuleSetStatus::Bill),
+            ("us-ai-overwatch-act-hr6875", RuleSetStatus::Bill),
             ("us-china-review-2026-01", RuleSetStatus::Policy),
         ]
     );
@@ -24,8 +25,8 @@ fn shipped_rule_sets_parse_with_their_status() {
         .into_iter()
         .map(|r| r.id)
         .collect();
-    assert_eq!(every.len(), 4);
-    assert_eq!(every[3], "us-ai-diffusion-2025");
+    assert_eq!(every.len(), 5);
+    assert_eq!(every[4], "us-ai-diffusion-2025");
     let eccn = shipped_rule_set("us-eccn-3a090").unwrap();
     assert_eq!(eccn.eccn.as_deref(), Some("3A090"));
     assert_eq!(eccn.node_outcome("3A090.a"), "4A090.a");
@@ -187,8 +188,10 @@ fn ai_diffusion_tiers_and_allocation() {
         assert_eq!(a.basis, AllocationBasis::DestinationCountry);
         assert_eq!(a.per_consignee_tpp, Some("26900000".parse().unwrap()));
     }
-    // The 3A090 rule set has no tiers.
-    assert_eq!(eccn.country_tier(cc("DE")), None);
+    // The 3A090 rule set has the EAR's country groups, and no allocation.
+    assert_eq!(eccn.country_tier(cc("DE")), Some("a5"));
+    assert_eq!(eccn.country_tier(cc("MO")), Some("d5_macau"));
+    assert_eq!(eccn.country_tier(cc("AE")), None);
     assert_eq!(eccn.country_allocation(cc("PL")), None);
 }
 

@@ -74,10 +74,11 @@ use std::sync::Arc;
 use serde::{Serialize, Serializer};
 use tppguard_proto::claims::measurement::MeasurementMethod;
 use tppguard_proto::claims::{AttestationClaims, GpuStatus};
+use tppguard_proto::classify::{NeedDetermination, Party};
 use tppguard_proto::evidence::EvidenceTier;
 use tppguard_proto::identity::NodeId;
 use tppguard_proto::licence::{CountryCode, Licence, Validity};
-use tppguard_proto::ruleset::{MeasurementTolerances, RuleSet, RuleSetStatus};
+use tppguard_proto::ruleset::{MeasurementTolerances, RuleSet, RuleSetPosture, RuleSetStatus};
 use tppguard_proto::site::SiteId;
 use tppguard_proto::spec::{self, H100Equivalents};
 use tppguard_proto::tpp::Precision;
@@ -424,10 +425,42 @@ pub struct LicenceUsage {
     pub devices_not_controlled: u64,
     /// TPP against `max_aggregate_tpp` (devices of unknown TPP add nothing).
     pub tpp: TppCap,
+    /// The party the licence names (licensee's headquarters and ultimate parent), from the
+    /// signed licence.
+    pub party: Party,
+    /// Whether its counted devices need a licence under the rule set, for its destination
+    /// and party.
+    pub licence_need: LicenceNeedSummary,
     /// The worst finding about the licence or its nodes.
     pub severity: Severity,
     /// The licence's verdict, from `severity`.
     pub verdict: Verdict,
+}
+
+/// Whether a licence's counted devices need a licence under the rule set (for its destination
+/// and party): counts per need, and each distinct determination with the devices it covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LicenceNeedSummary {
+    /// Counted devices that need a licence.
+    pub required: u64,
+    /// Counted devices that need none (the licence's caps still apply, as its terms).
+    pub not_required: u64,
+    /// Counted devices whose need the rule set cannot decide.
+    pub undetermined: u64,
+    /// Each distinct determination, `required` first, then by rule.
+    pub determinations: Vec<NeedCount>,
+}
+
+/// One determination and how many counted devices it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NeedCount {
+    /// The determination.
+    #[serde(flatten)]
+    pub determination: NeedDetermination,
+    /// The device outcome it is about (`3A090.a`); `None` for an unknown device.
+    pub outcome: Option<String>,
+    /// Counted devices it covers.
+    pub devices: u64,
 }
 
 /// Usage in one destination country, across licences.
@@ -641,6 +674,9 @@ pub struct FleetVerdict {
     pub rule_set_version: String,
     /// Its legal status.
     pub rule_set_status: RuleSetStatus,
+    /// The enforcement posture: the rule set with its status, where it came from and how a
+    /// scenario or a variant file modified it.
+    pub posture: RuleSetPosture,
     /// `compliant`, `unproven` or `not_compliant`, from the worst finding.
     pub verdict: Verdict,
     /// Nodes by subject.
@@ -906,6 +942,7 @@ fn roll_up(
         rule_set: rule_set.id.clone(),
         rule_set_version: rule_set.version.clone(),
         rule_set_status: rule_set.status,
+        posture: rule_set.posture(),
         verdict,
         nodes,
         licences: usages,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use tppguard_proto::classify::Party;
 use tppguard_proto::licence::{CountryCode, Validity};
 use tppguard_proto::ruleset::RuleSet;
 use tppguard_proto::spec;
@@ -90,6 +91,8 @@ pub(super) fn licences(
             devices_tpp_measured: t.devices_tpp_measured,
             devices_not_controlled: t.devices_not_controlled,
             tpp,
+            party: Party::from(l.licensee()),
+            licence_need: super::LicenceNeedSummary::default(),
             severity: super::Severity::Info,
             verdict: Verdict::Compliant,
         });
