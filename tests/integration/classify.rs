@@ -58,7 +58,11 @@ fn h100_sxm5_from_the_spec_table() {
         outcome_of(&report, "us-gain-ai-act-s3150")["rule_set_status"],
         "bill"
     );
-    assert_eq!(report["classifications"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        outcome_of(&report, "us-ai-overwatch-act-hr6875")["rule_set_status"],
+        "bill"
+    );
+    assert_eq!(report["classifications"].as_array().unwrap().len(), 4);
 }
 
 #[test]

@@ -363,7 +363,7 @@ mod tests {
         let report = report(spec, &figures, &load_rule_sets(&[]).unwrap());
         assert_eq!(report.eccn.as_deref(), Some("3A090.a"));
         assert_eq!(report.h100_equivalents.unwrap().to_string(), "1.00");
-        assert_eq!(report.classifications.len(), 3);
+        assert_eq!(report.classifications.len(), 4);
         let mut text = Vec::new();
         write_report(&report, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();

@@ -648,3 +648,199 @@ fn classification_json_field_names() {
     assert_eq!(json["outcome"], "indeterminate");
     assert_eq!(json["reason"], "no_throughput_figures");
 }
+
+// ---- AI OVERWATCH Act (bill): confirmed and unconfirmed prongs ----
+
+const OVERWATCH: &str = "us-ai-overwatch-act-hr6875";
+
+#[test]
+fn overwatch_confirmed_prongs_match_gain_figures() {
+    check(OVERWATCH, F::tpp("4800"), "covered", Some("hr6875.cic.tpp"));
+    check(
+        OVERWATCH,
+        F::tpp("4799.9996").area("10000").dram("100").interconnect("64"),
+        "not_covered",
+        None,
+    );
+    // 2400 / 1500 mm2 = PD 1.6 exactly.
+    check(
+        OVERWATCH,
+        F::tpp("2400").area("1500").dram("100").interconnect("64"),
+        "covered",
+        Some("hr6875.cic.tpp_pd_1.6"),
+    );
+    // 1600 / 500 mm2 = PD 3.2 exactly.
+    check(
+        OVERWATCH,
+        F::tpp("1600").area("500").dram("100").interconnect("64"),
+        "covered",
+        Some("hr6875.cic.tpp_pd_3.2"),
+    );
+    // Like GAIN, no datacenter carve-out: a consumer RTX 4090 D (TPP 4706.8 < 4800, PD 7.74)
+    // is covered by a confirmed prong although 3A090 leaves it out.
+    let d = part("GeForce RTX 4090 D", OVERWATCH);
+    assert_eq!(d.outcome, "covered");
+    assert!(!d.unconfirmed, "{}", d.sentence);
+    assert_eq!(part("GeForce RTX 4090 D", ECCN).outcome, "not_3a090");
+    assert_eq!(d.rule_set_status, RuleSetStatus::Bill);
+}
+
+#[test]
+fn overwatch_outcome_resting_on_an_unconfirmed_prong_says_so() {
+    // The H20 (TPP 2368, PD 2.91) meets no confirmed prong; only the DRAM bandwidth prong,
+    // carried over from GAIN and not confirmed from the bill's text, covers it.
+    let h20 = part("H20", OVERWATCH);
+    assert_eq!(
+        (h20.outcome.as_str(), h20.clause.as_deref()),
+        ("covered", Some("hr6875.cic.dram_bandwidth"))
+    );
+    assert!(h20.unconfirmed);
+    assert!(
+        h20.sentence.ends_with("this clause is not confirmed from the legal text"),
+        "{}",
+        h20.sentence
+    );
+    let json = serde_json::to_value(&h20).unwrap();
+    assert_eq!(json["unconfirmed"], true);
+    // A confirmed prong: no flag, and the JSON leaves the key out.
+    let h100 = part("H100 SXM5 80GB", OVERWATCH);
+    assert!(!h100.unconfirmed);
+    assert!(serde_json::to_value(&h100).unwrap().get("unconfirmed").is_none());
+    // Under 3A090 the H20 is outside: the bill would bring it in, on an unconfirmed reading.
+    assert_eq!(part("H20", ECCN).outcome, "not_3a090");
+}
+
+// ---- 91 FR 1684 (China review policy, effective 2026-01-15) ----
+
+#[test]
+fn china_rule_of_january_2026_is_91_fr_1684() {
+    let rs = shipped_rule_set(CHINA).unwrap();
+    assert!(rs.source.contains("91 FR 1684"), "{}", rs.source);
+    assert_eq!(
+        rs.effective.map(|d| d.to_string()).as_deref(),
+        Some("2026-01-15")
+    );
+    let notes = rs.notes.as_deref().unwrap();
+    for condition in ["reexports", "third-party testing", "volume", "know-your-customer"] {
+        assert!(notes.contains(condition), "{condition}: {notes}");
+    }
+    // H200: TPP 15832 < 21000 and 4800 GB/s < 6500: case by case.
+    assert_eq!(part("H200 SXM 141GB", CHINA).outcome, "case_by_case");
+}
+
+// ---- Licence need: destination and party (15 CFR 742.6(a)(6)(iii)) ----
+
+fn cc(text: &str) -> crate::licence::CountryCode {
+    text.parse().unwrap()
+}
+
+fn party(headquarters: &str, ultimate_parent: &str) -> Party {
+    Party {
+        headquarters: cc(headquarters),
+        ultimate_parent: cc(ultimate_parent),
+    }
+}
+
+#[track_caller]
+fn need_of(
+    rule_set: &crate::ruleset::RuleSet,
+    model: &str,
+    destination: &str,
+    p: Party,
+) -> NeedDetermination {
+    let spec = by_model(model).unwrap();
+    let c = classify_device(&spec.figures(), rule_set);
+    licence_need(rule_set, Some(&c.outcome), cc(destination), &p)
+}
+
+#[test]
+fn held_party_cases_under_the_rule_in_force() {
+    use crate::ruleset::LicenceNeed::{NotRequired, Required, Undetermined};
+    let eccn = shipped_rule_set(ECCN).unwrap();
+    let hq = Some("742.6(a)(6)(iii)(A)");
+    // (model, destination, headquarters, ultimate parent, need, rule, by party)
+    let cases: [(&str, &str, &str, &str, _, Option<&str>, bool); 13] = [
+        // A German operator whose ultimate parent is in D:5: its H100s need a licence.
+        ("H100 SXM5 80GB", "DE", "DE", "CN", Required, hq, true),
+        // The same operator with a German parent: A:5, no licence.
+        ("H100 SXM5 80GB", "DE", "DE", "DE", NotRequired, Some("742.6(a)(6)(iii).destination_a5"), false),
+        // An H20 fleet in Germany: not 3A090, no licence, whoever owns it.
+        ("H20", "DE", "DE", "CN", NotRequired, None, false),
+        ("H20", "DE", "DE", "DE", NotRequired, None, false),
+        // Headquartered in Macau, parent in the US: the headquarters prong alone bites.
+        ("H100 SXM5 80GB", "FR", "MO", "US", Required, hq, true),
+        // A parent in Russia (D:5) bites in Japan too.
+        ("A100 SXM4 80GB", "JP", "JP", "RU", Required, hq, true),
+        // Destination in D:5: needed whoever the party is.
+        ("H100 SXM5 80GB", "CN", "US", "US", Required, Some("742.6(a)(6)(iii).destination_d5"), false),
+        // Inside the United States: not an export.
+        ("H100 SXM5 80GB", "US", "US", "US", NotRequired, Some("742.6(a)(6)(iii).united_states"), false),
+        // ... unless the party test bites.
+        ("H100 SXM5 80GB", "US", "US", "HK", Required, hq, true),
+        // Neither A:5 nor D:5 (D:1/D:4 not encoded): undetermined, never "no licence".
+        ("H100 SXM5 80GB", "AE", "AE", "AE", Undetermined, None, false),
+        ("H100 SXM5 80GB", "SG", "SG", "SG", Undetermined, None, false),
+        // A consumer part outside 3A090 needs none even with a D:5 parent.
+        ("GeForce RTX 4090 D", "DE", "CN", "CN", NotRequired, None, false),
+        // The RTX 4090 (TPP 5284.8 >= 4800) is 3A090.a: a D:5 parent needs a licence.
+        ("GeForce RTX 4090", "NL", "NL", "CN", Required, hq, true),
+    ];
+    for (model, destination, h, p, need, rule, by_party) in cases {
+        let d = need_of(&eccn, model, destination, party(h, p));
+        assert_eq!(
+            (d.need, d.rule.as_deref(), d.by_party),
+            (need, rule, by_party),
+            "{model} to {destination} (party {h}/{p}): {}",
+            d.sentence
+        );
+        assert_eq!(d.rule_set_status, RuleSetStatus::InForce);
+    }
+    let d = need_of(&eccn, "H100 SXM5 80GB", "DE", party("DE", "CN"));
+    assert_eq!(
+        d.sentence,
+        "licence required for 3A090.a by 742.6(a)(6)(iii)(A) (a party whose ultimate parent is \
+         headquartered in CN (group d5_macau)): a licence is needed to export, reexport or \
+         transfer (in-country) 3A090.a/.b and 4A090.a/.b items to any destination when the \
+         party is headquartered in, or has an ultimate parent headquartered in, Macau or \
+         Country Group D:5"
+    );
+}
+
+#[test]
+fn licence_need_of_unknown_and_indeterminate_devices_is_undetermined() {
+    use crate::ruleset::LicenceNeed;
+    let eccn = shipped_rule_set(ECCN).unwrap();
+    let p = party("DE", "DE");
+    let unknown = licence_need(&eccn, None, cc("DE"), &p);
+    assert_eq!(unknown.need, LicenceNeed::Undetermined);
+    let indeterminate = licence_need(&eccn, Some(INDETERMINATE), cc("DE"), &p);
+    assert_eq!(indeterminate.need, LicenceNeed::Undetermined);
+    // A rule set without `[licensing]` classifies but does not say where a licence is needed.
+    let gain = shipped_rule_set(GAIN).unwrap();
+    let d = need_of(&gain, "H100 SXM5 80GB", "DE", party("DE", "CN"));
+    assert_eq!(d.need, LicenceNeed::Undetermined);
+    assert!(d.sentence.contains("does not state where a licence is needed"), "{}", d.sentence);
+    assert_eq!(need_of(&gain, "Tesla T4", "DE", p).need, LicenceNeed::NotRequired);
+}
+
+#[test]
+fn ai_diffusion_tiers_decide_the_need_and_a_scenario_moves_them() {
+    use crate::ruleset::LicenceNeed::{NotRequired, Required};
+    let diffusion = shipped_rule_set("us-ai-diffusion-2025").unwrap();
+    let fr = party("FR", "FR");
+    let d = need_of(&diffusion, "H100 SXM5 80GB", "FR", fr);
+    assert_eq!((d.need, d.rule.as_deref()), (NotRequired, Some("90fr4544.tier_1_aia")));
+    assert_eq!(need_of(&diffusion, "H100 SXM5 80GB", "PL", party("PL", "PL")).need, Required);
+    // The headquarters test outranks the Tier 1 exception.
+    let d = need_of(&diffusion, "H100 SXM5 80GB", "FR", party("FR", "CN"));
+    assert_eq!((d.need, d.by_party), (Required, true));
+    // France moved to Tier 2: the same fleet now needs a licence, and counts against the
+    // per-country allocation.
+    let moved = diffusion.with_country_in_group(cc("FR"), "tier_2").unwrap();
+    let d = need_of(&moved, "H100 SXM5 80GB", "FR", fr);
+    assert_eq!((d.need, d.rule), (Required, None));
+    assert_eq!(
+        moved.country_allocation(cc("FR")).map(|a| a.tpp.to_string()).as_deref(),
+        Some("790000000")
+    );
+}

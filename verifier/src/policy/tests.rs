@@ -1154,9 +1154,10 @@ fn countries_show_their_tier_and_allocation() {
     assert_eq!(de.allocation, None);
     assert_eq!(de.allocation_period, None);
     assert!(only(&v, "country_allocation_exceeded").is_empty());
-    // Under 3A090 alone: no tier.
+    // Under 3A090 alone: the EAR country group (A:5), no allocation.
     let v = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &fleet, AT);
-    assert_eq!(v.countries[0].tier, None);
+    assert_eq!(v.countries[0].tier.as_deref(), Some("a5"));
+    assert_eq!(v.countries[0].allocation, None);
     // What if Germany were Tier 2: its allocation shows, with headroom.
     let v = evaluate(&[licence(EXAMPLE)], &what_if_de_tier2(), &fleet, AT);
     let de = &v.countries[0];
