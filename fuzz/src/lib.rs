@@ -7,9 +7,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use tppguard_proto::classify::{DecidedBy, classify_device, classify_node};
+use tppguard_proto::classify::{DecidedBy, Party, classify_device, classify_node, licence_need};
 use tppguard_proto::licence::{Licence, LicenceError, MAX_LICENCE_BYTES, Validity};
-use tppguard_proto::ruleset::{INDETERMINATE, MAX_RULE_SET_BYTES, RuleSet, RuleSetError};
+use tppguard_proto::ruleset::{
+    INDETERMINATE, LicenceNeed, MAX_RULE_SET_BYTES, RuleSet, RuleSetError,
+};
 use tppguard_proto::spec::{self, MatchedBy, SpecMatch, UnknownReason};
 use tppguard_proto::tpp::{ComputeFigures, Precision};
 use tppguard_proto::units::{Bandwidth, DecimalError, DieArea, Tops, Tpp};
@@ -57,6 +59,42 @@ pub fn check_ruleset_toml(text: &str) {
                     n.outcome
                 );
                 assert_eq!(n.outcome == INDETERMINATE, n.reason.is_some(), "{n:?}");
+            }
+            check_licence_need(&rule_set, &devices);
+        }
+    }
+}
+
+/// The licence need of each classified device, for a few destinations and parties: an outcome
+/// the rule set does not control needs none, an indeterminate one is undetermined, and a rule
+/// named in the determination is one of the rule set's.
+fn check_licence_need(rule_set: &RuleSet, devices: &[tppguard_proto::classify::Classification]) {
+    let codes = ["DE", "CN", "US", "AE", "MO"];
+    for c in devices {
+        for destination in codes {
+            for parent in codes {
+                let (Ok(destination), Ok(parent)) = (destination.parse(), parent.parse()) else {
+                    continue;
+                };
+                let party = Party {
+                    headquarters: destination,
+                    ultimate_parent: parent,
+                };
+                let d = licence_need(rule_set, Some(&c.outcome), destination, &party);
+                let controlled = rule_set.classes.iter().any(|k| k.outcome == c.outcome);
+                if c.outcome == INDETERMINATE {
+                    assert_eq!(d.need, LicenceNeed::Undetermined, "{d:?}");
+                } else if !controlled {
+                    assert_eq!(d.need, LicenceNeed::NotRequired, "{d:?}");
+                }
+                if let Some(rule) = &d.rule {
+                    let known = rule_set
+                        .licensing
+                        .as_ref()
+                        .is_some_and(|l| l.rules.iter().any(|r| &r.id == rule));
+                    assert!(known, "{d:?}");
+                }
+                assert!(!d.sentence.is_empty());
             }
         }
     }

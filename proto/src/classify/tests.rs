@@ -658,7 +658,10 @@ fn overwatch_confirmed_prongs_match_gain_figures() {
     check(OVERWATCH, F::tpp("4800"), "covered", Some("hr6875.cic.tpp"));
     check(
         OVERWATCH,
-        F::tpp("4799.9996").area("10000").dram("100").interconnect("64"),
+        F::tpp("4799.9996")
+            .area("10000")
+            .dram("100")
+            .interconnect("64"),
         "not_covered",
         None,
     );
@@ -696,7 +699,8 @@ fn overwatch_outcome_resting_on_an_unconfirmed_prong_says_so() {
     );
     assert!(h20.unconfirmed);
     assert!(
-        h20.sentence.ends_with("this clause is not confirmed from the legal text"),
+        h20.sentence
+            .ends_with("this clause is not confirmed from the legal text"),
         "{}",
         h20.sentence
     );
@@ -705,7 +709,12 @@ fn overwatch_outcome_resting_on_an_unconfirmed_prong_says_so() {
     // A confirmed prong: no flag, and the JSON leaves the key out.
     let h100 = part("H100 SXM5 80GB", OVERWATCH);
     assert!(!h100.unconfirmed);
-    assert!(serde_json::to_value(&h100).unwrap().get("unconfirmed").is_none());
+    assert!(
+        serde_json::to_value(&h100)
+            .unwrap()
+            .get("unconfirmed")
+            .is_none()
+    );
     // Under 3A090 the H20 is outside: the bill would bring it in, on an unconfirmed reading.
     assert_eq!(part("H20", ECCN).outcome, "not_3a090");
 }
@@ -721,7 +730,12 @@ fn china_rule_of_january_2026_is_91_fr_1684() {
         Some("2026-01-15")
     );
     let notes = rs.notes.as_deref().unwrap();
-    for condition in ["reexports", "third-party testing", "volume", "know-your-customer"] {
+    for condition in [
+        "reexports",
+        "third-party testing",
+        "volume",
+        "know-your-customer",
+    ] {
         assert!(notes.contains(condition), "{condition}: {notes}");
     }
     // H200: TPP 15832 < 21000 and 4800 GB/s < 6500: case by case.
@@ -763,7 +777,15 @@ fn held_party_cases_under_the_rule_in_force() {
         // A German operator whose ultimate parent is in D:5: its H100s need a licence.
         ("H100 SXM5 80GB", "DE", "DE", "CN", Required, hq, true),
         // The same operator with a German parent: A:5, no licence.
-        ("H100 SXM5 80GB", "DE", "DE", "DE", NotRequired, Some("742.6(a)(6)(iii).destination_a5"), false),
+        (
+            "H100 SXM5 80GB",
+            "DE",
+            "DE",
+            "DE",
+            NotRequired,
+            Some("742.6(a)(6)(iii).destination_a5"),
+            false,
+        ),
         // An H20 fleet in Germany: not 3A090, no licence, whoever owns it.
         ("H20", "DE", "DE", "CN", NotRequired, None, false),
         ("H20", "DE", "DE", "DE", NotRequired, None, false),
@@ -772,16 +794,56 @@ fn held_party_cases_under_the_rule_in_force() {
         // A parent in Russia (D:5) bites in Japan too.
         ("A100 SXM4 80GB", "JP", "JP", "RU", Required, hq, true),
         // Destination in D:5: needed whoever the party is.
-        ("H100 SXM5 80GB", "CN", "US", "US", Required, Some("742.6(a)(6)(iii).destination_d5"), false),
+        (
+            "H100 SXM5 80GB",
+            "CN",
+            "US",
+            "US",
+            Required,
+            Some("742.6(a)(6)(iii).destination_d5"),
+            false,
+        ),
         // Inside the United States: not an export.
-        ("H100 SXM5 80GB", "US", "US", "US", NotRequired, Some("742.6(a)(6)(iii).united_states"), false),
+        (
+            "H100 SXM5 80GB",
+            "US",
+            "US",
+            "US",
+            NotRequired,
+            Some("742.6(a)(6)(iii).united_states"),
+            false,
+        ),
         // ... unless the party test bites.
         ("H100 SXM5 80GB", "US", "US", "HK", Required, hq, true),
         // Neither A:5 nor D:5 (D:1/D:4 not encoded): undetermined, never "no licence".
-        ("H100 SXM5 80GB", "AE", "AE", "AE", Undetermined, None, false),
-        ("H100 SXM5 80GB", "SG", "SG", "SG", Undetermined, None, false),
+        (
+            "H100 SXM5 80GB",
+            "AE",
+            "AE",
+            "AE",
+            Undetermined,
+            None,
+            false,
+        ),
+        (
+            "H100 SXM5 80GB",
+            "SG",
+            "SG",
+            "SG",
+            Undetermined,
+            None,
+            false,
+        ),
         // A consumer part outside 3A090 needs none even with a D:5 parent.
-        ("GeForce RTX 4090 D", "DE", "CN", "CN", NotRequired, None, false),
+        (
+            "GeForce RTX 4090 D",
+            "DE",
+            "CN",
+            "CN",
+            NotRequired,
+            None,
+            false,
+        ),
         // The RTX 4090 (TPP 5284.8 >= 4800) is 3A090.a: a D:5 parent needs a licence.
         ("GeForce RTX 4090", "NL", "NL", "CN", Required, hq, true),
     ];
@@ -819,8 +881,16 @@ fn licence_need_of_unknown_and_indeterminate_devices_is_undetermined() {
     let gain = shipped_rule_set(GAIN).unwrap();
     let d = need_of(&gain, "H100 SXM5 80GB", "DE", party("DE", "CN"));
     assert_eq!(d.need, LicenceNeed::Undetermined);
-    assert!(d.sentence.contains("does not state where a licence is needed"), "{}", d.sentence);
-    assert_eq!(need_of(&gain, "Tesla T4", "DE", p).need, LicenceNeed::NotRequired);
+    assert!(
+        d.sentence
+            .contains("does not state where a licence is needed"),
+        "{}",
+        d.sentence
+    );
+    assert_eq!(
+        need_of(&gain, "Tesla T4", "DE", p).need,
+        LicenceNeed::NotRequired
+    );
 }
 
 #[test]
@@ -829,8 +899,14 @@ fn ai_diffusion_tiers_decide_the_need_and_a_scenario_moves_them() {
     let diffusion = shipped_rule_set("us-ai-diffusion-2025").unwrap();
     let fr = party("FR", "FR");
     let d = need_of(&diffusion, "H100 SXM5 80GB", "FR", fr);
-    assert_eq!((d.need, d.rule.as_deref()), (NotRequired, Some("90fr4544.tier_1_aia")));
-    assert_eq!(need_of(&diffusion, "H100 SXM5 80GB", "PL", party("PL", "PL")).need, Required);
+    assert_eq!(
+        (d.need, d.rule.as_deref()),
+        (NotRequired, Some("90fr4544.tier_1_aia"))
+    );
+    assert_eq!(
+        need_of(&diffusion, "H100 SXM5 80GB", "PL", party("PL", "PL")).need,
+        Required
+    );
     // The headquarters test outranks the Tier 1 exception.
     let d = need_of(&diffusion, "H100 SXM5 80GB", "FR", party("FR", "CN"));
     assert_eq!((d.need, d.by_party), (Required, true));
@@ -840,7 +916,10 @@ fn ai_diffusion_tiers_decide_the_need_and_a_scenario_moves_them() {
     let d = need_of(&moved, "H100 SXM5 80GB", "FR", fr);
     assert_eq!((d.need, d.rule), (Required, None));
     assert_eq!(
-        moved.country_allocation(cc("FR")).map(|a| a.tpp.to_string()).as_deref(),
+        moved
+            .country_allocation(cc("FR"))
+            .map(|a| a.tpp.to_string())
+            .as_deref(),
         Some("790000000")
     );
 }

@@ -419,3 +419,257 @@ fn measurement_max_age_is_whole_days_in_range() {
         .to_string();
     assert!(e.contains("not a whole number"), "{e}");
 }
+
+// ---- licensing, variants and scenario copies ----
+
+/// MINIMAL with two country groups and a `[licensing]` table appended.
+fn with_licensing(licensing: &str) -> String {
+    format!(
+        "{MINIMAL}\n[[country_groups]]\nname = \"d5\"\ntext = \"t\"\ncountries = [\"CN\"]\n\
+         \n[[country_groups]]\nname = \"rest\"\ntext = \"t\"\nrest = true\n\n{licensing}"
+    )
+}
+
+const GOOD_LICENSING: &str = r#"[licensing]
+otherwise = "not_required"
+otherwise_text = "no rule holds"
+
+[[licensing.rules]]
+id = "hq"
+text = "party in d5"
+need = "required"
+outcomes = ["yes"]
+when = { party = ["d5"] }
+"#;
+
+#[test]
+fn licensing_parses_and_validates() {
+    let rs = RuleSet::from_toml_str(&with_licensing(GOOD_LICENSING)).unwrap();
+    let l = rs.licensing.as_ref().unwrap();
+    assert_eq!(l.otherwise, LicenceNeed::NotRequired);
+    assert_eq!(
+        l.rules[0].when.party.as_deref(),
+        Some(&["d5".to_owned()][..])
+    );
+    let bad = |from: &str, to: &str, wanted: &str| {
+        let text = with_licensing(&GOOD_LICENSING.replace(from, to));
+        let e = err(&text);
+        assert!(e.contains(wanted), "{from} -> {to}: {e}");
+    };
+    bad(
+        r#"outcomes = ["yes"]"#,
+        r#"outcomes = ["no"]"#,
+        r#"outcome "no" is not the outcome of any class"#,
+    );
+    bad(
+        r#"outcomes = ["yes"]"#,
+        "outcomes = []",
+        "`outcomes` is empty",
+    );
+    bad(
+        r#"party = ["d5"]"#,
+        r#"party = ["d6"]"#,
+        r#"country group "d6" is not defined; defined: d5, rest"#,
+    );
+    bad(
+        r#"when = { party = ["d5"] }"#,
+        "when = {}",
+        "neither `destination` nor `party`",
+    );
+    bad(
+        r#"party = ["d5"]"#,
+        "party = []",
+        "a group list in `when` is empty",
+    );
+    bad(
+        r#"id = "hq""#,
+        r#"id = "yes.1""#,
+        "its id is empty or used twice",
+    );
+    bad(
+        r#"need = "required""#,
+        r#"need = "maybe""#,
+        "unknown variant `maybe`",
+    );
+    bad(
+        r#"otherwise_text = "no rule holds""#,
+        r#"otherwise_text = " ""#,
+        "otherwise_text` is empty",
+    );
+    bad("when = {", "colour = 1\nwhen = {", "unknown field `colour`");
+    bad(
+        r#"party = ["d5"]"#,
+        r#"party = ["d5"], site = ["x"]"#,
+        "unknown field `site`",
+    );
+}
+
+#[test]
+fn every_shipped_licensing_rule_names_its_source_in_the_notes_or_text() {
+    for rs in all_shipped_rule_sets().unwrap() {
+        let Some(l) = &rs.licensing else { continue };
+        assert!(!l.rules.is_empty(), "{}", rs.id);
+        for rule in &l.rules {
+            assert!(!rule.text.is_empty(), "{} {}", rs.id, rule.id);
+        }
+    }
+    let eccn = shipped_rule_set("us-eccn-3a090").unwrap();
+    let notes = eccn.notes.as_deref().unwrap();
+    for fact in [
+        "742.6(a)(6)(iii)(A)",
+        "2026-05-31",
+        "until further notice",
+        "D:1",
+        "D:4",
+    ] {
+        assert!(notes.contains(fact), "{fact}: {notes}");
+    }
+}
+
+#[test]
+fn unconfirmed_clauses_are_read_and_default_to_confirmed() {
+    let rs = RuleSet::from_toml_str(MINIMAL).unwrap();
+    assert!(rs.classes[0].clauses[0].confirmed);
+    let text = MINIMAL.replace(
+        "when = { tpp = { min = \"4800\" } }",
+        "when = { tpp = { min = \"4800\" } }\nconfirmed = false",
+    );
+    assert!(!RuleSet::from_toml_str(&text).unwrap().classes[0].clauses[0].confirmed);
+    let text = MINIMAL.replace(
+        "when = { tpp = { min = \"4800\" } }",
+        "when = { tpp = { min = \"4800\" } }\nconfirmed = \"no\"",
+    );
+    assert!(err(&text).contains("invalid type"), "{}", err(&text));
+    let overwatch = shipped_rule_set("us-ai-overwatch-act-hr6875").unwrap();
+    let unconfirmed: Vec<&str> = overwatch
+        .classes
+        .iter()
+        .flat_map(|c| &c.clauses)
+        .filter(|c| !c.confirmed)
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(
+        unconfirmed,
+        [
+            "hr6875.cic.dram_bandwidth",
+            "hr6875.cic.interconnect_bandwidth",
+            "hr6875.cic.combined_bandwidth"
+        ]
+    );
+    assert_eq!(overwatch.status, RuleSetStatus::Bill);
+    assert_eq!(overwatch.effective, None);
+}
+
+#[test]
+fn a_file_reusing_a_shipped_id_is_refused_unless_it_is_a_declared_variant() {
+    let shipped = include_str!("../../../rules/us-ai-diffusion-2025.toml");
+    // The shipped file itself, passed as a file: it is the shipped rule set.
+    let same = RuleSet::from_file_toml_str(shipped).unwrap();
+    assert_eq!(same.origin, RuleSetOrigin::Shipped);
+    assert!(!same.posture().is_modified());
+    // Edited under the shipped id: refused, naming both ways out.
+    let edited = shipped.replace("\"FR\", ", "");
+    let e = RuleSet::from_file_toml_str(&edited).unwrap_err();
+    assert!(matches!(e, RuleSetError::ShippedIdReused { .. }), "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("give the file a new `id`") && e.contains("variant_of"),
+        "{e}"
+    );
+    // Declared as a variant: accepted, and never shown with the shipped status alone.
+    let variant = edited.replace(
+        "id = \"us-ai-diffusion-2025\"",
+        "id = \"us-ai-diffusion-2025\"\nvariant_of = \"us-ai-diffusion-2025\"",
+    );
+    let rs = RuleSet::from_file_toml_str(&variant).unwrap();
+    let posture = rs.posture();
+    assert!(posture.is_modified());
+    assert_eq!(posture.origin, RuleSetOrigin::File);
+    assert_eq!(
+        posture.to_string(),
+        "us-ai-diffusion-2025 v2 [historical (not in force); MODIFIED from us-ai-diffusion-2025]"
+    );
+    // variant_of must name a shipped rule set.
+    let e = RuleSet::from_file_toml_str(&variant.replace(
+        "variant_of = \"us-ai-diffusion-2025\"",
+        "variant_of = \"us-ai-diffusion-2024\"",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("names no shipped rule set") && e.contains("us-eccn-3a090"),
+        "{e}"
+    );
+    // A file of its own id is a file, said so.
+    let own = RuleSet::from_file_toml_str(MINIMAL).unwrap();
+    assert_eq!(own.origin, RuleSetOrigin::File);
+    assert_eq!(
+        own.posture().to_string(),
+        "example v1 [policy; from a file]"
+    );
+    // The origin and modifications are never read from a file.
+    for key in ["origin = \"shipped\"", "modifications = [\"x\"]"] {
+        let text = MINIMAL.replace("source = \"test\"", &format!("source = \"test\"\n{key}"));
+        assert!(
+            err(&text).contains("unknown field"),
+            "{key}: {}",
+            err(&text)
+        );
+    }
+    // The shipped what-if example declares itself a variant.
+    let what_if = RuleSet::from_file_toml_str(WHAT_IF_DE).unwrap();
+    assert_eq!(what_if.variant_of.as_deref(), Some("us-ai-diffusion-2025"));
+}
+
+#[test]
+fn a_scenario_moves_one_country_and_marks_the_copy() {
+    let base = shipped_rule_set("us-ai-diffusion-2025").unwrap();
+    let moved = base.with_country_in_group(cc("FR"), "tier_2").unwrap();
+    assert_eq!(moved.country_tier(cc("FR")), Some("tier_2"));
+    assert_eq!(
+        base.country_tier(cc("FR")),
+        Some("tier_1"),
+        "the base is untouched"
+    );
+    for c in ["US", "DE", "CN", "PL"] {
+        assert_eq!(moved.country_tier(cc(c)), base.country_tier(cc(c)), "{c}");
+    }
+    let posture = moved.posture();
+    assert_eq!(posture.origin, RuleSetOrigin::Scenario);
+    assert_eq!(posture.modifications, ["FR moved from tier_1 to tier_2"]);
+    assert!(
+        posture
+            .to_string()
+            .contains("MODIFIED from us-ai-diffusion-2025: FR moved")
+    );
+    // Into Tier 3 and back: the country is listed in one group only, and validation agrees.
+    let twice = moved
+        .with_country_in_group(cc("FR"), "tier_3")
+        .unwrap()
+        .with_country_in_group(cc("FR"), "tier_1")
+        .unwrap();
+    assert_eq!(twice.country_tier(cc("FR")), Some("tier_1"));
+    let listed: usize = twice
+        .country_groups
+        .iter()
+        .filter(|g| g.countries.contains(&cc("FR")))
+        .count();
+    assert_eq!(listed, 1);
+    assert_eq!(twice.modifications.len(), 3);
+    twice.validate().unwrap();
+    // A group the rule set lacks names its groups and the fix.
+    let e = shipped_rule_set("us-eccn-3a090")
+        .unwrap()
+        .with_country_in_group(cc("FR"), "tier_2")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("has no country group \"tier_2\" (groups: united_states, a5, d5_macau)")
+            && e.contains("--rule-set"),
+        "{e}"
+    );
+    // A country no group lists yet, moved into a listed group.
+    let ae = base.with_country_in_group(cc("AE"), "tier_3").unwrap();
+    assert_eq!(ae.country_tier(cc("AE")), Some("tier_3"));
+    assert_eq!(ae.modifications, ["AE moved from tier_2 to tier_3"]);
+}
