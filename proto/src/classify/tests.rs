@@ -773,7 +773,16 @@ fn held_party_cases_under_the_rule_in_force() {
     let eccn = shipped_rule_set(ECCN).unwrap();
     let hq = Some("742.6(a)(6)(iii)(A)");
     // (model, destination, headquarters, ultimate parent, need, rule, by party)
-    let cases: [(&str, &str, &str, &str, _, Option<&str>, bool); 13] = [
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        crate::ruleset::LicenceNeed,
+        Option<&'static str>,
+        bool,
+    );
+    let cases: [Case; 13] = [
         // A German operator whose ultimate parent is in D:5: its H100s need a licence.
         ("H100 SXM5 80GB", "DE", "DE", "CN", Required, hq, true),
         // The same operator with a German parent: A:5, no licence.
