@@ -220,3 +220,131 @@ fn list_models() {
             .any(|r| r["model"] == "H100 SXM5 80GB" && r["tpp"] == 15831.2)
     );
 }
+
+/// `(need, rule)` of the licence need under `rule_set` in a report made with `--destination`.
+fn need_of(report: &Value, rule_set: &str) -> (String, Value) {
+    let n = report["licence_need"]
+        .as_array()
+        .expect("licence_need")
+        .iter()
+        .find(|n| n["rule_set"] == rule_set)
+        .unwrap_or_else(|| panic!("{rule_set} has a licence need"));
+    (n["need"].as_str().unwrap().to_owned(), n["rule"].clone())
+}
+
+#[test]
+fn a_german_operator_with_a_d5_parent_needs_a_licence_for_h100s_not_for_h20s() {
+    let h100 = classify_json(&[
+        "--model",
+        "H100 SXM5 80GB",
+        "--destination",
+        "DE",
+        "--ultimate-parent",
+        "CN",
+    ]);
+    assert_eq!(
+        need_of(&h100, "us-eccn-3a090"),
+        ("required".to_owned(), Value::from("742.6(a)(6)(iii)(A)"))
+    );
+    assert_eq!(h100["party"]["headquarters"], "DE");
+    assert_eq!(h100["party"]["ultimate_parent"], "CN");
+    let n = &h100["licence_need"][0];
+    assert_eq!(n["by_party"], true);
+    assert_eq!(n["rule_set_status"], "in_force");
+    // Bills classify; they do not say where a licence is needed.
+    assert_eq!(need_of(&h100, "us-gain-ai-act-s3150").0, "undetermined");
+    // The same chips with a German parent: A:5, no licence.
+    let own = classify_json(&["--model", "H100 SXM5 80GB", "--destination", "DE"]);
+    assert_eq!(
+        need_of(&own, "us-eccn-3a090"),
+        (
+            "not_required".to_owned(),
+            Value::from("742.6(a)(6)(iii).destination_a5")
+        )
+    );
+    // An H20 fleet in Germany: outside 3A090, no licence whoever the parent is.
+    let h20 = classify_json(&[
+        "--model",
+        "H20",
+        "--destination",
+        "DE",
+        "--ultimate-parent",
+        "CN",
+        "--rule-set",
+        "us-eccn-3a090",
+    ]);
+    assert_eq!(
+        need_of(&h20, "us-eccn-3a090"),
+        ("not_required".to_owned(), Value::Null)
+    );
+    // In words, without jq.
+    let output = classify(&[
+        "--model",
+        "H100 SXM5 80GB",
+        "--destination",
+        "DE",
+        "--ultimate-parent",
+        "CN",
+    ]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains(
+            "Licence need: destination DE, party headquartered in DE, ultimate parent in CN\n  \
+             us-eccn-3a090 [in force]: licence required for 3A090.a by 742.6(a)(6)(iii)(A)"
+        ),
+        "{text}"
+    );
+    // Without a destination there is no licence need in the report.
+    assert!(
+        classify_json(&["--model", "H20"])
+            .get("licence_need")
+            .is_none()
+    );
+    // A party without a destination is a usage error.
+    assert!(classify_fails(&["--model", "H20", "--headquarters", "DE"]).contains("--destination"));
+    assert!(classify_fails(&["--model", "H20", "--destination", "UK"]).contains("GB, not UK"));
+}
+
+#[test]
+fn an_edited_copy_of_a_shipped_rule_set_is_refused_unless_it_says_it_is_a_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped =
+        std::fs::read_to_string(crate::support::workspace_root().join("rules/us-eccn-3a090.toml"))
+            .unwrap();
+    // The shipped file itself is the shipped rule set.
+    let same = dir.path().join("same.toml");
+    std::fs::write(&same, &shipped).unwrap();
+    let report = classify_json(&["--model", "H20", "--rule-set", same.to_str().unwrap()]);
+    assert_eq!(report["posture"][0]["origin"], "shipped");
+    // Lowered threshold under the shipped id, in force: refused, exit 2, with both fixes.
+    let edited = shipped.replace(
+        "when = { tpp = { min = \"4800\" } }",
+        "when = { tpp = { min = \"2000\" } }",
+    );
+    let forged = dir.path().join("forged.toml");
+    std::fs::write(&forged, &edited).unwrap();
+    let stderr = classify_fails(&["--model", "H20", "--rule-set", forged.to_str().unwrap()]);
+    assert!(
+        stderr.contains("is a shipped rule set's") && stderr.contains("variant_of"),
+        "{stderr}"
+    );
+    // Declared as a variant: accepted, and every line says MODIFIED.
+    let variant = dir.path().join("variant.toml");
+    std::fs::write(
+        &variant,
+        edited.replace(
+            "id = \"us-eccn-3a090\"",
+            "id = \"us-eccn-3a090\"\nvariant_of = \"us-eccn-3a090\"",
+        ),
+    )
+    .unwrap();
+    let report = classify_json(&["--model", "H20", "--rule-set", variant.to_str().unwrap()]);
+    assert_eq!(report["posture"][0]["variant_of"], "us-eccn-3a090");
+    assert_eq!(report["posture"][0]["origin"], "file");
+    let output = classify(&["--model", "H20", "--rule-set", variant.to_str().unwrap()]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("us-eccn-3a090 v2 [in force; MODIFIED from us-eccn-3a090]:"),
+        "{text}"
+    );
+}

@@ -5,10 +5,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tppguard_proto::classify::{Classification, classify_device};
+use tppguard_proto::classify::{
+    Classification, NeedDetermination, Party, classify_device, licence_need,
+};
+use tppguard_proto::licence::CountryCode;
 use tppguard_proto::ruleset::{
-    MAX_RULE_SET_BYTES, RuleSet, RuleSetError, RuleSetStatus, all_shipped_rule_sets,
-    shipped_rule_sets,
+    MAX_RULE_SET_BYTES, RuleSet, RuleSetError, RuleSetPosture, RuleSetStatus,
+    all_shipped_rule_sets, shipped_rule_sets,
 };
 use tppguard_proto::spec::{AcceleratorSpec, by_model, h100_equivalents, spec_table};
 use tppguard_proto::text::{Escaped, escape};
@@ -46,6 +49,19 @@ pub struct Report {
     pub eccn: Option<String>,
     /// One classification per rule set, in the order given.
     pub classifications: Vec<Classification>,
+    /// The enforcement posture: each rule set with its status and where it came from, in the
+    /// order given.
+    pub posture: Vec<RuleSetPosture>,
+    /// The destination asked about (`--destination`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<CountryCode>,
+    /// The party asked about (`--headquarters`, `--ultimate-parent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub party: Option<Party>,
+    /// With `--destination`: whether the item needs a licence, one per rule set in the order
+    /// given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub licence_need: Vec<NeedDetermination>,
     #[serde(skip)]
     basis: Option<TppBasis>,
     #[serde(skip)]
@@ -59,7 +75,15 @@ pub fn run(args: &ClassifyArgs, out: &mut dyn Write) -> Result<(), Error> {
     }
     let (spec, figures) = figures(args)?;
     let rule_sets = load_rule_sets(&args.rule_set)?;
-    let report = report(spec, &figures, &rule_sets);
+    let mut report = report(spec, &figures, &rule_sets);
+    if let Some(destination) = args.destination {
+        let headquarters = args.headquarters.unwrap_or(destination);
+        let party = Party {
+            headquarters,
+            ultimate_parent: args.ultimate_parent.unwrap_or(headquarters),
+        };
+        report.with_licence_need(&rule_sets, destination, party);
+    }
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
@@ -196,8 +220,31 @@ pub fn report(
         h100_equivalents: basis.map(|b| h100_equivalents(b.tpp)),
         eccn,
         classifications,
+        posture: rule_sets.iter().map(RuleSet::posture).collect(),
+        destination: None,
+        party: None,
+        licence_need: Vec::new(),
         basis,
         titles: rule_sets.iter().map(|r| r.title.clone()).collect(),
+    }
+}
+
+impl Report {
+    /// Adds, per rule set, whether the classified item needs a licence to `destination` for
+    /// `party` (the rule sets are those the report was made with, in the same order).
+    pub fn with_licence_need(
+        &mut self,
+        rule_sets: &[RuleSet],
+        destination: CountryCode,
+        party: Party,
+    ) {
+        self.licence_need = rule_sets
+            .iter()
+            .zip(&self.classifications)
+            .map(|(r, c)| licence_need(r, Some(&c.outcome), destination, &party))
+            .collect();
+        self.destination = Some(destination);
+        self.party = Some(party);
     }
 }
 
@@ -283,15 +330,36 @@ fn write_report(report: &Report, out: &mut dyn Write) -> Result<(), Error> {
         writeln!(out, "{}", line(row.each_ref().map(String::as_str)))?;
     }
     writeln!(out)?;
-    for (c, title) in report.classifications.iter().zip(&report.titles) {
+    write_licence_need(report, out)?;
+    for (posture, title) in report.posture.iter().zip(&report.titles) {
+        // The posture, not the bare status: a variant file is never shown as the shipped
+        // rule set.
+        writeln!(out, "{}: {}", Escaped(&posture.to_string()), Escaped(title))?;
+    }
+    Ok(())
+}
+
+/// With `--destination`: one line per rule set saying whether a licence is needed and why.
+fn write_licence_need(report: &Report, out: &mut dyn Write) -> Result<(), Error> {
+    let (Some(destination), Some(party)) = (report.destination, report.party) else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "Licence need: destination {destination}, party headquartered in {}, ultimate parent \
+         in {}",
+        party.headquarters, party.ultimate_parent
+    )?;
+    for n in &report.licence_need {
         writeln!(
             out,
-            "{}: {} [{}]",
-            Escaped(&c.rule_set),
-            Escaped(title),
-            c.rule_set_status.label()
+            "  {} [{}]: {}",
+            Escaped(&n.rule_set),
+            n.rule_set_status.label(),
+            Escaped(&n.sentence)
         )?;
     }
+    writeln!(out)?;
     Ok(())
 }
 

@@ -616,9 +616,29 @@ pub struct ClassifyArgs {
     #[arg(long, value_name = "ID|FILE")]
     pub rule_set: Vec<String>,
 
+    /// Also say whether the item needs a licence to this destination country (ISO 3166-1
+    /// alpha-2: DE, GB, CN), under each rule set's licensing rules (rules/README.md).
+    #[arg(long, value_name = "CC", value_parser = parse_country)]
+    pub destination: Option<tppguard_proto::licence::CountryCode>,
+
+    /// Where the party (the licensee) is headquartered; default: the destination. The
+    /// headquarters test (15 CFR 742.6(a)(6)(iii)(A)) turns on it. Needs --destination.
+    #[arg(long, value_name = "CC", value_parser = parse_country, requires = "destination")]
+    pub headquarters: Option<tppguard_proto::licence::CountryCode>,
+
+    /// Where the party's ultimate parent is headquartered; default: the headquarters. Needs
+    /// --destination.
+    #[arg(long, value_name = "CC", value_parser = parse_country, requires = "destination")]
+    pub ultimate_parent: Option<tppguard_proto::licence::CountryCode>,
+
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Parses an ISO 3166-1 alpha-2 country code (`DE`); the error says what is accepted.
+fn parse_country(text: &str) -> Result<tppguard_proto::licence::CountryCode, String> {
+    text.parse()
 }
 
 /// Parses `PRECISION=TOPS` (`FP8=1978.9`).
