@@ -421,6 +421,9 @@ mod tests {
             dram_bandwidth: None,
             interconnect_bandwidth: None,
             rule_set: vec![],
+            destination: None,
+            headquarters: None,
+            ultimate_parent: None,
             json: false,
         }
     }
