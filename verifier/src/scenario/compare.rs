@@ -438,8 +438,8 @@ fn verdict_text(v: Option<Verdict>) -> String {
     }
 }
 
-/// The integer part of a decimal grouped by thousands: `1266496.5` -> `1,266,496.5`.
-pub(crate) fn grouped(value: impl ToString) -> String {
+/// A figure's integer part grouped by thousands, for reports: `1266496.5` -> `1,266,496.5`.
+pub fn grouped(value: impl ToString) -> String {
     let text = value.to_string();
     let (int, frac) = text
         .split_once('.')
