@@ -707,7 +707,10 @@ fn scenario_change_seeds() -> Vec<(String, Vec<u8>)> {
         ("ok-move", "FR=tier_2".to_owned()),
         ("ok-move-unknown-group", "FR=tier_9".to_owned()),
         ("ok-rule-set", "rule-set=us-gain-ai-act-s3150".to_owned()),
-        ("ok-rule-set-file", "rule-set=./my-rules/variant.toml".to_owned()),
+        (
+            "ok-rule-set-file",
+            "rule-set=./my-rules/variant.toml".to_owned(),
+        ),
         (
             "ok-max-devices",
             "licence:EXAMPLE-DE-2026-0142:max_devices=64".to_owned(),
@@ -716,7 +719,10 @@ fn scenario_change_seeds() -> Vec<(String, Vec<u8>)> {
             "ok-aggregate",
             "licence:a-b_c.d:e/f:max_aggregate_tpp=0032500000.50".to_owned(),
         ),
-        ("ok-per-device", "licence:x:max_tpp_per_device=15831.2".to_owned()),
+        (
+            "ok-per-device",
+            "licence:x:max_tpp_per_device=15831.2".to_owned(),
+        ),
         (
             "ok-several",
             "rule-set=us-ai-diffusion-2025\nFR=tier_2\nDE=tier_3\nlicence:x:max_devices=1"
@@ -743,14 +749,23 @@ fn scenario_change_seeds() -> Vec<(String, Vec<u8>)> {
         ("broken-trailing-newline", "FR=tier_2\n".to_owned()),
         ("broken-empty-rule-set", "rule-set=".to_owned()),
         ("broken-negative", "licence::x:max_devices=-1".to_owned()),
-        ("broken-overflow", "licence:x:max_devices=99999999999".to_owned()),
+        (
+            "broken-overflow",
+            "licence:x:max_devices=99999999999".to_owned(),
+        ),
         ("broken-zero", "licence:x:max_devices=0".to_owned()),
         ("broken-float", "licence:x:max_aggregate_tpp=1e9".to_owned()),
-        ("broken-decimals", "licence:x:max_tpp_per_device=0.00001".to_owned()),
+        (
+            "broken-decimals",
+            "licence:x:max_tpp_per_device=0.00001".to_owned(),
+        ),
         ("broken-key", "licence:x:max_watts=5".to_owned()),
         ("broken-no-key", "licence:x=5".to_owned()),
         ("broken-too-long", "FR=".to_owned() + &"a".repeat(10_000)),
-        ("broken-too-many", format!("{}\nGB=tier_2", at_max.join("\n"))),
+        (
+            "broken-too-many",
+            format!("{}\nGB=tier_2", at_max.join("\n")),
+        ),
         ("broken-duplicate-move", "FR=tier_2\nFR=tier_3".to_owned()),
         ("broken-two-rule-sets", "rule-set=a\nrule-set=b".to_owned()),
         (
