@@ -1,5 +1,5 @@
 //! `check --scenario`: what-if changes evaluated beside the baseline in one command, on a mixed
-//! fleet (a DGX H100 in France, a DGX H100 and an HGX H20 in Germany; licences to FR and DE)
+//! fleet (8 H100s in France, 8 H100s and an HGX H20 in Germany; licences to FR and DE)
 //! with the built-in PKI and certified sites. The comparison reads without jq, the JSON has
 //! both sides, and the exit code is always the baseline's.
 
@@ -64,7 +64,7 @@ impl Fleet {
         ok("tppguard-verifier", &["pki", "init", "--dir", s(&pki)]);
         let mut attestations = Vec::new();
         for (name, fixture, site) in [
-            ("gpu-node-fr", None, "par-1"),
+            ("gpu-node-fr", Some("busy-h100"), "par-1"),
             ("gpu-node-de", None, "fra-1"),
             ("h20-node-de", Some("hgx-h20"), "fra-1"),
         ] {
@@ -188,7 +188,7 @@ fn france_moves_to_tier_2_in_one_command() {
     assert!(t.contains("  licence LIC-FR-1 (FR)"), "{t}");
     assert!(t.contains("baseline"), "{t}");
     assert!(
-        t.contains("    TPP used / cap         126,649.6 / 2,000,000"),
+        t.contains("    TPP used / cap       126,649.6 / 2,000,000        same\n"),
         "{t}"
     );
     assert!(t.contains("  unchanged: 1 licence (LIC-DE-1)"), "{t}");
@@ -292,8 +292,14 @@ fn a_cap_change_makes_the_scenario_licence_not_compliant_and_keeps_the_exit_code
     let out = f.check(&what_if);
     let t = text(&out);
     assert!(t.contains("WHAT IF licence:LIC-DE-1:max_devices=1"), "{t}");
-    assert!(t.contains("    devices used / cap     8 / 100"), "{t}");
-    assert!(t.contains("OVER by 7"), "{t}");
+    assert!(
+        t.contains("    devices used / cap   8 / 100                      8 / 1\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("    devices headroom     92                           OVER by 7\n"),
+        "{t}"
+    );
     assert!(t.contains(": NOT COMPLIANT\n"), "{t}");
 }
 
