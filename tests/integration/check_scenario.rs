@@ -3,7 +3,7 @@
 //! with the built-in PKI and certified sites. The comparison reads without jq, the JSON has
 //! both sides, and the exit code is always the baseline's.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use serde_json::Value;

@@ -1061,4 +1061,80 @@ mod tests {
         ));
         assert!(!text.contains("measurements:"), "{text}");
     }
+
+    /// A verdict of two DE licences (4 nodes of 2 H100s) under the AI Diffusion Rule with DE
+    /// moved to Tier 2, so DE has the national allocation.
+    fn tier_2_verdict() -> FleetVerdict {
+        let (lics, atts, _, at) = crate::policy::bench_support::synthetic_fleet(4, 2, 2);
+        let rule_set = shipped_rule_set("us-ai-diffusion-2025")
+            .unwrap()
+            .with_country_in_group("DE".parse().unwrap(), "tier_2")
+            .unwrap();
+        evaluate(&lics, &rule_set, &atts, at)
+    }
+
+    #[test]
+    fn a_country_line_shows_its_tier_and_the_shared_allocation() {
+        let v = tier_2_verdict();
+        let mut out = Vec::new();
+        write_verdict(&v, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(
+                "rule set us-ai-diffusion-2025 v2 [historical (not in force); MODIFIED from \
+                 us-ai-diffusion-2025: DE moved from tier_1 to tier_2]\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("  country DE (tier_2): 8 devices"), "{text}");
+        assert!(
+            text.contains(
+                "    allocation 790,000,000 TPP (2025-2027): used 126,649.6, headroom \
+                 789,873,350.4; shared by 2 licences\n"
+            ),
+            "{text}"
+        );
+        // No licence need determined: no line.
+        assert!(!text.contains("licence need"), "{text}");
+    }
+
+    #[test]
+    fn the_licence_need_line_counts_each_need_with_its_rules() {
+        use tppguard_proto::classify::NeedDetermination;
+        use tppguard_proto::ruleset::LicenceNeed;
+
+        use crate::policy::{LicenceNeedSummary, NeedCount};
+        let v = tier_2_verdict();
+        let mut usage = v.licences.first().unwrap().clone();
+        assert_eq!(licence_need_line(&usage), None);
+        let determination = |need, rule: Option<&str>, by_party| NeedCount {
+            determination: NeedDetermination {
+                rule_set: "us-eccn-3a090".to_owned(),
+                rule_set_status: RuleSetStatus::InForce,
+                need,
+                rule: rule.map(str::to_owned),
+                by_party,
+                sentence: String::new(),
+            },
+            outcome: Some("3A090.a".to_owned()),
+            devices: 4,
+        };
+        usage.licence_need = LicenceNeedSummary {
+            required: 8,
+            not_required: 0,
+            undetermined: 2,
+            determinations: vec![
+                determination(LicenceNeed::Required, Some("742.6(a)(6)(iii)(A)"), true),
+                determination(LicenceNeed::Required, Some("742.6(a)(6)(iii)(A)"), true),
+                determination(LicenceNeed::Undetermined, None, false),
+            ],
+        };
+        assert_eq!(
+            licence_need_line(&usage).as_deref(),
+            Some(
+                "8 required (742.6(a)(6)(iii)(A), party: headquarters DE, ultimate parent DE), \
+                 2 undetermined"
+            )
+        );
+    }
 }

@@ -562,7 +562,8 @@ fn write_country(c: &CountryComparison, out: &mut dyn Write) -> Result<(), Error
     let both = |f: &dyn Fn(&CountrySide) -> String| (side_text(b, f), side_text(s, f));
     let (x, y) = both(&|x| format!("{} ({} H100-eq)", grouped(x.tpp), x.h100_equivalents));
     row(out, 4, "TPP counted", x, y, true)?;
-    if names.len() > 1 {
+    let allocated = |x: Option<&CountrySide>| x.is_some_and(|x| x.allocation.is_some());
+    if names.len() > 1 && (allocated(b) || allocated(s)) {
         writeln!(
             out,
             "    the national allocation is shared by {} licences: {}",
