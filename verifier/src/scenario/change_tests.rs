@@ -184,6 +184,8 @@ fn hostile_inputs_are_refused_with_a_code_and_escaped() {
     let cases = [
         ("FR=tier\u{1b}[2J", "scenario_change_malformed"),
         ("rule-set=a\u{0}b", "scenario_change_malformed"),
+        ("rule-set=a\u{202e}b", "scenario_change_malformed"),
+        ("rule-set=a\\b", "scenario_change_malformed"),
         ("FR=tier_2\n", "scenario_change_malformed"),
         ("FR=tiér_2", "scenario_change_malformed"),
         ("ФР=tier_2", "scenario_change_malformed"),
