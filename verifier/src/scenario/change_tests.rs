@@ -267,7 +267,9 @@ fn conflicts_name_both_changes() {
 fn a_country_move_marks_every_scenario_rule_set_modified() {
     let s = scenario(&["FR=tier_2", "DE=tier_3"]).unwrap();
     let base = diffusion();
-    let got = s.rule_sets(&[base.clone()], &load_shipped).unwrap();
+    let got = s
+        .rule_sets(std::slice::from_ref(&base), &load_shipped)
+        .unwrap();
     assert_eq!(got.len(), 1);
     let fr = CountryCode::from_str("FR").unwrap();
     let de = CountryCode::from_str("DE").unwrap();
