@@ -5,6 +5,7 @@ mod agent_gpu_evidence;
 mod attacks;
 mod attest;
 mod check;
+mod check_scenario;
 mod classify;
 mod crypto;
 mod demo;

@@ -438,8 +438,8 @@ fn verdict_text(v: Option<Verdict>) -> String {
     }
 }
 
-/// The integer part of a decimal grouped by thousands: `1266496.5` -> `1,266,496.5`.
-pub(crate) fn grouped(value: impl ToString) -> String {
+/// A figure's integer part grouped by thousands, for reports: `1266496.5` -> `1,266,496.5`.
+pub fn grouped(value: impl ToString) -> String {
     let text = value.to_string();
     let (int, frac) = text
         .split_once('.')
@@ -543,12 +543,22 @@ fn write_country(c: &CountryComparison, out: &mut dyn Write) -> Result<(), Error
             |x| x.tier.clone().unwrap_or_else(|| "no group".to_owned()),
         )
     };
-    writeln!(out, "    tier                 {} -> {}", tier(b), tier(s))?;
+    let (tb, ts) = (tier(b), tier(s));
+    if tb == ts {
+        writeln!(out, "    tier                 {tb} (same)")?;
+    } else {
+        writeln!(out, "    tier                 {tb} -> {ts}")?;
+    }
     let alloc = |x: Option<&CountrySide>| {
         x.map_or_else(|| "-".to_owned(), |x| allocation_text(x, names.len()))
     };
-    writeln!(out, "    allocation           {}", alloc(b))?;
-    writeln!(out, "                      -> {}", alloc(s))?;
+    let (ab, as_) = (alloc(b), alloc(s));
+    writeln!(out, "    allocation           {ab}")?;
+    if ab == as_ {
+        writeln!(out, "                      (same)")?;
+    } else {
+        writeln!(out, "                      -> {as_}")?;
+    }
     let both = |f: &dyn Fn(&CountrySide) -> String| (side_text(b, f), side_text(s, f));
     let (x, y) = both(&|x| format!("{} ({} H100-eq)", grouped(x.tpp), x.h100_equivalents));
     row(out, 4, "TPP counted", x, y, true)?;

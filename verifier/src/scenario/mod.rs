@@ -14,5 +14,6 @@ mod compare;
 pub use change::{Change, MAX_CHANGE_CHARS, MAX_CHANGES, Scenario, ScenarioError};
 pub use compare::{
     ClassChange, Comparison, CountryComparison, CountrySide, DeviceChange, LicenceComparison,
-    LicenceSide, MAX_DEVICE_CHANGES, NeedCounts, Side, VerdictChange, compare, write_comparison,
+    LicenceSide, MAX_DEVICE_CHANGES, NeedCounts, Side, VerdictChange, compare, grouped,
+    write_comparison,
 };
