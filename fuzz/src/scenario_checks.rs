@@ -5,9 +5,11 @@
 //! Shared as source with `tests/integration/fuzz_corpus.rs` (through `#[path]`), which replays
 //! `fuzz/corpus/scenario_change/` on stable. Each function panics when an invariant is broken.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use tppguard_proto::ruleset::{RuleSet, shipped_rule_set};
+use tppguard_proto::text::escape;
 use tppguard_verifier::scenario::{Change, MAX_CHANGE_CHARS, MAX_CHANGES, Scenario, ScenarioError};
 
 /// The rule set the changes are applied to (it has country groups), parsed once.
@@ -41,7 +43,10 @@ fn check_change(text: &str) -> bool {
         }
         Ok(change) => {
             assert!(text.chars().count() <= MAX_CHANGE_CHARS);
-            assert!(!text.chars().any(char::is_control), "{text:?}");
+            assert!(
+                matches!(escape(text), Cow::Borrowed(_)),
+                "an accepted change needs no escaping: {text:?}"
+            );
             let canonical = change.to_string();
             let again: Change = canonical
                 .parse()

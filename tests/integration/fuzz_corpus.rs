@@ -746,6 +746,7 @@ fn scenario_change_seeds() -> Vec<(String, Vec<u8>)> {
         ("broken-escape", "FR=tier_2\u{1b}[2J".to_owned()),
         ("broken-bidi-rule-set", "rule-set=a\u{202e}b".to_owned()),
         ("broken-nul", "rule-set=a\u{0}b".to_owned()),
+        ("broken-backslash", "rule-set=a\\b".to_owned()),
         ("broken-trailing-newline", "FR=tier_2\n".to_owned()),
         ("broken-empty-rule-set", "rule-set=".to_owned()),
         ("broken-negative", "licence::x:max_devices=-1".to_owned()),

@@ -4,13 +4,14 @@
 //! API's `change` parameters and the fuzz target all go through [`Scenario::parse`] (or
 //! [`Change`]'s `FromStr`).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
 use tppguard_proto::licence::{CapChange, CountryCode};
 use tppguard_proto::ruleset::{RuleSet, RuleSetError};
-use tppguard_proto::text::Escaped;
+use tppguard_proto::text::{Escaped, escape};
 use tppguard_proto::units::Tpp;
 
 use crate::policy::VerifiedLicence;
@@ -215,8 +216,13 @@ impl FromStr for Change {
         if text.is_empty() {
             return Err(malformed(text, "it is empty"));
         }
-        if text.chars().any(char::is_control) {
-            return Err(malformed(text, "it holds a control character"));
+        // What a terminal would obey (controls, bidirectional overrides) or what escaping
+        // would change (a backslash) never belongs in a change.
+        if matches!(escape(text), Cow::Owned(_)) {
+            return Err(malformed(
+                text,
+                "it holds a control, bidirectional-override or backslash character",
+            ));
         }
         if text.chars().any(char::is_whitespace) {
             return Err(malformed(text, "it holds a space"));

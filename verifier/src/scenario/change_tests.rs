@@ -184,6 +184,8 @@ fn hostile_inputs_are_refused_with_a_code_and_escaped() {
     let cases = [
         ("FR=tier\u{1b}[2J", "scenario_change_malformed"),
         ("rule-set=a\u{0}b", "scenario_change_malformed"),
+        ("rule-set=a\u{202e}b", "scenario_change_malformed"),
+        ("rule-set=a\\b", "scenario_change_malformed"),
         ("FR=tier_2\n", "scenario_change_malformed"),
         ("FR=tiér_2", "scenario_change_malformed"),
         ("ФР=tier_2", "scenario_change_malformed"),
@@ -265,7 +267,9 @@ fn conflicts_name_both_changes() {
 fn a_country_move_marks_every_scenario_rule_set_modified() {
     let s = scenario(&["FR=tier_2", "DE=tier_3"]).unwrap();
     let base = diffusion();
-    let got = s.rule_sets(&[base.clone()], &load_shipped).unwrap();
+    let got = s
+        .rule_sets(std::slice::from_ref(&base), &load_shipped)
+        .unwrap();
     assert_eq!(got.len(), 1);
     let fr = CountryCode::from_str("FR").unwrap();
     let de = CountryCode::from_str("DE").unwrap();

@@ -152,12 +152,14 @@ pub(super) async fn scenario(
 ) -> ApiResult<Response> {
     let Query(pairs) = query.map_err(|e| bad_query(&e))?;
     let scenario = changes(pairs)?;
-    let _one = begin()?;
+    let permit = begin()?;
     let snapshot = current(&s).await?;
     let basis = s.fleet.basis(&s.trust(), now(&s)?)?;
     let state = Arc::clone(&s);
     let what_if = scenario.clone();
     let (baseline, changed) = tokio::task::spawn_blocking(move || {
+        // Held until the evaluation ends, even when the request times out before it.
+        let _permit = permit;
         state
             .fleet
             .what_if(&basis, &snapshot, |licences, rule_set| {
