@@ -246,7 +246,10 @@ fn the_gain_bill_as_a_scenario_shows_the_h20_changing_class() {
         ),
         "{t}"
     );
-    assert!(t.contains("      node CN=h20-node-de"), "{t}");
+    // The H20s, which start counting, are listed before the H100s, which only change name.
+    let h20 = t.find("      node CN=h20-node-de").expect("an H20 listed");
+    let h100 = t.find("      node CN=gpu-node-de").unwrap_or(usize::MAX);
+    assert!(h20 < h100, "{t}");
 
     let (_, json) = f.json(&what_if);
     let scenario = &json["scenario"];
@@ -366,4 +369,20 @@ fn without_a_scenario_the_report_has_no_scenario_and_shows_the_posture() {
     let t = text(&f.check(&[]));
     assert!(!t.contains("WHAT IF"), "{t}");
     assert!(t.contains("rule set us-eccn-3a090 v2 [in force]\n"), "{t}");
+}
+
+#[test]
+fn the_help_teaches_the_three_forms_and_the_exit_code_rule() {
+    let out = run("tppguard-verifier", &["check", "--help"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for needle in [
+        "--scenario <CHANGE>",
+        "--scenario FR=tier_2",
+        "--scenario rule-set=us-gain-ai-act-s3150",
+        "--scenario licence:LIC-1:max_aggregate_tpp=500000",
+        "the exit code is the baseline's",
+    ] {
+        assert!(t.contains(needle), "{needle}: {t}");
+    }
 }

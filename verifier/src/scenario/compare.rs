@@ -348,7 +348,8 @@ fn device_changes(
     (classes, listed, omitted)
 }
 
-/// Devices listed one by one in the text; the JSON lists up to [`MAX_DEVICE_CHANGES`].
+/// Devices listed one by one in the text (those that start or stop counting first); the JSON
+/// lists up to [`MAX_DEVICE_CHANGES`].
 const TEXT_DEVICES: usize = 20;
 
 /// Writes a comparison for a terminal: both postures, the fleet verdict, the licences and
@@ -632,7 +633,13 @@ fn write_devices(c: &Comparison, out: &mut dyn Write) -> Result<(), Error> {
             class_text(&k.scenario)
         )?;
     }
-    for d in c.devices.iter().take(TEXT_DEVICES) {
+    // Devices that start or stop counting matter more than a new name for the same control.
+    let (moved, renamed): (Vec<&DeviceChange>, Vec<&DeviceChange>) =
+        c.devices.iter().partition(|d| {
+            (d.baseline.controlled, d.baseline.counted)
+                != (d.scenario.controlled, d.scenario.counted)
+        });
+    for d in moved.into_iter().chain(renamed).take(TEXT_DEVICES) {
         writeln!(
             out,
             "      node {} [{}] {} {}: {} -> {}",
