@@ -2,12 +2,17 @@
 //! instant, evaluate the accepted evidence under one or more rule sets side by side
 //! ([`evaluate`]), and report (tables or one JSON object, optionally an EAR JWT).
 //!
+//! With `--scenario`, the same evidence is also evaluated at the same instant under the
+//! scenario's rule sets and licences ([`Scenario`]) and compared with the baseline
+//! ([`compare`]): the report's `scenario`, and a WHAT IF section in the text. A scenario is
+//! hypothetical: the exit code is the baseline's.
+//!
 //! A licence or attestation that fails verification does not stop the run: it is reported with its
 //! reason code and makes the result not compliant. Only what prevents the check itself is an
 //! [`Error`]: an unreadable file or trust file, an unknown rule set (named with `--rule-set`, or,
-//! without it, by an accepted licence), an unusable result key. The output is deterministic: inputs
-//! are put in a fixed order (by file name, then by content hash) and every list is sorted, so a
-//! fixed `--at` gives the same bytes.
+//! without it, by an accepted licence), an unusable result key, a scenario change that cannot be
+//! applied. The output is deterministic: inputs are put in a fixed order (by file name, then by
+//! content hash) and every list is sorted, so a fixed `--at` gives the same bytes.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
