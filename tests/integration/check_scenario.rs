@@ -357,6 +357,31 @@ fn the_scenario_json_is_the_same_bytes_on_every_run() {
     let json: Value = serde_json::from_slice(&one.stdout).expect("json");
     let lic = licence(&json["scenario"]["comparisons"][0], "LIC-FR-1");
     assert_eq!(lic["scenario"]["tpp"]["over_by"].to_string(), "26649.6");
+
+    // Two rule sets: one comparison per (baseline, scenario) pair, in order.
+    let (_, json) = f.json(&[
+        "--rule-set",
+        "us-eccn-3a090",
+        "--rule-set",
+        "us-ai-diffusion-2025",
+        "--scenario",
+        "licence:LIC-FR-1:max_aggregate_tpp=100000",
+    ]);
+    let comparisons = json["scenario"]["comparisons"]
+        .as_array()
+        .expect("comparisons");
+    assert_eq!(comparisons.len(), 2);
+    for (c, id) in comparisons
+        .iter()
+        .zip(["us-eccn-3a090", "us-ai-diffusion-2025"])
+    {
+        assert_eq!(c["baseline"]["rule_set"], id);
+        assert_eq!(c["scenario"]["rule_set"], id);
+        assert_eq!(
+            licence(c, "LIC-FR-1")["scenario"]["verdict"],
+            "not_compliant"
+        );
+    }
 }
 
 #[test]
