@@ -501,16 +501,28 @@ fn write_licence(l: &LicenceComparison, out: &mut dyn Write) -> Result<(), Error
     row(out, 4, "H100-eq used / cap", x, y, true)?;
     let need = |x: &LicenceSide| x.licence_need != NeedCounts::default();
     if b.is_some_and(need) || s.is_some_and(need) {
-        let (x, y) = both(&|x| {
-            let n = x.licence_need;
-            format!(
-                "{} req, {} not, {} undet.",
-                n.required, n.not_required, n.undetermined
-            )
-        });
+        let (x, y) = both(&|x| need_text(x.licence_need));
         row(out, 4, "licence need", x, y, true)?;
     }
     Ok(())
+}
+
+/// `6 required, 2 undetermined`: the counts that are not zero (`none` when all are).
+fn need_text(n: NeedCounts) -> String {
+    let parts: Vec<String> = [
+        (n.required, "required"),
+        (n.not_required, "not required"),
+        (n.undetermined, "undetermined"),
+    ]
+    .into_iter()
+    .filter(|(count, _)| *count > 0)
+    .map(|(count, word)| format!("{count} {word}"))
+    .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn cap_headroom(headroom: u64, over_by: u64) -> String {

@@ -214,6 +214,29 @@ fn the_comparison_is_deterministic_and_escapes_outside_text() {
 }
 
 #[test]
+fn the_licence_need_row_shows_the_counts_that_are_not_zero() {
+    let (b, s) = france_like();
+    let mut c = compare(&b, &s);
+    if let Some(side) = c.licences.first_mut().and_then(|l| l.scenario.as_mut()) {
+        side.licence_need = NeedCounts {
+            required: 6,
+            not_required: 0,
+            undetermined: 2,
+        };
+    }
+    if let Some(side) = c.licences.first_mut().and_then(|l| l.baseline.as_mut()) {
+        side.licence_need = NeedCounts::default();
+    }
+    let t = text(&c);
+    assert!(
+        t.contains(
+            "    licence need         none                         6 required, 2 undetermined\n"
+        ),
+        "{t}"
+    );
+}
+
+#[test]
 fn grouping_keeps_the_decimals() {
     assert_eq!(grouped("1266496.5"), "1,266,496.5");
     assert_eq!(grouped("790000000"), "790,000,000");
