@@ -36,12 +36,13 @@ const REGENERATE: &str = "TPPGUARD_UPDATE_CORPUS=1 cargo test -p tppguard-tests 
                           fuzz_corpus::generated_corpora_are_current";
 
 /// The targets whose seeds [`generated`] makes.
-const GENERATED: [&str; 5] = [
+const GENERATED: [&str; 6] = [
     "issued_record",
     "leaf_facts",
     "site_and_text",
     "licence_revocation",
     "spdm_report",
+    "scenario_change",
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -204,6 +205,7 @@ fn generated(target: &str) -> Vec<(String, Vec<u8>)> {
         "site_and_text" => site_and_text_seeds(),
         "licence_revocation" => licence_revocation_seeds(),
         "spdm_report" => spdm_report_seeds(),
+        "scenario_change" => scenario_change_seeds(),
         other => panic!("no generator for {other}"),
     }
 }
@@ -667,5 +669,113 @@ fn spdm_report_seeds() -> Vec<(String, Vec<u8>)> {
     seeds
         .into_iter()
         .map(|(name, bytes)| (format!("{name}.bin"), bytes))
+        .collect()
+}
+
+// What-if scenarios (issue 14): the changes of `check --scenario` and the API.
+#[path = "../../fuzz/src/scenario_checks.rs"]
+mod scenario_checks;
+
+#[test]
+fn scenario_change_corpus() {
+    let files = corpus("scenario_change");
+    assert!(files.len() >= 20);
+    for (name, bytes) in &files {
+        let text = std::str::from_utf8(bytes).unwrap();
+        let accepted = scenario_checks::check_scenario_change(text);
+        if name.starts_with("ok-") {
+            assert!(accepted, "{name} is rejected");
+        } else if name.starts_with("broken-") {
+            assert!(!accepted, "{name} is accepted");
+        }
+    }
+}
+
+/// Scenario changes, one per line: every form, non-canonical figures, several at once, and
+/// each way to break one (shape, country, group, cap, bounds, conflicts, hostile text).
+fn scenario_change_seeds() -> Vec<(String, Vec<u8>)> {
+    let moves: Vec<String> = ["FR", "DE", "IT", "ES", "NL", "BE", "SE", "DK"]
+        .iter()
+        .map(|c| format!("{c}=tier_2"))
+        .collect();
+    let at_max: Vec<String> = moves
+        .iter()
+        .cloned()
+        .chain((0..24).map(|i| format!("licence:l{i}:max_devices={}", i + 1)))
+        .collect();
+    let seeds: Vec<(&str, String)> = vec![
+        ("ok-move", "FR=tier_2".to_owned()),
+        ("ok-move-unknown-group", "FR=tier_9".to_owned()),
+        ("ok-rule-set", "rule-set=us-gain-ai-act-s3150".to_owned()),
+        (
+            "ok-rule-set-file",
+            "rule-set=./my-rules/variant.toml".to_owned(),
+        ),
+        (
+            "ok-max-devices",
+            "licence:EXAMPLE-DE-2026-0142:max_devices=64".to_owned(),
+        ),
+        (
+            "ok-aggregate",
+            "licence:a-b_c.d:e/f:max_aggregate_tpp=0032500000.50".to_owned(),
+        ),
+        (
+            "ok-per-device",
+            "licence:x:max_tpp_per_device=15831.2".to_owned(),
+        ),
+        (
+            "ok-several",
+            "rule-set=us-ai-diffusion-2025\nFR=tier_2\nDE=tier_3\nlicence:x:max_devices=1"
+                .to_owned(),
+        ),
+        ("ok-at-max-count", at_max.join("\n")),
+        (
+            "ok-at-max-chars",
+            "rule-set=".to_owned() + &"a".repeat(256 - 9),
+        ),
+        ("broken-empty", String::new()),
+        ("broken-equals", "=".to_owned()),
+        ("broken-equals-equals", "==".to_owned()),
+        ("broken-no-group", "FR=".to_owned()),
+        ("broken-lower-country", "fr=tier_2".to_owned()),
+        ("broken-uk", "UK=tier_2".to_owned()),
+        ("broken-group-case", "FR=Tier_2".to_owned()),
+        ("broken-space", "FR = tier_2".to_owned()),
+        ("broken-unicode", "FR=tiér_2".to_owned()),
+        ("broken-cyrillic", "ФР=tier_2".to_owned()),
+        ("broken-escape", "FR=tier_2\u{1b}[2J".to_owned()),
+        ("broken-bidi-rule-set", "rule-set=a\u{202e}b".to_owned()),
+        ("broken-nul", "rule-set=a\u{0}b".to_owned()),
+        ("broken-backslash", "rule-set=a\\b".to_owned()),
+        ("broken-trailing-newline", "FR=tier_2\n".to_owned()),
+        ("broken-empty-rule-set", "rule-set=".to_owned()),
+        ("broken-negative", "licence::x:max_devices=-1".to_owned()),
+        (
+            "broken-overflow",
+            "licence:x:max_devices=99999999999".to_owned(),
+        ),
+        ("broken-zero", "licence:x:max_devices=0".to_owned()),
+        ("broken-float", "licence:x:max_aggregate_tpp=1e9".to_owned()),
+        (
+            "broken-decimals",
+            "licence:x:max_tpp_per_device=0.00001".to_owned(),
+        ),
+        ("broken-key", "licence:x:max_watts=5".to_owned()),
+        ("broken-no-key", "licence:x=5".to_owned()),
+        ("broken-too-long", "FR=".to_owned() + &"a".repeat(10_000)),
+        (
+            "broken-too-many",
+            format!("{}\nGB=tier_2", at_max.join("\n")),
+        ),
+        ("broken-duplicate-move", "FR=tier_2\nFR=tier_3".to_owned()),
+        ("broken-two-rule-sets", "rule-set=a\nrule-set=b".to_owned()),
+        (
+            "broken-duplicate-cap",
+            "licence:x:max_devices=1\nlicence:x:max_devices=2".to_owned(),
+        ),
+    ];
+    seeds
+        .into_iter()
+        .map(|(name, text)| (format!("{name}.txt"), text.into_bytes()))
         .collect()
 }

@@ -2,12 +2,17 @@
 //! instant, evaluate the accepted evidence under one or more rule sets side by side
 //! ([`evaluate`]), and report (tables or one JSON object, optionally an EAR JWT).
 //!
+//! With `--scenario`, the same evidence is also evaluated at the same instant under the
+//! scenario's rule sets and licences ([`Scenario`]) and compared with the baseline
+//! ([`compare`]): the report's `scenario`, and a WHAT IF section in the text. A scenario is
+//! hypothetical: the exit code is the baseline's.
+//!
 //! A licence or attestation that fails verification does not stop the run: it is reported with its
 //! reason code and makes the result not compliant. Only what prevents the check itself is an
 //! [`Error`]: an unreadable file or trust file, an unknown rule set (named with `--rule-set`, or,
-//! without it, by an accepted licence), an unusable result key. The output is deterministic: inputs
-//! are put in a fixed order (by file name, then by content hash) and every list is sorted, so a
-//! fixed `--at` gives the same bytes.
+//! without it, by an accepted licence), an unusable result key, a scenario change that cannot be
+//! applied. The output is deterministic: inputs are put in a fixed order (by file name, then by
+//! content hash) and every list is sorted, so a fixed `--at` gives the same bytes.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -19,7 +24,7 @@ use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
 use tppguard_proto::claims::measurement::MeasurementMethod;
 use tppguard_proto::jws::{MAX_JWS_BYTES, SigningKey};
-use tppguard_proto::ruleset::{RuleSet, RuleSetError, shipped_rule_set};
+use tppguard_proto::ruleset::{RuleSet, RuleSetError, RuleSetPosture, shipped_rule_set};
 
 use crate::Outcome;
 use crate::attestation::verify_attestation;
@@ -31,9 +36,10 @@ use crate::error::Error;
 use crate::licence::{format_rfc3339, verify_licence};
 use crate::pki::RESULT_KEY;
 use crate::policy::{
-    FleetVerdict, GpuMeasurement, GpuVerdict, Verdict, VerifiedAttestation, VerifiedLicence,
-    evaluate,
+    CountryUsage, FleetVerdict, GpuMeasurement, GpuVerdict, LicenceUsage, Verdict,
+    VerifiedAttestation, VerifiedLicence, evaluate,
 };
+use crate::scenario::{Comparison, Scenario, ScenarioError, compare, grouped, write_comparison};
 use tppguard_proto::text::Escaped;
 
 /// The rule set evaluated when no `--rule-set` is given and no licence is accepted.
@@ -106,11 +112,34 @@ pub struct CheckReport {
     pub licences: Vec<LicenceEntry>,
     /// Every attestation file.
     pub attestations: Attestations,
+    /// The enforcement posture of the determination: one per rule set evaluated, in order
+    /// (id, version, legal status, origin, and how it was modified when it was).
+    pub posture: Vec<RuleSetPosture>,
     /// One verdict per rule set, in the order evaluated.
     pub verdicts: Vec<FleetVerdict>,
-    /// The worst verdict of the scenarios: `compliant` under every rule set with no input
-    /// rejected; `not_compliant` when an input is rejected.
+    /// The worst verdict of the rule sets evaluated: `compliant` under every rule set with no
+    /// input rejected; `not_compliant` when an input is rejected. A what-if scenario never
+    /// changes it.
     pub verdict: Verdict,
+    /// The what-if scenario (`--scenario`), when one was given: hypothetical, beside the
+    /// baseline above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<ScenarioReport>,
+}
+
+/// A what-if scenario: the same evidence at the same instant under changed rule sets or
+/// licences, and its comparison with the baseline. Hypothetical: the exit code is the
+/// baseline's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioReport {
+    /// The changes, canonical (`FR=tier_2`), in the order given.
+    pub changes: Vec<String>,
+    /// The scenario's enforcement posture, one per rule set (MODIFIED where changed).
+    pub posture: Vec<RuleSetPosture>,
+    /// One verdict per scenario rule set, in the baseline's order.
+    pub verdicts: Vec<FleetVerdict>,
+    /// One comparison per (baseline, scenario) rule-set pair, in order.
+    pub comparisons: Vec<Comparison>,
 }
 
 impl CheckReport {
@@ -132,6 +161,12 @@ impl CheckReport {
 /// Runs `check` at Unix time `now` (used when `--at` is not given).
 pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, Error> {
     let at = args.at.unwrap_or(now);
+    // A malformed change stops the run before any file is read.
+    let scenario = if args.scenario.is_empty() {
+        None
+    } else {
+        Some(Scenario::parse(&args.scenario)?)
+    };
     let trust = TrustAnchors::from_trust_toml(&args.trust)?;
 
     // Read every input first: an unreadable file stops the run before anything is printed.
@@ -192,14 +227,28 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
         .iter()
         .map(|r| evaluate(&verified_licences, r, &verified_attestations, at))
         .collect();
+    let scenario = scenario
+        .map(|s| {
+            run_scenario(
+                &s,
+                &rule_sets,
+                &verified_licences,
+                &verified_attestations,
+                &verdicts,
+                at,
+            )
+        })
+        .transpose()?;
 
     let mut report = CheckReport {
         at,
         at_rfc3339: format_rfc3339(at),
         licences,
         attestations,
+        posture: rule_sets.iter().map(RuleSet::posture).collect(),
         verdicts,
         verdict: Verdict::NotCompliant,
+        scenario,
     };
     report.verdict = report
         .verdicts
@@ -238,6 +287,60 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
         Verdict::Unproven => Outcome::Unproven,
         Verdict::NotCompliant => Outcome::Findings,
     })
+}
+
+/// Evaluates the scenario: its rule sets (one per baseline rule set) and licences, the same
+/// attestations at the same instant, and one comparison per pair.
+fn run_scenario(
+    scenario: &Scenario,
+    rule_sets: &[RuleSet],
+    licences: &[VerifiedLicence],
+    attestations: &[VerifiedAttestation],
+    baseline: &[FleetVerdict],
+    at: i64,
+) -> Result<ScenarioReport, Error> {
+    let scenario_rule_sets = scenario.rule_sets(rule_sets, &load_scenario_rule_set)?;
+    let scenario_licences = scenario.licences(licences)?;
+    let verdicts: Vec<FleetVerdict> = scenario_rule_sets
+        .iter()
+        .map(|r| evaluate(&scenario_licences, r, attestations, at))
+        .collect();
+    let comparisons = baseline
+        .iter()
+        .zip(&verdicts)
+        .map(|(b, s)| compare(b, s))
+        .collect();
+    Ok(ScenarioReport {
+        changes: scenario.changes.iter().map(ToString::to_string).collect(),
+        posture: scenario_rule_sets.iter().map(RuleSet::posture).collect(),
+        verdicts,
+        comparisons,
+    })
+}
+
+/// The rule set of a `rule-set=` change: a shipped id or a rule-set file, as `--rule-set`
+/// takes it; the refusal says which ids are shipped.
+fn load_scenario_rule_set(arg: &str) -> Result<RuleSet, ScenarioError> {
+    let unavailable = |reason: String| ScenarioError::RuleSetUnavailable {
+        rule_set: arg.to_owned(),
+        reason,
+    };
+    let loaded = load_rule_sets(&[arg.to_owned()]).map_err(|e| {
+        unavailable(match e {
+            Error::UnknownRuleSet { known, .. } => format!(
+                "it is neither a shipped rule set nor a file; name a shipped rule set ({known}) \
+                 or the path of a rule-set TOML file"
+            ),
+            other => match other.hint() {
+                Some(hint) => format!("{other}; {hint}"),
+                None => other.to_string(),
+            },
+        })
+    })?;
+    loaded
+        .into_iter()
+        .next()
+        .ok_or_else(|| unavailable("no rule set was loaded".to_owned()))
 }
 
 /// An input file's name and text.
@@ -477,8 +580,62 @@ fn verdict_word(verdict: Verdict) -> &'static str {
     }
 }
 
-/// The human report: inputs, then one block per rule set, then one line per scenario.
+/// The human report: inputs, then one block per rule set, the what-if comparison when a
+/// scenario was given, then one line per rule set (and per scenario rule set).
 fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) -> Result<(), Error> {
+    write_inputs(report, out)?;
+    for v in &report.verdicts {
+        writeln!(out)?;
+        write_verdict(v, out)?;
+    }
+    if let Some(s) = &report.scenario {
+        writeln!(out)?;
+        let changes: Vec<String> = s.changes.iter().map(|c| Escaped(c).to_string()).collect();
+        writeln!(
+            out,
+            "WHAT IF {} (hypothetical: the exit code is the baseline's)",
+            changes.join(", ")
+        )?;
+        for c in &s.comparisons {
+            write_comparison(c, out)?;
+        }
+    }
+
+    writeln!(out)?;
+    if report.rejections() > 0 {
+        writeln!(
+            out,
+            "{} input(s) rejected: not compliant under any rule set",
+            report.rejections()
+        )?;
+    }
+    for v in &report.verdicts {
+        writeln!(
+            out,
+            "{} [{}]: {}",
+            Escaped(&v.rule_set),
+            v.rule_set_status.label(),
+            verdict_word(report.scenario_verdict(v))
+        )?;
+    }
+    if let Some(s) = &report.scenario {
+        for v in &s.verdicts {
+            writeln!(
+                out,
+                "what if: {}: {}",
+                Escaped(&v.posture.to_string()),
+                verdict_word(report.scenario_verdict(v))
+            )?;
+        }
+    }
+    if let Some(path) = ear {
+        writeln!(out, "wrote EAR {}", Escaped(&path.display().to_string()))?;
+    }
+    Ok(())
+}
+
+/// The licence and attestation files, accepted and rejected.
+fn write_inputs(report: &CheckReport, out: &mut dyn Write) -> Result<(), Error> {
     writeln!(
         out,
         "tppguard check at {} ({})",
@@ -489,8 +646,9 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
         match (&l.id, l.code, &l.sentence) {
             (Some(id), _, _) => writeln!(
                 out,
-                "  accepted  {id} (rule set {}) from {}",
-                l.rule_set.as_deref().unwrap_or("?"),
+                "  accepted  {} (rule set {}) from {}",
+                Escaped(id),
+                Escaped(l.rule_set.as_deref().unwrap_or("?")),
                 Escaped(&l.file)
             )?,
             (None, code, sentence) => writeln!(
@@ -514,7 +672,7 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
             "  accepted  {} (node {} [{}], made {})",
             Escaped(&a.file),
             Escaped(&a.subject),
-            &a.node[..a.node.len().min(12)],
+            a.node.get(..12).unwrap_or(&a.node),
             format_rfc3339(a.iat)
         )?;
     }
@@ -527,159 +685,230 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
             r.code
         )?;
     }
+    Ok(())
+}
 
-    for v in &report.verdicts {
-        writeln!(out)?;
-        writeln!(
-            out,
-            "rule set {} v{} [{}]",
-            v.rule_set,
-            v.rule_set_version,
-            v.rule_set_status.label()
-        )?;
-        if v.licences.is_empty() {
-            writeln!(out, "  no licence accepted")?;
-        }
-        for l in &v.licences {
-            writeln!(
-                out,
-                "  licence {} ({}, {}; nodes: {}, stale: {}): {}",
-                l.licence,
-                l.destination_country,
-                l.validity.code(),
-                l.nodes,
-                l.stale_nodes,
-                l.verdict.code()
-            )?;
-            let over = |by: String, is_over: bool| {
-                if is_over {
-                    format!("  OVER by {by}")
-                } else {
-                    String::new()
-                }
-            };
-            writeln!(
-                out,
-                "    devices  used {:>12}  cap {:>12}  headroom {:>12}{}",
-                l.devices.used,
-                l.devices.cap,
-                l.devices.headroom,
-                over(l.devices.over_by.to_string(), l.devices.over_by > 0)
-            )?;
-            writeln!(
-                out,
-                "    TPP      used {:>12}  cap {:>12}  headroom {:>12}{}",
-                l.tpp.used.to_string(),
-                l.tpp.cap.to_string(),
-                l.tpp.headroom.to_string(),
-                over(l.tpp.over_by.to_string(), l.tpp.is_over())
-            )?;
-            writeln!(
-                out,
-                "    H100-eq  used {:>12}  cap {:>12}",
-                l.tpp.used_h100_equivalents.to_string(),
-                l.tpp.cap_h100_equivalents.to_string()
-            )?;
-            if l.devices_tpp_measured > 0 {
-                writeln!(
-                    out,
-                    "    {} device(s) not in the spec table counted by measured TPP, a lower \
-                     bound: TPP used is at least the figure shown",
-                    l.devices_tpp_measured
-                )?;
-            }
-            if l.devices_not_controlled > 0 {
-                writeln!(
-                    out,
-                    "    {} device(s) not controlled by this rule set (no licence needed): \
-                     listed, not counted",
-                    l.devices_not_controlled
-                )?;
-            }
-            if l.devices_tpp_unknown > 0 {
-                writeln!(
-                    out,
-                    "    {} device(s) of unknown TPP (not in the spec table)",
-                    l.devices_tpp_unknown
-                )?;
-            }
-        }
-        for c in &v.countries {
-            writeln!(
-                out,
-                "  country {}: {} devices, TPP {} ({} H100-equivalents), licences {}: {}",
-                c.country,
-                c.devices,
-                c.tpp,
-                c.h100_equivalents,
-                c.licences.join(", "),
-                c.verdict.code()
-            )?;
-        }
-        write_measured(v, out)?;
-        write_gpu_evidence(v, out)?;
-        let subjects: std::collections::HashMap<String, &str> = v
-            .nodes
-            .iter()
-            .map(|n| (n.node.to_string(), n.subject.as_str()))
-            .collect();
-        if v.findings.is_empty() {
-            writeln!(out, "  findings: none")?;
+/// One rule set's block: its posture, each licence, each country, measurements, GPU
+/// evidence, findings and the verdict.
+fn write_verdict(v: &FleetVerdict, out: &mut dyn Write) -> Result<(), Error> {
+    writeln!(out, "rule set {}", Escaped(&v.posture.to_string()))?;
+    if v.licences.is_empty() {
+        writeln!(out, "  no licence accepted")?;
+    }
+    for l in &v.licences {
+        write_licence(l, out)?;
+    }
+    for c in &v.countries {
+        write_country(c, out)?;
+    }
+    write_measured(v, out)?;
+    write_gpu_evidence(v, out)?;
+    write_findings(v, out)?;
+    writeln!(out, "  => {}", verdict_word(v.verdict))?;
+    Ok(())
+}
+
+/// One licence's usage against its caps, its devices left out, and its licence need.
+fn write_licence(l: &LicenceUsage, out: &mut dyn Write) -> Result<(), Error> {
+    writeln!(
+        out,
+        "  licence {} ({}, {}; nodes: {}, stale: {}): {}",
+        Escaped(&l.licence),
+        l.destination_country,
+        l.validity.code(),
+        l.nodes,
+        l.stale_nodes,
+        l.verdict.code()
+    )?;
+    let over = |by: String, is_over: bool| {
+        if is_over {
+            format!("  OVER by {by}")
         } else {
-            writeln!(out, "  findings:")?;
+            String::new()
         }
-        for f in &v.findings {
-            let mut about = Vec::new();
-            if let Some(l) = &f.licence {
-                about.push(format!("licence {l}"));
-            }
-            if let Some(n) = &f.node {
-                let subject = subjects.get(n.as_str()).copied().unwrap_or("");
-                about.push(format!(
-                    "node {} [{}]",
-                    Escaped(subject),
-                    &n[..n.len().min(12)]
-                ));
-            }
-            if let Some(g) = &f.gpu {
-                about.push(g.clone());
-            }
-            let about = if about.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", about.join(", "))
-            };
-            writeln!(
-                out,
-                "    {:<9} {}{}: {}",
-                f.severity.code(),
-                f.code,
-                about,
-                Escaped(&f.sentence)
-            )?;
-        }
-        writeln!(out, "  => {}", verdict_word(v.verdict))?;
+    };
+    writeln!(
+        out,
+        "    devices  used {:>12}  cap {:>12}  headroom {:>12}{}",
+        l.devices.used,
+        l.devices.cap,
+        l.devices.headroom,
+        over(l.devices.over_by.to_string(), l.devices.over_by > 0)
+    )?;
+    writeln!(
+        out,
+        "    TPP      used {:>12}  cap {:>12}  headroom {:>12}{}",
+        l.tpp.used.to_string(),
+        l.tpp.cap.to_string(),
+        l.tpp.headroom.to_string(),
+        over(l.tpp.over_by.to_string(), l.tpp.is_over())
+    )?;
+    writeln!(
+        out,
+        "    H100-eq  used {:>12}  cap {:>12}",
+        l.tpp.used_h100_equivalents.to_string(),
+        l.tpp.cap_h100_equivalents.to_string()
+    )?;
+    if l.devices_tpp_measured > 0 {
+        writeln!(
+            out,
+            "    {} device(s) not in the spec table counted by measured TPP, a lower \
+             bound: TPP used is at least the figure shown",
+            l.devices_tpp_measured
+        )?;
     }
+    if l.devices_not_controlled > 0 {
+        writeln!(
+            out,
+            "    {} device(s) not controlled by this rule set (no licence needed): \
+             listed, not counted",
+            l.devices_not_controlled
+        )?;
+    }
+    if l.devices_tpp_unknown > 0 {
+        writeln!(
+            out,
+            "    {} device(s) of unknown TPP (not in the spec table)",
+            l.devices_tpp_unknown
+        )?;
+    }
+    if let Some(need) = licence_need_line(l) {
+        writeln!(out, "    licence need: {need}")?;
+    }
+    Ok(())
+}
 
-    writeln!(out)?;
-    if report.rejections() > 0 {
+/// `8 required (742.6(a)(6)(iii)(A), party: headquarters DE, ultimate parent CN), 2 not
+/// required`: the counts that are not zero, each with the rules that decided it; `None` when
+/// every count is zero.
+fn licence_need_line(l: &LicenceUsage) -> Option<String> {
+    use tppguard_proto::ruleset::LicenceNeed;
+    let n = &l.licence_need;
+    let parts: Vec<String> = [
+        (LicenceNeed::Required, n.required, "required"),
+        (LicenceNeed::NotRequired, n.not_required, "not required"),
+        (LicenceNeed::Undetermined, n.undetermined, "undetermined"),
+    ]
+    .into_iter()
+    .filter(|(_, count, _)| *count > 0)
+    .map(|(need, count, word)| {
+        let mut why: Vec<String> = Vec::new();
+        for d in n
+            .determinations
+            .iter()
+            .map(|c| &c.determination)
+            .filter(|d| d.need == need)
+        {
+            if let Some(rule) = &d.rule {
+                let rule = Escaped(rule).to_string();
+                if !why.contains(&rule) {
+                    why.push(rule);
+                }
+            }
+            let party = format!(
+                "party: headquarters {}, ultimate parent {}",
+                l.party.headquarters, l.party.ultimate_parent
+            );
+            if d.by_party && !why.contains(&party) {
+                why.push(party);
+            }
+        }
+        if why.is_empty() {
+            format!("{count} {word}")
+        } else {
+            format!("{count} {word} ({})", why.join(", "))
+        }
+    })
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// One country: its tier, usage and verdict, and its national allocation when its group has
+/// one (shared by every licence to the country).
+fn write_country(c: &CountryUsage, out: &mut dyn Write) -> Result<(), Error> {
+    let licences: Vec<String> = c.licences.iter().map(|l| Escaped(l).to_string()).collect();
+    let tier = c
+        .tier
+        .as_deref()
+        .map(|t| format!(" ({})", Escaped(t)))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "  country {}{tier}: {} devices, TPP {} ({} H100-equivalents), licences {}: {}",
+        c.country,
+        c.devices,
+        c.tpp,
+        c.h100_equivalents,
+        licences.join(", "),
+        c.verdict.code()
+    )?;
+    if let Some(a) = &c.allocation {
+        let period = c
+            .allocation_period
+            .as_deref()
+            .map(|p| format!(" ({})", Escaped(p)))
+            .unwrap_or_default();
+        let over = if a.is_over() {
+            format!(", OVER by {}", grouped(a.over_by))
+        } else {
+            String::new()
+        };
+        let shared = match licences.len() {
+            1 => "used by 1 licence".to_owned(),
+            n => format!("shared by {n} licences"),
+        };
         writeln!(
             out,
-            "{} input(s) rejected: not compliant under any rule set",
-            report.rejections()
+            "    allocation {} TPP{period}: used {}, headroom {}{over}; {shared}",
+            grouped(a.cap),
+            grouped(a.used),
+            grouped(a.headroom)
         )?;
     }
-    for v in &report.verdicts {
+    Ok(())
+}
+
+/// The findings, each with what it is about.
+fn write_findings(v: &FleetVerdict, out: &mut dyn Write) -> Result<(), Error> {
+    let subjects: std::collections::HashMap<String, &str> = v
+        .nodes
+        .iter()
+        .map(|n| (n.node.to_string(), n.subject.as_str()))
+        .collect();
+    if v.findings.is_empty() {
+        writeln!(out, "  findings: none")?;
+    } else {
+        writeln!(out, "  findings:")?;
+    }
+    for f in &v.findings {
+        let mut about = Vec::new();
+        if let Some(l) = &f.licence {
+            about.push(format!("licence {}", Escaped(l)));
+        }
+        if let Some(n) = &f.node {
+            let subject = subjects.get(n.as_str()).copied().unwrap_or("");
+            about.push(format!(
+                "node {} [{}]",
+                Escaped(subject),
+                n.get(..12).unwrap_or(n)
+            ));
+        }
+        if let Some(g) = &f.gpu {
+            about.push(Escaped(g).to_string());
+        }
+        let about = if about.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", about.join(", "))
+        };
         writeln!(
             out,
-            "{} [{}]: {}",
-            v.rule_set,
-            v.rule_set_status.label(),
-            verdict_word(report.scenario_verdict(v))
+            "    {:<9} {}{}: {}",
+            f.severity.code(),
+            f.code,
+            about,
+            Escaped(&f.sentence)
         )?;
-    }
-    if let Some(path) = ear {
-        writeln!(out, "wrote EAR {}", Escaped(&path.display().to_string()))?;
     }
     Ok(())
 }
@@ -768,8 +997,10 @@ mod tests {
             at_rfc3339: format_rfc3339(0),
             licences: Vec::new(),
             attestations: Attestations::default(),
+            posture: vec![verdict.posture.clone()],
             verdicts: vec![verdict],
             verdict: Verdict::Compliant,
+            scenario: None,
         }
     }
 
@@ -834,5 +1065,81 @@ mod tests {
             (EvidenceTier::Declared, EvidenceTier::Declared),
         ));
         assert!(!text.contains("measurements:"), "{text}");
+    }
+
+    /// A verdict of two DE licences (4 nodes of 2 H100s) under the AI Diffusion Rule with DE
+    /// moved to Tier 2, so DE has the national allocation.
+    fn tier_2_verdict() -> FleetVerdict {
+        let (lics, atts, _, at) = crate::policy::bench_support::synthetic_fleet(4, 2, 2);
+        let rule_set = shipped_rule_set("us-ai-diffusion-2025")
+            .unwrap()
+            .with_country_in_group("DE".parse().unwrap(), "tier_2")
+            .unwrap();
+        evaluate(&lics, &rule_set, &atts, at)
+    }
+
+    #[test]
+    fn a_country_line_shows_its_tier_and_the_shared_allocation() {
+        let v = tier_2_verdict();
+        let mut out = Vec::new();
+        write_verdict(&v, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(
+                "rule set us-ai-diffusion-2025 v2 [historical (not in force); MODIFIED from \
+                 us-ai-diffusion-2025: DE moved from tier_1 to tier_2]\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("  country DE (tier_2): 8 devices"), "{text}");
+        assert!(
+            text.contains(
+                "    allocation 790,000,000 TPP (2025-2027): used 126,649.6, headroom \
+                 789,873,350.4; shared by 2 licences\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_licence_need_line_counts_each_need_with_its_rules() {
+        use tppguard_proto::classify::NeedDetermination;
+        use tppguard_proto::ruleset::LicenceNeed;
+
+        use crate::policy::{LicenceNeedSummary, NeedCount};
+        let v = tier_2_verdict();
+        let mut usage = v.licences.first().unwrap().clone();
+        // Every count zero (nothing determined): no line.
+        usage.licence_need = LicenceNeedSummary::default();
+        assert_eq!(licence_need_line(&usage), None);
+        let determination = |need, rule: Option<&str>, by_party| NeedCount {
+            determination: NeedDetermination {
+                rule_set: "us-eccn-3a090".to_owned(),
+                rule_set_status: RuleSetStatus::InForce,
+                need,
+                rule: rule.map(str::to_owned),
+                by_party,
+                sentence: String::new(),
+            },
+            outcome: Some("3A090.a".to_owned()),
+            devices: 4,
+        };
+        usage.licence_need = LicenceNeedSummary {
+            required: 8,
+            not_required: 0,
+            undetermined: 2,
+            determinations: vec![
+                determination(LicenceNeed::Required, Some("742.6(a)(6)(iii)(A)"), true),
+                determination(LicenceNeed::Required, Some("742.6(a)(6)(iii)(A)"), true),
+                determination(LicenceNeed::Undetermined, None, false),
+            ],
+        };
+        assert_eq!(
+            licence_need_line(&usage).as_deref(),
+            Some(
+                "8 required (742.6(a)(6)(iii)(A), party: headquarters DE, ultimate parent DE), \
+                 2 undetermined"
+            )
+        );
     }
 }

@@ -76,12 +76,18 @@ pub enum Command {
     ///     --rule-set us-eccn-3a090 --rule-set us-gain-ai-act-s3150 \
     ///     --nonce "$NONCE" --ear result.jwt node-01.jws node-02.jws
     ///
+    /// What if France moved to Tier 2 (one command; --scenario below shows every form):
+    ///
+    ///   tppguard-verifier check --trust pki/verifier/trust.toml --licence l.jws \
+    ///     --rule-set us-ai-diffusion-2025 --scenario FR=tier_2 node-01.jws node-02.jws
+    ///
     /// Exit code 0: compliant under every rule set evaluated, every input accepted; 1: not
     /// compliant (a violation, or a rejected licence or attestation); 3: unproven (no
     /// violation, but the evidence cannot establish compliance: simulated or stale evidence,
     /// an uncertified site, unidentified or unlisted GPUs, a tier below the licence's); 2: the
     /// check could not run (an unreadable file or trust file, an unknown rule set, no result
-    /// key for --ear).
+    /// key for --ear, a --scenario change that cannot be applied). A --scenario never changes
+    /// the exit code: it is the baseline's.
     #[command(after_help = EXIT_CODES, verbatim_doc_comment)]
     Check(CheckArgs),
 
@@ -272,6 +278,31 @@ pub struct CheckArgs {
     /// accepted licences name, or us-eccn-3a090 when none is accepted.
     #[arg(long, value_name = "ID|FILE")]
     pub rule_set: Vec<String>,
+
+    /// A what-if change, evaluated beside the baseline without editing a file; repeat for
+    /// several at once (at most 32).
+    ///
+    /// Three forms:
+    ///
+    ///   CC=GROUP                move country CC into country group GROUP of every rule set
+    ///                           evaluated: --scenario FR=tier_2 (under
+    ///                           --rule-set us-ai-diffusion-2025: France in Tier 2, with its
+    ///                           national allocation shared by every licence to France)
+    ///   rule-set=ID|FILE        evaluate under this rule set instead (a shipped id or a rule-set
+    ///                           file): --scenario rule-set=us-gain-ai-act-s3150 (what if the
+    ///                           GAIN AI bill became law)
+    ///   licence:ID:KEY=VALUE    change one cap of licence ID; KEY is max_devices,
+    ///                           max_aggregate_tpp or max_tpp_per_device:
+    ///                           --scenario licence:LIC-1:max_aggregate_tpp=500000
+    ///
+    /// The same evidence is evaluated at the same --at under the changed rule sets and
+    /// licences (copies in memory, marked MODIFIED in the posture), and the report adds a
+    /// WHAT IF section: per licence and per country, baseline against scenario side by side,
+    /// and the devices that change class (JSON: `scenario`). The scenario is hypothetical:
+    /// the exit code is the baseline's. A change that cannot be applied (malformed, an
+    /// unknown licence or country group) exits 2 with the reason.
+    #[arg(long, value_name = "CHANGE", verbatim_doc_comment)]
+    pub scenario: Vec<String>,
 
     /// The challenge the attestations must answer (lower-case hex, 32 to 37 bytes); an
     /// attestation with another `eat_nonce` is rejected (nonce_mismatch). Default: not

@@ -233,6 +233,9 @@ pub enum Error {
     /// `gpu-evidence` could not run (issue 13).
     #[error(transparent)]
     GpuEvidence(#[from] crate::gpu_evidence::cli::GpuEvidenceCliError),
+    /// A what-if scenario (`check --scenario`) could not be built (issue 14).
+    #[error("--scenario: {0}")]
+    Scenario(#[from] crate::scenario::ScenarioError),
     /// The HTTP server could not start or stopped with an error.
     #[error("serve: {what}: {source}")]
     Serve {
@@ -345,6 +348,11 @@ impl Error {
                  --reason one line of at most 1024 characters"
                     .to_owned(),
             ),
+            Self::Scenario(e) => Some(format!(
+                "({}) `tppguard-verifier check --help` shows the three forms of --scenario, \
+                 with examples",
+                e.code()
+            )),
             Self::Output(_) | Self::Json(_) => None,
         }
     }

@@ -13,5 +13,7 @@ mod compare;
 
 pub use change::{Change, MAX_CHANGE_CHARS, MAX_CHANGES, Scenario, ScenarioError};
 pub use compare::{
-    Comparison, CountryComparison, DeviceChange, LicenceComparison, Side, compare, write_comparison,
+    ClassChange, Comparison, CountryComparison, CountrySide, DeviceChange, LicenceComparison,
+    LicenceSide, MAX_DEVICE_CHANGES, NeedCounts, Side, VerdictChange, compare, grouped,
+    write_comparison,
 };

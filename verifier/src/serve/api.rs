@@ -76,6 +76,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", super::admin::LICENCE_RETIREMENT),
     ("post", super::admin::NODE_RETIREMENT),
     ("get", super::admin::LIFECYCLE),
+    ("get", super::scenario::SCENARIO),
 ];
 
 /// The content type of a compact JWS (RFC 7515 section 9.2.1).
@@ -102,6 +103,7 @@ pub(super) fn router(state: Shared, max_body_bytes: usize, timeout_s: u64) -> Ro
         .route(READYZ, get(readyz))
         .route(METRICS, get(reads::metrics))
         .merge(super::admin::routes())
+        .route(super::scenario::SCENARIO, get(super::scenario::scenario))
         .route_layer(authenticate)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -109,7 +109,8 @@ pub enum Access {
 const NODES: Access = Access::Roles(&[Role::Node]);
 const READERS: Access = Access::Roles(&[Role::Operator, Role::Regulator, Role::Vendor]);
 const ADMINS: Access = Access::Roles(&[Role::Admin]);
-/// The lifecycle records name every licensee's licences and nodes: not for a vendor.
+/// The lifecycle records and what-if scenarios name every licensee's licences and nodes: not
+/// for a vendor.
 const AUDITORS: Access = Access::Roles(&[Role::Operator, Role::Regulator, Role::Admin]);
 const SCRAPERS: Access = Access::Roles(&[Role::Metrics, Role::Operator, Role::Admin]);
 
@@ -134,6 +135,7 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("get", "/healthz", Access::Public),
     ("get", "/readyz", Access::Public),
     ("get", "/metrics", SCRAPERS),
+    ("get", "/v1/scenario", AUDITORS),
 ];
 
 /// The access row of `method` (lower case) and `path` (as routed, `{node}` and all).

@@ -518,6 +518,50 @@ impl FleetState {
     }
 }
 
+// What-if scenarios (issue 14): the fleet held, evaluated under a scenario's licences and rule
+// set for `GET /v1/scenario` (super::scenario); nothing is kept or installed.
+impl FleetState {
+    /// The baseline and scenario verdicts at `basis.at` from one reading of the fleet held
+    /// (the same attestations, lifecycle and instant): the baseline is `snapshot`'s verdict
+    /// when it is that reading's, else evaluated again; the scenario's licences and rule set
+    /// are `change` of the basis's. CPU work: call it off the async workers.
+    pub(crate) fn what_if<E>(
+        &self,
+        basis: &Basis,
+        snapshot: &Snapshot,
+        change: impl FnOnce(&[VerifiedLicence], &RuleSet) -> Result<(Vec<VerifiedLicence>, RuleSet), E>,
+    ) -> Result<(FleetVerdict, FleetVerdict), E> {
+        let (licences, rule_set) = change(&basis.set.licences, &basis.set.rule_set)?;
+        let inner = self.read();
+        let nodes = || {
+            inner
+                .nodes
+                .iter()
+                .filter(|(id, _)| basis.set.lifecycle.counts(**id))
+                .map(|(_, l)| &l.attestation)
+        };
+        let baseline = if snapshot.holds(inner.generation, basis.set.id, basis.at) {
+            snapshot.verdict.clone()
+        } else {
+            evaluate_with(
+                &basis.set.licences,
+                &basis.set.rule_set,
+                nodes(),
+                basis.at,
+                basis.set.lifecycle_findings.clone(),
+            )
+        };
+        let scenario = evaluate_with(
+            &licences,
+            &rule_set,
+            nodes(),
+            basis.at,
+            basis.set.lifecycle_findings.clone(),
+        );
+        Ok((baseline, scenario))
+    }
+}
+
 /// The first instant after `verdict.at` at which evaluating the same attestations under the
 /// same `licences` may answer differently by time alone, `None` when no such instant comes:
 /// a licence's validity starting (`valid_from`) or ending (`valid_until`, exclusive), a node

@@ -26,6 +26,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod reads;
+mod scenario;
 mod tls;
 pub mod view;
 
