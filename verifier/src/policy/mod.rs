@@ -450,7 +450,8 @@ pub struct LicenceNeedSummary {
     pub not_required: u64,
     /// Counted devices whose need the rule set cannot decide.
     pub undetermined: u64,
-    /// Each distinct determination, `required` first, then by rule.
+    /// One determination per distinct outcome of the counted devices: `required` first, then
+    /// `undetermined`, then `not_required`, each by rule, then outcome.
     pub determinations: Vec<NeedCount>,
 }
 
