@@ -12,6 +12,10 @@
 //! `tppguard.gpus`, each GPU's own evidence tier and the named checks of its own evidence
 //! (signed SPDM report and device chain), so a relying party sees which GPUs are rooted in
 //! hardware and why the others are not. The appraisals are keyed by node id (the SHA-256 of the node certificate's SubjectPublicKeyInfo).
+//! The claim set also carries `tppguard.posture`, the enforcement posture the appraisals rest
+//! on (the rule set's id, version and legal status, where it came from, and the shipped rule
+//! set and changes a variant or scenario made): a signed result never shows a modified or
+//! historical rule set as the one in force.
 //!
 //! [`status_of`] is the one mapping from a finding's [`Severity`] to an EAR status.
 
@@ -21,6 +25,7 @@ use tppguard_proto::identity::NodeId;
 use serde::Serialize;
 use tppguard_proto::claims::Nonce;
 use tppguard_proto::jws::{self, Header, SigningKey};
+use tppguard_proto::ruleset::RuleSetPosture;
 
 use tppguard_proto::evidence::EvidenceTier;
 
@@ -178,6 +183,10 @@ pub struct EarClaims {
     /// `eat_nonce`: the challenge the attestations were checked against, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eat_nonce: Option<String>,
+    /// `tppguard.posture`: the rule set the appraisals rest on, with its status, origin and
+    /// modifications (the verdict's `posture`).
+    #[serde(rename = "tppguard.posture")]
+    pub posture: RuleSetPosture,
     /// `submods`: one appraisal per node (its node id) and per rejected attestation
     /// (`rejected:<file>`).
     pub submods: BTreeMap<String, Appraisal>,
@@ -234,6 +243,7 @@ impl EarClaims {
             iat: at,
             verifier_id: VerifierId::this(),
             eat_nonce: nonce.map(|n| n.as_str().to_owned()),
+            posture: verdict.posture.clone(),
             submods,
         }
     }
@@ -260,6 +270,7 @@ impl EarClaims {
             iat: at,
             verifier_id: VerifierId::this(),
             eat_nonce: nonce.map(|n| n.as_str().to_owned()),
+            posture: verdict.posture.clone(),
             submods,
         }
     }
@@ -274,6 +285,7 @@ impl EarClaims {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn severity_maps_to_status() {
@@ -375,6 +387,11 @@ mod tests {
                 .starts_with("tppguard-verifier ")
         );
         assert!(json.get("eat_nonce").is_none());
+        let posture = &json["tppguard.posture"];
+        assert_eq!(posture["rule_set"], "us-eccn-3a090");
+        assert_eq!(posture["status"], "in_force");
+        assert_eq!(posture["origin"], "shipped");
+        assert!(posture.get("variant_of").is_none() && posture.get("modifications").is_none());
         let sub = &json["submods"]["rejected:b.jws"];
         assert_eq!(sub["ear.status"], "contraindicated");
         assert_eq!(sub["tppguard.reasons"][0], "nonce_mismatch");
@@ -389,5 +406,37 @@ mod tests {
         assert_eq!(verified.header().typ.as_deref(), Some("JWT"));
         let back: serde_json::Value = serde_json::from_slice(verified.payload()).unwrap();
         assert_eq!(back, json);
+    }
+
+    #[test]
+    fn a_scenario_s_posture_is_signed_as_modified() {
+        use tppguard_proto::ruleset::shipped_rule_set;
+        let shipped = shipped_rule_set("us-ai-diffusion-2025").unwrap();
+        let modified = shipped
+            .with_country_in_group("FR".parse().unwrap(), "tier_2")
+            .unwrap();
+        let verdict = crate::policy::evaluate(&[], &modified, [], 1_780_272_000);
+        let claims = EarClaims::new(&verdict, &[], None, 1_780_272_000);
+        assert_eq!(claims.posture, modified.posture());
+        let json = serde_json::to_value(&claims).unwrap();
+        let posture = &json["tppguard.posture"];
+        assert_eq!(posture["rule_set"], "us-ai-diffusion-2025");
+        assert_eq!(posture["status"], json!(shipped.status));
+        assert_eq!(posture["origin"], "scenario");
+        assert_eq!(posture["variant_of"], "us-ai-diffusion-2025");
+        assert_eq!(
+            posture["modifications"],
+            json!(["FR moved from tier_1 to tier_2"])
+        );
+        // One node's claim set carries it too.
+        let index = verdict.finding_index();
+        let one = EarClaims::for_node(
+            &verdict,
+            &index,
+            NodeId::from_spki_der(b"none"),
+            None,
+            1_780_272_000,
+        );
+        assert_eq!(one.posture, modified.posture());
     }
 }

@@ -29,7 +29,9 @@
 //! 6. [`node`]: freshness, per-GPU findings against the licence, the derived evidence tier,
 //!    the node's tallies.
 //! 7. [`tally`]: licence usage against caps and validity; country usage against
-//!    allocations.
+//!    allocations. [`need`]: whether each licence's counted devices need a licence under
+//!    the rule set, for the destination and party the signed licence names
+//!    (`licence_need`), once per distinct outcome.
 //! 8. [`verdicts`](roll_up): severities rolled up into node, licence, country and fleet
 //!    verdicts.
 //!
@@ -61,6 +63,7 @@ mod gpu;
 mod identity;
 mod latest;
 pub mod lifecycle;
+mod need;
 mod node;
 mod reason;
 mod tally;
@@ -84,7 +87,7 @@ use tppguard_proto::spec::{self, H100Equivalents};
 use tppguard_proto::tpp::Precision;
 use tppguard_proto::units::{Tops, Tpp};
 
-pub use reason::{Reason, Severity, SpecRatio, TppSource};
+pub use reason::{PartyProng, Reason, Severity, SpecRatio, TppSource};
 
 use crate::chain::VerifiedLeaf;
 use crate::gpu_evidence::GpuEvidenceReport;
@@ -447,7 +450,8 @@ pub struct LicenceNeedSummary {
     pub not_required: u64,
     /// Counted devices whose need the rule set cannot decide.
     pub undetermined: u64,
-    /// Each distinct determination, `required` first, then by rule.
+    /// One determination per distinct outcome of the counted devices: `required` first, then
+    /// `undetermined`, then `not_required`, each by rule, then outcome.
     pub determinations: Vec<NeedCount>,
 }
 
@@ -836,6 +840,7 @@ pub fn evaluate_with<'a>(
     };
     let mut deriver = gpu::Deriver::new(rule_set, lics.len());
     let mut tallies = vec![node::Tally::default(); lics.len()];
+    let mut outcomes = vec![need::OutcomeCounts::default(); lics.len()];
     let mut node_verdicts = Vec::with_capacity(nodes.len());
     for (n, current) in nodes.iter().enumerate() {
         let a = assignment.get(n).copied().unwrap_or(assign::Assignment {
@@ -847,10 +852,14 @@ pub fn evaluate_with<'a>(
         if let Some(t) = a.licence.and_then(|i| tallies.get_mut(i)) {
             t.add(&tally);
         }
+        if let Some(o) = a.licence.and_then(|i| outcomes.get_mut(i)) {
+            o.add_gpus(&verdict.gpus);
+        }
         node_verdicts.push(verdict);
     }
 
-    let usages = tally::licences(&lics, &tallies, rule_set, at_unix, &mut findings);
+    let mut usages = tally::licences(&lics, &tallies, rule_set, at_unix, &mut findings);
+    need::fill(&lics, &outcomes, rule_set, &mut usages, &mut findings);
     let countries = tally::countries(&usages, &tallies, rule_set, &mut findings);
     roll_up(
         rule_set,

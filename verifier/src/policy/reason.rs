@@ -59,6 +59,17 @@ impl TppSource {
     }
 }
 
+/// Which fact about the licensee a party rule bit on: its own headquarters, or its ultimate
+/// parent's (15 CFR 742.6(a)(6)(iii)(A) turns on either).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartyProng {
+    /// The licensee's own headquarters.
+    Headquarters,
+    /// Its ultimate parent's headquarters.
+    UltimateParent,
+}
+
 /// A measured rate over its spec figure, exact to four decimals (rounded half up). Serialized
 /// as a number (`0.6672`); shown with two decimals (`0.67`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -491,11 +502,64 @@ pub enum Reason {
         /// Why.
         problem: String,
     },
+    /// The licensee's headquarters or ultimate parent brings the licence's counted devices
+    /// under a licence requirement wherever they are (a party rule of the rule set's
+    /// `[licensing]`, 15 CFR 742.6(a)(6)(iii)(A)): this licence is what covers them. From the
+    /// signed licence's party, never from a node.
+    LicenceRequiredByParty {
+        /// The licensee's headquarters country.
+        headquarters: CountryCode,
+        /// Its group under the rule set.
+        headquarters_group: Option<String>,
+        /// Its ultimate parent's headquarters country.
+        ultimate_parent: CountryCode,
+        /// Its group under the rule set.
+        ultimate_parent_group: Option<String>,
+        /// Which of the two the rule bit on.
+        prong: PartyProng,
+        /// The licensing rule (`742.6(a)(6)(iii)(A)`).
+        rule: String,
+        /// The rule set.
+        rule_set: String,
+        /// The devices' outcome (`3A090.a`).
+        outcome: Option<String>,
+        /// Counted devices it covers.
+        devices: u64,
+    },
+    /// The licence's counted devices of one outcome need no licence under the rule set, for
+    /// its destination and party: the licence's caps still apply, as its terms.
+    NoLicenceRequired {
+        /// The licence's destination.
+        destination: CountryCode,
+        /// Its group under the rule set.
+        destination_group: Option<String>,
+        /// The licensing rule that decided; `None` when the rule set's default did.
+        rule: Option<String>,
+        /// The rule set.
+        rule_set: String,
+        /// The devices' outcome; `None` for unknown devices.
+        outcome: Option<String>,
+        /// Counted devices it covers.
+        devices: u64,
+    },
+    /// The rule set cannot say whether the licence's counted devices of one outcome need a
+    /// licence (a destination in no group it encodes, no `[licensing]` table, an unknown
+    /// device): check the regulation, and treat them as needing one until then.
+    LicenceNeedUndetermined {
+        /// The rule set.
+        rule_set: String,
+        /// The devices' outcome; `None` for unknown devices.
+        outcome: Option<String>,
+        /// Counted devices it covers.
+        devices: u64,
+        /// The determination's own sentence: why it cannot be decided.
+        why: String,
+    },
 }
 
 impl Reason {
     /// Every code, in declaration order (documentation and the uniqueness test).
-    pub const CODES: [&'static str; 37] = [
+    pub const CODES: [&'static str; 40] = [
         "model_not_allowed",
         "eccn_not_allowed",
         "device_tpp_above_cap",
@@ -533,6 +597,9 @@ impl Reason {
         "node_retired",
         "node_certificate_revoked",
         "stored_record_unusable",
+        "licence_required_by_party",
+        "no_licence_required",
+        "licence_need_undetermined",
     ];
 
     /// The stable snake_case reason code.
@@ -575,6 +642,9 @@ impl Reason {
             Self::NodeRetired { .. } => "node_retired",
             Self::NodeCertificateRevoked { .. } => "node_certificate_revoked",
             Self::StoredRecordUnusable { .. } => "stored_record_unusable",
+            Self::LicenceRequiredByParty { .. } => "licence_required_by_party",
+            Self::NoLicenceRequired { .. } => "no_licence_required",
+            Self::LicenceNeedUndetermined { .. } => "licence_need_undetermined",
         }
     }
 
@@ -619,7 +689,9 @@ impl Reason {
             | Self::NodeKeyOnSeveralMachines { .. }
             | Self::SiteNotCertified { .. }
             | Self::NodeCertificateRevoked { .. } => Severity::Unproven,
-            Self::NodeRetired { .. } => Severity::Info,
+            Self::NodeRetired { .. }
+            | Self::LicenceRequiredByParty { .. }
+            | Self::NoLicenceRequired { .. } => Severity::Info,
             Self::GpuLost { .. }
             | Self::LicenceRuleSetMismatch { .. }
             | Self::AgentClassificationMismatch { .. }
@@ -632,7 +704,8 @@ impl Reason {
             | Self::NodeSiteChanged { .. }
             | Self::LicenceRevoked { .. }
             | Self::LicenceRetired { .. }
-            | Self::StoredRecordUnusable { .. } => Severity::Warning,
+            | Self::StoredRecordUnusable { .. }
+            | Self::LicenceNeedUndetermined { .. } => Severity::Warning,
         }
     }
 
@@ -678,6 +751,9 @@ impl Reason {
             | Self::NodeRetired { .. }
             | Self::NodeCertificateRevoked { .. }
             | Self::StoredRecordUnusable { .. } => Self::lifecycle_sentence,
+            Self::LicenceRequiredByParty { .. }
+            | Self::NoLicenceRequired { .. }
+            | Self::LicenceNeedUndetermined { .. } => Self::need_sentence,
         };
         family(self).unwrap_or_default()
     }
@@ -739,6 +815,89 @@ impl Reason {
                  retire it",
                 escape(record),
                 escape(problem)
+            ),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+
+    /// Licence need: whether the licence's counted devices need a licence under the rule set.
+    /// Rule-set text (ids, rules, groups, outcomes, a determination's sentence) may come from
+    /// a user's file, so it is escaped.
+    fn need_sentence(&self) -> Option<String> {
+        use tppguard_proto::text::escape;
+        let group = |g: &Option<String>| {
+            g.as_deref()
+                .map_or_else(|| "no group".to_owned(), |g| format!("group {}", escape(g)))
+        };
+        let devices = |n: &u64, outcome: &Option<String>| match outcome {
+            Some(o) => format!("{n} counted {} devices", escape(o)),
+            None => format!("{n} counted devices of unknown outcome"),
+        };
+        let sentence = match self {
+            Self::LicenceRequiredByParty {
+                headquarters,
+                headquarters_group,
+                ultimate_parent,
+                ultimate_parent_group,
+                prong,
+                rule,
+                rule_set,
+                outcome,
+                devices: n,
+            } => {
+                let facts = match prong {
+                    PartyProng::Headquarters => format!(
+                        "the licensee is headquartered in {headquarters} ({}; its ultimate \
+                         parent in {ultimate_parent}, {})",
+                        group(headquarters_group),
+                        group(ultimate_parent_group)
+                    ),
+                    PartyProng::UltimateParent => format!(
+                        "the licensee's ultimate parent is headquartered in {ultimate_parent} \
+                         ({}; the licensee itself in {headquarters}, {})",
+                        group(ultimate_parent_group),
+                        group(headquarters_group)
+                    ),
+                };
+                format!(
+                    "{facts}: under {} rule {} its {} need a licence wherever they are; this \
+                     licence covers them",
+                    escape(rule_set),
+                    escape(rule),
+                    devices(n, outcome)
+                )
+            }
+            Self::NoLicenceRequired {
+                destination,
+                destination_group,
+                rule,
+                rule_set,
+                outcome,
+                devices: n,
+            } => format!(
+                "under {} {} the {} at destination {destination} ({}) need no licence for \
+                 this destination and licensee; the licence's caps still apply, as its terms",
+                escape(rule_set),
+                rule.as_deref().map_or_else(
+                    || "(its default)".to_owned(),
+                    |r| format!("rule {}", escape(r))
+                ),
+                devices(n, outcome),
+                group(destination_group)
+            ),
+            Self::LicenceNeedUndetermined {
+                rule_set,
+                outcome,
+                devices: n,
+                why,
+            } => format!(
+                "whether the {} need a licence cannot be decided under {} ({}): check the \
+                 regulation for this destination and licensee, and treat them as needing one \
+                 until then",
+                devices(n, outcome),
+                escape(rule_set),
+                escape(why)
             ),
             _ => return None,
         };
@@ -1420,6 +1579,58 @@ mod tests {
                 record: text("licence LIC-1"),
                 problem: text("it names rule set \"x\", which this verifier cannot load"),
             },
+            Reason::LicenceRequiredByParty {
+                headquarters: "DE".parse().unwrap(),
+                headquarters_group: Some(text("a5")),
+                ultimate_parent: "CN".parse().unwrap(),
+                ultimate_parent_group: Some(text("d5_macau")),
+                prong: PartyProng::UltimateParent,
+                rule: text("742.6(a)(6)(iii)(A)"),
+                rule_set: text("us-eccn-3a090"),
+                outcome: Some(text("3A090.a")),
+                devices: 8,
+            },
+            Reason::LicenceRequiredByParty {
+                headquarters: "MO".parse().unwrap(),
+                headquarters_group: Some(text("d5_macau")),
+                ultimate_parent: "US".parse().unwrap(),
+                ultimate_parent_group: None,
+                prong: PartyProng::Headquarters,
+                rule: text("742.6(a)(6)(iii)(A)"),
+                rule_set: text("us-eccn-3a090"),
+                outcome: None,
+                devices: 1,
+            },
+            Reason::NoLicenceRequired {
+                destination: "DE".parse().unwrap(),
+                destination_group: Some(text("a5")),
+                rule: Some(text("742.6(a)(6)(iii).destination_a5")),
+                rule_set: text("us-eccn-3a090"),
+                outcome: Some(text("3A090.a")),
+                devices: 8,
+            },
+            Reason::NoLicenceRequired {
+                destination: "FR".parse().unwrap(),
+                destination_group: None,
+                rule: None,
+                rule_set: text("my-rules"),
+                outcome: None,
+                devices: 2,
+            },
+            Reason::LicenceNeedUndetermined {
+                rule_set: text("us-gain-ai-act-s3150"),
+                outcome: Some(text("3A090.a")),
+                devices: 8,
+                why: text(
+                    "us-gain-ai-act-s3150 classifies 3A090.a but does not state where a licence is needed",
+                ),
+            },
+            Reason::LicenceNeedUndetermined {
+                rule_set: text("us-eccn-3a090"),
+                outcome: None,
+                devices: 2,
+                why: text("the rule \u{1b}[31m text"),
+            },
         ]
     }
 
@@ -1645,6 +1856,30 @@ mod tests {
         (
             "stored_record_unusable",
             r#"stored licence LIC-1 cannot be used (it names rule set "x", which this verifier cannot load): it is left out of the evaluation; replace or retire it"#,
+        ),
+        (
+            "licence_required_by_party",
+            r#"the licensee's ultimate parent is headquartered in CN (group d5_macau; the licensee itself in DE, group a5): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 8 counted 3A090.a devices need a licence wherever they are; this licence covers them"#,
+        ),
+        (
+            "licence_required_by_party",
+            r#"the licensee is headquartered in MO (group d5_macau; its ultimate parent in US, no group): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 1 counted devices of unknown outcome need a licence wherever they are; this licence covers them"#,
+        ),
+        (
+            "no_licence_required",
+            r#"under us-eccn-3a090 rule 742.6(a)(6)(iii).destination_a5 the 8 counted 3A090.a devices at destination DE (group a5) need no licence for this destination and licensee; the licence's caps still apply, as its terms"#,
+        ),
+        (
+            "no_licence_required",
+            r#"under my-rules (its default) the 2 counted devices of unknown outcome at destination FR (no group) need no licence for this destination and licensee; the licence's caps still apply, as its terms"#,
+        ),
+        (
+            "licence_need_undetermined",
+            r#"whether the 8 counted 3A090.a devices need a licence cannot be decided under us-gain-ai-act-s3150 (us-gain-ai-act-s3150 classifies 3A090.a but does not state where a licence is needed): check the regulation for this destination and licensee, and treat them as needing one until then"#,
+        ),
+        (
+            "licence_need_undetermined",
+            r#"whether the 2 counted devices of unknown outcome need a licence cannot be decided under us-eccn-3a090 (the rule \u{1b}[31m text): check the regulation for this destination and licensee, and treat them as needing one until then"#,
         ),
     ];
 

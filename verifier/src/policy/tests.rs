@@ -205,7 +205,17 @@ fn place(name: &str, gpu: &str) -> String {
     format!("{name} [{}]/{gpu}", &id(name)[..12])
 }
 
+/// The codes of the verdict's findings, less `no_licence_required`: every licence of an A:5
+/// destination (the example licences' Germany) under `us-eccn-3a090` carries that one info
+/// finding, which `mod licence_need` tests with [`all_codes`].
 fn codes(v: &FleetVerdict) -> Vec<&'static str> {
+    all_codes(v)
+        .into_iter()
+        .filter(|c| *c != "no_licence_required")
+        .collect()
+}
+
+fn all_codes(v: &FleetVerdict) -> Vec<&'static str> {
     v.findings.iter().map(|f| f.code).collect()
 }
 
@@ -226,9 +236,12 @@ fn dgx_h100_is_compliant_under_the_example_licence() {
         AT,
     );
     assert!(v.verdict.is_compliant(), "{:#?}", v.findings);
-    assert!(v.findings.is_empty(), "{:#?}", v.findings);
+    assert!(codes(&v).is_empty(), "{:#?}", v.findings);
     let usage = &v.licences[0];
     assert_eq!(usage.licence, "EXAMPLE-DE-2026-0142");
+    // A German licensee with a German parent, in Germany (A:5): no licence needed.
+    assert_eq!(usage.licence_need.not_required, 8);
+    assert_eq!(all_codes(&v), ["no_licence_required"]);
     assert_eq!(usage.devices, DeviceCap::new(8, 2048));
     assert_eq!(usage.tpp.used.to_string(), "126649.6");
     assert_eq!(usage.tpp.headroom.to_string(), "32373350.4");
@@ -564,7 +577,7 @@ fn latest_attestation_per_node_wins() {
         &[new.clone(), old.clone()],
         AT,
     );
-    assert!(v.findings.is_empty(), "{:#?}", v.findings);
+    assert!(codes(&v).is_empty(), "{:#?}", v.findings);
     assert_eq!(v.nodes.len(), 1);
     assert_eq!(v.nodes[0].iat, AT - 10);
     let w = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &[old, new], AT);
@@ -622,6 +635,8 @@ fn future_attestation_unknown_device_and_lost_gpu() {
             "attestation_from_future",
             "eccn_not_allowed",
             "gpu_lost",
+            // The unknown device's need is open; the two H100s need none (A:5).
+            "licence_need_undetermined",
             "model_not_allowed",
             "unknown_device"
         ]
@@ -645,7 +660,11 @@ fn other_rule_set_is_flagged_and_agent_figures_ignored() {
     let gain = shipped_rule_set("us-gain-ai-act-s3150").unwrap();
     let lic = licence_with(r#"eccns = ["3A090.a"]"#, "eccns = []");
     let v = evaluate(&[lic], &gain, &[node("node-1", AT)], AT);
-    assert_eq!(codes(&v), ["licence_rule_set_mismatch"]);
+    // The bill has no `[licensing]` table: whether the devices need a licence is open.
+    assert_eq!(
+        codes(&v),
+        ["licence_need_undetermined", "licence_rule_set_mismatch"]
+    );
     assert!(v.verdict.is_compliant());
     assert_eq!(v.rule_set, "us-gain-ai-act-s3150");
     assert_eq!(v.rule_set_status, RuleSetStatus::Bill);
@@ -929,6 +948,31 @@ fn every_reason() -> Vec<Reason> {
             record: "licence L".to_owned(),
             problem: "p".to_owned(),
         },
+        Reason::LicenceRequiredByParty {
+            headquarters: "DE".parse().unwrap(),
+            headquarters_group: None,
+            ultimate_parent: "CN".parse().unwrap(),
+            ultimate_parent_group: None,
+            prong: PartyProng::UltimateParent,
+            rule: "r".to_owned(),
+            rule_set: "s".to_owned(),
+            outcome: None,
+            devices: 1,
+        },
+        Reason::NoLicenceRequired {
+            destination: "DE".parse().unwrap(),
+            destination_group: None,
+            rule: None,
+            rule_set: "s".to_owned(),
+            outcome: None,
+            devices: 1,
+        },
+        Reason::LicenceNeedUndetermined {
+            rule_set: "s".to_owned(),
+            outcome: None,
+            devices: 1,
+            why: "w".to_owned(),
+        },
     ]
 }
 
@@ -1154,7 +1198,7 @@ fn countries_show_their_tier_and_allocation() {
     assert_eq!(de.allocation, None);
     assert_eq!(de.allocation_period, None);
     assert!(only(&v, "country_allocation_exceeded").is_empty());
-    // Under 3A090 alone: the EAR country group (A:5), no allocation.
+    // Under 3A090 alone: the EAR country group (A:5) its licensing rules name, no allocation.
     let v = evaluate(&[licence(EXAMPLE)], &eccn_rules(), &fleet, AT);
     assert_eq!(v.countries[0].tier.as_deref(), Some("a5"));
     assert_eq!(v.countries[0].allocation, None);
@@ -1291,7 +1335,7 @@ fn consistent_measurements_back_the_measured_tier() {
         )],
         AT,
     );
-    assert!(v.findings.is_empty(), "{:#?}", v.findings);
+    assert!(codes(&v).is_empty(), "{:#?}", v.findings);
     assert!(v.verdict.is_compliant());
     let n = &v.nodes[0];
     assert_eq!(n.evidence_tier, EvidenceTier::Measured);
@@ -1391,7 +1435,8 @@ fn exceeds_spec_is_a_violation_per_gpu_and_contraindicated_in_the_ear() {
     let ear = crate::ear::EarClaims::new(&v, &[], None, AT);
     let appraisal = &ear.submods[&id("node-1")];
     assert_eq!(appraisal.status, crate::ear::EarStatus::Contraindicated);
-    assert_eq!(appraisal.reasons, ["exceeds_spec"]);
+    // The codes of every finding bearing on the node, the licence's info one included.
+    assert_eq!(appraisal.reasons, ["exceeds_spec", "no_licence_required"]);
 }
 
 #[test]
@@ -1580,7 +1625,15 @@ fn an_unlisted_device_is_classified_and_counted_by_its_measured_lower_bound() {
     );
     let mut got = codes(&v);
     got.sort_unstable();
-    assert_eq!(got, ["eccn_not_allowed", "unlisted_device"]);
+    // Indeterminate: whether it needs a licence is too.
+    assert_eq!(
+        got,
+        [
+            "eccn_not_allowed",
+            "licence_need_undetermined",
+            "unlisted_device"
+        ]
+    );
     assert_eq!(
         only(&v, "eccn_not_allowed")[0].figures,
         Reason::EccnNotAllowed {
@@ -1612,8 +1665,17 @@ fn an_unlisted_device_is_classified_and_counted_by_its_measured_lower_bound() {
         &[attestation("node-1", AT, "declared", &[bare])],
         AT,
     );
-    assert_eq!(codes(&v), ["eccn_not_allowed", "unknown_device"]);
+    assert_eq!(
+        codes(&v),
+        [
+            "eccn_not_allowed",
+            "unknown_device",
+            "licence_need_undetermined"
+        ]
+    );
     assert_eq!(v.licences[0].devices_tpp_unknown, 1);
+    let unknown = &v.licences[0].licence_need.determinations[0];
+    assert_eq!((unknown.outcome.as_deref(), unknown.devices), (None, 1));
     assert_eq!(v.licences[0].devices_tpp_measured, 0);
     assert_eq!(v.nodes[0].gpus[0].tpp_from, None);
 }
@@ -2461,5 +2523,363 @@ mod hardware {
             .collect();
         assert_eq!(refused.len(), 1, "{refused:?}");
         assert_eq!(a.gpu_evidence().len(), n);
+    }
+}
+
+/// Whether a licence's counted devices need a licence (`licence_need`), held against the
+/// shipped rule sets, the spec table and the regulation's cases (15 CFR 742.6(a)(6)(iii)).
+mod licence_need {
+    use super::*;
+    use tppguard_proto::ruleset::{LicenceNeed, RuleSetOrigin};
+
+    const HQ_RULE: &str = "742.6(a)(6)(iii)(A)";
+
+    /// The example licence with its destination (and its sites) in `destination`, its
+    /// licensee headquartered in `hq` with its ultimate parent in `parent`.
+    fn party_licence(hq: &str, parent: &str, destination: &str) -> VerifiedLicence {
+        let text = EXAMPLE
+            .replace("\"DE\"", &format!("\"{destination}\""))
+            .replacen(
+                &format!("headquarters_country = \"{destination}\""),
+                &format!("headquarters_country = \"{hq}\""),
+                1,
+            )
+            .replacen(
+                &format!("ultimate_parent_country = \"{destination}\""),
+                &format!("ultimate_parent_country = \"{parent}\""),
+                1,
+            );
+        let l = licence(&text);
+        assert_eq!(l.licence().destination_country().as_str(), destination);
+        assert_eq!(l.licence().licensee().headquarters_country.as_str(), hq);
+        assert_eq!(
+            l.licence().licensee().ultimate_parent_country.as_str(),
+            parent
+        );
+        l
+    }
+
+    fn h20(node: &str, i: usize) -> Gpu<'static> {
+        Gpu {
+            device_id: "0x2329",
+            name: "NVIDIA H20",
+            agent_tpp: Some(2368.0),
+            agent_eccn: "not_3a090",
+            ..h100(node, i)
+        }
+    }
+
+    /// `nodes` 8-GPU nodes at site `fra-1`, each GPU made by `gpu`.
+    fn fleet(nodes: usize, gpu: fn(&str, usize) -> Gpu<'static>) -> Vec<VerifiedAttestation> {
+        (0..nodes)
+            .map(|n| {
+                let name = format!("node-{n}");
+                let gpus: Vec<Gpu<'static>> = (0..8).map(|i| gpu(&name, i)).collect();
+                attestation(&name, AT - 60, "declared", &gpus)
+            })
+            .collect()
+    }
+
+    fn one(v: &FleetVerdict) -> &LicenceNeedSummary {
+        assert_eq!(v.licences.len(), 1);
+        &v.licences[0].licence_need
+    }
+
+    /// The only determination of the licence, with its outcome and devices.
+    fn only_determination(v: &FleetVerdict) -> &NeedCount {
+        let s = one(v);
+        assert_eq!(s.determinations.len(), 1, "{s:#?}");
+        &s.determinations[0]
+    }
+
+    #[test]
+    fn a_german_licensee_with_a_chinese_parent_needs_a_licence_for_its_h100s() {
+        let v = evaluate(
+            &[party_licence("DE", "CN", "DE")],
+            &eccn_rules(),
+            &fleet(2, h100),
+            AT,
+        );
+        let s = one(&v);
+        assert_eq!((s.required, s.undetermined, s.not_required), (16, 0, 0));
+        let c = only_determination(&v);
+        assert_eq!(c.determination.need, LicenceNeed::Required);
+        assert_eq!(c.determination.rule.as_deref(), Some(HQ_RULE));
+        assert!(c.determination.by_party);
+        assert_eq!(c.determination.rule_set, "us-eccn-3a090");
+        assert_eq!((c.outcome.as_deref(), c.devices), (Some("3A090.a"), 16));
+        // One finding for the licence, not one per device or node; info keeps it compliant.
+        let f = only(&v, "licence_required_by_party");
+        assert_eq!(f.len(), 1, "{:#?}", v.findings);
+        assert_eq!(f[0].severity, Severity::Info);
+        assert_eq!(f[0].licence.as_deref(), Some("EXAMPLE-DE-2026-0142"));
+        assert_eq!((f[0].node.as_deref(), f[0].gpu.as_deref()), (None, None));
+        assert_eq!(
+            f[0].sentence,
+            "the licensee's ultimate parent is headquartered in CN (group d5_macau; the \
+             licensee itself in DE, group a5): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) \
+             its 16 counted 3A090.a devices need a licence wherever they are; this licence \
+             covers them"
+        );
+        assert_eq!(all_codes(&v), ["licence_required_by_party"]);
+        assert!(v.verdict.is_compliant());
+        // The party is the signed licence's, and the JSON names it.
+        let usage = serde_json::to_value(&v.licences[0]).unwrap();
+        assert_eq!(usage["party"]["ultimate_parent"], "CN");
+        assert_eq!(usage["licence_need"]["required"], 16);
+        let d = &usage["licence_need"]["determinations"][0];
+        assert_eq!(d["need"], "required");
+        assert_eq!(d["rule"], HQ_RULE);
+        assert_eq!(d["by_party"], true);
+        assert_eq!(d["outcome"], "3A090.a");
+        assert_eq!(d["devices"], 16);
+    }
+
+    #[test]
+    fn a_german_licensee_with_a_german_parent_needs_none() {
+        let v = evaluate(
+            &[party_licence("DE", "DE", "DE")],
+            &eccn_rules(),
+            &fleet(1, h100),
+            AT,
+        );
+        let s = one(&v);
+        assert_eq!((s.required, s.undetermined, s.not_required), (0, 0, 8));
+        let c = only_determination(&v);
+        assert_eq!(c.determination.need, LicenceNeed::NotRequired);
+        assert_eq!(
+            c.determination.rule.as_deref(),
+            Some("742.6(a)(6)(iii).destination_a5")
+        );
+        assert!(!c.determination.by_party);
+        assert_eq!(all_codes(&v), ["no_licence_required"]);
+        assert_eq!(
+            only(&v, "no_licence_required")[0].sentence,
+            "under us-eccn-3a090 rule 742.6(a)(6)(iii).destination_a5 the 8 counted 3A090.a \
+             devices at destination DE (group a5) need no licence for this destination and \
+             licensee; the licence's caps still apply, as its terms"
+        );
+        assert!(v.verdict.is_compliant());
+    }
+
+    #[test]
+    fn an_h20_fleet_is_not_controlled_whatever_the_parent() {
+        let v = evaluate(
+            &[party_licence("DE", "CN", "DE")],
+            &eccn_rules(),
+            &fleet(2, h20),
+            AT,
+        );
+        let u = &v.licences[0];
+        assert!(
+            v.nodes
+                .iter()
+                .flat_map(|n| &n.gpus)
+                .all(|g| g.outcome.as_deref() == Some("not_3a090") && !g.controlled && !g.counted)
+        );
+        assert_eq!((u.devices.used, u.devices_not_controlled), (0, 16));
+        assert_eq!(u.licence_need, LicenceNeedSummary::default());
+        assert!(v.findings.is_empty(), "{:#?}", v.findings);
+        assert!(v.verdict.is_compliant());
+    }
+
+    #[test]
+    fn a_licensee_headquartered_in_macau_needs_a_licence_by_its_own_headquarters() {
+        let v = evaluate(
+            &[party_licence("MO", "US", "DE")],
+            &eccn_rules(),
+            &fleet(1, h100),
+            AT,
+        );
+        let c = only_determination(&v);
+        assert_eq!(c.determination.need, LicenceNeed::Required);
+        assert_eq!(c.determination.rule.as_deref(), Some(HQ_RULE));
+        assert!(c.determination.by_party);
+        let f = only(&v, "licence_required_by_party");
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f[0].figures,
+            Reason::LicenceRequiredByParty {
+                headquarters: "MO".parse().unwrap(),
+                headquarters_group: Some("d5_macau".to_owned()),
+                ultimate_parent: "US".parse().unwrap(),
+                ultimate_parent_group: Some("united_states".to_owned()),
+                prong: PartyProng::Headquarters,
+                rule: HQ_RULE.to_owned(),
+                rule_set: "us-eccn-3a090".to_owned(),
+                outcome: Some("3A090.a".to_owned()),
+                devices: 8,
+            }
+        );
+        assert!(f[0].sentence.starts_with(
+            "the licensee is headquartered in MO (group d5_macau; its ultimate parent in US, \
+             group united_states)"
+        ));
+    }
+
+    #[test]
+    fn a_destination_in_no_encoded_group_is_undetermined_with_a_warning() {
+        let v = evaluate(
+            &[party_licence("AE", "AE", "AE")],
+            &eccn_rules(),
+            &fleet(1, h100),
+            AT,
+        );
+        let s = one(&v);
+        assert_eq!((s.required, s.undetermined, s.not_required), (0, 8, 0));
+        let c = only_determination(&v);
+        assert_eq!(c.determination.need, LicenceNeed::Undetermined);
+        assert_eq!(c.determination.rule, None);
+        let f = only(&v, "licence_need_undetermined");
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert!(f[0].sentence.contains("D:1 or D:4"), "{}", f[0].sentence);
+        assert!(
+            f[0].sentence
+                .contains("treat them as needing one until then")
+        );
+        // A warning: still compliant.
+        assert!(v.verdict.is_compliant());
+        assert_eq!(v.licences[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn devices_in_the_united_states_are_not_exported() {
+        let v = evaluate(
+            &[party_licence("US", "US", "US")],
+            &eccn_rules(),
+            &fleet(1, h100),
+            AT,
+        );
+        let c = only_determination(&v);
+        assert_eq!(c.determination.need, LicenceNeed::NotRequired);
+        assert_eq!(
+            c.determination.rule.as_deref(),
+            Some("742.6(a)(6)(iii).united_states")
+        );
+        assert_eq!(all_codes(&v), ["no_licence_required"]);
+    }
+
+    #[test]
+    fn a_rule_set_without_licensing_cannot_say() {
+        let gain = shipped_rule_set("us-gain-ai-act-s3150").unwrap();
+        assert!(gain.licensing.is_none());
+        let v = evaluate(
+            &[party_licence("DE", "CN", "DE")],
+            &gain,
+            &fleet(1, h100),
+            AT,
+        );
+        let c = only_determination(&v);
+        assert_eq!(c.determination.need, LicenceNeed::Undetermined);
+        assert_eq!(c.determination.rule_set, "us-gain-ai-act-s3150");
+        assert!(!c.determination.by_party);
+        assert_eq!(c.devices, 8);
+        assert_eq!(only(&v, "licence_need_undetermined").len(), 1);
+        assert!(only(&v, "licence_required_by_party").is_empty());
+        assert!(
+            only(&v, "licence_need_undetermined")[0]
+                .sentence
+                .contains("does not state where a licence is needed")
+        );
+    }
+
+    #[test]
+    fn under_the_diffusion_rule_france_moved_to_tier_2_needs_a_licence() {
+        let l = [party_licence("FR", "FR", "FR")];
+        let fleet = fleet(1, h100);
+        let shipped = diffusion_rules();
+        let v = evaluate(&l, &shipped, &fleet, AT);
+        let c = only_determination(&v);
+        assert_eq!(c.determination.need, LicenceNeed::NotRequired);
+        assert_eq!(c.determination.rule.as_deref(), Some("90fr4544.tier_1_aia"));
+        assert_eq!(v.posture, shipped.posture());
+        assert!(!v.posture.is_modified());
+
+        let moved = shipped
+            .with_country_in_group("FR".parse().unwrap(), "tier_2")
+            .unwrap();
+        let v = evaluate(&l, &moved, &fleet, AT);
+        let s = one(&v);
+        assert_eq!((s.required, s.undetermined, s.not_required), (8, 0, 0));
+        let c = only_determination(&v);
+        assert_eq!(c.determination.need, LicenceNeed::Required);
+        assert!(!c.determination.by_party);
+        // Required by the destination: what the licence is for, no finding of its own.
+        assert!(only(&v, "licence_required_by_party").is_empty());
+        assert!(only(&v, "no_licence_required").is_empty());
+        assert_eq!(v.countries[0].tier.as_deref(), Some("tier_2"));
+        // The verdict says which rule set, modified how.
+        assert_eq!(
+            v.posture.variant_of.as_deref(),
+            Some("us-ai-diffusion-2025")
+        );
+        assert_eq!(v.posture.origin, RuleSetOrigin::Scenario);
+        assert_eq!(v.posture.modifications, ["FR moved from tier_1 to tier_2"]);
+        assert_eq!(v.posture.status, shipped.status);
+    }
+
+    #[test]
+    fn a_node_s_claims_never_change_the_determination() {
+        // The same devices, reported by nodes that say whatever they like about themselves:
+        // another name and host, the agent's own ECCN and TPP.
+        fn liar(node: &str, i: usize) -> Gpu<'static> {
+            Gpu {
+                agent_tpp: Some(1.0),
+                agent_eccn: "EAR99",
+                ..h100(node, i)
+            }
+        }
+        let rules = eccn_rules();
+        let honest = fleet(1, h100);
+        let lying: Vec<VerifiedAttestation> = (0..1)
+            .map(|n| {
+                let name = format!("owned-by-a-DE-parent-{n}");
+                let gpus: Vec<Gpu<'static>> = (0..8).map(|i| liar(&name, i)).collect();
+                attestation(&name, AT - 60, "hardware", &gpus)
+            })
+            .collect();
+        for (hq, parent, need) in [
+            ("DE", "CN", LicenceNeed::Required),
+            ("DE", "DE", LicenceNeed::NotRequired),
+        ] {
+            let l = [party_licence(hq, parent, "DE")];
+            let a = evaluate(&l, &rules, &honest, AT);
+            let b = evaluate(&l, &rules, &lying, AT);
+            assert_eq!(one(&a), one(&b), "{hq}/{parent}");
+            assert_eq!(only_determination(&a).determination.need, need);
+            assert_eq!(a.licences[0].party, b.licences[0].party);
+        }
+    }
+
+    #[test]
+    fn each_licence_gets_its_own_determination() {
+        // Two licences in one fleet, one party each: the party of one never leaks into the
+        // other's determination.
+        let cn = party_licence("DE", "CN", "DE");
+        let de = licence(
+            &EXAMPLE
+                .replacen("EXAMPLE-DE-2026-0142", "EXAMPLE-DE-2026-0143", 1)
+                .replacen("id = \"fra-1\"", "id = \"muc-1\"", 1)
+                .replacen("id = \"ber-1\"", "id = \"ham-1\"", 1),
+        );
+        let mut nodes = fleet(1, h100);
+        nodes.push(at_site("node-m", "muc-1", &dgx("node-m")));
+        let v = evaluate(&[cn, de], &eccn_rules(), &nodes, AT);
+        let needs: Vec<(&str, LicenceNeed, u64)> = v
+            .licences
+            .iter()
+            .map(|u| {
+                let c = &u.licence_need.determinations[0];
+                (u.licence.as_str(), c.determination.need, c.devices)
+            })
+            .collect();
+        assert_eq!(
+            needs,
+            [
+                ("EXAMPLE-DE-2026-0142", LicenceNeed::Required, 8),
+                ("EXAMPLE-DE-2026-0143", LicenceNeed::NotRequired, 8),
+            ]
+        );
     }
 }
