@@ -10,9 +10,10 @@ use tppguard_verifier::attestation::AttestationError;
 use tppguard_verifier::chain::ChainError;
 use tppguard_verifier::licence::LicenceVerifyError;
 use tppguard_verifier::policy::Reason;
+use tppguard_verifier::scenario::ScenarioError;
 
 /// Every code list, named as the failure message should name it.
-fn code_lists() -> [(&'static str, &'static [&'static str]); 8] {
+fn code_lists() -> [(&'static str, &'static [&'static str]); 9] {
     [
         ("Reason::CODES", &Reason::CODES),
         ("AttestationError::CODES", &AttestationError::CODES),
@@ -22,6 +23,7 @@ fn code_lists() -> [(&'static str, &'static [&'static str]); 8] {
         ("ClaimsError::CODES", &ClaimsError::CODES),
         ("LicenceError::CODES", &LicenceError::CODES),
         ("RevocationError::CODES", &RevocationError::CODES),
+        ("ScenarioError::CODES", ScenarioError::CODES),
     ]
 }
 
