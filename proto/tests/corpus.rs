@@ -66,6 +66,7 @@ fn corpus_dirs_match_fuzz_targets() {
             "licence_revocation",
             "licence_toml",
             "ruleset_toml",
+            "scenario_change",
             "signed_token",
             "site_and_text",
             "spdm_report",

@@ -287,7 +287,9 @@ rank = ["above", "below"]
     assert_output_clean("classify", &out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("my-line: My line\\u{1b}[2J\\u{1b}]0;COMPLIANT\\u{7} [policy]"),
+        text.contains(
+            "my-line v1 [policy; from a file]: My line\\u{1b}[2J\\u{1b}]0;COMPLIANT\\u{7}"
+        ),
         "{text}"
     );
 }

@@ -7,6 +7,10 @@
 //! node key Ed25519, the claim set an 8-GPU H100 node's, signed with proto's JWS: the tokens
 //! are those `tppguard-agent attest` makes.
 //!
+//! (e) A what-if on the same fleet (`--scenario rule-set=us-ai-diffusion-2025 --scenario
+//! DE=tier_2`): the baseline evaluation, the scenario's and their comparison, against the
+//! baseline evaluation alone, interleaved in the same run.
+//!
 //! (d) The same node at the `hardware` tier: each GPU carries its own evidence (a P-384 SPDM
 //! report signed for the derived GPU nonce, and its device chain, from test devices shaped
 //! like NVIDIA's under a test root pinned in `device_roots`), against eight raw ring P-384
@@ -30,11 +34,13 @@ use tppguard_proto::gpu_evidence::spdm::Report;
 use tppguard_proto::gpu_evidence::{GpuEvidence, gpu_nonce};
 use tppguard_proto::identity::NodeId;
 use tppguard_proto::jws::{self, Alg, Header, SigningKey};
+use tppguard_proto::ruleset::shipped_rule_set;
 use tppguard_verifier::attestation::verify_attestation;
 use tppguard_verifier::chain::{TrustAnchors, certs_from_pem};
 use tppguard_verifier::gpu_evidence::test_device::{FwidForm, TestRoot};
 use tppguard_verifier::pki;
 use tppguard_verifier::policy::{bench_support, evaluate};
+use tppguard_verifier::scenario::{Scenario, ScenarioError, compare};
 
 /// How long each measurement round runs.
 const ROUND: Duration = Duration::from_millis(1500);
@@ -171,6 +177,52 @@ fn main() {
         times[ROUNDS / 2],
         times[0],
         times[ROUNDS - 1]
+    );
+
+    // (e) A what-if: the baseline, the scenario and their comparison, against the baseline
+    // alone, in alternating rounds so both see the same machine.
+    let changes = ["rule-set=us-ai-diffusion-2025", "DE=tier_2"].map(str::to_owned);
+    let scenario = Scenario::parse(&changes).unwrap();
+    let load = |id: &str| {
+        shipped_rule_set(id).map_err(|e| ScenarioError::RuleSetUnavailable {
+            rule_set: id.to_owned(),
+            reason: e.to_string(),
+        })
+    };
+    let what_if_rules = scenario
+        .rule_sets(std::slice::from_ref(&rules), &load)
+        .unwrap()
+        .remove(0);
+    let what_if_lics = scenario.licences(&lics).unwrap();
+    let mut alone = Vec::with_capacity(ROUNDS);
+    let mut with_scenario = Vec::with_capacity(ROUNDS);
+    let mut compare_only = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        black_box(evaluate(&lics, &rules, &fleet, at));
+        alone.push(start.elapsed());
+        let start = Instant::now();
+        let baseline = evaluate(&lics, &rules, &fleet, at);
+        let what_if = evaluate(&what_if_lics, &what_if_rules, &fleet, at);
+        let compared = Instant::now();
+        let c = black_box(compare(&baseline, &what_if));
+        compare_only.push(compared.elapsed());
+        with_scenario.push(start.elapsed());
+        assert!(
+            !c.countries.is_empty(),
+            "the scenario moves the fleet's country"
+        );
+    }
+    for t in [&mut alone, &mut with_scenario, &mut compare_only] {
+        t.sort();
+    }
+    let (a, w) = (alone[ROUNDS / 2], with_scenario[ROUNDS / 2]);
+    println!(
+        "what-if (rule-set=us-ai-diffusion-2025, DE=tier_2) on the same fleet: baseline + \
+         scenario + comparison median {w:.3?} (of which comparison {:.3?}) against baseline \
+         alone {a:.3?}: ratio {:.2} (two evaluations: ~2 expected)",
+        compare_only[ROUNDS / 2],
+        w.as_secs_f64() / a.as_secs_f64()
     );
 }
 
