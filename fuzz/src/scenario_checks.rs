@@ -79,10 +79,11 @@ pub fn check_scenario_change(text: &str) -> bool {
             let again = Scenario::parse(&scenario.texts())
                 .unwrap_or_else(|e| panic!("the canonical texts do not parse back: {e}"));
             assert_eq!(again, scenario);
+            // A country move or a licence cap change marks the scenario's rule set modified.
             let moves = scenario
                 .changes
                 .iter()
-                .any(|c| matches!(c, Change::CountryGroup { .. }));
+                .any(|c| matches!(c, Change::CountryGroup { .. } | Change::LicenceCap { .. }));
             let load = |_: &str| Ok(rule_set().clone());
             match scenario.rule_sets(std::slice::from_ref(rule_set()), &load) {
                 Ok(sets) => {

@@ -99,7 +99,7 @@ fn a_simulated_fleet_within_its_licence_is_unproven_exit_3() {
     assert!(t.contains("32500000"), "{t}");
     assert!(t.contains("rule set us-eccn-3a090"), "{t}");
     assert!(t.contains("[in force]"), "{t}");
-    assert!(t.contains("us-eccn-3a090 [in force]: UNPROVEN"), "{t}");
+    assert!(t.contains("us-eccn-3a090 v2 [in force]: UNPROVEN"), "{t}");
     assert!(t.contains("EXAMPLE-DE-2026-0142"), "{t}");
 
     let (code, json) = f.json(&f.licence, &["--nonce", NONCE], &[&f.attestation]);

@@ -290,7 +290,7 @@ fn a_german_operator_with_a_d5_parent_needs_a_licence_for_h100s_not_for_h20s() {
     assert!(
         text.contains(
             "Licence need: destination DE, party headquartered in DE, ultimate parent in CN\n  \
-             us-eccn-3a090 [in force]: licence required for 3A090.a by 742.6(a)(6)(iii)(A)"
+             us-eccn-3a090 v2 [in force]: licence required for 3A090.a by 742.6(a)(6)(iii)(A)"
         ),
         "{text}"
     );
@@ -316,35 +316,64 @@ fn an_edited_copy_of_a_shipped_rule_set_is_refused_unless_it_says_it_is_a_varian
     std::fs::write(&same, &shipped).unwrap();
     let report = classify_json(&["--model", "H20", "--rule-set", same.to_str().unwrap()]);
     assert_eq!(report["posture"][0]["origin"], "shipped");
-    // Lowered threshold under the shipped id, in force: refused, exit 2, with both fixes.
+    // Lowered threshold under the shipped id, in force: refused, exit 2, with the fix, also
+    // when it declares itself a variant (a modified rule never carries the shipped name).
     let edited = shipped.replace(
         "when = { tpp = { min = \"4800\" } }",
         "when = { tpp = { min = \"2000\" } }",
     );
-    let forged = dir.path().join("forged.toml");
-    std::fs::write(&forged, &edited).unwrap();
-    let stderr = classify_fails(&["--model", "H20", "--rule-set", forged.to_str().unwrap()]);
-    assert!(
-        stderr.contains("is a shipped rule set's") && stderr.contains("variant_of"),
-        "{stderr}"
+    let variant_text = edited.replace(
+        "id = \"us-eccn-3a090\"",
+        "id = \"us-eccn-3a090\"\nvariant_of = \"us-eccn-3a090\"",
     );
-    // Declared as a variant: accepted, and every line says MODIFIED.
+    for (name, text) in [
+        ("forged.toml", &edited),
+        ("forged-variant.toml", &variant_text),
+    ] {
+        let forged = dir.path().join(name);
+        std::fs::write(&forged, text).unwrap();
+        let stderr = classify_fails(&["--model", "H20", "--rule-set", forged.to_str().unwrap()]);
+        assert!(
+            stderr.contains("is a shipped rule set's") && stderr.contains("its own `id`"),
+            "{stderr}"
+        );
+    }
+    // Its own id, declared as a variant: accepted, and every line says MODIFIED.
     let variant = dir.path().join("variant.toml");
     std::fs::write(
         &variant,
         edited.replace(
             "id = \"us-eccn-3a090\"",
-            "id = \"us-eccn-3a090\"\nvariant_of = \"us-eccn-3a090\"",
+            "id = \"eccn-2000\"\nvariant_of = \"us-eccn-3a090\"",
         ),
     )
     .unwrap();
     let report = classify_json(&["--model", "H20", "--rule-set", variant.to_str().unwrap()]);
     assert_eq!(report["posture"][0]["variant_of"], "us-eccn-3a090");
     assert_eq!(report["posture"][0]["origin"], "file");
+    // The H20 (TPP 2368) is above the lowered line: the variant says so, marked.
+    assert_eq!(outcome_of(&report, "eccn-2000")["outcome"], "3A090.a");
     let output = classify(&["--model", "H20", "--rule-set", variant.to_str().unwrap()]);
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(
-        text.contains("us-eccn-3a090 v2 [in force; MODIFIED from us-eccn-3a090]:"),
+        text.contains("eccn-2000 v2 [in force; from a file; MODIFIED from us-eccn-3a090]:"),
         "{text}"
+    );
+    // A variant cannot claim more than its base: a variant of a bill is not law.
+    let gain = std::fs::read_to_string(
+        crate::support::workspace_root().join("rules/us-gain-ai-act-s3150.toml"),
+    )
+    .unwrap()
+    .replace(
+        "id = \"us-gain-ai-act-s3150\"",
+        "id = \"gain-as-law\"\nvariant_of = \"us-gain-ai-act-s3150\"",
+    )
+    .replace("status = \"bill\"", "status = \"in_force\"");
+    let as_law = dir.path().join("gain-as-law.toml");
+    std::fs::write(&as_law, gain).unwrap();
+    let stderr = classify_fails(&["--model", "H20", "--rule-set", as_law.to_str().unwrap()]);
+    assert!(
+        stderr.contains("a modified copy keeps its base's status"),
+        "{stderr}"
     );
 }

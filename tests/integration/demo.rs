@@ -40,7 +40,7 @@ fn scripts_demo_runs_the_whole_flow_to_a_verdict() {
         "{text}"
     );
     assert!(
-        text.contains("us-eccn-3a090 [in force]: NOT COMPLIANT"),
+        text.contains("us-eccn-3a090 v2 [in force]: NOT COMPLIANT"),
         "{text}"
     );
     // Step 9: the service on loopback, the agent's push, the verdict read back from the API.

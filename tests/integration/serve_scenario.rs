@@ -107,7 +107,10 @@ fn serve_answers_a_scenario_without_changing_the_fleet() {
     );
     assert_eq!(
         answer["scenario"]["posture"]["modifications"],
-        serde_json::json!(["DE moved from tier_1 to tier_2"])
+        serde_json::json!([
+            "DE moved from tier_1 to tier_2",
+            "licence EXAMPLE-DE-2026-0142 max_devices set to 4"
+        ])
     );
     assert_eq!(answer["scenario"]["verdict"], "not_compliant", "{answer}");
     assert_eq!(answer["baseline"]["verdict"], before["verdict"]);

@@ -610,11 +610,11 @@ fn write_human(report: &CheckReport, ear: Option<&Path>, out: &mut dyn Write) ->
         )?;
     }
     for v in &report.verdicts {
+        // The posture, not the bare status: a variant file never reads as a shipped rule.
         writeln!(
             out,
-            "{} [{}]: {}",
-            Escaped(&v.rule_set),
-            v.rule_set_status.label(),
+            "{}: {}",
+            Escaped(&v.posture.to_string()),
             verdict_word(report.scenario_verdict(v))
         )?;
     }

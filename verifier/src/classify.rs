@@ -350,12 +350,11 @@ fn write_licence_need(report: &Report, out: &mut dyn Write) -> Result<(), Error>
          in {}",
         party.headquarters, party.ultimate_parent
     )?;
-    for n in &report.licence_need {
+    for (n, posture) in report.licence_need.iter().zip(&report.posture) {
         writeln!(
             out,
-            "  {} [{}]: {}",
-            Escaped(&n.rule_set),
-            n.rule_set_status.label(),
+            "  {}: {}",
+            Escaped(&posture.to_string()),
             Escaped(&n.sentence)
         )?;
     }

@@ -118,30 +118,35 @@ pub fn licence_need(
         .iter()
         .filter(|r| r.outcomes.iter().any(|o| o == outcome))
     {
-        let in_any = |list: &Option<Vec<String>>, c: CountryCode| {
-            list.as_ref()
-                .is_none_or(|l| group(c).is_some_and(|g| l.iter().any(|n| n == g)))
-        };
-        let destination_holds = in_any(&rule.when.destination, destination);
+        let destination_holds = rule
+            .when
+            .destination
+            .as_ref()
+            .is_none_or(|l| group(destination).is_some_and(|g| l.iter().any(|n| n == g)));
+        // The headquarters prong first, then the ultimate parent's.
         let party_fact = match &rule.when.party {
             None => Some(None),
-            Some(_) if in_any(&rule.when.party, party.headquarters) => {
-                Some(Some(("headquartered", party.headquarters)))
-            }
-            Some(_) if in_any(&rule.when.party, party.ultimate_parent) => Some(Some((
-                "whose ultimate parent is headquartered",
-                party.ultimate_parent,
-            ))),
-            Some(_) => None,
+            Some(names) => [
+                ("headquartered", party.headquarters),
+                (
+                    "whose ultimate parent is headquartered",
+                    party.ultimate_parent,
+                ),
+            ]
+            .into_iter()
+            .find_map(|(words, country)| {
+                licensing
+                    .party_group_of(names, country)
+                    .map(|g| Some((words, country, g.name.as_str())))
+            }),
         };
         let (true, Some(party_fact)) = (destination_holds, party_fact) else {
             continue;
         };
         let mut facts = Vec::new();
-        if let Some((words, country)) = party_fact {
+        if let Some((words, country, party_group)) = party_fact {
             facts.push(format!(
-                "a party {words} in {country} (group {})",
-                group(country).unwrap_or("none")
+                "a party {words} in {country} (party group {party_group})"
             ));
         }
         if rule.when.destination.is_some() {

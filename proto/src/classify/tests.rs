@@ -822,8 +822,17 @@ fn held_party_cases_under_the_rule_in_force() {
             Some("742.6(a)(6)(iii).united_states"),
             false,
         ),
-        // ... unless the party test bites.
-        ("H100 SXM5 80GB", "US", "US", "HK", Required, hq, true),
+        // Not even for a party with a D:5 parent: the headquarters test governs exports,
+        // reexports and in-country transfers abroad, and a sale in the US is none of those.
+        (
+            "H100 SXM5 80GB",
+            "US",
+            "US",
+            "HK",
+            NotRequired,
+            Some("742.6(a)(6)(iii).united_states"),
+            false,
+        ),
         // Neither A:5 nor D:5 (D:1/D:4 not encoded): undetermined, never "no licence".
         (
             "H100 SXM5 80GB",
@@ -870,7 +879,7 @@ fn held_party_cases_under_the_rule_in_force() {
     assert_eq!(
         d.sentence,
         "licence required for 3A090.a by 742.6(a)(6)(iii)(A) (a party whose ultimate parent is \
-         headquartered in CN (group d5_macau)): a licence is needed to export, reexport or \
+         headquartered in CN (party group d5_macau)): a licence is needed to export, reexport or \
          transfer (in-country) 3A090.a/.b and 4A090.a/.b items to any destination when the \
          party is headquartered in, or has an ultimate parent headquartered in, Macau or \
          Country Group D:5"
@@ -924,6 +933,15 @@ fn ai_diffusion_tiers_decide_the_need_and_a_scenario_moves_them() {
     let moved = diffusion.with_country_in_group(cc("FR"), "tier_2").unwrap();
     let d = need_of(&moved, "H100 SXM5 80GB", "FR", fr);
     assert_eq!((d.need, d.rule), (Required, None));
+    // Moving a destination never moves a party: China out of Tier 3 as a destination still
+    // leaves a party with a Chinese parent under the headquarters test.
+    let cn_moved = diffusion.with_country_in_group(cc("CN"), "tier_2").unwrap();
+    let d = need_of(&cn_moved, "H100 SXM5 80GB", "DE", party("DE", "CN"));
+    assert_eq!((d.need, d.by_party), (Required, true), "{}", d.sentence);
+    let eccn = shipped_rule_set(ECCN).unwrap();
+    let cn_a5 = eccn.with_country_in_group(cc("CN"), "a5").unwrap();
+    let d = need_of(&cn_a5, "H100 SXM5 80GB", "DE", party("DE", "CN"));
+    assert_eq!(d.rule.as_deref(), Some("742.6(a)(6)(iii)(A)"));
     assert_eq!(
         moved
             .country_allocation(cc("FR"))

@@ -49,8 +49,11 @@ impl fmt::Display for LicenceNeed {
     }
 }
 
-/// Conditions on the destination and the party, AND-ed; at least one is given. Each names
-/// country groups of the rule set (`[[country_groups]]`).
+/// Conditions on the destination and the party, AND-ed; at least one is given. `destination`
+/// names country groups of the rule set (`[[country_groups]]`, which a what-if scenario may
+/// move a country between); `party` names the licensing table's own party groups
+/// (`[[licensing.party_groups]]`), which no scenario moves: moving a destination to another
+/// tier does not change who is headquartered in D:5.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartyConditions {
@@ -58,7 +61,7 @@ pub struct PartyConditions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<Vec<String>>,
     /// The party's headquarters **or** its ultimate parent's headquarters is in one of these
-    /// groups (15 CFR 742.6(a)(6)(iii)(A) turns on either).
+    /// party groups (15 CFR 742.6(a)(6)(iii)(A) turns on either).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub party: Option<Vec<String>>,
 }
@@ -80,6 +83,27 @@ pub struct LicensingRule {
     pub when: PartyConditions,
 }
 
+/// A named list of countries that party conditions name (`d5_macau`). Unlike country groups,
+/// a country may be in several, and no scenario moves one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyGroup {
+    /// Stable name: lower-case letters, digits and `_`, unique among party groups.
+    pub name: String,
+    /// What the group is, with its citation.
+    pub text: String,
+    /// Its countries (ISO 3166-1 alpha-2), sorted.
+    #[serde(deserialize_with = "super::country_list")]
+    pub countries: Vec<crate::licence::CountryCode>,
+}
+
+impl PartyGroup {
+    /// Whether the group lists `country`.
+    pub fn holds(&self, country: crate::licence::CountryCode) -> bool {
+        self.countries.binary_search(&country).is_ok()
+    }
+}
+
 /// Where the rule set requires a licence for the items it controls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,9 +112,26 @@ pub struct Licensing {
     pub otherwise: LicenceNeed,
     /// Why, in words: shown when `otherwise` decides.
     pub otherwise_text: String,
+    /// The party groups that `party` conditions name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub party_groups: Vec<PartyGroup>,
     /// The rules, in order.
     #[serde(default)]
     pub rules: Vec<LicensingRule>,
+}
+
+impl Licensing {
+    /// The first of the party groups named in `names` that lists `country`.
+    pub fn party_group_of(
+        &self,
+        names: &[String],
+        country: crate::licence::CountryCode,
+    ) -> Option<&PartyGroup> {
+        self.party_groups
+            .iter()
+            .filter(|g| names.iter().any(|n| *n == g.name))
+            .find(|g| g.holds(country))
+    }
 }
 
 impl RuleSet {
@@ -121,7 +162,31 @@ impl RuleSet {
             .iter()
             .map(|g| g.name.as_str())
             .collect();
-        let known_groups = || groups.iter().copied().collect::<Vec<_>>().join(", ");
+        let mut party_groups: BTreeSet<&str> = BTreeSet::new();
+        for g in &licensing.party_groups {
+            let name_ok = !g.name.is_empty()
+                && g.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !name_ok || !party_groups.insert(g.name.as_str()) {
+                return Err(bad(
+                    &g.name,
+                    "a party group's name is empty, used twice or not lower-case letters, \
+                     digits and `_`"
+                        .to_owned(),
+                ));
+            }
+            if g.countries.is_empty() {
+                return Err(bad(&g.name, "a party group lists no country".to_owned()));
+            }
+            if g.countries.windows(2).any(|w| w.first() == w.get(1)) {
+                return Err(bad(
+                    &g.name,
+                    "a party group lists a country twice".to_owned(),
+                ));
+            }
+        }
+        let list = |set: &BTreeSet<&str>| set.iter().copied().collect::<Vec<_>>().join(", ");
         for rule in &licensing.rules {
             if rule.id.trim().is_empty() || !ids.insert(rule.id.as_str()) {
                 return Err(bad(&rule.id, "its id is empty or used twice".to_owned()));
@@ -149,16 +214,31 @@ impl RuleSet {
                     "`when` has neither `destination` nor `party`".to_owned(),
                 ));
             }
-            for list in [&when.destination, &when.party].into_iter().flatten() {
-                if list.is_empty() {
+            let named = [
+                (
+                    &when.destination,
+                    &groups,
+                    "country group",
+                    "[[country_groups]]",
+                ),
+                (
+                    &when.party,
+                    &party_groups,
+                    "party group",
+                    "[[licensing.party_groups]]",
+                ),
+            ];
+            for (names, defined, kind, table) in named {
+                let Some(names) = names else { continue };
+                if names.is_empty() {
                     return Err(bad(&rule.id, "a group list in `when` is empty".to_owned()));
                 }
-                if let Some(g) = list.iter().find(|g| !groups.contains(g.as_str())) {
+                if let Some(g) = names.iter().find(|g| !defined.contains(g.as_str())) {
                     return Err(bad(
                         &rule.id,
                         format!(
-                            "country group {g:?} is not defined; defined: {}",
-                            known_groups()
+                            "{kind} {g:?} is not defined in {table}; defined: {}",
+                            list(defined)
                         ),
                     ));
                 }

@@ -22,7 +22,7 @@ use crate::units::{Bandwidth, PerformanceDensity, Tpp};
 mod licensing;
 mod variant;
 
-pub use licensing::{LicenceNeed, Licensing, LicensingRule, PartyConditions};
+pub use licensing::{LicenceNeed, Licensing, LicensingRule, PartyConditions, PartyGroup};
 pub use variant::{RuleSetOrigin, RuleSetPosture};
 
 /// Largest rule-set file accepted, checked before parsing.
@@ -593,12 +593,25 @@ pub enum RuleSetError {
     /// A user's file reuses a shipped rule set's id with other content.
     #[error(
         "rule set id {id:?} is a shipped rule set's, but this file's content differs from it; \
-         give the file a new `id`, or declare `variant_of = \"{id}\"` so every report shows it \
-         as a modified copy"
+         give the file its own `id` and declare `variant_of = \"{id}\"`, so every report shows \
+         it as a modified copy and never under the shipped name"
     )]
     ShippedIdReused {
         /// The id.
         id: String,
+    },
+    /// A variant declares another legal status than its base's.
+    #[error(
+        "this variant of {variant_of} declares status `{status}`, but {variant_of} is \
+         `{base}`; a modified copy keeps its base's status: write `status = \"{base}\"`"
+    )]
+    VariantStatus {
+        /// The base rule set.
+        variant_of: String,
+        /// The base's status.
+        base: RuleSetStatus,
+        /// The status the file declares.
+        status: RuleSetStatus,
     },
     /// `variant_of` names no shipped rule set.
     #[error("`variant_of` {variant_of:?} names no shipped rule set (shipped: {known})")]

@@ -434,12 +434,17 @@ const GOOD_LICENSING: &str = r#"[licensing]
 otherwise = "not_required"
 otherwise_text = "no rule holds"
 
+[[licensing.party_groups]]
+name = "d5_party"
+text = "t"
+countries = ["MO", "CN"]
+
 [[licensing.rules]]
 id = "hq"
 text = "party in d5"
 need = "required"
 outcomes = ["yes"]
-when = { party = ["d5"] }
+when = { party = ["d5_party"] }
 "#;
 
 #[test]
@@ -449,59 +454,93 @@ fn licensing_parses_and_validates() {
     assert_eq!(l.otherwise, LicenceNeed::NotRequired);
     assert_eq!(
         l.rules[0].when.party.as_deref(),
-        Some(&["d5".to_owned()][..])
+        Some(&["d5_party".to_owned()][..])
     );
+    // Party groups are sorted, apart from the destination groups, and a country may be in
+    // several.
+    assert_eq!(l.party_groups[0].countries, [cc("CN"), cc("MO")]);
     let bad = |from: &str, to: &str, wanted: &str| {
+        assert!(GOOD_LICENSING.contains(from), "{from}");
         let text = with_licensing(&GOOD_LICENSING.replace(from, to));
         let e = err(&text);
         assert!(e.contains(wanted), "{from} -> {to}: {e}");
     };
-    bad(
-        r#"outcomes = ["yes"]"#,
-        r#"outcomes = ["no"]"#,
-        r#"outcome "no" is not the outcome of any class"#,
-    );
-    bad(
-        r#"outcomes = ["yes"]"#,
-        "outcomes = []",
-        "`outcomes` is empty",
-    );
-    bad(
-        r#"party = ["d5"]"#,
-        r#"party = ["d6"]"#,
-        r#"country group "d6" is not defined; defined: d5, rest"#,
-    );
-    bad(
-        r#"when = { party = ["d5"] }"#,
-        "when = {}",
-        "neither `destination` nor `party`",
-    );
-    bad(
-        r#"party = ["d5"]"#,
-        "party = []",
-        "a group list in `when` is empty",
-    );
-    bad(
-        r#"id = "hq""#,
-        r#"id = "yes.1""#,
-        "its id is empty or used twice",
-    );
-    bad(
-        r#"need = "required""#,
-        r#"need = "maybe""#,
-        "unknown variant `maybe`",
-    );
-    bad(
-        r#"otherwise_text = "no rule holds""#,
-        r#"otherwise_text = " ""#,
-        "otherwise_text` is empty",
-    );
-    bad("when = {", "colour = 1\nwhen = {", "unknown field `colour`");
-    bad(
-        r#"party = ["d5"]"#,
-        r#"party = ["d5"], site = ["x"]"#,
-        "unknown field `site`",
-    );
+    let cases = [
+        (
+            r#"outcomes = ["yes"]"#,
+            r#"outcomes = ["no"]"#,
+            r#"outcome "no" is not the outcome of any class"#,
+        ),
+        (
+            r#"outcomes = ["yes"]"#,
+            "outcomes = []",
+            "`outcomes` is empty",
+        ),
+        (
+            r#"party = ["d5_party"]"#,
+            r#"party = ["d5"]"#,
+            r#"party group "d5" is not defined in [[licensing.party_groups]]; defined: d5_party"#,
+        ),
+        (
+            r#"party = ["d5_party"]"#,
+            r#"destination = ["d5_party"]"#,
+            r#"country group "d5_party" is not defined in [[country_groups]]; defined: d5, rest"#,
+        ),
+        (
+            r#"countries = ["MO", "CN"]"#,
+            "countries = []",
+            "a party group lists no country",
+        ),
+        (
+            r#"countries = ["MO", "CN"]"#,
+            r#"countries = ["CN", "CN"]"#,
+            "lists a country twice",
+        ),
+        (
+            r#"name = "d5_party""#,
+            r#"name = "D5""#,
+            "a party group's name is empty",
+        ),
+        (
+            r#"countries = ["MO", "CN"]"#,
+            r#"countries = ["UK"]"#,
+            "GB, not UK",
+        ),
+        (
+            r#"when = { party = ["d5_party"] }"#,
+            "when = {}",
+            "neither `destination` nor `party`",
+        ),
+        (
+            r#"party = ["d5_party"]"#,
+            "party = []",
+            "a group list in `when` is empty",
+        ),
+        (
+            r#"id = "hq""#,
+            r#"id = "yes.1""#,
+            "its id is empty or used twice",
+        ),
+        (
+            r#"need = "required""#,
+            r#"need = "maybe""#,
+            "unknown variant `maybe`",
+        ),
+        (
+            r#"otherwise_text = "no rule holds""#,
+            r#"otherwise_text = " ""#,
+            "otherwise_text` is empty",
+        ),
+        ("when = {", "colour = 1\nwhen = {", "unknown field `colour`"),
+        (
+            r#"party = ["d5_party"]"#,
+            r#"party = ["d5_party"], site = ["x"]"#,
+            "unknown field `site`",
+        ),
+    ];
+    for (from, to, wanted) in cases {
+        bad(from, to, wanted);
+    }
 }
 
 #[test]
@@ -567,19 +606,28 @@ fn a_file_reusing_a_shipped_id_is_refused_unless_it_is_a_declared_variant() {
     let same = RuleSet::from_file_toml_str(shipped).unwrap();
     assert_eq!(same.origin, RuleSetOrigin::Shipped);
     assert!(!same.posture().is_modified());
-    // Edited under the shipped id: refused, naming both ways out.
+    // Edited under the shipped id: refused, even when it declares itself a variant, so a
+    // modified rule set never carries the shipped name.
     let edited = shipped.replace("\"FR\", ", "");
-    let e = RuleSet::from_file_toml_str(&edited).unwrap_err();
-    assert!(matches!(e, RuleSetError::ShippedIdReused { .. }), "{e}");
-    let e = e.to_string();
-    assert!(
-        e.contains("give the file a new `id`") && e.contains("variant_of"),
-        "{e}"
-    );
-    // Declared as a variant: accepted, and never shown with the shipped status alone.
+    for text in [
+        edited.clone(),
+        edited.replace(
+            "id = \"us-ai-diffusion-2025\"",
+            "id = \"us-ai-diffusion-2025\"\nvariant_of = \"us-ai-diffusion-2025\"",
+        ),
+    ] {
+        let e = RuleSet::from_file_toml_str(&text).unwrap_err();
+        assert!(matches!(e, RuleSetError::ShippedIdReused { .. }), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("its own `id`") && e.contains("variant_of"),
+            "{e}"
+        );
+    }
+    // Its own id and `variant_of`: accepted, and never shown with the shipped status alone.
     let variant = edited.replace(
         "id = \"us-ai-diffusion-2025\"",
-        "id = \"us-ai-diffusion-2025\"\nvariant_of = \"us-ai-diffusion-2025\"",
+        "id = \"fr-not-tier-1\"\nvariant_of = \"us-ai-diffusion-2025\"",
     );
     let rs = RuleSet::from_file_toml_str(&variant).unwrap();
     let posture = rs.posture();
@@ -587,7 +635,30 @@ fn a_file_reusing_a_shipped_id_is_refused_unless_it_is_a_declared_variant() {
     assert_eq!(posture.origin, RuleSetOrigin::File);
     assert_eq!(
         posture.to_string(),
-        "us-ai-diffusion-2025 v2 [historical (not in force); MODIFIED from us-ai-diffusion-2025]"
+        "fr-not-tier-1 v2 [historical (not in force); from a file; MODIFIED from \
+         us-ai-diffusion-2025]"
+    );
+    // A variant keeps its base's status: a lowered copy of a bill or of a historical rule
+    // cannot call itself law.
+    let e = RuleSet::from_file_toml_str(
+        &variant.replace("status = \"historical\"", "status = \"in_force\""),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("declares status `in_force`, but us-ai-diffusion-2025 is `historical`"),
+        "{e}"
+    );
+    // A scenario on a user's file keeps it a file, and `variant_of` names shipped ids only.
+    let mut moved = rs.with_country_in_group(cc("FR"), "tier_3").unwrap();
+    assert_eq!(moved.origin, RuleSetOrigin::File);
+    assert_eq!(moved.variant_of.as_deref(), Some("us-ai-diffusion-2025"));
+    moved = RuleSet::from_file_toml_str(MINIMAL).unwrap();
+    moved.mark_modified("licence L: max_devices 1".to_owned());
+    assert_eq!(moved.variant_of, None);
+    assert_eq!(
+        moved.posture().to_string(),
+        "example v1 [policy; from a file; MODIFIED: licence L: max_devices 1]"
     );
     // variant_of must name a shipped rule set.
     let e = RuleSet::from_file_toml_str(&variant.replace(

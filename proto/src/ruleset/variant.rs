@@ -65,7 +65,7 @@ impl RuleSetPosture {
 
 impl fmt::Display for RuleSetPosture {
     /// `us-ai-diffusion-2025 v1 [historical (not in force); MODIFIED from us-ai-diffusion-2025:
-    /// FR moved from tier_1 to tier_2]`.
+    /// FR moved from tier_1 to tier_2]`; a user's file says `from a file`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -74,13 +74,17 @@ impl fmt::Display for RuleSetPosture {
             self.version,
             self.status.label()
         )?;
-        if let Some(base) = &self.variant_of {
-            write!(f, "; MODIFIED from {base}")?;
+        if self.origin == RuleSetOrigin::File {
+            f.write_str("; from a file")?;
+        }
+        if self.is_modified() {
+            f.write_str("; MODIFIED")?;
+            if let Some(base) = &self.variant_of {
+                write!(f, " from {base}")?;
+            }
             if !self.modifications.is_empty() {
                 write!(f, ": {}", self.modifications.join("; "))?;
             }
-        } else if self.origin == RuleSetOrigin::File {
-            write!(f, "; from a file")?;
         }
         f.write_str("]")
     }
@@ -100,9 +104,10 @@ impl RuleSet {
     }
 
     /// Parses a user's rule-set file ([`Self::from_toml_str`]), then holds it against the
-    /// shipped rule sets: a file identical to a shipped one is that one (origin `shipped`); a
-    /// file reusing a shipped id with other content is refused unless it declares
-    /// `variant_of`; `variant_of` must name a shipped rule set.
+    /// shipped rule sets: a file identical to a shipped one is that one (origin `shipped`);
+    /// any other file reusing a shipped id is refused, `variant_of` or not, so a modified rule
+    /// set never carries a shipped rule set's name; `variant_of` must name a shipped rule set,
+    /// and a variant keeps its base's legal status (a variant of a bill is not in force).
     pub fn from_file_toml_str(text: &str) -> Result<Self, RuleSetError> {
         let mut rule_set = Self::from_toml_str(text)?;
         let shipped = all_shipped_rule_sets()?;
@@ -113,34 +118,36 @@ impl RuleSet {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        if let Some(base) = &rule_set.variant_of {
-            if !shipped.iter().any(|r| &r.id == base) {
+        if let Some(same) = shipped.iter().find(|r| r.id == rule_set.id) {
+            let as_shipped = Self {
+                origin: RuleSetOrigin::Shipped,
+                ..rule_set.clone()
+            };
+            return if *same == as_shipped {
+                Ok(as_shipped)
+            } else {
+                Err(RuleSetError::ShippedIdReused {
+                    id: rule_set.id.clone(),
+                })
+            };
+        }
+        if let Some(base_id) = &rule_set.variant_of {
+            let Some(base) = shipped.iter().find(|r| &r.id == base_id) else {
                 return Err(RuleSetError::UnknownVariantOf {
-                    variant_of: base.clone(),
+                    variant_of: base_id.clone(),
                     known: known(),
                 });
-            }
-            rule_set.origin = RuleSetOrigin::File;
-            return Ok(rule_set);
-        }
-        match shipped.into_iter().find(|r| r.id == rule_set.id) {
-            Some(same)
-                if same
-                    == Self {
-                        origin: RuleSetOrigin::Shipped,
-                        ..rule_set.clone()
-                    } =>
-            {
-                Ok(same)
-            }
-            Some(_) => Err(RuleSetError::ShippedIdReused {
-                id: rule_set.id.clone(),
-            }),
-            None => {
-                rule_set.origin = RuleSetOrigin::File;
-                Ok(rule_set)
+            };
+            if base.status != rule_set.status {
+                return Err(RuleSetError::VariantStatus {
+                    variant_of: base_id.clone(),
+                    base: base.status,
+                    status: rule_set.status,
+                });
             }
         }
+        rule_set.origin = RuleSetOrigin::File;
+        Ok(rule_set)
     }
 
     /// A copy with `country` moved into country group `group` (out of any group listing it),
@@ -178,12 +185,16 @@ impl RuleSet {
         Ok(copy)
     }
 
-    /// Marks a copy as modified by a scenario, with the change in words.
+    /// Marks a copy as modified by a scenario, with the change in words. A shipped rule set
+    /// becomes a scenario variant of itself; a user's file stays a file (`variant_of` only
+    /// ever names a shipped rule set).
     pub fn mark_modified(&mut self, change: String) {
-        if self.variant_of.is_none() {
-            self.variant_of = Some(self.id.clone());
+        if self.origin == RuleSetOrigin::Shipped {
+            if self.variant_of.is_none() {
+                self.variant_of = Some(self.id.clone());
+            }
+            self.origin = RuleSetOrigin::Scenario;
         }
-        self.origin = RuleSetOrigin::Scenario;
         self.modifications.push(change);
     }
 }

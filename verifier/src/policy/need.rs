@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use tppguard_proto::classify::{NeedDetermination, Party, licence_need};
-use tppguard_proto::licence::Licence;
+use tppguard_proto::licence::{CountryCode, Licence};
 use tppguard_proto::ruleset::{LicenceNeed, RuleSet};
 
 use super::findings::{Findings, Ref};
@@ -97,19 +97,27 @@ pub(super) fn summarise(
     summary
 }
 
-/// Which prong of a party rule bit: the headquarters when its group is among the rule's party
-/// groups (the headquarters is tested first, as [`licence_need`] does), else the ultimate
-/// parent.
+/// The party group (of the licensing rule `rule`'s `party` condition) that lists `country`,
+/// if any: the same test [`licence_need`] makes.
+fn party_group(rule_set: &RuleSet, rule: &str, country: CountryCode) -> Option<String> {
+    let licensing = rule_set.licensing.as_ref()?;
+    let names = licensing
+        .rules
+        .iter()
+        .find(|r| r.id == rule)
+        .and_then(|r| r.when.party.as_ref())?;
+    licensing
+        .party_group_of(names, country)
+        .map(|g| g.name.clone())
+}
+
+/// Which prong of a party rule bit: the headquarters when a party group of the rule lists it
+/// (the headquarters is tested first, as [`licence_need`] does), else the ultimate parent.
 fn prong(rule_set: &RuleSet, rule: &str, party: &Party) -> PartyProng {
-    let groups = rule_set
-        .licensing
-        .as_ref()
-        .and_then(|l| l.rules.iter().find(|r| r.id == rule))
-        .and_then(|r| r.when.party.as_ref());
-    let hq_group = rule_set.country_tier(party.headquarters);
-    match (groups, hq_group) {
-        (Some(groups), Some(g)) if groups.iter().any(|n| n == g) => PartyProng::Headquarters,
-        _ => PartyProng::UltimateParent,
+    if party_group(rule_set, rule, party.headquarters).is_some() {
+        PartyProng::Headquarters
+    } else {
+        PartyProng::UltimateParent
     }
 }
 
@@ -126,9 +134,9 @@ fn finding_of(rule_set: &RuleSet, licence: &Licence, count: &NeedCount) -> Optio
             let rule = d.rule.clone().filter(|_| d.by_party)?;
             Some(Reason::LicenceRequiredByParty {
                 headquarters: party.headquarters,
-                headquarters_group: group(party.headquarters),
+                headquarters_group: party_group(rule_set, &rule, party.headquarters),
                 ultimate_parent: party.ultimate_parent,
-                ultimate_parent_group: group(party.ultimate_parent),
+                ultimate_parent_group: party_group(rule_set, &rule, party.ultimate_parent),
                 prong: prong(rule_set, &rule, &party),
                 rule,
                 rule_set: d.rule_set.clone(),

@@ -509,11 +509,11 @@ pub enum Reason {
     LicenceRequiredByParty {
         /// The licensee's headquarters country.
         headquarters: CountryCode,
-        /// Its group under the rule set.
+        /// The rule's party group listing it (`d5_macau`), if any.
         headquarters_group: Option<String>,
         /// Its ultimate parent's headquarters country.
         ultimate_parent: CountryCode,
-        /// Its group under the rule set.
+        /// The rule's party group listing it, if any.
         ultimate_parent_group: Option<String>,
         /// Which of the two the rule bit on.
         prong: PartyProng,
@@ -846,18 +846,24 @@ impl Reason {
                 outcome,
                 devices: n,
             } => {
+                // The party group that bit, then where the other party stands (its party
+                // group only when it is in one too).
+                let party_group = |g: &Option<String>| {
+                    g.as_deref()
+                        .map_or_else(String::new, |g| format!(", party group {}", escape(g)))
+                };
                 let facts = match prong {
                     PartyProng::Headquarters => format!(
-                        "the licensee is headquartered in {headquarters} ({}; its ultimate \
-                         parent in {ultimate_parent}, {})",
-                        group(headquarters_group),
-                        group(ultimate_parent_group)
+                        "the licensee is headquartered in {headquarters} (party group {}; its \
+                         ultimate parent in {ultimate_parent}{})",
+                        headquarters_group.as_deref().map_or("none", |g| g),
+                        party_group(ultimate_parent_group)
                     ),
                     PartyProng::UltimateParent => format!(
                         "the licensee's ultimate parent is headquartered in {ultimate_parent} \
-                         ({}; the licensee itself in {headquarters}, {})",
-                        group(ultimate_parent_group),
-                        group(headquarters_group)
+                         (party group {}; the licensee itself in {headquarters}{})",
+                        ultimate_parent_group.as_deref().map_or("none", |g| g),
+                        party_group(headquarters_group)
                     ),
                 };
                 format!(
@@ -1581,7 +1587,7 @@ mod tests {
             },
             Reason::LicenceRequiredByParty {
                 headquarters: "DE".parse().unwrap(),
-                headquarters_group: Some(text("a5")),
+                headquarters_group: None,
                 ultimate_parent: "CN".parse().unwrap(),
                 ultimate_parent_group: Some(text("d5_macau")),
                 prong: PartyProng::UltimateParent,
@@ -1859,11 +1865,11 @@ mod tests {
         ),
         (
             "licence_required_by_party",
-            r#"the licensee's ultimate parent is headquartered in CN (group d5_macau; the licensee itself in DE, group a5): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 8 counted 3A090.a devices need a licence wherever they are; this licence covers them"#,
+            r#"the licensee's ultimate parent is headquartered in CN (party group d5_macau; the licensee itself in DE): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 8 counted 3A090.a devices need a licence wherever they are; this licence covers them"#,
         ),
         (
             "licence_required_by_party",
-            r#"the licensee is headquartered in MO (group d5_macau; its ultimate parent in US, no group): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 1 counted devices of unknown outcome need a licence wherever they are; this licence covers them"#,
+            r#"the licensee is headquartered in MO (party group d5_macau; its ultimate parent in US): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 1 counted devices of unknown outcome need a licence wherever they are; this licence covers them"#,
         ),
         (
             "no_licence_required",

@@ -2616,10 +2616,10 @@ mod licence_need {
         assert_eq!((f[0].node.as_deref(), f[0].gpu.as_deref()), (None, None));
         assert_eq!(
             f[0].sentence,
-            "the licensee's ultimate parent is headquartered in CN (group d5_macau; the \
-             licensee itself in DE, group a5): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) \
-             its 16 counted 3A090.a devices need a licence wherever they are; this licence \
-             covers them"
+            "the licensee's ultimate parent is headquartered in CN (party group d5_macau; the \
+             licensee itself in DE): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 16 \
+             counted 3A090.a devices need a licence wherever they are; this licence covers \
+             them"
         );
         assert_eq!(all_codes(&v), ["licence_required_by_party"]);
         assert!(v.verdict.is_compliant());
@@ -2703,7 +2703,7 @@ mod licence_need {
                 headquarters: "MO".parse().unwrap(),
                 headquarters_group: Some("d5_macau".to_owned()),
                 ultimate_parent: "US".parse().unwrap(),
-                ultimate_parent_group: Some("united_states".to_owned()),
+                ultimate_parent_group: None,
                 prong: PartyProng::Headquarters,
                 rule: HQ_RULE.to_owned(),
                 rule_set: "us-eccn-3a090".to_owned(),
@@ -2712,8 +2712,8 @@ mod licence_need {
             }
         );
         assert!(f[0].sentence.starts_with(
-            "the licensee is headquartered in MO (group d5_macau; its ultimate parent in US, \
-             group united_states)"
+            "the licensee is headquartered in MO (party group d5_macau; its ultimate parent in \
+             US)"
         ));
     }
 

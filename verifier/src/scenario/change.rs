@@ -362,15 +362,22 @@ impl fmt::Display for Change {
             Self::CountryGroup { country, group } => write!(f, "{country}={group}"),
             Self::RuleSet(rule_set) => write!(f, "{RULE_SET_PREFIX}{rule_set}"),
             Self::LicenceCap { licence, cap } => {
-                write!(f, "{LICENCE_PREFIX}{licence}:{}=", cap.key())?;
-                match cap {
-                    CapChange::MaxDevices(n) => write!(f, "{n}"),
-                    CapChange::MaxAggregateTpp(t) | CapChange::MaxTppPerDevice(t) => {
-                        write!(f, "{t}")
-                    }
-                }
+                write!(
+                    f,
+                    "{LICENCE_PREFIX}{licence}:{}={}",
+                    cap.key(),
+                    cap_value(cap)
+                )
             }
         }
+    }
+}
+
+/// A cap's new value as written (`64`, `500000.5`).
+fn cap_value(cap: &CapChange) -> String {
+    match cap {
+        CapChange::MaxDevices(n) => n.to_string(),
+        CapChange::MaxAggregateTpp(t) | CapChange::MaxTppPerDevice(t) => t.to_string(),
     }
 }
 
@@ -434,7 +441,9 @@ impl Scenario {
 
     /// One scenario rule set per baseline rule set (same order): the `rule-set=` change's
     /// rule set (resolved by `load`, once) or the baseline one, with every country move
-    /// applied ([`RuleSet::with_country_in_group`], which marks the copy modified). A
+    /// applied ([`RuleSet::with_country_in_group`], which marks the copy modified). A licence
+    /// cap change marks every scenario rule set modified too (`licence LIC-1: max_devices =
+    /// 64`): the determination it gives is hypothetical, and its posture says so. A
     /// replacement alone is a rule set as loaded, not marked modified. A move to a group a
     /// scenario rule set lacks is an error, never skipped.
     pub fn rule_sets(
@@ -448,14 +457,21 @@ impl Scenario {
             .map(|base| {
                 let mut rule_set = replacement.as_ref().unwrap_or(base).clone();
                 for change in &self.changes {
-                    if let Change::CountryGroup { country, group } = change {
-                        rule_set =
-                            rule_set
-                                .with_country_in_group(*country, group)
-                                .map_err(|source| ScenarioError::UnknownGroup {
+                    match change {
+                        Change::CountryGroup { country, group } => {
+                            rule_set = rule_set.with_country_in_group(*country, group).map_err(
+                                |source| ScenarioError::UnknownGroup {
                                     change: change.to_string(),
                                     source,
-                                })?;
+                                },
+                            )?;
+                        }
+                        Change::LicenceCap { licence, cap } => rule_set.mark_modified(format!(
+                            "licence {licence} {} set to {}",
+                            cap.key(),
+                            cap_value(cap)
+                        )),
+                        Change::RuleSet(_) => {}
                     }
                 }
                 Ok(rule_set)

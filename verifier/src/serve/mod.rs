@@ -74,6 +74,8 @@ pub(crate) struct AppState {
     verifications: Arc<tokio::sync::Semaphore>,
     /// One permit per request in flight (`max_in_flight`).
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// One permit: one what-if (`GET /v1/scenario`) evaluates at a time ([`scenario`]).
+    what_ifs: Arc<tokio::sync::Semaphore>,
     /// What a regulator's reads redact (`[regulator] redact`), under a key drawn at start.
     redactor: view::Redactor,
     /// The credentials requests authenticate with ([`auth`]).
@@ -262,6 +264,7 @@ async fn build_state(
             config.limits.max_concurrent_verifications,
         )),
         in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
+        what_ifs: Arc::new(tokio::sync::Semaphore::new(1)),
         credentials,
         clock,
         redactor: view::Redactor::new(&config.regulator_redact, random_key()?),

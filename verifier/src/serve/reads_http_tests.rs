@@ -94,6 +94,7 @@ async fn state(dir: &std::path::Path) -> Arc<AppState> {
         rejections: limits::RateLimiter::new(120),
         verifications: Arc::new(tokio::sync::Semaphore::new(2)),
         in_flight: Arc::new(tokio::sync::Semaphore::new(64)),
+        what_ifs: Arc::new(tokio::sync::Semaphore::new(1)),
         redactor: view::Redactor::new(&view::Redact::DEFAULT, key),
     })
 }

@@ -17,7 +17,7 @@ use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tppguard_proto::ruleset::{RuleSet, RuleSetError, RuleSetPosture, shipped_rule_set};
 use tppguard_proto::text::Escaped;
 
@@ -37,10 +37,6 @@ const CHANGE: &str = "change";
 
 /// Seconds a client waits before asking again when another scenario is evaluating.
 const BUSY_RETRY_AFTER_S: u64 = 1;
-
-/// One scenario evaluation at a time in this process: a what-if evaluates the whole fleet
-/// (twice when the held verdict is out of date), and must not crowd out attestations.
-static EVALUATING: Semaphore = Semaphore::const_new(1);
 
 /// One side of the answer: the enforcement posture and the fleet verdict as the caller sees it.
 #[derive(Debug, Serialize)]
@@ -129,9 +125,12 @@ fn viewed(mut verdict: FleetVerdict, view: &View<'_>) -> FleetVerdict {
     verdict
 }
 
-/// The permit to evaluate a scenario, or 429 `scenario_busy` while another holds it.
-fn begin() -> ApiResult<SemaphorePermit<'static>> {
-    EVALUATING.try_acquire().map_err(|_| {
+/// The permit to evaluate a scenario (from the service's one-permit semaphore,
+/// [`AppState::what_ifs`]: a what-if evaluates the whole fleet, twice when the held verdict is
+/// out of date, and must not crowd out attestations), or 429 `scenario_busy` while another
+/// holds it.
+fn begin(what_ifs: &Arc<Semaphore>) -> ApiResult<OwnedSemaphorePermit> {
+    Arc::clone(what_ifs).try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "scenario_busy",
@@ -152,7 +151,7 @@ pub(super) async fn scenario(
 ) -> ApiResult<Response> {
     let Query(pairs) = query.map_err(|e| bad_query(&e))?;
     let scenario = changes(pairs)?;
-    let permit = begin()?;
+    let permit = begin(&s.what_ifs)?;
     let snapshot = current(&s).await?;
     let basis = s.fleet.basis(&s.trust(), now(&s)?)?;
     let state = Arc::clone(&s);
@@ -231,13 +230,14 @@ mod tests {
 
     #[test]
     fn one_scenario_evaluates_at_a_time() {
-        let held = begin().unwrap();
-        let e = begin().unwrap_err();
+        let what_ifs = Arc::new(Semaphore::new(1));
+        let held = begin(&what_ifs).unwrap();
+        let e = begin(&what_ifs).unwrap_err();
         assert_eq!(e.code(), "scenario_busy");
         assert_eq!(e.retry_after_s(), Some(BUSY_RETRY_AFTER_S));
         drop(held);
         assert!(
-            begin().is_ok(),
+            begin(&what_ifs).is_ok(),
             "the permit comes back when the evaluation ends"
         );
     }

@@ -25,7 +25,7 @@ use serde_json::Value;
 use tppguard_proto::identity::NodeId;
 
 use super::auth::{Principal, Role};
-use tppguard_proto::ruleset::RuleSetStatus;
+use tppguard_proto::ruleset::{RuleSetPosture, RuleSetStatus};
 
 use crate::policy::{
     CountryUsage, Finding, FleetVerdict, LicenceUsage, NodeVerdict, Severity, Verdict,
@@ -473,6 +473,8 @@ pub(crate) struct Summary<'v> {
     pub(crate) rule_set: &'v str,
     pub(crate) rule_set_version: &'v str,
     pub(crate) rule_set_status: RuleSetStatus,
+    /// The enforcement posture (status, origin, variant and modifications).
+    pub(crate) posture: &'v RuleSetPosture,
     pub(crate) verdict: Verdict,
     pub(crate) counts: Counts,
     pub(crate) licences: Vec<&'v LicenceUsage>,
@@ -490,6 +492,7 @@ pub(crate) fn summary<'v>(
         rule_set: &verdict.rule_set,
         rule_set_version: &verdict.rule_set_version,
         rule_set_status: verdict.rule_set_status,
+        posture: &verdict.posture,
         verdict: view.verdict(verdict),
         counts,
         licences: view.licences(verdict),
@@ -505,6 +508,8 @@ pub(crate) struct Full<'v> {
     pub(crate) rule_set: &'v str,
     pub(crate) rule_set_version: &'v str,
     pub(crate) rule_set_status: RuleSetStatus,
+    /// The enforcement posture (status, origin, variant and modifications).
+    pub(crate) posture: &'v RuleSetPosture,
     pub(crate) verdict: Verdict,
     pub(crate) nodes: Vec<Cow<'v, NodeVerdict>>,
     pub(crate) licences: Vec<&'v LicenceUsage>,
@@ -520,6 +525,7 @@ pub(crate) fn full<'v>(verdict: &'v FleetVerdict, view: &View<'_>) -> Full<'v> {
         rule_set: &verdict.rule_set,
         rule_set_version: &verdict.rule_set_version,
         rule_set_status: verdict.rule_set_status,
+        posture: &verdict.posture,
         verdict: view.verdict(verdict),
         nodes: view
             .nodes(verdict)
