@@ -129,7 +129,7 @@ impl Licensing {
     ) -> Option<&PartyGroup> {
         self.party_groups
             .iter()
-            .filter(|g| names.iter().any(|n| *n == g.name))
+            .filter(|g| names.contains(&g.name))
             .find(|g| g.holds(country))
     }
 }
