@@ -20,7 +20,7 @@ use tppguard_proto::units::Tpp;
 
 use crate::error::Error;
 use crate::policy::{
-    CountryUsage, DeviceCap, FleetVerdict, GpuVerdict, LicenceUsage, TppCap, Verdict,
+    CountryUsage, DeviceCap, FleetVerdict, GpuVerdict, LicenceUsage, NodeVerdict, TppCap, Verdict,
 };
 
 /// Most devices listed one by one in [`Comparison::devices`]; the rest are counted in
@@ -36,16 +36,6 @@ pub struct Side {
     pub controlled: bool,
     /// Whether it counts against its licence.
     pub counted: bool,
-}
-
-impl Side {
-    fn of(g: &GpuVerdict) -> Self {
-        Self {
-            outcome: g.outcome.as_deref().map(str::to_owned),
-            controlled: g.controlled,
-            counted: g.counted,
-        }
-    }
 }
 
 /// A verdict, baseline against scenario.
@@ -286,46 +276,90 @@ fn countries(baseline: &FleetVerdict, scenario: &FleetVerdict) -> Vec<CountryCom
         .collect()
 }
 
-type ChangeKey = (Option<String>, Side, Side);
+/// A GPU's class, borrowed from its verdict: compared without allocating, turned into a
+/// [`Side`] only for a device that changed (a fleet of a million GPUs mostly does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Class<'a> {
+    outcome: Option<&'a str>,
+    controlled: bool,
+    counted: bool,
+}
 
-/// The GPUs (matched by node id and submod) whose class differs, aggregated and listed.
+impl<'a> Class<'a> {
+    fn of(g: &'a GpuVerdict) -> Self {
+        Self {
+            outcome: g.outcome.as_deref(),
+            controlled: g.controlled,
+            counted: g.counted,
+        }
+    }
+
+    fn side(self) -> Side {
+        Side {
+            outcome: self.outcome.map(str::to_owned),
+            controlled: self.controlled,
+            counted: self.counted,
+        }
+    }
+}
+
+/// Per (model, class before, class after): devices, nodes, and the last node counted (nodes
+/// are walked in order, so a node is counted once per group without a set).
+type Groups<'a> = HashMap<(Option<&'static str>, Class<'a>, Class<'a>), (u64, u64, Option<NodeId>)>;
+
+/// The nodes of a verdict by node id.
+fn by_node(v: &FleetVerdict) -> Vec<&NodeVerdict> {
+    let mut nodes: Vec<&NodeVerdict> = v.nodes.iter().collect();
+    // The policy lists nodes by id already; a sorted input costs one pass.
+    nodes.sort_by_key(|n| n.node);
+    nodes
+}
+
+/// The GPUs (matched by node id and submod, walking both verdicts' nodes in id order) whose
+/// class differs, aggregated and listed.
 fn device_changes(
     baseline: &FleetVerdict,
     scenario: &FleetVerdict,
 ) -> (Vec<ClassChange>, Vec<DeviceChange>, u64) {
-    let before: HashMap<(NodeId, &str), &GpuVerdict> = baseline
-        .nodes
-        .iter()
-        .flat_map(|n| n.gpus.iter().map(move |g| ((n.node, &*g.submod), g)))
-        .collect();
-    let mut groups: BTreeMap<ChangeKey, (u64, BTreeSet<NodeId>)> = BTreeMap::new();
+    let before = by_node(baseline);
+    let mut before = before.iter().peekable();
+    let mut groups: Groups<'_> = HashMap::new();
     let mut listed = Vec::new();
     let mut omitted = 0u64;
-    let mut nodes: Vec<_> = scenario.nodes.iter().collect();
-    nodes.sort_by_key(|n| n.node);
-    for n in nodes {
-        for g in &n.gpus {
-            let Some(b) = before.get(&(n.node, &*g.submod)) else {
+    for n in by_node(scenario) {
+        while before.next_if(|m| m.node < n.node).is_some() {}
+        let Some(m) = before.peek().filter(|m| m.node == n.node) else {
+            continue;
+        };
+        for (i, g) in n.gpus.iter().enumerate() {
+            // The same attestation lists its GPUs in the same order under both rule sets.
+            let Some(b) = m
+                .gpus
+                .get(i)
+                .filter(|b| b.submod == g.submod)
+                .or_else(|| m.gpus.iter().find(|b| b.submod == g.submod))
+            else {
                 continue;
             };
-            let (from, to) = (Side::of(b), Side::of(g));
+            let (from, to) = (Class::of(b), Class::of(g));
             if from == to {
                 continue;
             }
-            let model = g.model.or(b.model).map(str::to_owned);
-            let group = groups
-                .entry((model.clone(), from.clone(), to.clone()))
-                .or_default();
+            let model = g.model.or(b.model);
+            let group = groups.entry((model, from, to)).or_insert((0, 0, None));
             group.0 = group.0.saturating_add(1);
-            group.1.insert(n.node);
+            if group.2 != Some(n.node) {
+                group.1 = group.1.saturating_add(1);
+                group.2 = Some(n.node);
+            }
             if listed.len() < MAX_DEVICE_CHANGES {
                 listed.push(DeviceChange {
                     node: n.node.to_string(),
                     subject: n.subject.clone(),
                     gpu: g.submod.to_string(),
-                    model,
-                    baseline: from,
-                    scenario: to,
+                    model: model.map(str::to_owned),
+                    baseline: from.side(),
+                    scenario: to.side(),
                 });
             } else {
                 omitted = omitted.saturating_add(1);
@@ -333,18 +367,19 @@ fn device_changes(
         }
     }
     listed.sort_by(|a, b| (&a.node, &a.gpu).cmp(&(&b.node, &b.gpu)));
-    let classes = groups
+    let mut classes: Vec<ClassChange> = groups
         .into_iter()
-        .map(
-            |((model, baseline, scenario), (devices, nodes))| ClassChange {
-                model,
-                baseline,
-                scenario,
-                devices,
-                nodes: u64::try_from(nodes.len()).unwrap_or(u64::MAX),
-            },
-        )
+        .map(|((model, from, to), (devices, nodes, _))| ClassChange {
+            model: model.map(str::to_owned),
+            baseline: from.side(),
+            scenario: to.side(),
+            devices,
+            nodes,
+        })
         .collect();
+    classes.sort_by(|a, b| {
+        (&a.model, &a.baseline, &a.scenario).cmp(&(&b.model, &b.baseline, &b.scenario))
+    });
     (classes, listed, omitted)
 }
 
