@@ -207,19 +207,12 @@ mod tests {
     }
 
     fn licence(hq: &str, parent: &str, destination: &str) -> Licence {
-        let text = include_str!("../../../examples/licence.toml")
-            .replace("\"DE\"", &format!("\"{destination}\""))
-            .replacen(
-                &format!("headquarters_country = \"{destination}\""),
-                &format!("headquarters_country = \"{hq}\""),
-                1,
-            )
-            .replacen(
-                &format!("ultimate_parent_country = \"{destination}\""),
-                &format!("ultimate_parent_country = \"{parent}\""),
-                1,
-            );
-        Licence::from_toml_str(&text).unwrap()
+        Licence::from_toml_str(&super::super::tests::party_licence_toml(
+            hq,
+            parent,
+            destination,
+        ))
+        .unwrap()
     }
 
     #[test]

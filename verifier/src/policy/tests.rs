@@ -2528,6 +2528,24 @@ mod hardware {
 
 /// Whether a licence's counted devices need a licence (`licence_need`), held against the
 /// shipped rule sets, the spec table and the regulation's cases (15 CFR 742.6(a)(6)(iii)).
+/// The example licence's TOML with its destination (and its sites) in `destination`, its
+/// licensee headquartered in `hq` with its ultimate parent in `parent`; shared with the
+/// licence-need stage's own tests.
+pub(super) fn party_licence_toml(hq: &str, parent: &str, destination: &str) -> String {
+    EXAMPLE
+        .replace("\"DE\"", &format!("\"{destination}\""))
+        .replacen(
+            &format!("headquarters_country = \"{destination}\""),
+            &format!("headquarters_country = \"{hq}\""),
+            1,
+        )
+        .replacen(
+            &format!("ultimate_parent_country = \"{destination}\""),
+            &format!("ultimate_parent_country = \"{parent}\""),
+            1,
+        )
+}
+
 mod licence_need {
     use super::*;
     use tppguard_proto::ruleset::{LicenceNeed, RuleSetOrigin};
@@ -2537,19 +2555,7 @@ mod licence_need {
     /// The example licence with its destination (and its sites) in `destination`, its
     /// licensee headquartered in `hq` with its ultimate parent in `parent`.
     fn party_licence(hq: &str, parent: &str, destination: &str) -> VerifiedLicence {
-        let text = EXAMPLE
-            .replace("\"DE\"", &format!("\"{destination}\""))
-            .replacen(
-                &format!("headquarters_country = \"{destination}\""),
-                &format!("headquarters_country = \"{hq}\""),
-                1,
-            )
-            .replacen(
-                &format!("ultimate_parent_country = \"{destination}\""),
-                &format!("ultimate_parent_country = \"{parent}\""),
-                1,
-            );
-        let l = licence(&text);
+        let l = licence(&party_licence_toml(hq, parent, destination));
         assert_eq!(l.licence().destination_country().as_str(), destination);
         assert_eq!(l.licence().licensee().headquarters_country.as_str(), hq);
         assert_eq!(
