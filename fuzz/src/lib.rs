@@ -19,6 +19,16 @@ use tppguard_proto::units::{Bandwidth, DecimalError, DieArea, Tops, Tpp};
 /// `RuleSet::from_toml_str`: never panics; oversize input is `TooLarge`; a parsed rule set
 /// classifies a fixed set of devices, and a node of them, to one of its own outcomes.
 pub fn check_ruleset_toml(text: &str) {
+    // The user-file loader accepts a subset of what the parser accepts: never a shipped id with
+    // other content, never a variant of an unknown rule set or with another status.
+    if let Ok(file) = RuleSet::from_file_toml_str(text) {
+        let parsed = RuleSet::from_toml_str(text);
+        assert!(parsed.is_ok(), "the loader accepts what the parser refuses");
+        if let Some(base) = &file.variant_of {
+            let shipped = tppguard_proto::ruleset::shipped_rule_set(base);
+            assert!(shipped.is_ok_and(|b| b.status == file.status && b.id != file.id));
+        }
+    }
     match RuleSet::from_toml_str(text) {
         Err(e) => {
             assert!(!e.to_string().is_empty());

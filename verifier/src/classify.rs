@@ -170,7 +170,7 @@ pub fn load_rule_sets(args: &[String]) -> Result<Vec<RuleSet>, Error> {
 }
 
 /// Reads a rule-set file, reading at most one byte past the size limit; a file reusing a
-/// shipped id is refused unless it declares `variant_of` ([`RuleSet::from_file_toml_str`]).
+/// shipped id is refused unless it is that rule set unchanged ([`RuleSet::from_file_toml_str`]).
 fn read_rule_set(path: &Path) -> Result<RuleSet, Error> {
     let read_error = |source| Error::ReadRuleSet {
         path: PathBuf::from(path),

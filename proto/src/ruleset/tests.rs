@@ -600,7 +600,7 @@ fn unconfirmed_clauses_are_read_and_default_to_confirmed() {
 }
 
 #[test]
-fn a_file_reusing_a_shipped_id_is_refused_unless_it_is_a_declared_variant() {
+fn a_file_reusing_a_shipped_id_is_refused_even_as_a_variant() {
     let shipped = include_str!("../../../rules/us-ai-diffusion-2025.toml");
     // The shipped file itself, passed as a file: it is the shipped rule set.
     let same = RuleSet::from_file_toml_str(shipped).unwrap();

@@ -503,7 +503,7 @@ pub enum Reason {
         problem: String,
     },
     /// The licensee's headquarters or ultimate parent brings the licence's counted devices
-    /// under a licence requirement wherever they are (a party rule of the rule set's
+    /// under a licence requirement at any destination abroad (a party rule of the rule set's
     /// `[licensing]`, 15 CFR 742.6(a)(6)(iii)(A)): this licence is what covers them. From the
     /// signed licence's party, never from a node.
     LicenceRequiredByParty {
@@ -856,18 +856,18 @@ impl Reason {
                     PartyProng::Headquarters => format!(
                         "the licensee is headquartered in {headquarters} (party group {}; its \
                          ultimate parent in {ultimate_parent}{})",
-                        headquarters_group.as_deref().map_or("none", |g| g),
+                        escape(headquarters_group.as_deref().unwrap_or("none")),
                         party_group(ultimate_parent_group)
                     ),
                     PartyProng::UltimateParent => format!(
                         "the licensee's ultimate parent is headquartered in {ultimate_parent} \
                          (party group {}; the licensee itself in {headquarters}{})",
-                        ultimate_parent_group.as_deref().map_or("none", |g| g),
+                        escape(ultimate_parent_group.as_deref().unwrap_or("none")),
                         party_group(headquarters_group)
                     ),
                 };
                 format!(
-                    "{facts}: under {} rule {} its {} need a licence wherever they are; this \
+                    "{facts}: under {} rule {} its {} need a licence at any destination abroad; this \
                      licence covers them",
                     escape(rule_set),
                     escape(rule),
@@ -1865,11 +1865,11 @@ mod tests {
         ),
         (
             "licence_required_by_party",
-            r#"the licensee's ultimate parent is headquartered in CN (party group d5_macau; the licensee itself in DE): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 8 counted 3A090.a devices need a licence wherever they are; this licence covers them"#,
+            r#"the licensee's ultimate parent is headquartered in CN (party group d5_macau; the licensee itself in DE): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 8 counted 3A090.a devices need a licence at any destination abroad; this licence covers them"#,
         ),
         (
             "licence_required_by_party",
-            r#"the licensee is headquartered in MO (party group d5_macau; its ultimate parent in US): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 1 counted devices of unknown outcome need a licence wherever they are; this licence covers them"#,
+            r#"the licensee is headquartered in MO (party group d5_macau; its ultimate parent in US): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 1 counted devices of unknown outcome need a licence at any destination abroad; this licence covers them"#,
         ),
         (
             "no_licence_required",

@@ -2526,8 +2526,6 @@ mod hardware {
     }
 }
 
-/// Whether a licence's counted devices need a licence (`licence_need`), held against the
-/// shipped rule sets, the spec table and the regulation's cases (15 CFR 742.6(a)(6)(iii)).
 /// The example licence's TOML with its destination (and its sites) in `destination`, its
 /// licensee headquartered in `hq` with its ultimate parent in `parent`; shared with the
 /// licence-need stage's own tests.
@@ -2546,6 +2544,8 @@ pub(super) fn party_licence_toml(hq: &str, parent: &str, destination: &str) -> S
         )
 }
 
+/// Whether a licence's counted devices need a licence (`licence_need`), held against the
+/// shipped rule sets, the spec table and the regulation's cases (15 CFR 742.6(a)(6)(iii)).
 mod licence_need {
     use super::*;
     use tppguard_proto::ruleset::{LicenceNeed, RuleSetOrigin};
@@ -2624,8 +2624,8 @@ mod licence_need {
             f[0].sentence,
             "the licensee's ultimate parent is headquartered in CN (party group d5_macau; the \
              licensee itself in DE): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 16 \
-             counted 3A090.a devices need a licence wherever they are; this licence covers \
-             them"
+             counted 3A090.a devices need a licence at any destination abroad; this licence \
+             covers them"
         );
         assert_eq!(all_codes(&v), ["licence_required_by_party"]);
         assert!(v.verdict.is_compliant());
