@@ -555,6 +555,7 @@ pub fn claims_from_report(report: &Report, context: ClaimsContext) -> Attestatio
         },
         site: context.site.map(|s| s.as_str().to_owned()),
         simulated: report.source.simulated,
+        gating: None,
     }
 }
 

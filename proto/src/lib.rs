@@ -10,6 +10,7 @@ pub mod evidence;
 pub mod gpu_evidence;
 pub mod identity;
 pub mod jws;
+pub mod lease;
 pub mod licence;
 pub mod ruleset;
 pub mod site;

@@ -21,6 +21,7 @@ pub mod pki;
 pub mod policy;
 pub mod scenario;
 pub mod serve;
+pub mod shipment;
 pub mod store;
 pub mod token;
 

@@ -53,7 +53,12 @@ pub const REQUIRED_CLAIMS: [&str; 8] = [
 ];
 
 /// Claims an attestation may carry.
-pub const OPTIONAL_CLAIMS: [&str; 3] = ["ueid", "tppguard.site", "tppguard.simulated"];
+pub const OPTIONAL_CLAIMS: [&str; 4] = [
+    "ueid",
+    "tppguard.site",
+    "tppguard.simulated",
+    "tppguard.gating",
+];
 
 /// An attestation claim set.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -116,6 +121,15 @@ pub struct AttestationClaims {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub simulated: bool,
+    /// What the agent did about its lease since the last attestation (issue 15): the node's
+    /// word, checked by the verifier against the lease it carries, which must be one the
+    /// verifier signed for this node.
+    #[serde(
+        rename = "tppguard.gating",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gating: Option<crate::lease::GatingReport>,
 }
 
 impl AttestationClaims {

@@ -18,6 +18,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::EvidenceTier;
+use crate::lease::{LeaseTerms, OnExpiry};
 use crate::ruleset::{self, MeasurementTolerances, Percent};
 use crate::spec;
 use crate::units::{DecimalError, Tpp};
@@ -91,6 +92,30 @@ impl MeasurementOverrides {
     }
 }
 
+/// A licence's shipment terms (`[shipments]`, issue 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct ShipmentTerms {
+    /// Every device counted under the licence must be on one of its shipments.
+    pub required: bool,
+    /// Seconds after a shipment's delivery date after which a shipped GPU never attested is
+    /// `unaccounted_device`.
+    pub unaccounted_after_s: u64,
+}
+
+impl ShipmentTerms {
+    /// Default `unaccounted_after`: 14 days.
+    pub const DEFAULT_UNACCOUNTED_AFTER_S: u64 = 14 * 86_400;
+}
+
+impl Default for ShipmentTerms {
+    fn default() -> Self {
+        Self {
+            required: false,
+            unaccounted_after_s: Self::DEFAULT_UNACCOUNTED_AFTER_S,
+        }
+    }
+}
+
 /// A validated licence. Built only by [`Licence::from_toml_str`] or [`Licence::from_json`],
 /// so every value satisfies the checks documented on [`LicenceError`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +138,8 @@ pub struct Licence {
     valid_until: i64,
     rule_set: String,
     measurement: MeasurementOverrides,
+    shipments: ShipmentTerms,
+    lease: LeaseTerms,
 }
 
 /// Where an instant lies against a licence's validity window `[valid_from, valid_until)`.
@@ -339,6 +366,17 @@ pub enum LicenceError {
         /// The largest accepted.
         max: u32,
     },
+    /// A `[shipments]` or `[lease]` value is out of range, or the terms contradict each
+    /// other.
+    #[error("`{key}` {value:?} {reason}")]
+    BadTerm {
+        /// The key (`lease.lifetime`, ...).
+        key: &'static str,
+        /// The value as written.
+        value: String,
+        /// Why, and the fix.
+        reason: &'static str,
+    },
     /// Neither `eccns` nor `models` lists anything, so nothing would be allowed.
     #[error(
         "the licence allows nothing: list at least one ECCN in `eccns` (\"3A090.a\") or one \
@@ -367,7 +405,7 @@ pub enum LicenceError {
 
 impl LicenceError {
     /// Every code, for documentation and the uniqueness test.
-    pub const CODES: [&'static str; 19] = [
+    pub const CODES: [&'static str; 20] = [
         "too_large",
         "invalid_toml",
         "invalid_json",
@@ -387,6 +425,7 @@ impl LicenceError {
         "bad_eccn",
         "unknown_model",
         "bad_tolerance",
+        "bad_term",
     ];
 
     /// The stable snake_case code.
@@ -411,6 +450,7 @@ impl LicenceError {
             Self::BadEccn { .. } => "bad_eccn",
             Self::UnknownModel { .. } => "unknown_model",
             Self::BadTolerance { .. } => "bad_tolerance",
+            Self::BadTerm { .. } => "bad_term",
         }
     }
 }
@@ -531,6 +571,16 @@ impl Licence {
     /// The licence's overrides of the rule set's measurement tolerances (none by default).
     pub fn measurement(&self) -> &MeasurementOverrides {
         &self.measurement
+    }
+
+    /// The shipment terms (`[shipments]`; defaults when absent).
+    pub fn shipment_terms(&self) -> ShipmentTerms {
+        self.shipments
+    }
+
+    /// The lease terms (`[lease]`; defaults when absent).
+    pub fn lease_terms(&self) -> LeaseTerms {
+        self.lease
     }
 
     /// Where `now` (Unix seconds) lies against `[valid_from, valid_until)`.
@@ -679,6 +729,26 @@ struct WireLicence<'a> {
     rule_set: &'a str,
     #[serde(skip_serializing_if = "MeasurementOverrides::is_empty")]
     measurement: MeasurementOverrides,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shipments: Option<WireShipments>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<WireLease>,
+}
+
+/// `[shipments]` in the JSON form: seconds.
+#[derive(Serialize)]
+struct WireShipments {
+    required: bool,
+    unaccounted_after: u64,
+}
+
+/// `[lease]` in the JSON form: seconds.
+#[derive(Serialize)]
+struct WireLease {
+    lifetime: u64,
+    renew_before: u64,
+    grace: u64,
+    on_expiry: OnExpiry,
 }
 
 impl Serialize for Licence {
@@ -706,6 +776,18 @@ impl Serialize for Licence {
             valid_until: time::format_rfc3339(self.valid_until),
             rule_set: &self.rule_set,
             measurement: self.measurement,
+            // Written only when not the defaults, so a licence without them has the same
+            // JSON (and signature input) as before they existed.
+            shipments: (self.shipments != ShipmentTerms::default()).then_some(WireShipments {
+                required: self.shipments.required,
+                unaccounted_after: self.shipments.unaccounted_after_s,
+            }),
+            lease: (self.lease != LeaseTerms::default()).then_some(WireLease {
+                lifetime: self.lease.lifetime_s,
+                renew_before: self.lease.renew_before_s,
+                grace: self.lease.grace_s,
+                on_expiry: self.lease.on_expiry,
+            }),
         }
         .serialize(serializer)
     }
@@ -739,6 +821,32 @@ struct RawLicence {
     rule_set: String,
     #[serde(default)]
     measurement: Option<RawMeasurement>,
+    #[serde(default)]
+    shipments: Option<RawShipments>,
+    #[serde(default)]
+    lease: Option<RawLease>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShipments {
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    unaccounted_after: Option<DurationValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLease {
+    #[serde(default)]
+    lifetime: Option<DurationValue>,
+    #[serde(default)]
+    renew_before: Option<DurationValue>,
+    #[serde(default)]
+    grace: Option<DurationValue>,
+    #[serde(default)]
+    on_expiry: Option<OnExpiry>,
 }
 
 #[derive(Deserialize)]
@@ -965,6 +1073,9 @@ impl RawLicence {
             }
         }
 
+        let shipments = check_shipment_terms(self.shipments)?;
+        let lease = check_lease_terms(self.lease)?;
+
         Ok(Licence {
             id,
             issuer,
@@ -984,8 +1095,97 @@ impl RawLicence {
             valid_until,
             rule_set,
             measurement,
+            shipments,
+            lease,
         })
     }
+}
+
+/// A `[shipments]` or `[lease]` duration: from 1 s to `max` seconds, `default` when absent.
+fn term_seconds(
+    key: &'static str,
+    value: Option<DurationValue>,
+    default: u64,
+    max: u64,
+) -> Result<u64, LicenceError> {
+    let (text, seconds) = match value {
+        None => return Ok(default),
+        Some(DurationValue::Text(text)) => {
+            let seconds = time::parse_duration(&text);
+            (text, seconds)
+        }
+        Some(DurationValue::Seconds(n)) => (
+            n.to_string(),
+            u64::try_from(n)
+                .map_err(|_| "is negative; write a duration such as 1h")
+                .and_then(time::check_duration_seconds),
+        ),
+    };
+    match seconds {
+        Ok(s) if s <= max => Ok(s),
+        Ok(_) => Err(LicenceError::BadTerm {
+            key,
+            value: text,
+            reason: "is too long: a lease's lifetime and grace are at most 7d",
+        }),
+        Err(reason) => Err(LicenceError::BadTerm {
+            key,
+            value: text,
+            reason,
+        }),
+    }
+}
+
+fn check_shipment_terms(raw: Option<RawShipments>) -> Result<ShipmentTerms, LicenceError> {
+    let Some(raw) = raw else {
+        return Ok(ShipmentTerms::default());
+    };
+    Ok(ShipmentTerms {
+        required: raw.required,
+        unaccounted_after_s: term_seconds(
+            "shipments.unaccounted_after",
+            raw.unaccounted_after,
+            ShipmentTerms::DEFAULT_UNACCOUNTED_AFTER_S,
+            MAX_ATTESTATION_AGE_SECONDS,
+        )?,
+    })
+}
+
+fn check_lease_terms(raw: Option<RawLease>) -> Result<LeaseTerms, LicenceError> {
+    let Some(raw) = raw else {
+        return Ok(LeaseTerms::default());
+    };
+    let lifetime_s = term_seconds(
+        "lease.lifetime",
+        raw.lifetime,
+        LeaseTerms::DEFAULT_LIFETIME_S,
+        LeaseTerms::MAX_S,
+    )?;
+    let renew_before_s = term_seconds(
+        "lease.renew_before",
+        raw.renew_before,
+        LeaseTerms::DEFAULT_RENEW_BEFORE_S.min(lifetime_s.saturating_sub(1).max(1)),
+        LeaseTerms::MAX_S,
+    )?;
+    if renew_before_s >= lifetime_s {
+        return Err(LicenceError::BadTerm {
+            key: "lease.renew_before",
+            value: renew_before_s.to_string(),
+            reason: "is not shorter than `lease.lifetime`: the agent would renew before the \
+                     lease starts; make it a fraction of the lifetime (15m of 1h)",
+        });
+    }
+    Ok(LeaseTerms {
+        lifetime_s,
+        renew_before_s,
+        grace_s: term_seconds(
+            "lease.grace",
+            raw.grace,
+            LeaseTerms::DEFAULT_GRACE_S,
+            LeaseTerms::MAX_S,
+        )?,
+        on_expiry: raw.on_expiry.unwrap_or_default(),
+    })
 }
 
 /// A figure written as a decimal string (`"15831.2"`) or an integer (`100000`), kept as text

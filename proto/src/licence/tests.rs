@@ -450,6 +450,7 @@ fn every_code_is_reachable_unique_and_snake_case() {
             format!("{EXAMPLE}\n[measurement]\nbelow_spec_percent = 101\n"),
             "bad_tolerance",
         ),
+        (format!("{EXAMPLE}\n[lease]\ngrace = \"30d\"\n"), "bad_term"),
     ];
     let mut seen = BTreeSet::new();
     for (text, code) in &cases {
@@ -645,4 +646,67 @@ fn a_licence_may_override_the_measurement_age() {
     let e = Licence::from_toml_str(&with_measurement("max_age_days = 0")).unwrap_err();
     assert_eq!(e.code(), "bad_tolerance");
     assert!(e.to_string().contains("1 to 3650"), "{e}");
+}
+
+#[test]
+fn shipment_and_lease_terms_default_and_round_trip() {
+    let plain = Licence::from_toml_str(EXAMPLE).unwrap();
+    assert_eq!(plain.shipment_terms(), ShipmentTerms::default());
+    assert_eq!(plain.lease_terms(), LeaseTerms::default());
+    let json = String::from_utf8(plain.to_json().unwrap()).unwrap();
+    assert!(
+        !json.contains("\"lease\"") && !json.contains("\"shipments\""),
+        "defaults leave the signed JSON as it was: {json}"
+    );
+
+    let text = format!(
+        "{EXAMPLE}\n[shipments]\nrequired = true\nunaccounted_after = \"7d\"\n\n[lease]\n\
+         lifetime = \"30m\"\nrenew_before = \"10m\"\ngrace = 600\non_expiry = \"fail_closed\"\n"
+    );
+    let l = Licence::from_toml_str(&text).unwrap();
+    assert_eq!(
+        l.shipment_terms(),
+        ShipmentTerms {
+            required: true,
+            unaccounted_after_s: 7 * 86_400
+        }
+    );
+    assert_eq!(
+        l.lease_terms(),
+        LeaseTerms {
+            lifetime_s: 1800,
+            renew_before_s: 600,
+            grace_s: 600,
+            on_expiry: OnExpiry::FailClosed,
+        }
+    );
+    let back = Licence::from_json(&l.to_json().unwrap()).unwrap();
+    assert_eq!(back, l);
+}
+
+#[test]
+fn lease_terms_out_of_range_are_refused_by_key() {
+    let refuse = |table: &str| {
+        let e = Licence::from_toml_str(&format!("{EXAMPLE}\n{table}\n")).unwrap_err();
+        (e.code(), e.to_string())
+    };
+    let (code, msg) = refuse("[lease]\nlifetime = \"8d\"");
+    assert_eq!(code, "bad_term");
+    assert!(
+        msg.contains("lease.lifetime") && msg.contains("7d"),
+        "{msg}"
+    );
+    let (code, msg) = refuse("[lease]\nlifetime = \"10m\"\nrenew_before = \"10m\"");
+    assert_eq!(code, "bad_term");
+    assert!(msg.contains("lease.renew_before"), "{msg}");
+    assert_eq!(refuse("[lease]\ngrace = -1").0, "bad_term");
+    assert_eq!(
+        refuse("[lease]\non_expiry = \"fail_sideways\"").0,
+        "invalid_toml"
+    );
+    assert_eq!(
+        refuse("[shipments]\nunaccounted_after = \"0s\"").0,
+        "bad_term"
+    );
+    assert_eq!(refuse("[shipments]\nrequire = true").0, "invalid_toml");
 }

@@ -66,6 +66,7 @@ pub mod lifecycle;
 mod need;
 mod node;
 mod reason;
+pub mod shipments;
 mod tally;
 #[cfg(test)]
 mod tests;
