@@ -18,6 +18,7 @@ pub mod gpu_evidence;
 pub mod host;
 pub mod identity;
 pub mod inventory;
+pub mod kube;
 pub mod measure;
 pub mod nvml;
 pub mod push;
