@@ -1,10 +1,11 @@
 //! Kubernetes hook (issue 15): marks the node the agent runs on so the scheduler stops placing
 //! GPU work on a node whose GPUs are gated.
 //!
-//! This module owns the node's marks and nothing else: two labels,
+//! This module owns the node's marks and nothing else: the labels
 //! `tppguard.dev/gpus-gated=<n>` and `tppguard.dev/gpus-allowed=<n>`, and one taint,
 //! `tppguard.dev/gpus-gated=true:NoSchedule`, present while any GPU is gated and removed when
-//! none is. It talks to the API server with the pod's service-account token (re-read on every
+//! none is. In `observe` mode nothing is gated, so the node is never tainted: the GPUs that
+//! would be are counted in `tppguard.dev/gpus-would-gate=<n>` instead ([`mark_node_observed`]). It talks to the API server with the pod's service-account token (re-read on every
 //! call: the kubelet rotates projected tokens) over rustls on ring, as [`crate::push`] does.
 //!
 //! Why labels and a taint rather than the NVIDIA device plugin's health: the device plugin
@@ -27,13 +28,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tppguard_proto::lease::GpuRef;
+use tppguard_proto::lease::{GatingMode, GpuRef};
 use tppguard_proto::text::Escaped;
 
 /// The label counting the node's gated GPUs.
 pub const LABEL_GATED: &str = "tppguard.dev/gpus-gated";
 /// The label counting the node's GPUs the lease allows.
 pub const LABEL_ALLOWED: &str = "tppguard.dev/gpus-allowed";
+/// The label counting the GPUs `observe` mode would gate (absent in `enforce` mode).
+pub const LABEL_WOULD_GATE: &str = "tppguard.dev/gpus-would-gate";
 /// The taint's key (its value is `true`, its effect [`TAINT_EFFECT`]).
 pub const TAINT_KEY: &str = "tppguard.dev/gpus-gated";
 /// The taint's effect: new pods that do not tolerate it are not scheduled on the node; pods
@@ -333,22 +336,41 @@ fn fix_for(status: u16) -> &'static str {
     }
 }
 
-/// Marks the node `config` names with what the agent gated: `gated` GPUs gated, `allowed`
-/// usable. Errors are [`KubeError`]s.
+/// Marks the node `config` names with what the agent gated (`enforce` mode): `gated` GPUs
+/// gated, `allowed` usable; the taint while `gated` is not empty. Errors are [`KubeError`]s.
 pub fn mark_node(config: &KubeConfig, gated: &[GpuRef], allowed: usize) -> anyhow::Result<()> {
     let env = |var: &str| std::env::var(var).ok();
-    mark(config, &env, gated.len(), allowed)?;
+    mark(config, &env, GatingMode::Enforce, gated.len(), allowed)?;
     Ok(())
 }
 
-/// [`mark_node`] with `env` standing for the process environment.
+/// Marks the node in `observe` mode: `would_gate` GPUs the lease leaves out but nothing gated,
+/// so no taint (and any left from `enforce` mode removed). Errors are [`KubeError`]s.
+pub fn mark_node_observed(
+    config: &KubeConfig,
+    would_gate: &[GpuRef],
+    allowed: usize,
+) -> anyhow::Result<()> {
+    let env = |var: &str| std::env::var(var).ok();
+    mark(config, &env, GatingMode::Observe, would_gate.len(), allowed)?;
+    Ok(())
+}
+
+/// [`mark_node`] (`mode` enforce) or [`mark_node_observed`] (observe), with `env` standing for
+/// the process environment; `left_out` counts the GPUs the lease leaves out.
 pub fn mark(
     config: &KubeConfig,
     env: &dyn Fn(&str) -> Option<String>,
-    gated: usize,
+    mode: GatingMode,
+    left_out: usize,
     allowed: usize,
 ) -> Result<(), KubeError> {
     let api = Api::new(config, env)?;
+    let (gated, would_gate) = match mode {
+        // A JSON merge patch deletes a key set to null.
+        GatingMode::Enforce => (left_out, Value::Null),
+        GatingMode::Observe => (0, Value::String(left_out.to_string())),
+    };
     // The taint first: it is what keeps new GPU pods off; the labels only describe.
     api.set_taint(gated > 0)?;
     api.patch(
@@ -356,6 +378,7 @@ pub fn mark(
         &json!({"metadata": {"labels": {
             LABEL_GATED: gated.to_string(),
             LABEL_ALLOWED: allowed.to_string(),
+            LABEL_WOULD_GATE: would_gate,
         }}}),
     )?;
     Ok(())
@@ -697,12 +720,36 @@ mod tests {
         (200, node_json("1", json!([])))
     }
 
-    /// The JSON merge patch of the labels, exactly: nothing but the two labels.
+    /// The JSON merge patch of the labels in `enforce` mode, exactly: nothing but the labels,
+    /// `observe` mode's deleted.
     fn labels_patch(gated: usize, allowed: usize) -> Value {
         json!({"metadata": {"labels": {
             "tppguard.dev/gpus-gated": gated.to_string(),
             "tppguard.dev/gpus-allowed": allowed.to_string(),
+            "tppguard.dev/gpus-would-gate": null,
         }}})
+    }
+
+    #[test]
+    fn observing_never_taints_and_counts_what_would_be_gated() {
+        // A taint left from enforce mode goes; foreign taints stay.
+        let node = node_json("5", json!([ours(), foreign_taint()]));
+        let (url, seen) = fake_api(vec![(200, node), OK, OK]);
+        let (config, _dir) = config(&url);
+        mark(&config, &no_env, GatingMode::Observe, 3, 5).unwrap();
+        seen.recv().unwrap();
+        assert_eq!(
+            body(&seen.recv().unwrap())["spec"]["taints"],
+            json!([foreign_taint()])
+        );
+        assert_eq!(
+            body(&seen.recv().unwrap()),
+            json!({"metadata": {"labels": {
+                "tppguard.dev/gpus-gated": "0",
+                "tppguard.dev/gpus-allowed": "5",
+                "tppguard.dev/gpus-would-gate": "3",
+            }}})
+        );
     }
 
     /// A request's body as JSON (compared whole: key order aside, the exact patch).
@@ -715,7 +762,7 @@ mod tests {
         let node = node_json("41", json!([foreign_taint()]));
         let (url, seen) = fake_api(vec![(200, node), OK, OK]);
         let (config, _dir) = config(&url);
-        mark(&config, &no_env, 2, 6).unwrap();
+        mark(&config, &no_env, GatingMode::Enforce, 2, 6).unwrap();
 
         let get = seen.recv().unwrap();
         assert_eq!(
@@ -756,7 +803,7 @@ mod tests {
         let node = node_json("7", json!([ours(), foreign_taint()]));
         let (url, seen) = fake_api(vec![(200, node), OK, OK]);
         let (config, _dir) = config(&url);
-        mark(&config, &no_env, 0, 8).unwrap();
+        mark(&config, &no_env, GatingMode::Enforce, 0, 8).unwrap();
         seen.recv().unwrap();
         assert_eq!(
             body(&seen.recv().unwrap()),
@@ -774,7 +821,7 @@ mod tests {
         let node = node_json("9", json!([foreign_taint(), ours()]));
         let (url, seen) = fake_api(vec![(200, node), OK]);
         let (config, _dir) = config(&url);
-        mark(&config, &no_env, 1, 3).unwrap();
+        mark(&config, &no_env, GatingMode::Enforce, 1, 3).unwrap();
         assert_eq!(seen.recv().unwrap().method, "GET");
         // The next request is already the labels' patch.
         assert_eq!(body(&seen.recv().unwrap()), labels_patch(1, 3));
@@ -793,7 +840,7 @@ mod tests {
             OK,
         ]);
         let (config, _dir) = config(&url);
-        mark(&config, &no_env, 1, 0).unwrap();
+        mark(&config, &no_env, GatingMode::Enforce, 1, 0).unwrap();
         let methods: Vec<_> = (0..5).map(|_| seen.recv().unwrap()).collect();
         let order: Vec<_> = methods.iter().map(|s| s.method.as_str()).collect();
         assert_eq!(order, ["GET", "PATCH", "GET", "PATCH", "PATCH"]);
@@ -807,7 +854,7 @@ mod tests {
         let conflict = (409, json!({"message": "modified"}).to_string());
         let (url, seen) = fake_api(vec![ok_node(), conflict.clone(), ok_node(), conflict]);
         let (config, _dir) = config(&url);
-        let err = mark(&config, &no_env, 1, 0).unwrap_err();
+        let err = mark(&config, &no_env, GatingMode::Enforce, 1, 0).unwrap_err();
         assert_eq!(err.code(), "kube_conflict");
         assert_eq!(seen.iter().count(), 4);
     }
@@ -819,7 +866,7 @@ mod tests {
         .to_string();
         let (url, _seen) = fake_api(vec![(403, forbidden)]);
         let (config, _dir) = config(&url);
-        let err = mark(&config, &no_env, 1, 0).unwrap_err();
+        let err = mark(&config, &no_env, GatingMode::Enforce, 1, 0).unwrap_err();
         assert_eq!(err.code(), "kube_forbidden");
         assert_eq!(
             err.to_string(),
@@ -837,7 +884,9 @@ mod tests {
             json!({"message": "no\ntppguard-agent: all GPUs allowed\u{1b}[2J\u{202e}"}).to_string();
         let (url, _seen) = fake_api(vec![(500, hostile)]);
         let (config, _dir) = config(&url);
-        let text = mark(&config, &no_env, 0, 1).unwrap_err().to_string();
+        let text = mark(&config, &no_env, GatingMode::Enforce, 0, 1)
+            .unwrap_err()
+            .to_string();
         assert!(!text.contains('\n') && !text.contains('\u{1b}') && !text.contains('\u{202e}'));
         assert!(text.contains("no\\ntppguard-agent"), "{text}");
     }
@@ -854,7 +903,7 @@ mod tests {
         for body in cases {
             let (url, _seen) = fake_api(vec![(200, body.clone())]);
             let (config, _dir) = config(&url);
-            let err = mark(&config, &no_env, 1, 0).unwrap_err();
+            let err = mark(&config, &no_env, GatingMode::Enforce, 1, 0).unwrap_err();
             assert_eq!(err.code(), "kube_not_a_node", "{body}");
         }
     }
@@ -867,7 +916,7 @@ mod tests {
         );
         let (url, _seen) = fake_api(vec![(200, huge)]);
         let (config, _dir) = config(&url);
-        let err = mark(&config, &no_env, 1, 0).unwrap_err();
+        let err = mark(&config, &no_env, GatingMode::Enforce, 1, 0).unwrap_err();
         assert_eq!(err.code(), "kube_unreachable");
     }
 
@@ -878,7 +927,7 @@ mod tests {
         config.node_name = String::new();
         config.node_name_env = Some("NODE_NAME".to_owned());
         let env = |var: &str| (var == "NODE_NAME").then(|| "gpu-node-7".to_owned());
-        mark(&config, &env, 0, 1).unwrap();
+        mark(&config, &env, GatingMode::Enforce, 0, 1).unwrap();
         assert_eq!(seen.recv().unwrap().path, "/api/v1/nodes/gpu-node-7");
 
         let err = config.check(&no_env).unwrap_err();
@@ -983,14 +1032,14 @@ mod tests {
     #[test]
     fn an_https_api_needs_a_readable_ca_and_a_token() {
         let (mut config, dir) = config("https://10.96.0.1:443");
-        let err = mark(&config, &no_env, 0, 1).unwrap_err();
+        let err = mark(&config, &no_env, GatingMode::Enforce, 0, 1).unwrap_err();
         assert_eq!(err.code(), "kube_credential");
         assert!(err.to_string().contains("CA file"), "{err}");
         std::fs::write(dir.path().join("absent-ca.crt"), "not a certificate").unwrap();
-        let err = mark(&config, &no_env, 0, 1).unwrap_err();
+        let err = mark(&config, &no_env, GatingMode::Enforce, 0, 1).unwrap_err();
         assert!(err.to_string().contains("no PEM certificate"), "{err}");
         config.token_file = dir.path().join("missing-token");
-        let err = mark(&config, &no_env, 0, 1).unwrap_err();
+        let err = mark(&config, &no_env, GatingMode::Enforce, 0, 1).unwrap_err();
         assert!(err.to_string().contains("token file"), "{err}");
     }
 
@@ -1027,7 +1076,7 @@ mod tests {
             .unwrap()
             .port();
         let (config, _dir) = config(&format!("http://127.0.0.1:{port}"));
-        let err = mark(&config, &no_env, 1, 0).unwrap_err();
+        let err = mark(&config, &no_env, GatingMode::Enforce, 1, 0).unwrap_err();
         assert_eq!(err.code(), "kube_unreachable");
         assert!(
             err.to_string().starts_with("marking node gpu-node-1: "),
