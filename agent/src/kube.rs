@@ -143,6 +143,15 @@ impl KubeConfig {
                 let (Some(host), Some(port)) = (host, port) else {
                     return Err(KubeError::NotInCluster);
                 };
+                // A host and a port, nothing that could add a path, user or query.
+                let host_ok = host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+                if !host_ok || !port.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(KubeError::BadServiceAddress {
+                        address: quoted(&format!("{host}:{port}")),
+                    });
+                }
                 // An IPv6 service address goes in brackets.
                 if host.contains(':') {
                     format!("https://[{host}]:{port}")
@@ -232,6 +241,15 @@ pub enum KubeError {
          [gating.kubernetes], or remove [gating.kubernetes]"
     )]
     NotInCluster,
+    /// `KUBERNETES_SERVICE_HOST`/`_PORT` are not a host and a port.
+    #[error(
+        "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT give \"{address}\", not a host \
+         and a port: set api_url in [gating.kubernetes] to the API server's https:// URL"
+    )]
+    BadServiceAddress {
+        /// What the variables gave (escaped).
+        address: String,
+    },
     /// Plain HTTP to anything but loopback.
     #[error(
         "api_url \"{url}\": the API server is reached over https:// only (http:// is allowed \
@@ -299,6 +317,7 @@ impl KubeError {
             Self::NodeNameUnset { .. } => "kube_node_name_unset",
             Self::BadNodeName { .. } => "kube_bad_node_name",
             Self::NotInCluster => "kube_not_in_cluster",
+            Self::BadServiceAddress { .. } => "kube_bad_service_address",
             Self::InsecureUrl { .. } => "kube_insecure_url",
             Self::Credential { .. } => "kube_credential",
             Self::Unreachable { .. } => "kube_unreachable",
@@ -987,6 +1006,15 @@ mod tests {
         assert_eq!(config.api_base(&v6).unwrap(), "https://[fd00::1]:6443");
         let err = config.api_base(&no_env).unwrap_err();
         assert_eq!(err.code(), "kube_not_in_cluster");
+        let odd = |var: &str| match var {
+            "KUBERNETES_SERVICE_HOST" => Some("evil.example/x?".to_owned()),
+            "KUBERNETES_SERVICE_PORT" => Some("443".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            config.api_base(&odd).unwrap_err().code(),
+            "kube_bad_service_address"
+        );
         assert_eq!(
             config.token_file,
             Path::new(SERVICE_ACCOUNT_DIR).join("token")
