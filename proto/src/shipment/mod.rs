@@ -547,11 +547,8 @@ impl RawShipment {
 }
 
 fn check_device(index: usize, raw: RawDevice) -> Result<Device, ShipmentError> {
-    let identity = |which, value: Option<String>| {
-        value
-            .map(|v| check_identity(index, which, v))
-            .transpose()
-    };
+    let identity =
+        |which, value: Option<String>| value.map(|v| check_identity(index, which, v)).transpose();
     let device = Device {
         uuid: identity(IdentityKey::Uuid, raw.uuid)?,
         serial: identity(IdentityKey::Serial, raw.serial)?,

@@ -54,10 +54,9 @@ fn the_example_ships_the_simulated_dgx_h100_nodes_gpus_to_fra_1() {
         );
     }
     // The licence it names has the site, in the same country.
-    let licence = crate::licence::Licence::from_toml_str(include_str!(
-        "../../../examples/licence.toml"
-    ))
-    .unwrap();
+    let licence =
+        crate::licence::Licence::from_toml_str(include_str!("../../../examples/licence.toml"))
+            .unwrap();
     assert_eq!(licence.id(), s.licence());
     let site = licence.site(&s.delivery().site).unwrap();
     assert_eq!(site.country, s.delivery().country);
@@ -71,10 +70,17 @@ fn json_round_trips_with_stable_keys() {
     let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
     // Keys in file order (the signed bytes are stable).
     let text = String::from_utf8(json.clone()).unwrap();
-    let at: Vec<usize> = ["id", "vendor", "licence", "delivered_at", "delivery", "devices"]
-        .iter()
-        .map(|k| text.find(&format!("\"{k}\":")).unwrap())
-        .collect();
+    let at: Vec<usize> = [
+        "id",
+        "vendor",
+        "licence",
+        "delivered_at",
+        "delivery",
+        "devices",
+    ]
+    .iter()
+    .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+    .collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
     assert_eq!(value.as_object().unwrap().len(), 6);
     assert_eq!(value["delivered_at"], "2026-03-02T09:00:00Z");
@@ -131,15 +137,21 @@ fn syntax_unknown_and_missing_keys_are_refused_naming_the_key() {
     assert_eq!(code("id = "), "invalid_toml");
     let e = Shipment::from_toml_str(&format!("{}\nextra = 1", with_devices(""))).unwrap_err();
     assert_eq!(e.code(), "invalid_toml");
-    let unknown =
-        Shipment::from_toml_str(&with_devices("[[devices]]\nserial = \"A\"\ncolour = \"red\"\n"))
-            .unwrap_err();
+    let unknown = Shipment::from_toml_str(&with_devices(
+        "[[devices]]\nserial = \"A\"\ncolour = \"red\"\n",
+    ))
+    .unwrap_err();
     assert!(unknown.to_string().contains("colour"), "{unknown}");
     let missing = Shipment::from_toml_str(&with_line("licence", "")).unwrap_err();
     assert!(missing.to_string().contains("licence"), "{missing}");
-    assert_eq!(Shipment::from_json(b"[]").unwrap_err().code(), "invalid_json");
     assert_eq!(
-        Shipment::from_json(br#"{"id":"S","id":"T"}"#).unwrap_err().code(),
+        Shipment::from_json(b"[]").unwrap_err().code(),
+        "invalid_json"
+    );
+    assert_eq!(
+        Shipment::from_json(br#"{"id":"S","id":"T"}"#)
+            .unwrap_err()
+            .code(),
         "invalid_json"
     );
     // A number where text belongs.
@@ -203,7 +215,10 @@ fn delivered_at_is_strict_rfc_3339() {
     ))
     .unwrap();
     assert_eq!(s.delivered_at(), 1_772_442_000);
-    assert_eq!(code(&with_line("delivered_at", "delivered_at = 5")), "invalid_toml");
+    assert_eq!(
+        code(&with_line("delivered_at", "delivered_at = 5")),
+        "invalid_toml"
+    );
 }
 
 #[test]
@@ -228,7 +243,13 @@ fn devices_are_one_to_4096() {
         .collect();
     let e = Shipment::from_toml_str(&with_devices(&many)).unwrap_err();
     assert!(
-        matches!(e, ShipmentError::TooManyDevices { count: 4097, max: 4096 }),
+        matches!(
+            e,
+            ShipmentError::TooManyDevices {
+                count: 4097,
+                max: 4096
+            }
+        ),
         "{e}"
     );
     let max: String = (0..MAX_DEVICES)
@@ -265,18 +286,30 @@ fn identities_are_bounded_printable_ascii_and_hardware_ids_hex() {
         ("uuid", "\"GPÜ-1\""),
         ("serial", "\"A\\u0000B\""),
         ("serial", "\"A\\nB\""),
-        ("serial", &format!("{:?}", "9".repeat(MAX_IDENTITY_CHARS + 1))),
+        (
+            "serial",
+            &format!("{:?}", "9".repeat(MAX_IDENTITY_CHARS + 1)),
+        ),
         ("hardware_id", "\"xyz0123456789abcdef\""),
         ("hardware_id", "\"0123456789abcde\""),
-        ("hardware_id", &format!("{:?}", "a".repeat(MAX_HARDWARE_ID_CHARS + 1))),
+        (
+            "hardware_id",
+            &format!("{:?}", "a".repeat(MAX_HARDWARE_ID_CHARS + 1)),
+        ),
         ("hardware_id", "\"0123 4567 89ab cdef\""),
     ] {
         let text = with_devices(&format!("[[devices]]\n{key} = {value}\n"));
         let e = Shipment::from_toml_str(&text).unwrap_err();
         assert_eq!(e.code(), "bad_identity", "{key} = {value}: {e}");
-        assert!(e.to_string().contains(&format!("`devices[0].{key}`")), "{e}");
+        assert!(
+            e.to_string().contains(&format!("`devices[0].{key}`")),
+            "{e}"
+        );
     }
-    let fits = format!("[[devices]]\nserial = {:?}\n", "9".repeat(MAX_IDENTITY_CHARS));
+    let fits = format!(
+        "[[devices]]\nserial = {:?}\n",
+        "9".repeat(MAX_IDENTITY_CHARS)
+    );
     Shipment::from_toml_str(&with_devices(&fits)).unwrap();
     // A long refused value is quoted short.
     let long = format!("[[devices]]\nserial = {:?}\n", "9".repeat(10_000));
