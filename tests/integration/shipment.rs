@@ -294,3 +294,90 @@ fn hostile_toml_gets_a_clear_error_and_exit_code_2() {
     assert!(err.contains("pki init-vendor"), "{err}");
     assert!(!out_jws.exists());
 }
+
+#[test]
+fn the_vendor_makes_its_own_folder_and_only_a_verifier_pinning_it_accepts_its_shipments() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (op, la, vendor) = (
+        tmp.path().join("op"),
+        tmp.path().join("la"),
+        tmp.path().join("vendor"),
+    );
+    for (command, dir) in [
+        ("init-operator", &op),
+        ("init-licence-authority", &la),
+        ("init-vendor", &vendor),
+    ] {
+        let out = run("tppguard-verifier", &["pki", command, "--dir", s(dir)]);
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+    }
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&vendor), 0o700);
+    for key in ["vendor-ca.key", "shipment-signer.key"] {
+        assert_eq!(mode(&vendor.join(key)), 0o600, "{key}");
+    }
+    assert_eq!(mode(&vendor.join("shipment-signer-chain.pem")), 0o644);
+    let jws = tmp.path().join("s.jws");
+    assert!(sign(&vendor, &example(), &jws).status.success());
+
+    // One verifier pins the vendor's CA (only its public certificate travels), one does not.
+    let (op_ca, la_ca, ca) = (
+        op.join("operator-ca.pem"),
+        la.join("licence-ca.pem"),
+        vendor.join("vendor-ca.pem"),
+    );
+    let init_verifier = |dir: &Path, vendor_ca: bool| {
+        let mut args = vec![
+            "pki",
+            "init-verifier",
+            "--dir",
+            s(dir),
+            "--operator-ca",
+            s(&op_ca),
+            "--licence-ca",
+            s(&la_ca),
+            "--json",
+        ];
+        if vendor_ca {
+            args.extend(["--vendor-ca", s(&ca)]);
+        }
+        let out = run("tppguard-verifier", &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let pinned = tmp.path().join("v1");
+    let report = init_verifier(&pinned, true);
+    assert_eq!(report["files"].as_array().unwrap().len(), 7, "{report}");
+    let copy = std::fs::read_to_string(pinned.join("vendor-ca.pem")).unwrap();
+    assert!(!copy.contains("PRIVATE KEY"));
+    let out = show(&pinned.join("trust.toml"), &jws, false);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let unpinned = tmp.path().join("v2");
+    init_verifier(&unpinned, false);
+    assert!(!unpinned.join("vendor-ca.pem").exists());
+    let out = show(&unpinned.join("trust.toml"), &jws, false);
+    assert_refused(&out, "shipment_chain");
+    assert!(stderr(&out).contains("unknown_issuer"), "{}", stderr(&out));
+
+    // A shipment signer's key is no CA: --vendor-ca refuses the chain file's leaf.
+    let out = run(
+        "tppguard-verifier",
+        &[
+            "pki",
+            "init-verifier",
+            "--dir",
+            s(&tmp.path().join("v3")),
+            "--operator-ca",
+            s(&op.join("operator-ca.pem")),
+            "--licence-ca",
+            s(&la.join("licence-ca.pem")),
+            "--vendor-ca",
+            s(&vendor.join("shipment-signer-chain.pem")),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a CA"), "{}", stderr(&out));
+    assert!(!tmp.path().join("v3").join("trust.toml").exists());
+}
