@@ -33,6 +33,7 @@ mod serve_reads;
 mod serve_scenario;
 mod serve_time;
 mod serve_tls;
+mod shipment;
 mod support;
 mod systemd;
 mod verifier_errors;

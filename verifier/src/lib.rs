@@ -58,6 +58,7 @@ pub fn run(cli: &cli::Cli, out: &mut dyn Write) -> Result<Outcome, Error> {
         cli::Command::Classify(args) => classify::run(args, out).map(|()| Outcome::Clean),
         cli::Command::Pki(args) => pki::run(args, out, unix_now()?).map(|()| Outcome::Clean),
         cli::Command::Licence(args) => licence::run(args, out, unix_now()?),
+        cli::Command::Shipment(args) => shipment::run(args, out, unix_now()?),
         cli::Command::Check(args) => check::run(args, out, unix_now()?),
         cli::Command::Serve(args) => serve::run(args, out).map(|()| Outcome::Clean),
         cli::Command::Token(args) => token::run(args, out, unix_now()?).map(|()| Outcome::Clean),
