@@ -729,3 +729,78 @@ pub fn next_deadline(
         .filter(|&t| t > at)
         .min()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(hardware: Option<&str>, uuid: Option<&str>, serial: Option<&str>) -> Identities {
+        Identities::shipped(&ShippedDevice {
+            uuid: uuid.map(str::to_owned),
+            serial: serial.map(str::to_owned),
+            hardware_id: hardware.map(str::to_owned),
+            model: None,
+        })
+    }
+
+    #[test]
+    fn identities_are_trimmed_and_case_folded_and_blank_is_none() {
+        assert_eq!(
+            ids(Some(" AB12 "), Some("\tGPU-9FA5 "), Some("  ")),
+            Identities {
+                hardware: Some("ab12".to_owned()),
+                uuid: Some("gpu-9fa5".to_owned()),
+                serial: None,
+            }
+        );
+        assert_eq!(ids(None, Some(""), None), Identities::default());
+    }
+
+    #[test]
+    fn the_hardware_identity_decides_where_both_have_one() {
+        let shipped = ids(Some("aa"), Some("GPU-1"), Some("s1"));
+        // Same chip, another UUID (a re-flashed board): the shipped device.
+        assert!(shipped.same_device(&ids(Some("AA"), Some("GPU-2"), None)));
+        // Another chip under the shipped UUID and serial: not it.
+        assert!(!shipped.same_device(&ids(Some("bb"), Some("GPU-1"), Some("s1"))));
+        // No verified identity on the GPU: the UUID decides, then the serial.
+        assert!(shipped.same_device(&ids(None, Some("gpu-1"), Some("other"))));
+        assert!(!shipped.same_device(&ids(None, Some("GPU-3"), Some("s1"))));
+        assert!(shipped.same_device(&ids(None, None, Some("S1"))));
+        assert!(!shipped.same_device(&ids(None, None, None)));
+        // A device shipped by serial alone is found by serial.
+        assert!(ids(None, None, Some("s9")).same_device(&ids(
+            Some("cc"),
+            Some("GPU-9"),
+            Some("s9")
+        )));
+    }
+
+    #[test]
+    fn a_device_is_overdue_only_past_its_period() {
+        assert_eq!(overdue_by(100, 0, 100), None);
+        assert_eq!(overdue_by(101, 0, 100), Some(1));
+        assert_eq!(overdue_by(i64::MIN, i64::MAX, u64::MAX), None);
+        assert_eq!(overdue_by(i64::MAX, i64::MIN, 0), Some(u64::MAX));
+    }
+
+    #[test]
+    fn labels_name_the_strongest_identity_given_and_escape_it() {
+        let device = |uuid: Option<&str>, serial: Option<&str>, hw: Option<&str>| ShippedDevice {
+            uuid: uuid.map(str::to_owned),
+            serial: serial.map(str::to_owned),
+            hardware_id: hw.map(str::to_owned),
+            model: None,
+        };
+        assert_eq!(device(Some("GPU-1"), Some("s"), None).label(), "GPU-1");
+        assert_eq!(
+            device(None, Some("s\u{1b}"), None).label(),
+            "serial s\\u{1b}"
+        );
+        assert_eq!(
+            device(None, None, Some("ab")).label(),
+            "hardware identity ab"
+        );
+        assert_eq!(device(None, None, None).label(), "without identity");
+    }
+}

@@ -748,6 +748,16 @@ mod tests {
         licences: &[VerifiedLicence],
         rule_set: RuleSet,
     ) -> (FleetState, Arc<Basis>) {
+        state_with(attestations, licences, rule_set, Vec::new())
+    }
+
+    /// [`state`], with shipments in the basis.
+    fn state_with(
+        attestations: Vec<VerifiedAttestation>,
+        licences: &[VerifiedLicence],
+        rule_set: RuleSet,
+        shipments: Vec<VerifiedShipment>,
+    ) -> (FleetState, Arc<Basis>) {
         let fleet = FleetState::new(Vec::new());
         {
             let mut inner = fleet.write();
@@ -765,7 +775,7 @@ mod tests {
             tokens: Vec::new(),
             licences: licences.to_vec(),
             rule_set,
-            shipments: Arc::from(Vec::new()),
+            shipments: Arc::from(shipments),
         });
         *fleet.basis.lock().unwrap() = Some(Arc::clone(&set));
         (fleet, Arc::new(Basis { at: AT, set }))
@@ -795,6 +805,51 @@ mod tests {
         // An older evaluation finishing late never replaces a newer one.
         fleet.install(Arc::clone(&first));
         assert!(Arc::ptr_eq(&fleet.latest().unwrap(), &second));
+    }
+
+    /// A shipped device no node attests becomes `unaccounted_device` at an instant of its own:
+    /// a verdict held is not served past it.
+    #[test]
+    fn a_verdict_held_expires_when_a_shipped_device_turns_unaccounted() {
+        let (licences, attestations, rule_set) = fleet(1);
+        let deadline = AT + 3600;
+        let after_s = licences[0].licence().shipment_terms().unaccounted_after_s;
+        let shipment = VerifiedShipment {
+            id: "SHP-1".to_owned(),
+            licence: licences[0].licence().id().to_owned(),
+            vendor: "CN=vendor".to_owned(),
+            site: "site-0".to_owned(),
+            delivered_at: deadline - 1 - i64::try_from(after_s).unwrap(),
+            devices: vec![crate::policy::ShippedDevice {
+                uuid: Some("GPU-never-attested".to_owned()),
+                serial: None,
+                hardware_id: None,
+                model: None,
+            }],
+            token_sha256: "00".to_owned(),
+        };
+        let (fleet, basis) = state_with(attestations, &licences, rule_set, vec![shipment]);
+        let snapshot = fleet.compute(&basis);
+        assert_eq!(snapshot.next_change, Some(deadline));
+        assert!(
+            !snapshot
+                .verdict
+                .findings
+                .iter()
+                .any(|f| f.code == "unaccounted_device")
+        );
+        assert!(fleet.cached(AT).is_some());
+        let later = Basis {
+            at: deadline,
+            set: Arc::clone(&basis.set),
+        };
+        let verdict = fleet.evaluate(&later, &[]);
+        assert!(
+            verdict
+                .findings
+                .iter()
+                .any(|f| f.code == "unaccounted_device")
+        );
     }
 
     #[test]
