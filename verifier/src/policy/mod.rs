@@ -27,11 +27,6 @@
 //!    a violation, not counted).
 //! 5. [`duplicates`]: one GPU (normalised UUID) in several nodes counts once, against the
 //!    stricter licence.
-//! 5b. [`shipments`]: the vendors' shipped devices found in the fleet by identity (before
-//!    assignment, so a node whose controlled GPUs are all on shipments of one licence
-//!    listing its site counts under that licence); after the nodes, the shipment findings
-//!    (`diverted_device`, `unaccounted_device`, `unshipped_device`,
-//!    `shipped_device_duplicated`) and each licence's shipment summary.
 //! 6. [`node`]: freshness, per-GPU findings against the licence, the derived evidence tier,
 //!    the node's tallies.
 //! 7. [`tally`]: licence usage against caps and validity; country usage against
@@ -40,6 +35,12 @@
 //!    (`licence_need`), once per distinct outcome.
 //! 8. [`verdicts`](roll_up): severities rolled up into node, licence, country and fleet
 //!    verdicts.
+//!
+//! Shipments ([`shipments`], issue 15) run beside the stages: their devices are found in the
+//! fleet by identity before stage 3 (so a node whose controlled GPUs are all on shipments of
+//! one licence listing its site counts under that licence), and after stage 6 they add the
+//! shipment findings (`diverted_device`, `unaccounted_device`, `unshipped_device`,
+//! `shipped_device_duplicated`) and each licence's shipment summary.
 //!
 //! Evidence enters through one seam: a [`VerifiedAttestation`] carries the facts a verified
 //! format yields (the node's key and certified site, the verifier's receipt time, the claims

@@ -3112,14 +3112,14 @@ mod shipments_stage {
         let deadline = AT - DAY + 14 * DAY;
         let before = run(
             &[licence(EXAMPLE)],
-            &[ship.clone()],
+            std::slice::from_ref(&ship),
             &hiding(deadline),
             deadline,
         );
         assert!(only(&before, "unaccounted_device").is_empty());
         let after = run(
             &[licence(EXAMPLE)],
-            &[ship.clone()],
+            std::slice::from_ref(&ship),
             &hiding(deadline + 1),
             deadline + 1,
         );
@@ -3247,7 +3247,7 @@ mod shipments_stage {
         let small = licence(TOO_SMALL);
         let ship = shipment("SHP-1", SMALL, "fra-1", &uuids("node-1"));
         let nodes = [at_site("node-1", "fra-1", &dgx("node-1"))];
-        let without = run(&[small.clone()], &[], &nodes, AT);
+        let without = run(std::slice::from_ref(&small), &[], &nodes, AT);
         let with = run(&[small], &[ship], &nodes, AT);
         assert_eq!(without.verdict, Verdict::NotCompliant);
         assert_eq!(with.verdict, Verdict::NotCompliant);
