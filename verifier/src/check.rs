@@ -1275,4 +1275,32 @@ mod tests {
             )
         );
     }
+
+    #[test]
+    fn a_licence_with_shipments_shows_them_on_one_line() {
+        let v = tier_2_verdict();
+        let mut usage = v.licences.first().unwrap().clone();
+        let text = |usage: &LicenceUsage| {
+            let mut out = Vec::new();
+            write_licence(usage, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(!text(&usage).contains("shipments:"), "none: no line");
+        usage.shipments = Some(crate::policy::ShipmentSummary {
+            count: 2,
+            devices_shipped: 16,
+            devices_seen: 13,
+            devices_diverted: 1,
+            devices_unaccounted: 2,
+            devices_unshipped: 0,
+        });
+        assert!(
+            text(&usage).contains(
+                "    shipments: 2 (16 devices: 13 seen at its sites, 1 diverted, 2 unaccounted; \
+                 0 counted devices unshipped)\n"
+            ),
+            "{}",
+            text(&usage)
+        );
+    }
 }
