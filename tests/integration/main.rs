@@ -6,6 +6,7 @@ mod attacks;
 mod attest;
 mod check;
 mod check_scenario;
+mod check_shipments;
 mod classify;
 mod crypto;
 mod demo;

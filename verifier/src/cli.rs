@@ -278,6 +278,14 @@ pub struct CheckArgs {
     #[arg(long, value_name = "L.jws", required = true)]
     pub licence: Vec<PathBuf>,
 
+    /// A signed shipment record (compact JWS, from `shipment sign`), verified under the trust
+    /// file's `[vendor]` roots; repeat for several. Its devices are followed in the fleet:
+    /// diverted, unaccounted, duplicated, or counted under a licence that requires shipments
+    /// without being on one (docs/check.md, "Shipments"). A shipment that does not verify is
+    /// REJECTED with its code and makes the result not compliant.
+    #[arg(long, value_name = "S.jws")]
+    pub shipment: Vec<PathBuf>,
+
     /// A shipped rule set's id or the path of a rule-set TOML file; repeat to evaluate the
     /// same evidence under several (scenarios, side by side). Default: the rule sets the
     /// accepted licences name, or us-eccn-3a090 when none is accepted.

@@ -555,11 +555,94 @@ pub enum Reason {
         /// The determination's own sentence: why it cannot be decided.
         why: String,
     },
+    /// A shipped GPU is attested by a node not proven at a site of the shipment's licence in
+    /// its destination country: the node's certified site is not one of the licence's, or
+    /// its certificate certifies none. About the shipment's licence, the node and the GPU.
+    DivertedDevice {
+        /// The shipment id.
+        shipment: String,
+        /// The vendor that signed it.
+        vendor: String,
+        /// The device as the shipment lists it.
+        device: crate::policy::shipments::ShippedDevice,
+        /// The node's certified site; `None` when its certificate certifies none.
+        site: Option<String>,
+        /// That site's country, as an evaluated licence listing it places it.
+        site_country: Option<CountryCode>,
+        /// The sites of the shipment's licence.
+        licensed_sites: Vec<String>,
+        /// The licence's destination country.
+        destination: CountryCode,
+    },
+    /// A shipped GPU is in no node's current attestation (a simulated one does not count)
+    /// more than the licence's `unaccounted_after` after the shipment's delivery.
+    UnaccountedDevice {
+        /// The shipment id.
+        shipment: String,
+        /// The vendor that signed it.
+        vendor: String,
+        /// The device as the shipment lists it.
+        device: crate::policy::shipments::ShippedDevice,
+        /// The delivery site.
+        site: String,
+        /// When it was delivered, Unix seconds.
+        delivered_at: i64,
+        /// The licence's `unaccounted_after`, seconds.
+        unaccounted_after_s: u64,
+        /// How far past it the evaluation instant is, seconds.
+        overdue_s: u64,
+    },
+    /// A GPU counted under a licence that requires shipments is on none of its shipments.
+    UnshippedDevice {
+        /// Its UUID, as the node reports it.
+        uuid: Option<String>,
+        /// Its serial, as the node reports it.
+        serial: Option<String>,
+        /// Whether the node's inventory is simulated (its GPUs are on no shipment).
+        simulated: bool,
+        /// The licence's shipments evaluated.
+        shipments: u64,
+    },
+    /// One shipped GPU is attested in several places. About the shipment's licence; the node
+    /// and GPU are the first place.
+    ShippedDeviceDuplicated {
+        /// The shipment id.
+        shipment: String,
+        /// The vendor that signed it.
+        vendor: String,
+        /// The device as the shipment lists it.
+        device: crate::policy::shipments::ShippedDevice,
+        /// Every place it appears, `node/submod`, sorted.
+        seen_in: Vec<String>,
+    },
+    /// A shipment's delivery site is not a site of its licence.
+    ShipmentSiteNotLicensed {
+        /// The shipment id.
+        shipment: String,
+        /// The vendor that signed it.
+        vendor: String,
+        /// The delivery site.
+        site: String,
+        /// The licence's sites.
+        licensed_sites: Vec<String>,
+    },
+    /// A shipment's licence is not among the licences evaluated: its devices cannot be
+    /// followed. The finding names that licence id.
+    ShipmentLicenceUnknown {
+        /// The shipment id.
+        shipment: String,
+        /// The vendor that signed it.
+        vendor: String,
+        /// The licence it ships under.
+        licence: String,
+        /// The devices it lists.
+        devices: u64,
+    },
 }
 
 impl Reason {
     /// Every code, in declaration order (documentation and the uniqueness test).
-    pub const CODES: [&'static str; 40] = [
+    pub const CODES: [&'static str; 46] = [
         "model_not_allowed",
         "eccn_not_allowed",
         "device_tpp_above_cap",
@@ -600,6 +683,12 @@ impl Reason {
         "licence_required_by_party",
         "no_licence_required",
         "licence_need_undetermined",
+        "diverted_device",
+        "unaccounted_device",
+        "unshipped_device",
+        "shipped_device_duplicated",
+        "shipment_site_not_licensed",
+        "shipment_licence_unknown",
     ];
 
     /// The stable snake_case reason code.
@@ -645,6 +734,12 @@ impl Reason {
             Self::LicenceRequiredByParty { .. } => "licence_required_by_party",
             Self::NoLicenceRequired { .. } => "no_licence_required",
             Self::LicenceNeedUndetermined { .. } => "licence_need_undetermined",
+            Self::DivertedDevice { .. } => "diverted_device",
+            Self::UnaccountedDevice { .. } => "unaccounted_device",
+            Self::UnshippedDevice { .. } => "unshipped_device",
+            Self::ShippedDeviceDuplicated { .. } => "shipped_device_duplicated",
+            Self::ShipmentSiteNotLicensed { .. } => "shipment_site_not_licensed",
+            Self::ShipmentLicenceUnknown { .. } => "shipment_licence_unknown",
         }
     }
 
@@ -706,6 +801,12 @@ impl Reason {
             | Self::LicenceRetired { .. }
             | Self::StoredRecordUnusable { .. }
             | Self::LicenceNeedUndetermined { .. } => Severity::Warning,
+            Self::DivertedDevice { .. }
+            | Self::UnshippedDevice { .. }
+            | Self::ShippedDeviceDuplicated { .. } => Severity::Violation,
+            Self::UnaccountedDevice { .. }
+            | Self::ShipmentSiteNotLicensed { .. }
+            | Self::ShipmentLicenceUnknown { .. } => Severity::Warning,
         }
     }
 
@@ -754,8 +855,138 @@ impl Reason {
             Self::LicenceRequiredByParty { .. }
             | Self::NoLicenceRequired { .. }
             | Self::LicenceNeedUndetermined { .. } => Self::need_sentence,
+            Self::DivertedDevice { .. }
+            | Self::UnaccountedDevice { .. }
+            | Self::UnshippedDevice { .. }
+            | Self::ShippedDeviceDuplicated { .. }
+            | Self::ShipmentSiteNotLicensed { .. }
+            | Self::ShipmentLicenceUnknown { .. } => Self::shipment_sentence,
         };
         family(self).unwrap_or_default()
+    }
+
+    /// Shipments (issue 15): where the vendor's shipped devices stand. Shipment text (ids,
+    /// vendors, sites, identities) and node-reported identities are escaped.
+    fn shipment_sentence(&self) -> Option<String> {
+        use tppguard_proto::text::escape;
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|i| escape(i).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sentence = match self {
+            Self::DivertedDevice {
+                shipment,
+                vendor,
+                device,
+                site,
+                site_country,
+                licensed_sites,
+                destination,
+            } => {
+                let where_ = match (site, site_country) {
+                    (Some(s), Some(c)) => format!("at site {} (in {c})", escape(s)),
+                    (Some(s), None) => {
+                        format!("at site {} (no licence evaluated lists it)", escape(s))
+                    }
+                    (None, _) => "by a node whose certificate certifies no site, so it is not \
+                                  proven at a licensed site"
+                        .to_owned(),
+                };
+                format!(
+                    "GPU {} of shipment {} (vendor {}) is attested {where_}; this licence allows \
+                     it only at its sites {} in {destination}: the device was moved outside its \
+                     licence; return it to a licensed site, or have the licence amended and the \
+                     shipment re-issued",
+                    device.label(),
+                    escape(shipment),
+                    escape(vendor),
+                    list(licensed_sites)
+                )
+            }
+            Self::UnaccountedDevice {
+                shipment,
+                vendor,
+                device,
+                site,
+                delivered_at,
+                unaccounted_after_s,
+                overdue_s,
+            } => format!(
+                "GPU {} of shipment {} (vendor {}), delivered to site {} at {}, is in no node's \
+                 current attestation {overdue_s} s past the {unaccounted_after_s} s allowed \
+                 after delivery: find the device and attest the node that holds it, or report it \
+                 to the vendor as lost",
+                device.label(),
+                escape(shipment),
+                escape(vendor),
+                escape(site),
+                crate::licence::format_rfc3339(*delivered_at)
+            ),
+            Self::UnshippedDevice {
+                uuid,
+                serial,
+                simulated,
+                shipments,
+            } => format!(
+                "GPU {} (serial {}) counts under this licence, which requires every device it \
+                 counts to be on one of its shipments, but it is on none of its {shipments} \
+                 shipments evaluated{}: have the vendor sign a shipment listing it, or remove the device",
+                escape(uuid.as_deref().unwrap_or("without UUID")),
+                escape(serial.as_deref().unwrap_or("unknown")),
+                if *simulated {
+                    " (a simulated inventory's GPUs are on no shipment)"
+                } else {
+                    ""
+                }
+            ),
+            Self::ShippedDeviceDuplicated {
+                shipment,
+                vendor,
+                device,
+                seen_in,
+            } => format!(
+                "GPU {} of shipment {} (vendor {}) appears in {} places ({}): one shipped device \
+                 cannot stand in two places; find which node reports a copied identity, or \
+                 re-key the node whose key was copied",
+                device.label(),
+                escape(shipment),
+                escape(vendor),
+                seen_in.len(),
+                list(seen_in)
+            ),
+            Self::ShipmentSiteNotLicensed {
+                shipment,
+                vendor,
+                site,
+                licensed_sites,
+            } => format!(
+                "shipment {} (vendor {}) was delivered to site {}, which is not a site of this \
+                 licence ({}): its devices are followed where they are attested; have the \
+                 licence list the site, or the vendor correct the shipment",
+                escape(shipment),
+                escape(vendor),
+                escape(site),
+                list(licensed_sites)
+            ),
+            Self::ShipmentLicenceUnknown {
+                shipment,
+                vendor,
+                licence,
+                devices,
+            } => format!(
+                "shipment {} (vendor {}) of {devices} devices ships under licence {}, which is \
+                 not among the licences evaluated: its devices cannot be followed; load that \
+                 licence, or have the vendor correct the shipment",
+                escape(shipment),
+                escape(vendor),
+                escape(licence)
+            ),
+            _ => return None,
+        };
+        Some(sentence)
     }
 
     /// Lifecycle: revocations, retirements, records left out. Outside text (reasons, names,
@@ -1637,7 +1868,87 @@ mod tests {
                 devices: 2,
                 why: text("the rule \u{1b}[31m text"),
             },
+            Reason::DivertedDevice {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                device: shipped(Some("GPU-5e1f"), Some("1650123456789"), None),
+                site: Some(text("muc-1")),
+                site_country: Some("DE".parse::<CountryCode>().unwrap()),
+                licensed_sites: vec![text("fra-1"), text("ber-1")],
+                destination: "DE".parse::<CountryCode>().unwrap(),
+            },
+            Reason::DivertedDevice {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                device: shipped(None, Some("16501\u{1b}[31m"), None),
+                site: Some(text("ams-9")),
+                site_country: None,
+                licensed_sites: vec![text("fra-1")],
+                destination: "DE".parse::<CountryCode>().unwrap(),
+            },
+            Reason::DivertedDevice {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                device: shipped(None, None, Some("ab12")),
+                site: None,
+                site_country: None,
+                licensed_sites: vec![text("fra-1")],
+                destination: "DE".parse::<CountryCode>().unwrap(),
+            },
+            Reason::UnaccountedDevice {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                device: shipped(Some("GPU-5e1f"), None, None),
+                site: text("fra-1"),
+                delivered_at: 1_767_225_600,
+                unaccounted_after_s: 1_209_600,
+                overdue_s: 3600,
+            },
+            Reason::UnshippedDevice {
+                uuid: Some(text("GPU-77aa")),
+                serial: Some(text("1650123456789")),
+                simulated: false,
+                shipments: 2,
+            },
+            Reason::UnshippedDevice {
+                uuid: None,
+                serial: None,
+                simulated: true,
+                shipments: 0,
+            },
+            Reason::ShippedDeviceDuplicated {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                device: shipped(Some("GPU-5e1f"), None, None),
+                seen_in: vec![text("a/gpu0"), text("b/gpu3")],
+            },
+            Reason::ShipmentSiteNotLicensed {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                site: text("muc-1"),
+                licensed_sites: vec![text("fra-1"), text("ber-1")],
+            },
+            Reason::ShipmentLicenceUnknown {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                licence: text("OTHER-1"),
+                devices: 8,
+            },
         ]
+    }
+
+    /// A shipped device with these identities (no model).
+    fn shipped(
+        uuid: Option<&str>,
+        serial: Option<&str>,
+        hardware_id: Option<&str>,
+    ) -> crate::policy::shipments::ShippedDevice {
+        crate::policy::shipments::ShippedDevice {
+            uuid: uuid.map(str::to_owned),
+            serial: serial.map(str::to_owned),
+            hardware_id: hardware_id.map(str::to_owned),
+            model: None,
+        }
     }
 
     /// The sentence of each of [`representative`], by code, as rendered before
@@ -1886,6 +2197,42 @@ mod tests {
         (
             "licence_need_undetermined",
             r#"whether the 2 counted devices of unknown outcome need a licence cannot be decided under us-eccn-3a090 (the rule \u{1b}[31m text): check the regulation for this destination and licensee, and treat them as needing one until then"#,
+        ),
+        (
+            "diverted_device",
+            r#"GPU GPU-5e1f of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) is attested at site muc-1 (in DE); this licence allows it only at its sites fra-1, ber-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
+        ),
+        (
+            "diverted_device",
+            r#"GPU serial 16501\u{1b}[31m of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) is attested at site ams-9 (no licence evaluated lists it); this licence allows it only at its sites fra-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
+        ),
+        (
+            "diverted_device",
+            r#"GPU hardware identity ab12 of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) is attested by a node whose certificate certifies no site, so it is not proven at a licensed site; this licence allows it only at its sites fra-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
+        ),
+        (
+            "unaccounted_device",
+            r#"GPU GPU-5e1f of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments), delivered to site fra-1 at 2026-01-01T00:00:00Z, is in no node's current attestation 3600 s past the 1209600 s allowed after delivery: find the device and attest the node that holds it, or report it to the vendor as lost"#,
+        ),
+        (
+            "unshipped_device",
+            r#"GPU GPU-77aa (serial 1650123456789) counts under this licence, which requires every device it counts to be on one of its shipments, but it is on none of its 2 shipments evaluated: have the vendor sign a shipment listing it, or remove the device"#,
+        ),
+        (
+            "unshipped_device",
+            r#"GPU without UUID (serial unknown) counts under this licence, which requires every device it counts to be on one of its shipments, but it is on none of its 0 shipments evaluated (a simulated inventory's GPUs are on no shipment): have the vendor sign a shipment listing it, or remove the device"#,
+        ),
+        (
+            "shipped_device_duplicated",
+            r#"GPU GPU-5e1f of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) appears in 2 places (a/gpu0, b/gpu3): one shipped device cannot stand in two places; find which node reports a copied identity, or re-key the node whose key was copied"#,
+        ),
+        (
+            "shipment_site_not_licensed",
+            r#"shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) was delivered to site muc-1, which is not a site of this licence (fra-1, ber-1): its devices are followed where they are attested; have the licence list the site, or the vendor correct the shipment"#,
+        ),
+        (
+            "shipment_licence_unknown",
+            r#"shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) of 8 devices ships under licence OTHER-1, which is not among the licences evaluated: its devices cannot be followed; load that licence, or have the vendor correct the shipment"#,
         ),
     ];
 
