@@ -59,6 +59,7 @@ mod assign;
 pub mod bench_support;
 mod duplicates;
 mod findings;
+pub mod gating;
 mod gpu;
 mod identity;
 mod latest;
@@ -114,6 +115,10 @@ pub struct VerifiedAttestation {
     received_at: Option<i64>,
     token_sha256: [u8; 32],
     gpu_evidence: GpuEvidenceFacts,
+    /// What the verifier established from the node's gating report (issue 15), when it
+    /// verified it; `None` read back from storage (the stage then takes the report as
+    /// unverifiable).
+    gating: Option<Arc<gating::GatingFacts>>,
 }
 
 /// What the verifier established from the GPUs' own evidence when it verified an attestation:
@@ -139,6 +144,7 @@ impl VerifiedAttestation {
             received_at: None,
             token_sha256,
             gpu_evidence: GpuEvidenceFacts::new(),
+            gating: None,
         }
     }
 
@@ -163,6 +169,7 @@ impl VerifiedAttestation {
             received_at,
             token_sha256,
             gpu_evidence: GpuEvidenceFacts::new(),
+            gating: None,
         }
     }
 
@@ -173,6 +180,19 @@ impl VerifiedAttestation {
     pub(crate) fn with_gpu_evidence(mut self, facts: GpuEvidenceFacts) -> Self {
         self.gpu_evidence = facts;
         self
+    }
+
+    /// The same attestation with what the verifier established from its gating report (the
+    /// lease it carries checked): set by the attestation verifier.
+    #[must_use]
+    pub(crate) fn with_gating(mut self, facts: Option<gating::GatingFacts>) -> Self {
+        self.gating = facts.map(Arc::new);
+        self
+    }
+
+    /// What the verifier established from the node's gating report, when it verified it.
+    pub fn gating(&self) -> Option<&gating::GatingFacts> {
+        self.gating.as_deref()
     }
 
     /// The same attestation, received by the verifier at `received_at` (Unix seconds, the
@@ -435,6 +455,10 @@ pub struct LicenceUsage {
     /// Whether its counted devices need a licence under the rule set, for its destination
     /// and party.
     pub licence_need: LicenceNeedSummary,
+    /// The licence's lease terms (`[lease]`, defaults when absent): how long its nodes'
+    /// leases last, and whether an agent past the grace period without one fails open or
+    /// closed.
+    pub lease: tppguard_proto::lease::LeaseTerms,
     /// The worst finding about the licence or its nodes.
     pub severity: Severity,
     /// The licence's verdict, from `severity`.
@@ -831,6 +855,7 @@ pub fn evaluate_with<'a>(
     sites.report_overlaps(&lics, &mut findings);
     let assignment = assign::assign(&nodes, &lics, &sites, &mut findings);
     let not_counted = duplicates::find(&nodes, &assignment, &lics, &mut findings);
+    gating::check(&nodes, &assignment, &lics, &mut findings);
 
     let ctx = node::Context {
         rule_set,

@@ -93,6 +93,7 @@ pub(super) fn licences(
             tpp,
             party: Party::from(l.licensee()),
             licence_need: super::LicenceNeedSummary::default(),
+            lease: l.lease_terms(),
             severity: super::Severity::Info,
             verdict: Verdict::Compliant,
         });
