@@ -209,6 +209,33 @@ fn node_wide_violations_leave_out_every_controlled_gpu() {
 }
 
 #[test]
+fn a_site_claim_mismatch_leaves_out_every_controlled_gpu_of_the_node_only() {
+    let lic = licence(&licence_toml(0, 8, 1_000_000));
+    // The node says it stands at site-1; its certificate certifies site-0.
+    let liar = node("node-a", "site-0", AT - 10, &[H100, GTX]);
+    let claims = {
+        let mut c = liar.claims().clone();
+        c.site = Some("site-1".to_owned());
+        c
+    };
+    let liar = VerifiedAttestation::from_stored(
+        claims,
+        id("node-a"),
+        "node-a".to_owned(),
+        Some(SiteId::parse("site-0").unwrap()),
+        Some(AT - 10),
+        [1u8; 32],
+    );
+    let honest = node("node-b", "site-0", AT - 20, &[H100]);
+    let nodes = [liar, honest];
+    let lease = lease_of(std::slice::from_ref(&lic), &nodes, "node-a");
+    assert_eq!(indexes(&lease), (vec![1], vec![0]));
+    assert_eq!(codes(&lease.excluded[0]), ["site_claim_mismatch"]);
+    let lease = lease_of(&[lic], &nodes, "node-b");
+    assert_eq!(indexes(&lease), (vec![0], vec![]));
+}
+
+#[test]
 fn a_stale_node_keeps_its_gpus_and_the_lease_says_unproven() {
     let lic = licence(&licence_toml(0, 8, 1_000_000));
     let old = node("node-a", "site-0", AT - 3 * 86_400, &[H100; 2]);
