@@ -236,6 +236,36 @@ fn a_site_claim_mismatch_leaves_out_every_controlled_gpu_of_the_node_only() {
 }
 
 #[test]
+fn the_copy_not_counted_of_a_duplicate_across_licences_is_left_out() {
+    // Two nodes at two licences' sites report the same two GPUs (the same UUIDs): each
+    // counts once, at the stricter licence; the other copy is left out.
+    let lics = [
+        licence(&licence_toml(0, 8, 1_000_000)),
+        licence(&licence_toml(1, 8, 2_000_000)),
+    ];
+    let at = |name: &str, site: &str, received_at: i64| {
+        VerifiedAttestation::from_stored(
+            claims("shared", received_at - 5, &[H100, H100]),
+            id(name),
+            name.to_owned(),
+            Some(SiteId::parse(site).unwrap()),
+            Some(received_at),
+            [u8::try_from(name.len()).unwrap(); 32],
+        )
+    };
+    let nodes = [
+        at("node-a", "site-0", AT - 20),
+        at("node-bb", "site-1", AT - 10),
+    ];
+    let a = lease_of(&lics, &nodes, "node-a");
+    let b = lease_of(&lics, &nodes, "node-bb");
+    // The stricter licence (smaller aggregate cap) is site-0's: node-a keeps them.
+    assert_eq!(indexes(&a), (vec![0, 1], vec![]));
+    assert_eq!(indexes(&b), (vec![], vec![0, 1]));
+    assert_eq!(codes(&b.excluded[0]), ["duplicate_device"]);
+}
+
+#[test]
 fn a_stale_node_keeps_its_gpus_and_the_lease_says_unproven() {
     let lic = licence(&licence_toml(0, 8, 1_000_000));
     let old = node("node-a", "site-0", AT - 3 * 86_400, &[H100; 2]);
