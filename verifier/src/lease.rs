@@ -241,8 +241,8 @@ impl<'v> LeasePlan<'v> {
         out
     }
 
-    /// The lease for `node` at `now`, issued by `iss`, under `terms` of its licence (the
-    /// verdict's `lease` terms; the defaults without a licence). `None` when the verdict has
+    /// The lease for `node` at `now`, issued by `iss`, under its licence's lease terms (the
+    /// verdict's `LicenceUsage::lease`; the defaults without a licence). `None` when the verdict has
     /// no such node.
     pub fn lease(&self, node: NodeId, now: i64, iss: &str) -> Option<LeaseClaims> {
         let n = self
@@ -260,6 +260,8 @@ impl<'v> LeasePlan<'v> {
         let room = n.licence.as_deref().and_then(|l| self.rooms.get(l));
         let mut gpus = Vec::new();
         let mut excluded = Vec::new();
+        // Submod names are `gpu<index>`, one per index; kept so a lease never names an index
+        // twice, whatever a verdict holds.
         let mut seen: HashSet<u32> = HashSet::new();
         for g in &n.gpus {
             let Some(gpu) = gpu_ref(g) else { continue };
