@@ -28,6 +28,7 @@ mod serve_auth;
 mod serve_fleet;
 mod serve_gpu_evidence;
 mod serve_kill;
+mod serve_lease;
 mod serve_lifecycle;
 mod serve_limits;
 mod serve_reads;

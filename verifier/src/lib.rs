@@ -16,6 +16,7 @@ pub mod cli;
 pub mod ear;
 pub mod error;
 pub mod gpu_evidence;
+pub mod lease;
 pub mod licence;
 pub mod pki;
 pub mod policy;

@@ -66,6 +66,7 @@ mod assign;
 pub mod bench_support;
 mod duplicates;
 mod findings;
+pub mod gating;
 mod gpu;
 mod identity;
 mod latest;
@@ -122,6 +123,10 @@ pub struct VerifiedAttestation {
     received_at: Option<i64>,
     token_sha256: [u8; 32],
     gpu_evidence: GpuEvidenceFacts,
+    /// What the verifier established from the node's gating report (issue 15), when it
+    /// verified it; `None` read back from storage (the stage then takes the report as
+    /// unverifiable).
+    gating: Option<Arc<gating::GatingFacts>>,
 }
 
 /// What the verifier established from the GPUs' own evidence when it verified an attestation:
@@ -147,6 +152,7 @@ impl VerifiedAttestation {
             received_at: None,
             token_sha256,
             gpu_evidence: GpuEvidenceFacts::new(),
+            gating: None,
         }
     }
 
@@ -171,6 +177,7 @@ impl VerifiedAttestation {
             received_at,
             token_sha256,
             gpu_evidence: GpuEvidenceFacts::new(),
+            gating: None,
         }
     }
 
@@ -181,6 +188,19 @@ impl VerifiedAttestation {
     pub(crate) fn with_gpu_evidence(mut self, facts: GpuEvidenceFacts) -> Self {
         self.gpu_evidence = facts;
         self
+    }
+
+    /// The same attestation with what the verifier established from its gating report (the
+    /// lease it carries checked): set by the attestation verifier.
+    #[must_use]
+    pub(crate) fn with_gating(mut self, facts: Option<gating::GatingFacts>) -> Self {
+        self.gating = facts.map(Arc::new);
+        self
+    }
+
+    /// What the verifier established from the node's gating report, when it verified it.
+    pub fn gating(&self) -> Option<&gating::GatingFacts> {
+        self.gating.as_deref()
     }
 
     /// The same attestation, received by the verifier at `received_at` (Unix seconds, the
@@ -447,6 +467,10 @@ pub struct LicenceUsage {
     /// Absent when the licence has no shipment evaluated and does not require them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shipments: Option<shipments::ShipmentSummary>,
+    /// The licence's lease terms (`[lease]`, defaults when absent): how long its nodes'
+    /// leases last, and whether an agent past the grace period without one fails open or
+    /// closed.
+    pub lease: tppguard_proto::lease::LeaseTerms,
     /// The worst finding about the licence or its nodes.
     pub severity: Severity,
     /// The licence's verdict, from `severity`.
@@ -855,6 +879,7 @@ pub fn evaluate_with<'a>(
     sites.report_overlaps(&lics, &mut findings);
     let assignment = assign::assign(&nodes, &lics, &sites, &preferred, &mut findings);
     let not_counted = duplicates::find(&nodes, &assignment, &lics, &mut findings);
+    gating::check(&nodes, &assignment, &lics, &mut findings);
 
     let ctx = node::Context {
         rule_set,

@@ -502,6 +502,48 @@ pub enum Reason {
         /// Why.
         problem: String,
     },
+    /// Gating (issue 15), `enforce` mode: a GPU that had to be gated (its lease leaves it
+    /// out, every GPU past the grace period with `fail_closed`, or the agent marks it) is
+    /// reported not gated, or not held (compute mode read back other than `prohibited`).
+    /// The node's own report: see docs/trust-model.md.
+    GatingNotHeld {
+        /// The GPU's NVML index, as the lease or the report names it.
+        index: u32,
+        /// The first reason code of the lease that leaves it out, when it does.
+        excluded_for: Option<String>,
+        /// The agent reports no valid lease past the grace period under `fail_closed`.
+        lapsed_fail_closed: bool,
+        /// Whether the report names the GPU at all.
+        reported: bool,
+        /// The compute mode read back, when reported.
+        compute_mode: Option<tppguard_proto::lease::ComputeMode>,
+        /// The NVML error code when acting or reading back failed.
+        error: Option<String>,
+        /// The lease acted on had expired when the attestation arrived (history, named).
+        lease_expired: bool,
+    },
+    /// Gating, `observe` mode: the lease leaves GPUs out (or lapsed under `fail_closed`);
+    /// they would have been gated, and are not.
+    GatingObserveOnly {
+        /// Their NVML indexes, ascending.
+        gpus: Vec<u32>,
+        /// The agent reports no valid lease past the grace period under `fail_closed`.
+        lapsed_fail_closed: bool,
+    },
+    /// The gating report carries a lease this verifier did not sign for this node: a forged
+    /// or borrowed lease.
+    GatingLeaseForeign {
+        /// Why (`lease_bad_signature`, `lease_other_node`, `lease_wrong_typ`, a parse code).
+        problem: String,
+        /// The detail.
+        detail: String,
+    },
+    /// The node's licence fails closed, and the attestation carries no gating report (an
+    /// agent without gating).
+    GatingNotReported {
+        /// The licence's `[lease] on_expiry`.
+        on_expiry: tppguard_proto::lease::OnExpiry,
+    },
     /// The licensee's headquarters or ultimate parent brings the licence's counted devices
     /// under a licence requirement at any destination abroad (a party rule of the rule set's
     /// `[licensing]`, 15 CFR 742.6(a)(6)(iii)(A)): this licence is what covers them. From the
@@ -642,7 +684,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every code, in declaration order (documentation and the uniqueness test).
-    pub const CODES: [&'static str; 46] = [
+    pub const CODES: [&'static str; 50] = [
         "model_not_allowed",
         "eccn_not_allowed",
         "device_tpp_above_cap",
@@ -680,6 +722,10 @@ impl Reason {
         "node_retired",
         "node_certificate_revoked",
         "stored_record_unusable",
+        "gating_not_held",
+        "gating_observe_only",
+        "gating_lease_foreign",
+        "gating_not_reported",
         "licence_required_by_party",
         "no_licence_required",
         "licence_need_undetermined",
@@ -731,6 +777,10 @@ impl Reason {
             Self::NodeRetired { .. } => "node_retired",
             Self::NodeCertificateRevoked { .. } => "node_certificate_revoked",
             Self::StoredRecordUnusable { .. } => "stored_record_unusable",
+            Self::GatingNotHeld { .. } => "gating_not_held",
+            Self::GatingObserveOnly { .. } => "gating_observe_only",
+            Self::GatingLeaseForeign { .. } => "gating_lease_foreign",
+            Self::GatingNotReported { .. } => "gating_not_reported",
             Self::LicenceRequiredByParty { .. } => "licence_required_by_party",
             Self::NoLicenceRequired { .. } => "no_licence_required",
             Self::LicenceNeedUndetermined { .. } => "licence_need_undetermined",
@@ -756,7 +806,10 @@ impl Reason {
             | Self::CountryAllocationExceeded { .. }
             | Self::SiteClaimMismatch { .. }
             | Self::GpuEvidenceReused { .. }
+            | Self::GatingNotHeld { .. }
+            | Self::GatingLeaseForeign { .. }
             | Self::ExceedsSpec { .. } => Severity::Violation,
+            Self::GatingObserveOnly { .. } | Self::GatingNotReported { .. } => Severity::Warning,
             Self::DuplicateDevice {
                 across_licences_or_sites,
                 ..
@@ -852,6 +905,10 @@ impl Reason {
             | Self::NodeRetired { .. }
             | Self::NodeCertificateRevoked { .. }
             | Self::StoredRecordUnusable { .. } => Self::lifecycle_sentence,
+            Self::GatingNotHeld { .. }
+            | Self::GatingObserveOnly { .. }
+            | Self::GatingLeaseForeign { .. }
+            | Self::GatingNotReported { .. } => Self::gating_sentence,
             Self::LicenceRequiredByParty { .. }
             | Self::NoLicenceRequired { .. }
             | Self::LicenceNeedUndetermined { .. } => Self::need_sentence,
@@ -1046,6 +1103,83 @@ impl Reason {
                  retire it",
                 escape(record),
                 escape(problem)
+            ),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+
+    /// Gating: what a node reports it did about its lease. The error code and the detail
+    /// come from the node's report or the lease it carries, so they are escaped.
+    fn gating_sentence(&self) -> Option<String> {
+        use tppguard_proto::text::escape;
+        let sentence = match self {
+            Self::GatingNotHeld {
+                index,
+                excluded_for,
+                lapsed_fail_closed,
+                reported,
+                compute_mode,
+                error,
+                lease_expired,
+            } => {
+                let why = match (excluded_for, lapsed_fail_closed) {
+                    (Some(code), _) => format!("its lease leaves out ({})", escape(code)),
+                    (None, true) => "every GPU is gated past the grace period without a valid \
+                                     lease (fail_closed)"
+                        .to_owned(),
+                    (None, false) => "the agent marks for gating".to_owned(),
+                };
+                let how = if *reported {
+                    let mode = compute_mode.map_or("nothing", |m| match m {
+                        tppguard_proto::lease::ComputeMode::Default => "default",
+                        tppguard_proto::lease::ComputeMode::ExclusiveProcess => "exclusive_process",
+                        tppguard_proto::lease::ComputeMode::Prohibited => "prohibited",
+                        tppguard_proto::lease::ComputeMode::Other => "another mode",
+                    });
+                    let error = error
+                        .as_deref()
+                        .map(|e| format!(", NVML error {}", escape(e)))
+                        .unwrap_or_default();
+                    format!("the agent read back compute mode {mode}{error}, not held")
+                } else {
+                    "the gating report does not name it".to_owned()
+                };
+                let expired = if *lease_expired {
+                    "; the lease acted on had expired when the attestation arrived"
+                } else {
+                    ""
+                };
+                format!("enforce mode, but GPU {index}, which {why}, is not gated: {how}{expired}")
+            }
+            Self::GatingObserveOnly {
+                gpus,
+                lapsed_fail_closed,
+            } => {
+                let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
+                let why = if *lapsed_fail_closed {
+                    "no valid lease past the grace period (fail_closed)"
+                } else {
+                    "its lease leaves them out"
+                };
+                format!(
+                    "observe mode: {} GPUs (index {}) would be gated, {why}, but the agent only \
+                     reports; set the agent to enforce to gate them",
+                    gpus.len(),
+                    list.join(", ")
+                )
+            }
+            Self::GatingLeaseForeign { problem, detail } => format!(
+                "the gating report carries a lease this verifier did not issue to this node ({}: \
+                 {}): a forged or borrowed lease, so the node's gating cannot rest on it",
+                escape(problem),
+                escape(detail)
+            ),
+            Self::GatingNotReported { on_expiry } => format!(
+                "the licence's leases fail closed ({}), but the attestation carries no gating \
+                 report (an agent without gating): nothing shows the node gates the GPUs its \
+                 lease leaves out; run an agent with gating",
+                on_expiry.as_str()
             ),
             _ => return None,
         };
@@ -1816,6 +1950,35 @@ mod tests {
                 record: text("licence LIC-1"),
                 problem: text("it names rule set \"x\", which this verifier cannot load"),
             },
+            Reason::GatingNotHeld {
+                index: 3,
+                excluded_for: Some(text("device_count_above_cap")),
+                lapsed_fail_closed: false,
+                reported: true,
+                compute_mode: Some(tppguard_proto::lease::ComputeMode::Default),
+                error: Some(text("no_permission")),
+                lease_expired: false,
+            },
+            Reason::GatingNotHeld {
+                index: 0,
+                excluded_for: None,
+                lapsed_fail_closed: true,
+                reported: false,
+                compute_mode: None,
+                error: None,
+                lease_expired: true,
+            },
+            Reason::GatingObserveOnly {
+                gpus: vec![6, 7],
+                lapsed_fail_closed: false,
+            },
+            Reason::GatingLeaseForeign {
+                problem: text("lease_bad_signature"),
+                detail: text("the signature does not verify under this verifier's result key"),
+            },
+            Reason::GatingNotReported {
+                on_expiry: tppguard_proto::lease::OnExpiry::FailClosed,
+            },
             Reason::LicenceRequiredByParty {
                 headquarters: "DE".parse().unwrap(),
                 headquarters_group: None,
@@ -2173,6 +2336,26 @@ mod tests {
         (
             "stored_record_unusable",
             r#"stored licence LIC-1 cannot be used (it names rule set "x", which this verifier cannot load): it is left out of the evaluation; replace or retire it"#,
+        ),
+        (
+            "gating_not_held",
+            r#"enforce mode, but GPU 3, which its lease leaves out (device_count_above_cap), is not gated: the agent read back compute mode default, NVML error no_permission, not held"#,
+        ),
+        (
+            "gating_not_held",
+            r#"enforce mode, but GPU 0, which every GPU is gated past the grace period without a valid lease (fail_closed), is not gated: the gating report does not name it; the lease acted on had expired when the attestation arrived"#,
+        ),
+        (
+            "gating_observe_only",
+            r#"observe mode: 2 GPUs (index 6, 7) would be gated, its lease leaves them out, but the agent only reports; set the agent to enforce to gate them"#,
+        ),
+        (
+            "gating_lease_foreign",
+            r#"the gating report carries a lease this verifier did not issue to this node (lease_bad_signature: the signature does not verify under this verifier's result key): a forged or borrowed lease, so the node's gating cannot rest on it"#,
+        ),
+        (
+            "gating_not_reported",
+            r#"the licence's leases fail closed (fail_closed), but the attestation carries no gating report (an agent without gating): nothing shows the node gates the GPUs its lease leaves out; run an agent with gating"#,
         ),
         (
             "licence_required_by_party",

@@ -94,6 +94,7 @@ pub(super) fn licences(
             party: Party::from(l.licensee()),
             licence_need: super::LicenceNeedSummary::default(),
             shipments: None,
+            lease: l.lease_terms(),
             severity: super::Severity::Info,
             verdict: Verdict::Compliant,
         });

@@ -958,6 +958,26 @@ fn every_reason() -> Vec<Reason> {
             record: "licence L".to_owned(),
             problem: "p".to_owned(),
         },
+        Reason::GatingNotHeld {
+            index: 1,
+            excluded_for: None,
+            lapsed_fail_closed: false,
+            reported: true,
+            compute_mode: None,
+            error: None,
+            lease_expired: false,
+        },
+        Reason::GatingObserveOnly {
+            gpus: vec![1],
+            lapsed_fail_closed: true,
+        },
+        Reason::GatingLeaseForeign {
+            problem: "lease_other_node".to_owned(),
+            detail: "d".to_owned(),
+        },
+        Reason::GatingNotReported {
+            on_expiry: tppguard_proto::lease::OnExpiry::FailClosed,
+        },
         Reason::LicenceRequiredByParty {
             headquarters: "DE".parse().unwrap(),
             headquarters_group: None,
