@@ -96,6 +96,11 @@ impl ResultKey {
         Self { key, path }
     }
 
+    /// The key (leases are verified under it too: [`crate::gate`]).
+    pub fn key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
     /// The file it came from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -14,6 +14,7 @@
 pub mod bearer;
 pub mod cli;
 pub mod ear;
+pub mod gate;
 pub mod gpu_evidence;
 pub mod host;
 pub mod identity;
