@@ -403,6 +403,7 @@ mod tests {
             findings: vec![serde_json::json!({
                 "severity": "unproven", "code": "simulated_inventory", "sentence": "S."
             })],
+            lease: None,
         }
     }
 

@@ -776,5 +776,6 @@ fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub mod command;
 #[cfg(test)]
 mod tests;
