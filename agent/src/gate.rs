@@ -294,9 +294,12 @@ pub fn verify_lease(
 }
 
 /// Where the agent stands at `now`: with `lease` held (if any), the agent first started at
-/// `started_at`, under `config`.
+/// `started_at`, under `config`. `last_on_expiry` is the `on_expiry` of the last lease held,
+/// if one ever was: a lease that went missing since (its file deleted or replaced) counts as
+/// lapsed under it at once, never as "no lease yet".
 pub fn standing(
     lease: Option<&LeaseClaims>,
+    last_on_expiry: Option<OnExpiry>,
     started_at: i64,
     now: i64,
     config: &GatingConfig,
@@ -305,15 +308,16 @@ pub fn standing(
         OnExpiry::FailClosed => GatingState::LapsedFailClosed,
         OnExpiry::FailOpen => GatingState::LapsedFailOpen,
     };
-    match lease {
+    match (lease, last_on_expiry) {
         // A lease held was within its nbf (give or take the skew) when it came: a clock that
         // went back since does not drop it.
-        Some(l) => match l.time_at(now) {
+        (Some(l), _) => match l.time_at(now) {
             LeaseTime::NotYetValid | LeaseTime::Valid | LeaseTime::RenewDue => GatingState::Leased,
             LeaseTime::Grace => GatingState::Grace,
             LeaseTime::Lapsed => lapsed(l.on_expiry),
         },
-        None => {
+        (None, Some(on_expiry)) => lapsed(on_expiry),
+        (None, None) => {
             let until = started_at.saturating_add(secs(config.first_lease_grace_s));
             if now < until {
                 GatingState::NoLeaseYet
@@ -394,6 +398,9 @@ pub struct GateRecord {
     /// The GPUs gated at the last evaluation, by [`gpu_key`].
     #[serde(default)]
     pub last_gated: Vec<String>,
+    /// The `on_expiry` of the last lease held, once one was: without it the state is lapsed.
+    #[serde(default)]
+    pub lease_on_expiry: Option<OnExpiry>,
 }
 
 /// How the record and reports name a GPU: its UUID, else `index:N`.
@@ -528,6 +535,9 @@ pub fn act(
         tracing::info!(from = ?record.last_state, to = ?state, "gating state changed");
     }
     record.last_state = Some(state);
+    if let Some(l) = claims {
+        record.lease_on_expiry = Some(l.on_expiry);
+    }
     record.last_gated = gates
         .iter()
         .filter(|g| g.gate)
@@ -660,6 +670,7 @@ impl Gatekeeper {
     pub fn state(&self, now: i64) -> GatingState {
         standing(
             self.lease.as_ref().map(|l| &l.claims),
+            self.record.lease_on_expiry,
             self.record.started_at,
             now,
             &self.config,

@@ -787,7 +787,9 @@ fn open_gate(
         now,
     )?;
     if options.result_key.is_none() {
-        tracing::warn!("gating in observe mode without verifier_result_key: no lease can be verified, so none is acted on; the report says so (state no_lease_yet, then lapsed)");
+        tracing::warn!(
+            "gating in observe mode without verifier_result_key: no lease can be verified, so none is acted on; the report says so (state no_lease_yet, then lapsed)"
+        );
     }
     tracing::info!(mode = gating.mode.as_str(), state = ?gate.state(now), lease = gate.lease().is_some(), kubernetes = gating.kubernetes.is_some(), "gating");
     Ok(Some(gate))
@@ -823,10 +825,7 @@ fn take_lease(config: &RunConfig, gate: &mut Gatekeeper, verdict: &Verdict) {
     };
     let now = sign::now().unwrap_or(i64::MAX);
     // `token_sha256` was checked to be the token sent (push::Client::post_attestation).
-    if gate
-        .offer(lease, Some(&verdict.token_sha256), now)
-        .is_ok()
-    {
+    if gate.offer(lease, Some(&verdict.token_sha256), now).is_ok() {
         evaluate_gate(config, gate);
     }
 }

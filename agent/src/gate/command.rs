@@ -73,7 +73,11 @@ fn setup(args: &GateArgs) -> anyhow::Result<Setup> {
         },
         ..GatingConfig::new(mode)
     };
-    crate::run::check_gating(Path::new("--mode"), &gating, args.verifier_result_key.is_some())?;
+    crate::run::check_gating(
+        Path::new("--mode"),
+        &gating,
+        args.verifier_result_key.is_some(),
+    )?;
     Ok(Setup {
         dir,
         source: SourceArgs {
@@ -145,7 +149,13 @@ pub fn gate_command(args: &GateArgs) -> anyhow::Result<ExitCode> {
             "SIMULATED NODE: the NVML library is tppguard's fake; no real GPU is gated."
         )?;
     }
-    render(&mut out, &report, gate.lease(), refused.as_ref(), next_change)?;
+    render(
+        &mut out,
+        &report,
+        gate.lease(),
+        refused.as_ref(),
+        next_change,
+    )?;
     Ok(exit(refused.is_some(), &report))
 }
 
@@ -247,7 +257,10 @@ fn render(
         )?;
     }
     if let Some(at) = next_change {
-        writeln!(out, "  next change without a new lease: at {at} (Unix time)")?;
+        writeln!(
+            out,
+            "  next change without a new lease: at {at} (Unix time)"
+        )?;
     }
     Ok(())
 }

@@ -185,20 +185,25 @@ fn the_states_follow_the_lease_and_the_first_start() {
     config.first_lease_grace_s = 100;
     let started = NOW;
     assert_eq!(
-        standing(None, started, NOW + 99, &config),
+        standing(None, None, started, NOW + 99, &config),
         GatingState::NoLeaseYet
     );
     assert_eq!(
-        standing(None, started, NOW + 100, &config),
+        standing(None, None, started, NOW + 100, &config),
         GatingState::LapsedFailOpen
     );
     config.without_lease = OnExpiry::FailClosed;
     assert_eq!(
-        standing(None, started, NOW + 100, &config),
+        standing(None, None, started, NOW + 100, &config),
+        GatingState::LapsedFailClosed
+    );
+    // A lease once held and now gone: lapsed under its on_expiry at once.
+    assert_eq!(
+        standing(None, Some(OnExpiry::FailClosed), started, NOW, &config),
         GatingState::LapsedFailClosed
     );
     let lease = claims(&[3]);
-    let at = |now| standing(Some(&lease), started, now, &config);
+    let at = |now| standing(Some(&lease), None, started, now, &config);
     assert_eq!(at(NOW - 100), GatingState::Leased);
     assert_eq!(at(NOW), GatingState::Leased);
     assert_eq!(at(NOW + 2700), GatingState::Leased);
@@ -208,7 +213,7 @@ fn the_states_follow_the_lease_and_the_first_start() {
     let mut open = claims(&[3]);
     open.on_expiry = OnExpiry::FailOpen;
     assert_eq!(
-        standing(Some(&open), started, NOW + 4200, &config),
+        standing(Some(&open), None, started, NOW + 4200, &config),
         GatingState::LapsedFailOpen
     );
 
@@ -578,9 +583,17 @@ fn the_gatekeeper_keeps_its_state_and_never_un_gates_on_a_refused_lease() {
     std::fs::write(dir.path().join(LEASE_FILE), forged).unwrap();
     let tampered = open(NOW + 10_000);
     assert!(tampered.lease().is_none());
-    // The first start is kept, so a restart does not buy a new grace.
-    assert_eq!(tampered.state(NOW + 61), GatingState::LapsedFailOpen);
-    assert_eq!(tampered.next_change(NOW), Some(NOW + 60));
+    // The lease held was fail-closed: a lease file deleted or replaced gates everything.
+    assert_eq!(tampered.state(NOW), GatingState::LapsedFailClosed);
+    std::fs::remove_file(dir.path().join(LEASE_FILE)).unwrap();
+    assert_eq!(open(NOW).state(NOW), GatingState::LapsedFailClosed);
+    // With no lease ever, the first start is kept, so a restart does not buy a new grace.
+    std::fs::remove_file(dir.path().join(STATE_FILE)).unwrap();
+    let mut fresh = open(NOW);
+    fresh.evaluate(&mut Fake::eight(), NOW).unwrap();
+    let restarted = open(NOW + 61);
+    assert_eq!(restarted.state(NOW + 61), GatingState::LapsedFailOpen);
+    assert_eq!(restarted.next_change(NOW), Some(NOW + 60));
 }
 
 #[test]
