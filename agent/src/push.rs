@@ -484,6 +484,21 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_may_carry_a_lease() {
+        let base = serde_json::json!({
+            "status": "warning", "ear": "e", "node": "n", "subject": "CN=n",
+            "token_sha256": "ab", "findings": []
+        });
+        let v: Verdict = serde_json::from_value(base.clone()).unwrap();
+        assert_eq!(v.lease, None, "a verifier without leases");
+        assert!(!serde_json::to_string(&v).unwrap().contains("lease"));
+        let mut with = base;
+        with["lease"] = "a.b.c".into();
+        let v: Verdict = serde_json::from_value(with).unwrap();
+        assert_eq!(v.lease.as_deref(), Some("a.b.c"));
+    }
+
+    #[test]
     fn exit_code_follows_the_status() {
         let v = |status: &str| Verdict {
             status: status.into(),

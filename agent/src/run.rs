@@ -985,6 +985,49 @@ mod tests {
     }
 
     #[test]
+    fn config_gating_section() {
+        let (_dir, path) = write_config("verifier = \"http://v\"\ndir = \"node\"\n");
+        assert!(
+            RunConfig::load(&path).unwrap().gating.is_none(),
+            "off by default"
+        );
+        let (_dir, path) = write_config(
+            "verifier = \"http://v\"\ndir = \"node\"\nverifier_result_key = \"r.pem\"\n\
+             [gating]\nmode = \"enforce\"\nwithout_lease = \"fail_closed\"\n\
+             first_lease_grace_s = 60\n[gating.kubernetes]\nnode_name = \"n1\"\n",
+        );
+        let g = RunConfig::load(&path).unwrap().gating.unwrap();
+        assert_eq!(g.mode, tppguard_proto::lease::GatingMode::Enforce);
+        assert_eq!(g.without_lease, tppguard_proto::lease::OnExpiry::FailClosed);
+        assert_eq!(g.first_lease_grace_s, 60);
+        assert_eq!(g.kubernetes.unwrap().node_name, "n1");
+        let (_dir, path) =
+            write_config("verifier = \"http://v\"\ndir = \"node\"\n[gating]\nmode = \"observe\"\n");
+        let g = RunConfig::load(&path).unwrap().gating.unwrap();
+        assert_eq!(
+            (g.first_lease_grace_s, g.without_lease),
+            (3600, tppguard_proto::lease::OnExpiry::FailOpen)
+        );
+        for (bad, says) in [
+            (
+                "[gating]\nmode = \"enforce\"\n",
+                "needs verifier_result_key",
+            ),
+            ("[gating]\nmode = \"block\"\n", "mode"),
+            ("[gating]\nmode = \"observe\"\ncolour = 1\n", "colour"),
+            (
+                "[gating]\nmode = \"observe\"\nfirst_lease_grace_s = 999999999\n",
+                "out of range",
+            ),
+        ] {
+            let (_dir, path) =
+                write_config(&format!("verifier = \"http://v\"\ndir = \"node\"\n{bad}"));
+            let err = format!("{:#}", RunConfig::load(&path).unwrap_err());
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn config_defaults_and_relative_paths() {
         let (dir, path) =
             write_config("verifier = \"http://v:8080\"\ndir = \"node\"\nca_file = \"ca.pem\"\n");
