@@ -433,8 +433,11 @@ fn act_on_gpu(
         held: holds(found.as_ref().ok().copied(), gate),
         error: found.as_ref().err().cloned(),
     };
-    if mode == GatingMode::Observe || result.held {
-        if result.held && !gate {
+    if mode == GatingMode::Observe {
+        return result;
+    }
+    if result.held {
+        if !gate {
             // Allowed and usable: nothing to restore any more.
             record.restore.remove(&key);
         }

@@ -451,6 +451,28 @@ mod tests {
     }
 
     #[test]
+    fn gating_calls_go_through_nvml_wrapper() {
+        use crate::gate::GpuControl as _;
+        use tppguard_proto::lease::ComputeMode;
+        let driver = SimulatedDriver::install("dgx-h100").unwrap();
+        let session = Session::open(LibrarySource::Simulated(driver)).unwrap();
+        let mut control = control::NvmlControl::new(&session.nvml);
+        let gpus = control.gpus().unwrap();
+        assert_eq!(gpus.len(), 8);
+        assert!(gpus.iter().all(|g| g.uuid.is_some()));
+        assert_eq!(control.compute_mode(3), Ok(ComputeMode::Default));
+        control.set_compute_mode(3, ComputeMode::Prohibited).unwrap();
+        assert_eq!(control.compute_mode(3), Ok(ComputeMode::Prohibited));
+        assert_eq!(
+            control.set_compute_mode(3, ComputeMode::Other),
+            Err("invalid_argument".to_owned())
+        );
+        assert_eq!(control.compute_mode(99), Err("invalid_argument".to_owned()));
+        // The DGX H100 fixture has CC off.
+        assert!(!control.cc_on());
+    }
+
+    #[test]
     fn a_library_not_loaded_is_not_looked_at() {
         // RTLD_NOLOAD: nothing is loaded to answer the question.
         assert_eq!(

@@ -1216,5 +1216,26 @@ mod tests {
             .join("agent.toml");
         let c = RunConfig::load(&path).unwrap();
         assert!(c.verifier.starts_with("http"));
+        assert!(c.gating.is_none(), "gating is off unless asked for");
+        // The commented [gating] example, switched on, reads too.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let at = text.find("# [gating]").unwrap();
+        let on: String = text[at..]
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if !rest.starts_with('#')
+                        && (rest.starts_with('[') || rest.contains(" = ")) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (_dir, example) = write_config(&format!("{}\n{on}\n", &text[..at]));
+        let g = RunConfig::load(&example).unwrap().gating.unwrap();
+        assert_eq!(g.mode, tppguard_proto::lease::GatingMode::Observe);
+        assert_eq!(g.kubernetes.unwrap().node_name, "gpu-node-01");
     }
 }
