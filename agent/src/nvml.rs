@@ -461,7 +461,9 @@ mod tests {
         assert_eq!(gpus.len(), 8);
         assert!(gpus.iter().all(|g| g.uuid.is_some()));
         assert_eq!(control.compute_mode(3), Ok(ComputeMode::Default));
-        control.set_compute_mode(3, ComputeMode::Prohibited).unwrap();
+        control
+            .set_compute_mode(3, ComputeMode::Prohibited)
+            .unwrap();
         assert_eq!(control.compute_mode(3), Ok(ComputeMode::Prohibited));
         assert_eq!(
             control.set_compute_mode(3, ComputeMode::Other),
