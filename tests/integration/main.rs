@@ -1,6 +1,7 @@
 #![cfg(test)]
 //! Workspace integration tests: the real binaries, run as a user would.
 
+mod agent_gating;
 mod agent_gpu_evidence;
 mod attacks;
 mod attest;
