@@ -720,19 +720,16 @@ impl Gatekeeper {
             &self.dir.join(REPORT_FILE),
             &serde_json::to_string_pretty(&report)?,
         )?;
-        if self.config.mode == GatingMode::Enforce
-            && before != self.record.last_gated
+        // The node is marked in both modes (in observe, a would-gate label and never a
+        // taint), whenever the set of GPUs left out changes.
+        if before != self.record.last_gated
             && let Some(kube) = &self.config.kubernetes
         {
-            let gated: Vec<GpuRef> = report
-                .gpus
-                .iter()
-                .filter(|g| g.gate)
-                .map(|g| g.gpu.clone())
-                .collect();
-            let allowed = report.gpus.len().saturating_sub(gated.len());
-            if let Err(e) = crate::kube::mark_node(kube, &gated, allowed) {
-                tracing::warn!(node_name = %Escaped(&kube.node_name), error = %Escaped(&format!("{e:#}")), "could not mark the Kubernetes node; gating goes on through NVML");
+            let left_out = report.gpus.iter().filter(|g| g.gate).count();
+            let allowed = report.gpus.len().saturating_sub(left_out);
+            let env = |name: &str| std::env::var(name).ok();
+            if let Err(e) = crate::kube::mark(kube, &env, self.config.mode, left_out, allowed) {
+                tracing::warn!(code = e.code(), error = %Escaped(&e.to_string()), "could not mark the Kubernetes node; gating goes on through NVML");
             }
         }
         Ok(report)

@@ -5,7 +5,7 @@
 //! `tppguard.dev/gpus-gated=<n>` and `tppguard.dev/gpus-allowed=<n>`, and one taint,
 //! `tppguard.dev/gpus-gated=true:NoSchedule`, present while any GPU is gated and removed when
 //! none is. In `observe` mode nothing is gated, so the node is never tainted: the GPUs that
-//! would be are counted in `tppguard.dev/gpus-would-gate=<n>` instead ([`mark_node_observed`]). It talks to the API server with the pod's service-account token (re-read on every
+//! would be are counted in `tppguard.dev/gpus-would-gate=<n>` instead ([`mark`]). It talks to the API server with the pod's service-account token (re-read on every
 //! call: the kubelet rotates projected tokens) over rustls on ring, as [`crate::push`] does.
 //!
 //! Why labels and a taint rather than the NVIDIA device plugin's health: the device plugin
@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tppguard_proto::lease::{GatingMode, GpuRef};
+use tppguard_proto::lease::GatingMode;
 use tppguard_proto::text::Escaped;
 
 /// The label counting the node's gated GPUs.
@@ -355,28 +355,10 @@ fn fix_for(status: u16) -> &'static str {
     }
 }
 
-/// Marks the node `config` names with what the agent gated (`enforce` mode): `gated` GPUs
-/// gated, `allowed` usable; the taint while `gated` is not empty. Errors are [`KubeError`]s.
-pub fn mark_node(config: &KubeConfig, gated: &[GpuRef], allowed: usize) -> anyhow::Result<()> {
-    let env = |var: &str| std::env::var(var).ok();
-    mark(config, &env, GatingMode::Enforce, gated.len(), allowed)?;
-    Ok(())
-}
-
-/// Marks the node in `observe` mode: `would_gate` GPUs the lease leaves out but nothing gated,
-/// so no taint (and any left from `enforce` mode removed). Errors are [`KubeError`]s.
-pub fn mark_node_observed(
-    config: &KubeConfig,
-    would_gate: &[GpuRef],
-    allowed: usize,
-) -> anyhow::Result<()> {
-    let env = |var: &str| std::env::var(var).ok();
-    mark(config, &env, GatingMode::Observe, would_gate.len(), allowed)?;
-    Ok(())
-}
-
-/// [`mark_node`] (`mode` enforce) or [`mark_node_observed`] (observe), with `env` standing for
-/// the process environment; `left_out` counts the GPUs the lease leaves out.
+/// Marks the node `config` names, with `env` standing for the process environment:
+/// `left_out` counts the GPUs the lease leaves out, `allowed` the usable ones. In `enforce`
+/// mode they are gated (label and taint); in `observe` mode nothing is gated, so no taint (and
+/// any left from `enforce` mode removed), and `left_out` goes in the would-gate label.
 pub fn mark(
     config: &KubeConfig,
     env: &dyn Fn(&str) -> Option<String>,

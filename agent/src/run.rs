@@ -219,6 +219,10 @@ pub fn check_gating(path: &Path, gating: &GatingConfig, result_key: bool) -> any
             path.display()
         );
     }
+    if let Some(kube) = &gating.kubernetes {
+        kube.check(&|name: &str| std::env::var(name).ok())
+            .map_err(|e| anyhow::anyhow!("{}: [gating.kubernetes]: {e}", path.display()))?;
+    }
     if gating.first_lease_grace_s > MAX_FIRST_LEASE_GRACE_S {
         anyhow::bail!(
             "{}: [gating] first_lease_grace_s = {} is out of range (0 to {MAX_FIRST_LEASE_GRACE_S})",
