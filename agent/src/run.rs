@@ -219,10 +219,6 @@ pub fn check_gating(path: &Path, gating: &GatingConfig, result_key: bool) -> any
             path.display()
         );
     }
-    if let Some(kube) = &gating.kubernetes {
-        kube.check(&|name: &str| std::env::var(name).ok())
-            .map_err(|e| anyhow::anyhow!("{}: [gating.kubernetes]: {e}", path.display()))?;
-    }
     if gating.first_lease_grace_s > MAX_FIRST_LEASE_GRACE_S {
         anyhow::bail!(
             "{}: [gating] first_lease_grace_s = {} is out of range (0 to {MAX_FIRST_LEASE_GRACE_S})",
@@ -837,6 +833,12 @@ fn take_lease(config: &RunConfig, gate: &mut Gatekeeper, verdict: &Verdict) {
 /// `tppguard-agent run`.
 pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = RunConfig::load(&args.config)?;
+    // The Kubernetes node name may come from the environment (the DaemonSet's NODE_NAME):
+    // checked here, at start, so a wrong key stops the start rather than a gating cycle.
+    if let Some(kube) = config.gating.as_ref().and_then(|g| g.kubernetes.as_ref()) {
+        kube.check(&|name: &str| std::env::var(name).ok())
+            .map_err(|e| anyhow::anyhow!("{}: [gating.kubernetes]: {e}", args.config.display()))?;
+    }
     // Credentials and site are checked once at start: a node that cannot sign is a
     // configuration problem (exit 2), not something to retry.
     let credentials =
@@ -1241,5 +1243,35 @@ mod tests {
         let g = RunConfig::load(&example).unwrap().gating.unwrap();
         assert_eq!(g.mode, tppguard_proto::lease::GatingMode::Observe);
         assert_eq!(g.kubernetes.unwrap().node_name, "gpu-node-01");
+    }
+
+    #[test]
+    fn the_kubernetes_configmap_config_loads() {
+        let manifest = include_str!("../../deploy/kubernetes/configmap.yaml");
+        let at = manifest.find("agent.toml: |").unwrap();
+        let toml: String = manifest[at..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| l.strip_prefix("    ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (_dir, path) = write_config(&toml);
+        let c = RunConfig::load(&path).unwrap();
+        let g = c.gating.unwrap();
+        assert_eq!(g.mode, tppguard_proto::lease::GatingMode::Observe);
+        let kube = g.kubernetes.unwrap();
+        assert_eq!(kube.node_name_env.as_deref(), Some("NODE_NAME"));
+        let env = |name: &str| match name {
+            "NODE_NAME" => Some("gpu-node-07".to_owned()),
+            "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_owned()),
+            "KUBERNETES_SERVICE_PORT" => Some("443".to_owned()),
+            _ => None,
+        };
+        kube.check(&env).unwrap();
+        assert!(
+            kube.check(&|_: &str| None).is_err(),
+            "NODE_NAME unset stops the start"
+        );
     }
 }
