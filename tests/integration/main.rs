@@ -13,6 +13,7 @@ mod crypto;
 mod demo;
 mod deploy;
 mod docs;
+mod enforcement;
 mod escape;
 mod fixtures;
 mod fuzz_corpus;
