@@ -63,6 +63,7 @@ fn corpus_dirs_match_fuzz_targets() {
             "issued_record",
             "jws",
             "leaf_facts",
+            "lease_json",
             "licence_revocation",
             "licence_toml",
             "ruleset_toml",

@@ -36,7 +36,7 @@ const REGENERATE: &str = "TPPGUARD_UPDATE_CORPUS=1 cargo test -p tppguard-tests 
                           fuzz_corpus::generated_corpora_are_current";
 
 /// The targets whose seeds [`generated`] makes.
-const GENERATED: [&str; 7] = [
+const GENERATED: [&str; 8] = [
     "issued_record",
     "leaf_facts",
     "site_and_text",
@@ -44,6 +44,7 @@ const GENERATED: [&str; 7] = [
     "spdm_report",
     "scenario_change",
     "shipment_toml",
+    "lease_json",
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -208,6 +209,7 @@ fn generated(target: &str) -> Vec<(String, Vec<u8>)> {
         "spdm_report" => spdm_report_seeds(),
         "scenario_change" => scenario_change_seeds(),
         "shipment_toml" => shipment_toml_seeds(),
+        "lease_json" => lease_json_seeds(),
         other => panic!("no generator for {other}"),
     }
 }
@@ -901,6 +903,132 @@ fn shipment_toml_seeds() -> Vec<(String, Vec<u8>)> {
             String::from_utf8(example_json)
                 .unwrap()
                 .replace("\"2026-03-02T09:00:00Z\"", "1772442000"),
+        ),
+    ];
+    seeds
+        .into_iter()
+        .map(|(name, text)| (name.to_owned(), text.into_bytes()))
+        .collect()
+}
+
+// Leases (issue 15): the lease payload and the gating report.
+#[path = "../../fuzz/src/lease_checks.rs"]
+mod lease_checks;
+
+#[test]
+fn lease_json_corpus() {
+    let files = corpus("lease_json");
+    assert!(files.len() >= 10);
+    for (name, bytes) in &files {
+        let accepted = lease_checks::check_lease_json(bytes);
+        if name.starts_with("ok-") {
+            assert!(accepted, "{name} is rejected");
+        } else if name.starts_with("broken-") {
+            assert!(!accepted, "{name} is accepted");
+        }
+    }
+}
+
+/// Leases: a valid one (allowed, excluded, a consumer card without a licence), each check's
+/// breakage, hostile shapes; and gating reports in each state.
+fn lease_json_seeds() -> Vec<(String, Vec<u8>)> {
+    use serde_json::json;
+    let gpu =
+        |i: u32| json!({"index": i, "uuid": format!("GPU-{i:04}"), "serial": format!("S{i}")});
+    let lease = json!({
+        "iss": "tppguard-verifier:ab", "sub": "cd".repeat(32), "iat": 1000, "nbf": 1000,
+        "exp": 4600, "eat_profile": tppguard_proto::lease::LEASE_PROFILE,
+        "tppguard.token-sha256": "ef".repeat(32), "tppguard.verdict": "not_compliant",
+        "tppguard.renew_at": 3700, "tppguard.grace_s": 600, "tppguard.on_expiry": "fail_closed",
+        "tppguard.gpus": [
+            {"index": 0, "uuid": "GPU-0000", "licence": "LIC-1"},
+            {"index": 1, "serial": "S1", "licence": null}
+        ],
+        "tppguard.excluded": [
+            {"index": 2, "uuid": "GPU-0002", "hardware_id": "0a1b2c3d4e5f6071",
+             "reasons": [{"code": "device_count_above_cap", "sentence": "over the cap"}]}
+        ]
+    });
+    let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut l = lease.clone();
+        edit(&mut l);
+        l.to_string()
+    };
+    let report = |state: &str, mode: &str| {
+        json!({"mode": mode, "state": state, "gpus": [
+            {"index": 0, "uuid": "GPU-0000", "gate": false, "compute_mode": "default", "held": true},
+            {"index": 2, "uuid": "GPU-0002", "gate": true, "compute_mode": "prohibited", "held": true},
+            {"index": 3, "serial": "S3", "gate": true, "held": false, "error": "no_permission"}
+        ], "cc_ready": {"ready": false, "read_back": true, "held": false}})
+        .to_string()
+    };
+    let seeds: Vec<(&str, String)> = vec![
+        ("ok-lease.json", lease.to_string()),
+        (
+            "ok-fail-open.json",
+            with(&|l| l["tppguard.on_expiry"] = json!("fail_open")),
+        ),
+        (
+            "ok-no-gpus.json",
+            with(&|l| {
+                l["tppguard.gpus"] = json!([]);
+                l["tppguard.excluded"] = json!([]);
+            }),
+        ),
+        ("broken-empty.json", String::new()),
+        ("broken-not-an-object.json", "[]".to_owned()),
+        (
+            "broken-profile.json",
+            with(&|l| l["eat_profile"] = json!("tag:other")),
+        ),
+        (
+            "broken-instants.json",
+            with(&|l| l["tppguard.renew_at"] = json!(5000)),
+        ),
+        (
+            "broken-unknown-claim.json",
+            with(&|l| l["tppguard.extra"] = json!(1)),
+        ),
+        (
+            "broken-no-identity.json",
+            with(&|l| l["tppguard.gpus"][0] = json!({"index": 0, "licence": "L"})),
+        ),
+        (
+            "broken-allowed-and-excluded.json",
+            with(&|l| l["tppguard.gpus"][0] = json!({"index": 0, "uuid": "gpu-0002"})),
+        ),
+        (
+            "broken-no-reason.json",
+            with(&|l| l["tppguard.excluded"][0]["reasons"] = json!([])),
+        ),
+        (
+            "broken-too-many-gpus.json",
+            with(&|l| l["tppguard.gpus"] = json!((0..300).map(gpu).collect::<Vec<_>>())),
+        ),
+        (
+            "broken-long-text.json",
+            with(&|l| l["iss"] = json!("x".repeat(2000))),
+        ),
+        (
+            "broken-negative-grace.json",
+            with(&|l| l["tppguard.grace_s"] = json!(-1)),
+        ),
+        (
+            "broken-verdict.json",
+            with(&|l| l["tppguard.verdict"] = json!("fine")),
+        ),
+        (
+            "broken-deep.json",
+            format!("{}{}", "[".repeat(200), "]".repeat(200)),
+        ),
+        ("report-leased.json", report("leased", "enforce")),
+        (
+            "report-lapsed-observe.json",
+            report("lapsed_fail_closed", "observe"),
+        ),
+        (
+            "report-no-lease-yet.json",
+            json!({"mode": "observe", "state": "no_lease_yet", "gpus": []}).to_string(),
         ),
     ];
     seeds
