@@ -42,6 +42,7 @@ use super::api::{ApiError, ApiResult};
 use crate::chain::TrustAnchors;
 use crate::check::rule_sets;
 use crate::policy::lifecycle::Lifecycle;
+use crate::policy::shipments::VerifiedShipment;
 use crate::policy::{
     Finding, FleetVerdict, GpuEvidenceFacts, MAX_CLOCK_SKEW_S, NodeVerdict, VerifiedAttestation,
     VerifiedLicence, evaluate_with,
@@ -112,6 +113,8 @@ pub(crate) struct LicenceSet {
     tokens: Vec<String>,
     licences: Vec<VerifiedLicence>,
     rule_set: RuleSet,
+    /// The stored shipments that verify, by id (issue 15; [`super::shipments::ShipmentsHeld`]).
+    shipments: Vec<VerifiedShipment>,
 }
 
 /// What an evaluation needs besides the attestations: the instant and the licence set.
@@ -184,6 +187,8 @@ pub(crate) struct FleetState {
     pub(crate) computing: tokio::sync::Mutex<()>,
     /// Revocations, retirements, revoked nodes, unusable rows (lifecycle, issue 12).
     pub(crate) lifecycle: super::lifecycle::LifecycleState,
+    /// The stored shipments (issue 15), reloaded with the licences.
+    pub(crate) shipments: super::shipments::ShipmentsHeld,
 }
 
 #[cfg(test)]
@@ -205,6 +210,7 @@ impl FleetState {
             snapshot: Mutex::default(),
             evaluated: Mutex::default(),
             computing: tokio::sync::Mutex::new(()),
+            shipments: super::shipments::ShipmentsHeld::default(),
         }
     }
 
@@ -283,6 +289,7 @@ impl FleetState {
         if known != Some(count) {
             let licences = store.licences().await?;
             self.lifecycle.reload(store).await?;
+            self.shipments.reload(store).await?;
             let mut inner = self.write();
             inner.licence_count = Some(count);
             inner.licences = licences;
@@ -384,10 +391,12 @@ impl FleetState {
             return Err(ApiError::internal(&"no rule set to evaluate"));
         }
         let rule_set = sets.swap_remove(0);
+        let shipments = self.shipments.verified(trust);
         let mut cache = self.basis.lock().unwrap_or_else(PoisonError::into_inner);
         let id = match cache.as_ref() {
             Some(old)
                 if old.tokens == ids
+                    && old.shipments == shipments
                     && old.lifecycle_generation == lifecycle_generation
                     && old.rule_set.id == rule_set.id
                     && old.rule_set.version == rule_set.version =>
@@ -406,6 +415,7 @@ impl FleetState {
             tokens: ids,
             licences,
             rule_set,
+            shipments,
         });
         *cache = Some(Arc::clone(&set));
         Ok(Arc::new(Basis { at, set }))
@@ -746,6 +756,7 @@ mod tests {
             tokens: Vec::new(),
             licences: licences.to_vec(),
             rule_set,
+            shipments: Vec::new(),
         });
         *fleet.basis.lock().unwrap() = Some(Arc::clone(&set));
         (fleet, Arc::new(Basis { at: AT, set }))

@@ -14,7 +14,7 @@
 //!   so replicas do not send one row at once, and a claim that is never settled (the process
 //!   died) is due again when it lapses: at-least-once, under the same id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -324,21 +324,53 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(&err)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows.iter().rev() {
-            let source: String = r.try_get("site_source").map_err(&err)?;
-            let Some(site_source) = SiteSource::parse(&source) else {
-                return Err(self.corrupt("device site", format!("site source {source:?}")));
-            };
-            out.push(DeviceSite {
-                node: r.try_get("node_id").map_err(&err)?,
-                site: r.try_get("site").map_err(&err)?,
-                site_source,
-                first_seen: r.try_get("first_seen").map_err(&err)?,
-                last_seen: r.try_get("last_seen").map_err(&err)?,
-            });
+        rows.iter().rev().map(|r| self.site_row(r)).collect()
+    }
+
+    /// The site histories of `devices` (identity keys), each oldest first; at most
+    /// [`MAX_SITE_HISTORY`] rows per device are kept in the answer (the latest ones).
+    pub async fn device_sites_of(
+        &self,
+        devices: &[String],
+    ) -> Result<HashMap<String, Vec<DeviceSite>>, StoreError> {
+        let err = self.query_err("reading site histories");
+        let mut out: HashMap<String, Vec<DeviceSite>> = HashMap::new();
+        for chunk in devices.chunks(ROW_CHUNK) {
+            let sql = format!(
+                "SELECT device, node_id, site, site_source, first_seen, last_seen FROM \
+                 device_sites WHERE device IN ({}) ORDER BY device, id",
+                placeholders(chunk.len(), 1)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for d in chunk {
+                query = query.bind(d.as_str());
+            }
+            for r in query.fetch_all(&self.pool).await.map_err(&err)? {
+                let device: String = r.try_get("device").map_err(&err)?;
+                let row = self.site_row(&r)?;
+                out.entry(device).or_default().push(row);
+            }
+        }
+        for rows in out.values_mut() {
+            let extra = rows.len().saturating_sub(MAX_SITE_HISTORY);
+            rows.drain(..extra);
         }
         Ok(out)
+    }
+
+    fn site_row(&self, r: &AnyRow) -> Result<DeviceSite, StoreError> {
+        let err = self.query_err("reading site histories");
+        let source: String = r.try_get("site_source").map_err(&err)?;
+        let Some(site_source) = SiteSource::parse(&source) else {
+            return Err(self.corrupt("device site", format!("site source {source:?}")));
+        };
+        Ok(DeviceSite {
+            node: r.try_get("node_id").map_err(&err)?,
+            site: r.try_get("site").map_err(&err)?,
+            site_source,
+            first_seen: r.try_get("first_seen").map_err(&err)?,
+            last_seen: r.try_get("last_seen").map_err(&err)?,
+        })
     }
 
     /// Queues events in a transaction of their own (no fleet lock: an event already queued is
@@ -350,6 +382,16 @@ impl Store {
             .await
             .map_err(self.query_err("queueing webhook events"))?;
         Ok(n)
+    }
+
+    /// Which of `ids` are in the outbox already.
+    pub async fn known_events(&self, ids: &[String]) -> Result<HashSet<String>, StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(self.query_err("reading the outbox"))?;
+        known_events(self, &mut conn, ids).await
     }
 
     /// Claims up to `limit` due events of `webhooks` (neither delivered nor given up,
@@ -482,6 +524,36 @@ impl Store {
             last_error: r.try_get("last_error").map_err(&err)?,
         })
     }
+}
+
+/// Which of `ids` are in the outbox.
+async fn known_events(
+    store: &Store,
+    conn: &mut sqlx::AnyConnection,
+    ids: &[String],
+) -> Result<HashSet<String>, StoreError> {
+    let mut known = HashSet::new();
+    for chunk in ids.chunks(ROW_CHUNK) {
+        let sql = format!(
+            "SELECT event_id FROM outbox WHERE event_id IN ({})",
+            placeholders(chunk.len(), 1)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        for row in query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(store.query_err("reading the outbox"))?
+        {
+            known.insert(
+                row.try_get("event_id")
+                    .map_err(store.query_err("reading the outbox"))?,
+            );
+        }
+    }
+    Ok(known)
 }
 
 /// `INSERT ... ON CONFLICT DO NOTHING` of `events` (checked first); how many were new.
@@ -669,6 +741,11 @@ impl WriteBatch<'_> {
             query.execute(&mut *self.tx).await.map_err(&err)?;
         }
         Ok(())
+    }
+
+    /// Which of `ids` are in the outbox, as this batch sees it.
+    pub async fn known_events(&mut self, ids: &[String]) -> Result<HashSet<String>, StoreError> {
+        known_events(self.store, &mut self.tx, ids).await
     }
 
     /// Queues `events` in this batch's transaction (see [`Store::enqueue_events`]); how many
