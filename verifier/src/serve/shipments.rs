@@ -591,3 +591,154 @@ mod tests {
         assert_eq!(shipped_keys(&d), ["uuid:gpu-1", "serial:S"]);
     }
 }
+
+#[cfg(test)]
+mod route_tests {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::http::header;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::policy::bench_support;
+
+    async fn state(dir: &std::path::Path) -> Shared {
+        crate::pki::init(&dir.join("pki"), crate::unix_now().unwrap()).unwrap();
+        super::super::test_state(dir).await
+    }
+
+    fn principal(role: Role, licences: &[&str]) -> Principal {
+        Principal {
+            name: format!("test-{role}"),
+            role,
+            licences: licences.iter().map(|l| (*l).to_owned()).collect(),
+        }
+    }
+
+    async fn call(s: &Shared, p: Principal, request: Request<Body>) -> (u16, Value) {
+        let app = routes().with_state(Arc::clone(s)).layer(Extension(p));
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_that_does_not_verify_is_refused_and_never_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(dir.path()).await;
+        for p in [
+            principal(Role::Vendor, &["LIC-A"]),
+            principal(Role::Admin, &[]),
+        ] {
+            for body in ["not a jws", "eyJhbGciOiJFZERTQSJ9.e30.c2ln", "\u{0}\u{1}"] {
+                let request = Request::post(SHIPMENTS)
+                    .header(header::CONTENT_TYPE, "application/jose")
+                    .body(Body::from(body))
+                    .unwrap();
+                let (status, answer) = call(&s, p.clone(), request).await;
+                assert_eq!(status, 422, "{answer}");
+                assert!(
+                    answer["code"].as_str().is_some_and(|c| !c.is_empty()),
+                    "{answer}"
+                );
+            }
+            // Another content type is refused before anything is read.
+            let request = Request::post(SHIPMENTS)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}"))
+                .unwrap();
+            assert_eq!(call(&s, p.clone(), request).await.0, 415);
+        }
+        assert_eq!(s.store.shipment_count().await.unwrap(), 0);
+        // A stored row whose token does not verify is never shown, nor evaluated.
+        let row = NewShipment {
+            id: "SHP-FORGED".to_owned(),
+            licence: "LIC-A".to_owned(),
+            vendor: "CN=nobody".to_owned(),
+            token: "forged.token.here".to_owned(),
+            delivered_at: 1,
+            received_at: 2,
+            received_by: "db-writer".to_owned(),
+        };
+        s.store.add_shipment(&row).await.unwrap();
+        let (status, answer) = call(&s, principal(Role::Operator, &[]), get(SHIPMENTS)).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["total"], 0, "{answer}");
+        let (status, answer) = call(
+            &s,
+            principal(Role::Operator, &[]),
+            get("/v1/shipments/SHP-FORGED"),
+        )
+        .await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (404, Some("shipment_unknown"))
+        );
+        assert!(s.fleet.shipments.verified(&s.trust()).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_batch_writes_the_site_history_a_vendor_sees_only_for_its_shipments() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(dir.path()).await;
+        let (licences, attestations, rule_set, at) = bench_support::synthetic_fleet(2, 2, 1);
+        let verdict = crate::policy::evaluate(&licences, &rule_set, &attestations, at);
+        let refs: Vec<&VerifiedAttestation> = attestations.iter().collect();
+        let mut tx = s.store.begin_batch().await.unwrap();
+        super::super::webhooks::stage_batch(&s, &mut tx, &refs, &verdict, at)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let uuid = attestations[1].claims().submods["gpu1"]
+            .uuid
+            .clone()
+            .unwrap();
+        let path = format!("/v1/devices/uuid:{uuid}/sites");
+        let (status, answer) = call(&s, principal(Role::Operator, &[]), get(&path)).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["device"],
+            format!("uuid:{}", uuid.to_ascii_lowercase())
+        );
+        let sites = answer["sites"].as_array().unwrap();
+        assert_eq!(sites.len(), 1, "{answer}");
+        assert_eq!(sites[0]["node"], attestations[1].node_id().to_string());
+        assert_eq!(sites[0]["site"], "site-0");
+        assert_eq!(sites[0]["site_source"], "certified");
+        assert_eq!(
+            (
+                sites[0]["first_seen"].as_i64(),
+                sites[0]["last_seen"].as_i64()
+            ),
+            (Some(at), Some(at))
+        );
+        // A vendor sees no device that is on none of its shipments (there are none).
+        let vendor = principal(Role::Vendor, &["SYN-DE-0000"]);
+        let (status, answer) = call(&s, vendor.clone(), get(&path)).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (404, Some("device_unknown"))
+        );
+        let (status, answer) = call(&s, vendor, get(SHIPMENTS)).await;
+        assert_eq!((status, answer["total"].as_u64()), (200, Some(0)));
+        // Identities are named with their kind.
+        let (status, answer) = call(
+            &s,
+            principal(Role::Operator, &[]),
+            get("/v1/devices/GPU-1/sites"),
+        )
+        .await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some("device_identity_malformed"))
+        );
+    }
+}

@@ -474,3 +474,206 @@ pub(super) async fn outbox(
         &json!({"webhooks": webhooks, "events": events}),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Reason;
+    use tppguard_proto::jws::Alg;
+
+    fn config(name: &str, licences: &[&str], codes: &[&str]) -> WebhookConfig {
+        WebhookConfig {
+            name: name.to_owned(),
+            url: "http://127.0.0.1:9/hook".to_owned(),
+            licences: licences.iter().map(|l| (*l).to_owned()).collect(),
+            codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+            ca_file: None,
+            timeout_s: 1,
+            max_attempts: 3,
+            backoff_s: 10,
+            backoff_max_s: 100,
+        }
+    }
+
+    /// A synthetic finding of `code` about `licence` at `node`/`gpu`, figures `figures`
+    /// (the policy's own reasons are its business: only code, licence, node, GPU and the
+    /// stable figures make an event).
+    fn finding(code: &'static str, licence: &str, node: &str, gpu: &str) -> Finding {
+        Finding {
+            code,
+            severity: Severity::Violation,
+            sentence: format!("{code} of {gpu} at {node}"),
+            node: Some(node.to_owned()),
+            gpu: Some(gpu.to_owned()),
+            licence: Some(licence.to_owned()),
+            figures: Reason::NodeUnassigned {
+                licences: 1,
+                gpus: 8,
+                site: Some("fra-1".to_owned()),
+            },
+            also_about: Vec::new(),
+        }
+    }
+
+    fn verdict(findings: Vec<Finding>) -> FleetVerdict {
+        let (licences, attestations, rule_set, _) =
+            crate::policy::bench_support::synthetic_fleet(1, 1, 1);
+        let mut v = crate::policy::evaluate(
+            &licences,
+            &rule_set,
+            &attestations,
+            crate::policy::bench_support::AT,
+        );
+        v.findings = findings;
+        v
+    }
+
+    #[test]
+    fn one_ongoing_condition_is_one_event_per_webhook() {
+        let a = finding("diverted_device", "LIC-A", "n1", "gpu0");
+        let figures = serde_json::to_value(&a.figures).unwrap();
+        let id = event_id("vendor-a", &a, "LIC-A", &figures);
+        assert_eq!(id.len(), 64);
+        // The same finding seen again (another sentence, say with an age): the same id.
+        let mut again = a.clone();
+        again.sentence = "seen again 3600 s later".to_owned();
+        let mut changing = figures.clone();
+        changing["age_s"] = serde_json::json!(3600);
+        assert_eq!(event_id("vendor-a", &again, "LIC-A", &changing), id);
+        // Another webhook, licence, node, GPU, code or site: another event.
+        let other_site = serde_json::json!({"site": "ams-1"});
+        for other in [
+            event_id("vendor-b", &a, "LIC-A", &figures),
+            event_id("vendor-a", &a, "LIC-B", &figures),
+            event_id(
+                "vendor-a",
+                &finding("diverted_device", "LIC-A", "n2", "gpu0"),
+                "LIC-A",
+                &figures,
+            ),
+            event_id(
+                "vendor-a",
+                &finding("diverted_device", "LIC-A", "n1", "gpu1"),
+                "LIC-A",
+                &figures,
+            ),
+            event_id(
+                "vendor-a",
+                &finding("unaccounted_device", "LIC-A", "n1", "gpu0"),
+                "LIC-A",
+                &figures,
+            ),
+            event_id("vendor-a", &a, "LIC-A", &other_site),
+        ] {
+            assert_ne!(other, id);
+        }
+        // Fields cannot run into each other: ("ab", "c") is not ("a", "bc").
+        let x = finding("diverted_device", "LIC-A", "ab", "c");
+        let y = finding("diverted_device", "LIC-A", "a", "bc");
+        assert_ne!(
+            event_id("w", &x, "LIC-A", &figures),
+            event_id("w", &y, "LIC-A", &figures)
+        );
+    }
+
+    #[test]
+    fn a_webhook_gets_only_its_codes_about_its_licences() {
+        let hooks = Webhooks::new(&[
+            config("vendor-a", &["LIC-A"], &["diverted_device"]),
+            config(
+                "vendor-b",
+                &["LIC-B"],
+                &["diverted_device", "unaccounted_device"],
+            ),
+        ])
+        .unwrap();
+        let mut bare = finding("diverted_device", "LIC-A", "n9", "gpu0");
+        bare.licence = None;
+        let v = verdict(vec![
+            finding("diverted_device", "LIC-A", "n1", "gpu0"),
+            finding("unaccounted_device", "LIC-A", "n1", "gpu1"),
+            finding("diverted_device", "LIC-B", "n2", "gpu0"),
+            finding("unaccounted_device", "LIC-B", "n2", "gpu1"),
+            finding("duplicate_device", "LIC-B", "n2", "gpu2"),
+            finding("diverted_device", "LIC-C", "n3", "gpu0"),
+            bare,
+        ]);
+        let got: Vec<(&str, &str, &str)> = candidates(&hooks, &v)
+            .iter()
+            .map(|(w, f, l, _, _)| (w.name.as_str(), f.code, *l))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("vendor-a", "diverted_device", "LIC-A"),
+                ("vendor-b", "diverted_device", "LIC-B"),
+                ("vendor-b", "unaccounted_device", "LIC-B"),
+            ],
+            "vendor A never receives vendor B's events, nor anything unsubscribed"
+        );
+    }
+
+    #[test]
+    fn the_payload_is_a_signed_event_naming_its_id() {
+        let pkcs8 = SigningKey::generate_pkcs8(Alg::EdDSA).unwrap();
+        let key = SigningKey::from_pkcs8(Alg::EdDSA, &pkcs8).unwrap();
+        let w = config("vendor-a", &["LIC-A"], &["diverted_device"]);
+        let f = finding("diverted_device", "LIC-A", "n1", "gpu0");
+        let figures = serde_json::json!({"shipment": "SHP-7", "uuid": "gpu-1"});
+        let id = event_id(&w.name, &f, "LIC-A", &figures);
+        let e = event(&key, &w, &f, "LIC-A", id.clone(), figures, 1_700_000_000).unwrap();
+        assert_eq!(
+            (e.event_id.as_str(), e.webhook.as_str()),
+            (id.as_str(), "vendor-a")
+        );
+        let checked = jws::decode(&e.payload)
+            .unwrap()
+            .verify(&key.verifying_key())
+            .unwrap();
+        assert_eq!(checked.header().typ.as_deref(), Some(EVENT_TYP));
+        let claims: Value = serde_json::from_slice(checked.payload()).unwrap();
+        assert_eq!(claims["jti"], id.as_str());
+        assert_eq!(claims["iat"], 1_700_000_000);
+        assert_eq!(claims["iss"], EVENT_ISSUER);
+        let body = &claims["tppguard.event"];
+        assert_eq!(body["code"], "diverted_device");
+        assert_eq!(body["severity"], "violation");
+        assert_eq!(body["licence"], "LIC-A");
+        assert_eq!(body["node"], "n1");
+        assert_eq!(body["gpu"], "gpu0");
+        assert_eq!(body["shipment"], "SHP-7");
+        assert_eq!(body["figures"]["uuid"], "gpu-1");
+        // Another key does not verify it.
+        let other =
+            SigningKey::from_pkcs8(Alg::EdDSA, &SigningKey::generate_pkcs8(Alg::EdDSA).unwrap())
+                .unwrap();
+        assert!(
+            jws::decode(&e.payload)
+                .unwrap()
+                .verify(&other.verifying_key())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter_in_its_second_half() {
+        let w = config("w", &["L"], &["c"]);
+        assert_eq!(backoff(&w, 1, 0.0), 5);
+        assert_eq!(backoff(&w, 1, 0.999), 9);
+        assert_eq!(backoff(&w, 2, 0.0), 10);
+        assert_eq!(backoff(&w, 3, 0.0), 20);
+        assert_eq!(backoff(&w, 4, 0.0), 40);
+        assert_eq!(backoff(&w, 5, 0.0), 50, "capped at 100, half of it fixed");
+        assert_eq!(backoff(&w, 1_000_000, 0.5), 75);
+        assert!((50..100).contains(&backoff(&w, 64, 0.999_999_9)));
+        let tiny = WebhookConfig {
+            backoff_s: 1,
+            backoff_max_s: 1,
+            ..w
+        };
+        assert_eq!(backoff(&tiny, 1, 0.0), 1, "never 0");
+        assert_eq!(backoff(&tiny, 0, 0.0), 1);
+        let rng = ring::rand::SystemRandom::new();
+        assert!((0.0..1.0).contains(&jitter(&rng)));
+    }
+}
