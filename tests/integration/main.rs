@@ -35,3 +35,4 @@ mod serve_tls;
 mod support;
 mod systemd;
 mod verifier_errors;
+mod webhooks;
