@@ -741,4 +741,174 @@ mod route_tests {
             (400, Some("device_identity_malformed"))
         );
     }
+
+    /// A state holding the example licence, two synthetic nodes (two GPUs each, at site-0,
+    /// certified) recorded with their site history, and two shipments taken as verified:
+    /// SHP-A (vendor A, LIC-A) with node 0's gpu0, SHP-B (vendor B, LIC-B) with node 1's gpu0.
+    /// Their tokens are placeholders put in the verification cache: what is tested is the
+    /// service around a verified shipment (the shipment verifier is tested on its own).
+    async fn two_vendors(dir: &std::path::Path) -> (Shared, Vec<VerifiedAttestation>) {
+        use tppguard_proto::jws::{self, Header};
+        let s = state(dir).await;
+        let now = crate::unix_now().unwrap();
+        let authority = dir.join("pki").join(crate::pki::LICENCE_AUTHORITY_DIR);
+        let signer = crate::licence::load_signer(&authority).unwrap();
+        let licence = tppguard_proto::licence::Licence::from_toml_str(include_str!(
+            "../../../examples/licence.toml"
+        ))
+        .unwrap();
+        let header = Header::new(signer.key.alg())
+            .with_typ(crate::licence::LICENCE_TYP)
+            .with_x5c(signer.x5c.clone());
+        let token = jws::sign(&header, &licence.to_json().unwrap(), &signer.key).unwrap();
+        s.store
+            .add_licence(licence.id(), &token, now)
+            .await
+            .unwrap();
+        let (_, attestations, rule_set, _) = bench_support::synthetic_fleet(2, 2, 1);
+        let rows: Vec<crate::store::NewAttestation> = attestations
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                crate::store::NewAttestation::accepted(
+                    a,
+                    format!("token-{i}"),
+                    serde_json::to_string(a.claims()).unwrap(),
+                    now,
+                    None,
+                )
+            })
+            .collect();
+        let verdict = crate::policy::evaluate(&[], &rule_set, &attestations, now);
+        let refs: Vec<&VerifiedAttestation> = attestations.iter().collect();
+        let mut tx = s.store.begin_batch().await.unwrap();
+        tx.record_many(&rows).await.unwrap();
+        super::super::webhooks::stage_batch(&s, &mut tx, &refs, &verdict, now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        for (id, licence, vendor, node) in [
+            ("SHP-A", "LIC-A", "CN=Vendor A", 0),
+            ("SHP-B", "LIC-B", "CN=Vendor B", 1),
+        ] {
+            let token = format!("token-of-{id}");
+            let uuid = attestations[node].claims().submods["gpu0"].uuid.clone();
+            let verified = VerifiedShipment {
+                id: id.to_owned(),
+                licence: licence.to_owned(),
+                vendor: vendor.to_owned(),
+                site: "site-0".to_owned(),
+                delivered_at: now - 86_400,
+                devices: vec![ShippedDevice {
+                    uuid,
+                    serial: None,
+                    hardware_id: None,
+                    model: Some("H100 SXM5 80GB".to_owned()),
+                }],
+                token_sha256: crate::store::sha256_hex(token.as_bytes()),
+            };
+            s.fleet
+                .shipments
+                .checked
+                .lock()
+                .unwrap()
+                .insert(verified.token_sha256.clone(), Ok(verified));
+            let row = NewShipment {
+                id: id.to_owned(),
+                licence: licence.to_owned(),
+                vendor: vendor.to_owned(),
+                token,
+                delivered_at: now - 86_400,
+                received_at: now,
+                received_by: "test".to_owned(),
+            };
+            assert_eq!(
+                s.store.add_shipment(&row).await.unwrap(),
+                ShipmentInsert::Added
+            );
+        }
+        (s, attestations)
+    }
+
+    fn ids(answer: &Value) -> Vec<String> {
+        answer["shipments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn vendor_a_never_sees_vendor_bs_shipments_or_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, attestations) = two_vendors(dir.path()).await;
+        let uuid = |n: usize| {
+            attestations[n].claims().submods["gpu0"]
+                .uuid
+                .clone()
+                .unwrap()
+                .to_ascii_lowercase()
+        };
+        let a = principal(Role::Vendor, &["LIC-A"]);
+        let b = principal(Role::Vendor, &["LIC-B"]);
+        let (status, answer) = call(&s, a.clone(), get(SHIPMENTS)).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(ids(&answer), ["SHP-A"]);
+        let (_, answer) = call(&s, b.clone(), get(SHIPMENTS)).await;
+        assert_eq!(ids(&answer), ["SHP-B"]);
+        let (_, answer) = call(&s, principal(Role::Operator, &[]), get(SHIPMENTS)).await;
+        assert_eq!(ids(&answer), ["SHP-A", "SHP-B"]);
+        let (_, answer) = call(
+            &s,
+            principal(Role::Admin, &[]),
+            get("/v1/shipments?licence=LIC-B"),
+        )
+        .await;
+        assert_eq!(ids(&answer), ["SHP-B"]);
+        // Another vendor's shipment is unknown, not forbidden: nothing about it leaks.
+        let (status, answer) = call(&s, a.clone(), get("/v1/shipments/SHP-B")).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (404, Some("shipment_unknown"))
+        );
+        // Its own: the device, where the fleet holds it now, and its history.
+        let (status, answer) = call(&s, a.clone(), get("/v1/shipments/SHP-A")).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["shipment"]["licence"], "LIC-A");
+        let device = &answer["devices"][0];
+        assert_eq!(device["identities"][0], format!("uuid:{}", uuid(0)));
+        assert_eq!(
+            device["held_at"][0]["node"],
+            attestations[0].node_id().to_string()
+        );
+        assert_eq!(device["held_at"][0]["site"], "site-0");
+        assert_eq!(device["held_at"][0]["site_certified"], true);
+        assert_eq!(device["sites"].as_array().unwrap().len(), 1, "{device}");
+        assert!(
+            !answer.to_string().contains(&uuid(1)),
+            "nothing of B's: {answer}"
+        );
+        // Site histories: each vendor its own devices only.
+        let path = |n: usize| format!("/v1/devices/uuid:{}/sites", uuid(n));
+        assert_eq!(call(&s, a.clone(), get(&path(0))).await.0, 200);
+        assert_eq!(call(&s, a, get(&path(1))).await.0, 404);
+        assert_eq!(call(&s, b.clone(), get(&path(0))).await.0, 404);
+        assert_eq!(call(&s, b, get(&path(1))).await.0, 200);
+        // A regulator sees the shipment through its redactions.
+        let (status, answer) = call(
+            &s,
+            principal(Role::Regulator, &[]),
+            get("/v1/shipments/SHP-A"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(!answer.to_string().contains(&uuid(0)), "{answer}");
+        assert!(
+            answer["devices"][0]["uuid"]
+                .as_str()
+                .unwrap()
+                .starts_with("redacted-")
+        );
+    }
 }
