@@ -472,7 +472,7 @@ async fn one(
                 }
                 sites.extend(history.remove(key).unwrap_or_default());
             }
-            sites.sort_by(|a, b| (a.first_seen, a.last_seen).cmp(&(b.first_seen, b.last_seen)));
+            sites.sort_by_key(|a| (a.first_seen, a.last_seen));
             ShownDevice {
                 uuid: d.uuid.as_deref().map(|u| view.redacted(Redact::Uuids, u)),
                 serial: d

@@ -412,32 +412,27 @@ fn post(http: &ureq::Agent, url: &str, event: &OutboxEvent) -> Result<(), String
     ))
 }
 
-/// A random fraction in [0, 1) (0 when the random source fails: no jitter then).
-fn jitter(rng: &ring::rand::SystemRandom) -> f64 {
+/// A random draw for the jitter: `u32` (0 when the random source fails: no jitter then).
+fn jitter(rng: &ring::rand::SystemRandom) -> u32 {
     let mut bytes = [0u8; 4];
     if rng.fill(&mut bytes).is_err() {
-        return 0.0;
+        return 0;
     }
-    f64::from(u32::from_be_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+    u32::from_be_bytes(bytes)
 }
 
 /// Seconds until the next attempt after `attempts` attempts: `backoff_s` doubled per attempt
-/// after the first, at most `backoff_max_s`, the second half of it drawn at random (`jitter` in
-/// [0, 1)), so receivers coming back are not hit by every verifier at once. At least 1.
-pub(crate) fn backoff(config: &WebhookConfig, attempts: i64, jitter: f64) -> i64 {
+/// after the first, at most `backoff_max_s`, its second half drawn at random (`jitter` /
+/// 2^32 of it), so receivers coming back are not hit by every verifier at once. At least 1.
+pub(crate) fn backoff(config: &WebhookConfig, attempts: i64, jitter: u32) -> i64 {
     let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 32)).unwrap_or(32);
     let full = config
         .backoff_s
         .saturating_mul(1u64 << doublings)
         .min(config.backoff_max_s);
     let half = full / 2;
-    // `jitter` < 1, so the drawn part stays below `full - half`.
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let drawn = ((full - half) as f64 * jitter.clamp(0.0, 0.999_999)) as u64;
+    let spread = u128::from(full - half);
+    let drawn = u64::try_from((spread * u128::from(jitter)) >> 32).unwrap_or(0);
     i64::try_from(half.saturating_add(drawn).max(1)).unwrap_or(i64::MAX)
 }
 
@@ -658,22 +653,23 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_its_cap_with_jitter_in_its_second_half() {
         let w = config("w", &["L"], &["c"]);
-        assert_eq!(backoff(&w, 1, 0.0), 5);
-        assert_eq!(backoff(&w, 1, 0.999), 9);
-        assert_eq!(backoff(&w, 2, 0.0), 10);
-        assert_eq!(backoff(&w, 3, 0.0), 20);
-        assert_eq!(backoff(&w, 4, 0.0), 40);
-        assert_eq!(backoff(&w, 5, 0.0), 50, "capped at 100, half of it fixed");
-        assert_eq!(backoff(&w, 1_000_000, 0.5), 75);
-        assert!((50..100).contains(&backoff(&w, 64, 0.999_999_9)));
+        assert_eq!(backoff(&w, 1, 0), 5);
+        assert_eq!(backoff(&w, 1, u32::MAX), 9);
+        assert_eq!(backoff(&w, 2, 0), 10);
+        assert_eq!(backoff(&w, 3, 0), 20);
+        assert_eq!(backoff(&w, 4, 0), 40);
+        assert_eq!(backoff(&w, 5, 0), 50, "capped at 100, half of it fixed");
+        assert_eq!(backoff(&w, 1_000_000, 1 << 31), 75);
+        assert_eq!(backoff(&w, 64, u32::MAX), 99);
         let tiny = WebhookConfig {
             backoff_s: 1,
             backoff_max_s: 1,
             ..w
         };
-        assert_eq!(backoff(&tiny, 1, 0.0), 1, "never 0");
-        assert_eq!(backoff(&tiny, 0, 0.0), 1);
+        assert_eq!(backoff(&tiny, 1, 0), 1, "never 0");
+        assert_eq!(backoff(&tiny, 0, u32::MAX), 1);
         let rng = ring::rand::SystemRandom::new();
-        assert!((0.0..1.0).contains(&jitter(&rng)));
+        let draws: HashSet<u32> = (0..8).map(|_| jitter(&rng)).collect();
+        assert!(draws.len() > 1, "drawn at random");
     }
 }
