@@ -30,6 +30,7 @@ mod serve_lifecycle;
 mod serve_limits;
 mod serve_reads;
 mod serve_scenario;
+mod serve_shipments;
 mod serve_time;
 mod serve_tls;
 mod support;
