@@ -43,7 +43,9 @@ use super::api::{ApiError, ApiResult, json_response};
 use super::config::WebhookConfig;
 use crate::error::Error;
 use crate::policy::{Finding, FleetVerdict, Severity, VerifiedAttestation};
-use crate::store::{MAX_OUTBOX_PAGE, NewEvent, OutboxEvent, WriteBatch};
+use crate::store::{
+    MAX_EVENT_PAYLOAD_LEN, MAX_LICENCE_ID_LEN, MAX_OUTBOX_PAGE, NewEvent, OutboxEvent, WriteBatch,
+};
 
 /// The `typ` of an event JWS.
 pub const EVENT_TYP: &str = "tppguard-event+jwt";
@@ -196,7 +198,13 @@ fn candidates<'v>(
     let mut out = Vec::new();
     for config in webhooks.configs() {
         for f in &verdict.findings {
-            let Some(licence) = f.licence.as_deref() else {
+            // A licence id the outbox cannot hold is no subscriber's (licence ids are bounded
+            // where they are verified); never a reason to fail the batch.
+            let Some(licence) = f
+                .licence
+                .as_deref()
+                .filter(|l| l.len() <= MAX_LICENCE_ID_LEN && !l.contains('\0'))
+            else {
                 continue;
             };
             if !config.codes.iter().any(|c| c == f.code)
@@ -244,9 +252,21 @@ fn event(
             figures,
         },
     };
-    let payload = serde_json::to_vec(&claims).map_err(|e| ApiError::internal(&e))?;
-    let payload = jws::sign(&Header::new(key.alg()).with_typ(EVENT_TYP), &payload, key)
-        .map_err(|e| ApiError::internal(&e))?;
+    let sign = |claims: &EventClaims<'_>| {
+        let payload = serde_json::to_vec(claims).map_err(|e| ApiError::internal(&e))?;
+        jws::sign(&Header::new(key.alg()).with_typ(EVENT_TYP), &payload, key)
+            .map_err(|e| ApiError::internal(&e))
+    };
+    let mut payload = sign(&claims)?;
+    if payload.len() > MAX_EVENT_PAYLOAD_LEN {
+        // A finding naming very many places (a GPU copied to a thousand nodes): the event
+        // still goes, its figures left to GET /v1/findings; never a reason to fail the batch.
+        let mut claims = claims;
+        claims.event.figures = json!({"omitted": "the figures are larger than an event \
+            carries: GET /v1/findings has them"});
+        claims.event.sentence = "";
+        payload = sign(&claims)?;
+    }
     Ok(NewEvent {
         event_id: id,
         webhook: config.name.clone(),
@@ -648,6 +668,30 @@ mod tests {
                 .verify(&other.verifying_key())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn an_event_too_large_for_the_outbox_goes_without_its_figures() {
+        let key =
+            SigningKey::from_pkcs8(Alg::EdDSA, &SigningKey::generate_pkcs8(Alg::EdDSA).unwrap())
+                .unwrap();
+        let w = config("vendor-a", &["LIC-A"], &["duplicate_device"]);
+        let mut f = finding("duplicate_device", "LIC-A", "n1", "gpu0");
+        f.sentence = "x".repeat(MAX_EVENT_PAYLOAD_LEN);
+        let figures = serde_json::json!({"seen_in": vec!["n/gpu0"; 20_000]});
+        let id = event_id(&w.name, &f, "LIC-A", &figures);
+        let e = event(&key, &w, &f, "LIC-A", id.clone(), figures, 1).unwrap();
+        assert!(e.payload.len() <= MAX_EVENT_PAYLOAD_LEN);
+        let claims: Value = serde_json::from_slice(
+            jws::decode(&e.payload)
+                .unwrap()
+                .verify(&key.verifying_key())
+                .unwrap()
+                .payload(),
+        )
+        .unwrap();
+        assert_eq!(claims["jti"], id.as_str());
+        assert!(claims["tppguard.event"]["figures"]["omitted"].is_string());
     }
 
     #[test]

@@ -41,9 +41,9 @@ pub use lifecycle::{
     LicenceRetirement, LicenceRevocationRecord, LifecycleRecords, MAX_ACTOR_LEN, NodeRetirement,
 };
 pub use shipments::{
-    DeviceSighting, DeviceSite, MAX_DEVICE_KEY_LEN, MAX_HISTORY_SITE_LEN, MAX_OUTBOX_PAGE,
-    MAX_SHIPMENT_ID_LEN, MAX_SHIPMENTS, MAX_SITE_HISTORY, NewEvent, NewShipment, OutboxEvent,
-    ShipmentInsert, SiteSource, StoredShipment,
+    DeviceSighting, DeviceSite, MAX_DEVICE_KEY_LEN, MAX_EVENT_PAYLOAD_LEN, MAX_HISTORY_SITE_LEN,
+    MAX_OUTBOX_PAGE, MAX_SHIPMENT_ID_LEN, MAX_SHIPMENTS, MAX_SITE_HISTORY, NewEvent, NewShipment,
+    OutboxEvent, ShipmentInsert, SiteSource, StoredShipment,
 };
 pub use tokens::{ApiToken, MAX_API_TOKENS};
 

@@ -36,6 +36,9 @@ pub const MAX_DEVICE_KEY_LEN: usize = 300;
 pub const MAX_HISTORY_SITE_LEN: usize = 256;
 /// Most rows of one device's site history returned.
 pub const MAX_SITE_HISTORY: usize = 1000;
+/// Most site history rows [`Store::device_sites_of`] reads for 500 devices; more is an
+/// error, never a silent cut.
+pub const MAX_SITE_ROWS: usize = 100_000;
 /// Most outbox rows [`Store::claim_due_events`] and [`Store::outbox`] return at once.
 pub const MAX_OUTBOX_PAGE: usize = 1000;
 /// Longest event payload stored (a signed event, a few KiB).
@@ -338,14 +341,19 @@ impl Store {
         for chunk in devices.chunks(ROW_CHUNK) {
             let sql = format!(
                 "SELECT device, node_id, site, site_source, first_seen, last_seen FROM \
-                 device_sites WHERE device IN ({}) ORDER BY device, id",
-                placeholders(chunk.len(), 1)
+                 device_sites WHERE device IN ({}) ORDER BY device, id LIMIT $1",
+                placeholders(chunk.len(), 2)
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut query =
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit_plus_one(MAX_SITE_ROWS));
             for d in chunk {
                 query = query.bind(d.as_str());
             }
-            for r in query.fetch_all(&self.pool).await.map_err(&err)? {
+            let rows = query.fetch_all(&self.pool).await.map_err(&err)?;
+            if rows.len() > MAX_SITE_ROWS {
+                return Err(self.too_many("site history rows", MAX_SITE_ROWS));
+            }
+            for r in rows {
                 let device: String = r.try_get("device").map_err(&err)?;
                 let row = self.site_row(&r)?;
                 out.entry(device).or_default().push(row);
