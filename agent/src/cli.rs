@@ -123,6 +123,23 @@ pub enum Command {
     /// of their own (as `measure --dir`), until SIGTERM or SIGINT (exit 0).
     /// Logs to stderr at `info` unless --log or RUST_LOG say otherwise.
     Run(RunArgs),
+
+    /// Show, and apply, gating on this node: the lease held, the state, and each GPU's gate
+    /// and compute mode.
+    ///
+    /// Evaluates once what `run` evaluates on every wake-up ([gating] in its configuration;
+    /// see docs/agent-run.md, "Gating"): the lease held in NODE/lease.jws (and with --lease,
+    /// a new one, verified under the verifier's result key for this node first: a forged,
+    /// expired, older or other node's lease is refused with its code and changes nothing),
+    /// the state (no_lease_yet, leased, grace, lapsed_fail_closed, lapsed_fail_open), and per
+    /// GPU whether it is gated. In enforce mode a gated GPU is set to compute mode PROHIBITED
+    /// and an allowed one restored, each read back; in observe mode nothing changes. Writes
+    /// NODE/gate-report.json, which the next attestation carries (tppguard.gating).
+    ///
+    /// Either --config agent.toml (run's file: dir, NVML source, verifier_result_key and
+    /// [gating]) or --dir NODE with --mode and the other flags.
+    #[command(after_long_help = GATE_EXIT_CODES)]
+    Gate(GateArgs),
 }
 
 /// The exit codes of `push`, shown at the end of its `--help`.
@@ -189,6 +206,74 @@ pub struct RunArgs {
     /// The configuration file (TOML; see deploy/agent.toml).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+/// The exit codes of `gate`, shown at the end of its `--help`.
+pub const GATE_EXIT_CODES: &str = "\
+Exit codes:
+  0  evaluated: every gate holds (and --lease, if given, was accepted)
+  1  evaluated, but the --lease given was refused (its code is printed) or a gate did not
+     hold (the compute mode read back is not what the lease asks; the next attestation
+     reports it)
+  2  the command could not run (bad arguments or configuration, node folder, result key)
+  3  no NVIDIA driver is installed (use --simulate to try tppguard without one)
+  4  the NVIDIA driver is installed but NVML could not start
+
+Examples:
+  tppguard-agent gate --config /etc/tppguard/agent.toml
+  tppguard-agent gate --config /etc/tppguard/agent.toml --lease lease.jws --json
+  tppguard-agent gate --dir node --mode observe --verifier-result-key verifier-result.pub.pem --simulate";
+
+/// Arguments of `gate`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// run's configuration file: its dir, simulate/nvml_lib, verifier_result_key and
+    /// [gating] (which must be there).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["dir", "mode", "verifier_result_key", "without_lease", "first_lease_grace_s", "simulate", "nvml_lib"]
+    )]
+    pub config: Option<PathBuf>,
+
+    /// The node folder (node.key, node-chain.pem; lease.jws, gate-state.json and
+    /// gate-report.json are kept here).
+    #[arg(long, value_name = "NODE", required_unless_present = "config")]
+    pub dir: Option<PathBuf>,
+
+    /// observe: change nothing, say what would be gated; enforce: set compute modes.
+    #[arg(long, value_name = "MODE", value_parser = ["observe", "enforce"], default_value = "observe")]
+    pub mode: String,
+
+    /// The verifier's result public key (verifier-result.pub.pem): leases verify under it.
+    /// Required in enforce mode.
+    #[arg(long, value_name = "FILE")]
+    pub verifier_result_key: Option<PathBuf>,
+
+    /// What applies when no lease was ever received and the first-lease grace is over.
+    #[arg(long, value_name = "WHAT", value_parser = ["fail_open", "fail_closed"], default_value = "fail_open")]
+    pub without_lease: String,
+
+    /// Seconds after the first start during which, with no lease yet, nothing is gated.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::gate::DEFAULT_FIRST_LEASE_GRACE_S)]
+    pub first_lease_grace_s: u64,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// A lease (compact JWS file) to verify and, if it verifies, hold and act on.
+    #[arg(long, value_name = "FILE")]
+    pub lease: Option<PathBuf>,
+
+    /// Evaluate as at this Unix time instead of the clock (what happens at expiry, in
+    /// grace, after the lapse). The GPUs are acted on as at that time.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub at: Option<i64>,
+
+    /// Print the report as JSON ({"report": GatingReport, "lease_refused": {code,
+    /// sentence}, "next_change": UNIX_SECONDS}).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `init`.

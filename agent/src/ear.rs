@@ -96,6 +96,11 @@ impl ResultKey {
         Self { key, path }
     }
 
+    /// The key (leases are verified under it too: [`crate::gate`]).
+    pub fn key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
     /// The file it came from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -398,6 +403,7 @@ mod tests {
             findings: vec![serde_json::json!({
                 "severity": "unproven", "code": "simulated_inventory", "sentence": "S."
             })],
+            lease: None,
         }
     }
 

@@ -866,6 +866,7 @@ mod tests {
             nonce: Nonce::parse(&"ab".repeat(32)).unwrap(),
             site: None,
             measurements: BTreeMap::new(),
+            gating: None,
         };
         (crate::sign::claims_from_report(&report, context), readable)
     }

@@ -14,6 +14,7 @@
 pub mod bearer;
 pub mod cli;
 pub mod ear;
+pub mod gate;
 pub mod gpu_evidence;
 pub mod host;
 pub mod identity;
@@ -129,6 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Measure(args) => measure_command(&args),
         Command::Push(args) => push::push_command(&args),
         Command::Run(args) => run::run_command(&args),
+        Command::Gate(args) => gate::command::gate_command(&args),
     }
 }
 
@@ -539,6 +541,8 @@ pub fn attest_token_with(
             nonce,
             site,
             measurements: measure::run::Cache::load(dir)?.gpus,
+            // The latest gating report (`run` and `gate` write it), if gating is on.
+            gating: gate::load_report(dir)?,
         },
     );
     evidence.apply(&mut claims);

@@ -170,6 +170,119 @@ fn init(lib: &OsStr) -> Result<Nvml, NvmlError> {
     Nvml::builder().lib_path(lib).init()
 }
 
+/// Gating's NVML calls ([`crate::gate::GpuControl`]): compute mode and the
+/// confidential-computing GPUs-ready state, through nvml-wrapper (no `unsafe` here).
+pub mod control {
+    use nvml_wrapper::Nvml;
+    use nvml_wrapper::enum_wrappers::device::ComputeMode as NvmlMode;
+    use nvml_wrapper::error::NvmlError;
+    use tppguard_proto::lease::{ComputeMode, GpuRef};
+
+    use crate::gate::GpuControl;
+
+    /// NVML's error as the snake_case code a gating report carries (the inventory's absence
+    /// codes where they exist).
+    pub fn error_code(err: &NvmlError) -> String {
+        match err {
+            NvmlError::NotSupported => "not_supported",
+            NvmlError::NoPermission => "no_permission",
+            NvmlError::FunctionNotFound => "driver_lacks_function",
+            NvmlError::FailedToLoadSymbol(_) => "symbol_missing",
+            NvmlError::GpuLost => "gpu_lost",
+            NvmlError::InvalidArg => "invalid_argument",
+            NvmlError::Uninitialized => "uninitialized",
+            NvmlError::UnexpectedVariant(_) => "unexpected_value",
+            NvmlError::InUse => "in_use",
+            NvmlError::Timeout => "timeout",
+            _ => "error",
+        }
+        .to_owned()
+    }
+
+    fn to_proto(mode: NvmlMode) -> ComputeMode {
+        match mode {
+            NvmlMode::Default => ComputeMode::Default,
+            NvmlMode::ExclusiveProcess => ComputeMode::ExclusiveProcess,
+            NvmlMode::Prohibited => ComputeMode::Prohibited,
+            NvmlMode::ExclusiveThread => ComputeMode::Other,
+        }
+    }
+
+    /// Gating through an initialised NVML.
+    pub struct NvmlControl<'a> {
+        nvml: &'a Nvml,
+    }
+
+    impl<'a> NvmlControl<'a> {
+        /// Gating's calls on `nvml`.
+        pub fn new(nvml: &'a Nvml) -> Self {
+            Self { nvml }
+        }
+    }
+
+    impl GpuControl for NvmlControl<'_> {
+        fn gpus(&mut self) -> Result<Vec<GpuRef>, String> {
+            let count = self.nvml.device_count().map_err(|e| error_code(&e))?;
+            Ok((0..count)
+                .map(|index| {
+                    // A GPU without a handle or identities is still listed: the lease cannot
+                    // name it, so it is gated like any GPU the lease does not allow.
+                    let device = self.nvml.device_by_index(index).ok();
+                    GpuRef {
+                        index,
+                        uuid: device.as_ref().and_then(|d| d.uuid().ok()),
+                        serial: device.as_ref().and_then(|d| d.serial().ok()),
+                        hardware_id: None,
+                    }
+                })
+                .collect())
+        }
+
+        fn compute_mode(&mut self, index: u32) -> Result<ComputeMode, String> {
+            self.nvml
+                .device_by_index(index)
+                .and_then(|d| d.compute_mode())
+                .map(to_proto)
+                .map_err(|e| error_code(&e))
+        }
+
+        fn set_compute_mode(&mut self, index: u32, mode: ComputeMode) -> Result<(), String> {
+            let mode = match mode {
+                ComputeMode::Default => NvmlMode::Default,
+                ComputeMode::ExclusiveProcess => NvmlMode::ExclusiveProcess,
+                ComputeMode::Prohibited => NvmlMode::Prohibited,
+                ComputeMode::Other => return Err("invalid_argument".to_owned()),
+            };
+            self.nvml
+                .device_by_index(index)
+                .and_then(|mut d| d.set_compute_mode(mode))
+                .map_err(|e| error_code(&e))
+        }
+
+        fn cc_on(&mut self) -> bool {
+            // The CC calls are system-wide; nvml-wrapper hangs them on a device.
+            self.nvml
+                .device_by_index(0)
+                .and_then(|d| d.is_cc_enabled())
+                .unwrap_or(false)
+        }
+
+        fn cc_ready(&mut self) -> Result<bool, String> {
+            self.nvml
+                .device_by_index(0)
+                .and_then(|d| d.get_confidential_compute_state())
+                .map_err(|e| error_code(&e))
+        }
+
+        fn set_cc_ready(&mut self, ready: bool) -> Result<(), String> {
+            self.nvml
+                .device_by_index(0)
+                .and_then(|d| d.set_confidential_compute_state(ready))
+                .map_err(|e| error_code(&e))
+        }
+    }
+}
+
 /// NVML calls that nvml-wrapper does not wrap (or wraps with a slice that panics on a
 /// driver's out-of-range size: the confidential-computing evidence calls), and the look-up of
 /// the fake libraries' mark.
@@ -335,6 +448,30 @@ mod tests {
         drop(by_path);
         let bundled = Session::open(LibrarySource::Simulated(driver)).unwrap();
         assert!(bundled.simulated);
+    }
+
+    #[test]
+    fn gating_calls_go_through_nvml_wrapper() {
+        use crate::gate::GpuControl as _;
+        use tppguard_proto::lease::ComputeMode;
+        let driver = SimulatedDriver::install("dgx-h100").unwrap();
+        let session = Session::open(LibrarySource::Simulated(driver)).unwrap();
+        let mut control = control::NvmlControl::new(&session.nvml);
+        let gpus = control.gpus().unwrap();
+        assert_eq!(gpus.len(), 8);
+        assert!(gpus.iter().all(|g| g.uuid.is_some()));
+        assert_eq!(control.compute_mode(3), Ok(ComputeMode::Default));
+        control
+            .set_compute_mode(3, ComputeMode::Prohibited)
+            .unwrap();
+        assert_eq!(control.compute_mode(3), Ok(ComputeMode::Prohibited));
+        assert_eq!(
+            control.set_compute_mode(3, ComputeMode::Other),
+            Err("invalid_argument".to_owned())
+        );
+        assert_eq!(control.compute_mode(99), Err("invalid_argument".to_owned()));
+        // The DGX H100 fixture has CC off.
+        assert!(!control.cc_on());
     }
 
     #[test]

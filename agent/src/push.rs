@@ -121,6 +121,11 @@ pub struct Verdict {
     /// The findings that bear on this node.
     #[serde(default)]
     pub findings: Vec<serde_json::Value>,
+    /// The lease the verifier issued with this answer (compact JWS, `typ`
+    /// `tppguard-lease+jwt`), when it issues leases. Believed only once [`crate::gate`]
+    /// verifies it under the pinned result key for this node and this token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
 }
 
 impl Verdict {
@@ -479,6 +484,21 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_may_carry_a_lease() {
+        let base = serde_json::json!({
+            "status": "warning", "ear": "e", "node": "n", "subject": "CN=n",
+            "token_sha256": "ab", "findings": []
+        });
+        let v: Verdict = serde_json::from_value(base.clone()).unwrap();
+        assert_eq!(v.lease, None, "a verifier without leases");
+        assert!(!serde_json::to_string(&v).unwrap().contains("lease"));
+        let mut with = base;
+        with["lease"] = "a.b.c".into();
+        let v: Verdict = serde_json::from_value(with).unwrap();
+        assert_eq!(v.lease.as_deref(), Some("a.b.c"));
+    }
+
+    #[test]
     fn exit_code_follows_the_status() {
         let v = |status: &str| Verdict {
             status: status.into(),
@@ -487,6 +507,7 @@ mod tests {
             subject: "CN=n".into(),
             token_sha256: String::new(),
             findings: vec![],
+            lease: None,
         };
         assert_eq!(v("affirming").exit_code(), 0);
         assert_eq!(v("warning").exit_code(), 0);
@@ -540,6 +561,7 @@ mod tests {
             findings: vec![serde_json::json!({
                 "severity": "unproven", "code": "simulated_inventory", "sentence": "Simulated."
             })],
+            lease: None,
         };
         let mut out = Vec::new();
         render_verdict(&mut out, &v).unwrap();
@@ -567,6 +589,7 @@ mod tests {
             findings: vec![serde_json::json!({
                 "severity": "info", "code": "x", "sentence": "ok\u{202e}"
             })],
+            lease: None,
         };
         let mut out = Vec::new();
         render_verdict(&mut out, &v).unwrap();
@@ -589,6 +612,7 @@ mod tests {
             subject: String::new(),
             token_sha256: String::new(),
             findings: vec![],
+            lease: None,
         };
         assert_eq!(v.short_node(), "ffffffffffff");
         v.node = "abc".into();

@@ -30,6 +30,7 @@ use tppguard_proto::identity::NodeId;
 use tppguard_proto::text::Escaped;
 
 use crate::cli::{RunArgs, SourceArgs};
+use crate::gate::{Gatekeeper, GatingConfig};
 use crate::measure::run::Cache;
 use crate::push::{Client, ClientOptions, PushError, Verdict};
 use crate::{EXIT_OK, MeasurePlan, attest_token, measure, sign};
@@ -83,6 +84,10 @@ pub struct RunConfig {
     /// A folder holding cuBLAS and cuBLASLt when the loader does not find them.
     #[serde(default)]
     pub cuda_lib_dir: Option<PathBuf>,
+    /// `[gating]`: act on the verifier's leases ([`crate::gate`]). Absent: gating off, and no
+    /// gating report in the attestations.
+    #[serde(default)]
+    pub gating: Option<GatingConfig>,
 }
 
 fn default_interval() -> u64 {
@@ -174,6 +179,9 @@ impl RunConfig {
                 );
             }
         }
+        if let Some(gating) = &config.gating {
+            check_gating(path, gating, config.verifier_result_key.is_some())?;
+        }
         if config.measure_retry_s > config.measure_interval_s {
             anyhow::bail!(
                 "{}: measure_retry_s = {} is longer than measure_interval_s = {}; a retry \
@@ -187,12 +195,42 @@ impl RunConfig {
         Ok(config)
     }
 
-    fn source(&self) -> SourceArgs {
+    /// Where the GPUs are read from.
+    pub fn source(&self) -> SourceArgs {
         SourceArgs {
             simulate: self.simulate.clone(),
             nvml_lib: self.nvml_lib.clone(),
         }
     }
+}
+
+/// The longest `first_lease_grace_s`: seven days, the longest lease grace.
+pub const MAX_FIRST_LEASE_GRACE_S: u64 = tppguard_proto::lease::LeaseTerms::MAX_S;
+
+/// Checks `[gating]`: `enforce` acts only on verified leases, so it needs the result key.
+pub fn check_gating(path: &Path, gating: &GatingConfig, result_key: bool) -> anyhow::Result<()> {
+    if gating.mode == tppguard_proto::lease::GatingMode::Enforce && !result_key {
+        anyhow::bail!(
+            "{}: [gating] mode = \"enforce\" needs verifier_result_key: a lease is acted on \
+             only once it verifies under the verifier's result key, and without one every \
+             lease would be refused. Copy verifier-result.pub.pem from the verifier's folder \
+             and set verifier_result_key = \"verifier-result.pub.pem\", or use mode = \
+             \"observe\" meanwhile",
+            path.display()
+        );
+    }
+    if let Some(kube) = &gating.kubernetes {
+        kube.check(&|name: &str| std::env::var(name).ok())
+            .map_err(|e| anyhow::anyhow!("{}: [gating.kubernetes]: {e}", path.display()))?;
+    }
+    if gating.first_lease_grace_s > MAX_FIRST_LEASE_GRACE_S {
+        anyhow::bail!(
+            "{}: [gating] first_lease_grace_s = {} is out of range (0 to {MAX_FIRST_LEASE_GRACE_S})",
+            path.display(),
+            gating.first_lease_grace_s
+        );
+    }
+    Ok(())
 }
 
 /// `interval` scaled by a random factor in [0.9, 1.1].
@@ -728,6 +766,74 @@ fn round(
     }
 }
 
+/// Gating for `run`, when `[gating]` is configured; with it off, a report left by an earlier
+/// gating run is removed so that no attestation carries a stale one.
+fn open_gate(
+    config: &RunConfig,
+    options: &ClientOptions,
+    node: NodeId,
+) -> anyhow::Result<Option<Gatekeeper>> {
+    let Some(gating) = &config.gating else {
+        let stale = config.dir.join(crate::gate::REPORT_FILE);
+        if stale.exists() {
+            std::fs::remove_file(&stale)
+                .with_context(|| format!("removing {}", stale.display()))?;
+            tracing::info!(file = %stale.display(), "gating is off: removed the gating report an earlier run left, so no attestation carries it");
+        }
+        return Ok(None);
+    };
+    let now = sign::now().map_err(|e| anyhow::anyhow!(e.render()))?;
+    let gate = Gatekeeper::open(
+        &config.dir,
+        gating.clone(),
+        options.result_key.clone(),
+        node,
+        now,
+    )?;
+    if options.result_key.is_none() {
+        tracing::warn!(
+            "gating in observe mode without verifier_result_key: no lease can be verified, so none is acted on; the report says so (state no_lease_yet, then lapsed)"
+        );
+    }
+    tracing::info!(mode = gating.mode.as_str(), state = ?gate.state(now), lease = gate.lease().is_some(), kubernetes = gating.kubernetes.is_some(), "gating");
+    Ok(Some(gate))
+}
+
+/// Evaluates gating now through NVML; a failure is logged, and tried again at the next wake.
+fn evaluate_gate(config: &RunConfig, gate: &mut Gatekeeper) {
+    let now = sign::now().unwrap_or(i64::MAX);
+    let evaluated = crate::open_session(&config.source()).and_then(|session| {
+        gate.evaluate(
+            &mut crate::nvml::control::NvmlControl::new(&session.nvml),
+            now,
+        )
+    });
+    match evaluated {
+        Ok(report) => tracing::debug!(
+            state = ?report.state,
+            gated = report.gpus.iter().filter(|g| g.gate).count(),
+            not_held = report.not_held().count(),
+            "gating evaluated"
+        ),
+        Err(e) => {
+            tracing::error!(error = %Escaped(&format!("{e:#}")), "gating could not be evaluated: the GPUs stay as they are; tried again at the next wake-up")
+        }
+    }
+}
+
+/// Takes the lease of a delivered answer (bound to the token just sent) and acts on it.
+fn take_lease(config: &RunConfig, gate: &mut Gatekeeper, verdict: &Verdict) {
+    let Some(lease) = &verdict.lease else {
+        tracing::debug!("the verifier's answer carries no lease");
+        return;
+    };
+    let now = sign::now().unwrap_or(i64::MAX);
+    // `token_sha256` was checked to be the token sent (push::Client::post_attestation).
+    if gate.offer(lease, Some(&verdict.token_sha256), now).is_ok() {
+        evaluate_gate(config, gate);
+    }
+}
+
 /// `tppguard-agent run`.
 pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = RunConfig::load(&args.config)?;
@@ -752,9 +858,11 @@ pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let backoff_max = Duration::from_secs(config.backoff_max_s);
     tracing::info!(verifier = client.base(), dir = %config.dir.display(), result_key_pinned = client.pins_result_key(), bearer_token = config.token_file.is_some(), interval_s = config.interval_s, measure = config.measure, measure_interval_s = config.measure_interval_s, "running");
     let mut schedule = config.measure.then(|| Schedule::new(&config));
+    let mut gate = open_gate(&config, &options, node)?;
     // Unknown until the first inventory: the schedule then looks at every cached GPU.
     let mut gpus: Option<Vec<String>> = None;
     let mut failures: u32 = 0;
+    let mut next_push = std::time::Instant::now();
     while !shutdown.requested() {
         // Between pushes, on this thread: a measurement never overlaps an attestation.
         if let Some(schedule) = schedule.as_mut() {
@@ -763,30 +871,56 @@ pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 break;
             }
         }
-        let wait = match round(&config, &client, node, &queue, &mut gpus, &mut shutdown) {
-            Round::Delivered(v) => {
-                if failures > 0 {
-                    tracing::info!(after = failures, "verifier reachable again");
+        // Before each round, so the attestation carries a fresh report, and at each wake-up,
+        // so an expiry gates on time while the verifier is down.
+        if let Some(gate) = gate.as_mut() {
+            evaluate_gate(&config, gate);
+        }
+        if std::time::Instant::now() >= next_push {
+            let wait = match round(&config, &client, node, &queue, &mut gpus, &mut shutdown) {
+                Round::Delivered(v) => {
+                    if failures > 0 {
+                        tracing::info!(after = failures, "verifier reachable again");
+                    }
+                    failures = 0;
+                    tracing::info!(status = %Escaped(&v.status), subject = %Escaped(&v.subject), node = %Escaped(v.short_node()), "attestation delivered");
+                    let mut wait = jittered(interval);
+                    if let Some(gate) = gate.as_mut() {
+                        take_lease(&config, gate, &v);
+                        // Renew before the lease runs out, if that comes before the interval.
+                        let now = sign::now().unwrap_or(i64::MAX);
+                        if let Some(renew_at) = gate.renew_at().filter(|at| *at > now) {
+                            let until = u64::try_from(renew_at.saturating_sub(now)).unwrap_or(0);
+                            wait = wait.min(Duration::from_secs(until));
+                        }
+                    }
+                    wait
                 }
-                failures = 0;
-                tracing::info!(status = %Escaped(&v.status), subject = %Escaped(&v.subject), node = %Escaped(v.short_node()), "attestation delivered");
-                jittered(interval)
-            }
-            Round::Unreachable(e) => {
-                failures = failures.saturating_add(1);
-                let wait = jittered(backoff(failures, backoff_max));
-                tracing::warn!(error = %Escaped(&e.to_string()), failures, retry_in_s = wait.as_secs_f64(), "verifier unavailable");
-                wait
-            }
-            Round::Failed(e) => {
-                if shutdown.requested() {
-                    break;
+                Round::Unreachable(e) => {
+                    failures = failures.saturating_add(1);
+                    let wait = jittered(backoff(failures, backoff_max));
+                    tracing::warn!(error = %Escaped(&e.to_string()), failures, retry_in_s = wait.as_secs_f64(), "verifier unavailable");
+                    wait
                 }
-                failures = 0;
-                tracing::error!(error = %Escaped(&format!("{e:#}")), "push failed");
-                jittered(interval)
+                Round::Failed(e) => {
+                    if shutdown.requested() {
+                        break;
+                    }
+                    failures = 0;
+                    tracing::error!(error = %Escaped(&format!("{e:#}")), "push failed");
+                    jittered(interval)
+                }
+            };
+            next_push = std::time::Instant::now() + wait;
+        }
+        let mut wait = next_push.saturating_duration_since(std::time::Instant::now());
+        if let Some(gate) = &gate {
+            let now = sign::now().unwrap_or(i64::MAX);
+            if let Some(at) = gate.next_change(now) {
+                let until = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
+                wait = wait.min(Duration::from_secs(until));
             }
-        };
+        }
         if shutdown.wait(wait) {
             break;
         }
@@ -852,6 +986,49 @@ mod tests {
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, text).unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn config_gating_section() {
+        let (_dir, path) = write_config("verifier = \"http://v\"\ndir = \"node\"\n");
+        assert!(
+            RunConfig::load(&path).unwrap().gating.is_none(),
+            "off by default"
+        );
+        let (_dir, path) = write_config(
+            "verifier = \"http://v\"\ndir = \"node\"\nverifier_result_key = \"r.pem\"\n\
+             [gating]\nmode = \"enforce\"\nwithout_lease = \"fail_closed\"\n\
+             first_lease_grace_s = 60\n[gating.kubernetes]\nnode_name = \"n1\"\n",
+        );
+        let g = RunConfig::load(&path).unwrap().gating.unwrap();
+        assert_eq!(g.mode, tppguard_proto::lease::GatingMode::Enforce);
+        assert_eq!(g.without_lease, tppguard_proto::lease::OnExpiry::FailClosed);
+        assert_eq!(g.first_lease_grace_s, 60);
+        assert_eq!(g.kubernetes.unwrap().node_name, "n1");
+        let (_dir, path) =
+            write_config("verifier = \"http://v\"\ndir = \"node\"\n[gating]\nmode = \"observe\"\n");
+        let g = RunConfig::load(&path).unwrap().gating.unwrap();
+        assert_eq!(
+            (g.first_lease_grace_s, g.without_lease),
+            (3600, tppguard_proto::lease::OnExpiry::FailOpen)
+        );
+        for (bad, says) in [
+            (
+                "[gating]\nmode = \"enforce\"\n",
+                "needs verifier_result_key",
+            ),
+            ("[gating]\nmode = \"block\"\n", "mode"),
+            ("[gating]\nmode = \"observe\"\ncolour = 1\n", "colour"),
+            (
+                "[gating]\nmode = \"observe\"\nfirst_lease_grace_s = 999999999\n",
+                "out of range",
+            ),
+        ] {
+            let (_dir, path) =
+                write_config(&format!("verifier = \"http://v\"\ndir = \"node\"\n{bad}"));
+            let err = format!("{:#}", RunConfig::load(&path).unwrap_err());
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -1043,5 +1220,26 @@ mod tests {
             .join("agent.toml");
         let c = RunConfig::load(&path).unwrap();
         assert!(c.verifier.starts_with("http"));
+        assert!(c.gating.is_none(), "gating is off unless asked for");
+        // The commented [gating] example, switched on, reads too.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let at = text.find("# [gating]").unwrap();
+        let on: String = text[at..]
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if !rest.starts_with('#')
+                        && (rest.starts_with('[') || rest.contains(" = ")) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (_dir, example) = write_config(&format!("{}\n{on}\n", &text[..at]));
+        let g = RunConfig::load(&example).unwrap().gating.unwrap();
+        assert_eq!(g.mode, tppguard_proto::lease::GatingMode::Observe);
+        assert_eq!(g.kubernetes.unwrap().node_name, "gpu-node-01");
     }
 }

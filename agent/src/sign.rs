@@ -458,6 +458,9 @@ pub struct ClaimsContext {
     pub site: Option<SiteId>,
     /// The latest measurement of each GPU, by UUID (`measure --dir`); empty for none.
     pub measurements: BTreeMap<String, Measurement>,
+    /// What the agent did about its lease (`tppguard.gating`, from NODE/gate-report.json);
+    /// `None` with gating off.
+    pub gating: Option<tppguard_proto::lease::GatingReport>,
 }
 
 /// How far above the spec a measured rate may be for the agent to call its evidence
@@ -555,7 +558,7 @@ pub fn claims_from_report(report: &Report, context: ClaimsContext) -> Attestatio
         },
         site: context.site.map(|s| s.as_str().to_owned()),
         simulated: report.source.simulated,
-        gating: None,
+        gating: context.gating,
     }
 }
 
@@ -755,6 +758,7 @@ mod tests {
             nonce: Nonce::parse(NONCE).unwrap(),
             site: Some(SiteId::parse("fra-1").unwrap()),
             measurements: BTreeMap::new(),
+            gating: None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod jws;
 pub mod lease;
 pub mod licence;
 pub mod ruleset;
+pub mod shipment;
 pub mod site;
 pub mod spec;
 pub mod text;

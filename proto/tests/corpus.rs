@@ -67,6 +67,7 @@ fn corpus_dirs_match_fuzz_targets() {
             "licence_toml",
             "ruleset_toml",
             "scenario_change",
+            "shipment_toml",
             "signed_token",
             "site_and_text",
             "spdm_report",

@@ -36,13 +36,14 @@ const REGENERATE: &str = "TPPGUARD_UPDATE_CORPUS=1 cargo test -p tppguard-tests 
                           fuzz_corpus::generated_corpora_are_current";
 
 /// The targets whose seeds [`generated`] makes.
-const GENERATED: [&str; 6] = [
+const GENERATED: [&str; 7] = [
     "issued_record",
     "leaf_facts",
     "site_and_text",
     "licence_revocation",
     "spdm_report",
     "scenario_change",
+    "shipment_toml",
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -206,6 +207,7 @@ fn generated(target: &str) -> Vec<(String, Vec<u8>)> {
         "licence_revocation" => licence_revocation_seeds(),
         "spdm_report" => spdm_report_seeds(),
         "scenario_change" => scenario_change_seeds(),
+        "shipment_toml" => shipment_toml_seeds(),
         other => panic!("no generator for {other}"),
     }
 }
@@ -777,5 +779,132 @@ fn scenario_change_seeds() -> Vec<(String, Vec<u8>)> {
     seeds
         .into_iter()
         .map(|(name, text)| (format!("{name}.txt"), text.into_bytes()))
+        .collect()
+}
+
+// Shipments (issue 15): the shipment record's TOML and its signed JSON payload.
+#[path = "../../fuzz/src/shipment_checks.rs"]
+mod shipment_checks;
+
+#[test]
+fn shipment_toml_corpus() {
+    let files = corpus("shipment_toml");
+    assert!(files.len() >= 20);
+    for (name, bytes) in &files {
+        let text = std::str::from_utf8(bytes).unwrap();
+        let accepted = shipment_checks::check_shipment_toml(text)
+            || tppguard_proto::shipment::Shipment::from_json(bytes).is_ok();
+        if name.starts_with("ok-") {
+            assert!(accepted, "{name} is rejected");
+        } else if name.starts_with("broken-") {
+            assert!(!accepted, "{name} is accepted");
+        }
+    }
+}
+
+/// Shipment records: the example (TOML and its JSON), each form a key may take, and each way
+/// to break one (syntax, ids, country, time, devices, identities, models, size, hostile text).
+fn shipment_toml_seeds() -> Vec<(String, Vec<u8>)> {
+    let example =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/shipment.toml"))
+            .unwrap();
+    let example_json = tppguard_proto::shipment::Shipment::from_toml_str(&example)
+        .unwrap()
+        .to_json()
+        .unwrap();
+    let head = "id = \"S-1\"\nvendor = \"V\"\nlicence = \"L-1\"\n\
+                delivered_at = 2026-03-02T09:00:00Z\n[delivery]\nsite = \"fra-1\"\ncountry = \"DE\"\n";
+    let with = |devices: &str| format!("{head}{devices}");
+    let one = "[[devices]]\nserial = \"A\"\n";
+    let seeds: Vec<(&str, String)> = vec![
+        ("ok-example.toml", example.clone()),
+        (
+            "ok-example.json",
+            String::from_utf8(example_json.clone()).unwrap(),
+        ),
+        ("ok-minimal.toml", with(one)),
+        (
+            "ok-hardware-id.toml",
+            with(
+                "[[devices]]\nuuid = \" GPU-x \"\nhardware_id = \"ABCDEF0123456789\"\nmodel = \"NVIDIA H100 80GB HBM3\"\n",
+            ),
+        ),
+        (
+            "ok-string-date.toml",
+            with(one).replace(
+                "delivered_at = 2026-03-02T09:00:00Z",
+                "delivered_at = \"2026-03-02T10:00:00+01:00\"",
+            ),
+        ),
+        (
+            "ok-same-text-two-keys.toml",
+            with("[[devices]]\nuuid = \"X1\"\n[[devices]]\nserial = \"X1\"\n"),
+        ),
+        ("broken-empty.toml", String::new()),
+        ("broken-no-devices.toml", head.to_owned()),
+        (
+            "broken-device-without-identity.toml",
+            with("[[devices]]\nmodel = \"H100 SXM5 80GB\"\n"),
+        ),
+        (
+            "broken-duplicate-uuid-case.toml",
+            with("[[devices]]\nuuid = \"GPU-ab\"\n[[devices]]\nuuid = \"gpu-AB\"\n"),
+        ),
+        ("broken-country.toml", with(one).replace("\"DE\"", "\"UK\"")),
+        (
+            "broken-local-time.toml",
+            with(one).replace("09:00:00Z", "09:00:00"),
+        ),
+        ("broken-date-only.toml", with(one).replace("T09:00:00Z", "")),
+        (
+            "broken-vendor-escape.toml",
+            with(one).replace("\"V\"", "\"V\\u001b[2J\""),
+        ),
+        (
+            "broken-id-bidi.toml",
+            with(one).replace("\"S-1\"", "\"S\u{202e}1\""),
+        ),
+        (
+            "broken-unknown-key.toml",
+            with("[[devices]]\nserial = \"A\"\ncolour = \"red\"\n"),
+        ),
+        (
+            "broken-serial-bell.toml",
+            with("[[devices]]\nserial = \"A\\u0007\"\n"),
+        ),
+        (
+            "broken-serial-long.toml",
+            with(&format!("[[devices]]\nserial = \"{}\"\n", "9".repeat(65))),
+        ),
+        (
+            "broken-hardware-id-not-hex.toml",
+            with("[[devices]]\nhardware_id = \"xyz0123456789abcdef\"\n"),
+        ),
+        (
+            "broken-unknown-model.toml",
+            with("[[devices]]\nserial = \"A\"\nmodel = \"GeForce 9000\"\n"),
+        ),
+        (
+            "broken-too-large.toml",
+            format!("{}#{}", with(one), "x".repeat(512 * 1024)),
+        ),
+        (
+            "broken-json-extra-key.json",
+            String::from_utf8(example_json.clone()).unwrap().replacen(
+                "{",
+                "{\"compliant\":true,",
+                1,
+            ),
+        ),
+        (
+            "broken-json-unix-date.json",
+            String::from_utf8(example_json)
+                .unwrap()
+                .replace("\"2026-03-02T09:00:00Z\"", "1772442000"),
+        ),
+    ];
+    seeds
+        .into_iter()
+        .map(|(name, text)| (name.to_owned(), text.into_bytes()))
         .collect()
 }

@@ -1,14 +1,17 @@
 #![cfg(test)]
 //! Workspace integration tests: the real binaries, run as a user would.
 
+mod agent_gating;
 mod agent_gpu_evidence;
 mod attacks;
 mod attest;
 mod check;
 mod check_scenario;
+mod check_shipments;
 mod classify;
 mod crypto;
 mod demo;
+mod deploy;
 mod docs;
 mod escape;
 mod fixtures;
@@ -26,6 +29,7 @@ mod serve_auth;
 mod serve_fleet;
 mod serve_gpu_evidence;
 mod serve_kill;
+mod serve_lease;
 mod serve_lifecycle;
 mod serve_limits;
 mod serve_reads;
@@ -33,6 +37,7 @@ mod serve_scenario;
 mod serve_shipments;
 mod serve_time;
 mod serve_tls;
+mod shipment;
 mod support;
 mod systemd;
 mod verifier_errors;

@@ -99,15 +99,17 @@ fn issue_and_verify(key_type: &str, expected_alg: &str) {
         .iter()
         .map(|p| p["files"].as_array().unwrap().len())
         .sum();
-    assert_eq!(files, 12, "{init}");
+    assert_eq!(files, 17, "{init}");
     assert_eq!(init["trust"], s(&pki.join("verifier/trust.toml")), "{init}");
-    for folder in ["", "operator", "licence-authority", "verifier"] {
+    for folder in ["", "operator", "licence-authority", "vendor", "verifier"] {
         assert_eq!(mode(&pki.join(folder)), 0o700, "{folder}");
     }
     for key in [
         "operator/operator-ca.key",
         "licence-authority/licence-ca.key",
         "licence-authority/licence-signer.key",
+        "vendor/vendor-ca.key",
+        "vendor/shipment-signer.key",
         "verifier/verifier-result.key",
     ] {
         assert_eq!(mode(&pki.join(key)), 0o600, "{key}");
@@ -115,7 +117,7 @@ fn issue_and_verify(key_type: &str, expected_alg: &str) {
     let trust_text = std::fs::read_to_string(pki.join("verifier/trust.toml")).unwrap();
     assert!(trust_text.contains("[operator]\nroots = [\"operator-ca.pem\"]"));
     assert!(trust_text.contains("[licence_authority]\nroots = [\"licence-ca.pem\"]"));
-    assert!(trust_text.contains("[vendor]\nroots = []"));
+    assert!(trust_text.contains("[vendor]\nroots = [\"vendor-ca.pem\"]"));
     assert!(trust_text.contains("\ndevice_roots = [\"nvidia-device-identity-ca.pem\"]\n"));
     assert_eq!(
         std::fs::read(pki.join("verifier/nvidia-device-identity-ca.pem")).unwrap(),
@@ -648,7 +650,12 @@ fn pki_init_gives_each_party_its_own_folder_and_only_its_own_secrets() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    for party in ["(operator)", "(licence-authority)", "(verifier)"] {
+    for party in [
+        "(operator)",
+        "(licence-authority)",
+        "(vendor)",
+        "(verifier)",
+    ] {
         assert!(text.contains(party), "{party} in {text}");
     }
     assert_eq!(
@@ -665,12 +672,22 @@ fn pki_init_gives_each_party_its_own_folder_and_only_its_own_secrets() {
         ]
     );
     assert_eq!(
+        files_under(&pki.join("vendor")),
+        [
+            "shipment-signer-chain.pem",
+            "shipment-signer.key",
+            "vendor-ca.key",
+            "vendor-ca.pem"
+        ]
+    );
+    assert_eq!(
         files_under(&pki.join("verifier")),
         [
             "licence-ca.pem",
             "nvidia-device-identity-ca.pem",
             "operator-ca.pem",
             "trust.toml",
+            "vendor-ca.pem",
             "verifier-result.key",
             "verifier-result.pub.pem"
         ]
@@ -678,8 +695,8 @@ fn pki_init_gives_each_party_its_own_folder_and_only_its_own_secrets() {
     // Nothing at the top: no folder holds every key.
     assert_eq!(
         std::fs::read_dir(&pki).unwrap().count(),
-        3,
-        "only the three party folders"
+        4,
+        "only the four party folders"
     );
     // The verifier's copies are the CAs' certificates, and hold no private key.
     for (copy, original) in [
@@ -688,6 +705,7 @@ fn pki_init_gives_each_party_its_own_folder_and_only_its_own_secrets() {
             "verifier/licence-ca.pem",
             "licence-authority/licence-ca.pem",
         ),
+        ("verifier/vendor-ca.pem", "vendor/vendor-ca.pem"),
     ] {
         let copy = std::fs::read_to_string(pki.join(copy)).unwrap();
         assert_eq!(copy, std::fs::read_to_string(pki.join(original)).unwrap());

@@ -80,6 +80,9 @@ pub struct Device {
     pub compute_processes: Option<Vec<Process>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub benchmark: Option<Benchmark>,
+    /// `NVML_COMPUTEMODE_*` suffix (captures: `<compute_mode>`; absent in the fake: DEFAULT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_mode: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lost: bool,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]

@@ -375,8 +375,23 @@ fn device(file: &str, gpu: Node<'_, '_>) -> Result<Device, Error> {
         mig_devices,
         telemetry: telemetry(file, gpu)?,
         compute_processes: processes(file, gpu)?,
+        compute_mode: text(gpu, &["compute_mode"])
+            .map(|m| compute_mode(m).ok_or_else(|| bad(file, "compute_mode", m)))
+            .transpose()?,
         ..Device::default()
     })
+}
+
+/// nvidia-smi's `<compute_mode>` as the fake's `NVML_COMPUTEMODE_*` suffix.
+fn compute_mode(text: &str) -> Option<String> {
+    match text {
+        "Default" => Some("DEFAULT"),
+        "Exclusive_Thread" => Some("EXCLUSIVE_THREAD"),
+        "Prohibited" => Some("PROHIBITED"),
+        "Exclusive_Process" => Some("EXCLUSIVE_PROCESS"),
+        _ => None,
+    }
+    .map(str::to_owned)
 }
 
 /// Converts the capture `<stem>.xml` into the fixture `capture-<stem>`.
@@ -491,6 +506,13 @@ mod tests {
         assert_eq!(cuda_version_int("12.2"), Some(12020));
         assert_eq!(cuda_version_int("13.2"), Some(13020));
         assert_eq!(cuda_version_int("10.1"), Some(10010));
+        assert_eq!(compute_mode("Default").as_deref(), Some("DEFAULT"));
+        assert_eq!(
+            compute_mode("Exclusive_Process").as_deref(),
+            Some("EXCLUSIVE_PROCESS")
+        );
+        assert_eq!(compute_mode("Prohibited").as_deref(), Some("PROHIBITED"));
+        assert_eq!(compute_mode("Shared"), None);
         assert_eq!(
             model::nvml_version("12.2", "535.54.03").as_deref(),
             Some("12.535.54.03")

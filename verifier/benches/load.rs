@@ -205,7 +205,7 @@ fn main() {
     let rule_set =
         tppguard_proto::ruleset::shipped_rule_set("us-eccn-3a090").expect("shipped rule set");
     let started = Instant::now();
-    let verdict = std::hint::black_box(evaluate(&[], &rule_set, &verified, verify_now));
+    let verdict = std::hint::black_box(evaluate(&[], &[], &rule_set, &verified, verify_now));
     let eval_elapsed = started.elapsed();
     println!(
         "raw check (1 thread, same {} tokens): verify_attestation {verify_rate:>10.0} /s",

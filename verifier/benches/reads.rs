@@ -193,9 +193,9 @@ fn main() {
         .into_iter()
         .map(|a| a.received_at_time(at_now))
         .collect();
-    let _ = evaluate(&licences, &rule_set, &fleet_now, at_now);
+    let _ = evaluate(&licences, &[], &rule_set, &fleet_now, at_now);
     let started = Instant::now();
-    let verdict = std::hint::black_box(evaluate(&licences, &rule_set, &fleet_now, at_now));
+    let verdict = std::hint::black_box(evaluate(&licences, &[], &rule_set, &fleet_now, at_now));
     let evaluation = started.elapsed();
     println!(
         "old path, one evaluation of the same {}-node fleet (server stopped): {evaluation:.2?}",

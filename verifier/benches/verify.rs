@@ -161,7 +161,7 @@ fn main() {
     let mut times: Vec<Duration> = (0..ROUNDS)
         .map(|_| {
             let start = Instant::now();
-            let verdict = black_box(evaluate(&lics, &rules, &fleet, at));
+            let verdict = black_box(evaluate(&lics, &[], &rules, &fleet, at));
             let took = start.elapsed();
             assert!(
                 verdict.verdict.is_compliant(),
@@ -200,12 +200,12 @@ fn main() {
     for _ in 0..ROUNDS {
         // Each side's verdicts are dropped after its clock stops, so neither pays for freeing.
         let start = Instant::now();
-        let verdict = black_box(evaluate(&lics, &rules, &fleet, at));
+        let verdict = black_box(evaluate(&lics, &[], &rules, &fleet, at));
         alone.push(start.elapsed());
         drop(verdict);
         let start = Instant::now();
-        let baseline = evaluate(&lics, &rules, &fleet, at);
-        let what_if = evaluate(&what_if_lics, &what_if_rules, &fleet, at);
+        let baseline = evaluate(&lics, &[], &rules, &fleet, at);
+        let what_if = evaluate(&what_if_lics, &[], &what_if_rules, &fleet, at);
         let compared = Instant::now();
         let c = black_box(compare(&baseline, &what_if));
         compare_only.push(compared.elapsed());

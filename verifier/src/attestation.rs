@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use ring::digest;
 use tppguard_proto::claims::{ATTESTATION_TYP, AttestationClaims, ClaimsError, Nonce};
-use tppguard_proto::jws::{self, Alg, JwsError, Verified};
+use tppguard_proto::jws::{self, Alg, JwsError, Verified, VerifyingKey};
+use tppguard_proto::lease::{LEASE_TYP, LeaseClaims};
 
 use tppguard_proto::gpu_evidence::gpu_nonce;
 use tppguard_proto::identity::NodeId;
@@ -25,6 +26,7 @@ use crate::gpu_evidence::{
     Expected, GpuEvidenceReport, InventoryRule, MAX_GPU_EVIDENCE_PER_ATTESTATION,
     verify_gpu_evidence,
 };
+use crate::policy::gating::{GatingFacts, LeaseCheck, VerifiedLease};
 use crate::policy::{GpuEvidenceFacts, VerifiedAttestation};
 
 #[cfg(test)]
@@ -42,6 +44,21 @@ pub fn verify_attestation(
     at_unix: i64,
     expected_nonce: Option<&Nonce>,
 ) -> Result<VerifiedAttestation, AttestationError> {
+    verify_attestation_with_leases(token, trust, at_unix, expected_nonce, None)
+}
+
+/// [`verify_attestation`], checking the lease a gating report carries (issue 15) under
+/// `lease_key`, the verifier's own result key: a lease is only ever one this verifier signed
+/// for this node. Without a key (`check` without a result key), the lease is
+/// [`LeaseCheck::Unverifiable`]. A lease that does not check is never a rejection: it is a
+/// fact for the policy (`gating_lease_foreign`).
+pub fn verify_attestation_with_leases(
+    token: &str,
+    trust: &TrustAnchors,
+    at_unix: i64,
+    expected_nonce: Option<&Nonce>,
+    lease_key: Option<&VerifyingKey>,
+) -> Result<VerifiedAttestation, AttestationError> {
     let (verified, leaf) = verify_signed(token, ATTESTATION_TYP, |x5c| {
         trust.verify_node(x5c, at_unix).map(|v| v.leaf().clone())
     })?;
@@ -54,7 +71,76 @@ pub fn verify_attestation(
     let mut token_sha256 = [0u8; 32];
     token_sha256.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
     let facts = gpu_evidence_facts(&claims, &leaf.node_id(), trust, at_unix);
-    Ok(VerifiedAttestation::new(claims, &leaf, token_sha256).with_gpu_evidence(facts))
+    let gating = gating_facts(&claims, &leaf.node_id(), lease_key, at_unix);
+    Ok(VerifiedAttestation::new(claims, &leaf, token_sha256)
+        .with_gpu_evidence(facts)
+        .with_gating(gating))
+}
+
+/// What the verifier establishes from the claims' gating report, if any: the report as the
+/// node gives it, and the lease it carries checked under `lease_key` for `node` at `at_unix`.
+pub fn gating_facts(
+    claims: &AttestationClaims,
+    node: &NodeId,
+    lease_key: Option<&VerifyingKey>,
+    at_unix: i64,
+) -> Option<GatingFacts> {
+    let report = claims.gating.as_ref()?;
+    let lease = match (&report.lease, lease_key) {
+        (None, _) => LeaseCheck::Absent,
+        (Some(_), None) => LeaseCheck::Unverifiable,
+        (Some(token), Some(key)) => check_lease(token, key, node, at_unix),
+    };
+    Some(GatingFacts::new(report, lease))
+}
+
+/// Checks a lease from a gating report: `typ` [`LEASE_TYP`], the signature under `key` (this
+/// verifier's result key; the key decides the algorithm), the claims, and `sub` = `node`.
+/// An expired lease still verifies: the report is history.
+pub fn check_lease(token: &str, key: &VerifyingKey, node: &NodeId, at_unix: i64) -> LeaseCheck {
+    let foreign = |code: &'static str, detail: String| LeaseCheck::Foreign { code, detail };
+    let unverified = match jws::decode(token) {
+        Ok(u) => u,
+        Err(e) => return foreign(e.code(), format!("the lease is not a signed token: {e}")),
+    };
+    let typ = unverified.header().typ.as_deref();
+    if typ != Some(LEASE_TYP) {
+        let typ: Option<String> = typ.map(|t| t.chars().take(MAX_QUOTED_CHARS).collect());
+        return foreign(
+            "lease_wrong_typ",
+            format!("the token's typ is {typ:?}, not {LEASE_TYP:?}"),
+        );
+    }
+    let verified = match unverified.verify(key) {
+        Ok(v) => v,
+        Err(e) => {
+            return foreign(
+                "lease_bad_signature",
+                format!(
+                    "it does not verify under this verifier's result key ({})",
+                    e.code()
+                ),
+            );
+        }
+    };
+    let claims = match LeaseClaims::from_json(verified.payload()) {
+        Ok(c) => c,
+        Err(e) => return foreign(e.code(), format!("its claims are refused: {e}")),
+    };
+    if claims.sub != node.to_string() {
+        let sub: String = claims.sub.chars().take(MAX_QUOTED_CHARS).collect();
+        return foreign(
+            "lease_other_node",
+            format!("it was issued to node {sub}, not to this node {node}"),
+        );
+    }
+    LeaseCheck::Verified(Box::new(VerifiedLease {
+        iat: claims.iat,
+        exp: claims.exp,
+        time: claims.time_at(at_unix),
+        token_sha256: claims.token_sha256,
+        excluded: claims.excluded,
+    }))
 }
 
 /// Checks the evidence each GPU carries, bound to this attestation: the nonce its report must

@@ -1,4 +1,4 @@
-//! Certificate-chain validation for node keys and licence signers.
+//! Certificate-chain validation for node keys, licence signers and shipment signers.
 //!
 //! Path building, signatures, validity periods, basic constraints, name constraints and CRLs
 //! are rustls-webpki's ([`webpki::EndEntityCert::verify_for_usage`], with its own work budget);
@@ -16,7 +16,8 @@
 //!
 //! The EKU rule is deliberately standard: a leaf with no EKU extension passes; a leaf with one
 //! must list `clientAuth` or [`NODE_ATTESTATION_EKU`] (node keys), or `codeSigning` or
-//! [`LICENCE_SIGNING_EKU`] (licence signers). Any operator PKI (step-ca, Vault, an enterprise
+//! [`LICENCE_SIGNING_EKU`] (licence signers), or `codeSigning` or [`SHIPMENT_SIGNING_EKU`]
+//! (shipment signers). Any operator PKI (step-ca, Vault, an enterprise
 //! CA) can therefore issue node certificates without tppguard's private OIDs.
 //!
 //! GPU device-identity chains (`[vendor] device_roots`, [`TrustAnchors::verify_gpu_device`])
@@ -26,6 +27,12 @@
 //! accepted. webpki refuses any critical extension it does not know, so a GPU leaf whose TCG
 //! DICE extensions were critical would be refused (`unknown_critical_extension`); NVIDIA's are
 //! not critical.
+//!
+//! Shipment signers (`[vendor] roots`, [`TrustAnchors::verify_shipment_signer`]) are a role of
+//! their own too: a vendor root validates shipment records and nothing else, and a shipment
+//! signer never validates under the operator, licence-authority or GPU device roots. A leaf
+//! whose EKU lists only another tppguard purpose (a licence signer's, a node's) is refused
+//! even under a vendor root.
 //!
 //! No function here reads the clock: the validation time is an argument.
 
@@ -85,6 +92,14 @@ pub const LICENCE_SIGNING_EKU: &[u8] = &[
 ];
 /// [`LICENCE_SIGNING_EKU`] in dotted form.
 pub const LICENCE_SIGNING_EKU_DOTTED: &str = "2.25.76805770298329466430960923117125436728";
+/// tppguard's shipment-signing key purpose, `2.25.216044703687014797888359890915889662041`
+/// (a UUID OID): DER value bytes.
+pub const SHIPMENT_SIGNING_EKU: &[u8] = &[
+    0x69, 0x82, 0xc5, 0x88, 0xd9, 0x92, 0x89, 0xcc, 0xb2, 0x87, 0xa5, 0x87, 0xaa, 0xb8, 0xa0, 0xb7,
+    0xc3, 0xf9, 0x90, 0x59,
+];
+/// [`SHIPMENT_SIGNING_EKU`] in dotted form.
+pub const SHIPMENT_SIGNING_EKU_DOTTED: &str = "2.25.216044703687014797888359890915889662041";
 /// id-kp-clientAuth (1.3.6.1.5.5.7.3.2): DER value bytes.
 pub const CLIENT_AUTH_EKU: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 /// id-kp-codeSigning (1.3.6.1.5.5.7.3.3): DER value bytes.
@@ -544,6 +559,19 @@ impl VerifiedLicenceSigner {
     }
 }
 
+/// A shipment signer's chain that verified to a pinned `[vendor] roots` root: only
+/// [`TrustAnchors::verify_shipment_signer`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct VerifiedShipmentSigner(VerifiedLeaf);
+
+impl VerifiedShipmentSigner {
+    /// The leaf's facts (its subject names the vendor).
+    pub fn leaf(&self) -> &VerifiedLeaf {
+        &self.0
+    }
+}
+
 /// A GPU device chain that verified to a pinned `[vendor] device_roots` root: only
 /// [`TrustAnchors::verify_gpu_device`] makes one.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -600,6 +628,7 @@ enum Role {
     Node,
     LicenceSigner,
     GpuDevice,
+    ShipmentSigner,
 }
 
 impl Role {
@@ -609,6 +638,7 @@ impl Role {
             Self::Node => 1,
             Self::LicenceSigner => 2,
             Self::GpuDevice => 3,
+            Self::ShipmentSigner => 4,
         }
     }
     /// The purposes an EKU must list; `None`: any EKU, or none, is accepted (GPU leaves).
@@ -617,6 +647,7 @@ impl Role {
             Self::Node => Some(&[CLIENT_AUTH_EKU, NODE_ATTESTATION_EKU]),
             Self::LicenceSigner => Some(&[CODE_SIGNING_EKU, LICENCE_SIGNING_EKU]),
             Self::GpuDevice => None,
+            Self::ShipmentSigner => Some(&[CODE_SIGNING_EKU, SHIPMENT_SIGNING_EKU]),
         }
     }
     fn eku_words(self) -> &'static str {
@@ -624,6 +655,7 @@ impl Role {
             Self::Node => "clientAuth or tppguard node attestation",
             Self::LicenceSigner => "codeSigning or tppguard licence signing",
             Self::GpuDevice => "any purpose",
+            Self::ShipmentSigner => "codeSigning or tppguard shipment signing",
         }
     }
 }
@@ -654,6 +686,7 @@ impl ExtendedKeyUsageValidator for EkuPolicy {
                 required: KeyUsage::required_if_present(match self.0 {
                     Role::Node | Role::GpuDevice => NODE_ATTESTATION_EKU,
                     Role::LicenceSigner => LICENCE_SIGNING_EKU,
+                    Role::ShipmentSigner => SHIPMENT_SIGNING_EKU,
                 }),
                 present: Vec::new(),
             },
@@ -770,7 +803,10 @@ pub struct TrustAnchors {
     operator_crls: Vec<CrlDer>,
     licence_authority: Roots,
     licence_authority_crls: Vec<CrlDer>,
+    /// `[vendor] roots`: shipment-signer roots, for shipment records only.
     vendor: Roots,
+    /// `[vendor] crls`: checked for every certificate of a shipment signer's chain.
+    vendor_crls: Vec<CrlDer>,
     /// `[vendor] device_roots`: GPU device-identity roots, for GPU evidence only.
     gpu_device: Roots,
     /// `[vendor] reference_values`: the RIMs of that folder, read when trust.toml is loaded.
@@ -797,13 +833,8 @@ struct VendorDomain {
     /// PEM files of pinned shipment-signer roots, relative to trust.toml.
     #[serde(default)]
     roots: Vec<PathBuf>,
-    /// DER or PEM CRL files, relative to trust.toml: accepted, as before this section had
-    /// GPU keys, for the shipment signers, whose checks do not exist yet.
+    /// DER or PEM CRL files, relative to trust.toml, for the shipment signers' chains.
     #[serde(default)]
-    #[expect(
-        dead_code,
-        reason = "accepted for the shipment-signer domain, not checked yet"
-    )]
     crls: Vec<PathBuf>,
     /// PEM files of GPU device-identity roots (NVIDIA Device Identity CA), relative to
     /// trust.toml: they validate GPU evidence and nothing else.
@@ -926,6 +957,7 @@ impl TrustAnchors {
             licence_authority: roots("licence_authority.roots", &file.licence_authority.roots)?,
             licence_authority_crls: crls("licence_authority.crls", &file.licence_authority.crls)?,
             vendor: roots("vendor.roots", &file.vendor.roots)?,
+            vendor_crls: crls("vendor.crls", &file.vendor.crls)?,
             gpu_device: roots("vendor.device_roots", &file.vendor.device_roots)?,
             reference_values: match &file.vendor.reference_values {
                 Some(dir) => Some(Arc::new(
@@ -957,6 +989,24 @@ impl TrustAnchors {
         }
         Ok(Self {
             gpu_device,
+            cache: Arc::default(),
+            ..self
+        })
+    }
+
+    /// These anchors with `vendor_roots` added to the shipment-signer roots (`[vendor]
+    /// roots`; tests and embedders); each must be a CA with a sound key. The new value has a
+    /// cache of its own.
+    pub fn with_vendor_roots(
+        self,
+        vendor_roots: &[CertificateDer<'_>],
+    ) -> Result<Self, ChainError> {
+        let mut vendor = self.vendor;
+        for cert in vendor_roots {
+            vendor.push(cert)?;
+        }
+        Ok(Self {
+            vendor,
             cache: Arc::default(),
             ..self
         })
@@ -1036,6 +1086,19 @@ impl TrustAnchors {
             .map(VerifiedLicenceSigner)
     }
 
+    /// Verifies a shipment signer's chain (DER, leaf first, a shipment's `x5c`) against the
+    /// pinned `[vendor] roots` only, with the `[vendor] crls`, at `at_unix`, remembering a
+    /// success; see [`Self::verify_node`]. The operator, licence-authority and GPU device
+    /// roots never validate a shipment signer, and a vendor root validates nothing else.
+    pub fn verify_shipment_signer(
+        &self,
+        chain_der: &[Vec<u8>],
+        at_unix: i64,
+    ) -> Result<VerifiedShipmentSigner, ChainError> {
+        self.verify_remembered(chain_der, at_unix, Role::ShipmentSigner)
+            .map(VerifiedShipmentSigner)
+    }
+
     /// Chains remembered by [`Self::verify_node`] and [`Self::verify_licence_signer`].
     pub fn remembered_chains(&self) -> usize {
         self.cache.len()
@@ -1051,6 +1114,7 @@ impl TrustAnchors {
             Role::Node => (&self.operator, &self.operator_crls),
             Role::LicenceSigner => (&self.licence_authority, &self.licence_authority_crls),
             Role::GpuDevice => (&self.gpu_device, &[]),
+            Role::ShipmentSigner => (&self.vendor, &self.vendor_crls),
         };
         let key = ChainCache::key(role, chain_der);
         let cache = self.cache.of(role);
@@ -1075,6 +1139,7 @@ impl TrustAnchors {
             licence_authority: self.licence_authority.clone(),
             licence_authority_crls: other.licence_authority_crls.clone(),
             vendor: self.vendor.clone(),
+            vendor_crls: other.vendor_crls.clone(),
             gpu_device: self.gpu_device.clone(),
             reference_values: self.reference_values.clone(),
             cache: Arc::default(),
@@ -1084,6 +1149,11 @@ impl TrustAnchors {
     /// The operator CRLs (`[operator] crls`).
     pub fn operator_crls(&self) -> &[CrlDer] {
         &self.operator_crls
+    }
+
+    /// The shipment-signer CRLs (`[vendor] crls`).
+    pub fn vendor_crls(&self) -> &[CrlDer] {
+        &self.vendor_crls
     }
 
     /// The licence-authority CRLs (`[licence_authority] crls`).
@@ -1446,7 +1516,7 @@ fn check_leaf(der: &[u8], role: Role, chain_len: usize) -> Result<VerifiedLeaf, 
         let eku = eku.value;
         let standard = match role {
             Role::Node => eku.client_auth,
-            Role::LicenceSigner => eku.code_signing,
+            Role::LicenceSigner | Role::ShipmentSigner => eku.code_signing,
             Role::GpuDevice => true,
         };
         let private = eku

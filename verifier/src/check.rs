@@ -37,7 +37,7 @@ use crate::licence::{format_rfc3339, verify_licence};
 use crate::pki::RESULT_KEY;
 use crate::policy::{
     CountryUsage, FleetVerdict, GpuMeasurement, GpuVerdict, LicenceUsage, Verdict,
-    VerifiedAttestation, VerifiedLicence, evaluate,
+    VerifiedAttestation, VerifiedLicence, VerifiedShipment, evaluate,
 };
 use crate::scenario::{Comparison, Scenario, ScenarioError, compare, grouped, write_comparison};
 use tppguard_proto::text::Escaped;
@@ -58,6 +58,33 @@ pub struct LicenceEntry {
     /// The rule set the licence names, when accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_set: Option<String>,
+    /// The reason code, when rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    /// The reason, when rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentence: Option<String>,
+}
+
+/// One shipment file (`--shipment`), as `check` saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShipmentEntry {
+    /// The file, as given.
+    pub file: String,
+    /// Whether it verified.
+    pub accepted: bool,
+    /// The shipment id, when accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The licence it ships under, when accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub licence: Option<String>,
+    /// The vendor that signed it (its certificate's subject), when accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    /// The devices it lists, when accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<u64>,
     /// The reason code, when rejected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
@@ -110,6 +137,9 @@ pub struct CheckReport {
     pub at_rfc3339: String,
     /// Every licence file, in file order.
     pub licences: Vec<LicenceEntry>,
+    /// Every shipment file (`--shipment`), in file order; absent when none was given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shipments: Vec<ShipmentEntry>,
     /// Every attestation file.
     pub attestations: Attestations,
     /// The enforcement posture of the determination: one per rule set evaluated, in order
@@ -143,9 +173,11 @@ pub struct ScenarioReport {
 }
 
 impl CheckReport {
-    /// Licences or attestations rejected.
+    /// Licences, shipments or attestations rejected.
     pub fn rejections(&self) -> usize {
-        self.attestations.rejected.len() + self.licences.iter().filter(|l| !l.accepted).count()
+        self.attestations.rejected.len()
+            + self.licences.iter().filter(|l| !l.accepted).count()
+            + self.shipments.iter().filter(|s| !s.accepted).count()
     }
 
     /// One scenario's verdict: its own, or `not_compliant` when an input was rejected.
@@ -171,6 +203,7 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
 
     // Read every input first: an unreadable file stops the run before anything is printed.
     let licence_files = read_inputs(&args.licence)?;
+    let shipment_files = read_inputs(&args.shipment)?;
     let attestation_files = read_inputs(&args.attestations)?;
 
     let mut licences = Vec::with_capacity(licence_files.len());
@@ -200,6 +233,8 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
         });
     }
 
+    let (shipments, verified_shipments) = verify_shipments(&shipment_files, &trust, at);
+
     let mut attestations = Attestations::default();
     let mut verified_attestations: Vec<VerifiedAttestation> = Vec::new();
     for input in &attestation_files {
@@ -225,7 +260,15 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
     let rule_sets = rule_sets(&args.rule_set, &verified_licences)?;
     let verdicts: Vec<FleetVerdict> = rule_sets
         .iter()
-        .map(|r| evaluate(&verified_licences, r, &verified_attestations, at))
+        .map(|r| {
+            evaluate(
+                &verified_licences,
+                &verified_shipments,
+                r,
+                &verified_attestations,
+                at,
+            )
+        })
         .collect();
     let scenario = scenario
         .map(|s| {
@@ -233,6 +276,7 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
                 &s,
                 &rule_sets,
                 &verified_licences,
+                &verified_shipments,
                 &verified_attestations,
                 &verdicts,
                 at,
@@ -244,6 +288,7 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write, now: i64) -> Result<Outcome, E
         at,
         at_rfc3339: format_rfc3339(at),
         licences,
+        shipments,
         attestations,
         posture: rule_sets.iter().map(RuleSet::posture).collect(),
         verdicts,
@@ -295,6 +340,7 @@ fn run_scenario(
     scenario: &Scenario,
     rule_sets: &[RuleSet],
     licences: &[VerifiedLicence],
+    shipments: &[VerifiedShipment],
     attestations: &[VerifiedAttestation],
     baseline: &[FleetVerdict],
     at: i64,
@@ -303,7 +349,7 @@ fn run_scenario(
     let scenario_licences = scenario.licences(licences)?;
     let verdicts: Vec<FleetVerdict> = scenario_rule_sets
         .iter()
-        .map(|r| evaluate(&scenario_licences, r, attestations, at))
+        .map(|r| evaluate(&scenario_licences, shipments, r, attestations, at))
         .collect();
     let comparisons = baseline
         .iter()
@@ -316,6 +362,49 @@ fn run_scenario(
         verdicts,
         comparisons,
     })
+}
+
+/// Verifies each shipment file under the trust file's `[vendor]` roots at `at`: one entry per
+/// file, and the shipments that verified. A shipment that does not verify is reported with
+/// its code, like a licence, and makes the result not compliant; it never stops the run.
+fn verify_shipments(
+    files: &[Input],
+    trust: &TrustAnchors,
+    at: i64,
+) -> (Vec<ShipmentEntry>, Vec<VerifiedShipment>) {
+    let mut entries = Vec::with_capacity(files.len());
+    let mut verified = Vec::with_capacity(files.len());
+    for input in files {
+        entries.push(
+            match crate::shipment::verify_token(trust, &input.text, at) {
+                Ok(s) => {
+                    let entry = ShipmentEntry {
+                        file: input.name.clone(),
+                        accepted: true,
+                        id: Some(s.id.clone()),
+                        licence: Some(s.licence.clone()),
+                        vendor: Some(s.vendor.clone()),
+                        devices: Some(u64::try_from(s.devices.len()).unwrap_or(u64::MAX)),
+                        code: None,
+                        sentence: None,
+                    };
+                    verified.push(s);
+                    entry
+                }
+                Err(e) => ShipmentEntry {
+                    file: input.name.clone(),
+                    accepted: false,
+                    id: None,
+                    licence: None,
+                    vendor: None,
+                    devices: None,
+                    code: Some(e.code()),
+                    sentence: Some(e.sentence().to_owned()),
+                },
+            },
+        );
+    }
+    (entries, verified)
 }
 
 /// The rule set of a `rule-set=` change: a shipped id or a rule-set file, as `--rule-set`
@@ -660,6 +749,7 @@ fn write_inputs(report: &CheckReport, out: &mut dyn Write) -> Result<(), Error> 
             )?,
         }
     }
+    write_shipment_inputs(report, out)?;
     writeln!(
         out,
         "attestations: {} accepted, {} rejected",
@@ -684,6 +774,35 @@ fn write_inputs(report: &CheckReport, out: &mut dyn Write) -> Result<(), Error> 
             Escaped(&r.sentence),
             r.code
         )?;
+    }
+    Ok(())
+}
+
+/// The shipment files, accepted and rejected; nothing when none was given.
+fn write_shipment_inputs(report: &CheckReport, out: &mut dyn Write) -> Result<(), Error> {
+    if report.shipments.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "shipments:")?;
+    for s in &report.shipments {
+        match (&s.id, s.code, &s.sentence) {
+            (Some(id), _, _) => writeln!(
+                out,
+                "  accepted  {} (licence {}, vendor {}, {} devices) from {}",
+                Escaped(id),
+                Escaped(s.licence.as_deref().unwrap_or("?")),
+                Escaped(s.vendor.as_deref().unwrap_or("?")),
+                s.devices.unwrap_or(0),
+                Escaped(&s.file)
+            )?,
+            (None, code, sentence) => writeln!(
+                out,
+                "  REJECTED  {}: {} ({})",
+                Escaped(&s.file),
+                Escaped(sentence.as_deref().unwrap_or("")),
+                code.unwrap_or("")
+            )?,
+        }
     }
     Ok(())
 }
@@ -774,6 +893,19 @@ fn write_licence(l: &LicenceUsage, out: &mut dyn Write) -> Result<(), Error> {
     }
     if let Some(need) = licence_need_line(l) {
         writeln!(out, "    licence need: {need}")?;
+    }
+    if let Some(s) = &l.shipments {
+        writeln!(
+            out,
+            "    shipments: {} ({} devices: {} seen at its sites, {} diverted, {} \
+             unaccounted; {} counted devices unshipped)",
+            s.count,
+            s.devices_shipped,
+            s.devices_seen,
+            s.devices_diverted,
+            s.devices_unaccounted,
+            s.devices_unshipped
+        )?;
     }
     Ok(())
 }
@@ -996,6 +1128,7 @@ mod tests {
             at: 0,
             at_rfc3339: format_rfc3339(0),
             licences: Vec::new(),
+            shipments: Vec::new(),
             attestations: Attestations::default(),
             posture: vec![verdict.posture.clone()],
             verdicts: vec![verdict],
@@ -1075,7 +1208,7 @@ mod tests {
             .unwrap()
             .with_country_in_group("DE".parse().unwrap(), "tier_2")
             .unwrap();
-        evaluate(&lics, &rule_set, &atts, at)
+        evaluate(&lics, &[], &rule_set, &atts, at)
     }
 
     #[test]
@@ -1140,6 +1273,34 @@ mod tests {
                 "8 required (742.6(a)(6)(iii)(A), party: headquarters DE, ultimate parent DE), \
                  2 undetermined"
             )
+        );
+    }
+
+    #[test]
+    fn a_licence_with_shipments_shows_them_on_one_line() {
+        let v = tier_2_verdict();
+        let mut usage = v.licences.first().unwrap().clone();
+        let text = |usage: &LicenceUsage| {
+            let mut out = Vec::new();
+            write_licence(usage, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(!text(&usage).contains("shipments:"), "none: no line");
+        usage.shipments = Some(crate::policy::ShipmentSummary {
+            count: 2,
+            devices_shipped: 16,
+            devices_seen: 13,
+            devices_diverted: 1,
+            devices_unaccounted: 2,
+            devices_unshipped: 0,
+        });
+        assert!(
+            text(&usage).contains(
+                "    shipments: 2 (16 devices: 13 seen at its sites, 1 diverted, 2 unaccounted; \
+                 0 counted devices unshipped)\n"
+            ),
+            "{}",
+            text(&usage)
         );
     }
 }

@@ -16,7 +16,8 @@ Exit codes:
      but is not in force at --at, expired or not yet valid; `check`: not compliant under a
      rule set, or a licence or attestation rejected)
   2  usage or input error (bad flag or value, unknown model, unreadable or invalid rule set,
-     a rejected certificate chain or signed licence, files that would be overwritten)
+     a rejected certificate chain, signed licence or signed shipment, files that would be
+     overwritten)
   3  `check`: unproven: no violation seen, but the evidence cannot establish compliance
      (simulated or stale evidence, uncertified sites, unidentified or unlisted GPUs, an
      evidence tier below the licence's)";
@@ -56,6 +57,10 @@ pub enum Command {
     /// one.
     #[command(after_help = EXIT_CODES)]
     Licence(LicenceArgs),
+
+    /// Sign a shipment record (TOML) as the GPU vendor, or verify and show a signed one.
+    #[command(after_help = EXIT_CODES)]
+    Shipment(ShipmentArgs),
 
     /// Check a fleet's compliance: verify licences and attestations, then evaluate them under
     /// one or more rule sets side by side.
@@ -273,6 +278,14 @@ pub struct CheckArgs {
     #[arg(long, value_name = "L.jws", required = true)]
     pub licence: Vec<PathBuf>,
 
+    /// A signed shipment record (compact JWS, from `shipment sign`), verified under the trust
+    /// file's `[vendor]` roots; repeat for several. Its devices are followed in the fleet:
+    /// diverted, unaccounted, duplicated, or counted under a licence that requires shipments
+    /// without being on one (docs/check.md, "Shipments"). A shipment that does not verify is
+    /// REJECTED with its code and makes the result not compliant.
+    #[arg(long, value_name = "S.jws")]
+    pub shipment: Vec<PathBuf>,
+
     /// A shipped rule set's id or the path of a rule-set TOML file; repeat to evaluate the
     /// same evidence under several (scenarios, side by side). Default: the rule sets the
     /// accepted licences name, or us-eccn-3a090 when none is accepted.
@@ -442,6 +455,96 @@ pub struct LicenceShowArgs {
     pub licence: PathBuf,
 }
 
+// Shipments (issue 15): `shipment sign|show`.
+/// Flags of `shipment`.
+#[derive(Debug, Args)]
+pub struct ShipmentArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ShipmentCommand,
+}
+
+/// `shipment` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ShipmentCommand {
+    /// Validate a shipment record (TOML; format: examples/README.md, example:
+    /// examples/shipment.toml) and sign it as a JWS with the shipment-signing key of the GPU
+    /// vendor's folder.
+    ///
+    /// A shipment names the licence the GPUs ship under, the delivery site and country, the
+    /// delivery date, and each GPU (its UUID, board serial or hardware id; 1 to 4096). The
+    /// JWS has `typ` tppguard-shipment+jwt, the key's algorithm as `alg`, and the signer's
+    /// chain (DIR/shipment-signer-chain.pem, leaf first) as `x5c`; a verifier accepts it only
+    /// under the vendor's CA pinned in trust.toml's [vendor] roots. The output (mode 0644) is
+    /// replaced if it exists.
+    ///
+    /// Example:
+    ///
+    ///   tppguard-verifier pki init-vendor --dir vendor
+    ///   tppguard-verifier shipment sign --dir vendor --out shipment.jws \
+    ///     examples/shipment.toml
+    #[command(after_help = EXIT_CODES, verbatim_doc_comment)]
+    Sign(ShipmentSignArgs),
+
+    /// Verify a signed shipment against the [vendor] roots pinned in trust.toml and show
+    /// what it records.
+    ///
+    /// Only a signer chained to a pinned [vendor] root is accepted: a key of the licence
+    /// authority, the operator (a node) or a GPU is refused with the chain code, whatever the
+    /// shipment says. The vendor is the signer certificate's subject; the record's own
+    /// `vendor` text is shown as written. Every field is printed escaped.
+    ///
+    /// Exit code 0: verified; 2: it cannot be verified, with the code in the message:
+    /// shipment_bad_token (not a signed shipment), shipment_chain (the signer is not under a
+    /// pinned [vendor] root, expired or revoked), shipment_signature (changed after signing),
+    /// shipment_payload (the signed contents are invalid), each with the underlying reason.
+    #[command(after_help = EXIT_CODES)]
+    Show(ShipmentShowArgs),
+}
+
+/// Flags of `shipment sign`.
+#[derive(Debug, Args)]
+pub struct ShipmentSignArgs {
+    /// The GPU vendor's folder (`pki init-vendor`, or DIR/vendor of `pki init`): reads
+    /// shipment-signer.key and shipment-signer-chain.pem.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Where to write the signed shipment (compact JWS).
+    #[arg(long, value_name = "S.jws")]
+    pub out: PathBuf,
+
+    /// Print what was signed as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The shipment to sign, as TOML.
+    #[arg(value_name = "SHIPMENT.toml")]
+    pub shipment: PathBuf,
+}
+
+/// Flags of `shipment show`.
+#[derive(Debug, Args)]
+pub struct ShipmentShowArgs {
+    /// The trust file (written by `pki init-verifier`; its [vendor] roots verify shipments).
+    #[arg(long, value_name = "TRUST.toml")]
+    pub trust: PathBuf,
+
+    /// The instant to check the signer's certificates at: RFC 3339 with an offset or Unix
+    /// seconds (default: now).
+    #[arg(long, value_name = "RFC3339|UNIX", allow_negative_numbers = true,
+          value_parser = parse_at)]
+    pub at: Option<i64>,
+
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The signed shipment (compact JWS).
+    #[arg(value_name = "S.jws")]
+    pub shipment: PathBuf,
+}
+
 /// Flags of `pki`.
 #[derive(Debug, Args)]
 pub struct PkiArgs {
@@ -476,10 +579,18 @@ pub enum PkiCommand {
     #[command(after_help = EXIT_CODES)]
     InitLicenceAuthority(PkiInitArgs),
 
-    /// The verifier's folder: copies of the operator's and licence authority's CA
-    /// certificates (public only), the result-signing key pair (verifier-result.key,
-    /// verifier-result.pub.pem: hand the .pub.pem to the agents) and trust.toml naming them.
-    /// `serve` finds verifier-result.key beside trust.toml.
+    /// The GPU vendor's folder: the vendor CA (vendor-ca.pem, vendor-ca.key) and the
+    /// shipment-signing key and chain (shipment-signer.key, shipment-signer-chain.pem) that
+    /// `shipment sign --dir DIR` uses. Hand vendor-ca.pem to the verifier (`pki init-verifier
+    /// --vendor-ca`), which pins it under `[vendor] roots`: it verifies shipment records and
+    /// nothing else.
+    #[command(after_help = EXIT_CODES)]
+    InitVendor(PkiInitArgs),
+
+    /// The verifier's folder: copies of the operator's, licence authority's and (with
+    /// --vendor-ca) GPU vendor's CA certificates (public only), the result-signing key pair
+    /// (verifier-result.key, verifier-result.pub.pem: hand the .pub.pem to the agents) and
+    /// trust.toml naming them. `serve` finds verifier-result.key beside trust.toml.
     #[command(after_help = EXIT_CODES)]
     InitVerifier(PkiInitVerifierArgs),
 
@@ -529,6 +640,11 @@ pub struct PkiInitVerifierArgs {
     /// init-licence-authority`).
     #[arg(long, value_name = "PEM")]
     pub licence_ca: PathBuf,
+
+    /// The GPU vendor's CA certificate (vendor-ca.pem from `pki init-vendor`), pinned under
+    /// `[vendor] roots` to verify shipment records; without it no shipment verifies.
+    #[arg(long, value_name = "PEM")]
+    pub vendor_ca: Option<PathBuf>,
 
     /// Print what was written as JSON.
     #[arg(long)]

@@ -415,7 +415,7 @@ mod tests {
         let modified = shipped
             .with_country_in_group("FR".parse().unwrap(), "tier_2")
             .unwrap();
-        let verdict = crate::policy::evaluate(&[], &modified, [], 1_780_272_000);
+        let verdict = crate::policy::evaluate(&[], &[], &modified, [], 1_780_272_000);
         let claims = EarClaims::new(&verdict, &[], None, 1_780_272_000);
         assert_eq!(claims.posture, modified.posture());
         let json = serde_json::to_value(&claims).unwrap();

@@ -236,6 +236,45 @@ pub enum Error {
     /// A what-if scenario (`check --scenario`) could not be built (issue 14).
     #[error("--scenario: {0}")]
     Scenario(#[from] crate::scenario::ScenarioError),
+    // Shipments (issue 15): `shipment sign` and `shipment show`.
+    /// `shipment sign` was given a shipment TOML that is not valid.
+    #[error("{}: invalid shipment ({}): {source}", path.display(), source.code())]
+    InvalidShipment {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: tppguard_proto::shipment::ShipmentError,
+    },
+    /// A shipment file is not text.
+    #[error("{}: {reason}", path.display())]
+    BadShipmentFile {
+        /// The file.
+        path: PathBuf,
+        /// Why, and the fix.
+        reason: &'static str,
+    },
+    /// The shipment signer of `shipment sign --dir` cannot be used.
+    #[error("shipment signer in {}: {source}", dir.display())]
+    ShipmentSigner {
+        /// The vendor's folder.
+        dir: PathBuf,
+        /// Why (the key or chain file's error).
+        #[source]
+        source: Box<Error>,
+    },
+    /// Signing a shipment failed.
+    #[error("shipment: {0}")]
+    ShipmentSign(#[source] crate::shipment::ShipmentSignError),
+    /// A signed shipment cannot be verified.
+    #[error("{}: shipment rejected ({}): {}", path.display(), source.code(), source.sentence())]
+    ShipmentRejected {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::shipment::ShipmentRejection,
+    },
     /// The HTTP server could not start or stopped with an error.
     #[error("serve: {what}: {source}")]
     Serve {
@@ -353,6 +392,41 @@ impl Error {
                  with examples",
                 e.code()
             )),
+            // Shipments (issue 15).
+            Self::InvalidShipment { .. } | Self::BadShipmentFile { .. } => Some(
+                "the shipment format is documented in examples/README.md (example: \
+                 examples/shipment.toml)"
+                    .to_owned(),
+            ),
+            Self::ShipmentSigner { .. } => Some(
+                "--dir must be the GPU vendor's folder (`tppguard-verifier pki init-vendor`, or \
+                 DIR/vendor of `pki init`), holding shipment-signer.key and \
+                 shipment-signer-chain.pem"
+                    .to_owned(),
+            ),
+            Self::ShipmentSign(_) => Some(
+                "a signed shipment must fit 1 MiB: split a large delivery into several \
+                 shipments"
+                    .to_owned(),
+            ),
+            Self::ShipmentRejected { source, .. } => Some(
+                match source.code() {
+                    "shipment_chain" => {
+                        "pin the vendor's CA (vendor-ca.pem) under [vendor] roots in trust.toml; \
+                         operator, licence-authority and GPU device roots never validate a \
+                         shipment signer"
+                    }
+                    "shipment_signature" => {
+                        "the file was changed after signing: ask the vendor for the signed file \
+                         as sent"
+                    }
+                    "shipment_payload" => {
+                        "the vendor must re-sign a valid shipment (format: examples/README.md)"
+                    }
+                    _ => "give the .jws file `tppguard-verifier shipment sign` wrote",
+                }
+                .to_owned(),
+            ),
             Self::Output(_) | Self::Json(_) => None,
         }
     }

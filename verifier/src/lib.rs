@@ -16,6 +16,7 @@ pub mod cli;
 pub mod ear;
 pub mod error;
 pub mod gpu_evidence;
+pub mod lease;
 pub mod licence;
 pub mod pki;
 pub mod policy;
@@ -58,6 +59,7 @@ pub fn run(cli: &cli::Cli, out: &mut dyn Write) -> Result<Outcome, Error> {
         cli::Command::Classify(args) => classify::run(args, out).map(|()| Outcome::Clean),
         cli::Command::Pki(args) => pki::run(args, out, unix_now()?).map(|()| Outcome::Clean),
         cli::Command::Licence(args) => licence::run(args, out, unix_now()?),
+        cli::Command::Shipment(args) => shipment::run(args, out, unix_now()?),
         cli::Command::Check(args) => check::run(args, out, unix_now()?),
         cli::Command::Serve(args) => serve::run(args, out).map(|()| Outcome::Clean),
         cli::Command::Token(args) => token::run(args, out, unix_now()?).map(|()| Outcome::Clean),

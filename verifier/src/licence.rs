@@ -10,7 +10,7 @@
 //! instant is [`Licence::is_valid_at`], a finding the policy (and `licence show`) reports.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject;
@@ -319,7 +319,12 @@ pub(crate) struct Signer {
 
 /// Reads `licence-signer.key` and `licence-signer-chain.pem` of `dir`.
 pub(crate) fn load_signer(dir: &Path) -> Result<Signer, Error> {
-    let key_path = dir.join(LICENCE_SIGNER_KEY);
+    load_signer_files(dir.join(LICENCE_SIGNER_KEY), dir.join(LICENCE_SIGNER_CHAIN))
+}
+
+/// Reads a signer's PKCS#8 PEM key and its PEM chain (leaf first), checked to match: the
+/// licence signer's, or the shipment signer's (`crate::shipment`).
+pub(crate) fn load_signer_files(key_path: PathBuf, chain_path: PathBuf) -> Result<Signer, Error> {
     let key_pem = chain::read_bounded(&key_path, chain::MAX_PEM_FILE_BYTES)?;
     let bad_key = |reason: String| Error::BadKeyFile {
         path: key_path.clone(),
@@ -330,7 +335,6 @@ pub(crate) fn load_signer(dir: &Path) -> Result<Signer, Error> {
     let key =
         SigningKey::from_pkcs8_any(pkcs8.secret_pkcs8_der()).map_err(|e| bad_key(e.to_string()))?;
 
-    let chain_path = dir.join(LICENCE_SIGNER_CHAIN);
     let chain_pem = chain::read_bounded(&chain_path, chain::MAX_PEM_FILE_BYTES)?;
     let bad_chain = |reason: String| Error::BadCertFile {
         path: chain_path.clone(),

@@ -1,15 +1,16 @@
 //! `tppguard-verifier pki`: a small built-in PKI for trying tppguard, and a chain checker.
 //!
-//! Three parties hold keys, each in its own folder (docs/pki.md, "Who keeps what"):
+//! Four parties hold keys, each in its own folder (docs/pki.md, "Who keeps what"):
 //!
 //! | party, command | files |
 //! |---|---|
 //! | operator, `pki init-operator` | `operator-ca.pem`, `operator-ca.key`: operator root CA (ECDSA P-384, 10 years, CA:true pathlen 0, keyCertSign + cRLSign), issues node certificates (`pki issue-node`, which keeps `issued.jsonl` here) |
 //! | licence authority, `pki init-licence-authority` | `licence-ca.pem`, `licence-ca.key`: licence-authority root CA (same profile), a separate trust domain; `licence-signer-chain.pem`, `licence-signer.key`: licence-signing leaf (Ed25519, 825 days, digitalSignature, EKU [`LICENCE_SIGNING_EKU`]) then the licence CA |
-//! | verifier, `pki init-verifier` | copies of `operator-ca.pem` and `licence-ca.pem` (public only); `verifier-result.key`, `verifier-result.pub.pem`: the verifier's Ed25519 key for signing results (EAR); `nvidia-device-identity-ca.pem`: the NVIDIA Device Identity CA shipped in the binary, pinned under `[vendor] device_roots` (GPU evidence only); `trust.toml`: the pinned roots, paths relative to it |
+//! | vendor, `pki init-vendor` | `vendor-ca.pem`, `vendor-ca.key`: the GPU vendor's root CA (same profile), a separate trust domain; `shipment-signer-chain.pem`, `shipment-signer.key`: shipment-signing leaf (Ed25519, 825 days, digitalSignature, EKU [`SHIPMENT_SIGNING_EKU`]) then the vendor CA |
+//! | verifier, `pki init-verifier` | copies of `operator-ca.pem` and `licence-ca.pem` (public only), and of `vendor-ca.pem` when given (pinned under `[vendor] roots`: shipment records only); `verifier-result.key`, `verifier-result.pub.pem`: the verifier's Ed25519 key for signing results (EAR); `nvidia-device-identity-ca.pem`: the NVIDIA Device Identity CA shipped in the binary, pinned under `[vendor] device_roots` (GPU evidence only); `trust.toml`: the pinned roots, paths relative to it |
 //!
-//! `pki init --dir D` is the one-machine demo: the three folders as `D/operator`,
-//! `D/licence-authority` and `D/verifier`, never one folder holding every key.
+//! `pki init --dir D` is the one-machine demo: the four folders as `D/operator`,
+//! `D/licence-authority`, `D/vendor` and `D/verifier`, never one folder holding every key.
 //!
 //! Roots are P-384 because they live ten years and only sign certificates; leaves are Ed25519
 //! (JWS `EdDSA`, the attestation default). Private keys are PKCS#8 v1 PEM (RFC 5208; Ed25519
@@ -43,7 +44,8 @@ use tppguard_proto::site::SiteId;
 use tppguard_proto::text::{Escaped, escape};
 
 use crate::chain::{
-    self, CLIENT_AUTH_EKU, LICENCE_SIGNING_EKU, NODE_ATTESTATION_EKU, TrustAnchors, VerifiedLeaf,
+    self, CLIENT_AUTH_EKU, LICENCE_SIGNING_EKU, NODE_ATTESTATION_EKU, SHIPMENT_SIGNING_EKU,
+    TrustAnchors, VerifiedLeaf,
 };
 use crate::cli::{IssueNodeArgs, PkiArgs, PkiCommand, PkiInitArgs, VerifyChainArgs};
 use crate::error::Error;
@@ -60,6 +62,14 @@ pub const LICENCE_CA_KEY: &str = "licence-ca.key";
 pub const LICENCE_SIGNER_CHAIN: &str = "licence-signer-chain.pem";
 /// The licence signer's private key.
 pub const LICENCE_SIGNER_KEY: &str = "licence-signer.key";
+/// The vendor CA's certificate (shipment signers' root, `[vendor] roots`).
+pub const VENDOR_CA_CERT: &str = "vendor-ca.pem";
+/// The vendor CA's private key.
+pub const VENDOR_CA_KEY: &str = "vendor-ca.key";
+/// The shipment signer's chain (leaf, then the vendor CA).
+pub const SHIPMENT_SIGNER_CHAIN: &str = "shipment-signer-chain.pem";
+/// The shipment signer's private key.
+pub const SHIPMENT_SIGNER_KEY: &str = "shipment-signer.key";
 /// The verifier's result-signing private key.
 pub const RESULT_KEY: &str = "verifier-result.key";
 /// The verifier's result-signing public key.
@@ -73,6 +83,8 @@ pub const NVIDIA_DEVICE_ROOT: &str = "nvidia-device-identity-ca.pem";
 pub const OPERATOR_DIR: &str = "operator";
 /// `pki init`'s folder for the licence authority's material.
 pub const LICENCE_AUTHORITY_DIR: &str = "licence-authority";
+/// `pki init`'s folder for the GPU vendor's material.
+pub const VENDOR_DIR: &str = "vendor";
 /// `pki init`'s folder for the verifier's material.
 pub const VERIFIER_DIR: &str = "verifier";
 /// The issuance record: one JSON object a line, one per certificate `issue-node` issued.
@@ -86,8 +98,8 @@ pub const MAX_SUBJECT_VALUE_CHARS: usize = 64;
 pub const MAX_CSR_BYTES: u64 = 64 * 1024;
 /// Root validity: ten years.
 const ROOT_DAYS: i64 = 3650;
-/// Licence-signer validity.
-const LICENCE_SIGNER_DAYS: i64 = 825;
+/// Licence-signer and shipment-signer validity.
+const SIGNER_DAYS: i64 = 825;
 /// Certificates are back-dated this much against clock skew between nodes and the verifier.
 const BACKDATE_SECS: i64 = 300;
 const DAY_SECS: i64 = 86_400;
@@ -100,8 +112,14 @@ pub fn run(args: &PkiArgs, out: &mut dyn Write, now: i64) -> Result<(), Error> {
         PkiCommand::InitLicenceAuthority(a) => {
             party_command(&init_licence_authority(&a.dir, now)?, a.json, out)
         }
+        PkiCommand::InitVendor(a) => party_command(&init_vendor(&a.dir, now)?, a.json, out),
         PkiCommand::InitVerifier(a) => party_command(
-            &init_verifier(&a.dir, &a.operator_ca, &a.licence_ca)?,
+            &init_verifier(
+                &a.dir,
+                &a.operator_ca,
+                &a.licence_ca,
+                a.vendor_ca.as_deref(),
+            )?,
             a.json,
             out,
         ),
@@ -113,7 +131,7 @@ pub fn run(args: &PkiArgs, out: &mut dyn Write, now: i64) -> Result<(), Error> {
 /// One party's folder, as `pki init-*` wrote it.
 #[derive(Debug, Serialize)]
 pub struct PartyReport {
-    /// Whose: `operator`, `licence-authority` or `verifier`.
+    /// Whose: `operator`, `licence-authority`, `vendor` or `verifier`.
     pub party: &'static str,
     /// The folder.
     pub dir: PathBuf,
@@ -123,15 +141,17 @@ pub struct PartyReport {
     pub role: &'static str,
 }
 
-/// What `pki init` wrote: the three parties' folders.
+/// What `pki init` wrote: the four parties' folders.
 #[derive(Debug, Serialize)]
 pub struct InitReport {
-    /// The folder holding the three.
+    /// The folder holding the four.
     pub dir: PathBuf,
     /// The operator's folder (`pki issue-node --dir`).
     pub operator: PathBuf,
     /// The licence authority's folder (`licence sign --dir`).
     pub licence_authority: PathBuf,
+    /// The GPU vendor's folder (`shipment sign --dir`).
+    pub vendor: PathBuf,
     /// The verifier's folder.
     pub verifier: PathBuf,
     /// The trust file, in the verifier's folder.
@@ -244,42 +264,7 @@ pub fn init_operator(dir: &Path, now: i64) -> Result<PartyReport, Error> {
 /// The licence authority's folder `dir` at Unix time `now`: the licence CA and the
 /// licence-signing key and chain. Refuses if any of its files exists.
 pub fn init_licence_authority(dir: &Path, now: i64) -> Result<PartyReport, Error> {
-    new_folder(
-        dir,
-        &[
-            LICENCE_CA_KEY,
-            LICENCE_CA_CERT,
-            LICENCE_SIGNER_KEY,
-            LICENCE_SIGNER_CHAIN,
-        ],
-    )?;
-    let (lic_params, lic_key, lic_cert) = make_root("tppguard licence authority CA", now)?;
-    let signer_key = ed25519_key("licence signer key")?;
-    let mut signer = leaf_params(now, now.saturating_add(LICENCE_SIGNER_DAYS * DAY_SECS))?;
-    signer
-        .distinguished_name
-        .push(DnType::CommonName, "tppguard licence signer");
-    signer.custom_extensions = vec![eku_extension(&[LICENCE_SIGNING_EKU])?];
-    let lic_issuer = Issuer::new(lic_params, lic_key);
-    let signer_cert = signer
-        .signed_by(&signer_key, &lic_issuer)
-        .map_err(|source| Error::Generate {
-            what: "licence signer certificate",
-            source,
-        })?;
-    let files = put_all(
-        dir,
-        &[
-            (LICENCE_CA_KEY, &lic_issuer.key().serialize_pem(), true),
-            (LICENCE_CA_CERT, &lic_cert.pem(), false),
-            (LICENCE_SIGNER_KEY, &signer_key.serialize_pem(), true),
-            (
-                LICENCE_SIGNER_CHAIN,
-                &format!("{}{}", signer_cert.pem(), lic_cert.pem()),
-                false,
-            ),
-        ],
-    )?;
+    let files = init_signing_party(dir, now, &LICENCE_SIGNING_PARTY)?;
     Ok(PartyReport {
         party: LICENCE_AUTHORITY_DIR,
         dir: dir.to_owned(),
@@ -289,33 +274,117 @@ pub fn init_licence_authority(dir: &Path, now: i64) -> Result<PartyReport, Error
     })
 }
 
-/// The verifier's folder `dir`: copies of the CA certificates in `operator_ca` and
-/// `licence_ca` (each checked: PEM, every block an X.509 CA certificate usable as a trust
-/// anchor), the result-signing key pair and `trust.toml` naming the copies. Refuses if any
-/// of its files exists; nothing is written when a CA file is refused.
+/// The GPU vendor's folder `dir` at Unix time `now`: the vendor CA and the shipment-signing
+/// key and chain. Refuses if any of its files exists.
+pub fn init_vendor(dir: &Path, now: i64) -> Result<PartyReport, Error> {
+    let files = init_signing_party(dir, now, &SHIPMENT_SIGNING_PARTY)?;
+    Ok(PartyReport {
+        party: VENDOR_DIR,
+        dir: dir.to_owned(),
+        files,
+        role: "the GPU vendor: signs shipment records (shipment sign --dir here); hand \
+               vendor-ca.pem to the verifier (pki init-verifier --vendor-ca)",
+    })
+}
+
+/// A party that signs one kind of record: its CA and one signer under it.
+struct SigningParty {
+    ca_key: &'static str,
+    ca_cert: &'static str,
+    signer_key: &'static str,
+    signer_chain: &'static str,
+    ca_name: &'static str,
+    signer_name: &'static str,
+    eku: &'static [u8],
+    what: &'static str,
+}
+
+const LICENCE_SIGNING_PARTY: SigningParty = SigningParty {
+    ca_key: LICENCE_CA_KEY,
+    ca_cert: LICENCE_CA_CERT,
+    signer_key: LICENCE_SIGNER_KEY,
+    signer_chain: LICENCE_SIGNER_CHAIN,
+    ca_name: "tppguard licence authority CA",
+    signer_name: "tppguard licence signer",
+    eku: LICENCE_SIGNING_EKU,
+    what: "licence signer certificate",
+};
+
+const SHIPMENT_SIGNING_PARTY: SigningParty = SigningParty {
+    ca_key: VENDOR_CA_KEY,
+    ca_cert: VENDOR_CA_CERT,
+    signer_key: SHIPMENT_SIGNER_KEY,
+    signer_chain: SHIPMENT_SIGNER_CHAIN,
+    ca_name: "tppguard vendor CA",
+    signer_name: "tppguard shipment signer",
+    eku: SHIPMENT_SIGNING_EKU,
+    what: "shipment signer certificate",
+};
+
+impl SigningParty {
+    fn names(&self) -> [&'static str; 4] {
+        [
+            self.ca_key,
+            self.ca_cert,
+            self.signer_key,
+            self.signer_chain,
+        ]
+    }
+}
+
+/// Writes `party`'s CA (P-384 root) and signer (Ed25519 leaf with the party's EKU, then the
+/// CA) into `dir`; the paths written.
+fn init_signing_party(dir: &Path, now: i64, party: &SigningParty) -> Result<Vec<PathBuf>, Error> {
+    new_folder(dir, &party.names())?;
+    let (ca_params, ca_key, ca_cert) = make_root(party.ca_name, now)?;
+    let signer_key = ed25519_key("signer key")?;
+    let mut signer = leaf_params(now, now.saturating_add(SIGNER_DAYS * DAY_SECS))?;
+    signer
+        .distinguished_name
+        .push(DnType::CommonName, party.signer_name);
+    signer.custom_extensions = vec![eku_extension(&[party.eku])?];
+    let ca_issuer = Issuer::new(ca_params, ca_key);
+    let signer_cert = signer
+        .signed_by(&signer_key, &ca_issuer)
+        .map_err(|source| Error::Generate {
+            what: party.what,
+            source,
+        })?;
+    put_all(
+        dir,
+        &[
+            (party.ca_key, &ca_issuer.key().serialize_pem(), true),
+            (party.ca_cert, &ca_cert.pem(), false),
+            (party.signer_key, &signer_key.serialize_pem(), true),
+            (
+                party.signer_chain,
+                &format!("{}{}", signer_cert.pem(), ca_cert.pem()),
+                false,
+            ),
+        ],
+    )
+}
+
+/// The verifier's folder `dir`: copies of the CA certificates in `operator_ca`,
+/// `licence_ca` and, when given, `vendor_ca` (each checked: PEM, every block an X.509 CA
+/// certificate usable as a trust anchor), the result-signing key pair and `trust.toml` naming
+/// the copies (the vendor's under `[vendor] roots`). Refuses if any of its files exists;
+/// nothing is written when a CA file is refused.
 pub fn init_verifier(
     dir: &Path,
     operator_ca: &Path,
     licence_ca: &Path,
+    vendor_ca: Option<&Path>,
 ) -> Result<PartyReport, Error> {
     let operator_pem = read_ca_certificate(operator_ca)?;
     let licence_pem = read_ca_certificate(licence_ca)?;
-    new_folder(
-        dir,
-        &[
-            OPERATOR_CA_CERT,
-            LICENCE_CA_CERT,
-            RESULT_KEY,
-            RESULT_PUBLIC_KEY,
-            NVIDIA_DEVICE_ROOT,
-            TRUST_TOML,
-        ],
-    )?;
+    let vendor_pem = vendor_ca.map(read_ca_certificate).transpose()?;
+    new_folder(dir, &VERIFIER_FILES)?;
     let result_key = ed25519_key("verifier result key")?;
     let nvidia_root =
         String::from_utf8_lossy(crate::gpu_evidence::cli::NVIDIA_DEVICE_IDENTITY_CA_PEM)
             .into_owned();
-    let files = put_all(
+    let mut files = put_all(
         dir,
         &[
             (OPERATOR_CA_CERT, &operator_pem, false),
@@ -323,9 +392,12 @@ pub fn init_verifier(
             (RESULT_KEY, &result_key.serialize_pem(), true),
             (RESULT_PUBLIC_KEY, &result_key.public_key_pem(), false),
             (NVIDIA_DEVICE_ROOT, &nvidia_root, false),
-            (TRUST_TOML, &trust_toml(), false),
+            (TRUST_TOML, &trust_toml(vendor_pem.is_some()), false),
         ],
     )?;
+    if let Some(pem) = &vendor_pem {
+        files.extend(put_all(dir, &[(VENDOR_CA_CERT, pem, false)])?);
+    }
     Ok(PartyReport {
         party: VERIFIER_DIR,
         dir: dir.to_owned(),
@@ -363,7 +435,8 @@ fn read_ca_certificate(path: &Path) -> Result<String, Error> {
         if !cert.is_ca() {
             return Err(bad(
                 "holds a certificate that is not a CA (basicConstraints CA:true); give the \
-                 CA's own certificate (operator-ca.pem or licence-ca.pem), not a leaf",
+                 CA's own certificate (operator-ca.pem, licence-ca.pem or vendor-ca.pem), not \
+                 a leaf",
             ));
         }
     }
@@ -374,35 +447,30 @@ fn read_ca_certificate(path: &Path) -> Result<String, Error> {
     Ok(ders.iter().map(|der| ca_pem_block(der)).collect())
 }
 
-/// The one-machine demo at Unix time `now`: [`init_operator`], [`init_licence_authority`]
-/// and [`init_verifier`] into `dir/operator`, `dir/licence-authority` and `dir/verifier`.
-/// Refuses if any of their files exists.
+/// The files `init_verifier` writes (`VENDOR_CA_CERT` only when given a vendor CA).
+const VERIFIER_FILES: [&str; 7] = [
+    OPERATOR_CA_CERT,
+    LICENCE_CA_CERT,
+    VENDOR_CA_CERT,
+    RESULT_KEY,
+    RESULT_PUBLIC_KEY,
+    NVIDIA_DEVICE_ROOT,
+    TRUST_TOML,
+];
+
+/// The one-machine demo at Unix time `now`: [`init_operator`], [`init_licence_authority`],
+/// [`init_vendor`] and [`init_verifier`] into `dir/operator`, `dir/licence-authority`,
+/// `dir/vendor` and `dir/verifier`. Refuses if any of their files exists.
 pub fn init(dir: &Path, now: i64) -> Result<InitReport, Error> {
     let operator_dir = dir.join(OPERATOR_DIR);
     let licence_dir = dir.join(LICENCE_AUTHORITY_DIR);
+    let vendor_dir = dir.join(VENDOR_DIR);
     let verifier_dir = dir.join(VERIFIER_DIR);
     for (folder, names) in [
         (&operator_dir, &[OPERATOR_CA_KEY, OPERATOR_CA_CERT][..]),
-        (
-            &licence_dir,
-            &[
-                LICENCE_CA_KEY,
-                LICENCE_CA_CERT,
-                LICENCE_SIGNER_KEY,
-                LICENCE_SIGNER_CHAIN,
-            ][..],
-        ),
-        (
-            &verifier_dir,
-            &[
-                OPERATOR_CA_CERT,
-                LICENCE_CA_CERT,
-                RESULT_KEY,
-                RESULT_PUBLIC_KEY,
-                NVIDIA_DEVICE_ROOT,
-                TRUST_TOML,
-            ][..],
-        ),
+        (&licence_dir, &LICENCE_SIGNING_PARTY.names()[..]),
+        (&vendor_dir, &SHIPMENT_SIGNING_PARTY.names()[..]),
+        (&verifier_dir, &VERIFIER_FILES[..]),
     ] {
         for name in names {
             let path = folder.join(name);
@@ -414,22 +482,31 @@ pub fn init(dir: &Path, now: i64) -> Result<InitReport, Error> {
     new_folder(dir, &[])?;
     let operator = init_operator(&operator_dir, now)?;
     let licence = init_licence_authority(&licence_dir, now)?;
+    let vendor = init_vendor(&vendor_dir, now)?;
     let verifier = init_verifier(
         &verifier_dir,
         &operator_dir.join(OPERATOR_CA_CERT),
         &licence_dir.join(LICENCE_CA_CERT),
+        Some(&vendor_dir.join(VENDOR_CA_CERT)),
     )?;
     Ok(InitReport {
         dir: dir.to_owned(),
         trust: verifier_dir.join(TRUST_TOML),
         operator: operator_dir,
         licence_authority: licence_dir,
+        vendor: vendor_dir,
         verifier: verifier_dir,
-        parties: vec![operator, licence, verifier],
+        parties: vec![operator, licence, vendor, verifier],
     })
 }
 
-fn trust_toml() -> String {
+/// `trust.toml` naming the copies; `[vendor] roots` names vendor-ca.pem when `vendor`.
+fn trust_toml(vendor: bool) -> String {
+    let vendor_roots = if vendor {
+        format!("[\"{VENDOR_CA_CERT}\"]")
+    } else {
+        "[]".to_owned()
+    };
     format!(
         "# tppguard trust anchors, pinned per domain. Paths are relative to this file.\n\
          # crls (optional, DER or PEM) are checked for every certificate of a chain.\n\
@@ -442,8 +519,10 @@ fn trust_toml() -> String {
          roots = [\"{LICENCE_CA_CERT}\"]\n\
          crls = []\n\
          \n\
+         # roots: the GPU vendor's CA, for shipment records only (docs/pki.md).\n\
          [vendor]\n\
-         roots = []\n\
+         roots = {vendor_roots}\n\
+         crls = []\n\
          # GPU device-identity roots (NVIDIA's, shipped with tppguard): they verify GPU evidence\n\
          # only, never a signer of anything else (docs/gpu-evidence.md).\n\
          device_roots = [\"{NVIDIA_DEVICE_ROOT}\"]\n\

@@ -7,9 +7,11 @@
 
 #![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
 
-mod country;
+// `country` and `time` are shared with `crate::shipment` (one country check, one RFC 3339
+// parser), not with the outside.
+pub(crate) mod country;
 pub mod revocation;
-mod time;
+pub(crate) mod time;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -1263,7 +1265,7 @@ impl<'de> Deserialize<'de> for DurationValue {
 
 /// `valid_from` / `valid_until` as written: a TOML datetime or a string, as text for the
 /// strict RFC 3339 parser.
-struct TimestampText(String);
+pub(crate) struct TimestampText(pub(crate) String);
 
 impl<'de> Deserialize<'de> for TimestampText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

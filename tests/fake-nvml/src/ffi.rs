@@ -15,14 +15,18 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::fixture::{
-    ARGUMENT_VERSION_MISMATCH, ATTESTATION_CERT_CHAIN_SIZE, ATTESTATION_REPORT_SIZE, Code, Fixture,
-    INSUFFICIENT_SIZE, INVALID_ARGUMENT, ListAnswer, NOT_FOUND, NOT_SUPPORTED, Node, SUCCESS, Slot,
-    Target, UNINITIALIZED, UNKNOWN, architecture_value, brand_value, current_clock, error_code,
-    error_text, fits, legacy_bus_id, list_answer, max_clock, present, temperature,
+    ARGUMENT_VERSION_MISMATCH, ATTESTATION_CERT_CHAIN_SIZE, ATTESTATION_REPORT_SIZE, CallRecord,
+    Code, Fixture, INSUFFICIENT_SIZE, INVALID_ARGUMENT, ListAnswer, NOT_FOUND, NOT_SUPPORTED, Node,
+    SUCCESS, Slot, Target, UNINITIALIZED, UNKNOWN, architecture_value, brand_value, current_clock,
+    error_code, error_text, fits, legacy_bus_id, list_answer, max_clock, present, temperature,
 };
 
 /// The environment variable naming the fixture file.
 pub const FIXTURE_ENV: &str = "TPPGUARD_FAKE_NVML_FIXTURE";
+/// The environment variable naming the calls record: every set call is appended to it as one
+/// JSON line ([`CallRecord`]), and at init the calls already in it are replayed, so that what
+/// one process set holds in the next (as a real driver keeps it).
+pub const CALLS_ENV: &str = "TPPGUARD_FAKE_NVML_CALLS";
 
 /// `struct nvmlDevice_st`: opaque. A handle is the address of one of the node's [`Slot`]s.
 #[repr(C)]
@@ -179,6 +183,50 @@ fn entry(f: impl FnOnce(&Node) -> Result<(), Code>) -> Code {
     })
 }
 
+/// An entry point that changes the driver state (a set call).
+fn entry_mut(f: impl FnOnce(&mut Node) -> Code) -> Code {
+    guarded(|| {
+        let mut state = lock();
+        match state.node.as_deref_mut() {
+            None => UNINITIALIZED,
+            Some(node) => f(node),
+        }
+    })
+}
+
+/// Appends `call` to the calls record, when `$TPPGUARD_FAKE_NVML_CALLS` names one. One
+/// `write` per line, in append mode, so processes writing at once do not interleave lines.
+fn record(call: &CallRecord) {
+    let Some(path) = std::env::var_os(CALLS_ENV).filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let written = serde_json::to_string(call)
+        .map_err(|e| e.to_string())
+        .and_then(|line| {
+            use std::io::Write as _;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        eprintln!(
+            "tppguard-fake-nvml: cannot append to the calls record {}: {e}",
+            PathBuf::from(path).display()
+        );
+    }
+}
+
+/// The calls record's text, for replay at init (none, or unreadable: nothing to replay).
+fn recorded_calls() -> String {
+    std::env::var_os(CALLS_ENV)
+        .filter(|p| !p.is_empty())
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+}
+
 /// The slot a handle designates, if it is one of this node's.
 fn slot(node: &Node, device: NvmlDevice) -> Option<Slot> {
     node.slot_at(device.cast_const().cast::<Slot>())
@@ -290,7 +338,9 @@ fn init() -> Code {
         if let Some(name) = &fixture.init_error {
             return error_code(name).unwrap_or(UNKNOWN);
         }
-        state.node = Some(Box::new(Node::new(fixture)));
+        let mut node = Node::new(fixture);
+        node.replay(&recorded_calls());
+        state.node = Some(Box::new(node));
         state.refs = 1;
         SUCCESS
     })
@@ -428,10 +478,24 @@ pub unsafe extern "C" fn nvmlSystemGetConfComputeGpusReadyState(
     entry(|node| {
         node.system_call("nvmlSystemGetConfComputeGpusReadyState")?;
         nonnull(isAcceptingWork)?;
-        let cc = present(node.fixture.conf_compute.as_ref())?;
-        let ready: c_uint = present(cc.gpus_ready)?.into();
+        present(node.fixture.conf_compute.as_ref())?;
+        // What the last set left, else the fixture's.
+        let ready: c_uint = present(node.driver.gpus_ready)?.into();
         // SAFETY: NVML's contract: the pointer is valid for an unsigned int.
         unsafe { put(isAcceptingWork, ready) }
+    })
+}
+
+// Not exported by the `old-driver` build, as by drivers older than the function.
+#[cfg_attr(not(feature = "old-driver"), unsafe(no_mangle))]
+pub extern "C" fn nvmlSystemSetConfComputeGpusReadyState(isAcceptingWork: c_uint) -> Code {
+    entry_mut(|node| {
+        if node.fixture.conf_compute.is_none() {
+            return NOT_SUPPORTED;
+        }
+        let (code, call) = node.set_gpus_ready(isAcceptingWork);
+        record(&call);
+        code
     })
 }
 
@@ -451,6 +515,30 @@ pub unsafe extern "C" fn nvmlSystemGetConfComputeState(
         };
         // SAFETY: NVML's contract: the pointer is valid for an `nvmlConfComputeSystemState_t`.
         unsafe { put(state, value) }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetComputeMode(device: NvmlDevice, mode: *mut c_uint) -> Code {
+    device_call(device, "nvmlDeviceGetComputeMode", mode, |node, target| {
+        let Target::Gpu(index, _) = target else {
+            return Err(NOT_SUPPORTED);
+        };
+        let value = node.compute_mode(index)?;
+        // SAFETY: NVML's contract: `mode` is valid for an `nvmlComputeMode_t` (an unsigned int).
+        unsafe { put(mode, value) }
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn nvmlDeviceSetComputeMode(device: NvmlDevice, mode: c_uint) -> Code {
+    entry_mut(|node| {
+        let target = slot(node, device);
+        let (code, call) = node.set_compute_mode(target, mode);
+        if let Some(call) = call {
+            record(&call);
+        }
+        code
     })
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// An `nvmlReturn_t`.
 pub type Code = u32;
@@ -62,6 +62,38 @@ const ERRORS: &[(&str, Code)] = &[
     ("INVALID_STATE", 29),
     ("UNKNOWN", 999),
 ];
+
+/// The `NVML_ERROR_*` suffix of a code (`SUCCESS` for 0), as the calls record names results.
+pub fn error_name(code: Code) -> &'static str {
+    ERRORS
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map_or("UNKNOWN", |(n, _)| n)
+}
+
+/// `NVML_COMPUTEMODE_*` suffixes and values (`nvmlComputeMode_t`).
+const COMPUTE_MODES: &[(&str, u32)] = &[
+    ("DEFAULT", 0),
+    ("EXCLUSIVE_THREAD", 1),
+    ("PROHIBITED", 2),
+    ("EXCLUSIVE_PROCESS", 3),
+];
+
+/// The value of an `NVML_COMPUTEMODE_*` suffix.
+pub fn compute_mode_value(name: &str) -> Option<u32> {
+    COMPUTE_MODES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+}
+
+/// The `NVML_COMPUTEMODE_*` suffix of a value, or the number for one NVML does not define.
+pub fn compute_mode_name(value: u32) -> String {
+    COMPUTE_MODES
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map_or_else(|| value.to_string(), |(n, _)| (*n).to_owned())
+}
 
 /// The code of an `NVML_ERROR_*` suffix (`SUCCESS` is not an error and is refused).
 pub fn error_code(name: &str) -> Option<Code> {
@@ -165,6 +197,7 @@ pub const SYSTEM_SYMBOLS: &[&str] = &[
     "nvmlSystemGetConfComputeSettings",
     "nvmlSystemGetConfComputeGpusReadyState",
     "nvmlSystemGetConfComputeState",
+    "nvmlSystemSetConfComputeGpusReadyState",
     "nvmlDeviceGetCount_v2",
     "nvmlDeviceGetHandleByIndex_v2",
 ];
@@ -199,6 +232,8 @@ pub const DEVICE_SYMBOLS: &[&str] = &[
     "nvmlDeviceGetComputeRunningProcesses_v3",
     "nvmlDeviceGetConfComputeGpuCertificate",
     "nvmlDeviceGetConfComputeGpuAttestationReport",
+    "nvmlDeviceGetComputeMode",
+    "nvmlDeviceSetComputeMode",
 ];
 
 /// Every `nvmlClocksThrottleReason*` / `nvmlClocksEventReason*` bit NVML defines: GPU idle 0x1,
@@ -269,6 +304,12 @@ pub struct Device {
     /// The GPU's confidential-computing evidence: what the certificate and attestation-report
     /// calls answer (absent: NOT_SUPPORTED).
     pub conf_compute: Option<GpuConfCompute>,
+    /// `nvmlDeviceGetComputeMode` at init, an `NVML_COMPUTEMODE_*` suffix (absent: `DEFAULT`,
+    /// the mode every GPU starts in after a driver load).
+    pub compute_mode: Option<String>,
+    /// `false`: `nvmlDeviceSetComputeMode` answers `SUCCESS` but the mode read back stays
+    /// what it was (someone with root set it back at once). Absent: `true`.
+    pub compute_mode_sticks: Option<bool>,
     #[serde(default)]
     pub lost: bool,
     #[serde(default)]
@@ -658,6 +699,14 @@ impl Device {
         }
         check_memory(&format!("{at}.memory"), self.memory.as_ref())?;
         check_errors(&format!("{at}.errors"), &self.errors, DEVICE_SYMBOLS)?;
+        if let Some(mode) = &self.compute_mode
+            && compute_mode_value(mode).is_none()
+        {
+            return Err(format!(
+                "{at}.compute_mode {mode:?} is not an NVML_COMPUTEMODE_* name (DEFAULT \
+                 EXCLUSIVE_THREAD PROHIBITED EXCLUSIVE_PROCESS)"
+            ));
+        }
         if !self.mig_devices.is_empty() && !self.mig_mode.is_some_and(|m| m.current) {
             return Err(format!("{at}.mig_devices needs mig_mode.current true"));
         }
@@ -784,6 +833,45 @@ pub enum Target<'a> {
 pub struct Node {
     pub fixture: Fixture,
     slots: Box<[Slot]>,
+    /// What the set calls changed: starts from the fixture.
+    pub driver: DriverState,
+}
+
+/// The driver state the set calls change, as a real driver keeps it between processes until
+/// it is unloaded: each GPU's compute mode and the CC GPUs-ready state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverState {
+    /// `nvmlComputeMode_t` per GPU, in `devices` order.
+    pub compute_modes: Vec<u32>,
+    /// `conf_compute.gpus_ready` as last set (`None`: the fixture gives none).
+    pub gpus_ready: Option<bool>,
+}
+
+/// The symbol names the calls record uses.
+pub const SET_COMPUTE_MODE: &str = "nvmlDeviceSetComputeMode";
+/// The CC ready-state setter.
+pub const SET_GPUS_READY: &str = "nvmlSystemSetConfComputeGpusReadyState";
+
+/// One line of the calls record (`$TPPGUARD_FAKE_NVML_CALLS`): a set call and its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallRecord {
+    /// The NVML symbol.
+    pub call: String,
+    /// The GPU's UUID, for a device call on a GPU that has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// The GPU's index, for a device call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// The compute mode asked (`NVML_COMPUTEMODE_*` suffix, or the number given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// The ready state asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// `SUCCESS` or the `NVML_ERROR_*` suffix answered.
+    pub result: String,
 }
 
 impl Node {
@@ -798,10 +886,135 @@ impl Node {
                 });
             }
         }
+        let driver = DriverState {
+            compute_modes: fixture
+                .devices
+                .iter()
+                .map(|d| {
+                    d.compute_mode
+                        .as_deref()
+                        .and_then(compute_mode_value)
+                        .unwrap_or(0)
+                })
+                .collect(),
+            gpus_ready: fixture.conf_compute.as_ref().and_then(|c| c.gpus_ready),
+        };
         Self {
             fixture,
             slots: slots.into_boxed_slice(),
+            driver,
         }
+    }
+
+    /// Replays a calls record (one [`CallRecord`] per line) written by earlier processes of
+    /// the same test, so that what they set holds here as on a real driver. Lines that do not
+    /// read are skipped; only successful calls change anything.
+    pub fn replay(&mut self, record: &str) {
+        for line in record.lines().filter(|l| !l.trim().is_empty()) {
+            let Ok(call) = serde_json::from_str::<CallRecord>(line) else {
+                continue;
+            };
+            if call.result != "SUCCESS" {
+                continue;
+            }
+            match call.call.as_str() {
+                SET_COMPUTE_MODE => {
+                    let mode = call.mode.as_deref().and_then(compute_mode_value);
+                    if let (Some(index), Some(mode)) = (call.index, mode)
+                        && let Ok(index) = usize::try_from(index)
+                    {
+                        self.apply_compute_mode(index, mode);
+                    }
+                }
+                SET_GPUS_READY => {
+                    if let Some(ready) = call.ready {
+                        self.driver.gpus_ready = Some(ready);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `nvmlDeviceGetComputeMode` of GPU `index`.
+    pub fn compute_mode(&self, index: usize) -> Result<u32, Code> {
+        self.driver
+            .compute_modes
+            .get(index)
+            .copied()
+            .ok_or(INVALID_ARGUMENT)
+    }
+
+    /// Records `mode` as GPU `index`'s compute mode, unless the fixture says it does not stick.
+    fn apply_compute_mode(&mut self, index: usize, mode: u32) {
+        let sticks = self
+            .fixture
+            .devices
+            .get(index)
+            .is_none_or(|d| d.compute_mode_sticks.unwrap_or(true));
+        if sticks && let Some(slot) = self.driver.compute_modes.get_mut(index) {
+            *slot = mode;
+        }
+    }
+
+    /// `nvmlDeviceSetComputeMode` on a handle: the answer, and the record of the call (none
+    /// for a handle that is not one of this node's GPUs).
+    pub fn set_compute_mode(
+        &mut self,
+        slot: Option<Slot>,
+        mode: u32,
+    ) -> (Code, Option<CallRecord>) {
+        let Some(Slot::Gpu { index }) = slot else {
+            return (INVALID_ARGUMENT, None);
+        };
+        let result = self.resolve(slot, SET_COMPUTE_MODE).and_then(|_| {
+            if COMPUTE_MODES.iter().any(|(_, v)| *v == mode) {
+                Ok(())
+            } else {
+                Err(INVALID_ARGUMENT)
+            }
+        });
+        let code = result.err().unwrap_or(SUCCESS);
+        if code == SUCCESS {
+            self.apply_compute_mode(index, mode);
+        }
+        let record = CallRecord {
+            call: SET_COMPUTE_MODE.to_owned(),
+            uuid: self.fixture.devices.get(index).and_then(|d| d.uuid.clone()),
+            index: u32::try_from(index).ok(),
+            mode: Some(compute_mode_name(mode)),
+            ready: None,
+            result: error_name(code).to_owned(),
+        };
+        (code, Some(record))
+    }
+
+    /// `nvmlSystemSetConfComputeGpusReadyState`: the answer and its record. The fixture must
+    /// give a ready state (no CC: `NOT_SUPPORTED`); NVML takes 0 or 1.
+    pub fn set_gpus_ready(&mut self, value: u32) -> (Code, CallRecord) {
+        let result = self.system_call(SET_GPUS_READY).and_then(|()| {
+            present(self.driver.gpus_ready)?;
+            match value {
+                0 | 1 => Ok(value == 1),
+                _ => Err(INVALID_ARGUMENT),
+            }
+        });
+        let code = match result {
+            Ok(ready) => {
+                self.driver.gpus_ready = Some(ready);
+                SUCCESS
+            }
+            Err(code) => code,
+        };
+        let record = CallRecord {
+            call: SET_GPUS_READY.to_owned(),
+            uuid: None,
+            index: None,
+            mode: None,
+            ready: Some(value == 1),
+            result: error_name(code).to_owned(),
+        };
+        (code, record)
     }
 
     /// The error forced on a system symbol, if any.

@@ -51,7 +51,7 @@ impl Caches {
     /// The cache chains of `role` are remembered in.
     pub(super) fn of(&self, role: Role) -> &ChainCache {
         match role {
-            Role::Node | Role::LicenceSigner => &self.signers,
+            Role::Node | Role::LicenceSigner | Role::ShipmentSigner => &self.signers,
             Role::GpuDevice => &self.gpus,
         }
     }

@@ -908,3 +908,218 @@ fn a_crafted_x5c_is_refused_before_path_building() {
         searched.code()
     );
 }
+
+/// Every domain pinned once: operator, licence authority, vendor (shipment signers) and GPU
+/// device roots, each its own root.
+struct Domains {
+    op: Ca,
+    lic: Ca,
+    vendor: Ca,
+    gpu: Ca,
+    trust: TrustAnchors,
+}
+
+fn domains() -> Domains {
+    let op = root(&PKCS_ED25519, "operator");
+    let lic = root(&PKCS_ECDSA_P384_SHA384, "licence authority");
+    let vendor = root(&PKCS_ECDSA_P384_SHA384, "vendor");
+    let gpu = root(&PKCS_ECDSA_P384_SHA384, "gpu device identity");
+    let trust = TrustAnchors::from_der_roots(&[op.cert()], &[lic.cert()])
+        .unwrap()
+        .with_vendor_roots(&[vendor.cert()])
+        .unwrap()
+        .with_device_roots(&[gpu.cert()])
+        .unwrap();
+    Domains {
+        op,
+        lic,
+        vendor,
+        gpu,
+        trust,
+    }
+}
+
+/// A signer leaf whose EKU lists exactly `oids` (none: no EKU extension).
+fn signer_params(serial: u64, oids: &[&[u8]]) -> CertificateParams {
+    let mut p = leaf_params(serial);
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name
+        .push(DnType::CommonName, "Example GPU Vendor shipment signer");
+    p.extended_key_usages = vec![];
+    if !oids.is_empty() {
+        p.custom_extensions = vec![eku(oids)];
+    }
+    p
+}
+
+#[test]
+fn a_shipment_signer_verifies_under_a_vendor_root_and_nothing_else_does() {
+    let d = domains();
+    assert_eq!(d.trust.counts(), (1, 1, 1));
+    let signer = [
+        leaf(
+            &PKCS_ED25519,
+            &signer_params(20, &[SHIPMENT_SIGNING_EKU]),
+            &d.vendor,
+        ),
+        d.vendor.der.clone(),
+    ];
+    let v = d.trust.verify_shipment_signer(&signer, NOW).unwrap();
+    assert_eq!(v.leaf().subject(), "CN=Example GPU Vendor shipment signer");
+    // codeSigning, and no EKU at all, are the standard forms a vendor PKI may use.
+    for oids in [&[CODE_SIGNING_EKU][..], &[]] {
+        let chain = [leaf(&PKCS_ED25519, &signer_params(21, oids), &d.vendor)];
+        d.trust.verify_shipment_signer(&chain, NOW).unwrap();
+    }
+    // Remembered as a shipment signer, it is still nothing else: no other domain's roots,
+    // and its EKU names no other purpose.
+    assert!(d.trust.verify_licence_signer(&signer, NOW).is_err());
+    assert!(d.trust.verify_node(&signer, NOW).is_err());
+    assert!(d.trust.verify_gpu_device(&signer, NOW).is_err());
+    let plain = [leaf(&PKCS_ED25519, &signer_params(22, &[]), &d.vendor)];
+    d.trust.verify_shipment_signer(&plain, NOW).unwrap();
+    assert_eq!(
+        d.trust.verify_licence_signer(&plain, NOW).unwrap_err(),
+        ChainError::UnknownIssuer
+    );
+    assert_eq!(
+        d.trust.verify_node(&plain, NOW).unwrap_err(),
+        ChainError::UnknownIssuer
+    );
+    let p384 = [leaf(
+        &PKCS_ECDSA_P384_SHA384,
+        &signer_params(23, &[]),
+        &d.vendor,
+    )];
+    d.trust.verify_shipment_signer(&p384, NOW).unwrap();
+    assert_eq!(
+        d.trust.verify_gpu_device(&p384, NOW).unwrap_err(),
+        ChainError::UnknownIssuer
+    );
+}
+
+#[test]
+fn no_other_domains_signer_verifies_as_a_shipment_signer() {
+    let d = domains();
+    // The licence authority's signer, with its EKU, or none: its root is not a vendor root.
+    for oids in [&[LICENCE_SIGNING_EKU][..], &[SHIPMENT_SIGNING_EKU], &[]] {
+        let chain = [
+            leaf(&PKCS_ED25519, &signer_params(30, oids), &d.lic),
+            d.lic.der.clone(),
+        ];
+        assert!(
+            d.trust.verify_shipment_signer(&chain, NOW).is_err(),
+            "{oids:?}"
+        );
+    }
+    let licence_signer = [leaf(&PKCS_ED25519, &signer_params(31, &[]), &d.lic)];
+    d.trust.verify_licence_signer(&licence_signer, NOW).unwrap();
+    assert_eq!(
+        d.trust
+            .verify_shipment_signer(&licence_signer, NOW)
+            .unwrap_err(),
+        ChainError::UnknownIssuer
+    );
+    // A node certificate, and a GPU's device leaf.
+    let node = [leaf(&PKCS_ED25519, &leaf_params(32), &d.op)];
+    d.trust.verify_node(&node, NOW).unwrap();
+    assert!(d.trust.verify_shipment_signer(&node, NOW).is_err());
+    let gpu = [leaf(
+        &PKCS_ECDSA_P384_SHA384,
+        &signer_params(33, &[]),
+        &d.gpu,
+    )];
+    d.trust.verify_gpu_device(&gpu, NOW).unwrap();
+    assert_eq!(
+        d.trust.verify_shipment_signer(&gpu, NOW).unwrap_err(),
+        ChainError::UnknownIssuer
+    );
+}
+
+#[test]
+fn a_vendor_root_does_not_make_another_purposes_signer_a_shipment_signer() {
+    let d = domains();
+    // Even under the vendor's own root, a leaf issued for another tppguard purpose is not a
+    // shipment signer: a root pinned for one purpose never validates another's signer.
+    for oids in [&[LICENCE_SIGNING_EKU][..], &[NODE_ATTESTATION_EKU]] {
+        let chain = [leaf(&PKCS_ED25519, &signer_params(40, oids), &d.vendor)];
+        assert!(matches!(
+            d.trust.verify_shipment_signer(&chain, NOW),
+            Err(ChainError::WrongEku { .. })
+        ));
+    }
+    let mut client = leaf_params(41);
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let chain = [leaf(&PKCS_ED25519, &client, &d.vendor)];
+    assert!(matches!(
+        d.trust.verify_shipment_signer(&chain, NOW),
+        Err(ChainError::WrongEku { .. })
+    ));
+    // No vendor root pinned: nothing is a shipment signer.
+    let bare = TrustAnchors::from_der_roots(&[d.op.cert()], &[d.lic.cert()]).unwrap();
+    let good = [leaf(
+        &PKCS_ED25519,
+        &signer_params(42, &[SHIPMENT_SIGNING_EKU]),
+        &d.vendor,
+    )];
+    assert_eq!(
+        bare.verify_shipment_signer(&good, NOW).unwrap_err(),
+        ChainError::UnknownIssuer
+    );
+}
+
+#[test]
+fn vendor_crls_from_trust_toml_revoke_shipment_signers() {
+    let dir = tempfile::tempdir().unwrap();
+    let op = root(&PKCS_ECDSA_P384_SHA384, "operator");
+    let vendor = root(&PKCS_ECDSA_P384_SHA384, "vendor");
+    for (name, ca) in [("op.pem", &op), ("vendor.pem", &vendor)] {
+        std::fs::write(
+            dir.path().join(name),
+            ca.params.self_signed(&ca.key).unwrap().pem(),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path().join("vendor.crl"),
+        crl(&vendor, &[51], NOW + DAY),
+    )
+    .unwrap();
+    let path = dir.path().join("trust.toml");
+    std::fs::write(
+        &path,
+        "[operator]\nroots = [\"op.pem\"]\n[licence_authority]\nroots = []\n\
+         [vendor]\nroots = [\"vendor.pem\"]\ncrls = [\"vendor.crl\"]\n",
+    )
+    .unwrap();
+    let trust = TrustAnchors::from_trust_toml(&path).unwrap();
+    assert_eq!(trust.counts(), (1, 0, 1));
+    assert_eq!(trust.vendor_crls().len(), 1);
+    let revoked = [leaf(
+        &PKCS_ED25519,
+        &signer_params(51, &[SHIPMENT_SIGNING_EKU]),
+        &vendor,
+    )];
+    assert_eq!(
+        trust.verify_shipment_signer(&revoked, NOW).unwrap_err(),
+        ChainError::Revoked
+    );
+    let good = [leaf(
+        &PKCS_ED25519,
+        &signer_params(52, &[SHIPMENT_SIGNING_EKU]),
+        &vendor,
+    )];
+    trust.verify_shipment_signer(&good, NOW).unwrap();
+    // The operator root is not a vendor root, even in one file.
+    let node = [leaf(&PKCS_ED25519, &signer_params(53, &[]), &op)];
+    assert_eq!(
+        trust.verify_shipment_signer(&node, NOW).unwrap_err(),
+        ChainError::UnknownIssuer
+    );
+    // A vendor CRL that is not a CRL is named with its key.
+    std::fs::write(dir.path().join("vendor.crl"), b"junk").unwrap();
+    let e = TrustAnchors::from_trust_toml(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("vendor.crls"), "{e}");
+}

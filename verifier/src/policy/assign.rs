@@ -7,7 +7,10 @@
 //! rests on its own word). A node whose site moved since its previous attestation is
 //! `node_site_changed`. A site listed by several licences belongs to the stricter (smaller
 //! `max_aggregate_tpp`, then smaller licence id), with `site_in_several_licences`; a node
-//! without any site belongs to the one licence when exactly one is evaluated.
+//! without any site belongs to the one licence when exactly one is evaluated. With shipments
+//! (issue 15), a node whose controlled GPUs are all on shipments of one licence listing its
+//! site counts under that licence instead: another vendor's licence at the same site no
+//! longer captures it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -55,6 +58,11 @@ impl<'a> Sites<'a> {
         }
     }
 
+    /// Whether licence `i` lists `site`.
+    fn lists(&self, site: &str, i: usize) -> bool {
+        self.listed_by.get(site).is_some_and(|is| is.contains(&i))
+    }
+
     /// `site_in_several_licences` for every site listed twice.
     pub(super) fn report_overlaps(&self, lics: &[&VerifiedLicence], findings: &mut Findings) {
         let licence_ref = |i: usize| lics.get(i).map(|v| (i, v.licence.id()));
@@ -75,11 +83,14 @@ impl<'a> Sites<'a> {
     }
 }
 
-/// Assigns every node and records the site findings.
+/// Assigns every node and records the site findings. `preferred` (per node, may be empty) is
+/// the licence the node's shipments name ([`super::shipments::Shipped::preferred`]): the node
+/// counts under it when it lists the node's site, else under the site's stricter licence.
 pub(super) fn assign<'a>(
     nodes: &[Current<'a>],
     lics: &[&VerifiedLicence],
     sites: &Sites<'_>,
+    preferred: &[Option<usize>],
     findings: &mut Findings,
 ) -> Vec<Assignment<'a>> {
     let single = (lics.len() == 1).then_some(0);
@@ -90,7 +101,12 @@ pub(super) fn assign<'a>(
         let claimed = a.claims.site();
         let site = certified.or(claimed);
         let licence = match site {
-            Some(s) => sites.counted_under.get(s).copied(),
+            Some(s) => preferred
+                .get(n)
+                .copied()
+                .flatten()
+                .filter(|&i| sites.lists(s, i))
+                .or_else(|| sites.counted_under.get(s).copied()),
             None => single,
         };
         let lref: Ref<'_> = licence.and_then(|i| lics.get(i).map(|v| (i, v.licence.id())));

@@ -1,4 +1,5 @@
-//! The policy engine: `evaluate(licences, rule_set, attestations, at) -> FleetVerdict`.
+//! The policy engine: `evaluate(licences, shipments, rule_set, attestations, at) ->
+//! FleetVerdict`.
 //!
 //! Pure and deterministic (DESIGN.md "Policy engine invariants"): no clock, no I/O, and the
 //! same inputs give the same verdict byte for byte, whatever their order. Every derived
@@ -35,6 +36,12 @@
 //! 8. [`verdicts`](roll_up): severities rolled up into node, licence, country and fleet
 //!    verdicts.
 //!
+//! Shipments ([`shipments`], issue 15) run beside the stages: their devices are found in the
+//! fleet by identity before stage 3 (so a node whose controlled GPUs are all on shipments of
+//! one licence listing its site counts under that licence), and after stage 6 they add the
+//! shipment findings (`diverted_device`, `unaccounted_device`, `unshipped_device`,
+//! `shipped_device_duplicated`) and each licence's shipment summary.
+//!
 //! Evidence enters through one seam: a [`VerifiedAttestation`] carries the facts a verified
 //! format yields (the node's key and certified site, the verifier's receipt time, the claims
 //! whose figures the stages recompute). A hardware evidence format becomes a new producer of
@@ -59,6 +66,7 @@ mod assign;
 pub mod bench_support;
 mod duplicates;
 mod findings;
+pub mod gating;
 mod gpu;
 mod identity;
 mod latest;
@@ -89,6 +97,7 @@ use tppguard_proto::tpp::Precision;
 use tppguard_proto::units::{Tops, Tpp};
 
 pub use reason::{PartyProng, Reason, Severity, SpecRatio, TppSource};
+pub use shipments::{ShipmentSummary, ShippedDevice, VerifiedShipment};
 
 use crate::chain::VerifiedLeaf;
 use crate::gpu_evidence::GpuEvidenceReport;
@@ -114,6 +123,10 @@ pub struct VerifiedAttestation {
     received_at: Option<i64>,
     token_sha256: [u8; 32],
     gpu_evidence: GpuEvidenceFacts,
+    /// What the verifier established from the node's gating report (issue 15), when it
+    /// verified it; `None` read back from storage (the stage then takes the report as
+    /// unverifiable).
+    gating: Option<Arc<gating::GatingFacts>>,
 }
 
 /// What the verifier established from the GPUs' own evidence when it verified an attestation:
@@ -139,6 +152,7 @@ impl VerifiedAttestation {
             received_at: None,
             token_sha256,
             gpu_evidence: GpuEvidenceFacts::new(),
+            gating: None,
         }
     }
 
@@ -163,6 +177,7 @@ impl VerifiedAttestation {
             received_at,
             token_sha256,
             gpu_evidence: GpuEvidenceFacts::new(),
+            gating: None,
         }
     }
 
@@ -173,6 +188,19 @@ impl VerifiedAttestation {
     pub(crate) fn with_gpu_evidence(mut self, facts: GpuEvidenceFacts) -> Self {
         self.gpu_evidence = facts;
         self
+    }
+
+    /// The same attestation with what the verifier established from its gating report (the
+    /// lease it carries checked): set by the attestation verifier.
+    #[must_use]
+    pub(crate) fn with_gating(mut self, facts: Option<gating::GatingFacts>) -> Self {
+        self.gating = facts.map(Arc::new);
+        self
+    }
+
+    /// What the verifier established from the node's gating report, when it verified it.
+    pub fn gating(&self) -> Option<&gating::GatingFacts> {
+        self.gating.as_deref()
     }
 
     /// The same attestation, received by the verifier at `received_at` (Unix seconds, the
@@ -435,6 +463,14 @@ pub struct LicenceUsage {
     /// Whether its counted devices need a licence under the rule set, for its destination
     /// and party.
     pub licence_need: LicenceNeedSummary,
+    /// Its shipments (issue 15): how many, the devices they list, and where those stand.
+    /// Absent when the licence has no shipment evaluated and does not require them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipments: Option<shipments::ShipmentSummary>,
+    /// The licence's lease terms (`[lease]`, defaults when absent): how long its nodes'
+    /// leases last, and whether an agent past the grace period without one fails open or
+    /// closed.
+    pub lease: tppguard_proto::lease::LeaseTerms,
     /// The worst finding about the licence or its nodes.
     pub severity: Severity,
     /// The licence's verdict, from `severity`.
@@ -798,24 +834,33 @@ fn sorted_licences(licences: &[VerifiedLicence]) -> Vec<&VerifiedLicence> {
     lics
 }
 
-/// Evaluates a fleet's latest attestations against its licences under one rule set at
-/// `at_unix`: the stages of the module documentation, in order.
+/// Evaluates a fleet's latest attestations against its licences and their shipments under
+/// one rule set at `at_unix`: the stages of the module documentation, in order.
 ///
 /// `attestations` may hold several of one node (a slice, or a stored fleet chained with new
 /// arrivals): [`latest`] picks the current one.
 pub fn evaluate<'a>(
     licences: &[VerifiedLicence],
+    shipments: &[VerifiedShipment],
     rule_set: &RuleSet,
     attestations: impl IntoIterator<Item = &'a VerifiedAttestation>,
     at_unix: i64,
 ) -> FleetVerdict {
-    evaluate_with(licences, rule_set, attestations, at_unix, Vec::new())
+    evaluate_with(
+        licences,
+        shipments,
+        rule_set,
+        attestations,
+        at_unix,
+        Vec::new(),
+    )
 }
 
 /// [`evaluate`], with the findings of stage 0 ([`lifecycle::Lifecycle::apply`], whose
 /// filtered licences and attestations are the ones given) in the verdict.
 pub fn evaluate_with<'a>(
     licences: &[VerifiedLicence],
+    shipments: &[VerifiedShipment],
     rule_set: &RuleSet,
     attestations: impl IntoIterator<Item = &'a VerifiedAttestation>,
     at_unix: i64,
@@ -827,10 +872,14 @@ pub fn evaluate_with<'a>(
     findings.list.extend(earlier);
 
     identity::check(&nodes, &mut findings);
+    let mut deriver = gpu::Deriver::new(rule_set, lics.len());
+    let shipped = shipments::Shipped::new(shipments, &lics, &nodes);
+    let preferred = shipped.preferred(&nodes, &mut deriver);
     let sites = assign::Sites::new(&lics);
     sites.report_overlaps(&lics, &mut findings);
-    let assignment = assign::assign(&nodes, &lics, &sites, &mut findings);
+    let assignment = assign::assign(&nodes, &lics, &sites, &preferred, &mut findings);
     let not_counted = duplicates::find(&nodes, &assignment, &lics, &mut findings);
+    gating::check(&nodes, &assignment, &lics, &mut findings);
 
     let ctx = node::Context {
         rule_set,
@@ -839,7 +888,6 @@ pub fn evaluate_with<'a>(
         not_counted: &not_counted,
         check_agent: rule_set.id == AGENT_CLASSIFICATION_RULE_SET,
     };
-    let mut deriver = gpu::Deriver::new(rule_set, lics.len());
     let mut tallies = vec![node::Tally::default(); lics.len()];
     let mut outcomes = vec![need::OutcomeCounts::default(); lics.len()];
     let mut node_verdicts = Vec::with_capacity(nodes.len());
@@ -859,7 +907,18 @@ pub fn evaluate_with<'a>(
         node_verdicts.push(verdict);
     }
 
+    let fleet = shipments::Fleet {
+        nodes: &nodes,
+        assignment: &assignment,
+        lics: &lics,
+        verdicts: &node_verdicts,
+        at: at_unix,
+    };
+    let shipment_summaries = shipped.report(&fleet, &mut findings);
     let mut usages = tally::licences(&lics, &tallies, rule_set, at_unix, &mut findings);
+    for (usage, summary) in usages.iter_mut().zip(shipment_summaries) {
+        usage.shipments = summary;
+    }
     need::fill(&lics, &outcomes, rule_set, &mut usages, &mut findings);
     let countries = tally::countries(&usages, &tallies, rule_set, &mut findings);
     roll_up(

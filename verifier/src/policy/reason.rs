@@ -502,6 +502,48 @@ pub enum Reason {
         /// Why.
         problem: String,
     },
+    /// Gating (issue 15), `enforce` mode: a GPU that had to be gated (its lease leaves it
+    /// out, every GPU past the grace period with `fail_closed`, or the agent marks it) is
+    /// reported not gated, or not held (compute mode read back other than `prohibited`).
+    /// The node's own report: see docs/trust-model.md.
+    GatingNotHeld {
+        /// The GPU's NVML index, as the lease or the report names it.
+        index: u32,
+        /// The first reason code of the lease that leaves it out, when it does.
+        excluded_for: Option<String>,
+        /// The agent reports no valid lease past the grace period under `fail_closed`.
+        lapsed_fail_closed: bool,
+        /// Whether the report names the GPU at all.
+        reported: bool,
+        /// The compute mode read back, when reported.
+        compute_mode: Option<tppguard_proto::lease::ComputeMode>,
+        /// The NVML error code when acting or reading back failed.
+        error: Option<String>,
+        /// The lease acted on had expired when the attestation arrived (history, named).
+        lease_expired: bool,
+    },
+    /// Gating, `observe` mode: the lease leaves GPUs out (or lapsed under `fail_closed`);
+    /// they would have been gated, and are not.
+    GatingObserveOnly {
+        /// Their NVML indexes, ascending.
+        gpus: Vec<u32>,
+        /// The agent reports no valid lease past the grace period under `fail_closed`.
+        lapsed_fail_closed: bool,
+    },
+    /// The gating report carries a lease this verifier did not sign for this node: a forged
+    /// or borrowed lease.
+    GatingLeaseForeign {
+        /// Why (`lease_bad_signature`, `lease_other_node`, `lease_wrong_typ`, a parse code).
+        problem: String,
+        /// The detail.
+        detail: String,
+    },
+    /// The node's licence fails closed, and the attestation carries no gating report (an
+    /// agent without gating).
+    GatingNotReported {
+        /// The licence's `[lease] on_expiry`.
+        on_expiry: tppguard_proto::lease::OnExpiry,
+    },
     /// The licensee's headquarters or ultimate parent brings the licence's counted devices
     /// under a licence requirement at any destination abroad (a party rule of the rule set's
     /// `[licensing]`, 15 CFR 742.6(a)(6)(iii)(A)): this licence is what covers them. From the
@@ -555,11 +597,94 @@ pub enum Reason {
         /// The determination's own sentence: why it cannot be decided.
         why: String,
     },
+    /// A shipped GPU is attested by a node not proven at a site of the shipment's licence in
+    /// its destination country: the node's certified site is not one of the licence's, or
+    /// its certificate certifies none. About the shipment's licence, the node and the GPU.
+    DivertedDevice {
+        /// The shipment id.
+        shipment: String,
+        /// The vendor that signed it.
+        vendor: String,
+        /// The device as the shipment lists it.
+        device: crate::policy::shipments::ShippedDevice,
+        /// The node's certified site; `None` when its certificate certifies none.
+        site: Option<String>,
+        /// That site's country, as an evaluated licence listing it places it.
+        site_country: Option<CountryCode>,
+        /// The sites of the shipment's licence.
+        licensed_sites: Vec<String>,
+        /// The licence's destination country.
+        destination: CountryCode,
+    },
+    /// A shipped GPU is in no node's current attestation (a simulated one does not count)
+    /// more than the licence's `unaccounted_after` after the shipment's delivery.
+    UnaccountedDevice {
+        /// The shipment id.
+        shipment: String,
+        /// The vendor that signed it.
+        vendor: String,
+        /// The device as the shipment lists it.
+        device: crate::policy::shipments::ShippedDevice,
+        /// The delivery site.
+        site: String,
+        /// When it was delivered, Unix seconds.
+        delivered_at: i64,
+        /// The licence's `unaccounted_after`, seconds.
+        unaccounted_after_s: u64,
+        /// How far past it the evaluation instant is, seconds.
+        overdue_s: u64,
+    },
+    /// A GPU counted under a licence that requires shipments is on none of its shipments.
+    UnshippedDevice {
+        /// Its UUID, as the node reports it.
+        uuid: Option<String>,
+        /// Its serial, as the node reports it.
+        serial: Option<String>,
+        /// Whether the node's inventory is simulated (its GPUs are on no shipment).
+        simulated: bool,
+        /// The licence's shipments evaluated.
+        shipments: u64,
+    },
+    /// One shipped GPU is attested in several places. About the shipment's licence; the node
+    /// and GPU are the first place.
+    ShippedDeviceDuplicated {
+        /// The shipment id.
+        shipment: String,
+        /// The vendor that signed it.
+        vendor: String,
+        /// The device as the shipment lists it.
+        device: crate::policy::shipments::ShippedDevice,
+        /// Every place it appears, `node/submod`, sorted.
+        seen_in: Vec<String>,
+    },
+    /// A shipment's delivery site is not a site of its licence.
+    ShipmentSiteNotLicensed {
+        /// The shipment id.
+        shipment: String,
+        /// The vendor that signed it.
+        vendor: String,
+        /// The delivery site.
+        site: String,
+        /// The licence's sites.
+        licensed_sites: Vec<String>,
+    },
+    /// A shipment's licence is not among the licences evaluated: its devices cannot be
+    /// followed. The finding names that licence id.
+    ShipmentLicenceUnknown {
+        /// The shipment id.
+        shipment: String,
+        /// The vendor that signed it.
+        vendor: String,
+        /// The licence it ships under.
+        licence: String,
+        /// The devices it lists.
+        devices: u64,
+    },
 }
 
 impl Reason {
     /// Every code, in declaration order (documentation and the uniqueness test).
-    pub const CODES: [&'static str; 40] = [
+    pub const CODES: [&'static str; 50] = [
         "model_not_allowed",
         "eccn_not_allowed",
         "device_tpp_above_cap",
@@ -597,9 +722,19 @@ impl Reason {
         "node_retired",
         "node_certificate_revoked",
         "stored_record_unusable",
+        "gating_not_held",
+        "gating_observe_only",
+        "gating_lease_foreign",
+        "gating_not_reported",
         "licence_required_by_party",
         "no_licence_required",
         "licence_need_undetermined",
+        "diverted_device",
+        "unaccounted_device",
+        "unshipped_device",
+        "shipped_device_duplicated",
+        "shipment_site_not_licensed",
+        "shipment_licence_unknown",
     ];
 
     /// The stable snake_case reason code.
@@ -642,9 +777,19 @@ impl Reason {
             Self::NodeRetired { .. } => "node_retired",
             Self::NodeCertificateRevoked { .. } => "node_certificate_revoked",
             Self::StoredRecordUnusable { .. } => "stored_record_unusable",
+            Self::GatingNotHeld { .. } => "gating_not_held",
+            Self::GatingObserveOnly { .. } => "gating_observe_only",
+            Self::GatingLeaseForeign { .. } => "gating_lease_foreign",
+            Self::GatingNotReported { .. } => "gating_not_reported",
             Self::LicenceRequiredByParty { .. } => "licence_required_by_party",
             Self::NoLicenceRequired { .. } => "no_licence_required",
             Self::LicenceNeedUndetermined { .. } => "licence_need_undetermined",
+            Self::DivertedDevice { .. } => "diverted_device",
+            Self::UnaccountedDevice { .. } => "unaccounted_device",
+            Self::UnshippedDevice { .. } => "unshipped_device",
+            Self::ShippedDeviceDuplicated { .. } => "shipped_device_duplicated",
+            Self::ShipmentSiteNotLicensed { .. } => "shipment_site_not_licensed",
+            Self::ShipmentLicenceUnknown { .. } => "shipment_licence_unknown",
         }
     }
 
@@ -661,7 +806,10 @@ impl Reason {
             | Self::CountryAllocationExceeded { .. }
             | Self::SiteClaimMismatch { .. }
             | Self::GpuEvidenceReused { .. }
+            | Self::GatingNotHeld { .. }
+            | Self::GatingLeaseForeign { .. }
             | Self::ExceedsSpec { .. } => Severity::Violation,
+            Self::GatingObserveOnly { .. } | Self::GatingNotReported { .. } => Severity::Warning,
             Self::DuplicateDevice {
                 across_licences_or_sites,
                 ..
@@ -706,6 +854,12 @@ impl Reason {
             | Self::LicenceRetired { .. }
             | Self::StoredRecordUnusable { .. }
             | Self::LicenceNeedUndetermined { .. } => Severity::Warning,
+            Self::DivertedDevice { .. }
+            | Self::UnshippedDevice { .. }
+            | Self::ShippedDeviceDuplicated { .. } => Severity::Violation,
+            Self::UnaccountedDevice { .. }
+            | Self::ShipmentSiteNotLicensed { .. }
+            | Self::ShipmentLicenceUnknown { .. } => Severity::Warning,
         }
     }
 
@@ -751,11 +905,145 @@ impl Reason {
             | Self::NodeRetired { .. }
             | Self::NodeCertificateRevoked { .. }
             | Self::StoredRecordUnusable { .. } => Self::lifecycle_sentence,
+            Self::GatingNotHeld { .. }
+            | Self::GatingObserveOnly { .. }
+            | Self::GatingLeaseForeign { .. }
+            | Self::GatingNotReported { .. } => Self::gating_sentence,
             Self::LicenceRequiredByParty { .. }
             | Self::NoLicenceRequired { .. }
             | Self::LicenceNeedUndetermined { .. } => Self::need_sentence,
+            Self::DivertedDevice { .. }
+            | Self::UnaccountedDevice { .. }
+            | Self::UnshippedDevice { .. }
+            | Self::ShippedDeviceDuplicated { .. }
+            | Self::ShipmentSiteNotLicensed { .. }
+            | Self::ShipmentLicenceUnknown { .. } => Self::shipment_sentence,
         };
         family(self).unwrap_or_default()
+    }
+
+    /// Shipments (issue 15): where the vendor's shipped devices stand. Shipment text (ids,
+    /// vendors, sites, identities) and node-reported identities are escaped.
+    fn shipment_sentence(&self) -> Option<String> {
+        use tppguard_proto::text::escape;
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|i| escape(i).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sentence = match self {
+            Self::DivertedDevice {
+                shipment,
+                vendor,
+                device,
+                site,
+                site_country,
+                licensed_sites,
+                destination,
+            } => {
+                let where_ = match (site, site_country) {
+                    (Some(s), Some(c)) => format!("at site {} (in {c})", escape(s)),
+                    (Some(s), None) => {
+                        format!("at site {} (no licence evaluated lists it)", escape(s))
+                    }
+                    (None, _) => "by a node whose certificate certifies no site, so it is not \
+                                  proven at a licensed site"
+                        .to_owned(),
+                };
+                format!(
+                    "GPU {} of shipment {} (vendor {}) is attested {where_}; this licence allows \
+                     it only at its sites {} in {destination}: the device was moved outside its \
+                     licence; return it to a licensed site, or have the licence amended and the \
+                     shipment re-issued",
+                    device.label(),
+                    escape(shipment),
+                    escape(vendor),
+                    list(licensed_sites)
+                )
+            }
+            Self::UnaccountedDevice {
+                shipment,
+                vendor,
+                device,
+                site,
+                delivered_at,
+                unaccounted_after_s,
+                overdue_s,
+            } => format!(
+                "GPU {} of shipment {} (vendor {}), delivered to site {} at {}, is in no node's \
+                 current attestation {overdue_s} s past the {unaccounted_after_s} s allowed \
+                 after delivery: find the device and attest the node that holds it, or report it \
+                 to the vendor as lost",
+                device.label(),
+                escape(shipment),
+                escape(vendor),
+                escape(site),
+                crate::licence::format_rfc3339(*delivered_at)
+            ),
+            Self::UnshippedDevice {
+                uuid,
+                serial,
+                simulated,
+                shipments,
+            } => format!(
+                "GPU {} (serial {}) counts under this licence, which requires every device it \
+                 counts to be on one of its shipments, but it is on none of its {shipments} \
+                 shipments evaluated{}: have the vendor sign a shipment listing it, or remove the device",
+                escape(uuid.as_deref().unwrap_or("without UUID")),
+                escape(serial.as_deref().unwrap_or("unknown")),
+                if *simulated {
+                    " (a simulated inventory's GPUs are on no shipment)"
+                } else {
+                    ""
+                }
+            ),
+            Self::ShippedDeviceDuplicated {
+                shipment,
+                vendor,
+                device,
+                seen_in,
+            } => format!(
+                "GPU {} of shipment {} (vendor {}) appears in {} places ({}): one shipped device \
+                 cannot stand in two places; find which node reports a copied identity, or \
+                 re-key the node whose key was copied",
+                device.label(),
+                escape(shipment),
+                escape(vendor),
+                seen_in.len(),
+                list(seen_in)
+            ),
+            Self::ShipmentSiteNotLicensed {
+                shipment,
+                vendor,
+                site,
+                licensed_sites,
+            } => format!(
+                "shipment {} (vendor {}) was delivered to site {}, which is not a site of this \
+                 licence ({}): its devices are followed where they are attested; have the \
+                 licence list the site, or the vendor correct the shipment",
+                escape(shipment),
+                escape(vendor),
+                escape(site),
+                list(licensed_sites)
+            ),
+            Self::ShipmentLicenceUnknown {
+                shipment,
+                vendor,
+                licence,
+                devices,
+            } => format!(
+                "shipment {} (vendor {}) of {devices} devices ships under licence {}, which is \
+                 not among the licences evaluated: its devices cannot be followed; load that \
+                 licence, or have the vendor correct the shipment",
+                escape(shipment),
+                escape(vendor),
+                escape(licence)
+            ),
+            _ => return None,
+        };
+        Some(sentence)
     }
 
     /// Lifecycle: revocations, retirements, records left out. Outside text (reasons, names,
@@ -815,6 +1103,83 @@ impl Reason {
                  retire it",
                 escape(record),
                 escape(problem)
+            ),
+            _ => return None,
+        };
+        Some(sentence)
+    }
+
+    /// Gating: what a node reports it did about its lease. The error code and the detail
+    /// come from the node's report or the lease it carries, so they are escaped.
+    fn gating_sentence(&self) -> Option<String> {
+        use tppguard_proto::text::escape;
+        let sentence = match self {
+            Self::GatingNotHeld {
+                index,
+                excluded_for,
+                lapsed_fail_closed,
+                reported,
+                compute_mode,
+                error,
+                lease_expired,
+            } => {
+                let why = match (excluded_for, lapsed_fail_closed) {
+                    (Some(code), _) => format!("its lease leaves out ({})", escape(code)),
+                    (None, true) => "every GPU is gated past the grace period without a valid \
+                                     lease (fail_closed)"
+                        .to_owned(),
+                    (None, false) => "the agent marks for gating".to_owned(),
+                };
+                let how = if *reported {
+                    let mode = compute_mode.map_or("nothing", |m| match m {
+                        tppguard_proto::lease::ComputeMode::Default => "default",
+                        tppguard_proto::lease::ComputeMode::ExclusiveProcess => "exclusive_process",
+                        tppguard_proto::lease::ComputeMode::Prohibited => "prohibited",
+                        tppguard_proto::lease::ComputeMode::Other => "another mode",
+                    });
+                    let error = error
+                        .as_deref()
+                        .map(|e| format!(", NVML error {}", escape(e)))
+                        .unwrap_or_default();
+                    format!("the agent read back compute mode {mode}{error}, not held")
+                } else {
+                    "the gating report does not name it".to_owned()
+                };
+                let expired = if *lease_expired {
+                    "; the lease acted on had expired when the attestation arrived"
+                } else {
+                    ""
+                };
+                format!("enforce mode, but GPU {index}, which {why}, is not gated: {how}{expired}")
+            }
+            Self::GatingObserveOnly {
+                gpus,
+                lapsed_fail_closed,
+            } => {
+                let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
+                let why = if *lapsed_fail_closed {
+                    "no valid lease past the grace period (fail_closed)"
+                } else {
+                    "its lease leaves them out"
+                };
+                format!(
+                    "observe mode: {} GPUs (index {}) would be gated, {why}, but the agent only \
+                     reports; set the agent to enforce to gate them",
+                    gpus.len(),
+                    list.join(", ")
+                )
+            }
+            Self::GatingLeaseForeign { problem, detail } => format!(
+                "the gating report carries a lease this verifier did not issue to this node ({}: \
+                 {}): a forged or borrowed lease, so the node's gating cannot rest on it",
+                escape(problem),
+                escape(detail)
+            ),
+            Self::GatingNotReported { on_expiry } => format!(
+                "the licence's leases fail closed ({}), but the attestation carries no gating \
+                 report (an agent without gating): nothing shows the node gates the GPUs its \
+                 lease leaves out; run an agent with gating",
+                on_expiry.as_str()
             ),
             _ => return None,
         };
@@ -1585,6 +1950,35 @@ mod tests {
                 record: text("licence LIC-1"),
                 problem: text("it names rule set \"x\", which this verifier cannot load"),
             },
+            Reason::GatingNotHeld {
+                index: 3,
+                excluded_for: Some(text("device_count_above_cap")),
+                lapsed_fail_closed: false,
+                reported: true,
+                compute_mode: Some(tppguard_proto::lease::ComputeMode::Default),
+                error: Some(text("no_permission")),
+                lease_expired: false,
+            },
+            Reason::GatingNotHeld {
+                index: 0,
+                excluded_for: None,
+                lapsed_fail_closed: true,
+                reported: false,
+                compute_mode: None,
+                error: None,
+                lease_expired: true,
+            },
+            Reason::GatingObserveOnly {
+                gpus: vec![6, 7],
+                lapsed_fail_closed: false,
+            },
+            Reason::GatingLeaseForeign {
+                problem: text("lease_bad_signature"),
+                detail: text("the signature does not verify under this verifier's result key"),
+            },
+            Reason::GatingNotReported {
+                on_expiry: tppguard_proto::lease::OnExpiry::FailClosed,
+            },
             Reason::LicenceRequiredByParty {
                 headquarters: "DE".parse().unwrap(),
                 headquarters_group: None,
@@ -1637,7 +2031,87 @@ mod tests {
                 devices: 2,
                 why: text("the rule \u{1b}[31m text"),
             },
+            Reason::DivertedDevice {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                device: shipped(Some("GPU-5e1f"), Some("1650123456789"), None),
+                site: Some(text("muc-1")),
+                site_country: Some("DE".parse::<CountryCode>().unwrap()),
+                licensed_sites: vec![text("fra-1"), text("ber-1")],
+                destination: "DE".parse::<CountryCode>().unwrap(),
+            },
+            Reason::DivertedDevice {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                device: shipped(None, Some("16501\u{1b}[31m"), None),
+                site: Some(text("ams-9")),
+                site_country: None,
+                licensed_sites: vec![text("fra-1")],
+                destination: "DE".parse::<CountryCode>().unwrap(),
+            },
+            Reason::DivertedDevice {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                device: shipped(None, None, Some("ab12")),
+                site: None,
+                site_country: None,
+                licensed_sites: vec![text("fra-1")],
+                destination: "DE".parse::<CountryCode>().unwrap(),
+            },
+            Reason::UnaccountedDevice {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                device: shipped(Some("GPU-5e1f"), None, None),
+                site: text("fra-1"),
+                delivered_at: 1_767_225_600,
+                unaccounted_after_s: 1_209_600,
+                overdue_s: 3600,
+            },
+            Reason::UnshippedDevice {
+                uuid: Some(text("GPU-77aa")),
+                serial: Some(text("1650123456789")),
+                simulated: false,
+                shipments: 2,
+            },
+            Reason::UnshippedDevice {
+                uuid: None,
+                serial: None,
+                simulated: true,
+                shipments: 0,
+            },
+            Reason::ShippedDeviceDuplicated {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                device: shipped(Some("GPU-5e1f"), None, None),
+                seen_in: vec![text("a/gpu0"), text("b/gpu3")],
+            },
+            Reason::ShipmentSiteNotLicensed {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                site: text("muc-1"),
+                licensed_sites: vec![text("fra-1"), text("ber-1")],
+            },
+            Reason::ShipmentLicenceUnknown {
+                shipment: text("SHP-2026-0007"),
+                vendor: text("CN=Example GPU vendor shipments"),
+                licence: text("OTHER-1"),
+                devices: 8,
+            },
         ]
+    }
+
+    /// A shipped device with these identities (no model).
+    fn shipped(
+        uuid: Option<&str>,
+        serial: Option<&str>,
+        hardware_id: Option<&str>,
+    ) -> crate::policy::shipments::ShippedDevice {
+        crate::policy::shipments::ShippedDevice {
+            uuid: uuid.map(str::to_owned),
+            serial: serial.map(str::to_owned),
+            hardware_id: hardware_id.map(str::to_owned),
+            model: None,
+        }
     }
 
     /// The sentence of each of [`representative`], by code, as rendered before
@@ -1864,6 +2338,26 @@ mod tests {
             r#"stored licence LIC-1 cannot be used (it names rule set "x", which this verifier cannot load): it is left out of the evaluation; replace or retire it"#,
         ),
         (
+            "gating_not_held",
+            r#"enforce mode, but GPU 3, which its lease leaves out (device_count_above_cap), is not gated: the agent read back compute mode default, NVML error no_permission, not held"#,
+        ),
+        (
+            "gating_not_held",
+            r#"enforce mode, but GPU 0, which every GPU is gated past the grace period without a valid lease (fail_closed), is not gated: the gating report does not name it; the lease acted on had expired when the attestation arrived"#,
+        ),
+        (
+            "gating_observe_only",
+            r#"observe mode: 2 GPUs (index 6, 7) would be gated, its lease leaves them out, but the agent only reports; set the agent to enforce to gate them"#,
+        ),
+        (
+            "gating_lease_foreign",
+            r#"the gating report carries a lease this verifier did not issue to this node (lease_bad_signature: the signature does not verify under this verifier's result key): a forged or borrowed lease, so the node's gating cannot rest on it"#,
+        ),
+        (
+            "gating_not_reported",
+            r#"the licence's leases fail closed (fail_closed), but the attestation carries no gating report (an agent without gating): nothing shows the node gates the GPUs its lease leaves out; run an agent with gating"#,
+        ),
+        (
             "licence_required_by_party",
             r#"the licensee's ultimate parent is headquartered in CN (party group d5_macau; the licensee itself in DE): under us-eccn-3a090 rule 742.6(a)(6)(iii)(A) its 8 counted 3A090.a devices need a licence at any destination abroad; this licence covers them"#,
         ),
@@ -1886,6 +2380,42 @@ mod tests {
         (
             "licence_need_undetermined",
             r#"whether the 2 counted devices of unknown outcome need a licence cannot be decided under us-eccn-3a090 (the rule \u{1b}[31m text): check the regulation for this destination and licensee, and treat them as needing one until then"#,
+        ),
+        (
+            "diverted_device",
+            r#"GPU GPU-5e1f of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) is attested at site muc-1 (in DE); this licence allows it only at its sites fra-1, ber-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
+        ),
+        (
+            "diverted_device",
+            r#"GPU serial 16501\u{1b}[31m of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) is attested at site ams-9 (no licence evaluated lists it); this licence allows it only at its sites fra-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
+        ),
+        (
+            "diverted_device",
+            r#"GPU hardware identity ab12 of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) is attested by a node whose certificate certifies no site, so it is not proven at a licensed site; this licence allows it only at its sites fra-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
+        ),
+        (
+            "unaccounted_device",
+            r#"GPU GPU-5e1f of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments), delivered to site fra-1 at 2026-01-01T00:00:00Z, is in no node's current attestation 3600 s past the 1209600 s allowed after delivery: find the device and attest the node that holds it, or report it to the vendor as lost"#,
+        ),
+        (
+            "unshipped_device",
+            r#"GPU GPU-77aa (serial 1650123456789) counts under this licence, which requires every device it counts to be on one of its shipments, but it is on none of its 2 shipments evaluated: have the vendor sign a shipment listing it, or remove the device"#,
+        ),
+        (
+            "unshipped_device",
+            r#"GPU without UUID (serial unknown) counts under this licence, which requires every device it counts to be on one of its shipments, but it is on none of its 0 shipments evaluated (a simulated inventory's GPUs are on no shipment): have the vendor sign a shipment listing it, or remove the device"#,
+        ),
+        (
+            "shipped_device_duplicated",
+            r#"GPU GPU-5e1f of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) appears in 2 places (a/gpu0, b/gpu3): one shipped device cannot stand in two places; find which node reports a copied identity, or re-key the node whose key was copied"#,
+        ),
+        (
+            "shipment_site_not_licensed",
+            r#"shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) was delivered to site muc-1, which is not a site of this licence (fra-1, ber-1): its devices are followed where they are attested; have the licence list the site, or the vendor correct the shipment"#,
+        ),
+        (
+            "shipment_licence_unknown",
+            r#"shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) of 8 devices ships under licence OTHER-1, which is not among the licences evaluated: its devices cannot be followed; load that licence, or have the vendor correct the shipment"#,
         ),
     ];
 

@@ -93,6 +93,8 @@ pub(super) fn licences(
             tpp,
             party: Party::from(l.licensee()),
             licence_need: super::LicenceNeedSummary::default(),
+            shipments: None,
+            lease: l.lease_terms(),
             severity: super::Severity::Info,
             verdict: Verdict::Compliant,
         });

@@ -19,6 +19,16 @@ const NONCE: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccd
 /// 2026-09-21, inside both example licences' validity.
 const AT: i64 = 1_790_000_000;
 
+/// [`super::evaluate`] without shipments: most tests here are about everything else.
+fn evaluate<'a>(
+    licences: &[VerifiedLicence],
+    rule_set: &RuleSet,
+    attestations: impl IntoIterator<Item = &'a VerifiedAttestation>,
+    at_unix: i64,
+) -> FleetVerdict {
+    super::evaluate(licences, &[], rule_set, attestations, at_unix)
+}
+
 /// One GPU of a claim set: PCI device id, NVML name, agent TPP and ECCN.
 #[derive(Clone, Debug)]
 pub(super) struct Gpu<'a> {
@@ -948,6 +958,26 @@ fn every_reason() -> Vec<Reason> {
             record: "licence L".to_owned(),
             problem: "p".to_owned(),
         },
+        Reason::GatingNotHeld {
+            index: 1,
+            excluded_for: None,
+            lapsed_fail_closed: false,
+            reported: true,
+            compute_mode: None,
+            error: None,
+            lease_expired: false,
+        },
+        Reason::GatingObserveOnly {
+            gpus: vec![1],
+            lapsed_fail_closed: true,
+        },
+        Reason::GatingLeaseForeign {
+            problem: "lease_other_node".to_owned(),
+            detail: "d".to_owned(),
+        },
+        Reason::GatingNotReported {
+            on_expiry: tppguard_proto::lease::OnExpiry::FailClosed,
+        },
         Reason::LicenceRequiredByParty {
             headquarters: "DE".parse().unwrap(),
             headquarters_group: None,
@@ -973,7 +1003,59 @@ fn every_reason() -> Vec<Reason> {
             devices: 1,
             why: "w".to_owned(),
         },
+        Reason::DivertedDevice {
+            shipment: "s".to_owned(),
+            vendor: "v".to_owned(),
+            device: shipped_device("u"),
+            site: None,
+            site_country: None,
+            licensed_sites: vec![],
+            destination: "DE".parse().unwrap(),
+        },
+        Reason::UnaccountedDevice {
+            shipment: "s".to_owned(),
+            vendor: "v".to_owned(),
+            device: shipped_device("u"),
+            site: "x".to_owned(),
+            delivered_at: 0,
+            unaccounted_after_s: 1,
+            overdue_s: 1,
+        },
+        Reason::UnshippedDevice {
+            uuid: None,
+            serial: None,
+            simulated: false,
+            shipments: 0,
+        },
+        Reason::ShippedDeviceDuplicated {
+            shipment: "s".to_owned(),
+            vendor: "v".to_owned(),
+            device: shipped_device("u"),
+            seen_in: vec![],
+        },
+        Reason::ShipmentSiteNotLicensed {
+            shipment: "s".to_owned(),
+            vendor: "v".to_owned(),
+            site: "x".to_owned(),
+            licensed_sites: vec![],
+        },
+        Reason::ShipmentLicenceUnknown {
+            shipment: "s".to_owned(),
+            vendor: "v".to_owned(),
+            licence: "l".to_owned(),
+            devices: 0,
+        },
     ]
+}
+
+/// A shipped device known by its UUID alone.
+fn shipped_device(uuid: &str) -> ShippedDevice {
+    ShippedDevice {
+        uuid: Some(uuid.to_owned()),
+        serial: None,
+        hardware_id: None,
+        model: None,
+    }
 }
 
 #[test]
@@ -2887,5 +2969,438 @@ mod licence_need {
                 ("EXAMPLE-DE-2026-0143", LicenceNeed::NotRequired, 8),
             ]
         );
+    }
+}
+
+/// Shipments (issue 15): the vendor's shipped devices followed through the fleet.
+mod shipments_stage {
+    use super::*;
+    use crate::gpu_evidence::{Check, CheckName, Outcome};
+
+    const DAY: i64 = 86_400;
+    const LIC: &str = "EXAMPLE-DE-2026-0142";
+    const SMALL: &str = "EXAMPLE-DE-2026-0143";
+
+    /// A shipment under `licence` delivered to `site` a day before [`AT`], of the GPUs named
+    /// (by UUID).
+    fn shipment(id: &str, licence: &str, site: &str, uuids: &[String]) -> VerifiedShipment {
+        VerifiedShipment {
+            id: id.to_owned(),
+            licence: licence.to_owned(),
+            vendor: "CN=Example GPU vendor shipments".to_owned(),
+            site: site.to_owned(),
+            delivered_at: AT - DAY,
+            devices: uuids.iter().map(|u| shipped_device(u)).collect(),
+            token_sha256: format!("{id}-sha"),
+        }
+    }
+
+    /// The UUIDs of `node`'s eight H100s (as [`dgx`] names them).
+    fn uuids(node: &str) -> Vec<String> {
+        (0..8).map(|i| format!("GPU-{node}-{i}")).collect()
+    }
+
+    fn run(
+        lics: &[VerifiedLicence],
+        shipments: &[VerifiedShipment],
+        nodes: &[VerifiedAttestation],
+        at: i64,
+    ) -> FleetVerdict {
+        super::super::evaluate(lics, shipments, &eccn_rules(), nodes, at)
+    }
+
+    /// A licence requiring shipments (the example's, `[shipments] required = true`).
+    fn requiring() -> VerifiedLicence {
+        licence(&format!(
+            "{EXAMPLE}\n[shipments]\nrequired = true\nunaccounted_after = \"14d\"\n"
+        ))
+    }
+
+    #[test]
+    fn shipped_gpus_at_a_licensed_site_raise_nothing_and_are_summarised() {
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        let v = run(
+            &[licence(EXAMPLE)],
+            &[ship],
+            &[at_site("node-1", "fra-1", &dgx("node-1"))],
+            AT,
+        );
+        assert_eq!(codes(&v), Vec::<&str>::new());
+        assert_eq!(v.verdict, Verdict::Compliant);
+        let summary = v.licences[0].shipments.unwrap();
+        assert_eq!(
+            summary,
+            ShipmentSummary {
+                count: 1,
+                devices_shipped: 8,
+                devices_seen: 8,
+                ..ShipmentSummary::default()
+            }
+        );
+        let json = serde_json::to_value(&v.licences[0]).unwrap();
+        assert_eq!(json["shipments"]["devices_seen"], 8);
+        // Without shipments (and none required), the usage JSON is as before: no key.
+        let bare = run(&[licence(EXAMPLE)], &[], &[node("node-1", AT)], AT);
+        let json = serde_json::to_value(&bare.licences[0]).unwrap();
+        assert!(json.get("shipments").is_none(), "{json}");
+    }
+
+    /// An operator moves a shipped GPU to an unlicensed site: `diverted_device` about the
+    /// shipment's licence, the node and the GPU, whatever licence the node counts under.
+    #[test]
+    fn a_shipped_gpu_moved_to_an_unlicensed_site_is_diverted() {
+        let mut moved = dgx("node-2");
+        moved[2] = h100("node-1", 2);
+        let mut left = dgx("node-1");
+        left.remove(2);
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        let v = run(
+            &[licence(EXAMPLE), small_elsewhere()],
+            &[ship],
+            &[
+                at_site("node-1", "fra-1", &left),
+                at_site("node-2", "muc-1", &moved),
+            ],
+            AT,
+        );
+        let diverted = only(&v, "diverted_device");
+        assert_eq!(diverted.len(), 1, "{:?}", codes(&v));
+        let f = &diverted[0];
+        assert_eq!(f.severity, Severity::Violation);
+        assert_eq!(f.licence.as_deref(), Some(LIC), "the shipment's licence");
+        assert_eq!(f.node.as_deref(), Some(id("node-2").as_str()));
+        assert_eq!(f.gpu.as_deref(), Some("gpu2"));
+        assert!(
+            matches!(&f.figures, Reason::DivertedDevice { site: Some(s), site_country: Some(c), .. }
+                if s == "muc-1" && c.as_str() == "DE"),
+            "{:?}",
+            f.figures
+        );
+        for part in [
+            "GPU-node-1-2",
+            "SHP-1",
+            "muc-1",
+            "fra-1, ber-1",
+            "return it",
+        ] {
+            assert!(f.sentence.contains(part), "{part}: {}", f.sentence);
+        }
+        let lic = v.licences.iter().find(|l| l.licence == LIC).unwrap();
+        assert_eq!(lic.verdict, Verdict::NotCompliant);
+        let summary = lic.shipments.unwrap();
+        assert_eq!((summary.devices_seen, summary.devices_diverted), (7, 1));
+        assert_eq!(summary.devices_unaccounted, 0, "seen, though diverted");
+    }
+
+    /// A node at another site claims a licensed one; its certificate decides.
+    #[test]
+    fn a_claimed_licensed_site_does_not_hide_a_diversion() {
+        let mut liar = at_site("node-1", "muc-1", &dgx("node-1"));
+        liar.claims.site = Some("fra-1".to_owned());
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        let v = run(&[licence(EXAMPLE)], &[ship], &[liar], AT);
+        assert_eq!(only(&v, "diverted_device").len(), 8);
+        assert!(codes(&v).contains(&"site_claim_mismatch"));
+        // Without a certified site, its GPUs are not proven at a licensed site either.
+        let uncertified = attestation_at("node-1", AT, None, None, &dgx("node-1"));
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        let v = run(&[licence(EXAMPLE)], &[ship], &[uncertified], AT);
+        let diverted = only(&v, "diverted_device");
+        assert_eq!(diverted.len(), 8);
+        assert!(
+            diverted[0].sentence.contains("certifies no site"),
+            "{}",
+            diverted[0].sentence
+        );
+    }
+
+    /// A node hides a shipped GPU: unaccounted once the licence's period has passed, not
+    /// before; one finding per device.
+    #[test]
+    fn a_hidden_shipped_gpu_is_unaccounted_only_after_the_period() {
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        // The node attests afresh, with two of its eight shipped GPUs left out.
+        let hiding = |at: i64| {
+            [attestation_at(
+                "node-1",
+                at,
+                None,
+                Some("fra-1"),
+                &dgx("node-1")[..6],
+            )]
+        };
+        let deadline = AT - DAY + 14 * DAY;
+        let before = run(
+            &[licence(EXAMPLE)],
+            std::slice::from_ref(&ship),
+            &hiding(deadline),
+            deadline,
+        );
+        assert!(only(&before, "unaccounted_device").is_empty());
+        let after = run(
+            &[licence(EXAMPLE)],
+            std::slice::from_ref(&ship),
+            &hiding(deadline + 1),
+            deadline + 1,
+        );
+        let unaccounted = only(&after, "unaccounted_device");
+        assert_eq!(unaccounted.len(), 2);
+        assert_eq!(unaccounted[0].severity, Severity::Warning);
+        assert_eq!(unaccounted[0].licence.as_deref(), Some(LIC));
+        assert!(matches!(
+            &unaccounted[0].figures,
+            Reason::UnaccountedDevice { overdue_s: 1, unaccounted_after_s, .. }
+                if *unaccounted_after_s == 14 * 86_400
+        ));
+        assert!(
+            unaccounted
+                .iter()
+                .any(|f| f.sentence.contains("GPU-node-1-7"))
+        );
+        assert_eq!(after.licences[0].shipments.unwrap().devices_unaccounted, 2);
+        // A warning: it does not change the verdict on its own.
+        assert_eq!(after.verdict, Verdict::Compliant);
+        // The deadline instant is the one `serve` re-evaluates at.
+        assert_eq!(
+            shipments::next_deadline(&[ship], &[licence(EXAMPLE)], AT),
+            Some(deadline + 1)
+        );
+    }
+
+    /// A simulated inventory may claim any UUID: its GPUs account for nothing.
+    #[test]
+    fn a_gpu_seen_only_on_a_simulated_node_is_still_unaccounted() {
+        let mut fake = at_site("node-9", "fra-1", &dgx("node-1"));
+        fake.claims.simulated = true;
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        let v = run(&[licence(EXAMPLE)], &[ship], &[fake], AT + 30 * DAY);
+        assert_eq!(only(&v, "unaccounted_device").len(), 8);
+        assert_eq!(v.licences[0].shipments.unwrap().devices_seen, 0);
+        // Nor do they satisfy a licence that requires shipments.
+        let mut fake = at_site("node-9", "fra-1", &dgx("node-1"));
+        fake.claims.simulated = true;
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        let v = run(&[requiring()], &[ship], &[fake], AT);
+        let unshipped = only(&v, "unshipped_device");
+        assert_eq!(unshipped.len(), 8);
+        assert!(matches!(
+            unshipped[0].figures,
+            Reason::UnshippedDevice {
+                simulated: true,
+                shipments: 1,
+                ..
+            }
+        ));
+    }
+
+    /// The same shipped GPU UUID cloned onto two nodes: `shipped_device_duplicated` about
+    /// the shipment's licence, beside `duplicate_device`.
+    #[test]
+    fn a_shipped_uuid_cloned_onto_two_nodes_is_duplicated() {
+        let mut clone = dgx("node-2");
+        clone[0] = h100("node-1", 4);
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        let v = run(
+            &[licence(EXAMPLE)],
+            &[ship],
+            &[
+                at_site("node-1", "fra-1", &dgx("node-1")),
+                at_site("node-2", "ber-1", &clone),
+            ],
+            AT,
+        );
+        assert_eq!(only(&v, "duplicate_device").len(), 1);
+        let dup = only(&v, "shipped_device_duplicated");
+        assert_eq!(dup.len(), 1);
+        assert_eq!(dup[0].severity, Severity::Violation);
+        assert_eq!(dup[0].licence.as_deref(), Some(LIC));
+        let Reason::ShippedDeviceDuplicated {
+            seen_in, device, ..
+        } = &dup[0].figures
+        else {
+            panic!("{:?}", dup[0]);
+        };
+        assert_eq!(seen_in, &[place("node-1", "gpu4"), place("node-2", "gpu0")]);
+        assert_eq!(device.uuid.as_deref(), Some("GPU-node-1-4"));
+        assert_eq!(dup[0].also_about.len(), 1, "the other node");
+        assert_eq!(v.verdict, Verdict::NotCompliant);
+    }
+
+    /// A licence requiring shipments: a counted GPU on none of its shipments is a violation;
+    /// a GPU on another licence's shipment does not satisfy it.
+    #[test]
+    fn a_licence_requiring_shipments_flags_an_unshipped_gpu() {
+        let mut gpus = dgx("node-1");
+        gpus[7] = h100("stray", 0);
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1")[..7]);
+        let other = shipment("SHP-9", SMALL, "muc-1", &["GPU-stray-0".to_owned()]);
+        let v = run(
+            &[requiring(), small_elsewhere()],
+            &[ship, other],
+            &[at_site("node-1", "fra-1", &gpus)],
+            AT,
+        );
+        let unshipped = only(&v, "unshipped_device");
+        assert_eq!(unshipped.len(), 1, "{:?}", codes(&v));
+        assert_eq!(unshipped[0].gpu.as_deref(), Some("gpu7"));
+        assert_eq!(unshipped[0].licence.as_deref(), Some(LIC));
+        assert!(unshipped[0].sentence.contains("GPU-stray-0"));
+        let lic = v.licences.iter().find(|l| l.licence == LIC).unwrap();
+        assert_eq!(lic.verdict, Verdict::NotCompliant);
+        assert_eq!(lic.shipments.unwrap().devices_unshipped, 1);
+        // The stray GPU of the other licence's shipment is diverted from it.
+        assert_eq!(
+            only(&v, "diverted_device")[0].licence.as_deref(),
+            Some(SMALL)
+        );
+        // Required with no shipment at all: every counted GPU, and the summary shows it.
+        let v = run(&[requiring()], &[], &[node("node-1", AT)], AT);
+        assert_eq!(only(&v, "unshipped_device").len(), 8);
+        let summary = v.licences[0].shipments.unwrap();
+        assert_eq!((summary.count, summary.devices_unshipped), (0, 8));
+    }
+
+    /// Shipments only add findings: a fleet not compliant without them stays so with every
+    /// device shipped.
+    #[test]
+    fn shipments_never_make_a_verdict_compliant_on_their_own() {
+        let small = licence(TOO_SMALL);
+        let ship = shipment("SHP-1", SMALL, "fra-1", &uuids("node-1"));
+        let nodes = [at_site("node-1", "fra-1", &dgx("node-1"))];
+        let without = run(std::slice::from_ref(&small), &[], &nodes, AT);
+        let with = run(&[small], &[ship], &nodes, AT);
+        assert_eq!(without.verdict, Verdict::NotCompliant);
+        assert_eq!(with.verdict, Verdict::NotCompliant);
+        assert_eq!(codes(&without), codes(&with));
+        // A stale node stays unproven too.
+        let stale = [attestation_at(
+            "node-1",
+            AT - 3 * DAY,
+            None,
+            Some("fra-1"),
+            &dgx("node-1"),
+        )];
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        assert_eq!(
+            run(&[licence(EXAMPLE)], &[ship], &stale, AT).verdict,
+            Verdict::Unproven
+        );
+    }
+
+    /// Assignment: without shipments a node counts under the stricter licence listing its
+    /// site (unchanged); with every controlled GPU on one licence's shipments, under that one.
+    #[test]
+    fn shipments_choose_the_licence_among_those_listing_a_site() {
+        let nodes = [at_site("node-1", "fra-1", &dgx("node-1"))];
+        let lics = [licence(TOO_SMALL), licence(EXAMPLE)];
+        let old = run(&lics, &[], &nodes, AT);
+        assert_eq!(old.nodes[0].licence.as_deref(), Some(SMALL));
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        let new = run(&lics, &[ship], &nodes, AT);
+        assert_eq!(new.nodes[0].licence.as_deref(), Some(LIC));
+        assert!(!codes(&new).contains(&"aggregate_tpp_above_cap"));
+        // Only some GPUs shipped under it: the old rule.
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1")[..4]);
+        let partly = run(&lics, &[ship], &nodes, AT);
+        assert_eq!(partly.nodes[0].licence.as_deref(), Some(SMALL));
+        // A licence not listing the node's site is never chosen by shipments.
+        let ship = shipment("SHP-1", SMALL, "muc-1", &uuids("node-1"));
+        let elsewhere = run(&[licence(EXAMPLE), small_elsewhere()], &[ship], &nodes, AT);
+        assert_eq!(elsewhere.nodes[0].licence.as_deref(), Some(LIC));
+        // A simulated node is never moved by the UUIDs it claims.
+        let mut fake = at_site("node-1", "fra-1", &dgx("node-1"));
+        fake.claims.simulated = true;
+        let ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        let v = run(&lics, &[ship], &[fake], AT);
+        assert_eq!(v.nodes[0].licence.as_deref(), Some(SMALL));
+    }
+
+    #[test]
+    fn a_shipment_to_an_unlisted_site_or_under_an_unknown_licence_is_a_warning() {
+        let to_muc = shipment("SHP-1", LIC, "muc-1", &uuids("node-1"));
+        let unknown = shipment("SHP-2", "OTHER-1", "fra-1", &uuids("node-2"));
+        let v = run(
+            &[licence(EXAMPLE)],
+            &[to_muc, unknown],
+            &[
+                at_site("node-1", "fra-1", &dgx("node-1")),
+                at_site("node-2", "ams-9", &dgx("node-2")),
+            ],
+            AT,
+        );
+        let site = only(&v, "shipment_site_not_licensed");
+        assert_eq!(site.len(), 1);
+        assert_eq!(site[0].severity, Severity::Warning);
+        assert_eq!(site[0].licence.as_deref(), Some(LIC));
+        let unknown = only(&v, "shipment_licence_unknown");
+        assert_eq!(unknown.len(), 1);
+        assert_eq!(
+            unknown[0].licence.as_deref(),
+            Some("OTHER-1"),
+            "its vendor sees it"
+        );
+        // The unknown licence's devices are not followed: no diversion at ams-9 from it.
+        assert!(only(&v, "diverted_device").is_empty());
+        assert_eq!(v.licences[0].shipments.unwrap().count, 1);
+    }
+
+    /// A report whose every required check passed, with hardware identity `id`.
+    fn verified_report(id: &str) -> Arc<GpuEvidenceReport> {
+        Arc::new(GpuEvidenceReport {
+            checks: CheckName::ALL
+                .iter()
+                .map(|&name| Check {
+                    name,
+                    outcome: Outcome::Passed,
+                    code: String::new(),
+                    sentence: String::new(),
+                })
+                .collect(),
+            hardware_id: Some(id.to_owned()),
+            ecid: None,
+            facts: None,
+        })
+    }
+
+    /// Where the shipment and the GPU's verified evidence both carry a hardware identity, it
+    /// alone decides: a UUID copied onto another chip is not the shipped device.
+    #[test]
+    fn a_hardware_identity_decides_over_a_copied_uuid() {
+        let mut device = shipped_device("GPU-node-1-0");
+        device.hardware_id = Some("AA11".to_owned());
+        let mut ship = shipment("SHP-1", LIC, "fra-1", &[]);
+        ship.devices = vec![device];
+        let with_chip = |chip: &str| {
+            let a = at_site("node-1", "muc-1", &dgx("node-1")[..1]);
+            let facts = GpuEvidenceFacts::from([("gpu0".to_owned(), verified_report(chip))]);
+            a.with_gpu_evidence(facts)
+        };
+        // Another chip under the shipped UUID, at an unlicensed site: not the shipped device.
+        let other = run(
+            &[licence(EXAMPLE), small_elsewhere()],
+            &[ship.clone()],
+            &[with_chip("bb22")],
+            AT,
+        );
+        assert!(only(&other, "diverted_device").is_empty());
+        // The shipped chip (identity compared case-folded), whatever UUID: diverted.
+        let same = run(
+            &[licence(EXAMPLE), small_elsewhere()],
+            &[ship],
+            &[with_chip("aa11")],
+            AT,
+        );
+        assert_eq!(only(&same, "diverted_device").len(), 1);
+    }
+
+    #[test]
+    fn the_verdict_does_not_depend_on_the_shipments_order() {
+        let a = shipment("SHP-1", LIC, "fra-1", &uuids("node-1")[..4]);
+        let b = shipment("SHP-2", LIC, "fra-1", &uuids("node-1")[4..]);
+        let nodes = [at_site("node-1", "muc-1", &dgx("node-1"))];
+        let lics = [licence(EXAMPLE)];
+        let one = serde_json::to_string(&run(&lics, &[a.clone(), b.clone()], &nodes, AT)).unwrap();
+        let two = serde_json::to_string(&run(&lics, &[b, a.clone(), a], &nodes, AT)).unwrap();
+        assert_eq!(one, two);
     }
 }

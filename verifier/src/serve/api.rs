@@ -35,7 +35,7 @@ use super::ingest::{self, Job, Submission};
 use super::limits;
 use super::reads;
 pub(super) use super::reads::{NodeFinding, node_of, with_subjects};
-use crate::attestation::verify_attestation;
+use crate::attestation::verify_attestation_with_leases;
 use crate::ear::EarStatus;
 use crate::licence::verify_licence;
 use crate::policy::{MAX_CLOCK_SKEW_S, VerifiedAttestation};
@@ -347,6 +347,10 @@ struct AttestAnswer {
     /// SHA-256 of the token this answer (and its EAR) appraises.
     token_sha256: String,
     findings: Vec<NodeFinding>,
+    /// The node's lease (issue 15): a compact JWS, `typ` `tppguard-lease+jwt`, signed with
+    /// the result key, made from the same verdict as `ear`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<String>,
 }
 
 async fn attest(
@@ -368,7 +372,10 @@ async fn attest(
     let state = Arc::clone(&s);
     let (token, verified) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let verified = verify_attestation(&token, &state.trust(), now, None);
+        // The lease a gating report carries is checked under this verifier's own key.
+        let lease_key = state.result_key.verifying_key();
+        let verified =
+            verify_attestation_with_leases(&token, &state.trust(), now, None, Some(&lease_key));
         state.metrics.verification(started.elapsed());
         drop(slot);
         (token, verified)
@@ -427,6 +434,7 @@ async fn attest(
             subject,
             token_sha256,
             findings: accepted.findings,
+            lease: accepted.lease,
         },
     )
 }

@@ -42,7 +42,7 @@ use super::api::{ApiError, ApiResult};
 use crate::chain::TrustAnchors;
 use crate::check::rule_sets;
 use crate::policy::lifecycle::Lifecycle;
-use crate::policy::shipments::VerifiedShipment;
+use crate::policy::shipments::{VerifiedShipment, next_deadline};
 use crate::policy::{
     Finding, FleetVerdict, GpuEvidenceFacts, MAX_CLOCK_SKEW_S, NodeVerdict, VerifiedAttestation,
     VerifiedLicence, evaluate_with,
@@ -114,7 +114,7 @@ pub(crate) struct LicenceSet {
     licences: Vec<VerifiedLicence>,
     rule_set: RuleSet,
     /// The stored shipments that verify, by id (issue 15; [`super::shipments::ShipmentsHeld`]).
-    shipments: Vec<VerifiedShipment>,
+    shipments: Arc<[VerifiedShipment]>,
 }
 
 /// What an evaluation needs besides the attestations: the instant and the licence set.
@@ -136,7 +136,10 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     fn new(verdict: FleetVerdict, generation: u64, set: &LicenceSet) -> Self {
-        let next_change = next_change(&verdict, &set.licences);
+        let next_change = earliest(
+            next_change(&verdict, &set.licences),
+            next_deadline(&set.shipments, &set.licences, verdict.at),
+        );
         Self {
             verdict,
             generation,
@@ -396,7 +399,7 @@ impl FleetState {
         let id = match cache.as_ref() {
             Some(old)
                 if old.tokens == ids
-                    && old.shipments == shipments
+                    && *old.shipments == *shipments
                     && old.lifecycle_generation == lifecycle_generation
                     && old.rule_set.id == rule_set.id
                     && old.rule_set.version == rule_set.version =>
@@ -415,7 +418,7 @@ impl FleetState {
             tokens: ids,
             licences,
             rule_set,
-            shipments,
+            shipments: Arc::from(shipments),
         });
         *cache = Some(Arc::clone(&set));
         Ok(Arc::new(Basis { at, set }))
@@ -470,6 +473,7 @@ impl FleetState {
             let inner = self.read();
             let verdict = evaluate_with(
                 &basis.set.licences,
+                &basis.set.shipments,
                 &basis.set.rule_set,
                 inner
                     .nodes
@@ -502,6 +506,7 @@ impl FleetState {
             .collect();
         let verdict = evaluate_with(
             &basis.set.licences,
+            &basis.set.shipments,
             &basis.set.rule_set,
             inner
                 .nodes
@@ -555,6 +560,7 @@ impl FleetState {
         } else {
             evaluate_with(
                 &basis.set.licences,
+                &basis.set.shipments,
                 &basis.set.rule_set,
                 nodes(),
                 basis.at,
@@ -563,6 +569,7 @@ impl FleetState {
         };
         let scenario = evaluate_with(
             &licences,
+            &basis.set.shipments,
             &rule_set,
             nodes(),
             basis.at,
@@ -613,6 +620,14 @@ pub(crate) fn next_change(verdict: &FleetVerdict, licences: &[VerifiedLicence]) 
         }
     }
     first
+}
+
+/// The earlier of two instants, either of which may be absent.
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The first instant at which `node` is stale under `max_age_s`: its age passes it.
@@ -692,15 +707,15 @@ mod tests {
     #[test]
     fn the_next_change_is_the_first_node_to_turn_stale() {
         let (licences, attestations, rule_set) = fleet(3);
-        let verdict = evaluate(&licences, &rule_set, &attestations, AT);
+        let verdict = evaluate(&licences, &[], &rule_set, &attestations, AT);
         assert!(verdict.nodes.iter().all(|n| !n.stale));
         // The oldest node (received 120 s before AT) is stale once its age passes 24 h.
         let t = next_change(&verdict, &licences).unwrap();
         assert_eq!(t, AT - 120 + DAY + 1);
-        let just_before = evaluate(&licences, &rule_set, &attestations, t - 1);
+        let just_before = evaluate(&licences, &[], &rule_set, &attestations, t - 1);
         assert!(just_before.nodes.iter().all(|n| !n.stale));
         assert_eq!(next_change(&just_before, &licences), Some(t));
-        let at_it = evaluate(&licences, &rule_set, &attestations, t);
+        let at_it = evaluate(&licences, &[], &rule_set, &attestations, t);
         assert_eq!(at_it.nodes.iter().filter(|n| n.stale).count(), 1);
         // Stale nodes stay stale: the next change is the next node's.
         assert_eq!(next_change(&at_it, &licences), Some(AT - 60 + DAY + 1));
@@ -712,10 +727,10 @@ mod tests {
         let until = licences[0].licence().valid_until();
         // Evaluated late enough that the node is stale: only the licence's end remains.
         let late = until - 10;
-        let verdict = evaluate(&licences, &rule_set, &attestations, late);
+        let verdict = evaluate(&licences, &[], &rule_set, &attestations, late);
         assert!(verdict.nodes[0].stale);
         assert_eq!(next_change(&verdict, &licences), Some(until));
-        let after = evaluate(&licences, &rule_set, &attestations, until);
+        let after = evaluate(&licences, &[], &rule_set, &attestations, until);
         assert_eq!(
             next_change(&after, &licences),
             None,
@@ -723,10 +738,10 @@ mod tests {
         );
         // Before the licence starts, its start comes first.
         let from = licences[0].licence().valid_from();
-        let early = evaluate(&licences, &rule_set, &[], from - 5);
+        let early = evaluate(&licences, &[], &rule_set, &[], from - 5);
         assert_eq!(next_change(&early, &licences), Some(from));
         // Without a licence, nodes turn stale after the default age.
-        let bare = evaluate(&[], &rule_set, &attestations, AT);
+        let bare = evaluate(&[], &[], &rule_set, &attestations, AT);
         assert_eq!(
             next_change(&bare, &[]),
             Some(AT + i64::try_from(DEFAULT_MAX_ATTESTATION_AGE_SECONDS).unwrap() + 1)
@@ -738,6 +753,16 @@ mod tests {
         attestations: Vec<VerifiedAttestation>,
         licences: &[VerifiedLicence],
         rule_set: RuleSet,
+    ) -> (FleetState, Arc<Basis>) {
+        state_with(attestations, licences, rule_set, Vec::new())
+    }
+
+    /// [`state`], with shipments in the basis.
+    fn state_with(
+        attestations: Vec<VerifiedAttestation>,
+        licences: &[VerifiedLicence],
+        rule_set: RuleSet,
+        shipments: Vec<VerifiedShipment>,
     ) -> (FleetState, Arc<Basis>) {
         let fleet = FleetState::new(Vec::new());
         {
@@ -756,7 +781,7 @@ mod tests {
             tokens: Vec::new(),
             licences: licences.to_vec(),
             rule_set,
-            shipments: Vec::new(),
+            shipments: Arc::from(shipments),
         });
         *fleet.basis.lock().unwrap() = Some(Arc::clone(&set));
         (fleet, Arc::new(Basis { at: AT, set }))
@@ -786,6 +811,51 @@ mod tests {
         // An older evaluation finishing late never replaces a newer one.
         fleet.install(Arc::clone(&first));
         assert!(Arc::ptr_eq(&fleet.latest().unwrap(), &second));
+    }
+
+    /// A shipped device no node attests becomes `unaccounted_device` at an instant of its own:
+    /// a verdict held is not served past it.
+    #[test]
+    fn a_verdict_held_expires_when_a_shipped_device_turns_unaccounted() {
+        let (licences, attestations, rule_set) = fleet(1);
+        let deadline = AT + 3600;
+        let after_s = licences[0].licence().shipment_terms().unaccounted_after_s;
+        let shipment = VerifiedShipment {
+            id: "SHP-1".to_owned(),
+            licence: licences[0].licence().id().to_owned(),
+            vendor: "CN=vendor".to_owned(),
+            site: "site-0".to_owned(),
+            delivered_at: deadline - 1 - i64::try_from(after_s).unwrap(),
+            devices: vec![crate::policy::ShippedDevice {
+                uuid: Some("GPU-never-attested".to_owned()),
+                serial: None,
+                hardware_id: None,
+                model: None,
+            }],
+            token_sha256: "00".to_owned(),
+        };
+        let (fleet, basis) = state_with(attestations, &licences, rule_set, vec![shipment]);
+        let snapshot = fleet.compute(&basis);
+        assert_eq!(snapshot.next_change, Some(deadline));
+        assert!(
+            !snapshot
+                .verdict
+                .findings
+                .iter()
+                .any(|f| f.code == "unaccounted_device")
+        );
+        assert!(fleet.cached(AT).is_some());
+        let later = Basis {
+            at: deadline,
+            set: Arc::clone(&basis.set),
+        };
+        let verdict = fleet.evaluate(&later, &[]);
+        assert!(
+            verdict
+                .findings
+                .iter()
+                .any(|f| f.code == "unaccounted_device")
+        );
     }
 
     #[test]

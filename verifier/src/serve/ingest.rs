@@ -41,6 +41,7 @@ use super::api::{
     rate_limited, rejected_record, with_subjects,
 };
 use crate::ear::{EarClaims, EarStatus};
+use crate::lease::LeasePlan;
 use crate::policy::{FleetVerdict, VerifiedAttestation};
 use crate::store::{NewAttestation, WriteBatch};
 use tppguard_proto::identity::NodeId;
@@ -90,6 +91,8 @@ pub(crate) struct Accepted {
     pub(crate) status: EarStatus,
     pub(crate) ear: String,
     pub(crate) findings: Vec<NodeFinding>,
+    /// The lease (compact JWS) made from the same verdict as the EAR (issue 15).
+    pub(crate) lease: Option<String>,
 }
 
 impl Job {
@@ -500,6 +503,13 @@ async fn accept(
         }
     }
     let indexes: Vec<_> = verdicts.iter().map(FleetVerdict::finding_index).collect();
+    // Leases (issue 15): each licence's walk against its caps, once per verdict.
+    let plans: Vec<LeasePlan<'_>> = verdicts
+        .iter()
+        .zip(&indexes)
+        .map(|(v, i)| LeasePlan::new(v, i))
+        .collect();
+    let issuer = crate::lease::issuer(&s.result_key);
     let mut records = Vec::with_capacity(fresh.len());
     let mut pending = Vec::with_capacity(fresh.len());
     for (sub, k) in fresh.into_iter().zip(round_of) {
@@ -534,6 +544,26 @@ async fn accept(
                 continue;
             }
         };
+        // The lease from the verdict the EAR was made from; not stored (the stored EAR's
+        // verdict and the licence's terms re-derive it).
+        let lease = plans
+            .get(k)
+            .and_then(|p| p.lease(node_id, now, &issuer))
+            .map(|claims| crate::lease::sign(&claims, &s.result_key));
+        let lease = match lease.transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                staged.answers.push(Answer::Attest {
+                    reply: sub.reply,
+                    result: Err(ApiError::internal(&format!(
+                        "the lease of node {node_id} cannot be signed ({}): {e}",
+                        e.code()
+                    ))),
+                    counted: None,
+                });
+                continue;
+            }
+        };
         records.push(NewAttestation::accepted(
             &sub.verified,
             sub.token,
@@ -548,9 +578,11 @@ async fn accept(
             status,
             ear: signed,
             findings,
+            lease,
         };
         pending.push((sub.verified, sub.reply, accepted));
     }
+    drop(plans);
     drop(indexes);
     let recorded = match tx.record_many(&records).await {
         Ok(r) => r,

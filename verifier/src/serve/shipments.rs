@@ -690,7 +690,7 @@ mod route_tests {
         let dir = tempfile::tempdir().unwrap();
         let s = state(dir.path()).await;
         let (licences, attestations, rule_set, at) = bench_support::synthetic_fleet(2, 2, 1);
-        let verdict = crate::policy::evaluate(&licences, &rule_set, &attestations, at);
+        let verdict = crate::policy::evaluate(&licences, &[], &rule_set, &attestations, at);
         let refs: Vec<&VerifiedAttestation> = attestations.iter().collect();
         let mut tx = s.store.begin_batch().await.unwrap();
         super::super::webhooks::stage_batch(&s, &mut tx, &refs, &verdict, at)
@@ -779,7 +779,7 @@ mod route_tests {
                 )
             })
             .collect();
-        let verdict = crate::policy::evaluate(&[], &rule_set, &attestations, now);
+        let verdict = crate::policy::evaluate(&[], &[], &rule_set, &attestations, now);
         let refs: Vec<&VerifiedAttestation> = attestations.iter().collect();
         let mut tx = s.store.begin_batch().await.unwrap();
         tx.record_many(&rows).await.unwrap();

@@ -589,7 +589,7 @@ mod tests {
             None,
             *a.token_sha256(),
         );
-        evaluate(&licences, &rule_set, &attestations, at)
+        evaluate(&licences, &[], &rule_set, &attestations, at)
     }
 
     /// Node `i` of the fleet (its verdict lists nodes by node id).

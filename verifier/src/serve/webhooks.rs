@@ -60,7 +60,8 @@ const POLL: Duration = Duration::from_secs(1);
 /// Most events one delivery task sends before it looks at the clock and the outbox again.
 const ROUND: usize = 100;
 /// The figures that identify the condition a finding is about (never a changing one such as
-/// an age): part of the event id.
+/// an age), at the top of the figures or in the shipped `device` they name: part of the
+/// event id.
 const STABLE_FIGURES: [&str; 6] = [
     "shipment",
     "shipment_id",
@@ -170,6 +171,14 @@ struct EventBody<'a> {
     figures: Value,
 }
 
+/// The figure `key` of a finding: at the top, or of the shipped `device` it names.
+fn stable_figure<'f>(figures: &'f Value, key: &str) -> Option<&'f str> {
+    figures
+        .get(key)
+        .or_else(|| figures.get("device").and_then(|d| d.get(key)))
+        .and_then(Value::as_str)
+}
+
 /// The deterministic id of the event of `finding` (about `licence`) for webhook `name`.
 pub(crate) fn event_id(name: &str, finding: &Finding, licence: &str, figures: &Value) -> String {
     let mut input = Vec::new();
@@ -184,7 +193,7 @@ pub(crate) fn event_id(name: &str, finding: &Finding, licence: &str, figures: &V
     part(finding.gpu.as_deref().unwrap_or(""));
     for key in STABLE_FIGURES {
         part(key);
-        part(figures.get(key).and_then(Value::as_str).unwrap_or(""));
+        part(stable_figure(figures, key).unwrap_or(""));
     }
     crate::store::sha256_hex(&input)
 }
@@ -535,6 +544,7 @@ mod tests {
             crate::policy::bench_support::synthetic_fleet(1, 1, 1);
         let mut v = crate::policy::evaluate(
             &licences,
+            &[],
             &rule_set,
             &attestations,
             crate::policy::bench_support::AT,
@@ -557,6 +567,12 @@ mod tests {
         assert_eq!(event_id("vendor-a", &again, "LIC-A", &changing), id);
         // Another webhook, licence, node, GPU, code or site: another event.
         let other_site = serde_json::json!({"site": "ams-1"});
+        // The shipped device a shipment finding names counts too.
+        let shipped = |uuid: &str| serde_json::json!({"shipment": "S", "device": {"uuid": uuid}});
+        assert_ne!(
+            event_id("vendor-a", &a, "LIC-A", &shipped("GPU-1")),
+            event_id("vendor-a", &a, "LIC-A", &shipped("GPU-2"))
+        );
         for other in [
             event_id("vendor-b", &a, "LIC-A", &figures),
             event_id("vendor-a", &a, "LIC-B", &figures),

@@ -16,7 +16,7 @@ fn de() -> CountryCode {
 fn france_like() -> (FleetVerdict, FleetVerdict) {
     let (lics, atts, _, at) = synthetic_fleet(4, 2, 2);
     let rule_set = shipped_rule_set("us-ai-diffusion-2025").unwrap();
-    let baseline = evaluate(&lics, &rule_set, &atts, at);
+    let baseline = evaluate(&lics, &[], &rule_set, &atts, at);
     let moved = rule_set.with_country_in_group(de(), "tier_2").unwrap();
     let capped: Vec<VerifiedLicence> = lics
         .iter()
@@ -29,7 +29,7 @@ fn france_like() -> (FleetVerdict, FleetVerdict) {
             VerifiedLicence::new(l, v.signer_subject().to_owned())
         })
         .collect();
-    let scenario = evaluate(&capped, &moved, &atts, at);
+    let scenario = evaluate(&capped, &[], &moved, &atts, at);
     (baseline, scenario)
 }
 
@@ -129,7 +129,7 @@ fn a_cap_change_makes_one_licence_not_compliant_and_leaves_the_other() {
 #[test]
 fn unchanged_rows_are_folded() {
     let (lics, atts, rule_set, at) = synthetic_fleet(2, 1, 2);
-    let b = evaluate(&lics, &rule_set, &atts, at);
+    let b = evaluate(&lics, &[], &rule_set, &atts, at);
     let c = compare(&b, &b);
     assert!(c.licences.iter().all(|l| !l.changed));
     let t = text(&c);
@@ -155,7 +155,7 @@ fn reclassified(v: &FleetVerdict) -> FleetVerdict {
 #[test]
 fn devices_changing_class_are_aggregated_and_listed_by_node_and_gpu() {
     let (lics, atts, rule_set, at) = synthetic_fleet(3, 2, 1);
-    let b = evaluate(&lics, &rule_set, &atts, at);
+    let b = evaluate(&lics, &[], &rule_set, &atts, at);
     let c = compare(&b, &reclassified(&b));
     let [k] = c.class_changes.as_slice() else {
         panic!("{:?}", c.class_changes)
@@ -183,7 +183,7 @@ fn devices_changing_class_are_aggregated_and_listed_by_node_and_gpu() {
 #[test]
 fn a_large_fleet_lists_at_most_the_cap_and_counts_the_rest() {
     let (lics, atts, rule_set, at) = synthetic_fleet(130, 8, 1);
-    let b = evaluate(&lics, &rule_set, &atts, at);
+    let b = evaluate(&lics, &[], &rule_set, &atts, at);
     let c = compare(&b, &reclassified(&b));
     assert_eq!(c.devices.len(), MAX_DEVICE_CHANGES);
     assert_eq!(c.devices_omitted, 40);
