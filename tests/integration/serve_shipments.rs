@@ -127,3 +127,109 @@ fn serve_shipments_refuses_what_does_not_verify_and_keeps_each_vendor_to_its_own
     // The outbox is an admin's alone.
     assert_eq!(get_as(&base, &vendor, "/v1/webhooks/outbox").0, 403);
 }
+
+/// `shipment sign --dir PKI/vendor --out OUT TOML`: the token.
+fn sign_shipment(setup: &VerifierSetup, toml: &std::path::Path, out: &std::path::Path) -> String {
+    let vendor = setup.tmp.path().join("pki").join("vendor");
+    ok(
+        "tppguard-verifier",
+        &[
+            "shipment",
+            "sign",
+            "--dir",
+            s(&vendor),
+            "--out",
+            s(out),
+            s(toml),
+        ],
+    );
+    std::fs::read_to_string(out)
+        .expect("signed shipment")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn serve_shipments_takes_a_vendors_signed_shipment_once_and_shows_it_to_that_vendor_only() {
+    let setup = VerifierSetup::new("127.0.0.1:0");
+    let vendor = vendor_token(&setup, "vendor-a", LICENCE);
+    let other = vendor_token(&setup, "vendor-b", "OTHER-LICENCE");
+    let example = crate::support::workspace_root().join("examples/shipment.toml");
+    let token = sign_shipment(&setup, &example, &setup.tmp.path().join("shipment.jws"));
+    // The same shipment id with other contents: another token.
+    let text = std::fs::read_to_string(&example).expect("example");
+    let changed = setup.tmp.path().join("changed.toml");
+    std::fs::write(
+        &changed,
+        text.replacen(
+            "delivered_at = 2026-03-02T09:00:00Z",
+            "delivered_at = 2026-03-03T09:00:00Z",
+            1,
+        ),
+    )
+    .expect("write");
+    let second = sign_shipment(&setup, &changed, &setup.tmp.path().join("changed.jws"));
+    assert_ne!(token, second);
+    let verifier = setup.start();
+    let base = verifier.base.clone();
+    let creds = verifier.credentials.clone();
+
+    // Another vendor may not post under a licence its credential does not name.
+    let (status, answer) = post_shipment(&base, Some(&other), &token);
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (403, Some("shipment_licence_forbidden")),
+        "{answer}"
+    );
+    let (status, answer) = post_shipment(&base, Some(&vendor), &token);
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["added"], true);
+    let id = answer["shipment"].as_str().expect("id").to_owned();
+    // The same token again changes nothing; another token under the id is refused.
+    let (status, answer) = post_shipment(&base, Some(&vendor), &token);
+    assert_eq!(
+        (status, answer["added"].as_bool()),
+        (200, Some(false)),
+        "{answer}"
+    );
+    let (status, answer) = post_shipment(&base, Some(&vendor), &second);
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (409, Some("shipment_id_taken")),
+        "{answer}"
+    );
+
+    // The vendor sees it, the other vendor does not.
+    let (_, list) = get_as(&base, &vendor, "/v1/shipments");
+    assert_eq!(list["total"], 1, "{list}");
+    let (_, list) = get_as(&base, &other, "/v1/shipments");
+    assert_eq!(list["total"], 0, "{list}");
+    let one = format!("/v1/shipments/{}", path_segment(&id));
+    assert_eq!(get_as(&base, &other, &one).0, 404);
+
+    // The node reports the shipped GPUs: the vendor sees where they are and their history.
+    let push = agent_push(&base, &creds.node_file, &setup.node);
+    assert!(matches!(push.status.code(), Some(0 | 1)));
+    let (status, detail) = get_as(&base, &vendor, &one);
+    assert_eq!(status, 200, "{detail}");
+    let devices = detail["devices"].as_array().expect("devices");
+    assert!(!devices.is_empty());
+    let held: Vec<&Value> = devices
+        .iter()
+        .filter(|d| !d["held_at"].as_array().unwrap().is_empty())
+        .collect();
+    let d = held
+        .first()
+        .expect("the simulated node holds the example's GPUs");
+    assert_eq!(d["held_at"][0]["site"], "fra-1", "{d}");
+    let identity = d["identities"][0].as_str().expect("identity");
+    let path = format!("/v1/devices/{}/sites", path_segment(identity));
+    let (status, answer) = get_as(&base, &vendor, &path);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["sites"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+    assert_eq!(get_as(&base, &other, &path).0, 404);
+}
