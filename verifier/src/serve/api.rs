@@ -77,6 +77,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", super::admin::NODE_RETIREMENT),
     ("get", super::admin::LIFECYCLE),
     ("get", super::scenario::SCENARIO),
+    // Shipments and webhooks (issue 15): super::shipments, super::webhooks.
+    ("post", super::shipments::SHIPMENTS),
+    ("get", super::shipments::SHIPMENTS),
+    ("get", super::shipments::SHIPMENT),
+    ("get", super::shipments::DEVICE_SITES),
+    ("get", super::shipments::OUTBOX),
 ];
 
 /// The content type of a compact JWS (RFC 7515 section 9.2.1).
@@ -104,6 +110,7 @@ pub(super) fn router(state: Shared, max_body_bytes: usize, timeout_s: u64) -> Ro
         .route(METRICS, get(reads::metrics))
         .merge(super::admin::routes())
         .route(super::scenario::SCENARIO, get(super::scenario::scenario))
+        .merge(super::shipments::routes())
         .route_layer(authenticate)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -112,6 +112,10 @@ const ADMINS: Access = Access::Roles(&[Role::Admin]);
 /// The lifecycle records and what-if scenarios name every licensee's licences and nodes: not
 /// for a vendor.
 const AUDITORS: Access = Access::Roles(&[Role::Operator, Role::Regulator, Role::Admin]);
+/// Issue 15: who posts shipments, and who reads them (a vendor only its licences').
+const SHIPPERS: Access = Access::Roles(&[Role::Vendor, Role::Admin]);
+const SHIPMENT_READERS: Access =
+    Access::Roles(&[Role::Operator, Role::Regulator, Role::Vendor, Role::Admin]);
 const SCRAPERS: Access = Access::Roles(&[Role::Metrics, Role::Operator, Role::Admin]);
 
 /// Every route's access, as (method, path, access): one row per route of
@@ -136,6 +140,12 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("get", "/readyz", Access::Public),
     ("get", "/metrics", SCRAPERS),
     ("get", "/v1/scenario", AUDITORS),
+    // Shipments and webhooks (issue 15): a vendor posts and reads its licences' shipments.
+    ("post", "/v1/shipments", SHIPPERS),
+    ("get", "/v1/shipments", SHIPMENT_READERS),
+    ("get", "/v1/shipments/{id}", SHIPMENT_READERS),
+    ("get", "/v1/devices/{identity}/sites", SHIPMENT_READERS),
+    ("get", "/v1/webhooks/outbox", ADMINS),
 ];
 
 /// The access row of `method` (lower case) and `path` (as routed, `{node}` and all).

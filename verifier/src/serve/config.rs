@@ -113,6 +113,10 @@ struct RawConfig {
     crl_reload_s: Option<u64>,
     // Issue 12, reads: what a regulator's reads redact.
     regulator: Option<RawRegulator>,
+    // Issue 15: webhooks (vendors' event feeds) and how often the fleet is scanned for events.
+    #[serde(default)]
+    webhooks: Vec<RawWebhook>,
+    webhook_scan_s: Option<u64>,
 }
 
 /// `[regulator]` as written (issue 12, reads).
@@ -168,6 +172,11 @@ pub struct Config {
     pub limits: Limits,
     /// Seconds between reloads of trust.toml's CRLs while serving; 0: only on SIGHUP.
     pub crl_reload_s: u64,
+    /// `[[webhooks]]` (issue 15): where findings are delivered as signed events.
+    pub webhooks: Vec<WebhookConfig>,
+    /// Seconds between scans of the fleet for events that come by time alone (issue 15,
+    /// `webhook_scan_s`); 0: events only from attestations' batches.
+    pub webhook_scan_s: u64,
 }
 
 /// The service's limits (docs/serve.md, Limits): each is one configuration key.
@@ -261,7 +270,8 @@ impl Config {
                    admin_token_file, tls_cert, tls_key, client_auth, max_connections, \
                    handshake_timeout_s, header_read_timeout_s, idle_timeout_s, max_in_flight, \
                    max_concurrent_verifications, shutdown_grace_s, challenge_rate_per_minute, \
-                   max_outstanding_challenges, crl_reload_s, [regulator] redact (docs/serve.md)"
+                   max_outstanding_challenges, crl_reload_s, [regulator] redact, \
+                   webhook_scan_s, [[webhooks]] (docs/serve.md)"
                 .to_owned(),
         })?;
         let limits = Limits::check(path, &raw)?;
@@ -402,6 +412,16 @@ impl Config {
             regulator_redact: regulator_redact(path, raw.regulator)?,
             limits,
             crl_reload_s,
+            webhooks: webhooks(path, raw.webhooks, &resolve)?,
+            webhook_scan_s: in_range(
+                path,
+                "webhook_scan_s",
+                raw.webhook_scan_s.unwrap_or(DEFAULT_WEBHOOK_SCAN_S),
+                0,
+                MAX_WEBHOOK_SCAN_S,
+                DEFAULT_WEBHOOK_SCAN_S,
+                "seconds (0: no scan)",
+            )?,
         })
     }
 
@@ -561,6 +581,211 @@ impl Limits {
     }
 }
 
+// Webhooks (issue 15): `[[webhooks]]`, each checked; see super::webhooks.
+
+/// The finding codes a webhook receives when `codes` is not given: a vendor's.
+pub const DEFAULT_WEBHOOK_CODES: [&str; 4] = [
+    "diverted_device",
+    "unaccounted_device",
+    "unshipped_device",
+    "shipped_device_duplicated",
+];
+/// Most `[[webhooks]]`.
+pub const MAX_WEBHOOKS: usize = 64;
+/// Longest webhook name.
+pub const MAX_WEBHOOK_NAME_LEN: usize = 64;
+/// Longest webhook URL.
+pub const MAX_WEBHOOK_URL_LEN: usize = 2048;
+/// Seconds one delivery may take, when `timeout_s` is not given.
+pub const DEFAULT_WEBHOOK_TIMEOUT_S: u64 = 10;
+/// Attempts before an event is given up, when `max_attempts` is not given.
+pub const DEFAULT_WEBHOOK_MAX_ATTEMPTS: u64 = 12;
+/// The first retry's delay, when `backoff_s` is not given (doubled each attempt).
+pub const DEFAULT_WEBHOOK_BACKOFF_S: u64 = 10;
+/// The longest retry delay, when `backoff_max_s` is not given.
+pub const DEFAULT_WEBHOOK_BACKOFF_MAX_S: u64 = 3600;
+/// Seconds between scans for events by time alone, when `webhook_scan_s` is not given.
+pub const DEFAULT_WEBHOOK_SCAN_S: u64 = 60;
+/// The longest `webhook_scan_s`.
+pub const MAX_WEBHOOK_SCAN_S: u64 = 86_400;
+
+/// `[[webhooks]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    name: String,
+    url: String,
+    licences: Vec<String>,
+    codes: Option<Vec<String>>,
+    ca_file: Option<PathBuf>,
+    timeout_s: Option<u64>,
+    max_attempts: Option<u64>,
+    backoff_s: Option<u64>,
+    backoff_max_s: Option<u64>,
+}
+
+/// One webhook, checked: the findings it receives and how they are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Its name: letters, digits, `.`, `_`, `-` (names its outbox rows).
+    pub name: String,
+    /// Where events are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// The licences whose findings it receives (a vendor's).
+    pub licences: Vec<String>,
+    /// The finding codes it receives.
+    pub codes: Vec<String>,
+    /// PEM roots for an `https://` URL, instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Seconds one delivery may take.
+    pub timeout_s: u64,
+    /// Attempts before an event is given up (left in the outbox, `gave_up_at` set).
+    pub max_attempts: u64,
+    /// The first retry's delay, seconds; doubled per attempt, with jitter.
+    pub backoff_s: u64,
+    /// The longest retry delay, seconds.
+    pub backoff_max_s: u64,
+}
+
+fn webhooks(
+    path: &Path,
+    raw: Vec<RawWebhook>,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<Vec<WebhookConfig>, Error> {
+    if raw.len() > MAX_WEBHOOKS {
+        return Err(config_err(
+            path,
+            "webhooks",
+            format!("{} webhooks", raw.len()),
+            &format!("configure at most {MAX_WEBHOOKS}"),
+        ));
+    }
+    let mut out: Vec<WebhookConfig> = Vec::with_capacity(raw.len());
+    for w in raw {
+        let name_ok = (1..=MAX_WEBHOOK_NAME_LEN).contains(&w.name.len())
+            && w.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !name_ok || out.iter().any(|o| o.name == w.name) {
+            return Err(config_err(
+                path,
+                "webhooks.name",
+                format!("{:?} is not a new webhook name", w.name),
+                &format!(
+                    "give each webhook its own name of 1 to {MAX_WEBHOOK_NAME_LEN} letters, \
+                     digits, '.', '_' or '-'"
+                ),
+            ));
+        }
+        let http = w.url.starts_with("http://");
+        let https = w.url.starts_with("https://");
+        let host = w.url.split("://").nth(1).unwrap_or("");
+        if !(http || https)
+            || host.is_empty()
+            || host.starts_with('/')
+            || w.url.len() > MAX_WEBHOOK_URL_LEN
+            || w.url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(config_err(
+                path,
+                "webhooks.url",
+                format!(
+                    "webhook {}: {:?} is not an http:// or https:// URL",
+                    w.name, w.url
+                ),
+                "write the receiver's URL, e.g. url = \"https://hooks.vendor.example/tppguard\"",
+            ));
+        }
+        if w.ca_file.is_some() && !https {
+            return Err(config_err(
+                path,
+                "webhooks.ca_file",
+                format!("webhook {}: ca_file needs an https:// URL", w.name),
+                "remove ca_file, or give the receiver's https:// URL",
+            ));
+        }
+        if w.licences.is_empty() || w.licences.iter().any(|l| l.is_empty()) {
+            return Err(config_err(
+                path,
+                "webhooks.licences",
+                format!("webhook {}: no licence named", w.name),
+                "list the licence ids whose findings it receives, e.g. licences = [\"LIC-1\"]",
+            ));
+        }
+        let codes = w
+            .codes
+            .unwrap_or_else(|| DEFAULT_WEBHOOK_CODES.map(str::to_owned).to_vec());
+        let snake = |c: &str| {
+            !c.is_empty()
+                && c.len() <= 128
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if codes.is_empty() || !codes.iter().all(|c| snake(c)) {
+            return Err(config_err(
+                path,
+                "webhooks.codes",
+                format!(
+                    "webhook {}: codes must be finding codes (snake_case)",
+                    w.name
+                ),
+                "list finding codes, e.g. codes = [\"diverted_device\"] (default: the vendor \
+                 codes diverted_device, unaccounted_device, unshipped_device, \
+                 shipped_device_duplicated)",
+            ));
+        }
+        let timeout_s = in_range(
+            path,
+            "webhooks.timeout_s",
+            w.timeout_s.unwrap_or(DEFAULT_WEBHOOK_TIMEOUT_S),
+            1,
+            120,
+            DEFAULT_WEBHOOK_TIMEOUT_S,
+            "seconds",
+        )?;
+        let max_attempts = in_range(
+            path,
+            "webhooks.max_attempts",
+            w.max_attempts.unwrap_or(DEFAULT_WEBHOOK_MAX_ATTEMPTS),
+            1,
+            1000,
+            DEFAULT_WEBHOOK_MAX_ATTEMPTS,
+            "attempts",
+        )?;
+        let backoff_s = in_range(
+            path,
+            "webhooks.backoff_s",
+            w.backoff_s.unwrap_or(DEFAULT_WEBHOOK_BACKOFF_S),
+            1,
+            86_400,
+            DEFAULT_WEBHOOK_BACKOFF_S,
+            "seconds",
+        )?;
+        let backoff_max_s = in_range(
+            path,
+            "webhooks.backoff_max_s",
+            w.backoff_max_s
+                .unwrap_or(DEFAULT_WEBHOOK_BACKOFF_MAX_S.max(backoff_s)),
+            backoff_s,
+            7 * 86_400,
+            DEFAULT_WEBHOOK_BACKOFF_MAX_S,
+            "seconds, at least backoff_s",
+        )?;
+        out.push(WebhookConfig {
+            name: w.name,
+            url: w.url,
+            licences: w.licences,
+            codes,
+            ca_file: w.ca_file.map(resolve),
+            timeout_s,
+            max_attempts,
+            backoff_s,
+            backoff_max_s,
+        });
+    }
+    Ok(out)
+}
+
 /// `value`, or the range error naming `key`, its bounds and default.
 fn in_range(
     path: &Path,
@@ -633,6 +858,74 @@ mod tests {
         assert_eq!(c.nonce_ttl_s, DEFAULT_NONCE_TTL_S);
         assert_eq!(c.max_body_bytes, MAX_JWS_BYTES);
         assert!(c.admin_token_file.is_none());
+    }
+
+    #[test]
+    fn webhooks_are_checked() {
+        let c = load(
+            "trust = \"t\"\n[[webhooks]]\nname = \"vendor-a\"\nurl = \"https://h.example/x\"\n\
+             licences = [\"LIC-1\"]\nca_file = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let w = &c.webhooks[0];
+        assert_eq!(w.codes, DEFAULT_WEBHOOK_CODES.map(str::to_owned).to_vec());
+        assert!(w.ca_file.as_ref().unwrap().is_absolute());
+        assert_eq!(
+            (w.timeout_s, w.max_attempts, w.backoff_s, w.backoff_max_s),
+            (10, 12, 10, 3600)
+        );
+        assert_eq!(c.webhook_scan_s, DEFAULT_WEBHOOK_SCAN_S);
+        let base = "trust = \"t\"\n[[webhooks]]\n";
+        for (body, key) in [
+            (
+                "name = \"a b\"\nurl = \"http://h/\"\nlicences = [\"L\"]",
+                "webhooks.name",
+            ),
+            (
+                "name = \"a\"\nurl = \"ftp://h/\"\nlicences = [\"L\"]",
+                "webhooks.url",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://\"\nlicences = [\"L\"]",
+                "webhooks.url",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://h/\"\nlicences = []",
+                "webhooks.licences",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://h/\"\nlicences = [\"L\"]\nca_file = \"c\"",
+                "webhooks.ca_file",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://h/\"\nlicences = [\"L\"]\ncodes = [\"Bad Code\"]",
+                "webhooks.codes",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://h/\"\nlicences = [\"L\"]\nbackoff_s = 60\nbackoff_max_s = 30",
+                "webhooks.backoff_max_s",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://h/\"\nlicences = [\"L\"]\nmax_attempts = 0",
+                "webhooks.max_attempts",
+            ),
+        ] {
+            match load(&format!("{base}{body}\n")) {
+                Err(Error::Config { key: k, .. }) => assert_eq!(k, key, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        let twice = format!(
+            "{base}name = \"a\"\nurl = \"http://h/\"\nlicences = [\"L\"]\n\
+             [[webhooks]]\nname = \"a\"\nurl = \"http://h/\"\nlicences = [\"L\"]\n"
+        );
+        assert!(matches!(
+            load(&twice),
+            Err(Error::Config {
+                key: "webhooks.name",
+                ..
+            })
+        ));
     }
 
     #[test]

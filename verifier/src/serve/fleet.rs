@@ -113,7 +113,7 @@ pub(crate) struct LicenceSet {
     tokens: Vec<String>,
     licences: Vec<VerifiedLicence>,
     rule_set: RuleSet,
-    /// The verified shipments evaluated with the licences (issue 15; filled from the store).
+    /// The stored shipments that verify, by id (issue 15; [`super::shipments::ShipmentsHeld`]).
     shipments: Arc<[VerifiedShipment]>,
 }
 
@@ -190,6 +190,8 @@ pub(crate) struct FleetState {
     pub(crate) computing: tokio::sync::Mutex<()>,
     /// Revocations, retirements, revoked nodes, unusable rows (lifecycle, issue 12).
     pub(crate) lifecycle: super::lifecycle::LifecycleState,
+    /// The stored shipments (issue 15), reloaded with the licences.
+    pub(crate) shipments: super::shipments::ShipmentsHeld,
 }
 
 #[cfg(test)]
@@ -211,6 +213,7 @@ impl FleetState {
             snapshot: Mutex::default(),
             evaluated: Mutex::default(),
             computing: tokio::sync::Mutex::new(()),
+            shipments: super::shipments::ShipmentsHeld::default(),
         }
     }
 
@@ -289,6 +292,7 @@ impl FleetState {
         if known != Some(count) {
             let licences = store.licences().await?;
             self.lifecycle.reload(store).await?;
+            self.shipments.reload(store).await?;
             let mut inner = self.write();
             inner.licence_count = Some(count);
             inner.licences = licences;
@@ -390,10 +394,12 @@ impl FleetState {
             return Err(ApiError::internal(&"no rule set to evaluate"));
         }
         let rule_set = sets.swap_remove(0);
+        let shipments = self.shipments.verified(trust);
         let mut cache = self.basis.lock().unwrap_or_else(PoisonError::into_inner);
         let id = match cache.as_ref() {
             Some(old)
                 if old.tokens == ids
+                    && *old.shipments == *shipments
                     && old.lifecycle_generation == lifecycle_generation
                     && old.rule_set.id == rule_set.id
                     && old.rule_set.version == rule_set.version =>
@@ -412,7 +418,7 @@ impl FleetState {
             tokens: ids,
             licences,
             rule_set,
-            shipments: Arc::from(Vec::new()),
+            shipments: Arc::from(shipments),
         });
         *cache = Some(Arc::clone(&set));
         Ok(Arc::new(Basis { at, set }))

@@ -616,6 +616,12 @@ async fn accept(
             counted,
         });
     }
+    // Issue 15, in the batch's transaction: the GPU site history of the attestations
+    // recorded, and the webhook events of the verdict they were appraised in.
+    if let Some(verdict) = verdicts.first() {
+        let recorded: Vec<&VerifiedAttestation> = staged.accepted.iter().map(|(_, a)| a).collect();
+        super::webhooks::stage_batch(s, tx, &recorded, verdict, now).await?;
+    }
     staged.verdict = verdicts.into_iter().next();
     Ok(())
 }

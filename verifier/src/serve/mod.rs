@@ -27,8 +27,10 @@ mod limits;
 mod metrics;
 mod reads;
 mod scenario;
+mod shipments;
 mod tls;
 pub mod view;
+mod webhooks;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -82,6 +84,8 @@ pub(crate) struct AppState {
     credentials: auth::Credentials,
     /// The clock the handlers and the authentication read.
     clock: Clock,
+    /// `[[webhooks]]` (issue 15): where findings are delivered ([`webhooks`]).
+    webhooks: webhooks::Webhooks,
 }
 
 impl AppState {
@@ -199,6 +203,7 @@ async fn build_state(
     let trust = TrustAnchors::from_trust_toml(&config.trust)?;
     let result_key = load_result_key(&config.result_key)?;
     let credentials = auth::Credentials::new(config.admin_token()?.as_deref())?;
+    let webhooks = webhooks::Webhooks::new(&config.webhooks)?;
     // Certificate and key are read before anything else starts, so a bad file stops the start.
     let tls = match &config.tls {
         Some(files) => Some(tls::server_config(
@@ -268,6 +273,7 @@ async fn build_state(
         credentials,
         clock,
         redactor: view::Redactor::new(&config.regulator_redact, random_key()?),
+        webhooks,
     });
     // The writer holds the state until the runtime stops; it ends with the process.
     tokio::spawn(ingest::run(Arc::clone(&state), jobs));
@@ -275,6 +281,14 @@ async fn build_state(
         Arc::clone(&state),
         config.crl_reload_s,
         lifecycle::hangups(),
+    ));
+    // Issue 15: each webhook's delivery, and the scan for events that come by time alone.
+    for index in 0..config.webhooks.len() {
+        tokio::spawn(webhooks::deliver_loop(Arc::clone(&state), index));
+    }
+    tokio::spawn(webhooks::scan_loop(
+        Arc::clone(&state),
+        config.webhook_scan_s,
     ));
     Ok((state, tls))
 }

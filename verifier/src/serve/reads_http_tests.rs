@@ -96,6 +96,7 @@ async fn state(dir: &std::path::Path) -> Arc<AppState> {
         in_flight: Arc::new(tokio::sync::Semaphore::new(64)),
         what_ifs: Arc::new(tokio::sync::Semaphore::new(1)),
         redactor: view::Redactor::new(&view::Redact::DEFAULT, key),
+        webhooks: crate::serve::webhooks::Webhooks::new(&[]).unwrap(),
     })
 }
 

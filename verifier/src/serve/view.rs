@@ -194,6 +194,15 @@ fn named_nodes<'v>(verdict: &'v FleetVerdict, f: &Finding) -> Vec<Option<&'v Nod
         .collect()
 }
 
+/// The findings about shipped GPUs (issue 15): their `licence` is the shipment's, and a
+/// vendor sees them about its licences wherever the GPU is.
+pub(crate) const SHIPMENT_CODES: [&str; 4] = [
+    "diverted_device",
+    "unaccounted_device",
+    "unshipped_device",
+    "shipped_device_duplicated",
+];
+
 /// What one caller may see.
 pub(crate) struct View<'a> {
     redactor: Option<&'a Redactor>,
@@ -253,10 +262,15 @@ impl<'a> View<'a> {
     }
 
     /// Sees `f`: everyone unscoped does; a scoped view sees a finding about its licences or
-    /// nodes that names no node outside them.
+    /// nodes that names no node outside them, and a shipment finding (issue 15,
+    /// [`SHIPMENT_CODES`]) about one of its licences wherever the GPU turned up (the node is
+    /// named by id; its subject is shown only to a view that sees the node).
     pub(crate) fn sees_finding(&self, verdict: &FleetVerdict, f: &Finding) -> bool {
         if self.licences.is_none() {
             return true;
+        }
+        if SHIPMENT_CODES.contains(&f.code) {
+            return f.licence.as_deref().is_some_and(|l| self.sees_licence(l));
         }
         let nodes = named_nodes(verdict, f);
         if nodes.is_empty() && f.licence.is_none() {
@@ -264,6 +278,15 @@ impl<'a> View<'a> {
         }
         nodes.iter().all(|n| n.is_some_and(|n| self.sees_node(n)))
             && f.licence.as_deref().is_none_or(|l| self.sees_licence(l))
+    }
+
+    /// A GPU serial, UUID or hardware identity (`what`) as this view shows it (shipments,
+    /// issue 15).
+    pub(crate) fn redacted(&self, what: Redact, value: &str) -> String {
+        match self.redactor {
+            Some(r) => r.value(what, value),
+            None => value.to_owned(),
+        }
     }
 
     /// A certificate subject as this view shows it.
@@ -325,7 +348,7 @@ impl<'a> View<'a> {
             .node
             .as_ref()
             .and(named.first().copied().flatten())
-            .filter(|_| with_subject)
+            .filter(|n| with_subject && self.sees_node(n))
             .map(|n| n.subject.as_str());
         let Some(r) = self.redactor else {
             return ShownFinding::Plain {
@@ -798,6 +821,42 @@ mod tests {
                 .any(|f| f.code == "duplicate_device" && other.sees_finding(&v, f))
         );
         assert_eq!(other.verdict(&v), v.licences[0].verdict);
+    }
+
+    #[test]
+    fn a_vendor_sees_the_shipment_findings_of_its_licences_only_wherever_the_gpu_is() {
+        let mut v = fleet();
+        // A shipped GPU of SYN-DE-0001 turned up in a node of SYN-DE-0000.
+        let elsewhere = nth(&v, 0).clone();
+        assert_eq!(elsewhere.licence.as_deref(), Some("SYN-DE-0000"));
+        let mut diverted = v.findings[0].clone();
+        diverted.code = "diverted_device";
+        diverted.licence = Some("SYN-DE-0001".to_owned());
+        diverted.node = Some(elsewhere.node.to_string());
+        diverted.also_about.clear();
+        v.findings.push(diverted.clone());
+        let r = redactor(&Redact::DEFAULT);
+        let a = principal(Role::Vendor, &["SYN-DE-0001"]);
+        let a = View::of(&a, &r);
+        assert!(!a.sees_node(&elsewhere));
+        assert!(a.sees_finding(&v, &diverted), "its GPU, wherever it is");
+        // Named by node id, never by the subject of a node it does not see.
+        let shown = serde_json::to_value(a.finding(&v, &diverted, true)).unwrap();
+        assert_eq!(shown["node"], elsewhere.node.to_string());
+        assert!(shown.get("subject").is_none(), "{shown}");
+        // Vendor B (the node's own licence) does not see A's shipment finding.
+        let b = principal(Role::Vendor, &["SYN-DE-0000"]);
+        let b = View::of(&b, &r);
+        assert!(b.sees_node(&elsewhere));
+        assert!(!b.sees_finding(&v, &diverted));
+        // Without a licence, no vendor sees it.
+        let mut bare = diverted.clone();
+        bare.licence = None;
+        assert!(!a.sees_finding(&v, &bare) && !b.sees_finding(&v, &bare));
+        // The operator sees it, with the subject.
+        let all = View::all();
+        let shown = serde_json::to_value(all.finding(&v, &diverted, true)).unwrap();
+        assert_eq!(shown["subject"], elsewhere.subject);
     }
 
     #[test]

@@ -156,13 +156,13 @@ impl Store {
         self.begin_batch().await?.commit().await
     }
 
-    /// How many licences and lifecycle records are stored (all only ever added): a replica
-    /// reloads them when this changes.
+    /// How many licences, lifecycle records and shipments (issue 15) are stored (all only ever
+    /// added): a replica reloads them when this changes.
     pub async fn lifecycle_count(&self) -> Result<u64, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM licences) + (SELECT COUNT(*) FROM licence_revocations) \
              + (SELECT COUNT(*) FROM licence_retirements) \
-             + (SELECT COUNT(*) FROM node_retirements) AS n",
+             + (SELECT COUNT(*) FROM node_retirements) + (SELECT COUNT(*) FROM shipments) AS n",
         )
         .fetch_one(&self.pool)
         .await

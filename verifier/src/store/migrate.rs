@@ -55,6 +55,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0006_gpu_evidence.sql"),
         postgres: include_str!("../../migrations/postgres/0006_gpu_evidence.sql"),
     },
+    Migration {
+        version: 7,
+        name: "shipments",
+        sqlite: include_str!("../../migrations/sqlite/0007_shipments.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_shipments.sql"),
+    },
 ];
 
 /// Arbitrary constant naming the migration lock among PostgreSQL advisory locks.

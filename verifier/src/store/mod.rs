@@ -22,6 +22,7 @@ mod migrate;
 #[cfg(any(test, feature = "pg-harness"))]
 #[doc(hidden)]
 pub mod pg_harness;
+mod shipments;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -38,6 +39,11 @@ use tppguard_proto::site::SiteId;
 pub use error::{StoreError, redact_url};
 pub use lifecycle::{
     LicenceRetirement, LicenceRevocationRecord, LifecycleRecords, MAX_ACTOR_LEN, NodeRetirement,
+};
+pub use shipments::{
+    DeviceSighting, DeviceSite, MAX_DEVICE_KEY_LEN, MAX_EVENT_PAYLOAD_LEN, MAX_HISTORY_SITE_LEN,
+    MAX_OUTBOX_PAGE, MAX_SHIPMENT_ID_LEN, MAX_SHIPMENTS, MAX_SITE_HISTORY, NewEvent, NewShipment,
+    OutboxEvent, ShipmentInsert, SiteSource, StoredShipment,
 };
 pub use tokens::{ApiToken, MAX_API_TOKENS};
 

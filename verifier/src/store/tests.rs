@@ -826,6 +826,277 @@ async fn gpu_evidence_facts_round_trip(kind: Kind) {
     assert!(err.to_string().contains("GPU evidence facts"), "{err}");
 }
 
+// ---- shipments, site history, outbox (issue 15) ----
+
+fn shipment(id: &str, licence: &str, token: &str) -> NewShipment {
+    NewShipment {
+        id: id.to_owned(),
+        licence: licence.to_owned(),
+        vendor: "CN=Vendor A".to_owned(),
+        token: token.to_owned(),
+        delivered_at: 100,
+        received_at: 200,
+        received_by: "vendor-a".to_owned(),
+    }
+}
+
+async fn shipments_stored_once(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    let count = s.lifecycle_count().await.expect("count");
+    let version = s.fleet_version().await.expect("version");
+    let first = shipment("SHP-1", "LIC-A", "a.b.c");
+    assert_eq!(
+        s.add_shipment(&first).await.expect("add"),
+        ShipmentInsert::Added
+    );
+    assert!(
+        s.fleet_version().await.expect("version") > version,
+        "replicas look again"
+    );
+    assert_eq!(s.lifecycle_count().await.expect("count"), count + 1);
+    // The same token again: idempotent.
+    assert_eq!(
+        s.add_shipment(&first).await.expect("again"),
+        ShipmentInsert::AlreadyStored
+    );
+    // Another token for the same id: refused, the first record stands.
+    let other = shipment("SHP-1", "LIC-B", "x.y.z");
+    assert_eq!(
+        s.add_shipment(&other).await.expect("conflict"),
+        ShipmentInsert::Conflict {
+            stored_sha256: sha256_hex(b"a.b.c")
+        }
+    );
+    s.add_shipment(&shipment("SHP-0", "LIC-B", "d.e.f"))
+        .await
+        .expect("second");
+    let all = s.shipments().await.expect("list");
+    assert_eq!(
+        all.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        ["SHP-0", "SHP-1"]
+    );
+    let one = s.shipment("SHP-1").await.expect("read").expect("stored");
+    assert_eq!(
+        (
+            one.licence.as_str(),
+            one.token.as_str(),
+            one.delivered_at,
+            one.received_at
+        ),
+        ("LIC-A", "a.b.c", 100, 200)
+    );
+    assert_eq!(one.token_sha256, sha256_hex(b"a.b.c"));
+    assert_eq!(s.shipment_count().await.expect("n"), 2);
+    assert!(s.shipment("SHP-9").await.expect("read").is_none());
+    // Bounds and NUL are refused, nothing stored.
+    let bad = shipment("SHP-\0", "LIC-A", "g.h.i");
+    assert!(s.add_shipment(&bad).await.is_err());
+    let long = shipment(&"x".repeat(MAX_SHIPMENT_ID_LEN + 1), "LIC-A", "g.h.i");
+    assert!(s.add_shipment(&long).await.is_err());
+    assert_eq!(s.shipment_count().await.expect("n"), 2);
+}
+
+fn sighting(device: &str, node: &str, site: Option<&str>, at: i64) -> DeviceSighting {
+    DeviceSighting {
+        device: device.to_owned(),
+        node_id: nid(node).to_string(),
+        site: site.map(str::to_owned),
+        site_source: if site.is_some() {
+            SiteSource::Certified
+        } else {
+            SiteSource::None
+        },
+        at,
+    }
+}
+
+async fn device_site_history(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    let mut batch = s.begin_batch().await.expect("batch");
+    batch
+        .record_device_sites(&[
+            sighting("uuid:gpu-1", "a", Some("fra-1"), 10),
+            sighting("uuid:gpu-2", "a", Some("fra-1"), 10),
+        ])
+        .await
+        .expect("first");
+    batch.commit().await.expect("commit");
+    // Seen again where it was: last_seen moves, no new row.
+    let mut batch = s.begin_batch().await.expect("batch");
+    batch
+        .record_device_sites(&[sighting("uuid:gpu-1", "a", Some("fra-1"), 20)])
+        .await
+        .expect("again");
+    batch.commit().await.expect("commit");
+    let h = s.device_sites("uuid:gpu-1").await.expect("history");
+    assert_eq!(h.len(), 1);
+    assert_eq!((h[0].first_seen, h[0].last_seen), (10, 20));
+    // Moved to another node and site, then seen there twice and back at the first, in one
+    // batch: three rows in order, each closed at its last sighting.
+    let mut batch = s.begin_batch().await.expect("batch");
+    batch
+        .record_device_sites(&[
+            sighting("uuid:gpu-1", "b", Some("ams-1"), 30),
+            sighting("uuid:gpu-1", "b", Some("ams-1"), 31),
+            sighting("uuid:gpu-1", "a", Some("fra-1"), 32),
+        ])
+        .await
+        .expect("moves");
+    batch.commit().await.expect("commit");
+    let h = s.device_sites("uuid:gpu-1").await.expect("history");
+    let places: Vec<(Option<&str>, i64, i64)> = h
+        .iter()
+        .map(|r| (r.site.as_deref(), r.first_seen, r.last_seen))
+        .collect();
+    assert_eq!(
+        places,
+        [
+            (Some("fra-1"), 10, 20),
+            (Some("ams-1"), 30, 31),
+            (Some("fra-1"), 32, 32)
+        ]
+    );
+    assert_eq!(h[1].node, nid("b").to_string());
+    // A later sighting at the latest place moves only the latest row; time never goes back.
+    let mut batch = s.begin_batch().await.expect("batch");
+    batch
+        .record_device_sites(&[
+            sighting("uuid:gpu-1", "a", Some("fra-1"), 40),
+            sighting("uuid:gpu-2", "a", Some("fra-1"), 5),
+        ])
+        .await
+        .expect("later");
+    batch.commit().await.expect("commit");
+    let h = s.device_sites("uuid:gpu-1").await.expect("history");
+    assert_eq!(h.len(), 3);
+    assert_eq!((h[2].first_seen, h[2].last_seen), (32, 40));
+    let h2 = s.device_sites("uuid:gpu-2").await.expect("history");
+    assert_eq!((h2[0].first_seen, h2[0].last_seen), (10, 10));
+    // A claimed site is another place than the same site certified.
+    let mut claimed = sighting("uuid:gpu-2", "a", Some("fra-1"), 50);
+    claimed.site_source = SiteSource::Claimed;
+    let mut batch = s.begin_batch().await.expect("batch");
+    batch
+        .record_device_sites(&[claimed])
+        .await
+        .expect("claimed");
+    batch.commit().await.expect("commit");
+    let h2 = s.device_sites("uuid:gpu-2").await.expect("history");
+    assert_eq!(h2.len(), 2);
+    assert_eq!(h2[1].site_source, SiteSource::Claimed);
+    assert!(s.device_sites("uuid:none").await.expect("none").is_empty());
+    // Over-long identities are refused.
+    let mut batch = s.begin_batch().await.expect("batch");
+    let long = sighting(&"u".repeat(MAX_DEVICE_KEY_LEN + 1), "a", None, 1);
+    assert!(batch.record_device_sites(&[long]).await.is_err());
+}
+
+fn event(id: &str, webhook: &str, at: i64) -> NewEvent {
+    NewEvent {
+        event_id: id.to_owned(),
+        webhook: webhook.to_owned(),
+        code: "diverted_device".to_owned(),
+        licence: "LIC-A".to_owned(),
+        payload: format!("payload-of-{id}"),
+        created_at: at,
+    }
+}
+
+async fn outbox_at_least_once(kind: Kind) {
+    let db = fresh(kind).await;
+    let s = open(&db).await;
+    // Queued in a batch, then again on its own: one row per id.
+    let mut batch = s.begin_batch().await.expect("batch");
+    let new = batch
+        .enqueue_events(&[event("e1", "hook", 100), event("e2", "hook", 101)])
+        .await
+        .expect("enqueue");
+    assert_eq!(new, 2);
+    batch.commit().await.expect("commit");
+    assert_eq!(
+        s.enqueue_events(&[event("e1", "hook", 150), event("e3", "other", 150)])
+            .await
+            .expect("again"),
+        1
+    );
+    // A claim takes the due rows of the configured webhooks only, oldest first.
+    let claimed = s
+        .claim_due_events(&["hook"], 100, 130, 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["e1"],
+        "e2 is not due yet at 100"
+    );
+    assert_eq!(claimed[0].payload, "payload-of-e1");
+    // Claimed: no one else takes it until the claim lapses.
+    assert!(
+        s.claim_due_events(&["hook"], 101, 131, 10)
+            .await
+            .expect("claim")
+            .iter()
+            .all(|e| e.event_id != "e1")
+    );
+    // The process died before settling e1: due again, same id and payload.
+    let again = s
+        .claim_due_events(&["hook"], 130, 160, 10)
+        .await
+        .expect("claim");
+    assert!(
+        again
+            .iter()
+            .any(|e| e.event_id == "e1" && e.payload == "payload-of-e1")
+    );
+    // A failure: retried at next_at; given up: never again.
+    s.event_failed("e1", 160, 170, false, "HTTP 500")
+        .await
+        .expect("failed");
+    let early = s
+        .claim_due_events(&["hook"], 165, 200, 10)
+        .await
+        .expect("claim");
+    assert!(early.iter().all(|e| e.event_id != "e1"), "e1 waits for 170");
+    let retried = s
+        .claim_due_events(&["hook"], 170, 200, 10)
+        .await
+        .expect("claim");
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 3, "three claims so far");
+    assert_eq!(retried[0].last_error.as_deref(), Some("HTTP 500"));
+    s.event_failed("e1", 200, 210, true, "HTTP 500 \0")
+        .await
+        .expect("gave up");
+    s.event_delivered("e2", 205).await.expect("delivered");
+    s.event_delivered("e2", 300).await.expect("twice");
+    assert!(
+        s.claim_due_events(&["hook"], 10_000, 10_100, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let rows = s.outbox(false, 10).await.expect("outbox");
+    assert_eq!(rows.len(), 3);
+    let e1 = rows.iter().find(|e| e.event_id == "e1").expect("e1");
+    assert_eq!(
+        (e1.gave_up_at, e1.attempts, e1.delivered_at),
+        (Some(200), 3, None)
+    );
+    let e2 = rows.iter().find(|e| e.event_id == "e2").expect("e2");
+    assert_eq!(e2.delivered_at, Some(205), "the first delivery stands");
+    let pending = s.outbox(true, 10).await.expect("pending");
+    assert_eq!(pending.len(), 2);
+    // Bounds.
+    let mut big = event("e9", "hook", 1);
+    big.payload = "x".repeat((64 << 10) + 1);
+    assert!(s.enqueue_events(&[big]).await.is_err());
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -862,6 +1133,9 @@ on_both_backends!(
     api_tokens_round_trip,
     prefix_rows_keyed_by_the_whole_token,
     gpu_evidence_facts_round_trip,
+    shipments_stored_once,
+    device_site_history,
+    outbox_at_least_once,
 );
 
 // ---- backend-specific ----
