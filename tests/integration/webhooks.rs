@@ -324,3 +324,170 @@ fn an_event_cut_off_by_a_kill_is_delivered_again_with_the_same_id_after_a_restar
         .collect();
     assert_eq!(bodies.len(), 1);
 }
+
+/// `GET path` with `token`: status and JSON body.
+fn get_with(base: &str, token: &str, path: &str) -> (u16, Value) {
+    let mut resp = http()
+        .get(format!("{base}{path}"))
+        .header("Authorization", bearer(token))
+        .call()
+        .expect("GET");
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().expect("body");
+    (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+/// Issue 15's acceptance: a vendor ships the DGX H100's eight GPUs to site fra-1 under the
+/// example licence; they turn up in a node whose certificate puts it at muc-9 (its agent
+/// still claims fra-1). Each GPU is `diverted_device`, the vendor sees it, and its receiver
+/// gets one event per GPU exactly once, although the verifier is killed mid-delivery and
+/// restarted and the node keeps attesting. (The node is simulated, so its GPUs are also
+/// `unaccounted_device`: a simulated inventory proves no shipped GPU present. The webhook
+/// here subscribes to diversions only.)
+#[test]
+fn a_shipped_gpu_at_another_site_is_diverted_and_its_event_reaches_the_vendor_exactly_once() {
+    let setup = VerifierSetup::new("127.0.0.1:0");
+    let dir = setup.tmp.path();
+    let pki = dir.join("pki");
+    let moved = dir.join("gpu-node-muc");
+    crate::support::issue_node(&pki, &moved, "gpu-node-muc", Some("muc-9"));
+    let receiver = Receiver::start(Mode::Stall);
+    setup.configure(&format!(
+        "[[webhooks]]\nname = \"vendor-a\"\nurl = \"{}\"\nlicences = [\"{LICENCE}\"]\n\
+         codes = [\"diverted_device\"]\ntimeout_s = 2\nbackoff_s = 1\nbackoff_max_s = 1\n",
+        receiver.url
+    ));
+    let vendor = {
+        let out = crate::support::ok(
+            "tppguard-verifier",
+            &[
+                "token",
+                "issue",
+                "--config",
+                crate::support::s(&setup.config),
+                "--role",
+                "vendor",
+                "--name",
+                "vendor-a",
+                "--licence",
+                LICENCE,
+            ],
+        );
+        String::from_utf8(out.stdout)
+            .expect("token")
+            .trim()
+            .to_owned()
+    };
+    let shipment = dir.join("shipment.jws");
+    crate::support::ok(
+        "tppguard-verifier",
+        &[
+            "shipment",
+            "sign",
+            "--dir",
+            crate::support::s(&pki.join("vendor")),
+            "--out",
+            crate::support::s(&shipment),
+            crate::support::s(&crate::support::workspace_root().join("examples/shipment.toml")),
+        ],
+    );
+    let mut verifier = setup.start();
+    // The node was attesting before the vendor filed its shipment (so no GPU of it was ever
+    // unaccounted); the shipment arrives, and the next attestation shows the diversion.
+    push(&verifier, &moved);
+    let token = std::fs::read_to_string(&shipment).expect("shipment");
+    let mut resp = http()
+        .post(format!("{}/v1/shipments", verifier.base))
+        .header("Authorization", bearer(&vendor))
+        .header("Content-Type", "application/jose")
+        .send(token.trim())
+        .expect("POST");
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "{}",
+        resp.body_mut().read_to_string().unwrap()
+    );
+    push(&verifier, &moved);
+    let (_, findings) = get_with(&verifier.base, &vendor, "/v1/findings");
+    let diverted: Vec<&Value> = findings["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["code"] == "diverted_device")
+        .collect();
+    assert_eq!(diverted.len(), 8, "{findings}");
+    assert!(
+        diverted
+            .iter()
+            .all(|f| f["severity"] == "violation" && f["licence"] == LICENCE)
+    );
+    assert!(
+        diverted[0]["sentence"]
+            .as_str()
+            .expect("sentence")
+            .contains("muc-9"),
+        "{}",
+        diverted[0]
+    );
+    // Where the vendor's GPUs are now, and where they have been.
+    let (_, held) = get_with(
+        &verifier.base,
+        &vendor,
+        "/v1/shipments/EXAMPLE-SHIP-2026-0007",
+    );
+    assert_eq!(held["devices"][0]["held_at"][0]["site"], "muc-9", "{held}");
+
+    // The receiver holds the first delivery without answering: kill the verifier then.
+    wait_for(Duration::from_secs(30), "a delivery under way", || {
+        !receiver.got().is_empty()
+    });
+    verifier.child.kill().expect("kill");
+    verifier.child.wait().expect("wait");
+    receiver.set(Mode::FailFirst(0));
+    let restarted = setup.start();
+    // The node attests again: the same diversion, no new event.
+    push(&restarted, &moved);
+    let admin = issue_token(&setup.config, "admin", "test-admin");
+    let started = Instant::now();
+    while receiver.accepted().len() < 8 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "eight events delivered: {:?}\n{:#?}",
+            receiver
+                .got()
+                .iter()
+                .map(|r| (&r.event_id, r.accepted))
+                .collect::<Vec<_>>(),
+            outbox(&restarted, &admin)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let accepted = receiver.accepted();
+    assert_eq!(
+        accepted.len(),
+        8,
+        "one event per diverted GPU: {accepted:?}"
+    );
+    assert!(
+        accepted.values().all(|n| *n == 1),
+        "each processed once: {accepted:?}"
+    );
+    let got = receiver.got();
+    let ids: BTreeSet<&str> = got.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(ids.len(), 8, "no other event id was ever sent");
+    let key = result_key(&setup);
+    for r in got.iter().filter(|r| r.accepted) {
+        let verified = jws::decode(&r.body)
+            .expect("JWS")
+            .verify(&key)
+            .expect("signed by the verifier's result key");
+        let claims: Value = serde_json::from_slice(verified.payload()).expect("claims");
+        assert_eq!(claims["tppguard.event"]["code"], "diverted_device");
+        assert_eq!(
+            claims["tppguard.event"]["shipment"], "EXAMPLE-SHIP-2026-0007",
+            "{claims}"
+        );
+    }
+}
