@@ -125,20 +125,20 @@ fn serve_answers_each_push_with_a_lease_that_leaves_out_the_excess() {
         "the lease answers this attestation"
     );
 
-    // The HGX H200 comes second (received a whole second later: receipt times are in
-    // seconds): four of its eight GPUs fit under the cap of 12.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The HGX H200 joins: 16 GPUs under a cap of 12. The walk goes by node id, so one node
+    // keeps its eight and the other gets four; which one is fixed, whoever attests last.
     let later = push(&v, &attest(&v, &second, Some("hgx-h200")));
     let lease = verified_lease(&later, &key);
     assert_eq!(Some(lease.sub.as_str()), later["node"].as_str());
+    let second_ahead = later["node"].as_str().unwrap() < first["node"].as_str().unwrap();
     let allowed: Vec<u32> = lease.gpus.iter().map(|g| g.gpu.index).collect();
     let excluded: Vec<u32> = lease.excluded.iter().map(|e| e.gpu.index).collect();
-    assert_eq!(
-        (allowed, excluded),
-        (vec![0, 1, 2, 3], vec![4, 5, 6, 7]),
-        "{:?} {later}",
-        lease.excluded
-    );
+    let want_second = if second_ahead {
+        ((0..8).collect::<Vec<u32>>(), vec![])
+    } else {
+        (vec![0, 1, 2, 3], vec![4, 5, 6, 7])
+    };
+    assert_eq!((allowed, excluded), want_second, "{later}");
     for e in &lease.excluded {
         assert_eq!(e.reasons[0].code, "device_count_above_cap", "{e:?}");
     }
@@ -149,12 +149,23 @@ fn serve_answers_each_push_with_a_lease_that_leaves_out_the_excess() {
     );
     let second_allowed = lease.gpus.len();
 
-    // The first node attests again. Its attestation is now the newest, so it walks last;
-    // whichever way, the leases in force never allow more than the cap together.
+    // The first node attests again, now the newest: its lease is the one the walk gives it
+    // whatever the receipt order, and the leases in force allow exactly the cap together.
     let again = push(&v, &attest(&v, &setup.node, None));
     let lease = verified_lease(&again, &key);
     assert_eq!(lease.gpus.len() + lease.excluded.len(), 8);
-    assert!(lease.gpus.len() + second_allowed <= 12, "{lease:?}");
+    assert_eq!(
+        lease.gpus.len(),
+        if second_ahead { 4 } else { 8 },
+        "{lease:?}"
+    );
+    assert_eq!(lease.gpus.len() + second_allowed, 12, "{lease:?}");
+    assert!(
+        lease
+            .excluded
+            .iter()
+            .all(|e| e.reasons[0].code == "device_count_above_cap")
+    );
 
     // The licence's terms show in its usage.
     let (_, licences) = v.get_json("/v1/licences");
@@ -219,6 +230,22 @@ fn serve_finds_a_forged_or_borrowed_lease_in_a_gating_report() {
         .unwrap_or_else(|| panic!("{answer}"));
     assert_eq!(f["figures"]["problem"], "lease_bad_signature", "{f}");
     assert_eq!(f["severity"], "violation");
+
+    // A restarted verifier reads the report back from its store, checks its lease again
+    // under the result key and reaches the same finding.
+    let node = answer["node"].as_str().unwrap().to_owned();
+    drop(v);
+    let v = setup.start();
+    let (_, findings) = v.get_json(&format!(
+        "/v1/findings?node={}",
+        crate::support::path_segment(&node)
+    ));
+    assert!(
+        findings["findings"].as_array().unwrap().iter().any(|f| {
+            f["code"] == "gating_lease_foreign" && f["figures"]["problem"] == "lease_bad_signature"
+        }),
+        "{findings}"
+    );
 
     // Its own lease, untouched: no finding about it.
     let token = attest(&v, &setup.node, None);

@@ -20,11 +20,17 @@
 //!    rule set controls it (a GPU no licence controls needs none, so no licence problem gates
 //!    it);
 //! 4. it does not fit under its licence's caps: the licence's counted GPUs are walked in a
-//!    fixed order that favours what was there first (nodes by receipt, then `iat`, then node
-//!    id; GPUs by index), each added until the next would pass `max_devices`
-//!    (`device_count_above_cap`) or `max_aggregate_tpp` (`aggregate_tpp_above_cap`); that
-//!    one and every later one are left out. GPUs left out for 1 to 3 take no room: they are
-//!    gated anyway.
+//!    fixed order (nodes by node id, GPUs by index), each added until the next would pass
+//!    `max_devices` (`device_count_above_cap`) or `max_aggregate_tpp`
+//!    (`aggregate_tpp_above_cap`); that one and every later one are left out. The order
+//!    must not depend on when a node last attested: a lease is made just after its node's
+//!    attestation, so an order by receipt would put that node last every time and the
+//!    licence's nodes would take the room from each other in turn (two nodes of 8 under a cap
+//!    of 10 would run 4 GPUs between them). By node id, which node keeps the room is
+//!    arbitrary but the same at every attestation, so the leases in force allow exactly the
+//!    cap. Every counted GPU takes room, those left out for 1 to 3 included: they count in
+//!    the licence's usage, and a node that ignores its lease (`gating_not_held`) must not
+//!    free room for another node's GPUs.
 //!
 //! A stale or unproven node keeps its GPUs (unproven is not a violation); the lease's
 //! `tppguard.verdict` says so. `country_allocation_exceeded` leaves nothing out: it sums
@@ -136,7 +142,7 @@ impl<'v> LeasePlan<'v> {
             }
         }
         for (licence, mut nodes) in by_licence {
-            nodes.sort_by_key(|n| (n.received_at.unwrap_or(n.iat), n.iat, n.node));
+            nodes.sort_by_key(|n| n.node);
             let room = plan.walk(licence, &nodes);
             plan.rooms.insert(licence, room);
         }
@@ -153,11 +159,10 @@ impl<'v> LeasePlan<'v> {
         let (mut devices, mut tpp) = (0u64, Tpp::default());
         let mut full: Option<LeaseReason> = None;
         for n in nodes {
-            let own = self.own_exclusions(n);
             let mut gpus: Vec<&GpuVerdict> = n
                 .gpus
                 .iter()
-                .filter(|g| g.controlled && g.counted && !own.contains_key(&*g.submod))
+                .filter(|g| g.controlled && g.counted)
                 .collect();
             gpus.sort_by_key(|g| index_of(&g.submod));
             for g in gpus {
@@ -168,17 +173,19 @@ impl<'v> LeasePlan<'v> {
                         full = Some(LeaseReason {
                             code: "device_count_above_cap".to_owned(),
                             sentence: format!(
-                                "the licence allows {max_devices} devices and devices attested \
-                                 before this one already fill it: it is left out of the lease"
+                                "the licence allows {max_devices} devices and devices ahead of \
+                                 this one (by node id, then GPU index) already fill it: it is \
+                                 left out of the lease"
                             ),
                         });
                     } else if next_tpp > max_tpp {
                         full = Some(LeaseReason {
                             code: "aggregate_tpp_above_cap".to_owned(),
                             sentence: format!(
-                                "the licence's aggregate TPP cap is {max_tpp}; devices attested \
-                                 before this one use {tpp}, and its TPP {gpu_tpp} would bring \
-                                 it to {next_tpp}: it is left out of the lease"
+                                "the licence's aggregate TPP cap is {max_tpp}; devices ahead of \
+                                 this one (by node id, then GPU index) use {tpp}, and its TPP \
+                                 {gpu_tpp} would bring it to {next_tpp}: it is left out of the \
+                                 lease"
                             ),
                         });
                     } else {

@@ -105,12 +105,19 @@ fn codes(e: &LeaseExclusion) -> Vec<&str> {
 }
 
 #[test]
-fn an_over_cap_licence_leaves_out_the_later_nodes_excess() {
+fn an_over_cap_licence_leaves_out_the_excess_in_an_order_that_never_changes() {
     let lic = licence(&licence_toml(0, 10, 1_000_000));
-    let first = node("node-a", "site-0", AT - 200, &[H100; 8]);
-    let later = node("node-b", "site-0", AT - 100, &[H100; 8]);
-    let nodes = [later.clone(), first.clone()];
-    let a = lease_of(std::slice::from_ref(&lic), &nodes, "node-a");
+    // The walk goes by node id: whichever of the two comes first keeps its eight GPUs.
+    let (ahead, behind) = if id("node-a") < id("node-b") {
+        ("node-a", "node-b")
+    } else {
+        ("node-b", "node-a")
+    };
+    let nodes = [
+        node(behind, "site-0", AT - 200, &[H100; 8]),
+        node(ahead, "site-0", AT - 100, &[H100; 8]),
+    ];
+    let a = lease_of(std::slice::from_ref(&lic), &nodes, ahead);
     assert_eq!(indexes(&a), ((0..8).collect(), vec![]));
     assert!(
         a.gpus
@@ -122,17 +129,28 @@ fn an_over_cap_licence_leaves_out_the_later_nodes_excess() {
         LeaseVerdict::NotCompliant,
         "the licence is over its cap"
     );
-    let b = lease_of(std::slice::from_ref(&lic), &nodes, "node-b");
+    let b = lease_of(std::slice::from_ref(&lic), &nodes, behind);
     assert_eq!(indexes(&b), (vec![0, 1], (2..8).collect()));
     for e in &b.excluded {
         assert_eq!(codes(e), ["device_count_above_cap"]);
         assert!(e.reasons[0].sentence.contains("allows 10 devices"), "{e:?}");
     }
-    // The walk follows receipt, not input order or node id: received the other way round,
-    // node-b keeps its GPUs.
-    let first_b = node("node-b", "site-0", AT - 300, &[H100; 8]);
-    let a = lease_of(&[lic], &[first, first_b], "node-a");
-    assert_eq!(indexes(&a), (vec![0, 1], (2..8).collect()));
+    // Receipt order changes nothing: each node re-attesting (and so received last) gets the
+    // same lease, so the leases in force allow exactly the cap, never less.
+    for (who, want) in [(ahead, 8), (behind, 2)] {
+        let again = [
+            node(behind, "site-0", AT - 50, &[H100; 8]),
+            node(ahead, "site-0", AT - 60, &[H100; 8]),
+        ];
+        let swapped = [
+            node(behind, "site-0", AT - 60, &[H100; 8]),
+            node(ahead, "site-0", AT - 50, &[H100; 8]),
+        ];
+        for fleet in [&again, &swapped] {
+            let l = lease_of(std::slice::from_ref(&lic), fleet, who);
+            assert_eq!(l.gpus.len(), want, "{who}");
+        }
+    }
 }
 
 #[test]
@@ -154,9 +172,10 @@ fn the_aggregate_tpp_cap_leaves_out_the_gpu_that_would_pass_it() {
 }
 
 #[test]
-fn a_gpu_in_violation_is_left_out_with_its_finding_and_takes_no_room() {
-    // The licence allows H100 only, and 8 devices: the A100 is left out for itself, and
-    // eight H100 fit beside it.
+fn a_gpu_in_violation_is_left_out_with_its_finding_and_still_takes_room() {
+    // The licence allows H100 only, and 8 devices: the A100 is left out for itself, and it
+    // counts in the licence's usage, so it takes room too (a node that keeps using it must
+    // not have freed room for more): seven H100 fit beside it.
     let lic = licence(&licence_toml(0, 8, 1_000_000));
     let mut gpus = vec![A100];
     gpus.extend([H100; 8]);
@@ -165,8 +184,9 @@ fn a_gpu_in_violation_is_left_out_with_its_finding_and_takes_no_room() {
         &[node("node-a", "site-0", AT - 10, &gpus)],
         "node-a",
     );
-    assert_eq!(indexes(&lease), ((1..9).collect(), vec![0]));
+    assert_eq!(indexes(&lease), ((1..8).collect(), vec![0, 8]));
     assert_eq!(codes(&lease.excluded[0]), ["model_not_allowed"]);
+    assert_eq!(codes(&lease.excluded[1]), ["device_count_above_cap"]);
     assert!(lease.excluded[0].reasons[0].sentence.contains("A100"));
     assert_eq!(lease.excluded[0].gpu.uuid.as_deref(), Some("GPU-node-a-0"));
 }

@@ -192,6 +192,10 @@ pub(crate) struct FleetState {
     pub(crate) lifecycle: super::lifecycle::LifecycleState,
     /// The stored shipments (issue 15), reloaded with the licences.
     pub(crate) shipments: super::shipments::ShipmentsHeld,
+    /// The verifier's result key (its public half): a stored gating report's lease is checked
+    /// under it again when the row is read back, so a restarted replica reaches the verdict
+    /// the writer reached (issue 15). Unset: the leases read back are unverifiable.
+    lease_key: std::sync::OnceLock<tppguard_proto::jws::VerifyingKey>,
 }
 
 #[cfg(test)]
@@ -214,7 +218,13 @@ impl FleetState {
             evaluated: Mutex::default(),
             computing: tokio::sync::Mutex::new(()),
             shipments: super::shipments::ShipmentsHeld::default(),
+            lease_key: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the result key stored gating reports' leases are checked under (once, at start).
+    pub(crate) fn set_lease_key(&self, key: tppguard_proto::jws::VerifyingKey) {
+        let _ = self.lease_key.set(key);
     }
 
     /// Catches up with the database: other replicas' attestations, new licences, and any
@@ -273,7 +283,7 @@ impl FleetState {
             // A row that does not read back is left out and reported, never a 500.
             let mut parsed = Vec::with_capacity(rows.len());
             for row in &rows {
-                match from_stored(row) {
+                match from_stored(row, self.lease_key.get()) {
                     Ok(attestation) => parsed.push((row.id, attestation)),
                     Err(e) => self.lifecycle.row_unusable(row, e.sentence()),
                 }
@@ -643,7 +653,10 @@ fn stale_from(node: &NodeVerdict, max_age_s: u64) -> Option<i64> {
 /// chain then, and what it established from the GPUs' own evidence then (the columns, not the
 /// token's certificates and reports again: a replica catching up with 100,000 nodes parses no
 /// certificate and checks no signature), its receipt time and token hash.
-fn from_stored(a: &StoredAttestation) -> ApiResult<VerifiedAttestation> {
+fn from_stored(
+    a: &StoredAttestation,
+    lease_key: Option<&tppguard_proto::jws::VerifyingKey>,
+) -> ApiResult<VerifiedAttestation> {
     let corrupt = |what: &str| {
         ApiError::internal(&format!(
             "stored attestation {} of {:?}: {what}",
@@ -663,6 +676,8 @@ fn from_stored(a: &StoredAttestation) -> ApiResult<VerifiedAttestation> {
             .map_err(|e| corrupt(&format!("GPU evidence facts do not read back ({e})")))?,
         None => GpuEvidenceFacts::new(),
     };
+    // The gating report's lease, checked as at receipt: the same facts the writer had.
+    let gating = crate::attestation::gating_facts(&claims, &node_id, lease_key, a.received_at);
     Ok(VerifiedAttestation::from_stored(
         claims,
         node_id,
@@ -671,7 +686,8 @@ fn from_stored(a: &StoredAttestation) -> ApiResult<VerifiedAttestation> {
         Some(a.received_at),
         sha,
     )
-    .with_gpu_evidence(gpu_evidence))
+    .with_gpu_evidence(gpu_evidence)
+    .with_gating(gating))
 }
 
 /// The node id and certified site of a stored token, from its certificate (x5c leaf): how

@@ -227,6 +227,7 @@ async fn build_state(
         );
     }
     let fleet = fleet::FleetState::new(config.rule_sets.clone());
+    fleet.set_lease_key(result_key.verifying_key());
     if let Some(dir) = &config.licences_dir {
         import_licences(&store, &trust, &fleet, dir, &config.path, now).await?;
         lifecycle::import_revocations(&store, &trust, dir, now).await?;
