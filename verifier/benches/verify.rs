@@ -11,6 +11,11 @@
 //! DE=tier_2`): the baseline evaluation, the scenario's and their comparison, against the
 //! baseline evaluation alone, interleaved in the same run.
 //!
+//! (f) The same fleet with every GPU on a vendor's shipment (issue 15: the shipments stage
+//! matches a million shipped devices), against the evaluation without shipments, interleaved.
+//! (g) Leases on the same verdict: the plan (every licence's cap walk) and one node's lease,
+//! as each ingest batch makes them, against the evaluation that batch makes anyway.
+//!
 //! (d) The same node at the `hardware` tier: each GPU carries its own evidence (a P-384 SPDM
 //! report signed for the derived GPU nonce, and its device chain, from test devices shaped
 //! like NVIDIA's under a test root pinned in `device_roots`), against eight raw ring P-384
@@ -39,7 +44,7 @@ use tppguard_verifier::attestation::verify_attestation;
 use tppguard_verifier::chain::{TrustAnchors, certs_from_pem};
 use tppguard_verifier::gpu_evidence::test_device::{FwidForm, TestRoot};
 use tppguard_verifier::pki;
-use tppguard_verifier::policy::{bench_support, evaluate};
+use tppguard_verifier::policy::{ShippedDevice, VerifiedShipment, bench_support, evaluate};
 use tppguard_verifier::scenario::{Scenario, ScenarioError, compare};
 
 /// How long each measurement round runs.
@@ -225,6 +230,98 @@ fn main() {
          alone {a:.3?}: ratio {:.2} (two evaluations: ~2 expected)",
         compare_only[ROUNDS / 2],
         w.as_secs_f64() / a.as_secs_f64()
+    );
+
+    shipments_and_leases(&lics, &rules, &fleet, at);
+}
+
+/// Cases (f) and (g) of the module documentation.
+fn shipments_and_leases(
+    lics: &[tppguard_verifier::policy::VerifiedLicence],
+    rules: &tppguard_proto::ruleset::RuleSet,
+    fleet: &[tppguard_verifier::policy::VerifiedAttestation],
+    at: i64,
+) {
+    // Every GPU of the fleet on a shipment of its node's licence, to its node's site, in
+    // shipments of at most 4,096 devices (the format's limit).
+    let verdict = evaluate(lics, &[], rules, fleet, at);
+    let mut by_place: std::collections::BTreeMap<(String, String), Vec<ShippedDevice>> =
+        std::collections::BTreeMap::new();
+    for n in &verdict.nodes {
+        let (Some(licence), Some(site)) = (n.licence.clone(), n.site.as_deref()) else {
+            continue;
+        };
+        let devices = by_place.entry((licence, site.to_owned())).or_default();
+        devices.extend(n.gpus.iter().map(|g| ShippedDevice {
+            uuid: g.uuid.clone(),
+            serial: g.serial.clone(),
+            hardware_id: None,
+            model: None,
+        }));
+    }
+    let mut shipments = Vec::new();
+    for ((licence, site), devices) in by_place {
+        for (k, chunk) in devices.chunks(4096).enumerate() {
+            shipments.push(VerifiedShipment {
+                id: format!("SHP-{licence}-{site}-{k}"),
+                licence: licence.clone(),
+                vendor: "CN=bench vendor".to_owned(),
+                site: site.clone(),
+                delivered_at: at - 86_400,
+                devices: chunk.to_vec(),
+                token_sha256: format!("{:064x}", shipments.len()),
+            });
+        }
+    }
+    let shipped: usize = shipments.iter().map(|s| s.devices.len()).sum();
+    let mut without = Vec::with_capacity(ROUNDS);
+    let mut with = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        let v = black_box(evaluate(lics, &[], rules, fleet, at));
+        without.push(start.elapsed());
+        drop(v);
+        let start = Instant::now();
+        let v = black_box(evaluate(lics, &shipments, rules, fleet, at));
+        with.push(start.elapsed());
+        assert!(
+            !v.findings.iter().any(|f| f.code == "diverted_device"),
+            "every shipped GPU is where it was shipped"
+        );
+        drop(v);
+    }
+    without.sort();
+    with.sort();
+    let (a, w) = (without[ROUNDS / 2], with[ROUNDS / 2]);
+    println!(
+        "shipments: {} shipments of {shipped} GPUs: evaluate with them median {w:.3?} against \
+         without {a:.3?}: ratio {:.2}",
+        shipments.len(),
+        w.as_secs_f64() / a.as_secs_f64()
+    );
+
+    // (g) A batch's leases: the plan once per verdict, then one lease per arrival.
+    let index = verdict.finding_index();
+    let node = verdict.nodes.last().map(|n| n.node).expect("a node");
+    let mut plans = Vec::with_capacity(ROUNDS);
+    let mut one = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        let plan = black_box(tppguard_verifier::lease::LeasePlan::new(&verdict, &index));
+        plans.push(start.elapsed());
+        let start = Instant::now();
+        let lease = black_box(plan.lease(node, at, "tppguard-verifier:bench"));
+        one.push(start.elapsed());
+        assert!(lease.is_some_and(|l| l.gpus.len() == 8));
+    }
+    plans.sort();
+    one.sort();
+    println!(
+        "leases on the same verdict: plan (every licence's cap walk) median {:.3?}, one node's \
+         lease {:.3?}; the evaluation a batch makes anyway {a:.3?}: plan / evaluation {:.3}",
+        plans[ROUNDS / 2],
+        one[ROUNDS / 2],
+        plans[ROUNDS / 2].as_secs_f64() / a.as_secs_f64()
     );
 }
 
