@@ -797,7 +797,10 @@ fn open_gate(
 
 /// Evaluates gating now through NVML; a failure is logged, and tried again at the next wake.
 fn evaluate_gate(config: &RunConfig, gate: &mut Gatekeeper) {
-    let now = sign::now().unwrap_or(i64::MAX);
+    // A clock that cannot be read would make every lease look lapsed: nothing is judged.
+    let Some(now) = gating_now() else {
+        return;
+    };
     let evaluated = crate::open_session(&config.source()).and_then(|session| {
         gate.evaluate(
             &mut crate::nvml::control::NvmlControl::new(&session.nvml),
@@ -817,13 +820,27 @@ fn evaluate_gate(config: &RunConfig, gate: &mut Gatekeeper) {
     }
 }
 
+/// The clock for gating; `None` (logged) when it cannot be read, so that nothing is judged
+/// and the GPUs stay as they are.
+fn gating_now() -> Option<i64> {
+    match sign::now() {
+        Ok(now) => Some(now),
+        Err(e) => {
+            tracing::error!(error = %Escaped(&e.render()), "the clock cannot be read: gating is not evaluated, the GPUs stay as they are; tried again at the next wake-up");
+            None
+        }
+    }
+}
+
 /// Takes the lease of a delivered answer (bound to the token just sent) and acts on it.
 fn take_lease(config: &RunConfig, gate: &mut Gatekeeper, verdict: &Verdict) {
     let Some(lease) = &verdict.lease else {
         tracing::debug!("the verifier's answer carries no lease");
         return;
     };
-    let now = sign::now().unwrap_or(i64::MAX);
+    let Some(now) = gating_now() else {
+        return;
+    };
     // `token_sha256` was checked to be the token sent (push::Client::post_attestation).
     if gate.offer(lease, Some(&verdict.token_sha256), now).is_ok() {
         evaluate_gate(config, gate);
