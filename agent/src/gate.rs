@@ -9,15 +9,18 @@
 //! - **the state** ([`standing`]): no lease yet (nothing gated until the first lease or
 //!   `first_lease_grace_s` after the first start), leased, grace (the lease expired: its state
 //!   is kept for its `tppguard.grace_s`), lapsed (the lease's `on_expiry`: `fail_closed` gates
-//!   every GPU, `fail_open` none; with no lease ever, `[gating] without_lease`);
+//!   every GPU, `fail_open` only what the last lease did not allow; with no lease ever,
+//!   `[gating] without_lease`, whose `fail_open` gates none);
 //! - **acting** ([`act`]) through [`GpuControl`] (NVML in production, [`crate::nvml::control`];
-//!   a fake in tests): in `enforce`, compute mode `PROHIBITED` on a gated GPU and the mode found
-//!   before gating (else `DEFAULT`) on an allowed one, each read back, a set call only where the
+//!   a fake in tests): in `enforce`, compute mode `PROHIBITED` on a gated GPU and, on an allowed
+//!   GPU the agent gated, the mode found before gating, each read back, a set call only where the
 //!   read-back differs; with confidential computing on, the GPUs-ready state not-ready when every
-//!   GPU is gated. In `observe`, nothing is changed and the report says what would be;
+//!   GPU is gated and back to what was found after. What the agent did not set it never undoes.
+//!   In `observe` (and a dry run), nothing is changed and the report says what would be;
 //! - **the files** in the node folder: [`LEASE_FILE`] (the lease held, verified before it is
-//!   written and again when read), [`STATE_FILE`] (the first start, the modes found before
-//!   gating, the last state and gated set) and [`REPORT_FILE`] (the [`GatingReport`] the next
+//!   written and again when read, never older than the last lease held), [`STATE_FILE`] (the
+//!   first start, the modes and CC state found before gating, the last state and gated set,
+//!   the last lease's `iat` and SHA-256, the Kubernetes marks last made) and [`REPORT_FILE`] (the [`GatingReport`] the next
 //!   attestation carries as `tppguard.gating`).
 //!
 //! Everything but [`Gatekeeper`]'s file handling and the NVML shell is pure and takes `now`.
