@@ -265,8 +265,9 @@ pub struct GateArgs {
     #[arg(long, value_name = "FILE")]
     pub lease: Option<PathBuf>,
 
-    /// Evaluate as at this Unix time instead of the clock (what happens at expiry, in
-    /// grace, after the lapse). The GPUs are acted on as at that time.
+    /// Dry run: evaluate as at this Unix time instead of the clock (what happens at expiry,
+    /// in grace, after the lapse). Nothing is set through NVML, no file is written (neither
+    /// the lease, the state nor the report) and no Kubernetes node is marked.
     #[arg(long, value_name = "UNIX_SECONDS")]
     pub at: Option<i64>,
 

@@ -9,15 +9,18 @@
 //! - **the state** ([`standing`]): no lease yet (nothing gated until the first lease or
 //!   `first_lease_grace_s` after the first start), leased, grace (the lease expired: its state
 //!   is kept for its `tppguard.grace_s`), lapsed (the lease's `on_expiry`: `fail_closed` gates
-//!   every GPU, `fail_open` none; with no lease ever, `[gating] without_lease`);
+//!   every GPU, `fail_open` only what the last lease did not allow; with no lease ever,
+//!   `[gating] without_lease`, whose `fail_open` gates none);
 //! - **acting** ([`act`]) through [`GpuControl`] (NVML in production, [`crate::nvml::control`];
-//!   a fake in tests): in `enforce`, compute mode `PROHIBITED` on a gated GPU and the mode found
-//!   before gating (else `DEFAULT`) on an allowed one, each read back, a set call only where the
+//!   a fake in tests): in `enforce`, compute mode `PROHIBITED` on a gated GPU and, on an allowed
+//!   GPU the agent gated, the mode found before gating, each read back, a set call only where the
 //!   read-back differs; with confidential computing on, the GPUs-ready state not-ready when every
-//!   GPU is gated. In `observe`, nothing is changed and the report says what would be;
+//!   GPU is gated and back to what was found after. What the agent did not set it never undoes.
+//!   In `observe` (and a dry run), nothing is changed and the report says what would be;
 //! - **the files** in the node folder: [`LEASE_FILE`] (the lease held, verified before it is
-//!   written and again when read), [`STATE_FILE`] (the first start, the modes found before
-//!   gating, the last state and gated set) and [`REPORT_FILE`] (the [`GatingReport`] the next
+//!   written and again when read, never older than the last lease held), [`STATE_FILE`] (the
+//!   first start, the modes and CC state found before gating, the last state and gated set,
+//!   the last lease's `iat` and SHA-256, the Kubernetes marks last made) and [`REPORT_FILE`] (the [`GatingReport`] the next
 //!   attestation carries as `tppguard.gating`).
 //!
 //! Everything but [`Gatekeeper`]'s file handling and the NVML shell is pure and takes `now`.
@@ -329,11 +332,15 @@ pub fn standing(
 }
 
 /// Whether `gpu` must be gated in `state` under `lease`: a GPU the lease does not allow (one
-/// it leaves out, or one it does not name) while leased or in grace; every GPU when lapsed
-/// fail-closed; none before the first lease or lapsed fail-open.
+/// it leaves out, or one it does not name) while leased, in grace, or lapsed fail-open
+/// (fail-open keeps licensed GPUs running through a verifier outage; it never releases the
+/// GPUs the lease left out); every GPU when lapsed fail-closed; none before the first lease.
+/// Lapsed fail-open with no lease at hand gates nothing here: [`Gatekeeper`] keeps the last
+/// gated set when a lease was held before.
 pub fn must_gate(state: GatingState, lease: Option<&LeaseClaims>, gpu: &GpuRef) -> bool {
     match state {
-        GatingState::NoLeaseYet | GatingState::LapsedFailOpen => false,
+        GatingState::NoLeaseYet => false,
+        GatingState::LapsedFailOpen => lease.is_some_and(|l| !l.allows(gpu)),
         GatingState::LapsedFailClosed => true,
         GatingState::Leased | GatingState::Grace => !lease.is_some_and(|l| l.allows(gpu)),
     }
@@ -401,6 +408,38 @@ pub struct GateRecord {
     /// The `on_expiry` of the last lease held, once one was: without it the state is lapsed.
     #[serde(default)]
     pub lease_on_expiry: Option<OnExpiry>,
+    /// The `iat` of the last lease held: a lease file older than it (swapped in while the
+    /// agent was down) is refused at start, and a clock behind it is not trusted.
+    #[serde(default)]
+    pub lease_iat: Option<i64>,
+    /// The SHA-256 (hex) of the last lease held's compact JWS, for whoever audits the node.
+    #[serde(default)]
+    pub lease_sha256: Option<String>,
+    /// The CC GPUs-ready state found before the agent set it not-ready (`None`: the agent
+    /// has not set it): restored when not every GPU is gated any more.
+    #[serde(default)]
+    pub cc_ready_found: Option<bool>,
+    /// What the Kubernetes node was last marked with successfully: marked again whenever
+    /// the wanted marks differ (so a failed mark is tried again).
+    #[serde(default)]
+    pub kube_marked: Option<KubeMarks>,
+}
+
+/// The marks on the Kubernetes node: the mode and the counts of GPUs left out and allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeMarks {
+    /// The gating mode the marks were made in.
+    pub mode: GatingMode,
+    /// GPUs left out.
+    pub left_out: usize,
+    /// GPUs allowed.
+    pub allowed: usize,
+}
+
+/// The SHA-256 (hex) of a lease's compact JWS.
+fn lease_sha256(jws: &str) -> String {
+    crate::push::sha256_hex(jws.as_bytes())
 }
 
 /// How the record and reports name a GPU: its UUID, else `index:N`.
@@ -444,20 +483,21 @@ fn act_on_gpu(
         return result;
     }
     let target = if gate {
-        if let Ok(m @ (ComputeMode::Default | ComputeMode::ExclusiveProcess)) = found {
-            record.restore.insert(key.clone(), m);
-        }
+        // The agent is about to gate it: what to restore later (a mode it cannot read is
+        // restored to DEFAULT, NVML's own default).
+        let m = match found {
+            Ok(m @ (ComputeMode::Default | ComputeMode::ExclusiveProcess)) => m,
+            _ => ComputeMode::Default,
+        };
+        record.restore.entry(key.clone()).or_insert(m);
         ComputeMode::Prohibited
-    } else if found.is_err() {
-        // Allowed, but the mode cannot be read: nothing tells that it needs restoring.
-        return result;
     } else {
-        record
-            .restore
-            .get(&key)
-            .copied()
-            .filter(|m| matches!(m, ComputeMode::Default | ComputeMode::ExclusiveProcess))
-            .unwrap_or(ComputeMode::Default)
+        // Restore only what the agent itself gated: an allowed GPU someone else prohibited
+        // (or whose mode cannot be read) is left as found, and reported as found.
+        match record.restore.get(&key).copied() {
+            Some(m @ (ComputeMode::Default | ComputeMode::ExclusiveProcess)) if found.is_ok() => m,
+            _ => return result,
+        }
     };
     let set = control.set_compute_mode(result.gpu.index, target);
     let back = control.compute_mode(result.gpu.index);
@@ -476,23 +516,40 @@ fn act_on_gpu(
     result
 }
 
-/// The CC GPUs-ready state: not ready when every GPU is gated, ready otherwise; set in
-/// `enforce` where it differs, read back. `None` where CC is off.
+/// The CC GPUs-ready state: set not-ready in `enforce` when every GPU is gated (the state
+/// found first kept in `record`), and restored to what was found when not every GPU is gated
+/// any more; read back. The agent never sets ready a system it did not make not-ready: then
+/// the state found is reported as it is. `None` where CC is off.
 fn act_on_cc(
     control: &mut dyn GpuControl,
     mode: GatingMode,
     gpus: &[GpuGate],
+    record: &mut GateRecord,
 ) -> Option<CcReadyGate> {
     if !control.cc_on() {
         return None;
     }
-    let ready = gpus.is_empty() || gpus.iter().any(|g| !g.gate);
+    let all_gated = !gpus.is_empty() && gpus.iter().all(|g| g.gate);
     let mut read_back = control.cc_ready().ok();
-    if mode == GatingMode::Enforce && read_back != Some(ready) {
+    let ready = if all_gated {
+        false
+    } else {
+        // Not the agent's to decide: what it found before gating, else what is there.
+        record.cc_ready_found.or(read_back).unwrap_or(true)
+    };
+    let ours = all_gated || record.cc_ready_found.is_some();
+    if mode == GatingMode::Enforce && ours && read_back != Some(ready) {
+        if all_gated && record.cc_ready_found.is_none() {
+            // An unreadable state is taken as ready: the agent is the one making it not-ready.
+            record.cc_ready_found = Some(read_back.unwrap_or(true));
+        }
         if let Err(e) = control.set_cc_ready(ready) {
             tracing::warn!(ready, error = %Escaped(&e), "the confidential-computing GPUs-ready state could not be set");
         }
         read_back = control.cc_ready().ok();
+    }
+    if mode == GatingMode::Enforce && !all_gated && read_back == Some(ready) {
+        record.cc_ready_found = None;
     }
     Some(CcReadyGate {
         ready,
@@ -503,11 +560,14 @@ fn act_on_cc(
 
 /// Evaluates and acts: the report of what `mode` did in `state` under `lease` on every GPU
 /// `control` lists. `record` gains the modes found before gating and the result.
+/// `keep`: the GPUs to gate instead of what [`must_gate`] says (the last gated set, when no
+/// lease can be judged: a clock behind the lease held, or a lease gone under fail-open).
 pub fn act(
     control: &mut dyn GpuControl,
     mode: GatingMode,
     state: GatingState,
     lease: Option<&HeldLease>,
+    keep: Option<&[String]>,
     record: &mut GateRecord,
 ) -> Result<GatingReport, String> {
     let claims = lease.map(|l| &l.claims);
@@ -516,7 +576,10 @@ pub fn act(
     let gates: Vec<GpuGate> = gpus
         .into_iter()
         .map(|gpu| {
-            let gate = must_gate(state, claims, &gpu);
+            let gate = match keep {
+                Some(keys) => keys.contains(&gpu_key(&gpu)),
+                None => must_gate(state, claims, &gpu),
+            };
             if mode == GatingMode::Observe && gate {
                 let reasons = claims
                     .and_then(|l| l.exclusion(&gpu))
@@ -533,13 +596,17 @@ pub fn act(
             act_on_gpu(control, mode, gpu, gate, record)
         })
         .collect();
-    let cc_ready = act_on_cc(control, mode, &gates);
+    let cc_ready = act_on_cc(control, mode, &gates, record);
     if record.last_state != Some(state) {
         tracing::info!(from = ?record.last_state, to = ?state, "gating state changed");
     }
     record.last_state = Some(state);
-    if let Some(l) = claims {
-        record.lease_on_expiry = Some(l.on_expiry);
+    if let Some(l) = lease {
+        record.lease_on_expiry = Some(l.claims.on_expiry);
+        if record.lease_iat.is_none_or(|held| l.claims.iat >= held) {
+            record.lease_iat = Some(l.claims.iat);
+            record.lease_sha256 = Some(lease_sha256(&l.jws));
+        }
     }
     record.last_gated = gates
         .iter()
@@ -564,6 +631,7 @@ pub struct Gatekeeper {
     node: NodeId,
     lease: Option<HeldLease>,
     record: GateRecord,
+    dry_run: bool,
 }
 
 impl Gatekeeper {
@@ -596,7 +664,7 @@ impl Gatekeeper {
                     node,
                     token_sha256: None,
                     now: None,
-                    held_iat: None,
+                    held_iat: record.lease_iat,
                 };
                 match verify_lease(key.as_ref(), &jws, &expect) {
                     Ok(lease) => Some(lease),
@@ -615,7 +683,25 @@ impl Gatekeeper {
             node,
             lease,
             record,
+            dry_run: false,
         })
+    }
+
+    /// Makes this a dry run (`gate --at`): nothing is set through NVML (the GPUs are acted on
+    /// as in observe), no file is written and no Kubernetes node is marked.
+    pub fn dry_run(&mut self) {
+        self.dry_run = true;
+    }
+
+    /// Whether the clock reads earlier than the last lease held was issued, beyond the skew:
+    /// a clock rolled back, under which no lease time can be judged.
+    pub fn clock_behind(&self, now: i64) -> bool {
+        let iat = self
+            .lease
+            .as_ref()
+            .map(|l| l.claims.iat)
+            .max(self.record.lease_iat);
+        iat.is_some_and(|iat| now < iat.saturating_sub(LEASE_SKEW_S))
     }
 
     /// The lease held.
@@ -641,11 +727,17 @@ impl Gatekeeper {
             node: self.node,
             token_sha256,
             now: Some(now),
-            held_iat: self.lease.as_ref().map(|l| l.claims.iat),
+            held_iat: self
+                .lease
+                .as_ref()
+                .map(|l| l.claims.iat)
+                .max(self.record.lease_iat),
         };
         match verify_lease(self.key.as_ref(), jws, &expect) {
             Ok(lease) => {
-                if let Err(e) =
+                if self.dry_run {
+                    tracing::info!("dry run: the lease is acted on but not kept");
+                } else if let Err(e) =
                     write_atomic(&self.dir.join(LEASE_FILE), &format!("{}\n", lease.jws))
                 {
                     tracing::error!(error = %Escaped(&format!("{e:#}")), "the lease is acted on but could not be kept in the node folder: a restart would not find it");
@@ -696,22 +788,49 @@ impl Gatekeeper {
     }
 
     /// Evaluates at `now` and acts through `control`; writes the record and the report (for
-    /// the next attestation), and marks the Kubernetes node when the gated set changed.
+    /// the next attestation), and marks the Kubernetes node where its marks differ from the
+    /// last ones made. A clock behind the lease held keeps the last state and gated set; a
+    /// lease gone under fail-open keeps the last gated set.
     pub fn evaluate(
         &mut self,
         control: &mut dyn GpuControl,
         now: i64,
     ) -> anyhow::Result<GatingReport> {
-        let state = self.state(now);
-        let before = self.record.last_gated.clone();
+        let behind = self.clock_behind(now);
+        let state = match self.record.last_state {
+            Some(last) if behind => last,
+            _ => self.state(now),
+        };
+        if behind {
+            tracing::warn!(
+                now,
+                lease_iat = ?self.record.lease_iat,
+                "the clock reads before the lease held was issued: no lease time can be judged, so the last gated set is kept; check the node's clock"
+            );
+        }
+        let lease_gone = self.lease.is_none() && self.record.lease_iat.is_some();
+        let keep = (behind || (lease_gone && state == GatingState::LapsedFailOpen))
+            .then(|| self.record.last_gated.clone());
+        let mode = if self.dry_run {
+            GatingMode::Observe
+        } else {
+            self.config.mode
+        };
+        let mut record = self.record.clone();
         let report = act(
             control,
-            self.config.mode,
+            mode,
             state,
             self.lease.as_ref(),
-            &mut self.record,
+            keep.as_deref(),
+            &mut record,
         )
         .map_err(|e| anyhow::anyhow!("NVML cannot list the GPUs to gate ({e})"))?;
+        if self.dry_run {
+            return Ok(report);
+        }
+        self.record = record;
+        self.mark_kube(&report);
         write_atomic(
             &self.dir.join(STATE_FILE),
             &serde_json::to_string_pretty(&self.record)?,
@@ -720,19 +839,32 @@ impl Gatekeeper {
             &self.dir.join(REPORT_FILE),
             &serde_json::to_string_pretty(&report)?,
         )?;
-        // The node is marked in both modes (in observe, a would-gate label and never a
-        // taint), whenever the set of GPUs left out changes.
-        if before != self.record.last_gated
-            && let Some(kube) = &self.config.kubernetes
-        {
-            let left_out = report.gpus.iter().filter(|g| g.gate).count();
-            let allowed = report.gpus.len().saturating_sub(left_out);
-            let env = |name: &str| std::env::var(name).ok();
-            if let Err(e) = crate::kube::mark(kube, &env, self.config.mode, left_out, allowed) {
-                tracing::warn!(code = e.code(), error = %Escaped(&e.to_string()), "could not mark the Kubernetes node; gating goes on through NVML");
+        Ok(report)
+    }
+
+    /// Marks the Kubernetes node (in both modes: in observe, a would-gate label and never a
+    /// taint) when the marks wanted differ from the last made; a failure is logged and tried
+    /// again at the next evaluation.
+    fn mark_kube(&mut self, report: &GatingReport) {
+        let Some(kube) = &self.config.kubernetes else {
+            return;
+        };
+        let left_out = report.gpus.iter().filter(|g| g.gate).count();
+        let wanted = KubeMarks {
+            mode: self.config.mode,
+            left_out,
+            allowed: report.gpus.len().saturating_sub(left_out),
+        };
+        if self.record.kube_marked == Some(wanted) {
+            return;
+        }
+        let env = |name: &str| std::env::var(name).ok();
+        match crate::kube::mark(kube, &env, wanted.mode, wanted.left_out, wanted.allowed) {
+            Ok(()) => self.record.kube_marked = Some(wanted),
+            Err(e) => {
+                tracing::warn!(code = e.code(), error = %Escaped(&e.to_string()), "could not mark the Kubernetes node; gating goes on through NVML, and the mark is tried again at the next evaluation");
             }
         }
-        Ok(report)
     }
 }
 

@@ -174,15 +174,41 @@ fn is_loopback_http(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("http://") else {
         return false;
     };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
+    // The authority ends at the first `/`, `?` or `#`. Userinfo (`user@`), a backslash or
+    // any other character a host and port cannot hold is refused: parsers disagree on
+    // them (`http://localhost:1@evil.example/` goes to evil.example).
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = rest.get(..end).unwrap_or_default();
+    if !authority
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    {
+        return false;
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, after)) => match after {
+                "" => (host, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return false,
+                },
+            },
+            None => return false,
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
     };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
+    let host_ok = host.eq_ignore_ascii_case("localhost")
+        || (!host.contains('[')
+            && !host.contains(']')
+            && host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()));
+    port_ok && host_ok
 }
 
 /// A Kubernetes node name: a DNS subdomain (lower-case letters, digits, `-` and `.`, starting
@@ -1026,6 +1052,15 @@ mod tests {
             "http://localhost.evil.example",
             "ftp://127.0.0.1",
             "127.0.0.1:8001",
+            // Userinfo: every parser but a naive split sends these to evil.example.
+            "http://localhost:1@evil.example/",
+            "http://127.0.0.1@evil.example",
+            "http://user:pw@127.0.0.1:8001/",
+            "http://localhost\\@evil.example/",
+            "http://[::1]@evil.example/",
+            "http://[::1]x:80/",
+            "http://localhost:99999/",
+            "http://localhost:/",
         ] {
             let config = KubeConfig {
                 api_url: Some(url.to_owned()),

@@ -363,7 +363,7 @@ fn read_ca(ca: &Path) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {
 }
 
 /// Lower-case hex SHA-256 of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     let mut hex = String::with_capacity(64);

@@ -797,7 +797,10 @@ fn open_gate(
 
 /// Evaluates gating now through NVML; a failure is logged, and tried again at the next wake.
 fn evaluate_gate(config: &RunConfig, gate: &mut Gatekeeper) {
-    let now = sign::now().unwrap_or(i64::MAX);
+    // A clock that cannot be read would make every lease look lapsed: nothing is judged.
+    let Some(now) = gating_now(sign::now()) else {
+        return;
+    };
     let evaluated = crate::open_session(&config.source()).and_then(|session| {
         gate.evaluate(
             &mut crate::nvml::control::NvmlControl::new(&session.nvml),
@@ -817,13 +820,28 @@ fn evaluate_gate(config: &RunConfig, gate: &mut Gatekeeper) {
     }
 }
 
+/// The clock for gating from `clock` ([`sign::now`]); `None` (logged) when it cannot be read,
+/// so that nothing is judged and the GPUs stay as they are (a stand-in time such as
+/// `i64::MAX` would make every lease look lapsed, and un-gate under `fail_open`).
+fn gating_now(clock: Result<i64, sign::SignError>) -> Option<i64> {
+    match clock {
+        Ok(now) => Some(now),
+        Err(e) => {
+            tracing::error!(error = %Escaped(&e.render()), "the clock cannot be read: gating is not evaluated, the GPUs stay as they are; tried again at the next wake-up");
+            None
+        }
+    }
+}
+
 /// Takes the lease of a delivered answer (bound to the token just sent) and acts on it.
 fn take_lease(config: &RunConfig, gate: &mut Gatekeeper, verdict: &Verdict) {
     let Some(lease) = &verdict.lease else {
         tracing::debug!("the verifier's answer carries no lease");
         return;
     };
-    let now = sign::now().unwrap_or(i64::MAX);
+    let Some(now) = gating_now(sign::now()) else {
+        return;
+    };
     // `token_sha256` was checked to be the token sent (push::Client::post_attestation).
     if gate.offer(lease, Some(&verdict.token_sha256), now).is_ok() {
         evaluate_gate(config, gate);
@@ -933,6 +951,12 @@ pub fn run_command(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn gating_is_not_evaluated_without_a_clock() {
+        assert_eq!(super::gating_now(Err(crate::sign::SignError::Clock)), None);
+        assert_eq!(super::gating_now(Ok(1_800_000_000)), Some(1_800_000_000));
+    }
+
     use super::*;
 
     #[test]

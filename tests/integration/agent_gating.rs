@@ -1,7 +1,8 @@
 //! Gating on the node, end to end through the real agent binary and the fake NVML: leases
 //! signed here with a generated Ed25519 key pinned as the verifier's result key, the exact
-//! sequence of set calls read from the fake's calls record (`TPPGUARD_FAKE_NVML_CALLS`), and
-//! time moved with `gate --at` instead of sleeps.
+//! sequence of set calls read from the fake's calls record (`TPPGUARD_FAKE_NVML_CALLS`).
+//! `gate --at` is a dry run (nothing set, nothing written): where time must really pass, the
+//! leases are issued at the real time with lifetimes of seconds.
 
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
@@ -41,6 +42,29 @@ fn now() -> i64 {
             .as_secs(),
     )
     .unwrap()
+}
+
+/// Sleeps until the clock reads `t` (Unix seconds) or later.
+fn wait_until(t: i64) {
+    while now() < t {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `node.claims(t, ..)` living `lifetime` seconds with `grace` seconds of grace.
+fn short(
+    node: &Node,
+    t: i64,
+    excluded: &[u32],
+    on_expiry: OnExpiry,
+    lifetime: i64,
+    grace: u64,
+) -> LeaseClaims {
+    let mut claims = node.claims(t, excluded, on_expiry);
+    claims.exp = t + lifetime;
+    claims.renew_at = t;
+    claims.grace_s = grace;
+    claims
 }
 
 fn new_key() -> SigningKey {
@@ -382,7 +406,7 @@ fn forged_expired_older_and_other_node_leases_change_nothing() {
 }
 
 #[test]
-fn after_the_grace_fail_closed_gates_every_gpu_and_fail_open_none() {
+fn after_the_grace_fail_closed_gates_every_gpu_and_fail_open_keeps_the_left_out_gated() {
     // No lease ever, fail-closed without one: nothing until the first-lease grace is over.
     let node = Node::new(|f| {
         f["conf_compute"]["cc_feature"] = true.into();
@@ -393,16 +417,41 @@ fn after_the_grace_fail_closed_gates_every_gpu_and_fail_open_none() {
         "--without-lease",
         "fail_closed",
         "--first-lease-grace-s",
-        "600",
+        "2",
     ];
     let (_, json) = node.gate("enforce", &extra);
     assert_eq!(json["report"]["state"], "no_lease_yet");
     assert_eq!(json["report"]["cc_ready"]["ready"], true);
     assert!(node.calls().is_empty());
+    let state = std::fs::read(node.dir.join("gate-state.json")).unwrap();
+    let report = std::fs::read(node.dir.join("gate-report.json")).unwrap();
+    // `--at` is a dry run: it says what would be, and sets and writes nothing.
     let at = (t + 601).to_string();
-    let mut late = extra.to_vec();
-    late.extend(["--at", &at]);
-    let (_, json) = node.gate("enforce", &late);
+    let mut later = extra.to_vec();
+    later.extend(["--at", &at]);
+    let (_, json) = node.gate("enforce", &later);
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(json["report"]["state"], "lapsed_fail_closed");
+    assert!(
+        json["report"]["gpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["gate"] == true)
+    );
+    assert!(node.calls().is_empty());
+    assert_eq!(
+        std::fs::read(node.dir.join("gate-state.json")).unwrap(),
+        state
+    );
+    assert_eq!(
+        std::fs::read(node.dir.join("gate-report.json")).unwrap(),
+        report
+    );
+    // The grace really over: every GPU gated.
+    let started: Value = serde_json::from_slice(&state).unwrap();
+    wait_until(started["started_at"].as_i64().unwrap() + 2);
+    let (_, json) = node.gate("enforce", &extra);
     assert_eq!(json["report"]["state"], "lapsed_fail_closed");
     let mut expected: Vec<_> = (0..8).map(|i| set(i, "PROHIBITED")).collect();
     // Every GPU gated: the CC GPUs-ready state goes not-ready too.
@@ -416,25 +465,33 @@ fn after_the_grace_fail_closed_gates_every_gpu_and_fail_open_none() {
     assert_eq!(json["report"]["cc_ready"]["held"], true);
 
     // A fail-closed lease past exp + grace gates all; in grace it keeps the lease's state.
-    let node = Node::new(|_| {});
-    let lease = node.lease("closed.jws", &node.claims(t, &[3], OnExpiry::FailClosed));
-    node.gate("enforce", &["--lease", s(&lease)]);
-    let (_, json) = node.gate("enforce", &["--at", &(t + 3600).to_string()]);
+    // A fail-open one keeps what it left out gated (GPU 3) and nothing more.
+    let closed = Node::new(|_| {});
+    let open = Node::new(|_| {});
+    let t = now();
+    let lease = closed.lease(
+        "closed.jws",
+        &short(&closed, t, &[3], OnExpiry::FailClosed, 1, 3),
+    );
+    closed.gate("enforce", &["--lease", s(&lease)]);
+    let lease = open.lease("open.jws", &short(&open, t, &[3], OnExpiry::FailOpen, 1, 3));
+    open.gate("enforce", &["--lease", s(&lease)]);
+    assert_eq!(closed.calls(), [set(3, "PROHIBITED")]);
+    assert_eq!(open.calls(), [set(3, "PROHIBITED")]);
+    wait_until(t + 1);
+    let (_, json) = closed.gate("enforce", &[]);
     assert_eq!(json["report"]["state"], "grace");
-    assert_eq!(node.calls(), [set(3, "PROHIBITED")]);
-    let (_, json) = node.gate("enforce", &["--at", &(t + 4200).to_string()]);
+    assert_eq!(closed.calls(), [set(3, "PROHIBITED")]);
+    wait_until(t + 4);
+    let (_, json) = closed.gate("enforce", &[]);
     assert_eq!(json["report"]["state"], "lapsed_fail_closed");
     let mut expected = vec![set(3, "PROHIBITED")];
     expected.extend([0, 1, 2, 4, 5, 6, 7].map(|i| set(i, "PROHIBITED")));
-    assert_eq!(node.calls(), expected);
-
-    // A fail-open lease past exp + grace gates none: GPU 3 restored, nothing prohibited.
-    let node = Node::new(|_| {});
-    let lease = node.lease("open.jws", &node.claims(t, &[3], OnExpiry::FailOpen));
-    node.gate("enforce", &["--lease", s(&lease)]);
-    let (_, json) = node.gate("enforce", &["--at", &(t + 4200).to_string()]);
+    assert_eq!(closed.calls(), expected);
+    let (_, json) = open.gate("enforce", &[]);
     assert_eq!(json["report"]["state"], "lapsed_fail_open");
-    assert_eq!(node.calls(), [set(3, "PROHIBITED"), set(3, "DEFAULT")]);
+    assert_eq!(gpu_report(&json, 3)["gate"], true);
+    assert_eq!(open.calls(), [set(3, "PROHIBITED")]);
 }
 
 #[test]
@@ -548,12 +605,16 @@ fn enforce_without_a_result_key_is_a_configuration_error() {
 
 #[test]
 fn run_gates_on_expiry_with_the_verifier_down() {
-    // A fail-closed lease taken in the past (gate --at), lapsed now; the verifier unreachable.
+    // A fail-closed lease living a second, lapsing two seconds later; the verifier
+    // unreachable: run wakes up at the lapse by itself and gates every GPU.
     let node = Node::new(|_| {});
-    let t = now() - 20_000;
-    let lease = node.lease("old.jws", &node.claims(t, &[], OnExpiry::FailClosed));
-    let (_, json) = node.gate("enforce", &["--lease", s(&lease), "--at", &t.to_string()]);
-    assert_eq!(json["report"]["state"], "leased");
+    let t = now();
+    let lease = node.lease(
+        "short.jws",
+        &short(&node, t, &[], OnExpiry::FailClosed, 1, 2),
+    );
+    let (_, json) = node.gate("enforce", &["--lease", s(&lease)]);
+    assert_ne!(json["report"]["state"], "lapsed_fail_closed");
     assert!(node.calls().is_empty());
     let config = node.tmp.path().join("agent.toml");
     std::fs::write(

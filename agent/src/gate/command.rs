@@ -21,6 +21,8 @@ const MAX_LEASE_FILE_BYTES: u64 = 256 * 1024;
 #[derive(Debug, Serialize)]
 struct GateOutput<'a> {
     report: &'a GatingReport,
+    /// `--at`: nothing was set and nothing written.
+    dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     lease_refused: Option<Refused>,
     next_change: Option<i64>,
@@ -120,6 +122,9 @@ pub fn gate_command(args: &GateArgs) -> anyhow::Result<ExitCode> {
     };
     let lease_text = args.lease.as_deref().map(read_lease).transpose()?;
     let mut gate = Gatekeeper::open(&setup.dir, setup.gating, key, node, now)?;
+    if args.at.is_some() {
+        gate.dry_run();
+    }
     let refused = lease_text.and_then(|jws| {
         gate.offer(&jws, None, now).err().map(|e| Refused {
             code: e.code(),
@@ -136,6 +141,7 @@ pub fn gate_command(args: &GateArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let output = GateOutput {
             report: &report,
+            dry_run: args.at.is_some(),
             lease_refused: refused,
             next_change,
         };
@@ -147,6 +153,13 @@ pub fn gate_command(args: &GateArgs) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "SIMULATED NODE: the NVML library is tppguard's fake; no real GPU is gated."
+        )?;
+    }
+    if let Some(at) = args.at {
+        writeln!(
+            out,
+            "DRY RUN (--at {at}): what gating would do at that time; nothing was set and no \
+             file was written."
         )?;
     }
     render(

@@ -217,24 +217,26 @@ fn the_states_follow_the_lease_and_the_first_start() {
         GatingState::LapsedFailOpen
     );
 
-    // A GPU the lease does not name is gated; none before the first lease or fail-open.
+    // A GPU the lease does not name is gated; none before the first lease. Fail-open keeps
+    // the licensed GPUs running and never releases the ones the lease left out or did not
+    // name.
     let stranger = GpuRef {
         index: 9,
         uuid: Some("GPU-stranger".into()),
         serial: None,
         hardware_id: None,
     };
-    for state in [GatingState::Leased, GatingState::Grace] {
+    for state in [
+        GatingState::Leased,
+        GatingState::Grace,
+        GatingState::LapsedFailOpen,
+    ] {
         assert!(must_gate(state, Some(&lease), &gpu(3)));
         assert!(!must_gate(state, Some(&lease), &gpu(2)));
         assert!(must_gate(state, Some(&lease), &stranger));
     }
     assert!(!must_gate(GatingState::NoLeaseYet, None, &gpu(3)));
-    assert!(!must_gate(
-        GatingState::LapsedFailOpen,
-        Some(&lease),
-        &gpu(3)
-    ));
+    assert!(!must_gate(GatingState::LapsedFailOpen, None, &gpu(3)));
     assert!(must_gate(
         GatingState::LapsedFailClosed,
         Some(&lease),
@@ -332,6 +334,7 @@ fn enforce_gates_exactly_what_the_lease_leaves_out_and_only_acts_on_changes() {
         GatingMode::Enforce,
         GatingState::Leased,
         Some(&lease),
+        None,
         &mut record,
     )
     .unwrap();
@@ -360,6 +363,7 @@ fn enforce_gates_exactly_what_the_lease_leaves_out_and_only_acts_on_changes() {
         GatingMode::Enforce,
         GatingState::Leased,
         Some(&lease),
+        None,
         &mut record,
     )
     .unwrap();
@@ -371,6 +375,7 @@ fn enforce_gates_exactly_what_the_lease_leaves_out_and_only_acts_on_changes() {
         GatingMode::Enforce,
         GatingState::Leased,
         Some(&held(&[])),
+        None,
         &mut record,
     )
     .unwrap();
@@ -394,6 +399,7 @@ fn lapsed_fail_closed_gates_all_and_fail_open_none() {
         GatingMode::Enforce,
         GatingState::LapsedFailClosed,
         Some(&held(&[3])),
+        None,
         &mut record,
     )
     .unwrap();
@@ -404,6 +410,7 @@ fn lapsed_fail_closed_gates_all_and_fail_open_none() {
         &mut fake,
         GatingMode::Enforce,
         GatingState::LapsedFailOpen,
+        None,
         None,
         &mut record,
     )
@@ -423,6 +430,7 @@ fn observe_changes_nothing_and_says_what_would_be_gated() {
         &mut fake,
         GatingMode::Observe,
         GatingState::LapsedFailClosed,
+        None,
         None,
         &mut record,
     )
@@ -450,6 +458,7 @@ fn what_root_undoes_is_reported_not_hidden() {
         GatingMode::Enforce,
         GatingState::Leased,
         Some(&held(&[1, 2])),
+        None,
         &mut record,
     )
     .unwrap();
@@ -476,6 +485,7 @@ fn what_root_undoes_is_reported_not_hidden() {
         GatingMode::Enforce,
         GatingState::Leased,
         Some(&held(&[1, 2])),
+        None,
         &mut record,
     )
     .unwrap();
@@ -496,6 +506,7 @@ fn cc_ready_goes_not_ready_only_when_every_gpu_is_gated() {
         GatingMode::Enforce,
         GatingState::Leased,
         Some(&held(&[3])),
+        None,
         &mut record,
     )
     .unwrap();
@@ -505,6 +516,7 @@ fn cc_ready_goes_not_ready_only_when_every_gpu_is_gated() {
         &mut fake,
         GatingMode::Enforce,
         GatingState::LapsedFailClosed,
+        None,
         None,
         &mut record,
     )
@@ -524,6 +536,7 @@ fn cc_ready_goes_not_ready_only_when_every_gpu_is_gated() {
         &mut off,
         GatingMode::Enforce,
         GatingState::LapsedFailClosed,
+        None,
         None,
         &mut record,
     )
@@ -603,4 +616,274 @@ fn a_report_that_does_not_read_is_an_error_and_none_is_none() {
     std::fs::write(dir.path().join(REPORT_FILE), "{").unwrap();
     let err = load_report(dir.path()).unwrap_err();
     assert!(format!("{err:#}").contains("gating report"), "{err:#}");
+}
+
+#[test]
+fn fail_open_keeps_the_gpus_the_last_lease_left_out_gated() {
+    let mut fake = Fake::eight();
+    let mut record = GateRecord::default();
+    let mut lease = held(&[3]);
+    lease.claims.on_expiry = OnExpiry::FailOpen;
+    act(
+        &mut fake,
+        GatingMode::Enforce,
+        GatingState::Leased,
+        Some(&lease),
+        None,
+        &mut record,
+    )
+    .unwrap();
+    assert_eq!(fake.sets, [(3, ComputeMode::Prohibited)]);
+    fake.sets.clear();
+    // The lease lapses fail-open (a verifier outage): GPU 3 stays gated, the rest run on.
+    let report = act(
+        &mut fake,
+        GatingMode::Enforce,
+        GatingState::LapsedFailOpen,
+        Some(&lease),
+        None,
+        &mut record,
+    )
+    .unwrap();
+    assert!(fake.sets.is_empty());
+    assert_eq!(
+        report
+            .gpus
+            .iter()
+            .filter(|g| g.gate)
+            .map(|g| g.gpu.index)
+            .collect::<Vec<_>>(),
+        [3]
+    );
+    assert_eq!(fake.modes[3], ComputeMode::Prohibited);
+}
+
+#[test]
+fn only_what_the_agent_gated_is_restored() {
+    let mut fake = Fake::eight();
+    // Someone else prohibited GPU 2; the lease allows it.
+    fake.modes[2] = ComputeMode::Prohibited;
+    let mut record = GateRecord::default();
+    let report = act(
+        &mut fake,
+        GatingMode::Enforce,
+        GatingState::Leased,
+        Some(&held(&[])),
+        None,
+        &mut record,
+    )
+    .unwrap();
+    assert!(fake.sets.is_empty(), "{:?}", fake.sets);
+    assert_eq!(report.gpus[2].compute_mode, Some(ComputeMode::Prohibited));
+    assert!(!report.gpus[2].gate);
+    // A GPU the agent gated is restored, to the mode it found, once allowed.
+    let mut record = GateRecord::default();
+    let mut fake = Fake::eight();
+    act(
+        &mut fake,
+        GatingMode::Enforce,
+        GatingState::Leased,
+        Some(&held(&[4])),
+        None,
+        &mut record,
+    )
+    .unwrap();
+    assert_eq!(
+        record.restore.get("GPU-00000004"),
+        Some(&ComputeMode::Default)
+    );
+    fake.sets.clear();
+    act(
+        &mut fake,
+        GatingMode::Enforce,
+        GatingState::Leased,
+        Some(&held(&[])),
+        None,
+        &mut record,
+    )
+    .unwrap();
+    assert_eq!(fake.sets, [(4, ComputeMode::Default)]);
+    assert!(record.restore.is_empty());
+}
+
+#[test]
+fn cc_ready_is_restored_to_what_was_found_and_never_set_ready_otherwise() {
+    // Found not-ready (someone else's doing): gating everything sets nothing, and allowing
+    // a GPU again never makes the system ready.
+    let mut fake = Fake::eight();
+    fake.cc = Some(false);
+    let mut record = GateRecord::default();
+    act(
+        &mut fake,
+        GatingMode::Enforce,
+        GatingState::LapsedFailClosed,
+        None,
+        None,
+        &mut record,
+    )
+    .unwrap();
+    let report = act(
+        &mut fake,
+        GatingMode::Enforce,
+        GatingState::Leased,
+        Some(&held(&[3])),
+        None,
+        &mut record,
+    )
+    .unwrap();
+    assert!(fake.cc_sets.is_empty(), "{:?}", fake.cc_sets);
+    assert_eq!(record.cc_ready_found, None);
+    let cc = report.cc_ready.unwrap();
+    assert_eq!(
+        (cc.ready, cc.read_back, cc.held),
+        (false, Some(false), true)
+    );
+
+    // Found ready: the agent makes it not-ready, keeps what it found, and restores it.
+    let mut fake = Fake::eight();
+    fake.cc = Some(true);
+    let mut record = GateRecord::default();
+    act(
+        &mut fake,
+        GatingMode::Enforce,
+        GatingState::LapsedFailClosed,
+        None,
+        None,
+        &mut record,
+    )
+    .unwrap();
+    assert_eq!(fake.cc_sets, [false]);
+    assert_eq!(record.cc_ready_found, Some(true));
+    act(
+        &mut fake,
+        GatingMode::Enforce,
+        GatingState::Leased,
+        Some(&held(&[3])),
+        None,
+        &mut record,
+    )
+    .unwrap();
+    assert_eq!(fake.cc_sets, [false, true]);
+    assert_eq!(record.cc_ready_found, None);
+}
+
+#[test]
+fn an_older_lease_swapped_in_while_down_is_refused_and_a_clock_rolled_back_keeps_the_gates() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = signer();
+    let config = GatingConfig::new(GatingMode::Enforce);
+    let open = |now| {
+        Gatekeeper::open(dir.path(), config.clone(), Some(pinned(&key)), node(), now).unwrap()
+    };
+    let mut old = claims(&[]);
+    old.iat = NOW - 100;
+    old.on_expiry = OnExpiry::FailOpen;
+    let old = sign_with(&key, LEASE_TYP, &old);
+    let mut gate = open(NOW);
+    let mut fresh = claims(&[3]);
+    fresh.on_expiry = OnExpiry::FailOpen;
+    let fresh = sign_with(&key, LEASE_TYP, &fresh);
+    gate.offer(&fresh, None, NOW).unwrap();
+    let mut fake = Fake::eight();
+    gate.evaluate(&mut fake, NOW).unwrap();
+    assert_eq!(gate.record.lease_iat, Some(NOW - 10));
+    assert_eq!(
+        gate.record.lease_sha256.as_deref(),
+        Some(crate::push::sha256_hex(fresh.as_bytes()).as_str())
+    );
+
+    // While the agent is down, root swaps in an older lease allowing every GPU.
+    std::fs::write(dir.path().join(LEASE_FILE), &old).unwrap();
+    let mut restarted = open(NOW + 5);
+    assert!(restarted.lease().is_none());
+    assert_eq!(restarted.state(NOW + 5), GatingState::LapsedFailOpen);
+    fake.sets.clear();
+    let report = restarted.evaluate(&mut fake, NOW + 5).unwrap();
+    // Lapsed fail-open with the lease gone: the last gated set stays gated.
+    assert!(fake.sets.is_empty(), "{:?}", fake.sets);
+    assert!(report.gpus[3].gate);
+    assert_eq!(fake.modes[3], ComputeMode::Prohibited);
+
+    // The real lease back, the clock rolled back before its iat: the last set is kept.
+    std::fs::write(dir.path().join(LEASE_FILE), &fresh).unwrap();
+    let mut rolled = open(NOW - 1000);
+    assert!(rolled.clock_behind(NOW - 1000));
+    assert!(!rolled.clock_behind(NOW - 10 - LEASE_SKEW_S));
+    let report = rolled.evaluate(&mut fake, NOW - 1000).unwrap();
+    assert!(fake.sets.is_empty(), "{:?}", fake.sets);
+    assert_eq!(
+        report
+            .gpus
+            .iter()
+            .filter(|g| g.gate)
+            .map(|g| g.gpu.index)
+            .collect::<Vec<_>>(),
+        [3]
+    );
+}
+
+#[test]
+fn a_failed_kubernetes_mark_is_tried_again_and_a_made_one_is_not_repeated() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    // An API server that drops every connection: each mark fails.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let tries = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&tries);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t").unwrap();
+    let mut config = GatingConfig::new(GatingMode::Enforce);
+    config.kubernetes = Some(KubeConfig {
+        api_url: Some(url),
+        token_file: token,
+        ..KubeConfig::for_node("n1")
+    });
+    let mut gate = Gatekeeper::open(dir.path(), config, None, node(), NOW).unwrap();
+    let mut fake = Fake::eight();
+    gate.evaluate(&mut fake, NOW).unwrap();
+    let first = tries.load(Ordering::SeqCst);
+    assert!(first >= 1);
+    assert_eq!(gate.record.kube_marked, None);
+    // Nothing changed, but the mark failed: tried again.
+    gate.evaluate(&mut fake, NOW).unwrap();
+    let second = tries.load(Ordering::SeqCst);
+    assert!(second > first);
+    // Marked already as wanted: not again.
+    gate.record.kube_marked = Some(KubeMarks {
+        mode: GatingMode::Enforce,
+        left_out: 0,
+        allowed: 8,
+    });
+    gate.evaluate(&mut fake, NOW).unwrap();
+    assert_eq!(tries.load(Ordering::SeqCst), second);
+}
+
+#[test]
+fn a_dry_run_sets_nothing_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = signer();
+    let mut gate = Gatekeeper::open(
+        dir.path(),
+        GatingConfig::new(GatingMode::Enforce),
+        Some(pinned(&key)),
+        node(),
+        NOW,
+    )
+    .unwrap();
+    gate.dry_run();
+    gate.offer(&sign_with(&key, LEASE_TYP, &claims(&[3])), None, NOW)
+        .unwrap();
+    let mut fake = Fake::eight();
+    let report = gate.evaluate(&mut fake, NOW).unwrap();
+    assert!(report.gpus[3].gate);
+    assert!(fake.sets.is_empty());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
