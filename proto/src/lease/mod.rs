@@ -40,7 +40,8 @@ pub const MAX_TEXT_CHARS: usize = 1024;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnExpiry {
-    /// Leave every GPU usable (the default: a verifier outage never stops a fleet).
+    /// Keep the GPUs the last lease allowed usable, and those it left out gated (the default:
+    /// a verifier outage never stops licensed GPUs, nor releases unlicensed ones).
     #[default]
     FailOpen,
     /// Gate every GPU until a valid lease arrives.
@@ -468,7 +469,8 @@ pub enum GatingState {
     Grace,
     /// No valid lease past the grace period; `fail_closed` gates every GPU.
     LapsedFailClosed,
-    /// No valid lease past the grace period; `fail_open` leaves every GPU usable.
+    /// No valid lease past the grace period; `fail_open` keeps the GPUs the last lease
+    /// allowed usable and those it left out gated.
     LapsedFailOpen,
 }
 
