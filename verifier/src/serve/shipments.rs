@@ -259,14 +259,35 @@ async fn add(
     let (status, added) = match s.store.add_shipment(&row).await? {
         ShipmentInsert::Added => (StatusCode::CREATED, true),
         ShipmentInsert::AlreadyStored => (StatusCode::OK, false),
-        ShipmentInsert::Conflict { stored_sha256 } => {
+        ShipmentInsert::Conflict {
+            stored_sha256,
+            stored_vendor,
+        } => {
+            // Another vendor's record: its hash is not this caller's to see.
+            let hash = if stored_vendor == verified.vendor {
+                format!(" (SHA-256 {stored_sha256})")
+            } else {
+                String::new()
+            };
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "shipment_id_taken",
                 format!(
-                    "shipment {} is already recorded with another token (SHA-256 {stored_sha256}): \
-                     a shipment record is kept as first received; sign a correction under a new \
-                     shipment id",
+                    "shipment {} is already recorded with another token{hash}: a shipment \
+                     record is kept as first received; sign a correction under a new shipment id",
+                    tppguard_proto::text::escape(&verified.id)
+                ),
+            ));
+        }
+        ShipmentInsert::Full { max } => {
+            s.metrics.refused("shipments_full");
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "shipments_full",
+                format!(
+                    "shipment {} is not recorded: this verifier holds its most shipments \
+                     ({max}), and shipments are never deleted; ask the operator to archive the \
+                     store and start a new one, or to run another verifier for new licences",
                     tppguard_proto::text::escape(&verified.id)
                 ),
             ));
@@ -297,7 +318,14 @@ struct ShownShipment<'a> {
     devices: usize,
 }
 
-fn shown<'a>(v: &'a VerifiedShipment, row: &'a StoredShipment) -> ShownShipment<'a> {
+/// What the routes show of a stored row besides the verified shipment (never its token).
+struct Receipt {
+    received_at: i64,
+    received_by: String,
+    token_sha256: String,
+}
+
+fn shown<'a>(v: &'a VerifiedShipment, row: &'a Receipt) -> ShownShipment<'a> {
     ShownShipment {
         id: &v.id,
         licence: &v.licence,
@@ -312,25 +340,29 @@ fn shown<'a>(v: &'a VerifiedShipment, row: &'a StoredShipment) -> ShownShipment<
 }
 
 /// The verified shipments `view` sees, with their rows, by id.
-async fn visible<'v>(
-    s: &Shared,
-    view: &View<'v>,
-) -> ApiResult<Vec<(VerifiedShipment, StoredShipment)>> {
+async fn visible<'v>(s: &Shared, view: &View<'v>) -> ApiResult<Vec<(VerifiedShipment, Receipt)>> {
     s.fleet.refresh_for_read(&s.store).await?;
     let verified = s.fleet.shipments.verified(&s.trust());
-    let rows: HashMap<String, StoredShipment> = s
+    let stored = s
         .fleet
         .shipments
         .stored
         .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .map(|r| (r.id.clone(), r.clone()))
-        .collect();
-    let mut out: Vec<(VerifiedShipment, StoredShipment)> = verified
+        .unwrap_or_else(PoisonError::into_inner);
+    // Borrowed: a read clones no stored token.
+    let rows: HashMap<&str, &StoredShipment> = stored.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut out: Vec<(VerifiedShipment, Receipt)> = verified
         .into_iter()
         .filter(|v| view.sees_licence(&v.licence))
-        .filter_map(|v| rows.get(&v.id).cloned().map(|r| (v, r)))
+        .filter_map(|v| {
+            let r = rows.get(v.id.as_str())?;
+            let receipt = Receipt {
+                received_at: r.received_at,
+                received_by: r.received_by.clone(),
+                token_sha256: r.token_sha256.clone(),
+            };
+            Some((v, receipt))
+        })
         .collect();
     out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     Ok(out)
@@ -361,7 +393,7 @@ async fn list(
     }
     let view = View::of(&principal, &s.redactor);
     let all = visible(&s, &view).await?;
-    let matching: Vec<&(VerifiedShipment, StoredShipment)> = all
+    let matching: Vec<&(VerifiedShipment, Receipt)> = all
         .iter()
         .filter(|(v, _)| q.licence.as_deref().is_none_or(|l| v.licence == l))
         .collect();
