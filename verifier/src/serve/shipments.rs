@@ -42,7 +42,7 @@ use super::AppState;
 use super::api::{ApiError, ApiResult, jose_body, json_response, now};
 use super::auth::{Principal, Role};
 use super::view::{Redact, View};
-use crate::chain::TrustAnchors;
+use crate::chain::{CrlDer, TrustAnchors};
 use crate::policy::VerifiedAttestation;
 use crate::policy::shipments::{ShippedDevice, VerifiedShipment};
 use crate::store::{
@@ -160,8 +160,17 @@ pub(crate) fn sightings(a: &VerifiedAttestation, at: i64) -> Vec<DeviceSighting>
 #[derive(Default)]
 pub(crate) struct ShipmentsHeld {
     stored: RwLock<Vec<StoredShipment>>,
+    checked: Mutex<Checked>,
+}
+
+/// What verifying the stored shipments gave, under the vendor CRLs they were checked against.
+#[derive(Default)]
+struct Checked {
+    /// The `[vendor] crls` in use when these were checked: other CRLs (a reload revoking a
+    /// signer) void every result.
+    vendor_crls: Vec<CrlDer>,
     /// By token SHA-256: the verified shipment, or why it did not verify.
-    checked: Mutex<HashMap<String, Result<VerifiedShipment, String>>>,
+    by_token: HashMap<String, Result<VerifiedShipment, String>>,
 }
 
 impl ShipmentsHeld {
@@ -173,31 +182,39 @@ impl ShipmentsHeld {
     }
 
     /// The stored shipments that verify (each at the instant it was received, once per
-    /// process), by id.
+    /// token and vendor CRLs), by id.
     pub(crate) fn verified(&self, trust: &TrustAnchors) -> Vec<VerifiedShipment> {
         let stored = self.stored.read().unwrap_or_else(PoisonError::into_inner);
         let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        if checked.vendor_crls.as_slice() != trust.vendor_crls() {
+            // A revoked signer's shipments must stop counting: check every token again.
+            checked.vendor_crls = trust.vendor_crls().to_vec();
+            checked.by_token.clear();
+        }
         let mut out = Vec::with_capacity(stored.len());
         for row in stored.iter() {
-            let result = checked.entry(row.token_sha256.clone()).or_insert_with(|| {
-                let result = crate::shipment::verify_token(trust, &row.token, row.received_at)
-                    .map_err(|e| format!("{}: {}", e.code(), e.sentence()))
-                    .and_then(|v| {
-                        if v.id == row.id && v.licence == row.licence {
-                            Ok(v)
-                        } else {
-                            Err("its token names another id or licence than its row".to_owned())
-                        }
-                    });
-                if let Err(e) = &result {
-                    tracing::warn!(
-                        shipment = %tppguard_proto::text::escape(&row.id),
-                        reason = %e,
-                        "a stored shipment does not verify; it is left out"
-                    );
-                }
-                result
-            });
+            let result = checked
+                .by_token
+                .entry(row.token_sha256.clone())
+                .or_insert_with(|| {
+                    let result = crate::shipment::verify_token(trust, &row.token, row.received_at)
+                        .map_err(|e| format!("{}: {}", e.code(), e.sentence()))
+                        .and_then(|v| {
+                            if v.id == row.id && v.licence == row.licence {
+                                Ok(v)
+                            } else {
+                                Err("its token names another id or licence than its row".to_owned())
+                            }
+                        });
+                    if let Err(e) = &result {
+                        tracing::warn!(
+                            shipment = %tppguard_proto::text::escape(&row.id),
+                            reason = %e,
+                            "a stored shipment does not verify; it is left out"
+                        );
+                    }
+                    result
+                });
             if let Ok(v) = result {
                 out.push(v.clone());
             }
@@ -844,6 +861,7 @@ mod route_tests {
                 .checked
                 .lock()
                 .unwrap()
+                .by_token
                 .insert(verified.token_sha256.clone(), Ok(verified));
             let row = NewShipment {
                 id: id.to_owned(),
@@ -860,6 +878,31 @@ mod route_tests {
             );
         }
         (s, attestations)
+    }
+
+    /// A result cached under other vendor CRLs (before a reload revoking the signer) is
+    /// voided: the token is verified again under the CRLs in use.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn other_vendor_crls_void_the_cached_verifications() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = two_vendors(dir.path()).await;
+        s.fleet.shipments.reload(&s.store).await.unwrap();
+        let trust = s.trust();
+        assert_eq!(s.fleet.shipments.verified(&trust).len(), 2, "as cached");
+        // As if these were checked under CRLs that are no longer those in use.
+        s.fleet.shipments.checked.lock().unwrap().vendor_crls = vec![CrlDer::from(vec![0x30, 0])];
+        let held = s.fleet.shipments.verified(&trust);
+        assert!(held.is_empty(), "the seeded tokens do not verify: {held:?}");
+        assert_eq!(
+            s.fleet
+                .shipments
+                .checked
+                .lock()
+                .unwrap()
+                .vendor_crls
+                .as_slice(),
+            trust.vendor_crls()
+        );
     }
 
     fn ids(answer: &Value) -> Vec<String> {
