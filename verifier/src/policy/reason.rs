@@ -673,6 +673,8 @@ pub enum Reason {
         vendor: String,
         /// The delivery site.
         site: String,
+        /// The delivery country the shipment signs.
+        country: CountryCode,
         /// The licence's sites.
         licensed_sites: Vec<String>,
     },
@@ -1037,10 +1039,11 @@ impl Reason {
                 shipment,
                 vendor,
                 site,
+                country,
                 licensed_sites,
             } => format!(
-                "shipment {} (vendor {}) was delivered to site {}, which is not a site of this \
-                 licence ({}): its devices are followed where they are attested; have the \
+                "shipment {} (vendor {}) was delivered to site {} in {country}, which is not a \
+                 site of this licence in that country ({}): its devices are followed where they are attested; have the \
                  licence list the site, or the vendor correct the shipment",
                 escape(shipment),
                 escape(vendor),
@@ -2117,6 +2120,7 @@ mod tests {
                 shipment: text("SHP-2026-0007"),
                 vendor: text("CN=Example GPU vendor shipments"),
                 site: text("muc-1"),
+                country: "DE".parse::<CountryCode>().unwrap(),
                 licensed_sites: vec![text("fra-1"), text("ber-1")],
             },
             Reason::ShipmentLicenceUnknown {
@@ -2439,7 +2443,7 @@ mod tests {
         ),
         (
             "shipment_site_not_licensed",
-            r#"shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) was delivered to site muc-1, which is not a site of this licence (fra-1, ber-1): its devices are followed where they are attested; have the licence list the site, or the vendor correct the shipment"#,
+            r#"shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) was delivered to site muc-1 in DE, which is not a site of this licence in that country (fra-1, ber-1): its devices are followed where they are attested; have the licence list the site, or the vendor correct the shipment"#,
         ),
         (
             "shipment_licence_unknown",

@@ -26,8 +26,9 @@
 //!   true, and on none of that licence's shipments.
 //! - `shipment_licence_unknown` (warning): the shipment's licence is not among those evaluated,
 //!   so its devices cannot be followed (its licence id is still on the finding, for its
-//!   vendor); `shipment_site_not_licensed` (warning): its delivery site is not a site of its
-//!   licence (a vendor's error or an amended licence: where the devices stand decides).
+//!   vendor); `shipment_site_not_licensed` (warning): its delivery site (id and signed
+//!   country) is not a site of its licence (a vendor's error or an amended licence: where the
+//!   devices stand decides).
 //!
 //! A simulated inventory may claim any identity: its GPUs never satisfy anything (they are
 //! not seen, not shipped, never move a node to a shipment's licence), but a shipped identity
@@ -78,6 +79,8 @@ pub struct VerifiedShipment {
     pub vendor: String,
     /// The delivery site id (a site of the licence).
     pub site: String,
+    /// The delivery site's country, as the vendor signed it.
+    pub country: CountryCode,
     /// When it was delivered, Unix seconds.
     pub delivered_at: i64,
     /// The GPUs shipped.
@@ -425,11 +428,18 @@ impl<'s> Shipped<'s> {
                     .devices_shipped
                     .saturating_add(len_u64(s.devices.len()));
             }
-            if !licensed_at(&v.licence, &s.site) {
+            // The signed country must be the licence's for that site, too: {fra-1, CN} under a
+            // licence whose fra-1 is in DE is not a delivery to that site.
+            let same_country = v
+                .licence
+                .site(&s.site)
+                .is_some_and(|x| x.country == s.country);
+            if !licensed_at(&v.licence, &s.site) || !same_country {
                 let reason = Reason::ShipmentSiteNotLicensed {
                     shipment: s.id.clone(),
                     vendor: s.vendor.clone(),
                     site: s.site.clone(),
+                    country: s.country,
                     licensed_sites: site_ids(&v.licence),
                 };
                 push_about(findings, reason, entry, lics, None, None);

@@ -1040,6 +1040,7 @@ fn every_reason() -> Vec<Reason> {
             shipment: "s".to_owned(),
             vendor: "v".to_owned(),
             site: "x".to_owned(),
+            country: "DE".parse().unwrap(),
             licensed_sites: vec![],
         },
         Reason::ShipmentLicenceUnknown {
@@ -2992,6 +2993,7 @@ mod shipments_stage {
             licence: licence.to_owned(),
             vendor: "CN=Example GPU vendor shipments".to_owned(),
             site: site.to_owned(),
+            country: "DE".parse().unwrap(),
             delivered_at: AT - DAY,
             devices: uuids.iter().map(|u| shipped_device(u)).collect(),
             token_sha256: format!("{id}-sha"),
@@ -3507,6 +3509,26 @@ mod shipments_stage {
         let diverted = only(&v, "diverted_device");
         assert_eq!(diverted.len(), 1);
         assert!(diverted[0].node.is_none());
+    }
+
+    /// The signed delivery country counts: {fra-1, CN} under a licence whose fra-1 is in DE
+    /// is not a delivery to a site of the licence.
+    #[test]
+    fn a_shipment_signed_for_another_country_is_not_at_a_licensed_site() {
+        let mut ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        let nodes = [at_site("node-1", "fra-1", &dgx("node-1"))];
+        let v = run(&[licence(EXAMPLE)], std::slice::from_ref(&ship), &nodes, AT);
+        assert!(only(&v, "shipment_site_not_licensed").is_empty());
+        ship.country = "CN".parse().unwrap();
+        let v = run(&[licence(EXAMPLE)], &[ship], &nodes, AT);
+        let site = only(&v, "shipment_site_not_licensed");
+        assert_eq!(site.len(), 1);
+        assert!(
+            site[0].sentence.contains("fra-1 in CN"),
+            "{}",
+            site[0].sentence
+        );
+        assert_eq!(site[0].licence.as_deref(), Some(LIC));
     }
 
     #[test]

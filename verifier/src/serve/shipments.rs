@@ -847,6 +847,7 @@ mod route_tests {
                 licence: licence.to_owned(),
                 vendor: vendor.to_owned(),
                 site: "site-0".to_owned(),
+                country: "DE".parse().unwrap(),
                 delivered_at: now - 86_400,
                 devices: vec![ShippedDevice {
                     uuid,
