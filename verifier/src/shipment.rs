@@ -182,6 +182,7 @@ fn verify_parts(
         licence: shipment.licence().to_owned(),
         vendor: leaf.subject().to_owned(),
         site: shipment.delivery().site.clone(),
+        country: shipment.delivery().country,
         delivered_at: shipment.delivered_at(),
         devices: shipment
             .devices()

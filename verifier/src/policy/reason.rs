@@ -599,7 +599,8 @@ pub enum Reason {
     },
     /// A shipped GPU is attested by a node not proven at a site of the shipment's licence in
     /// its destination country: the node's certified site is not one of the licence's, or
-    /// its certificate certifies none. About the shipment's licence, the node and the GPU.
+    /// its certificate certifies none. About the shipment's licence; about the node and the
+    /// GPU too only when `hardware_proven`.
     DivertedDevice {
         /// The shipment id.
         shipment: String,
@@ -607,6 +608,13 @@ pub enum Reason {
         vendor: String,
         /// The device as the shipment lists it.
         device: crate::policy::shipments::ShippedDevice,
+        /// The node attesting it (node id, hex).
+        node: String,
+        /// Its submod name there (`gpu0`).
+        gpu: String,
+        /// Whether the GPU's verified hardware identity is the one the shipment records;
+        /// otherwise it matched by UUID or serial alone, the vendor's word.
+        hardware_proven: bool,
         /// The node's certified site; `None` when its certificate certifies none.
         site: Option<String>,
         /// That site's country, as an evaluated licence listing it places it.
@@ -665,6 +673,8 @@ pub enum Reason {
         vendor: String,
         /// The delivery site.
         site: String,
+        /// The delivery country the shipment signs.
+        country: CountryCode,
         /// The licence's sites.
         licensed_sites: Vec<String>,
     },
@@ -938,11 +948,20 @@ impl Reason {
                 shipment,
                 vendor,
                 device,
+                node,
+                gpu,
+                hardware_proven,
                 site,
                 site_country,
                 licensed_sites,
                 destination,
             } => {
+                let proof = if *hardware_proven {
+                    "matched by its verified hardware identity"
+                } else {
+                    "matched by UUID or serial only, not by a verified hardware identity, so it \
+                     counts against this licence, not the node"
+                };
                 let where_ = match (site, site_country) {
                     (Some(s), Some(c)) => format!("at site {} (in {c})", escape(s)),
                     (Some(s), None) => {
@@ -953,13 +972,15 @@ impl Reason {
                         .to_owned(),
                 };
                 format!(
-                    "GPU {} of shipment {} (vendor {}) is attested {where_}; this licence allows \
-                     it only at its sites {} in {destination}: the device was moved outside its \
-                     licence; return it to a licensed site, or have the licence amended and the \
-                     shipment re-issued",
+                    "GPU {} of shipment {} (vendor {}), node {}'s {} ({proof}), is attested \
+                     {where_}; this licence allows it only at its sites {} in {destination}: the \
+                     device was moved outside its licence; return it to a licensed site, or have \
+                     the licence amended and the shipment re-issued",
                     device.label(),
                     escape(shipment),
                     escape(vendor),
+                    escape(node),
+                    escape(gpu),
                     list(licensed_sites)
                 )
             }
@@ -1018,10 +1039,11 @@ impl Reason {
                 shipment,
                 vendor,
                 site,
+                country,
                 licensed_sites,
             } => format!(
-                "shipment {} (vendor {}) was delivered to site {}, which is not a site of this \
-                 licence ({}): its devices are followed where they are attested; have the \
+                "shipment {} (vendor {}) was delivered to site {} in {country}, which is not a \
+                 site of this licence in that country ({}): its devices are followed where they are attested; have the \
                  licence list the site, or the vendor correct the shipment",
                 escape(shipment),
                 escape(vendor),
@@ -2035,6 +2057,9 @@ mod tests {
                 shipment: text("SHP-2026-0007"),
                 vendor: text("CN=Example GPU vendor shipments"),
                 device: shipped(Some("GPU-5e1f"), Some("1650123456789"), None),
+                node: text("9fa5"),
+                gpu: text("gpu2"),
+                hardware_proven: false,
                 site: Some(text("muc-1")),
                 site_country: Some("DE".parse::<CountryCode>().unwrap()),
                 licensed_sites: vec![text("fra-1"), text("ber-1")],
@@ -2044,6 +2069,9 @@ mod tests {
                 shipment: text("SHP-2026-0007"),
                 vendor: text("CN=Example GPU vendor shipments"),
                 device: shipped(None, Some("16501\u{1b}[31m"), None),
+                node: text("9fa5"),
+                gpu: text("gpu\u{1b}"),
+                hardware_proven: false,
                 site: Some(text("ams-9")),
                 site_country: None,
                 licensed_sites: vec![text("fra-1")],
@@ -2053,6 +2081,9 @@ mod tests {
                 shipment: text("SHP-2026-0007"),
                 vendor: text("CN=Example GPU vendor shipments"),
                 device: shipped(None, None, Some("ab12")),
+                node: text("9fa5"),
+                gpu: text("gpu0"),
+                hardware_proven: true,
                 site: None,
                 site_country: None,
                 licensed_sites: vec![text("fra-1")],
@@ -2089,6 +2120,7 @@ mod tests {
                 shipment: text("SHP-2026-0007"),
                 vendor: text("CN=Example GPU vendor shipments"),
                 site: text("muc-1"),
+                country: "DE".parse::<CountryCode>().unwrap(),
                 licensed_sites: vec![text("fra-1"), text("ber-1")],
             },
             Reason::ShipmentLicenceUnknown {
@@ -2383,15 +2415,15 @@ mod tests {
         ),
         (
             "diverted_device",
-            r#"GPU GPU-5e1f of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) is attested at site muc-1 (in DE); this licence allows it only at its sites fra-1, ber-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
+            r#"GPU GPU-5e1f of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments), node 9fa5's gpu2 (matched by UUID or serial only, not by a verified hardware identity, so it counts against this licence, not the node), is attested at site muc-1 (in DE); this licence allows it only at its sites fra-1, ber-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
         ),
         (
             "diverted_device",
-            r#"GPU serial 16501\u{1b}[31m of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) is attested at site ams-9 (no licence evaluated lists it); this licence allows it only at its sites fra-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
+            r#"GPU serial 16501\u{1b}[31m of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments), node 9fa5's gpu\u{1b} (matched by UUID or serial only, not by a verified hardware identity, so it counts against this licence, not the node), is attested at site ams-9 (no licence evaluated lists it); this licence allows it only at its sites fra-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
         ),
         (
             "diverted_device",
-            r#"GPU hardware identity ab12 of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) is attested by a node whose certificate certifies no site, so it is not proven at a licensed site; this licence allows it only at its sites fra-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
+            r#"GPU hardware identity ab12 of shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments), node 9fa5's gpu0 (matched by its verified hardware identity), is attested by a node whose certificate certifies no site, so it is not proven at a licensed site; this licence allows it only at its sites fra-1 in DE: the device was moved outside its licence; return it to a licensed site, or have the licence amended and the shipment re-issued"#,
         ),
         (
             "unaccounted_device",
@@ -2411,7 +2443,7 @@ mod tests {
         ),
         (
             "shipment_site_not_licensed",
-            r#"shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) was delivered to site muc-1, which is not a site of this licence (fra-1, ber-1): its devices are followed where they are attested; have the licence list the site, or the vendor correct the shipment"#,
+            r#"shipment SHP-2026-0007 (vendor CN=Example GPU vendor shipments) was delivered to site muc-1 in DE, which is not a site of this licence in that country (fra-1, ber-1): its devices are followed where they are attested; have the licence list the site, or the vendor correct the shipment"#,
         ),
         (
             "shipment_licence_unknown",

@@ -12,7 +12,12 @@
 //!
 //! - `diverted_device` (violation): attested by a node not proven at a site of the shipment's
 //!   licence in its destination country. The finding is about the shipment's licence (its
-//!   vendor sees it), the node and the GPU.
+//!   vendor sees it); about the node and the GPU only when the GPU's verified hardware
+//!   identity is the recorded one.
+//!
+//! A shipment is the vendor's signed word: it can make the vendor's licence's verdict worse,
+//! never another party's node unless the hardware identity proves it ([`Match`]). A match by
+//! UUID or serial names the node in the figures, never in the finding's `node`/`gpu`.
 //! - `shipped_device_duplicated` (violation): attested in several places (beside
 //!   `duplicate_device`, which is about where it counts), about the shipment's licence.
 //! - `unaccounted_device` (warning): in no node's current attestation more than the licence's
@@ -21,8 +26,9 @@
 //!   true, and on none of that licence's shipments.
 //! - `shipment_licence_unknown` (warning): the shipment's licence is not among those evaluated,
 //!   so its devices cannot be followed (its licence id is still on the finding, for its
-//!   vendor); `shipment_site_not_licensed` (warning): its delivery site is not a site of its
-//!   licence (a vendor's error or an amended licence: where the devices stand decides).
+//!   vendor); `shipment_site_not_licensed` (warning): its delivery site (id and signed
+//!   country) is not a site of its licence (a vendor's error or an amended licence: where the
+//!   devices stand decides).
 //!
 //! A simulated inventory may claim any identity: its GPUs never satisfy anything (they are
 //! not seen, not shipped, never move a node to a shipment's licence), but a shipped identity
@@ -73,6 +79,8 @@ pub struct VerifiedShipment {
     pub vendor: String,
     /// The delivery site id (a site of the licence).
     pub site: String,
+    /// The delivery site's country, as the vendor signed it.
+    pub country: CountryCode,
     /// When it was delivered, Unix seconds.
     pub delivered_at: i64,
     /// The GPUs shipped.
@@ -160,21 +168,53 @@ impl Identities {
         ]
     }
 
-    /// Whether a shipped device (`self`) is the GPU `seen`: by hardware identity where both
-    /// have one (nothing else then counts), else by UUID where both have one, else by serial.
-    fn same_device(&self, seen: &Self) -> bool {
+    /// Whether a shipped device (`self`) is the GPU `seen`, and how: by hardware identity
+    /// where both have one (nothing else then counts), else by UUID where both have one, else
+    /// by serial.
+    fn matched(&self, seen: &Self) -> Option<Match> {
         if let (Some(a), Some(b)) = (&self.hardware, &seen.hardware) {
-            return a == b;
+            return (a == b).then_some(Match::Hardware);
         }
-        if let (Some(a), Some(b)) = (&self.uuid, &seen.uuid) {
-            return a == b;
-        }
-        matches!((&self.serial, &seen.serial), (Some(a), Some(b)) if a == b)
+        let by_name = match (&self.uuid, &seen.uuid) {
+            (Some(a), Some(b)) => a == b,
+            _ => matches!((&self.serial, &seen.serial), (Some(a), Some(b)) if a == b),
+        };
+        let how = if self.hardware.is_some() {
+            Match::Unproven
+        } else {
+            Match::Named
+        };
+        by_name.then_some(how)
+    }
+}
+
+/// How a GPU was found to be a shipped device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Match {
+    /// Its verified hardware identity is the one the shipment records: proven. Only such a
+    /// match bears on the node (a shipment is the vendor's signed word, not the operator's).
+    Hardware,
+    /// By UUID or serial, the shipment recording no hardware identity for the device: it
+    /// counts as the device (seen, shipped, preferred), and bears on the licence only.
+    Named,
+    /// By UUID or serial, though the shipment records a hardware identity the GPU did not
+    /// prove: a clone as likely as the device. It never counts as the device; it may still
+    /// be diverted or duplicated, about the licence only.
+    Unproven,
+}
+
+impl Match {
+    /// Whether it counts as the shipped device (seen, shipped, preferred).
+    fn counts(self) -> bool {
+        self != Self::Unproven
     }
 }
 
 /// A shipped device: (shipment, device) indices in [`Shipped`]'s order.
 type DeviceRef = (usize, usize);
+
+/// A GPU of a current attestation that is a shipped device, and how it was matched.
+type Sighting = (Place, DeviceRef, Match);
 
 /// A shipment, the licence it ships under (index into the evaluated licences; `None`: not
 /// evaluated) and its devices' identities.
@@ -199,9 +239,8 @@ struct DeviceState {
 /// devices.
 pub(super) struct Shipped<'s> {
     entries: Vec<Entry<'s>>,
-    /// (place, device) for every GPU of a current attestation that is a shipped device,
-    /// sorted by place.
-    sightings: Vec<(Place, DeviceRef)>,
+    /// Every GPU of a current attestation that is a shipped device, sorted by place.
+    sightings: Vec<Sighting>,
 }
 
 /// What the report reads besides the shipments: the evaluation's nodes, where they count,
@@ -249,15 +288,16 @@ impl<'s> Shipped<'s> {
         Self { entries, sightings }
     }
 
-    /// The shipped devices GPU `place` is.
+    /// The shipped devices GPU `place` counts as (a [`Match::Unproven`] one is none).
     fn at_place(&self, place: Place) -> impl Iterator<Item = DeviceRef> + '_ {
-        let start = self.sightings.partition_point(|(p, _)| *p < place);
+        let start = self.sightings.partition_point(|(p, _, _)| *p < place);
         self.sightings
             .get(start..)
             .unwrap_or_default()
             .iter()
-            .take_while(move |(p, _)| *p == place)
-            .map(|(_, d)| *d)
+            .take_while(move |(p, _, _)| *p == place)
+            .filter(|(_, _, how)| how.counts())
+            .map(|(_, d, _)| *d)
     }
 
     /// The licence a shipment ships under, when evaluated.
@@ -388,11 +428,18 @@ impl<'s> Shipped<'s> {
                     .devices_shipped
                     .saturating_add(len_u64(s.devices.len()));
             }
-            if !licensed_at(&v.licence, &s.site) {
+            // The signed country must be the licence's for that site, too: {fra-1, CN} under a
+            // licence whose fra-1 is in DE is not a delivery to that site.
+            let same_country = v
+                .licence
+                .site(&s.site)
+                .is_some_and(|x| x.country == s.country);
+            if !licensed_at(&v.licence, &s.site) || !same_country {
                 let reason = Reason::ShipmentSiteNotLicensed {
                     shipment: s.id.clone(),
                     vendor: s.vendor.clone(),
                     site: s.site.clone(),
+                    country: s.country,
                     licensed_sites: site_ids(&v.licence),
                 };
                 push_about(findings, reason, entry, lics, None, None);
@@ -408,7 +455,7 @@ impl<'s> Shipped<'s> {
             .iter()
             .map(|e| vec![DeviceState::default(); e.identities.len()])
             .collect();
-        for &((n, g), (s, d)) in &self.sightings {
+        for &((n, g), (s, d), how) in &self.sightings {
             let (Some(entry), Some(current)) = (self.entries.get(s), fleet.nodes.get(n)) else {
                 continue;
             };
@@ -418,7 +465,7 @@ impl<'s> Shipped<'s> {
             let a = current.attestation;
             let site = a.certified_site().map(|s| s.as_str());
             let licensed = site.is_some_and(|s| licensed_at(&v.licence, s));
-            let real = !a.claims().simulated;
+            let real = !a.claims().simulated && how.counts();
             if let Some(state) = states.get_mut(s).and_then(|st| st.get_mut(d)) {
                 state.seen |= real;
                 state.seen_licensed |= real && licensed;
@@ -430,23 +477,30 @@ impl<'s> Shipped<'s> {
             let Some(device) = entry.shipment.devices.get(d) else {
                 continue;
             };
+            let submod = a.claims().submods.keys().nth(g).map(String::as_str);
+            let proven = how == Match::Hardware;
             let reason = Reason::DivertedDevice {
                 shipment: entry.shipment.id.clone(),
                 vendor: entry.shipment.vendor.clone(),
                 device: device.clone(),
+                node: a.node_id().to_string(),
+                gpu: submod.unwrap_or_default().to_owned(),
+                hardware_proven: proven,
                 site: site.map(str::to_owned),
                 site_country: site.and_then(|s| site_country(fleet.lics, s)),
                 licensed_sites: site_ids(&v.licence),
                 destination: v.licence.destination_country(),
             };
-            let submod = a.claims().submods.keys().nth(g).map(String::as_str);
+            // Only the verified hardware identity makes it the node's: a vendor's word alone
+            // (a UUID or serial it listed) never makes another party's node worse.
+            let about = proven.then_some((n, current));
             push_about(
                 findings,
                 reason,
                 entry,
                 fleet.lics,
-                Some((n, current)),
-                submod,
+                about,
+                submod.filter(|_| proven),
             );
         }
         states
@@ -454,26 +508,29 @@ impl<'s> Shipped<'s> {
 
     /// `shipped_device_duplicated` for every shipped device attested in several places.
     fn duplicated(&self, fleet: &Fleet<'_, '_>, findings: &mut Findings) {
-        let mut by_device: Vec<(DeviceRef, Place)> =
-            self.sightings.iter().map(|&(p, d)| (d, p)).collect();
+        let mut by_device: Vec<(DeviceRef, Match, Place)> = self
+            .sightings
+            .iter()
+            .map(|&(p, d, how)| (d, how, p))
+            .collect();
+        // Per device, the places its verified hardware identity proves come first.
         by_device.sort_unstable();
         for run in by_device
             .chunk_by(|a, b| a.0 == b.0)
             .filter(|r| r.len() > 1)
         {
-            let Some(&((s, d), first)) = run.first() else {
+            let Some(&((s, d), _, _)) = run.first() else {
                 continue;
             };
-            let (Some(entry), Some(current)) = (self.entries.get(s), fleet.nodes.get(first.0))
-            else {
-                continue;
-            };
-            let Some(device) = entry.shipment.devices.get(d) else {
+            let (Some(entry), Some(device)) = (
+                self.entries.get(s),
+                self.entries.get(s).and_then(|e| e.shipment.devices.get(d)),
+            ) else {
                 continue;
             };
             let mut seen_in: Vec<String> = run
                 .iter()
-                .map(|&(_, p)| place_name(fleet.nodes, p))
+                .map(|&(_, _, p)| place_name(fleet.nodes, p))
                 .collect();
             seen_in.sort();
             let reason = Reason::ShippedDeviceDuplicated {
@@ -483,23 +540,27 @@ impl<'s> Shipped<'s> {
                 seen_in,
             };
             let severity = reason.severity();
-            let submod = current
-                .attestation
-                .claims()
-                .submods
-                .keys()
-                .nth(first.1)
-                .map(String::as_str);
+            // Only places the hardware identity proves bear on their nodes.
+            let mut proven = run
+                .iter()
+                .filter(|(_, how, _)| *how == Match::Hardware)
+                .map(|&(_, _, p)| p);
+            let first = proven.next();
+            let about = first.and_then(|(n, g)| {
+                let current = fleet.nodes.get(n)?;
+                let submod = current.attestation.claims().submods.keys().nth(g)?;
+                Some((n, current, submod.as_str()))
+            });
             push_about(
                 findings,
                 reason,
                 entry,
                 fleet.lics,
-                Some((first.0, current)),
-                submod,
+                about.map(|(n, c, _)| (n, c)),
+                about.map(|(_, _, g)| g),
             );
             let mut others: Vec<String> = Vec::new();
-            for &(_, (n, _)) in run.iter().filter(|(_, p)| p.0 != first.0) {
+            for (n, _) in proven.filter(|p| first.is_none_or(|f| p.0 != f.0)) {
                 findings.raise_node(n, severity);
                 if let Some(c) = fleet.nodes.get(n) {
                     others.push(c.attestation.node_id().to_string());
@@ -606,7 +667,7 @@ impl<'s> Shipped<'s> {
 }
 
 /// Every GPU of the nodes' current attestations that is a shipped device, in place order.
-fn sightings(entries: &[Entry<'_>], nodes: &[Current<'_>]) -> Vec<(Place, DeviceRef)> {
+fn sightings(entries: &[Entry<'_>], nodes: &[Current<'_>]) -> Vec<Sighting> {
     let mut index: HashMap<(Kind, &str), Vec<DeviceRef>> = HashMap::new();
     for (s, entry) in entries.iter().enumerate() {
         for (d, ids) in entry.identities.iter().enumerate() {
@@ -632,12 +693,12 @@ fn sightings(entries: &[Entry<'_>], nodes: &[Current<'_>]) -> Vec<(Place, Device
             candidates.sort_unstable();
             candidates.dedup();
             for &device in &candidates {
-                let same = entries
+                let how = entries
                     .get(device.0)
                     .and_then(|e| e.identities.get(device.1))
-                    .is_some_and(|ids| ids.same_device(&seen));
-                if same {
-                    out.push(((n, g), device));
+                    .and_then(|ids| ids.matched(&seen));
+                if let Some(how) = how {
+                    out.push(((n, g), device, how));
                 }
             }
         }
@@ -687,12 +748,13 @@ fn site_country(lics: &[&VerifiedLicence], site: &str) -> Option<CountryCode> {
         .map(|s| s.country)
 }
 
-/// How a finding names GPU `place`: `subject [node id prefix]/gpu0`, as `duplicate_device`.
+/// How a finding names GPU `place`: `node id/gpu0`. Never the node's subject: that is the
+/// operator's, and the shipment's vendor (with no redactor) reads these findings.
 fn place_name(nodes: &[Current<'_>], (n, g): Place) -> String {
     nodes.get(n).map_or_else(String::new, |c| {
         let a = c.attestation;
         let submod = a.claims().submods.keys().nth(g).map_or("", String::as_str);
-        format!("{} [{}]/{submod}", a.node_subject(), a.node_id().short())
+        format!("{}/{submod}", a.node_id())
     })
 }
 
@@ -759,21 +821,32 @@ mod tests {
     #[test]
     fn the_hardware_identity_decides_where_both_have_one() {
         let shipped = ids(Some("aa"), Some("GPU-1"), Some("s1"));
-        // Same chip, another UUID (a re-flashed board): the shipped device.
-        assert!(shipped.same_device(&ids(Some("AA"), Some("GPU-2"), None)));
+        // Same chip, another UUID (a re-flashed board): the shipped device, proven.
+        assert_eq!(
+            shipped.matched(&ids(Some("AA"), Some("GPU-2"), None)),
+            Some(Match::Hardware)
+        );
         // Another chip under the shipped UUID and serial: not it.
-        assert!(!shipped.same_device(&ids(Some("bb"), Some("GPU-1"), Some("s1"))));
-        // No verified identity on the GPU: the UUID decides, then the serial.
-        assert!(shipped.same_device(&ids(None, Some("gpu-1"), Some("other"))));
-        assert!(!shipped.same_device(&ids(None, Some("GPU-3"), Some("s1"))));
-        assert!(shipped.same_device(&ids(None, None, Some("S1"))));
-        assert!(!shipped.same_device(&ids(None, None, None)));
-        // A device shipped by serial alone is found by serial.
-        assert!(ids(None, None, Some("s9")).same_device(&ids(
-            Some("cc"),
-            Some("GPU-9"),
-            Some("s9")
-        )));
+        assert_eq!(
+            shipped.matched(&ids(Some("bb"), Some("GPU-1"), Some("s1"))),
+            None
+        );
+        // No verified identity on the GPU though the shipment records one: matched by UUID
+        // or serial, unproven (a clone as likely), never counting as the device.
+        let clone = shipped.matched(&ids(None, Some("gpu-1"), Some("other")));
+        assert_eq!(clone, Some(Match::Unproven));
+        assert!(!Match::Unproven.counts());
+        assert_eq!(shipped.matched(&ids(None, Some("GPU-3"), Some("s1"))), None);
+        assert_eq!(
+            shipped.matched(&ids(None, None, Some("S1"))),
+            Some(Match::Unproven)
+        );
+        assert_eq!(shipped.matched(&ids(None, None, None)), None);
+        // A device shipped by serial alone is found by serial, and counts.
+        let by_serial =
+            ids(None, None, Some("s9")).matched(&ids(Some("cc"), Some("GPU-9"), Some("s9")));
+        assert_eq!(by_serial, Some(Match::Named));
+        assert!(Match::Named.counts() && Match::Hardware.counts());
     }
 
     #[test]

@@ -1007,6 +1007,9 @@ fn every_reason() -> Vec<Reason> {
             shipment: "s".to_owned(),
             vendor: "v".to_owned(),
             device: shipped_device("u"),
+            node: "n".to_owned(),
+            gpu: "gpu0".to_owned(),
+            hardware_proven: false,
             site: None,
             site_country: None,
             licensed_sites: vec![],
@@ -1037,6 +1040,7 @@ fn every_reason() -> Vec<Reason> {
             shipment: "s".to_owned(),
             vendor: "v".to_owned(),
             site: "x".to_owned(),
+            country: "DE".parse().unwrap(),
             licensed_sites: vec![],
         },
         Reason::ShipmentLicenceUnknown {
@@ -2989,6 +2993,7 @@ mod shipments_stage {
             licence: licence.to_owned(),
             vendor: "CN=Example GPU vendor shipments".to_owned(),
             site: site.to_owned(),
+            country: "DE".parse().unwrap(),
             delivered_at: AT - DAY,
             devices: uuids.iter().map(|u| shipped_device(u)).collect(),
             token_sha256: format!("{id}-sha"),
@@ -3068,15 +3073,18 @@ mod shipments_stage {
         let f = &diverted[0];
         assert_eq!(f.severity, Severity::Violation);
         assert_eq!(f.licence.as_deref(), Some(LIC), "the shipment's licence");
-        assert_eq!(f.node.as_deref(), Some(id("node-2").as_str()));
-        assert_eq!(f.gpu.as_deref(), Some("gpu2"));
+        // Matched by UUID alone (the vendor's word): about the licence, not the node.
+        assert_eq!((f.node.as_deref(), f.gpu.as_deref()), (None, None));
+        let node_2 = id("node-2");
         assert!(
-            matches!(&f.figures, Reason::DivertedDevice { site: Some(s), site_country: Some(c), .. }
-                if s == "muc-1" && c.as_str() == "DE"),
+            matches!(&f.figures, Reason::DivertedDevice { site: Some(s), site_country: Some(c), node, gpu, hardware_proven: false, .. }
+                if s == "muc-1" && c.as_str() == "DE" && *node == node_2 && gpu == "gpu2"),
             "{:?}",
             f.figures
         );
         for part in [
+            node_2.as_str(),
+            "UUID or serial only",
             "GPU-node-1-2",
             "SHP-1",
             "muc-1",
@@ -3220,9 +3228,22 @@ mod shipments_stage {
         else {
             panic!("{:?}", dup[0]);
         };
-        assert_eq!(seen_in, &[place("node-1", "gpu4"), place("node-2", "gpu0")]);
+        // Places by node id only: a subject is the operator's, and the vendor reads this.
+        let mut expected = [
+            format!("{}/gpu4", id("node-1")),
+            format!("{}/gpu0", id("node-2")),
+        ];
+        expected.sort();
+        assert_eq!(seen_in, &expected);
+        // Nowhere in what the vendor's view and webhook event carry (sentence, figures).
+        let shown = serde_json::to_string(&dup[0]).unwrap();
+        for name in ["node-1 [", "node-2 ["] {
+            assert!(!shown.contains(name), "{shown}");
+        }
         assert_eq!(device.uuid.as_deref(), Some("GPU-node-1-4"));
-        assert_eq!(dup[0].also_about.len(), 1, "the other node");
+        // Matched by UUID alone: about the licence, no node.
+        assert!(dup[0].node.is_none() && dup[0].gpu.is_none());
+        assert!(dup[0].also_about.is_empty());
         assert_eq!(v.verdict, Verdict::NotCompliant);
     }
 
@@ -3390,7 +3411,124 @@ mod shipments_stage {
             &[with_chip("aa11")],
             AT,
         );
-        assert_eq!(only(&same, "diverted_device").len(), 1);
+        let diverted = only(&same, "diverted_device");
+        assert_eq!(diverted.len(), 1);
+        // Proven by the hardware identity: about the node and its GPU too.
+        assert_eq!(diverted[0].node.as_deref(), Some(id("node-1").as_str()));
+        assert_eq!(diverted[0].gpu.as_deref(), Some("gpu0"));
+        assert!(matches!(
+            diverted[0].figures,
+            Reason::DivertedDevice {
+                hardware_proven: true,
+                ..
+            }
+        ));
+        let node = same
+            .nodes
+            .iter()
+            .find(|n| n.node.to_string() == id("node-1"));
+        assert_eq!(node.map(|n| n.severity), Some(Severity::Violation));
+    }
+
+    /// Another licence at muc-1 (a second operator's), as generous as the example.
+    fn other_operator() -> VerifiedLicence {
+        licence(
+            &EXAMPLE
+                .replacen("EXAMPLE-DE-2026-0142", "EXAMPLE-DE-2026-0143", 1)
+                .replacen("id = \"fra-1\"", "id = \"muc-1\"", 1)
+                .replacen("id = \"ber-1\"", "id = \"ham-1\"", 1),
+        )
+    }
+
+    /// A vendor signs a shipment listing another operator's GPUs (by UUID and serial): it
+    /// can make its own licence's verdict worse, never the other operator's node, nor gate
+    /// any of its GPUs through the lease.
+    #[test]
+    fn a_vendor_cannot_frame_another_operators_node_by_uuid() {
+        let lics = [licence(EXAMPLE), other_operator()];
+        let nodes = [at_site("node-2", "muc-1", &dgx("node-2"))];
+        let framing = shipment("SHP-X", LIC, "fra-1", &uuids("node-2"));
+        let before = run(&lics, &[], &nodes, AT);
+        let after = run(&lics, &[framing], &nodes, AT);
+        let diverted = only(&after, "diverted_device");
+        assert_eq!(diverted.len(), 8);
+        for f in &diverted {
+            assert_eq!(f.licence.as_deref(), Some(LIC));
+            assert!(f.node.is_none() && f.gpu.is_none(), "{f:?}");
+            let shown = serde_json::to_string(f).unwrap();
+            assert!(!shown.contains("node-2 ["), "no subject: {shown}");
+            assert!(f.sentence.contains(&id("node-2")), "{}", f.sentence);
+        }
+        assert_eq!(after.nodes[0].severity, before.nodes[0].severity);
+        assert_ne!(after.nodes[0].severity, Severity::Violation);
+        let theirs = |v: &FleetVerdict| {
+            v.licences
+                .iter()
+                .find(|l| l.licence == SMALL)
+                .map(|l| l.verdict)
+        };
+        assert_eq!(theirs(&after), theirs(&before));
+        assert_ne!(theirs(&after), Some(Verdict::NotCompliant));
+        // The lease of the framed node leaves none of its GPUs out and stays as before.
+        let index = after.finding_index();
+        let plan = crate::lease::LeasePlan::new(&after, &index);
+        let lease = plan.lease(after.nodes[0].node, AT, "v").unwrap();
+        assert!(lease.excluded.is_empty(), "{:?}", lease.excluded);
+        assert_eq!(lease.gpus.len(), 8);
+        let index = before.finding_index();
+        let plan = crate::lease::LeasePlan::new(&before, &index);
+        let was = plan.lease(before.nodes[0].node, AT, "v").unwrap();
+        assert_eq!(lease.verdict, was.verdict);
+    }
+
+    /// A shipment records the hardware identity; a GPU without verified evidence under the
+    /// shipped UUID (a clone as likely as the device) is never seen, shipped or preferred.
+    #[test]
+    fn a_uuid_without_the_recorded_hardware_identity_never_counts_as_the_device() {
+        let mut device = shipped_device("GPU-node-1-0");
+        device.hardware_id = Some("AA11".to_owned());
+        let mut ship = shipment("SHP-1", LIC, "fra-1", &[]);
+        ship.devices = vec![device];
+        let nodes = [at_site("node-1", "fra-1", &dgx("node-1")[..1])];
+        let later = AT + 30 * DAY;
+        let v = run(
+            &[licence(EXAMPLE)],
+            std::slice::from_ref(&ship),
+            &nodes,
+            later,
+        );
+        let summary = v.licences[0].shipments.unwrap();
+        assert_eq!(summary.devices_seen, 0);
+        assert_eq!(only(&v, "unaccounted_device").len(), 1);
+        // Not shipped either, for a licence that requires shipments.
+        let v = run(&[requiring()], std::slice::from_ref(&ship), &nodes, AT);
+        assert_eq!(only(&v, "unshipped_device").len(), 1);
+        // Away from the licence's sites it is still diverted, about the licence only.
+        let away = [at_site("node-1", "muc-1", &dgx("node-1")[..1])];
+        let v = run(&[licence(EXAMPLE), other_operator()], &[ship], &away, AT);
+        let diverted = only(&v, "diverted_device");
+        assert_eq!(diverted.len(), 1);
+        assert!(diverted[0].node.is_none());
+    }
+
+    /// The signed delivery country counts: {fra-1, CN} under a licence whose fra-1 is in DE
+    /// is not a delivery to a site of the licence.
+    #[test]
+    fn a_shipment_signed_for_another_country_is_not_at_a_licensed_site() {
+        let mut ship = shipment("SHP-1", LIC, "fra-1", &uuids("node-1"));
+        let nodes = [at_site("node-1", "fra-1", &dgx("node-1"))];
+        let v = run(&[licence(EXAMPLE)], std::slice::from_ref(&ship), &nodes, AT);
+        assert!(only(&v, "shipment_site_not_licensed").is_empty());
+        ship.country = "CN".parse().unwrap();
+        let v = run(&[licence(EXAMPLE)], &[ship], &nodes, AT);
+        let site = only(&v, "shipment_site_not_licensed");
+        assert_eq!(site.len(), 1);
+        assert!(
+            site[0].sentence.contains("fra-1 in CN"),
+            "{}",
+            site[0].sentence
+        );
+        assert_eq!(site[0].licence.as_deref(), Some(LIC));
     }
 
     #[test]

@@ -841,6 +841,7 @@ mod tests {
             licence: licences[0].licence().id().to_owned(),
             vendor: "CN=vendor".to_owned(),
             site: "site-0".to_owned(),
+            country: "DE".parse().unwrap(),
             delivered_at: deadline - 1 - i64::try_from(after_s).unwrap(),
             devices: vec![crate::policy::ShippedDevice {
                 uuid: Some("GPU-never-attested".to_owned()),

@@ -69,6 +69,7 @@ impl TrustHolder {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         if current.operator_crls() == loaded.operator_crls()
             && current.licence_authority_crls() == loaded.licence_authority_crls()
+            && current.vendor_crls() == loaded.vendor_crls()
         {
             return Ok(None);
         }

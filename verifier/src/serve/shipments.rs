@@ -42,7 +42,7 @@ use super::AppState;
 use super::api::{ApiError, ApiResult, jose_body, json_response, now};
 use super::auth::{Principal, Role};
 use super::view::{Redact, View};
-use crate::chain::TrustAnchors;
+use crate::chain::{CrlDer, TrustAnchors};
 use crate::policy::VerifiedAttestation;
 use crate::policy::shipments::{ShippedDevice, VerifiedShipment};
 use crate::store::{
@@ -160,8 +160,17 @@ pub(crate) fn sightings(a: &VerifiedAttestation, at: i64) -> Vec<DeviceSighting>
 #[derive(Default)]
 pub(crate) struct ShipmentsHeld {
     stored: RwLock<Vec<StoredShipment>>,
+    checked: Mutex<Checked>,
+}
+
+/// What verifying the stored shipments gave, under the vendor CRLs they were checked against.
+#[derive(Default)]
+struct Checked {
+    /// The `[vendor] crls` in use when these were checked: other CRLs (a reload revoking a
+    /// signer) void every result.
+    vendor_crls: Vec<CrlDer>,
     /// By token SHA-256: the verified shipment, or why it did not verify.
-    checked: Mutex<HashMap<String, Result<VerifiedShipment, String>>>,
+    by_token: HashMap<String, Result<VerifiedShipment, String>>,
 }
 
 impl ShipmentsHeld {
@@ -173,31 +182,39 @@ impl ShipmentsHeld {
     }
 
     /// The stored shipments that verify (each at the instant it was received, once per
-    /// process), by id.
+    /// token and vendor CRLs), by id.
     pub(crate) fn verified(&self, trust: &TrustAnchors) -> Vec<VerifiedShipment> {
         let stored = self.stored.read().unwrap_or_else(PoisonError::into_inner);
         let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        if checked.vendor_crls.as_slice() != trust.vendor_crls() {
+            // A revoked signer's shipments must stop counting: check every token again.
+            checked.vendor_crls = trust.vendor_crls().to_vec();
+            checked.by_token.clear();
+        }
         let mut out = Vec::with_capacity(stored.len());
         for row in stored.iter() {
-            let result = checked.entry(row.token_sha256.clone()).or_insert_with(|| {
-                let result = crate::shipment::verify_token(trust, &row.token, row.received_at)
-                    .map_err(|e| format!("{}: {}", e.code(), e.sentence()))
-                    .and_then(|v| {
-                        if v.id == row.id && v.licence == row.licence {
-                            Ok(v)
-                        } else {
-                            Err("its token names another id or licence than its row".to_owned())
-                        }
-                    });
-                if let Err(e) = &result {
-                    tracing::warn!(
-                        shipment = %tppguard_proto::text::escape(&row.id),
-                        reason = %e,
-                        "a stored shipment does not verify; it is left out"
-                    );
-                }
-                result
-            });
+            let result = checked
+                .by_token
+                .entry(row.token_sha256.clone())
+                .or_insert_with(|| {
+                    let result = crate::shipment::verify_token(trust, &row.token, row.received_at)
+                        .map_err(|e| format!("{}: {}", e.code(), e.sentence()))
+                        .and_then(|v| {
+                            if v.id == row.id && v.licence == row.licence {
+                                Ok(v)
+                            } else {
+                                Err("its token names another id or licence than its row".to_owned())
+                            }
+                        });
+                    if let Err(e) = &result {
+                        tracing::warn!(
+                            shipment = %tppguard_proto::text::escape(&row.id),
+                            reason = %e,
+                            "a stored shipment does not verify; it is left out"
+                        );
+                    }
+                    result
+                });
             if let Ok(v) = result {
                 out.push(v.clone());
             }
@@ -259,14 +276,35 @@ async fn add(
     let (status, added) = match s.store.add_shipment(&row).await? {
         ShipmentInsert::Added => (StatusCode::CREATED, true),
         ShipmentInsert::AlreadyStored => (StatusCode::OK, false),
-        ShipmentInsert::Conflict { stored_sha256 } => {
+        ShipmentInsert::Conflict {
+            stored_sha256,
+            stored_vendor,
+        } => {
+            // Another vendor's record: its hash is not this caller's to see.
+            let hash = if stored_vendor == verified.vendor {
+                format!(" (SHA-256 {stored_sha256})")
+            } else {
+                String::new()
+            };
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "shipment_id_taken",
                 format!(
-                    "shipment {} is already recorded with another token (SHA-256 {stored_sha256}): \
-                     a shipment record is kept as first received; sign a correction under a new \
-                     shipment id",
+                    "shipment {} is already recorded with another token{hash}: a shipment \
+                     record is kept as first received; sign a correction under a new shipment id",
+                    tppguard_proto::text::escape(&verified.id)
+                ),
+            ));
+        }
+        ShipmentInsert::Full { max } => {
+            s.metrics.refused("shipments_full");
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "shipments_full",
+                format!(
+                    "shipment {} is not recorded: this verifier holds its most shipments \
+                     ({max}), and shipments are never deleted; ask the operator to archive the \
+                     store and start a new one, or to run another verifier for new licences",
                     tppguard_proto::text::escape(&verified.id)
                 ),
             ));
@@ -297,7 +335,14 @@ struct ShownShipment<'a> {
     devices: usize,
 }
 
-fn shown<'a>(v: &'a VerifiedShipment, row: &'a StoredShipment) -> ShownShipment<'a> {
+/// What the routes show of a stored row besides the verified shipment (never its token).
+struct Receipt {
+    received_at: i64,
+    received_by: String,
+    token_sha256: String,
+}
+
+fn shown<'a>(v: &'a VerifiedShipment, row: &'a Receipt) -> ShownShipment<'a> {
     ShownShipment {
         id: &v.id,
         licence: &v.licence,
@@ -312,25 +357,29 @@ fn shown<'a>(v: &'a VerifiedShipment, row: &'a StoredShipment) -> ShownShipment<
 }
 
 /// The verified shipments `view` sees, with their rows, by id.
-async fn visible<'v>(
-    s: &Shared,
-    view: &View<'v>,
-) -> ApiResult<Vec<(VerifiedShipment, StoredShipment)>> {
+async fn visible<'v>(s: &Shared, view: &View<'v>) -> ApiResult<Vec<(VerifiedShipment, Receipt)>> {
     s.fleet.refresh_for_read(&s.store).await?;
     let verified = s.fleet.shipments.verified(&s.trust());
-    let rows: HashMap<String, StoredShipment> = s
+    let stored = s
         .fleet
         .shipments
         .stored
         .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .map(|r| (r.id.clone(), r.clone()))
-        .collect();
-    let mut out: Vec<(VerifiedShipment, StoredShipment)> = verified
+        .unwrap_or_else(PoisonError::into_inner);
+    // Borrowed: a read clones no stored token.
+    let rows: HashMap<&str, &StoredShipment> = stored.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut out: Vec<(VerifiedShipment, Receipt)> = verified
         .into_iter()
         .filter(|v| view.sees_licence(&v.licence))
-        .filter_map(|v| rows.get(&v.id).cloned().map(|r| (v, r)))
+        .filter_map(|v| {
+            let r = rows.get(v.id.as_str())?;
+            let receipt = Receipt {
+                received_at: r.received_at,
+                received_by: r.received_by.clone(),
+                token_sha256: r.token_sha256.clone(),
+            };
+            Some((v, receipt))
+        })
         .collect();
     out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     Ok(out)
@@ -361,7 +410,7 @@ async fn list(
     }
     let view = View::of(&principal, &s.redactor);
     let all = visible(&s, &view).await?;
-    let matching: Vec<&(VerifiedShipment, StoredShipment)> = all
+    let matching: Vec<&(VerifiedShipment, Receipt)> = all
         .iter()
         .filter(|(v, _)| q.licence.as_deref().is_none_or(|l| v.licence == l))
         .collect();
@@ -798,6 +847,7 @@ mod route_tests {
                 licence: licence.to_owned(),
                 vendor: vendor.to_owned(),
                 site: "site-0".to_owned(),
+                country: "DE".parse().unwrap(),
                 delivered_at: now - 86_400,
                 devices: vec![ShippedDevice {
                     uuid,
@@ -812,6 +862,7 @@ mod route_tests {
                 .checked
                 .lock()
                 .unwrap()
+                .by_token
                 .insert(verified.token_sha256.clone(), Ok(verified));
             let row = NewShipment {
                 id: id.to_owned(),
@@ -828,6 +879,31 @@ mod route_tests {
             );
         }
         (s, attestations)
+    }
+
+    /// A result cached under other vendor CRLs (before a reload revoking the signer) is
+    /// voided: the token is verified again under the CRLs in use.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn other_vendor_crls_void_the_cached_verifications() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = two_vendors(dir.path()).await;
+        s.fleet.shipments.reload(&s.store).await.unwrap();
+        let trust = s.trust();
+        assert_eq!(s.fleet.shipments.verified(&trust).len(), 2, "as cached");
+        // As if these were checked under CRLs that are no longer those in use.
+        s.fleet.shipments.checked.lock().unwrap().vendor_crls = vec![CrlDer::from(vec![0x30, 0])];
+        let held = s.fleet.shipments.verified(&trust);
+        assert!(held.is_empty(), "the seeded tokens do not verify: {held:?}");
+        assert_eq!(
+            s.fleet
+                .shipments
+                .checked
+                .lock()
+                .unwrap()
+                .vendor_crls
+                .as_slice(),
+            trust.vendor_crls()
+        );
     }
 
     fn ids(answer: &Value) -> Vec<String> {

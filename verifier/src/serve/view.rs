@@ -28,7 +28,7 @@ use super::auth::{Principal, Role};
 use tppguard_proto::ruleset::{RuleSetPosture, RuleSetStatus};
 
 use crate::policy::{
-    CountryUsage, Finding, FleetVerdict, LicenceUsage, NodeVerdict, Severity, Verdict,
+    CountryUsage, Finding, FleetVerdict, LicenceUsage, NodeVerdict, Reason, Severity, Verdict,
 };
 
 /// What `[regulator] redact` may name.
@@ -185,11 +185,18 @@ pub(crate) fn node_of(verdict: &FleetVerdict, id: NodeId) -> Option<&NodeVerdict
         .and_then(|i| verdict.nodes.get(i))
 }
 
-/// The nodes a finding names: its node and the others it bears on.
+/// The nodes a finding names: its node, the others it bears on, and the node a
+/// `diverted_device` matched by UUID or serial alone names in its figures only (so a
+/// regulator's redactor still hides that node's GPU identities).
 fn named_nodes<'v>(verdict: &'v FleetVerdict, f: &Finding) -> Vec<Option<&'v NodeVerdict>> {
+    let in_figures = match &f.figures {
+        Reason::DivertedDevice { node, .. } if f.node.is_none() => Some(node),
+        _ => None,
+    };
     f.node
         .iter()
         .chain(&f.also_about)
+        .chain(in_figures)
         .map(|n| NodeId::from_hex(n).and_then(|id| node_of(verdict, id)))
         .collect()
 }

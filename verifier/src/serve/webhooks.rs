@@ -70,6 +70,8 @@ const STABLE_FIGURES: [&str; 6] = [
     "serial",
     "site",
 ];
+/// The stable figures that identify a device.
+const DEVICE_FIGURES: [&str; 3] = ["uuid", "hardware_id", "serial"];
 /// Most bytes of a receiver's answer read (and kept as the error).
 const MAX_ANSWER_BYTES: u64 = 1024;
 
@@ -189,8 +191,24 @@ pub(crate) fn event_id(name: &str, finding: &Finding, licence: &str, figures: &V
     part(name);
     part(finding.code);
     part(licence);
-    part(finding.node.as_deref().unwrap_or(""));
-    part(finding.gpu.as_deref().unwrap_or(""));
+    // The node: the finding's, else the one its figures name (a shipment finding matched
+    // by UUID or serial alone is about the licence only), so the id does not change with how
+    // the device was matched.
+    let node = finding
+        .node
+        .as_deref()
+        .or_else(|| figures.get("node").and_then(Value::as_str));
+    part(node.unwrap_or(""));
+    // The submod name only where no device identity names the GPU: a node re-enumerating its
+    // GPUs must not make the same device's condition a new event.
+    let identified = DEVICE_FIGURES
+        .iter()
+        .any(|key| stable_figure(figures, key).is_some_and(|v| !v.is_empty()));
+    part(if identified {
+        ""
+    } else {
+        finding.gpu.as_deref().unwrap_or("")
+    });
     for key in STABLE_FIGURES {
         part(key);
         part(stable_figure(figures, key).unwrap_or(""));
@@ -551,6 +569,29 @@ mod tests {
         );
         v.findings = findings;
         v
+    }
+
+    /// A node re-enumerating its GPUs (the shipped device now `gpu3`), or the device matched
+    /// another way (its node on the finding or only in the figures), is the same condition:
+    /// one event id.
+    #[test]
+    fn a_named_device_keeps_its_event_id_across_submods_and_matches() {
+        let figures =
+            serde_json::json!({"shipment": "S", "node": "n1", "device": {"uuid": "GPU-1"}});
+        let at_gpu0 = finding("diverted_device", "LIC-A", "n1", "gpu0");
+        let at_gpu3 = finding("diverted_device", "LIC-A", "n1", "gpu3");
+        let id = event_id("vendor-a", &at_gpu0, "LIC-A", &figures);
+        assert_eq!(event_id("vendor-a", &at_gpu3, "LIC-A", &figures), id);
+        let mut licence_only = at_gpu0.clone();
+        licence_only.node = None;
+        licence_only.gpu = None;
+        assert_eq!(event_id("vendor-a", &licence_only, "LIC-A", &figures), id);
+        // Another device, or another node, is another event.
+        let other = serde_json::json!({"shipment": "S", "node": "n1", "device": {"uuid": "GPU-2"}});
+        assert_ne!(event_id("vendor-a", &at_gpu0, "LIC-A", &other), id);
+        let elsewhere =
+            serde_json::json!({"shipment": "S", "node": "n2", "device": {"uuid": "GPU-1"}});
+        assert_ne!(event_id("vendor-a", &licence_only, "LIC-A", &elsewhere), id);
     }
 
     #[test]

@@ -98,6 +98,13 @@ pub enum ShipmentInsert {
     Conflict {
         /// SHA-256 of the token stored under the id.
         stored_sha256: String,
+        /// The vendor of the stored record (the route shows the hash to that vendor only).
+        stored_vendor: String,
+    },
+    /// The store holds its most shipments already (`max`): refused, nothing written.
+    Full {
+        /// The bound.
+        max: usize,
     },
 }
 
@@ -217,6 +224,17 @@ impl Store {
     /// Stores a verified shipment (see [`ShipmentInsert`]) in a write batch of its own, so it
     /// moves the fleet version and replicas take it in at their next refresh.
     pub async fn add_shipment(&self, s: &NewShipment) -> Result<ShipmentInsert, StoreError> {
+        self.add_shipment_within(s, MAX_SHIPMENTS).await
+    }
+
+    /// [`Self::add_shipment`] with at most `max` shipments stored: a new id beyond it is
+    /// [`ShipmentInsert::Full`] (shipments are never deleted, and the fleet reads at most
+    /// [`MAX_SHIPMENTS`]: refusing here keeps every stored one evaluated).
+    pub async fn add_shipment_within(
+        &self,
+        s: &NewShipment,
+        max: usize,
+    ) -> Result<ShipmentInsert, StoreError> {
         check_len("shipment id", &s.id, 1, MAX_SHIPMENT_ID_LEN)?;
         check_len("licence id", &s.licence, 1, MAX_LICENCE_ID_LEN)?;
         check_len("vendor", &s.vendor, 0, MAX_VENDOR_LEN)?;
@@ -225,6 +243,22 @@ impl Store {
         let sha = sha256_hex(s.token.as_bytes());
         let err = self.query_err("adding a shipment");
         let mut batch = self.begin_batch().await?;
+        let known = sqlx::query("SELECT token_sha256 FROM shipments WHERE shipment_id = $1")
+            .bind(&s.id)
+            .fetch_optional(&mut *batch.tx)
+            .await
+            .map_err(&err)?;
+        if known.is_none() {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM shipments")
+                .fetch_one(&mut *batch.tx)
+                .await
+                .map_err(&err)?;
+            let n: i64 = row.try_get("n").map_err(&err)?;
+            if usize::try_from(n).unwrap_or(usize::MAX) >= max {
+                // Nothing was written: the transaction is dropped (rolled back).
+                return Ok(ShipmentInsert::Full { max });
+            }
+        }
         let done = sqlx::query(
             "INSERT INTO shipments (shipment_id, licence_id, vendor, token, token_sha256, \
              delivered_at, received_at, received_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -245,18 +279,20 @@ impl Store {
             batch.commit().await?;
             return Ok(ShipmentInsert::Added);
         }
-        let row = sqlx::query("SELECT token_sha256 FROM shipments WHERE shipment_id = $1")
+        let row = sqlx::query("SELECT token_sha256, vendor FROM shipments WHERE shipment_id = $1")
             .bind(&s.id)
             .fetch_one(&mut *batch.tx)
             .await
             .map_err(&err)?;
         let stored: String = row.try_get("token_sha256").map_err(&err)?;
+        let stored_vendor: String = row.try_get("vendor").map_err(&err)?;
         // Nothing was written: the transaction is dropped (rolled back).
         Ok(if stored == sha {
             ShipmentInsert::AlreadyStored
         } else {
             ShipmentInsert::Conflict {
                 stored_sha256: stored,
+                stored_vendor,
             }
         })
     }
@@ -273,18 +309,20 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// Every stored shipment, by id (at most [`MAX_SHIPMENTS`]; more is an error).
+    /// The stored shipments, by id: at most [`MAX_SHIPMENTS`] (the first by id). Never an
+    /// error on count: the fleet reloads them on every refresh, and new ones are refused at
+    /// the bound ([`ShipmentInsert::Full`]).
     pub async fn shipments(&self) -> Result<Vec<StoredShipment>, StoreError> {
         let sql = format!("SELECT {SHIPMENT_COLUMNS} FROM shipments ORDER BY shipment_id LIMIT $1");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(limit_plus_one(MAX_SHIPMENTS))
+            .bind(i64::try_from(MAX_SHIPMENTS).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
             .map_err(self.query_err("reading shipments"))?;
-        if rows.len() > MAX_SHIPMENTS {
-            return Err(self.too_many("shipments", MAX_SHIPMENTS));
-        }
-        rows.iter().map(|r| self.shipment_row(r)).collect()
+        rows.iter()
+            .take(MAX_SHIPMENTS)
+            .map(|r| self.shipment_row(r))
+            .collect()
     }
 
     /// The shipment `id`, if stored.

@@ -865,7 +865,8 @@ async fn shipments_stored_once(kind: Kind) {
     assert_eq!(
         s.add_shipment(&other).await.expect("conflict"),
         ShipmentInsert::Conflict {
-            stored_sha256: sha256_hex(b"a.b.c")
+            stored_sha256: sha256_hex(b"a.b.c"),
+            stored_vendor: first.vendor.clone(),
         }
     );
     s.add_shipment(&shipment("SHP-0", "LIC-B", "d.e.f"))
@@ -887,6 +888,18 @@ async fn shipments_stored_once(kind: Kind) {
         ("LIC-A", "a.b.c", 100, 200)
     );
     assert_eq!(one.token_sha256, sha256_hex(b"a.b.c"));
+    assert_eq!(s.shipment_count().await.expect("n"), 2);
+    // At the bound, a new id is refused with nothing written; a stored one still answers.
+    assert_eq!(
+        s.add_shipment_within(&shipment("SHP-2", "LIC-A", "j.k.l"), 2)
+            .await
+            .expect("full"),
+        ShipmentInsert::Full { max: 2 }
+    );
+    assert_eq!(
+        s.add_shipment_within(&first, 2).await.expect("again"),
+        ShipmentInsert::AlreadyStored
+    );
     assert_eq!(s.shipment_count().await.expect("n"), 2);
     assert!(s.shipment("SHP-9").await.expect("read").is_none());
     // Bounds and NUL are refused, nothing stored.
