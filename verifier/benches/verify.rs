@@ -267,6 +267,7 @@ fn shipments_and_leases(
                 licence: licence.clone(),
                 vendor: "CN=bench vendor".to_owned(),
                 site: site.clone(),
+                country: "DE".parse().expect("a country"),
                 delivered_at: at - 86_400,
                 devices: chunk.to_vec(),
                 token_sha256: format!("{:064x}", shipments.len()),
