@@ -22,7 +22,7 @@ use crate::cli::{ShipmentArgs, ShipmentCommand, ShipmentShowArgs, ShipmentSignAr
 use crate::error::Error;
 use crate::licence::{Signer, format_rfc3339, load_signer_files};
 use crate::pki::{SHIPMENT_SIGNER_CHAIN, SHIPMENT_SIGNER_KEY};
-use crate::policy::shipments::{ShippedDevice, VerifiedShipment};
+use crate::policy::shipments::VerifiedShipment;
 
 #[cfg(test)]
 mod tests;
@@ -184,16 +184,7 @@ fn verify_parts(
         site: shipment.delivery().site.clone(),
         country: shipment.delivery().country,
         delivered_at: shipment.delivered_at(),
-        devices: shipment
-            .devices()
-            .iter()
-            .map(|d| ShippedDevice {
-                uuid: d.uuid.clone(),
-                serial: d.serial.clone(),
-                hardware_id: d.hardware_id.clone(),
-                model: d.model.clone(),
-            })
-            .collect(),
+        devices: shipment.devices().to_vec(),
         token_sha256: crate::store::sha256_hex(token.as_bytes()),
     };
     Ok((shipment, verified, leaf))

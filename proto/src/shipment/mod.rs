@@ -252,6 +252,20 @@ impl ShipmentError {
     }
 }
 
+impl Device {
+    /// How sentences name it: its UUID, else its serial, else its hardware identity (escaped:
+    /// a sentence goes to terminals and logs).
+    pub fn label(&self) -> String {
+        use crate::text::escape;
+        match (&self.uuid, &self.serial, &self.hardware_id) {
+            (Some(u), _, _) => escape(u).into_owned(),
+            (None, Some(s), _) => format!("serial {}", escape(s)),
+            (None, None, Some(h)) => format!("hardware identity {}", escape(h)),
+            (None, None, None) => "without identity".to_owned(),
+        }
+    }
+}
+
 impl Shipment {
     /// Parses and validates a shipment from TOML text (the authoring format).
     pub fn from_toml_str(text: &str) -> Result<Self, ShipmentError> {

@@ -50,22 +50,9 @@ use super::gpu::Deriver;
 use super::latest::Current;
 use super::{NodeVerdict, Reason, VerifiedAttestation, VerifiedLicence};
 
-/// A GPU identity as a shipment lists it: at least one of the three.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ShippedDevice {
-    /// "GPU-…" UUID.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uuid: Option<String>,
-    /// Board serial.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub serial: Option<String>,
-    /// Hardware identity (the device certificate's, hex), where the vendor recorded it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hardware_id: Option<String>,
-    /// The model, as the spec table names it, when given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-}
+/// A GPU identity as a shipment lists it (at least one of UUID, serial and hardware identity):
+/// the shipment format's own device, defined once in proto.
+pub use tppguard_proto::shipment::Device as ShippedDevice;
 
 /// A shipment whose signature chained to a pinned `[vendor] roots` root: only
 /// `crate::shipment` builds one from a token.
@@ -87,19 +74,6 @@ pub struct VerifiedShipment {
     pub devices: Vec<ShippedDevice>,
     /// SHA-256 (hex) of the signed token.
     pub token_sha256: String,
-}
-
-impl ShippedDevice {
-    /// How sentences name it: its UUID, else its serial, else its hardware identity.
-    pub fn label(&self) -> String {
-        use tppguard_proto::text::escape;
-        match (&self.uuid, &self.serial, &self.hardware_id) {
-            (Some(u), _, _) => escape(u).into_owned(),
-            (None, Some(s), _) => format!("serial {}", escape(s)),
-            (None, None, Some(h)) => format!("hardware identity {}", escape(h)),
-            (None, None, None) => "without identity".to_owned(),
-        }
-    }
 }
 
 /// One licence's shipments, as its usage shows them ([`super::LicenceUsage::shipments`]).
