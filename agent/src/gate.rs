@@ -645,7 +645,7 @@ impl Gatekeeper {
         node: NodeId,
         now: i64,
     ) -> anyhow::Result<Self> {
-        let record = match read_bounded(&dir.join(STATE_FILE))? {
+        let record = match read_bounded(&dir.join(STATE_FILE), MAX_FILE_BYTES)? {
             Some(text) => serde_json::from_str(&text).with_context(|| {
                 format!(
                     "{} does not read; it is the agent's own file: move it away to start \
@@ -658,7 +658,7 @@ impl Gatekeeper {
                 ..GateRecord::default()
             },
         };
-        let lease = match read_bounded(&dir.join(LEASE_FILE))? {
+        let lease = match read_bounded(&dir.join(LEASE_FILE), MAX_FILE_BYTES)? {
             Some(jws) => {
                 let expect = Expect {
                     node,
@@ -873,7 +873,7 @@ impl Gatekeeper {
 /// silently say nothing about gating.
 pub fn load_report(dir: &Path) -> anyhow::Result<Option<GatingReport>> {
     let path = dir.join(REPORT_FILE);
-    read_bounded(&path)?
+    read_bounded(&path, MAX_FILE_BYTES)?
         .map(|text| {
             serde_json::from_str(&text).with_context(|| {
                 format!(
@@ -886,8 +886,9 @@ pub fn load_report(dir: &Path) -> anyhow::Result<Option<GatingReport>> {
         .transpose()
 }
 
-/// A file's text, at most [`MAX_FILE_BYTES`]; `None` when it does not exist.
-fn read_bounded(path: &Path) -> anyhow::Result<Option<String>> {
+/// A file's text, at most `max` bytes; `None` when it does not exist. The one bounded read of
+/// the agent's gating files and of a lease given on the command line.
+pub(crate) fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Option<String>> {
     use std::io::Read as _;
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -895,12 +896,12 @@ fn read_bounded(path: &Path) -> anyhow::Result<Option<String>> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let mut text = String::new();
-    file.take(MAX_FILE_BYTES.saturating_add(1))
+    file.take(max.saturating_add(1))
         .read_to_string(&mut text)
         .with_context(|| format!("reading {}", path.display()))?;
-    if u64::try_from(text.len()).map_or(true, |n| n > MAX_FILE_BYTES) {
+    if u64::try_from(text.len()).map_or(true, |n| n > max) {
         anyhow::bail!(
-            "{} is larger than {MAX_FILE_BYTES} bytes: not a file the agent wrote",
+            "{} is larger than {max} bytes: not a file the agent wrote, nor a lease",
             path.display()
         );
     }

@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use serde::Serialize;
 use tppguard_proto::lease::{GatingMode, GatingReport, OnExpiry};
 use tppguard_proto::text::Escaped;
@@ -92,21 +91,12 @@ fn setup(args: &GateArgs) -> anyhow::Result<Setup> {
 }
 
 fn read_lease(path: &Path) -> anyhow::Result<String> {
-    use std::io::Read as _;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| {
-            f.take(MAX_LEASE_FILE_BYTES.saturating_add(1))
-                .read_to_string(&mut text)
-        })
-        .with_context(|| format!("reading the lease {}", path.display()))?;
-    if u64::try_from(text.len()).map_or(true, |n| n > MAX_LEASE_FILE_BYTES) {
-        anyhow::bail!(
-            "the lease {} is larger than {MAX_LEASE_FILE_BYTES} bytes: not a lease",
+    super::read_bounded(path, MAX_LEASE_FILE_BYTES)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the lease {} does not exist; give the file the verifier's answer held",
             path.display()
-        );
-    }
-    Ok(text)
+        )
+    })
 }
 
 /// `tppguard-agent gate`.
